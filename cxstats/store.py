@@ -1,0 +1,333 @@
+"""DuckDB storage: open, migrate, load one batch in one transaction, list batches, undo.
+
+Every canonical table is append-only and carries ``batch_id`` and ``row_no`` (the spreadsheet row
+the value came from), so undoing a batch is deleting its rows, and "the current customer" is the
+row of the latest batch (a later upload updates a customer; DESIGN.md).
+
+One process owns the database file at a time (DuckDB 2.x locks it), so every operation opens a
+connection, does its work and closes it: the command line and the app then take turns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+from . import CxStatsError
+from .schema import KINDS
+
+DEFAULT_DB = Path("data") / "cxstats.duckdb"
+SCHEMA_VERSION = 1
+
+DEFAULT_SETTINGS: dict[str, str] = {
+    "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
+    "period": "quarter",  # or "month": engagement is only ever grouped by (unit, period)
+    "index_items": "",  # ";"-separated subset of items forming the engagement index; empty = all
+    "max_file_mb": "200",
+    "max_rows": "5000000",
+    "reward_cooldown_days": "90",
+    "comment_min_group": "10",
+}
+MIN_GROUP_FLOOR = 3
+
+
+def db_path(path: str | os.PathLike | None = None) -> Path:
+    """--db, else CXSTATS_DB, else data/cxstats.duckdb."""
+    return Path(path or os.environ.get("CXSTATS_DB") or DEFAULT_DB)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "resource temporarily unavailable" in text
+
+
+@contextmanager
+def connect(path: str | os.PathLike | None = None, *, wait_s: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database (creating and migrating it), yield the connection, close it.
+
+    A file held by another process is retried for ``wait_s`` seconds, then refused with
+    "database busy, try again".
+    """
+    p = db_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(p))
+            break
+        except duckdb.Error as exc:  # IOException on a locked file
+            if not _is_lock_error(exc):
+                raise CxStatsError(f"cannot open database {p}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise CxStatsError(
+                    f"database busy, try again: {p} is in use by another cxstats process"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    try:
+        migrate(con)
+        yield con
+    finally:
+        con.close()
+
+
+def _table_ddl(kind: str) -> str:
+    k = KINDS[kind]
+    cols = ["batch_id INTEGER NOT NULL", "row_no INTEGER"]
+    if kind == "purchases":
+        cols.append("line_no INTEGER")
+    for f in k.fields:
+        cols.append(f"{f.name} {f.sql_type}")
+    if kind == "mentions":
+        # 'file' when the upload carried sentiment, 'vader' when computed, 'unscored' for other languages
+        cols.append("sentiment_source VARCHAR")
+    return f"CREATE TABLE IF NOT EXISTS {k.table} ({', '.join(cols)})"
+
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS batches (
+        batch_id INTEGER PRIMARY KEY, kind VARCHAR NOT NULL, file_name VARCHAR, rows INTEGER,
+        loaded_at TIMESTAMP, sha256 VARCHAR, undone BOOLEAN DEFAULT FALSE, undone_at TIMESTAMP,
+        loaded_by VARCHAR, skipped_rows INTEGER DEFAULT 0, note VARCHAR)""",
+    # engagement item answers, long format: one row per respondent and item
+    """CREATE TABLE IF NOT EXISTS engagement_answers (
+        batch_id INTEGER NOT NULL, row_no INTEGER NOT NULL, item VARCHAR NOT NULL, score SMALLINT NOT NULL)""",
+    # per-batch item metadata: scale (5 or 7) and whether the item was reverse-keyed on import
+    """CREATE TABLE IF NOT EXISTS engagement_items (
+        batch_id INTEGER NOT NULL, item VARCHAR NOT NULL, scale SMALLINT NOT NULL, reverse_keyed BOOLEAN)""",
+    """CREATE TABLE IF NOT EXISTS export_audit (
+        export_id INTEGER, exported_at TIMESTAMP, who VARCHAR, role VARCHAR, format VARCHAR,
+        filter VARCHAR, rows INTEGER, file_name VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS login_attempts (
+        username VARCHAR PRIMARY KEY, failures INTEGER, last_failure TIMESTAMP, locked_until TIMESTAMP)""",
+] + [_table_ddl(k) for k in KINDS]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables and default settings (idempotent)."""
+    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'").fetchall()
+    if have[0][0]:
+        v = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        if v and int(v[0][0]) >= SCHEMA_VERSION:
+            return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for stmt in DDL:
+            con.execute(stmt)
+        for key, value in DEFAULT_SETTINGS.items():
+            con.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", [key, value])
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_group: int
+    period: str
+    index_items: tuple[str, ...]
+    max_file_mb: float
+    max_rows: int
+    reward_cooldown_days: int
+    comment_min_group: int
+
+
+def settings(con: duckdb.DuckDBPyConnection) -> Settings:
+    raw = dict(DEFAULT_SETTINGS)
+    raw.update(dict(con.execute("SELECT key, value FROM settings").fetchall()))
+    return Settings(
+        min_group=max(MIN_GROUP_FLOOR, int(raw["min_group"])),
+        period=raw["period"],
+        index_items=tuple(i for i in raw["index_items"].split(";") if i),
+        max_file_mb=float(raw["max_file_mb"]),
+        max_rows=int(raw["max_rows"]),
+        reward_cooldown_days=int(raw["reward_cooldown_days"]),
+        comment_min_group=max(10, int(raw["comment_min_group"])),
+    )
+
+
+def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, viewer=None) -> None:
+    """Change a database-wide setting (admin only; min_group never below 3)."""
+    if viewer is not None:
+        viewer.require("admin")
+    if key not in DEFAULT_SETTINGS:
+        raise CxStatsError(f"unknown setting {key!r}; known: {', '.join(DEFAULT_SETTINGS)}")
+    value = str(value)
+    if key == "min_group" and int(value) < MIN_GROUP_FLOOR:
+        raise CxStatsError(f"min_group may not be below {MIN_GROUP_FLOOR} (anonymity)")
+    if key == "period" and value not in ("quarter", "month"):
+        raise CxStatsError("period must be 'quarter' or 'month'")
+    con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+
+
+# ---------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: int
+    kind: str
+    file_name: str
+    rows: int
+    loaded_at: datetime
+    sha256: str
+    undone: bool
+    loaded_by: str | None = None
+    skipped_rows: int = 0
+
+    def as_json(self) -> dict:
+        return {
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "file_name": self.file_name,
+            "rows": self.rows,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds") if self.loaded_at else None,
+            "sha256": self.sha256,
+            "undone": bool(self.undone),
+        }
+
+
+def list_batches(con: duckdb.DuckDBPyConnection) -> list[Batch]:
+    rows = con.execute(
+        "SELECT batch_id, kind, file_name, rows, loaded_at, sha256, undone, loaded_by, skipped_rows "
+        "FROM batches ORDER BY batch_id"
+    ).fetchall()
+    return [Batch(*r) for r in rows]
+
+
+def find_active_hash(con: duckdb.DuckDBPyConnection, kind: str, sha256: str) -> int | None:
+    """batch_id of a live (not undone) batch of this kind with this content hash, if any."""
+    r = con.execute(
+        "SELECT batch_id FROM batches WHERE kind = ? AND sha256 = ? AND NOT undone LIMIT 1", [kind, sha256]
+    ).fetchall()
+    return r[0][0] if r else None
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, batch_id: int) -> None:
+    if frame is None or len(frame) == 0:
+        return
+    cols = [c for c in frame.columns if c != "batch_id"]
+    name = f"_load_{table}"
+    con.register(name, frame)
+    try:
+        col_list = ", ".join(cols)
+        con.execute(f"INSERT INTO {table} (batch_id, {col_list}) SELECT ?, {col_list} FROM {name}", [batch_id])
+    finally:
+        con.unregister(name)
+
+
+def load_batch(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    tables: dict[str, pd.DataFrame],
+    *,
+    file_name: str,
+    sha256: str,
+    rows: int,
+    loaded_by: str | None = None,
+    skipped_rows: int = 0,
+    note: str | None = None,
+) -> int:
+    """Write one batch in one transaction; returns its batch_id.
+
+    ``tables`` maps table name -> frame whose columns are a subset of the table's (without
+    batch_id). Either every frame is written with the batch row, or nothing is.
+    """
+    if kind not in KINDS:
+        raise CxStatsError(f"unknown kind {kind!r}")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if find_active_hash(con, kind, sha256) is not None:
+            raise CxStatsError("this content is already loaded (same rows as an earlier batch); nothing written")
+        batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchall()[0][0]
+        con.execute(
+            "INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256, undone, loaded_by, "
+            "skipped_rows, note) VALUES (?, ?, ?, ?, ?, ?, FALSE, ?, ?, ?)",
+            [batch_id, kind, file_name, rows, datetime.now().replace(microsecond=0), sha256, loaded_by,
+             skipped_rows, note],
+        )
+        for table, frame in tables.items():
+            _insert_frame(con, table, frame, batch_id)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return batch_id
+
+
+BATCH_TABLES = tuple(KINDS) + ("engagement_answers", "engagement_items")
+
+
+def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
+    """Remove exactly one batch's rows and mark it undone, in one transaction."""
+    if viewer is not None:
+        viewer.require("admin")
+    found = [b for b in list_batches(con) if b.batch_id == int(batch_id)]
+    if not found:
+        raise CxStatsError(f"no batch {batch_id}; run 'python -m cxstats batches' to list them")
+    if found[0].undone:
+        raise CxStatsError(f"batch {batch_id} is already undone")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in BATCH_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [int(batch_id)])
+        con.execute(
+            "UPDATE batches SET undone = TRUE, undone_at = ? WHERE batch_id = ?",
+            [datetime.now().replace(microsecond=0), int(batch_id)],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return [b for b in list_batches(con) if b.batch_id == int(batch_id)][0]
+
+
+def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every spelling that names a unit -> unit_id (unit_id itself, then aliases), from `units`."""
+    rows = con.execute(
+        "SELECT unit_id, aliases FROM units QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC) = 1"
+    ).fetchall()
+    out: dict[str, str] = {}
+    for unit_id, _ in rows:
+        out[str(unit_id)] = str(unit_id)
+    for unit_id, aliases in rows:
+        for a in str(aliases or "").split(";"):
+            a = a.strip()
+            if a:
+                out.setdefault(a, str(unit_id))
+    return out
+
+
+def table_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent checksum of every table: tests compare before/after."""
+    out = {}
+    names = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+    for t in names:
+        n, h = con.execute(f"SELECT count(*), coalesce(sum(hash(t))::HUGEINT, 0)::VARCHAR FROM {t} AS t").fetchall()[0]
+        out[t] = (n, h)
+    return out
+
+
+def current_customers_sql() -> str:
+    """SQL for the current version of each customer (latest batch wins)."""
+    return (
+        "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY customer_id "
+        "ORDER BY batch_id DESC, row_no DESC) AS rn FROM customers) WHERE rn = 1"
+    )

@@ -1,0 +1,32 @@
+"""Shared fixtures: a fresh database path per test, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    """A fresh database file path (created on first connect)."""
+    return tmp_path / "test.duckdb"
+
+
+def run_cli(*args: str, db: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m cxstats ...` in a subprocess, as a user would."""
+    cmd = [sys.executable, "-m", "cxstats", *args]
+    if db is not None:
+        cmd += ["--db", str(db)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
