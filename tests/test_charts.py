@@ -1,0 +1,192 @@
+"""cxstats.charts: figure specs (suppression never drawn as a number, escaping, intervals).
+
+Reference values are worked by hand or come from the textbook formulas, never from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from cxstats import charts
+
+
+def spec(fig: go.Figure) -> str:
+    return json.dumps(fig.to_plotly_json(), default=str)
+
+
+# ---------------------------------------------------------------- fit band (hand-worked example)
+
+# x = 1..5, y = 2,4,5,4,5: b = Sxy/Sxx = 6/10 = 0.6, a = 4 - 0.6*3 = 2.2, SSE = 2.4, s = sqrt(0.8),
+# t(0.975, 3) = 3.182446; band half-width at x0 = s * t * sqrt(1/5 + (x0-3)^2/10)
+T3 = 3.182446305284263
+S = math.sqrt(0.8)
+
+
+@pytest.mark.parametrize("x0, fit", [(1.0, 2.8), (2.0, 3.4), (3.0, 4.0), (4.0, 4.6), (5.0, 5.2)])
+def test_fit_band_matches_hand_worked_ols(x0, fit):
+    band = charts.fit_band([1, 2, 3, 4, 5], [2, 4, 5, 4, 5], points=5)
+    row = band[band["x"] == x0].iloc[0]
+    half = T3 * S * math.sqrt(1 / 5 + (x0 - 3) ** 2 / 10)
+    assert row["fit"] == pytest.approx(fit)
+    assert row["low"] == pytest.approx(fit - half, abs=1e-6)
+    assert row["high"] == pytest.approx(fit + half, abs=1e-6)
+
+
+@pytest.mark.parametrize("x, y", [([1, 2], [3, 4]), ([2, 2, 2, 2], [1, 2, 3, 4]), ([], [])])
+def test_fit_band_empty_when_no_line_can_be_fitted(x, y):
+    assert len(charts.fit_band(x, y)) == 0
+
+
+# ---------------------------------------------------------------- engagement heatmap suppression
+
+
+def heat_frame():
+    return pd.DataFrame(
+        [
+            {"unit_id": "U1", "item": "pride", "favourable_pct": 81.25, "suppressed": False},
+            {"unit_id": "U1", "item": "growth", "favourable_pct": 62.5, "suppressed": False},
+            # a suppressed group whose (leaked) value must never be drawn
+            {"unit_id": "U2", "item": "pride", "favourable_pct": 66.6666, "suppressed": True},
+            {"unit_id": "U2", "item": "growth", "favourable_pct": 33.3333, "suppressed": True},
+            {"unit_id": "U3", "item": "pride", "favourable_pct": None, "suppressed": False},
+            {"unit_id": "U3", "item": "growth", "favourable_pct": 50.0, "suppressed": False},
+        ]
+    )
+
+
+def test_heatmap_never_draws_a_suppressed_value():
+    fig = charts.engagement_heatmap(heat_frame())
+    s = spec(fig)
+    assert "66.66" not in s and "33.33" not in s and "67%" not in s and "33%" not in s
+    hm = fig.data[0]
+    u2 = list(hm.y).index("U2")
+    assert list(hm.z[u2]) == [None, None]
+    assert list(hm.text[u2]) == ["suppressed", "suppressed"]
+
+
+@pytest.mark.parametrize(
+    "unit, item, shown",
+    [("U1", "pride", "81%"), ("U1", "growth", "62%"), ("U3", "pride", "suppressed"), ("U3", "growth", "50%")],
+)
+def test_heatmap_cell_labels(unit, item, shown):
+    hm = charts.engagement_heatmap(heat_frame()).data[0]
+    assert hm.text[list(hm.y).index(unit)][list(hm.x).index(item)] == shown
+
+
+def test_trend_leaves_suppressed_periods_as_gaps():
+    df = pd.DataFrame({"unit_id": ["U1"] * 3, "period": ["2025Q1", "2025Q2", "2025Q3"],
+                       "engagement": [70.0, 12.3456, 72.0], "suppressed": [False, True, False]})
+    fig = charts.engagement_trend(df)
+    assert list(fig.data[0].y) == [70.0, None, 72.0]
+    assert "12.34" not in spec(fig)
+
+
+def test_answer_distribution_shares_per_item():
+    df = pd.DataFrame({"item": ["a"] * 5, "score": [1, 2, 3, 4, 5], "count": [1, 1, 2, 4, 2]})
+    fig = charts.answer_distribution(df)
+    assert [t.x[0] for t in fig.data] == pytest.approx([10, 10, 20, 40, 20])
+
+
+# ---------------------------------------------------------------- escaping user text
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda u: charts.engagement_heatmap(pd.DataFrame([{"unit_id": u, "item": "i", "favourable_pct": 50.0}])),
+        lambda u: charts.linkage_scatter([{"unit_id": u, "engagement": 50, "cx": 70, "respondents": 9,
+                                           "cx_responses": 40}]),
+        lambda u: charts.cx_bars(pd.DataFrame({"unit_id": [u], "csat_pct": [80.0]}), by="unit_id", value="csat_pct"),
+        lambda u: charts.contributions_chart(pd.DataFrame({"customer_id": [u], "score": [70], "loyalty": [40.0]})),
+    ],
+)
+def test_user_text_is_escaped(build):
+    s = spec(build("<img src=x onerror=alert(1)>"))
+    assert "<img" not in s
+    assert "&lt;img" in s
+
+
+# ---------------------------------------------------------------- linkage figures
+
+
+def test_scatter_has_points_fit_and_band():
+    units = [{"unit_id": f"U{i}", "engagement": 50 + i, "cx": 60 + 0.5 * i + (i % 3), "respondents": 10,
+              "cx_responses": 30} for i in range(10)]
+    fig = charts.linkage_scatter(units, metric="csat_pct")
+    names = [t.name for t in fig.data]
+    assert names == ["95% band of the fit", "fit (OLS)", "unit"]
+    assert list(fig.data[2].text) == [f"U{i}" for i in range(10)]
+
+
+def test_lag_chart_error_bars_are_ci_minus_estimate():
+    lags = [{"lag": 1, "coef": 0.2, "ci_low": 0.05, "ci_high": 0.4, "p": 0.01, "n": 50, "r": 0.3},
+            {"lag": -1, "coef": 0.0, "ci_low": -0.1, "ci_high": 0.1, "p": 0.9, "n": 50, "r": 0.0}]
+    tr = charts.lag_chart(lags).data[0]
+    assert list(tr.x) == [-1, 1]
+    assert list(tr.error_y.array) == pytest.approx([0.1, 0.2])
+    assert list(tr.error_y.arrayminus) == pytest.approx([0.1, 0.15])
+
+
+def test_drivers_sorted_by_absolute_r():
+    drivers = [{"item": "a", "r": 0.1, "ci_low": -0.2, "ci_high": 0.4, "p": 0.5, "q": 0.5},
+               {"item": "b", "r": -0.6, "ci_low": -0.8, "ci_high": -0.3, "p": 0.001, "q": 0.002}]
+    tr = charts.drivers_chart(drivers).data[0]
+    assert list(tr.y) == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: charts.engagement_heatmap(pd.DataFrame()),
+        lambda: charts.engagement_trend(pd.DataFrame()),
+        lambda: charts.answer_distribution(pd.DataFrame()),
+        lambda: charts.cx_bars(pd.DataFrame(), by="unit_id", value="nps"),
+        lambda: charts.cx_trend(pd.DataFrame(), value="nps"),
+        lambda: charts.response_times(pd.DataFrame()),
+        lambda: charts.linkage_scatter([]),
+        lambda: charts.lag_chart([]),
+        lambda: charts.drivers_chart([]),
+        lambda: charts.quartile_chart(None),
+        lambda: charts.contributions_chart(pd.DataFrame()),
+        lambda: charts.tier_counts(pd.DataFrame()),
+        lambda: charts.programme_effect_chart(None),
+    ],
+)
+def test_empty_input_gives_a_figure_that_says_so(build):
+    fig = build()
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.annotations and fig.layout.annotations[0].text
+
+
+def test_quartile_title_carries_difference_and_interval():
+    fig = charts.quartile_chart({"top": 85.0, "bottom": 75.0, "diff": 10.0, "ci_low": 2.5, "ci_high": 17.5})
+    assert "+10.0" in fig.layout.title.text and "+2.5" in fig.layout.title.text
+    assert list(fig.data[0].y) == [75.0, 85.0]
+
+
+def test_nps_bars_carry_margin_of_error():
+    df = pd.DataFrame({"unit_id": ["A", "B"], "nps": [30.0, 10.0], "low": [20.0, -5.0], "high": [40.0, 25.0],
+                       "n": [100, 50]})
+    tr = charts.cx_bars(df, by="unit_id", value="nps", low="low", high="high").data[0]
+    assert list(tr.error_y.array) == pytest.approx([10, 15])
+    assert list(tr.error_y.arrayminus) == pytest.approx([10, 15])
+
+
+def test_response_times_in_percent():
+    df = pd.DataFrame({"channel": ["twitter", "email"], "target_hours": [1, 6], "share_within": [0.5, 0.25],
+                       "n": [10, 4]})
+    tr = charts.response_times(df).data[0]
+    assert list(tr.y) == pytest.approx([50, 25])
+
+
+def test_programme_effect_is_labelled_estimate():
+    eff = {"before_rewarded": 1.0, "after_rewarded": 1.5, "before_control": 1.0, "after_control": 1.1,
+           "did": 0.4, "ci_low": 0.1, "ci_high": 0.7, "pairs": 12}
+    fig = charts.programme_effect_chart(eff)
+    assert "estimate" in fig.layout.title.text
+    assert len(fig.data) == 2
