@@ -1,7 +1,76 @@
-"""cxstats dashboard router (pages arrive with the dashboard issue)."""
+"""cxstats dashboard: login, role -> visible pages, routing with st.navigation.
+
+Run with `streamlit run app.py`. The database is CXSTATS_DB or data/cxstats.duckdb; an empty
+database gets the demo data at start (CXSTATS_DEMO=0 turns that off). Without CXSTATS_USERS the
+app runs as a single local admin and says so in the sidebar.
+"""
+
+import os
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="cxstats", layout="wide")
-st.title("cxstats")
-st.write("The dashboard pages are being built; use the command line meanwhile: `python -m cxstats --help`.")
+import ui
+from cxstats import CxStatsError
+
+HERE = Path(__file__).resolve().parent
+
+# key -> (file, title, icon); file names are fixed (both dashboard engineers rely on them)
+PAGES = {
+    "overview": ("pages/overview.py", "Overview", ":material/dashboard:"),
+    "upload": ("pages/upload.py", "Upload", ":material/upload_file:"),
+    "engagement": ("pages/engagement.py", "Engagement", ":material/groups:"),
+    "customers": ("pages/customers.py", "Customers", ":material/sentiment_satisfied:"),
+    "linkage": ("pages/linkage.py", "Linkage", ":material/insights:"),
+    "advocates": ("pages/advocates.py", "Advocates", ":material/campaign:"),
+    "data": ("pages/data.py", "Data", ":material/database:"),
+}
+
+# DESIGN.md roles: marketing never gets a page with employee data; a manager has no Data page
+VISIBLE = {
+    "admin": ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data"),
+    "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
+    "manager": ("overview", "upload", "engagement", "customers", "linkage"),
+    "marketing": ("advocates", "customers", "upload"),
+}
+
+
+def visible_pages(role: str) -> list[str]:
+    """Pages a role sees, in menu order, among the page files that exist."""
+    return [k for k in VISIBLE.get(role, ()) if (HERE / PAGES[k][0]).exists()]
+
+
+@st.cache_resource(show_spinner="Preparing the demo data (first start only)...")
+def _ensure_demo(db: str) -> bool:
+    try:
+        from cxstats import demo
+    except ImportError:
+        return False
+    return bool(demo.ensure_demo(Path(db)))
+
+
+st.set_page_config(page_title="cxstats", page_icon=":material/insights:", layout="wide")
+
+if os.environ.get("CXSTATS_DEMO", "1") != "0":
+    try:
+        _ensure_demo(str(ui.db_path()))
+    except CxStatsError as exc:
+        ui.show_error(exc)
+
+try:
+    viewer = ui.login()
+except CxStatsError as exc:  # a broken user file: say what to fix, let nobody in
+    ui.show_error(exc)
+    st.stop()
+
+if viewer is None:
+    st.navigation([st.Page(lambda: None, title="Log in", url_path="login")], position="hidden")
+    st.stop()
+
+ui.logout_button()
+keys = visible_pages(viewer.role)
+pages = [st.Page(PAGES[k][0], title=PAGES[k][1], icon=PAGES[k][2], default=(i == 0)) for i, k in enumerate(keys)]
+if not pages:
+    st.error(f"No page is available to the {viewer.role} role yet.")
+    st.stop()
+st.navigation(pages).run()

@@ -1,0 +1,171 @@
+"""What is in the database: filter choices, a data version for caches, and a data-quality summary.
+
+Used by the dashboard's sidebar and Data page; metrics-independent (plain counts and dates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from . import Viewer
+from .schema import KINDS
+from .store import current_customers_sql, settings
+
+
+def period_label(d: date, period: str) -> str:
+    """Calendar period of a date: '2025-Q1' (quarter) or '2025-03' (month)."""
+    if period == "month":
+        return f"{d.year:04d}-{d.month:02d}"
+    return f"{d.year:04d}-Q{(d.month - 1) // 3 + 1}"
+
+
+def period_sql(expr: str, period: str) -> str:
+    """SQL for the period label of a DATE expression (expr is code, never user input)."""
+    if period == "month":
+        return f"strftime({expr}, '%Y-%m')"
+    return f"(CAST(year({expr}) AS VARCHAR) || '-Q' || CAST(quarter({expr}) AS VARCHAR))"
+
+
+@dataclass(frozen=True)
+class UnitChoice:
+    unit_id: str
+    unit_name: str | None
+    region: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.unit_id} · {self.unit_name}" if self.unit_name and self.unit_name != self.unit_id else self.unit_id
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Whole units, regions and whole periods a viewer may filter on (never free date ranges)."""
+
+    units: tuple[UnitChoice, ...]
+    regions: tuple[str, ...]
+    periods: tuple[str, ...]
+    period: str
+
+
+def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOptions:
+    """Units (a manager sees only his), their regions, and the periods that hold any data."""
+    period = settings(con).period
+    rows = con.execute(
+        """
+        WITH named AS (
+            SELECT unit_id, unit_name, region FROM units
+            QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC, row_no DESC) = 1),
+        seen AS (SELECT unit_id FROM engagement UNION SELECT unit_id FROM feedback)
+        SELECT s.unit_id, n.unit_name, n.region
+        FROM (SELECT unit_id FROM named UNION SELECT unit_id FROM seen) s LEFT JOIN named n USING (unit_id)
+        WHERE s.unit_id IS NOT NULL ORDER BY s.unit_id
+        """
+    ).fetchall()
+    allowed = viewer.unit_filter()
+    units = tuple(UnitChoice(str(u), n, r) for u, n, r in rows if allowed is None or str(u) in allowed)
+    regions = tuple(sorted({u.region for u in units if u.region}))
+    # engagement periods follow the wave's first survey date, so a wave never splits (DESIGN.md)
+    eng_date = "coalesce(min(survey_date) OVER (PARTITION BY wave), survey_date)"
+    per = con.execute(
+        f"""
+        SELECT DISTINCT p FROM (
+            SELECT {period_sql('d', period)} AS p FROM (
+                SELECT CASE WHEN wave IS NULL THEN survey_date ELSE {eng_date} END AS d FROM engagement)
+            UNION ALL SELECT {period_sql('date', period)} FROM feedback)
+        WHERE p IS NOT NULL ORDER BY p
+        """
+    ).fetchall()
+    return FilterOptions(units, regions, tuple(r[0] for r in per), period)
+
+
+def data_version(con: duckdb.DuckDBPyConnection) -> tuple:
+    """Changes whenever a batch is loaded or undone or a setting changes: the key for app caches."""
+    b = con.execute("SELECT coalesce(max(batch_id), 0), count(*) FILTER (WHERE undone) FROM batches").fetchall()[0]
+    s = tuple(con.execute("SELECT key, value FROM settings ORDER BY key").fetchall())
+    r = con.execute("SELECT count(*) FROM rewards").fetchall()[0][0]
+    a = con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0]
+    return (int(b[0]), int(b[1]), s, int(r), int(a))
+
+
+# per table: the date column its range is reported on (None: no date)
+DATE_COLUMNS = {
+    "units": None,
+    "engagement": "survey_date",
+    "feedback": "date",
+    "purchases": "order_date",
+    "mentions": "posted_at",
+    "customers": "consent_date",
+    "rewards": "reward_date",
+}
+
+
+@dataclass(frozen=True)
+class TableQuality:
+    table: str
+    rows: int
+    batches: int
+    first_date: date | None
+    last_date: date | None
+    units: int | None
+    missing: dict[str, int]  # optional column -> rows where it is empty
+
+    @property
+    def missing_text(self) -> str:
+        parts = [f"{col} {n:,}" for col, n in self.missing.items() if n]
+        return "; ".join(parts) if parts else "none"
+
+
+def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQuality]:
+    """Rows, live batches, date range, distinct units and missing values per canonical table.
+
+    Counts only (no answers, no names); marketing sees the customer-side tables only.
+    """
+    out = []
+    for kind, spec in KINDS.items():
+        if kind == "engagement" and not viewer.sees_employee_data:
+            continue
+        source = f"({current_customers_sql()})" if kind == "customers" else spec.table
+        cols = [f.name for f in spec.fields]
+        dcol = DATE_COLUMNS[kind]
+        has_unit = "unit_id" in cols
+        exprs = ["count(*)", "count(DISTINCT batch_id)"]
+        exprs += [f"min({dcol})::DATE", f"max({dcol})::DATE"] if dcol else ["NULL", "NULL"]
+        exprs.append("count(DISTINCT unit_id)" if has_unit else "NULL")
+        optional = [f.name for f in spec.fields if not f.required]
+        exprs += [f"count(*) - count({c})" for c in optional]
+        row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t").fetchall()[0]
+        out.append(TableQuality(
+            table=kind,
+            rows=int(row[0]),
+            batches=int(row[1]),
+            first_date=row[2],
+            last_date=row[3],
+            units=None if row[4] is None else int(row[4]),
+            missing={c: int(n) for c, n in zip(optional, row[5:])},
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class Freshness:
+    kind: str
+    latest: date | None
+    period: str | None
+    incomplete: bool  # the latest period has not ended yet
+
+
+def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None = None) -> list[Freshness]:
+    """Latest date per kind, and whether its period is still running (so figures may move)."""
+    today = today or date.today()
+    period = settings(con).period
+    out = []
+    for q in data_quality(con, viewer):
+        if DATE_COLUMNS[q.table] is None or q.table == "customers":
+            continue
+        latest = q.last_date
+        label = period_label(latest, period) if latest else None
+        out.append(Freshness(q.table, latest, label, bool(label) and label >= period_label(today, period)))
+    return out

@@ -1,0 +1,342 @@
+"""App-side helpers shared by every page: login, the sidebar (page_setup), cached queries.
+
+Pages import this module; the library (cxstats/) never imports streamlit, so everything that
+touches st.* lives here or in pages/. Test hook (documented in README): with CXSTATS_TESTING=1
+and CXSTATS_USERS pointing at a user file, CXSTATS_TEST_USER=<username> logs that user in
+without the form; without a user file or without CXSTATS_TESTING the hook does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st  # noqa: TID251 (ui.py is app-side, beside app.py and pages/)
+
+import cxstats
+from cxstats import ADMIN, CxStatsError, Viewer, auth, quality, store
+
+LOCAL_ADMIN_NOTICE = "single local admin (no user file): set CXSTATS_USERS to require logins"
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a page needs: who is looking, which database, and the sidebar's filters.
+
+    ``units`` is None for "every unit this viewer may see"; periods are whole period labels
+    (e.g. '2025-Q1'), never free dates, for anonymity (DESIGN.md).
+    """
+
+    viewer: Viewer
+    db: Path
+    units: tuple[str, ...] | None
+    regions: tuple[str, ...] | None
+    period_from: str | None
+    period_to: str | None
+    is_demo: bool
+    period: str = "quarter"
+
+
+# ---------------------------------------------------------------- database and caching
+
+
+def db_path() -> Path:
+    """CXSTATS_DB or data/cxstats.duckdb."""
+    return store.db_path(None)
+
+
+def data_version(db: Path | str | None = None) -> tuple:
+    """Changes when a batch is loaded or undone, a setting changes or a reward/export is recorded."""
+    with store.connect(db or db_path()) as con:
+        return quality.data_version(con)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_call(fn_key: str, db: str, version: tuple, args: tuple, kwargs: dict, _fn: Callable) -> Any:
+    with store.connect(db) as con:
+        return _fn(con, *args, **kwargs)
+
+
+def cached(fn: Callable, *args, **kwargs) -> Any:
+    """Call ``fn(con, *args, **kwargs)`` through st.cache_data, keyed on the data version.
+
+    Any load, undo or settings change moves the version, so stale results are never shown.
+    """
+    db = str(db_path())
+    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", db, data_version(db), args, kwargs, fn)
+
+
+def invalidate() -> None:
+    """Drop every cached result (after an upload or an undo; the version key would also move)."""
+    _cached_call.clear()
+
+
+def demo_state(db: Path | str | None = None) -> bool:
+    """True when the database holds only demo batches (the sidebar then says so)."""
+    try:
+        from cxstats import demo
+    except ImportError:
+        return False
+    fn = getattr(demo, "is_demo", None)
+    if fn is None:
+        return False
+    return bool(fn(Path(db or db_path())))
+
+
+# ---------------------------------------------------------------- login
+
+
+def users_file() -> Path | None:
+    p = os.environ.get("CXSTATS_USERS")
+    return Path(p) if p else None
+
+
+@st.cache_resource(show_spinner=False)
+def _load_users(path: str, mtime: float) -> auth.UserDirectory:
+    return auth.load_users(path)
+
+
+def user_directory() -> auth.UserDirectory | None:
+    p = users_file()
+    if p is None:
+        return None
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return _load_users(str(p), mtime)
+
+
+def _test_user(directory: auth.UserDirectory) -> Viewer | None:
+    """The documented test hook: only with CXSTATS_TESTING=1 and a user file naming the user."""
+    name = os.environ.get("CXSTATS_TEST_USER")
+    if os.environ.get("CXSTATS_TESTING") != "1" or not name:
+        return None
+    if auth.normalise_username(name) not in directory.users:
+        return None
+    return directory.viewer(name)
+
+
+def login() -> Viewer | None:
+    """Who is using the app: the local admin without a user file, else the logged-in user.
+
+    Draws the login form (streamlit-authenticator) when nobody is logged in and returns None;
+    failed logins are counted in the database and lock the user name for a while.
+    """
+    directory = user_directory()
+    if directory is None:
+        return ADMIN
+    hooked = _test_user(directory)
+    if hooked is not None:
+        st.session_state["cx_viewer"] = hooked
+        return hooked
+
+    import streamlit_authenticator as stauth
+    from streamlit_authenticator.utilities import LoginError
+
+    db = db_path()
+    creds = directory.credentials()
+    with store.connect(db) as con:
+        locked = {u for u in creds["usernames"] if auth.lock_state(con, u).is_locked()}
+    # the authenticator refuses a user whose counter is at max_login_attempts: that is our lock
+    for u, entry in creds["usernames"].items():
+        entry["failed_login_attempts"] = auth.LOCK_AFTER if u in locked else 0
+    extra = {"login_sleep_time": 0} if os.environ.get("CXSTATS_TESTING") == "1" else {}
+    authenticator = stauth.Authenticate(
+        creds, directory.cookie_name, directory.cookie_key, directory.cookie_expiry_days, auto_hash=False, **extra
+    )
+    lock_message = None
+    try:
+        authenticator.login(location="main", max_login_attempts=auth.LOCK_AFTER, key="cx_login",
+                            fields={"Form name": "Log in to cxstats"})
+    except LoginError:
+        lock_message = "too many failed logins for this user name; try again later"
+    # the authenticator bumps its in-memory counter on a wrong password: persist that in the DB
+    failed = [u for u, e in creds["usernames"].items() if e.get("failed_login_attempts", 0) > (
+        auth.LOCK_AFTER if u in locked else 0)]
+    if failed:
+        with store.connect(db) as con:
+            for u in failed:
+                lock_message = auth.record_failure(con, u).message()
+    status = st.session_state.get("authentication_status")
+    if status:
+        username = st.session_state.get("username")
+        try:
+            viewer = directory.viewer(username)
+        except CxStatsError as exc:
+            st.error(str(exc))
+            authenticator.logout(location="unrendered")
+            return None
+        if st.session_state.get("cx_logged_in") != username:
+            with store.connect(db) as con:
+                auth.record_success(con, username)
+            st.session_state["cx_logged_in"] = username
+        st.session_state["cx_viewer"] = viewer
+        st.session_state["cx_authenticator"] = authenticator
+        return viewer
+    st.session_state.pop("cx_viewer", None)
+    if lock_message:
+        st.error(lock_message)
+    elif status is False:
+        st.error("user name or password is wrong")
+    return None
+
+
+def logout_button() -> None:
+    """Sidebar logout (only when logged in through the user file)."""
+    authenticator = st.session_state.get("cx_authenticator")
+    if authenticator is not None and st.session_state.get("authentication_status"):
+        authenticator.logout("Log out", location="sidebar", key="cx_logout")
+        if not st.session_state.get("authentication_status"):
+            st.session_state.pop("cx_viewer", None)
+            st.session_state.pop("cx_logged_in", None)
+            st.rerun()
+
+
+def current_viewer() -> Viewer:
+    """The viewer set by app.py; a page run on its own logs in itself (or stops)."""
+    viewer = st.session_state.get("cx_viewer")
+    if users_file() is None:
+        return ADMIN
+    if viewer is None:
+        viewer = login()
+    if viewer is None:
+        st.stop()
+    return viewer
+
+
+# ---------------------------------------------------------------- text safety and errors
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def escape_md(text: object) -> str:
+    """User text made inert for st.markdown/st.write (no links, HTML, formatting or LaTeX)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def show_error(exc: Exception, *, cap: int = 50) -> None:
+    """A CxStatsError as the user should see it: the summary, then each problem (capped)."""
+    st.error(escape_md(exc))
+    problems = getattr(exc, "problems", None) or []
+    if problems:
+        shown = problems[:cap]
+        st.dataframe({"problem": shown}, hide_index=True, width="stretch")
+        if len(problems) > cap:
+            st.caption(f"... and {len(problems) - cap:,} more")
+
+
+def not_available(what: str) -> None:
+    st.info(f"{what} is not available yet in this build of cxstats.")
+
+
+# ---------------------------------------------------------------- the shared sidebar
+
+
+def _remembered(widget_key: str, saved_key: str, valid: list) -> None:
+    """Filters survive page switches: restore the widget from a saved copy when it is new."""
+    if widget_key not in st.session_state and saved_key in st.session_state:
+        saved = st.session_state[saved_key]
+        if isinstance(saved, (list, tuple)):
+            keep = [v for v in saved if v in valid]
+            st.session_state[widget_key] = keep
+        elif saved in valid or (isinstance(saved, tuple) and all(s in valid for s in saved)):
+            st.session_state[widget_key] = saved
+
+
+def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions) -> tuple:
+    sb = st.sidebar
+    sb.subheader("Filters")
+    regions_sel: list[str] = []
+    if options.regions:
+        _remembered("cx_f_regions", "cx_saved_regions", list(options.regions))
+        regions_sel = sb.multiselect("Region", list(options.regions), key="cx_f_regions",
+                                     placeholder="all regions")
+        st.session_state["cx_saved_regions"] = list(regions_sel)
+    in_region = [u for u in options.units if not regions_sel or u.region in regions_sel]
+    labels = {u.unit_id: u.label for u in in_region}
+    _remembered("cx_f_units", "cx_saved_units", list(labels))
+    units_sel = sb.multiselect("Units", list(labels), format_func=lambda u: labels.get(u, u), key="cx_f_units",
+                               placeholder="all your units" if viewer.role == "manager" else "all units")
+    st.session_state["cx_saved_units"] = list(units_sel)
+    periods = list(options.periods)
+    p_from = p_to = None
+    if len(periods) >= 2:
+        saved = st.session_state.get("cx_saved_periods")
+        if "cx_f_periods" not in st.session_state:
+            st.session_state["cx_f_periods"] = (
+                tuple(saved) if saved and all(p in periods for p in saved) else (periods[0], periods[-1]))
+        elif any(p not in periods for p in st.session_state["cx_f_periods"]):
+            st.session_state["cx_f_periods"] = (periods[0], periods[-1])
+        p_from, p_to = sb.select_slider(f"Periods ({options.period}s, whole periods only)", periods,
+                                        key="cx_f_periods")
+        st.session_state["cx_saved_periods"] = (p_from, p_to)
+    elif periods:
+        p_from = p_to = periods[0]
+    if units_sel:
+        units: tuple[str, ...] | None = tuple(units_sel)
+    elif regions_sel:
+        units = tuple(u.unit_id for u in in_region)
+    elif viewer.role == "manager":
+        units = tuple(viewer.units)
+    else:
+        units = None
+    return units, (tuple(regions_sel) or None), p_from, p_to
+
+
+def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...] | None = None) -> Ctx:
+    """Title, shared sidebar (who, role, demo label, filters) and access check for one page.
+
+    Refuses (error + stop) when the page shows employee data and the viewer is marketing, or when
+    ``roles`` is given and the viewer's role is not among them.
+    """
+    viewer = current_viewer()
+    db = db_path()
+    sb = st.sidebar
+    sb.markdown(f"**{escape_md(viewer.name)}** · {viewer.role}")
+    if users_file() is None:
+        sb.caption(LOCAL_ADMIN_NOTICE)
+    if viewer.role == "manager":
+        sb.caption("your units: " + escape_md(", ".join(viewer.units) or "none"))
+    st.title(title)
+    if employee_data and not viewer.sees_employee_data:
+        st.error("This page shows employee survey data, which the marketing role may not see.")
+        st.stop()
+    if roles and viewer.role not in roles:
+        st.error(f"This page is not available to the {viewer.role} role.")
+        st.stop()
+    try:
+        is_demo = cached_demo_state(str(db))
+        options = cached(quality.filter_options, viewer)
+    except CxStatsError as exc:
+        show_error(exc)
+        st.stop()
+    if is_demo:
+        sb.info("demo data: generated, not real; load your own files on the Upload page")
+    units, regions, p_from, p_to = _sidebar_filters(viewer, options)
+    sb.caption(f"cxstats {cxstats.__version__} · database {db.name}")
+    return Ctx(viewer, db, units, regions, p_from, p_to, is_demo, options.period)
+
+
+def cached_demo_state(db: str) -> bool:
+    return _cached_demo(db, data_version(db))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_demo(db: str, version: tuple) -> bool:
+    return demo_state(db)
+
+
+def period_filter_text(ctx: Ctx) -> str:
+    """The active filters in words, for captions and export audit notes."""
+    parts = []
+    if ctx.regions:
+        parts.append("regions " + ", ".join(ctx.regions))
+    if ctx.units is not None:
+        parts.append(f"{len(ctx.units)} unit(s)")
+    if ctx.period_from:
+        parts.append(ctx.period_from if ctx.period_from == ctx.period_to else f"{ctx.period_from} to {ctx.period_to}")
+    return "; ".join(parts) or "all data"
