@@ -1,0 +1,829 @@
+"""Seeded demo data with planted effects, the ``demo`` command, and first-start demo loading.
+
+The demo is a retail chain: ``units`` stores, ``quarters`` calendar quarters of employee pulse
+surveys, customer feedback, orders, social mentions, customer consent and a few rewards. Two
+things are planted so that the analyses have a known right answer:
+
+1. an engagement -> CSAT effect *inside* units (``planted_within_coef`` CSAT % points per
+   engagement-index point), hidden behind a different, confounded relation *between* units;
+2. a set of true advocates (``true_advocates``) and an influencer decoy (``influencer_decoy``).
+
+Generative model (all draws from ``numpy.random.default_rng(seed)``)
+--------------------------------------------------------------------
+Quarters: the ``quarters`` calendar quarters ending with the last complete quarter before
+``end`` (default today). Engagement waves are labelled like "2025-Q1" and run inside their quarter.
+
+Engagement, unit u and quarter t, on the 0..100 index scale::
+
+    E[u,t] = 62 + a[u] + q[t] + e[u,t]      a ~ N(0, 7)   unit level (between units)
+                                            q ~ N(0, 2)   chain-wide quarter shift
+                                            e ~ N(0, 6)   shock that varies inside a unit
+    respondents n[u,t] ~ U{10..30}; about 5% of groups (at least 2) get 2..4 (below min_group 5)
+    respondent latent  r = E[u,t] + N(0, 14)
+    item j answer      round(1 + 4 r / 100 + d[j] + N(0, 0.7)) clipped to 1..5   (11 items)
+    about 3% of answers are blank; about 2% of respondents answer only 3 items (left out of
+    the index, DESIGN.md); eNPS = round(r / 10 + N(0, 1.5)) clipped to 0..10
+
+The *measured* engagement index I[u,t] is then computed from the answers exactly as DESIGN.md
+defines it (mean over respondents of 100 * (respondent mean - 1) / 4).
+
+CSAT, same unit and quarter::
+
+    P(csat in {4,5}) in %  = 78 + c[u] + p[t] + beta * (I[u,t] - mean(I))
+    c[u] = confound * a[u] + N(0, 4)   (location and clientele: engaged stores sit where customers
+                                        are happier anyway, so comparisons between units overstate beta)
+    p[t] ~ N(0, 1.5)
+
+with ``beta = planted_within_coef`` (default 0.3). CSAT depends on the measured index of the
+same (unit, quarter) group, not on the latent E, so a correctly specified two-way fixed-effects
+regression ``csat_pct ~ I + C(unit) + C(quarter)`` is unbiased for beta (no errors-in-variables
+attenuation) and its 95% CI covers beta in about 95% of seeds; with ``effect=0`` the within-unit
+estimate is null while the between-unit correlation stays positive (the confound). Feedback rows
+per (unit, quarter) ~ Poisson(90 + 3 * headcount); 85% carry csat (satisfied: 4 or 5, else 1..3),
+40% carry nps (satisfied answers lean to 9-10, others to 0-6). Some rows are service contacts
+with contacted_at / responded_at; about a quarter name a (non-advocate) customer.
+
+Customers and advocates: ``customers`` customers; 45% buy once, the rest 2..7 orders of 1..4 lines
+(about 4% of orders get a later return, a few orders net to exactly zero such as
+10.10 + 20.20 - 30.30); a quarter have a social handle and 0..3 mentions (at most 2 positive;
+negative and non-English posts too). True advocates (about 1 in 60 customers, at least 5) have
+10..20 orders with the last one in the final 30 days, 4..7 positive posts and no negative one,
+1..3 promoter NPS answers (9-10) through feedback.customer_id, and 90% marketing consent. The
+influencer decoy has 2,500,000 followers but one order and only neutral posts: reach alone must
+never make an advocate. A few advocates and ordinary customers have rewards, some inside the
+90-day cooldown.
+
+Example
+-------
+>>> d = generate(seed=7, units=12, customers=400, end=date(2026, 11, 26))
+>>> d.quarters[-1], len(d.quarters), d.units["unit_id"].iloc[0]
+('2026-Q3', 8, 'S001')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import CxStatsError, store
+
+ITEMS: tuple[str, ...] = (
+    "I know what is expected of me at work",
+    "I have the tools I need to serve customers well",
+    "My manager cares about me as a person",
+    "I get recognition when I do good work",
+    "I can use my skills every day",
+    "My team helps each other out",
+    "I understand how my work helps customers",
+    "I have chances to learn and grow here",
+    "My opinions are listened to",
+    "I am proud to work here",
+    "I see myself working here in a year",
+)
+# item difficulty offsets on the 1..5 answer scale (some items are harder to agree with)
+_ITEM_OFFSETS = (0.45, 0.0, 0.25, -0.45, 0.15, 0.35, 0.4, -0.3, -0.4, 0.1, -0.2)
+LIKERT_LABELS = ("Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree", "Strongly agree")
+
+_TOWNS = (
+    "Leeds", "York", "Bristol", "Bath", "Derby", "Exeter", "Norwich", "Chester", "Durham", "Lincoln",
+    "Oxford", "Cambridge", "Reading", "Brighton", "Hull", "Preston", "Carlisle", "Truro", "Ipswich", "Luton",
+    "Stoke", "Wigan", "Salford", "Sheffield", "Leicester", "Coventry", "Plymouth", "Swindon", "Dover", "Kendal",
+    "Harrogate", "Whitby", "Ely", "Hereford", "Worcester", "Gloucester", "Taunton", "Poole", "Crawley", "Woking",
+)
+_REGIONS = ("North", "South", "East", "West", "Central")
+_FIRST = ("Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Leo", "Zoë", "José", "Chloé", "Liam",
+          "Grace", "Arthur", "Freya", "Oscar", "Ivy", "Jack", "Renée", "Omar", "Priya", "Tomás", "Ella", "Finn")
+_LAST = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Davies", "Evans", "Müller", "Khan",
+         "Patel", "García", "Murphy", "O'Neill", "Clarke", "Walker", "Wright", "Hughes", "Novák", "Hall")
+_POSITIVE = (
+    "Loved my visit to {s} today, the staff were so helpful!",
+    "Big thanks to the team at {s}, brilliant service as always.",
+    "{s} never disappoints. Friendly people and great advice.",
+    "Best shop in town. {s} sorted my order in minutes, really happy.",
+    "Highly recommend {s}: kind staff and a lovely atmosphere.",
+    "Another great experience at {s}. Thank you!",
+    "The new range at {s} is excellent, and the staff know their stuff.",
+    "So pleased with the help I got at {s} this week.",
+)
+_NEGATIVE = (
+    "Waited ages at {s} and nobody helped. Disappointed.",
+    "Rude staff at {s} today, not going back.",
+    "My order from {s} arrived broken and support ignored me.",
+    "Terrible queue at {s}, what a waste of time.",
+    "Really poor service at {s} this afternoon.",
+)
+_NEUTRAL = (
+    "Picked up an order at {s} today.",
+    "Is {s} open on Sunday mornings?",
+    "Popped into {s} on the way home.",
+    "Does {s} stock the larger sizes?",
+    "At {s} with the kids this afternoon.",
+)
+# not English: stored with sentiment_source 'unscored' (DESIGN.md)
+_FOREIGN = (
+    "Das Personal bei {s} war sehr freundlich und hilfsbereit.",
+    "Le service chez {s} est très rapide et les vendeurs sont sympas.",
+)
+_FEEDBACK_COMMENTS = ("Quick and friendly.", "Could not find what I needed.", "Great help at the till.",
+                      "Long queue at lunchtime.", "Staff went out of their way.", "Shelves were a mess.")
+_ENGAGEMENT_COMMENTS = ("More staff on Saturdays please.", "Great team.", "Rota changes at short notice.",
+                        "Training has been useful.", "Tills keep breaking.")
+_PLATFORMS = ("twitter", "facebook", "instagram", "forum")
+_CHANNELS = ("in-store", "web", "app", "email", "phone", "chat")
+_SERVICE_CHANNELS = ("email", "phone", "chat")
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """Demo frames in canonical form (DESIGN.md kinds, store table columns) plus the planted truth.
+
+    Frames carry ``row_no`` (the row as in a spreadsheet with its header in row 1); purchases
+    carry ``line_no``. ``engagement`` has one row per respondent and ``engagement_answers`` the
+    long item answers (row_no, item, score 1..5). ``mentions`` has no sentiment: the loader
+    scores it with VADER as an upload without a sentiment column would be.
+    """
+
+    seed: int
+    quarters: tuple[str, ...]  # "2024-Q4", ... oldest first
+    start: date  # first day of the first quarter
+    end: date  # last day of the last quarter
+    items: tuple[str, ...]
+    units: pd.DataFrame
+    engagement: pd.DataFrame
+    engagement_answers: pd.DataFrame
+    feedback: pd.DataFrame
+    purchases: pd.DataFrame
+    mentions: pd.DataFrame
+    customers: pd.DataFrame
+    rewards: pd.DataFrame
+    planted_within_coef: float  # CSAT % points per engagement-index point, within units
+    confound: float  # unit CSAT level per point of unit engagement level (between units only)
+    true_advocates: tuple[str, ...]
+    influencer_decoy: str
+    unit_quarter: pd.DataFrame  # truth per (unit_id, quarter): respondents, engagement_index, csat_prob
+    small_groups: tuple[tuple[str, str], ...]  # (unit_id, quarter) groups with fewer than 5 respondents
+    zero_net_orders: tuple[str, ...]  # order_ids whose lines net to exactly 0.00
+    recently_rewarded: tuple[str, ...] = field(default=())  # rewarded within 90 days of `end`
+
+    def kinds(self) -> dict[str, pd.DataFrame]:
+        """Kind -> its main frame (engagement answers are in ``engagement_answers``)."""
+        return {"units": self.units, "engagement": self.engagement, "feedback": self.feedback,
+                "purchases": self.purchases, "mentions": self.mentions, "customers": self.customers,
+                "rewards": self.rewards}
+
+    def engagement_wide(self) -> pd.DataFrame:
+        """One row per respondent with one column per item (blank answers are NaN)."""
+        wide = self.engagement_answers.pivot(index="row_no", columns="item", values="score")
+        out = self.engagement.set_index("row_no").join(wide[list(self.items)])
+        return out.reset_index()
+
+
+# ---------------------------------------------------------------- dates
+
+
+def quarter_label(d: date) -> str:
+    return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
+
+
+def _quarter_start(d: date) -> date:
+    return date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
+
+
+def _add_quarters(d: date, n: int) -> date:
+    m = d.year * 12 + d.month - 1 + 3 * n
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def demo_quarters(end: date | None = None, quarters: int = 8) -> list[tuple[str, date, date]]:
+    """(label, first day, last day) of the ``quarters`` complete quarters before ``end`` (default today)."""
+    end = end or date.today()
+    current = _quarter_start(end)
+    out = []
+    for k in range(quarters, 0, -1):
+        q0 = _add_quarters(current, -k)
+        out.append((quarter_label(q0), q0, _add_quarters(q0, 1) - timedelta(days=1)))
+    return out
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().replace("'", "").lower()
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate(
+    seed: int = 7,
+    units: int = 40,
+    customers: int = 3000,
+    quarters: int = 8,
+    *,
+    effect: float = 0.3,
+    confound: float = 0.4,
+    end: date | None = None,
+) -> DemoData:
+    """Generate the demo (see the module docstring for the model); same arguments, same data.
+
+    ``effect`` is the planted within-unit coefficient (CSAT % points per engagement-index point);
+    ``end`` defaults to today, and the data ends with the last complete quarter before it.
+    """
+    if units < 2 or quarters < 2:
+        raise CxStatsError("the demo needs at least 2 units and 2 quarters")
+    if customers < 10:
+        raise CxStatsError("the demo needs at least 10 customers")
+    rng = np.random.default_rng(seed)
+    qs = demo_quarters(end, quarters)
+    labels = tuple(q[0] for q in qs)
+    start, last = qs[0][1], qs[-1][2]
+
+    # units
+    a = rng.normal(0, 7, units)
+    unit_ids = [f"S{i + 1:03d}" for i in range(units)]
+    towns = [_TOWNS[i % len(_TOWNS)] + ("" if i < len(_TOWNS) else f" {i // len(_TOWNS) + 1}") for i in range(units)]
+    headcount = np.clip(np.round(35 - a + rng.normal(0, 8, units)), 8, 80).astype(int)
+    units_df = pd.DataFrame({
+        "row_no": np.arange(2, units + 2),
+        "unit_id": unit_ids,
+        "unit_name": towns,
+        "region": [_REGIONS[i] for i in rng.integers(0, len(_REGIONS), units)],
+        "headcount": headcount,
+        "aliases": [f"Store {i + 1}" for i in range(units)],
+    })
+
+    engagement, answers, uq = _engagement(rng, unit_ids, a, qs)
+
+    # CSAT probability per (unit, quarter) from the measured index (module docstring)
+    c = confound * a + rng.normal(0, 4, units)
+    p_t = rng.normal(0, 1.5, quarters)
+    idx = uq["engagement_index"].to_numpy()
+    centre = float(np.nanmean(idx))
+    prob = 78 + c[uq["u"].to_numpy()] + p_t[uq["t"].to_numpy()] + effect * (np.nan_to_num(idx, nan=centre) - centre)
+    uq["csat_prob"] = np.clip(prob, 1, 99) / 100
+
+    cust = _customers(rng, customers, units, start, last)
+    feedback = _feedback(rng, uq, qs, unit_ids, headcount, cust)
+    purchases, zero_net = _purchases(rng, cust, unit_ids, start, last)
+    mentions = _mentions(rng, cust, towns, start, last)
+    customers_df = cust["frame"]
+    rewards, recent = _rewards(rng, cust, start, last)
+
+    uq_out = uq.assign(unit_id=[unit_ids[u] for u in uq["u"]], quarter=[labels[t] for t in uq["t"]])
+    uq_out = uq_out[["unit_id", "quarter", "respondents", "engagement_index", "csat_prob"]]
+    small = tuple((r.unit_id, r.quarter) for r in uq_out.itertuples() if r.respondents < 5)
+    return DemoData(
+        seed=seed, quarters=labels, start=start, end=last, items=ITEMS, units=units_df,
+        engagement=engagement, engagement_answers=answers, feedback=feedback, purchases=purchases,
+        mentions=mentions, customers=customers_df, rewards=rewards, planted_within_coef=float(effect),
+        confound=float(confound), true_advocates=tuple(cust["advocates"]), influencer_decoy=cust["decoy"],
+        unit_quarter=uq_out.reset_index(drop=True), small_groups=small, zero_net_orders=tuple(zero_net),
+        recently_rewarded=tuple(recent),
+    )
+
+
+def _engagement(rng, unit_ids, a, qs):
+    n_units, n_q, n_items = len(unit_ids), len(qs), len(ITEMS)
+    q_shift = rng.normal(0, 2, n_q)
+    shock = rng.normal(0, 6, (n_units, n_q))
+    latent = 62 + a[:, None] + q_shift[None, :] + shock
+    n = rng.integers(10, 31, (n_units, n_q))
+    n_small = max(2, round(0.05 * n_units * n_q))
+    small = rng.choice(n_units * n_q, n_small, replace=False)
+    n.flat[small] = rng.integers(2, 5, n_small)
+
+    u = np.repeat(np.arange(n_units), n.sum(axis=1))
+    t = np.concatenate([np.repeat(np.arange(n_q), n[i]) for i in range(n_units)])
+    m = len(u)
+    r = latent[u, t] + rng.normal(0, 14, m)
+    cont = 1 + 4 * r[:, None] / 100 + np.asarray(_ITEM_OFFSETS)[None, :] + rng.normal(0, 0.7, (m, n_items))
+    scores = np.clip(np.round(cont), 1, 5)
+    blank = rng.random((m, n_items)) < 0.03
+    partial = rng.random(m) < 0.02  # answered only 3 items: stored, left out of the index
+    for i in np.flatnonzero(partial):
+        keep = rng.choice(n_items, 3, replace=False)
+        blank[i] = True
+        blank[i, keep] = False
+    scores[blank] = np.nan
+
+    answered = (~blank).sum(axis=1)
+    resp_mean = np.nanmean(scores, axis=1)
+    in_index = answered >= n_items / 2
+    resp_index = np.where(in_index, 100 * (resp_mean - 1) / 4, np.nan)
+    uq = pd.DataFrame({"u": u, "t": t, "ri": resp_index}).groupby(["u", "t"], as_index=False).agg(
+        respondents=("ri", "size"), engagement_index=("ri", "mean"))
+
+    # survey dates: each unit's wave opens 5..6 weeks into the quarter and runs for two weeks
+    opens = rng.integers(35, 42, (n_units, n_q))
+    q_start = np.array([np.datetime64(q[1]) for q in qs])
+    survey = q_start[t] + (opens[u, t] + rng.integers(0, 14, m)).astype("timedelta64[D]")
+    enps = np.clip(np.round(r / 10 + rng.normal(0, 1.5, m)), 0, 10)
+    enps_missing = rng.random(m) < 0.05
+    comment = np.where(rng.random(m) < 0.08, rng.choice(_ENGAGEMENT_COMMENTS, m), None)
+    row_no = np.arange(2, m + 2)
+    engagement = pd.DataFrame({
+        "row_no": row_no,
+        "unit_id": np.asarray(unit_ids, dtype=object)[u],
+        "survey_date": survey.astype("datetime64[s]"),
+        "respondent_id": [f"R{i:06d}" for i in range(1, m + 1)],
+        "wave": np.asarray([q[0] for q in qs], dtype=object)[t],
+        "enps": pd.array(np.where(enps_missing, np.nan, enps), dtype="Int64"),
+        "comment": comment,
+    })
+    rows, cols = np.nonzero(~blank)
+    answers = pd.DataFrame({
+        "row_no": row_no[rows],
+        "item": np.asarray(ITEMS, dtype=object)[cols],
+        "score": scores[rows, cols].astype(np.int16),
+    })
+    return engagement, answers, uq
+
+
+def _customers(rng, n, n_units, start: date, last: date):
+    ids = [f"C{i:05d}" for i in range(1, n + 1)]
+    first = rng.choice(_FIRST, n)
+    surname = rng.choice(_LAST, n)
+    names = [f"{f} {s}" for f, s in zip(first, surname)]
+    emails = [f"{_ascii(f)}.{_ascii(s)}{i}@example.com" for i, (f, s) in enumerate(zip(first, surname), 1)]
+    home = rng.integers(0, n_units, n)
+    n_adv = max(5, round(n / 60))
+    order = rng.permutation(n)
+    adv_idx = np.sort(order[:n_adv])
+    decoy_idx = int(order[n_adv])
+    is_adv = np.zeros(n, bool)
+    is_adv[adv_idx] = True
+    social = rng.random(n) < 0.25
+    social[adv_idx] = True
+    social[decoy_idx] = True
+    handles = [f"@{_ascii(f)}_{_ascii(s)}{i}" if social[i - 1] else None
+               for i, (f, s) in enumerate(zip(first, surname), 1)]
+    handles[decoy_idx] = "@the_big_voice"
+    consent = rng.random(n) < 0.85
+    consent[adv_idx] = rng.random(n_adv) < 0.9
+    consent[decoy_idx] = True
+    frame = pd.DataFrame({
+        "row_no": np.arange(2, n + 2),
+        "customer_id": ids,
+        "name": names,
+        "email": emails,
+        "handle": handles,
+        "marketing_consent": consent,
+        "consent_date": pd.Series(np.where(consent, _random_dates(rng, start - timedelta(days=365), last, n),
+                                           np.datetime64("NaT")), dtype="datetime64[s]"),
+    })
+    return {"frame": frame, "ids": ids, "home": home, "is_adv": is_adv, "adv_idx": adv_idx,
+            "decoy_idx": decoy_idx, "advocates": [ids[i] for i in adv_idx], "decoy": ids[decoy_idx],
+            "social": social, "handles": handles}
+
+
+def _random_dates(rng, lo: date, hi: date, size) -> np.ndarray:
+    days = (hi - lo).days
+    return np.datetime64(lo) + rng.integers(0, days + 1, size).astype("timedelta64[D]")
+
+
+def _feedback(rng, uq, qs, unit_ids, headcount, cust):
+    lam = 90 + 3 * headcount[uq["u"].to_numpy()]
+    counts = rng.poisson(lam)
+    u = np.repeat(uq["u"].to_numpy(), counts)
+    t = np.repeat(uq["t"].to_numpy(), counts)
+    p = np.repeat(uq["csat_prob"].to_numpy(), counts)
+    m = len(u)
+    q_start = np.array([np.datetime64(q[1]) for q in qs])
+    q_len = np.array([(q[2] - q[1]).days + 1 for q in qs])
+    day = q_start[t] + (rng.random(m) * q_len[t]).astype(int).astype("timedelta64[D]")
+    satisfied = rng.random(m) < p
+    csat = np.where(satisfied, rng.choice([4, 5], m, p=[0.55, 0.45]), rng.choice([1, 2, 3], m, p=[0.15, 0.3, 0.55]))
+    nps_sat = rng.choice(11, m, p=_nps_probs(0.05, 0.35, 0.60))
+    nps_unsat = rng.choice(11, m, p=_nps_probs(0.60, 0.30, 0.10))
+    nps = np.where(satisfied, nps_sat, nps_unsat)
+    has_csat = rng.random(m) < 0.85
+    has_nps = (rng.random(m) < 0.40) | ~has_csat
+    channel = rng.choice(_CHANNELS, m, p=[0.4, 0.2, 0.15, 0.12, 0.08, 0.05])
+    # a quarter of answers name a customer of that store (never an advocate or the decoy)
+    ordinary = ~cust["is_adv"]
+    ordinary[cust["decoy_idx"]] = False
+    by_unit = [np.flatnonzero(ordinary & (cust["home"] == k)) for k in range(len(unit_ids))]
+    cid = np.full(m, None, dtype=object)
+    named = np.flatnonzero(rng.random(m) < 0.25)
+    ids = np.asarray(cust["ids"], dtype=object)
+    for k in range(len(unit_ids)):
+        rows = named[u[named] == k]
+        if len(rows) and len(by_unit[k]):
+            cid[rows] = ids[rng.choice(by_unit[k], len(rows))]
+    frame = pd.DataFrame({
+        "unit_id": np.asarray(unit_ids, dtype=object)[u],
+        "date": day,
+        "csat": pd.array(np.where(has_csat, csat, np.nan), dtype="Int64"),
+        "nps": pd.array(np.where(has_nps, nps, np.nan), dtype="Int64"),
+        "customer_id": cid,
+        "channel": channel,
+    })
+    # true advocates: 1..3 promoter answers (nps only, so the planted CSAT effect stays clean)
+    last = qs[-1][2]
+    adv_rows = []
+    for i in cust["adv_idx"]:
+        k = int(rng.integers(1, 4))
+        dates = _random_dates(rng, qs[0][1], last - timedelta(days=120), k - 1).tolist()
+        dates.append(np.datetime64(last) - np.timedelta64(int(rng.integers(5, 110)), "D"))
+        for d in dates:
+            adv_rows.append({"unit_id": unit_ids[cust["home"][i]], "date": np.datetime64(d, "D"), "csat": pd.NA,
+                             "nps": int(rng.integers(9, 11)), "customer_id": cust["ids"][i], "channel": "email"})
+    frame = pd.concat([frame, pd.DataFrame(adv_rows).astype(frame.dtypes.to_dict())], ignore_index=True)
+    frame = frame.sort_values(["date", "unit_id"], kind="stable").reset_index(drop=True)
+    m = len(frame)
+    frame["date"] = frame["date"].astype("datetime64[s]")
+    comment = np.where(rng.random(m) < 0.06, rng.choice(_FEEDBACK_COMMENTS, m), None)
+    service = frame["channel"].isin(_SERVICE_CHANNELS).to_numpy()
+    contacted = frame["date"].to_numpy() + (rng.integers(8 * 60, 20 * 60, m).astype("timedelta64[m]"))
+    wait_h = rng.exponential(5.0, m)
+    responded = contacted + (wait_h * 3600).astype("timedelta64[s]")
+    never = rng.random(m) < 0.05
+    frame.insert(0, "row_no", np.arange(2, m + 2))
+    frame.insert(5, "response_id", [f"F{i:07d}" for i in range(1, m + 1)])
+    frame["comment"] = comment
+    frame["contacted_at"] = pd.Series(np.where(service, contacted, np.datetime64("NaT")), dtype="datetime64[s]")
+    frame["responded_at"] = pd.Series(np.where(service & ~never, responded, np.datetime64("NaT")),
+                                      dtype="datetime64[s]")
+    return frame
+
+
+def _nps_probs(detractor: float, passive: float, promoter: float) -> list[float]:
+    return [detractor / 7] * 7 + [passive / 2] * 2 + [promoter / 2] * 2
+
+
+def _purchases(rng, cust, unit_ids, start: date, last: date):
+    n = len(cust["ids"])
+    orders = np.where(rng.random(n) < 0.45, 1, 2 + np.minimum(rng.geometric(0.4, n) - 1, 5))
+    orders[cust["adv_idx"]] = rng.integers(10, 21, len(cust["adv_idx"]))
+    orders[cust["decoy_idx"]] = 1
+    rows = []  # (order_id, customer_id, order_date, amount, unit_id, line_no)
+    zero_net = []
+    seq = 0
+    span = (last - start).days
+    for i in range(n):
+        cid, unit = cust["ids"][i], unit_ids[cust["home"][i]]
+        days = np.sort(rng.integers(0, span + 1, orders[i]))
+        if cust["is_adv"][i]:
+            days[-1] = span - int(rng.integers(0, 30))
+            days = np.sort(days)
+        for j, d in enumerate(days):
+            seq += 1
+            oid = f"O{seq:06d}"
+            od = start + timedelta(days=int(d))
+            n_lines = 1 + int(rng.binomial(3, 0.35))
+            amounts = np.round(rng.lognormal(np.log(18), 0.6, n_lines), 2)
+            # a few multi-order customers have an exchange that nets to exactly zero
+            if orders[i] >= 2 and j == 0 and not cust["is_adv"][i] and rng.random() < 0.03:
+                x, y = Decimal(f"{rng.integers(100, 5000) / 100:.2f}"), Decimal(f"{rng.integers(100, 5000) / 100:.2f}")
+                amounts = [x, y, -(x + y)]
+                zero_net.append(oid)
+            for k, amt in enumerate(amounts, 1):
+                rows.append((oid, cid, od, Decimal(f"{amt:.2f}"), unit, k))
+            if rng.random() < 0.04 and oid not in zero_net[-1:]:
+                seq += 1
+                back = min(od + timedelta(days=int(rng.integers(1, 22))), last)
+                rows.append((f"O{seq:06d}", cid, back, -Decimal(f"{amounts[0]:.2f}"), unit, 1))
+    frame = pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount", "unit_id", "line_no"])
+    frame["order_date"] = pd.to_datetime(frame["order_date"]).astype("datetime64[s]")
+    frame["amount"] = frame["amount"].astype(float)  # stored as DECIMAL(18,2); 2-decimal values cast exactly
+    frame = frame.sort_values(["order_date", "order_id", "line_no"], kind="stable").reset_index(drop=True)
+    frame.insert(0, "row_no", np.arange(2, len(frame) + 2))
+    return frame[["row_no", "line_no", "customer_id", "order_date", "amount", "order_id", "unit_id"]], zero_net
+
+
+def _mentions(rng, cust, towns, start: date, last: date):
+    rows = []  # (customer_id, handle, posted_at, platform, text, followers)
+    span_s = int((last - start).days * 86400 + 86399)
+    t0 = datetime.combine(start, datetime.min.time())
+    recent_s = span_s - 120 * 86400
+
+    def town(i):
+        return towns[cust["home"][i]]
+
+    def post(i, kind, when_s, followers):
+        pool = {"pos": _POSITIVE, "neg": _NEGATIVE, "neu": _NEUTRAL, "foreign": _FOREIGN}[kind]
+        text = pool[int(rng.integers(0, len(pool)))].format(s=town(i))
+        rows.append((cust["ids"][i], cust["handles"][i], t0 + timedelta(seconds=int(when_s)),
+                     _PLATFORMS[int(rng.integers(0, len(_PLATFORMS)))], text, followers))
+
+    for i in np.flatnonzero(cust["social"]):
+        followers = int(rng.lognormal(np.log(180), 1.3))
+        if i == cust["decoy_idx"]:
+            for _ in range(2):
+                post(i, "neu", rng.integers(0, span_s), 2_500_000)
+        elif cust["is_adv"][i]:
+            k = int(rng.integers(4, 8))
+            times = list(rng.integers(0, span_s, k - 1)) + [int(rng.integers(recent_s, span_s))]
+            for s in times:
+                post(i, "pos", s, followers)
+            if rng.random() < 0.5:
+                post(i, "neu", rng.integers(0, span_s), followers)
+        else:
+            k = min(int(rng.poisson(1.3)), 3)
+            kinds = rng.choice(["pos", "neu", "neg", "foreign"], k, p=[0.45, 0.35, 0.15, 0.05])
+            n_pos = 0
+            for kind in kinds:
+                n_pos += kind == "pos"
+                post(i, "neu" if kind == "pos" and n_pos > 2 else str(kind), rng.integers(0, span_s), followers)
+    # a few posts by people who are not (yet) customers: handle only
+    for j in range(max(3, len(rows) // 30)):
+        s = _NEUTRAL[j % len(_NEUTRAL)] if j % 2 else _POSITIVE[j % len(_POSITIVE)]
+        rows.append((None, f"@passer_by{j}", t0 + timedelta(seconds=int(rng.integers(0, span_s))),
+                     _PLATFORMS[j % len(_PLATFORMS)], s.format(s=towns[j % len(towns)]),
+                     int(rng.lognormal(np.log(120), 1.0))))
+    frame = pd.DataFrame(rows, columns=["customer_id", "handle", "posted_at", "platform", "text", "followers"])
+    m = len(frame)
+    f = frame["followers"].to_numpy()
+    frame["likes"] = rng.poisson(0.02 * np.minimum(f, 1e5) + 1)
+    frame["shares"] = rng.poisson(0.004 * np.minimum(f, 1e5) + 0.2)
+    replied = rng.random(m) < 0.5
+    reply = frame["posted_at"] + pd.to_timedelta(rng.exponential(4.0, m) * 3600, unit="s").round("s")
+    frame["replied_at"] = reply.where(replied)
+    frame = frame.sort_values("posted_at", kind="stable").reset_index(drop=True)
+    frame["posted_at"] = frame["posted_at"].astype("datetime64[s]")
+    frame["replied_at"] = frame["replied_at"].astype("datetime64[s]")
+    frame.insert(0, "row_no", np.arange(2, m + 2))
+    return frame
+
+
+def _rewards(rng, cust, start: date, last: date):
+    adv = list(cust["adv_idx"])
+    rng.shuffle(adv)
+    n_adv = len(adv)
+    old = adv[: max(1, n_adv * 3 // 10)]
+    recent = adv[len(old): len(old) + max(1, n_adv // 12)]
+    ordinary = np.flatnonzero(~cust["is_adv"])
+    others = rng.choice(ordinary, min(8, len(ordinary)), replace=False)
+    rows = []
+    for i in old + list(others):
+        d = start + timedelta(days=int(rng.integers(180, max(181, (last - start).days - 100))))
+        rows.append((cust["ids"][i], d, "voucher", 20.0, "thank you for your support"))
+    for i in recent:
+        d = last - timedelta(days=int(rng.integers(10, 60)))
+        rows.append((cust["ids"][i], d, "gift box", 35.0, "champion of the quarter"))
+    frame = pd.DataFrame(rows, columns=["customer_id", "reward_date", "reward_type", "value", "note"])
+    frame["reward_date"] = pd.to_datetime(frame["reward_date"]).astype("datetime64[s]")
+    frame = frame.sort_values("reward_date", kind="stable").reset_index(drop=True)
+    frame.insert(0, "row_no", np.arange(2, len(frame) + 2))
+    return frame, [cust["ids"][i] for i in recent]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _sha256(*frames: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for f in frames:
+        h.update(f.to_csv(index=False).encode())
+    return h.hexdigest()
+
+
+def _live_batches(con) -> list[str]:
+    return [r[0] or "" for r in con.execute("SELECT file_name FROM batches WHERE NOT undone").fetchall()]
+
+
+def _load(con, data: DemoData) -> dict[str, int]:
+    from .sentiment import compound
+
+    mentions = data.mentions.copy()
+    # templates repeat: score each distinct text once
+    uniq = mentions["text"].dropna().unique().tolist()
+    scores = dict(zip(uniq, compound(uniq)))
+    mentions["sentiment"] = mentions["text"].map(scores).astype("float64")
+    mentions["sentiment_source"] = np.where(mentions["sentiment"].isna(), "unscored", "vader")
+    items = pd.DataFrame({"item": list(data.items), "scale": 5, "reverse_keyed": False})
+    plan = [
+        ("units", {"units": data.units}),
+        ("engagement", {"engagement": data.engagement, "engagement_answers": data.engagement_answers,
+                        "engagement_items": items}),
+        ("feedback", {"feedback": data.feedback}),
+        ("purchases", {"purchases": data.purchases}),
+        ("mentions", {"mentions": mentions}),
+        ("customers", {"customers": data.customers}),
+        ("rewards", {"rewards": data.rewards}),
+    ]
+    rows = {}
+    for kind, tables in plan:
+        main = tables[kind]
+        store.load_batch(con, kind, tables, file_name=f"demo:{kind}", sha256=_sha256(*tables.values()),
+                         rows=len(main), loaded_by="demo", note=f"demo seed {data.seed}")
+        rows[kind] = len(main)
+    return rows
+
+
+def build_demo(db=None, seed: int = 7, units: int = 40, customers: int = 3000, *, end: date | None = None) -> str:
+    """Generate the demo and load every kind as one batch each; returns a one-paragraph summary.
+
+    Refuses a database that already has live batches (the demo never mixes with real data).
+    """
+    data = generate(seed=seed, units=units, customers=customers, end=end)
+    path = store.db_path(db)
+    with store.connect(db) as con:
+        if _live_batches(con):
+            raise CxStatsError(f"database {path} already has data; use a new --db (or undo its batches first)")
+        rows = _load(con, data)
+    return (
+        f"Demo data (seed {seed}) loaded into {path}: {rows['units']:,} units, {len(data.quarters)} quarters "
+        f"({data.quarters[0]} to {data.quarters[-1]}), {rows['engagement']:,} engagement respondents "
+        f"({len(data.engagement_answers):,} item answers on {len(data.items)} items; {len(data.small_groups)} "
+        f"unit-quarter groups below 5 respondents), {rows['feedback']:,} feedback rows, {rows['purchases']:,} "
+        f"purchase lines, {rows['mentions']:,} mentions, {rows['customers']:,} customers and "
+        f"{rows['rewards']:,} rewards. Planted: {data.planted_within_coef:+.2f} CSAT % points per "
+        f"engagement-index point within units, and {len(data.true_advocates)} true advocates."
+    )
+
+
+_ENSURE_LOCK = threading.Lock()
+
+
+def ensure_demo(db=None) -> bool:
+    """Fill a database that has no live batches with the default demo; True when it did.
+
+    The app calls this on first start and then labels its pages "demo data" (see ``is_demo``).
+    """
+    with _ENSURE_LOCK:  # two first sessions of one app process must not both load
+        with store.connect(db) as con:
+            if _live_batches(con):
+                return False
+        build_demo(db)
+        return True
+
+
+def is_demo(db=None) -> bool:
+    """True when the database holds live batches and every one of them is demo data."""
+    with store.connect(db) as con:
+        names = _live_batches(con)
+    return bool(names) and all(n.startswith("demo:") for n in names)
+
+
+# ---------------------------------------------------------------- messy files for the upload
+
+MESSY_ERROR = {"file": "engagement_messy_error.xlsx", "row": 9, "column": ITEMS[2], "value": "Agre"}
+"""Where engagement_messy_error.xlsx has its deliberate error (row as Excel numbers it)."""
+
+MESSY_UNITS = ("S001", "S002", "S003", "S004", "S005", "S006")
+
+
+def _messy_engagement_rows(rng, wave_start: date):
+    rows = []
+    tenure = ("under 1 year", "1-2 years", "3-5 years", "5+ years")
+    k = 0
+    for u in MESSY_UNITS:
+        for _ in range(int(rng.integers(7, 10))):
+            k += 1
+            level = rng.normal(3.6, 0.7)
+            answers = []
+            for off in _ITEM_OFFSETS:
+                x = int(np.clip(np.round(level + off + rng.normal(0, 0.7)), 1, 5))
+                answers.append(LIKERT_LABELS[x - 1])
+            if rng.random() < 0.1:
+                answers[int(rng.integers(0, len(answers)))] = "N/A"
+            if rng.random() < 0.1:
+                answers[int(rng.integers(0, len(answers)))] = None
+            when = datetime.combine(wave_start + timedelta(days=int(rng.integers(0, 14))), datetime.min.time())
+            enps = int(np.clip(np.round(level * 2 + rng.normal(0, 1.5)), 0, 10))
+            comment = str(rng.choice(_ENGAGEMENT_COMMENTS)) if rng.random() < 0.2 else None
+            rows.append([u, when, f"P-{4000 + k}", str(rng.choice(tenure)), *answers, enps, comment])
+    return rows
+
+
+def _write_engagement_xlsx(path: Path, rows, title: str, error: dict | None = None) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Pulse survey"
+    ws.append([title])
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.append([])
+    header = ["Store", "Survey Date", "Respondent", "Tenure", *ITEMS, "eNPS", "Comments"]
+    ws.append(header)
+    for c in ws[3]:
+        c.font = Font(bold=True)
+    for r in rows:
+        ws.append(r)
+    for row in ws.iter_rows(min_row=4, min_col=2, max_col=2):
+        row[0].number_format = "dd/mm/yyyy"
+    ws.append(["Total", None, len(rows)])
+    ws.cell(ws.max_row, 1).font = Font(bold=True)
+    if error:
+        ws.cell(error["row"], header.index(error["column"]) + 1, error["value"])
+    ws.column_dimensions["B"].width = 12
+    wb.properties.creator = "cxstats demo"
+    # fixed timestamps keep the committed file stable when regenerated
+    wb.properties.created = wb.properties.modified = datetime(2026, 1, 1)
+    wb.save(path)
+
+
+MESSY_FILES_END = date(2026, 11, 26)
+"""The committed example files are dated from this day, so regenerating them gives the same bytes."""
+
+
+def write_messy_files(out_dir="data/demo", seed: int = 7, end: date = MESSY_FILES_END) -> list[Path]:
+    """Write the kinds of files managers send, for trying the upload (returns the paths written).
+
+    Dates fall in the quarter after the demo's last one as of ``end`` (a new wave, new feedback);
+    unit and customer ids exist in the default demo.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 1000)
+    data = generate(seed=seed, units=40, customers=3000, end=end)
+    new_q = data.end + timedelta(days=1)
+    wave_start = new_q + timedelta(days=9)
+    written = []
+
+    rows = _messy_engagement_rows(rng, wave_start)
+    title = f"Employee pulse survey {quarter_label(new_q)} - all stores (export)"
+    p = out / "engagement_messy.xlsx"
+    _write_engagement_xlsx(p, rows, title)
+    written.append(p)
+    p = out / "engagement_messy_error.xlsx"
+    _write_engagement_xlsx(p, rows, title, MESSY_ERROR)
+    written.append(p)
+
+    # feedback: semicolons, cp1252, decimal commas, day-first dates with days above 12
+    ordinary = [c for c in data.customers["customer_id"] if c not in set(data.true_advocates)]
+    comments = ["Zoë at the till was lovely", "Served by José, très rapide", "Queue was too long",
+                "Café corner was closed", "", "Great help from Renée", "", "Could not find my size"]
+    lines = ["Feedback ID;Branch;Date;Satisfaction;Likelihood to recommend;Customer;Channel;Comments;Basket value"]
+    for i in range(30):
+        d = new_q + timedelta(days=int(rng.integers(0, 50)))
+        if i == 0:
+            d = new_q + timedelta(days=20)  # a day above 12 makes the column unambiguous
+        csat = "" if i % 7 == 3 else str(int(rng.integers(1, 6)))
+        nps = "" if i % 3 == 1 else str(int(rng.integers(0, 11)))
+        cust = ordinary[int(rng.integers(0, len(ordinary)))] if i % 2 == 0 else ""
+        basket = f"{rng.integers(300, 12000) / 100:.2f}".replace(".", ",")
+        lines.append(";".join([f"W-{7001 + i}", MESSY_UNITS[i % len(MESSY_UNITS)], d.strftime("%d/%m/%Y"), csat,
+                               nps, cust, ["in-store", "email", "web"][i % 3], comments[i % len(comments)], basket]))
+    p = out / "feedback_messy.csv"
+    p.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    written.append(p)
+
+    # small clean examples, one per kind, canonical headers
+    clean = {
+        "units.csv": data.units.drop(columns="row_no"),
+        "purchases.csv": _clean_purchases(rng, ordinary, new_q),
+        "mentions.csv": _clean_mentions(data, new_q),
+        "customers.csv": _clean_customers(data, new_q),
+        "rewards.csv": pd.DataFrame({
+            "customer_id": list(data.true_advocates[:3]),
+            "reward_date": [(new_q + timedelta(days=d)).isoformat() for d in (12, 19, 26)],
+            "reward_type": ["voucher", "voucher", "gift box"],
+            "value": ["20.00", "20.00", "35.00"],
+            "note": ["thanks for the lovely posts", "", "champion of the quarter"],
+        }),
+    }
+    for name, frame in clean.items():
+        p = out / name
+        frame.to_csv(p, index=False, lineterminator="\n")
+        written.append(p)
+    return written
+
+
+def _clean_purchases(rng, ordinary, new_q: date) -> pd.DataFrame:
+    rows = []
+    for k in range(8):
+        cid = ordinary[k * 37 % len(ordinary)]
+        d = (new_q + timedelta(days=3 + 5 * k)).isoformat()
+        for _ in range(1 + k % 3):
+            rows.append((f"W{1001 + k}", cid, d, f"{rng.integers(300, 6000) / 100:.2f}", MESSY_UNITS[k % 6]))
+    rows.append(("W1009", rows[0][1], (new_q + timedelta(days=10)).isoformat(), f"-{rows[0][3]}", MESSY_UNITS[0]))
+    return pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount", "unit_id"])
+
+
+def _clean_mentions(data: DemoData, new_q: date) -> pd.DataFrame:
+    with_handle = data.customers.dropna(subset=["handle"])
+    texts = [_POSITIVE[0], _NEUTRAL[1], _NEGATIVE[3], _POSITIVE[4], _NEUTRAL[0], _POSITIVE[6]]
+    rows = []
+    for k, t in enumerate(texts):
+        c = with_handle.iloc[k * 11 % len(with_handle)]
+        rows.append((c["customer_id"], c["handle"], f"{(new_q + timedelta(days=4 + 6 * k)).isoformat()} 1{k}:15:00",
+                     _PLATFORMS[k % 4], t.format(s=data.units["unit_name"].iloc[k]), 100 + 37 * k))
+    return pd.DataFrame(rows, columns=["customer_id", "handle", "posted_at", "platform", "text", "followers"])
+
+
+def _clean_customers(data: DemoData, new_q: date) -> pd.DataFrame:
+    n = len(data.customers)
+    rows = [(f"C{n + k + 1:05d}", name, f"{_ascii(name).replace(' ', '.')}@example.com", "yes" if k % 3 else "no",
+             (new_q + timedelta(days=k)).isoformat() if k % 3 else "")
+            for k, name in enumerate(("Ada Lovelace", "Renée Dubois", "Tomás Ortega", "Grace Hopper", "Omar Haddad"))]
+    # an existing customer withdrawing consent: applies at once (DESIGN.md)
+    c = data.customers[data.customers["marketing_consent"]
+                       & ~data.customers["customer_id"].isin(data.true_advocates)].iloc[0]
+    rows.append((c["customer_id"], c["name"], c["email"], "no", ""))
+    return pd.DataFrame(rows, columns=["customer_id", "name", "email", "marketing_consent", "consent_date"])
+
+
+if __name__ == "__main__":  # python -m cxstats.demo: regenerate data/demo/
+    for written in write_messy_files(os.environ.get("CXSTATS_DEMO_DIR", "data/demo")):
+        print(written)
