@@ -1,0 +1,799 @@
+"""Brand advocates: loyal customers who speak up for the brand (DESIGN.md, "Advocates").
+
+Everything is computed from evidence dated up to and including ``as_of`` (default: the latest
+order date). Per customer:
+
+- orders: distinct order_id (rows without an order_id are one order each) whose net amount is
+  > 0; spend: net amount of all rows (returns subtract), summed as DECIMAL;
+  recency_days = as_of - last counted order date, in whole days (dates, not timestamps).
+- R, F, M: ``rankdata(x, 'average') / n`` over the n customers with at least one counted order
+  (R ranks -recency_days, so recent is high); ``loyalty = (R + F + M) / 3``.
+- mentions: positive when VADER compound >= 0.05, negative when <= -0.05;
+  ``reach = log10(1 + max followers)``; ``advocacy = min(positive, 5) / 5``;
+  ``reach_score = min(reach / 6, 1)``. A customer without mentions has reach 0.
+- satisfaction: latest NPS / 10, else (mean CSAT - 1) / 4, else missing.
+- ``score = 100 * sum(w_i * c_i) / sum(w_i over present components)``; only satisfaction can be
+  missing. Default weights loyalty 0.5, advocacy 0.3, satisfaction 0.15, reach 0.05.
+
+Worked example (default weights): a customer with R = 0.9, F = 0.8, M = 0.7 (loyalty 0.8), three
+positive posts (advocacy 0.6), latest NPS 10 (satisfaction 1.0) and 999 followers
+(reach = log10(1000) = 3, reach_score 0.5) scores
+``100 * (0.5*0.8 + 0.3*0.6 + 0.15*1.0 + 0.05*0.5) / 1.0 = 75.5`` -> tier "Advocate".
+Without any survey answer the same customer scores
+``100 * (0.4 + 0.18 + 0.025) / 0.85 = 71.18``.
+
+Gates (a customer is listed only when all hold): at least 2 orders; at least one positive mention
+or a promoter answer (NPS 9-10); no negative mention and no detractor answer (NPS 0-6) dated in
+the 90 days up to as_of (0 <= as_of - date <= 90 days). Tiers: Champion >= 80, Advocate >= 60,
+Rising >= 40, otherwise Candidate.
+
+Flags (duplicates and fraud): the same e-mail or handle under several customer ids, orders that
+are mostly returns (returned value >= half the purchased value), and one account posting the same
+text many times (>= 3) are flagged and explained in ``flags`` and in ``reasons``. Flags never
+change the score or the order of the list (the figures stay those DESIGN.md defines, so they can
+be checked), but a flagged customer is left out of :func:`to_reward` until a person has reviewed
+them (``to_reward(..., include_flagged=True)`` once reviewed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from . import ADMIN, CxStatsError, Viewer, store
+from .sentiment import NEGATIVE, POSITIVE
+
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"loyalty": 0.5, "advocacy": 0.3, "satisfaction": 0.15, "reach": 0.05}
+)
+REACH_CAP = 0.1  # reach's weight never exceeds 0.1 of the total: followers alone never make an advocate
+QUIET_DAYS = 90  # no negative post or detractor answer in the 90 days up to as_of
+TIERS = (("Champion", 80.0), ("Advocate", 60.0), ("Rising", 40.0), ("Candidate", float("-inf")))
+MIN_ORDERS = 2
+REPEAT_POSTS = 3  # the same text from one account this many times is flagged
+RETURN_SHARE = 0.5  # returned value at least this share of purchased value is flagged
+SCORING_ROLES = ("marketing", "admin", "leader")
+REWARD_ROLES = ("marketing", "admin")
+
+JSON_FIELDS = ("customer_id", "score", "tier", "orders", "spend", "recency_days", "positive_mentions",
+               "negative_mentions", "reach", "nps", "consent", "recently_rewarded", "reasons", "contributions")
+
+
+# ---------------------------------------------------------------- small pure functions
+
+
+def percentile_ranks(x) -> np.ndarray:
+    """Tie-averaged percentile ranks ``rankdata(x, 'average') / n`` (0 < rank <= 1).
+
+    Ties share the mean of the ranks they span, so many one-order customers all get the same F.
+
+    >>> percentile_ranks([1, 1, 2, 5]).tolist()
+    [0.375, 0.375, 0.75, 1.0]
+    """
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return x
+    return rankdata(x, method="average") / len(x)
+
+
+def tier(score: float) -> str:
+    """Champion >= 80, Advocate >= 60, Rising >= 40, otherwise Candidate.
+
+    >>> [tier(s) for s in (80, 79.99, 60, 40, 39.9)]
+    ['Champion', 'Advocate', 'Advocate', 'Rising', 'Candidate']
+    """
+    for name, lo in TIERS:
+        if score >= lo:
+            return name
+    return "Candidate"
+
+
+def reach(max_followers) -> float:
+    """``log10(1 + max followers)``; 0 without followers. reach(999) = 3.0."""
+    if max_followers is None or (isinstance(max_followers, float) and math.isnan(max_followers)):
+        return 0.0
+    return math.log10(1 + max(float(max_followers), 0.0))
+
+
+def check_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """Validate user weights (missing names take the default); refuse reach above the cap.
+
+    Reach's weight may be at most 0.1 of the sum of all four weights; a larger one raises
+    CxStatsError (it is not silently clamped, so the user knows which weights were used).
+    """
+    w = dict(DEFAULT_WEIGHTS)
+    if weights:
+        unknown = sorted(set(weights) - set(DEFAULT_WEIGHTS))
+        if unknown:
+            raise CxStatsError(f"unknown weight {', '.join(unknown)}; use {', '.join(DEFAULT_WEIGHTS)}")
+        for k, v in weights.items():
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise CxStatsError(f"weight {k} must be a number, got {v!r}") from None
+            if not math.isfinite(v) or v < 0:
+                raise CxStatsError(f"weight {k} must be a number >= 0, got {v!r}")
+            w[k] = v
+    total = sum(w.values())
+    if total <= 0 or w["loyalty"] + w["advocacy"] <= 0:
+        raise CxStatsError("at least one of the weights loyalty, advocacy must be above 0")
+    if w["reach"] > REACH_CAP * total + 1e-12:
+        raise CxStatsError(
+            f"reach weight {w['reach']:g} is more than 0.1 of the total {total:g}: lower it to at most "
+            f"{REACH_CAP * (total - w['reach']) / (1 - REACH_CAP):.4g} (follower count alone never makes an advocate)"
+        )
+    return w
+
+
+def weighted_score(loyalty: float, advocacy: float, satisfaction: float | None, reach_score: float,
+                   weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> float:
+    """``100 * sum(w_i * c_i) / sum(w_i over present components)`` (satisfaction may be missing).
+
+    >>> round(weighted_score(0.8, 0.6, 1.0, 0.5), 2)
+    75.5
+    >>> round(weighted_score(0.8, 0.6, None, 0.5), 2)
+    71.18
+    """
+    w = check_weights(weights)
+    parts = [(w["loyalty"], loyalty), (w["advocacy"], advocacy), (w["reach"], reach_score)]
+    if satisfaction is not None and not (isinstance(satisfaction, float) and math.isnan(satisfaction)):
+        parts.append((w["satisfaction"], satisfaction))
+    else:
+        # reach's share of the present weights is held at the cap (see score())
+        parts[2] = (min(w["reach"], REACH_CAP / (1 - REACH_CAP) * (w["loyalty"] + w["advocacy"])), reach_score)
+    return 100 * sum(wi * c for wi, c in parts) / sum(wi for wi, _ in parts)
+
+
+def _as_date(value, what: str = "as_of") -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise CxStatsError(f"{what} must be a date like 2024-06-30, got {value!r}") from None
+
+
+# ---------------------------------------------------------------- SQL
+
+
+_CUSTOMERS = store.current_customers_sql()
+
+# One row per customer with at least one purchase row up to as_of. Rows without an order_id are one
+# order each (grouped by their own batch/row/line); net amounts are summed as DECIMAL.
+_ORDERS_SQL = """
+WITH lines AS (
+    SELECT customer_id, order_id, order_date, amount,
+           CASE WHEN order_id IS NULL THEN batch_id END AS b,
+           CASE WHEN order_id IS NULL THEN row_no END AS r,
+           CASE WHEN order_id IS NULL THEN line_no END AS l
+    FROM purchases WHERE order_date <= ? AND customer_id IS NOT NULL
+), ord AS (
+    SELECT customer_id, min(order_date) AS d, sum(amount) AS net,
+           sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
+           sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
+    FROM lines GROUP BY customer_id, order_id, b, r, l
+)
+SELECT customer_id,
+       count(*) FILTER (WHERE net > 0) AS orders,
+       CAST(sum(net) AS DOUBLE) AS spend,
+       min(d) FILTER (WHERE net > 0) AS first_order,
+       max(d) FILTER (WHERE net > 0) AS last_order,
+       CAST(sum(gross) AS DOUBLE) AS gross,
+       CAST(sum(returned) AS DOUBLE) AS returned
+FROM ord GROUP BY customer_id
+"""
+
+# Mentions attributed to a customer: their own customer_id, else their handle through the current
+# customers table (case-insensitive, without a leading @; a handle shared by several customers is
+# ambiguous and not matched).
+_HANDLE_SQL = f"""
+handles AS (
+    SELECT lower(ltrim(trim(handle), '@')) AS h, min(customer_id) AS cid, count(DISTINCT customer_id) AS n
+    FROM ({_CUSTOMERS}) WHERE handle IS NOT NULL AND trim(handle) <> '' GROUP BY 1
+), m AS (
+    SELECT coalesce(mn.customer_id, CASE WHEN hs.n = 1 THEN hs.cid END) AS cid,
+           lower(ltrim(trim(mn.handle), '@')) AS h, hs.n AS handle_owners,
+           CAST(mn.posted_at AS DATE) AS d, mn.text, mn.followers, {{sentiment}} AS s
+    FROM mentions mn
+    LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), '@')) = hs.h
+    WHERE CAST(mn.posted_at AS DATE) <= ?
+)
+"""
+
+_MENTIONS_SQL = """
+WITH {handles}, repeats AS (
+    SELECT cid, max(n) AS top_repeat FROM (
+        SELECT cid, count(*) AS n FROM m WHERE cid IS NOT NULL AND text IS NOT NULL AND trim(text) <> ''
+        GROUP BY cid, lower(trim(text))) GROUP BY cid
+)
+SELECT m.cid AS customer_id, count(*) AS mentions,
+       count(*) FILTER (WHERE s >= ?) AS positive_mentions,
+       count(*) FILTER (WHERE s <= ?) AS negative_mentions,
+       avg(s) AS mean_sentiment, max(followers) AS max_followers,
+       count(*) FILTER (WHERE s <= ? AND date_diff('day', d, ?) <= ?) AS recent_negative,
+       any_value(repeats.top_repeat) AS top_repeat
+FROM m LEFT JOIN repeats USING (cid) WHERE m.cid IS NOT NULL GROUP BY m.cid
+"""
+
+_UNMATCHED_SQL = """
+WITH {handles}
+SELECT min(mn_handle) AS handle, count(*) AS mentions, count(*) FILTER (WHERE s >= ?) AS positive_mentions,
+       count(*) FILTER (WHERE s <= ?) AS negative_mentions, max(followers) AS max_followers,
+       CASE WHEN max(handle_owners) > 1 THEN 'handle belongs to ' || max(handle_owners) || ' customers'
+            ELSE 'no customer has this handle' END AS why
+FROM (SELECT *, h AS mn_handle FROM m) WHERE cid IS NULL AND h IS NOT NULL AND h <> ''
+GROUP BY h ORDER BY positive_mentions DESC, mentions DESC, handle
+"""
+
+_FEEDBACK_SQL = """
+SELECT customer_id,
+       arg_max(nps, (date, batch_id, row_no)) FILTER (WHERE nps IS NOT NULL) AS nps,
+       avg(csat) AS csat_mean, count(csat) AS csat_answers,
+       count(*) FILTER (WHERE nps >= 9) AS promoter_answers,
+       count(*) FILTER (WHERE nps <= 6 AND date_diff('day', date, ?) <= ?) AS recent_detractor
+FROM feedback WHERE customer_id IS NOT NULL AND date <= ? GROUP BY customer_id
+"""
+
+# Duplicate e-mail / handle among the current customers: the other ids sharing it.
+_DUPLICATES_SQL = f"""
+WITH cur AS ({_CUSTOMERS}),
+k AS (
+    SELECT customer_id, 'email' AS what, lower(trim(email)) AS v FROM cur WHERE email IS NOT NULL AND trim(email) <> ''
+    UNION ALL
+    SELECT customer_id, 'handle', lower(ltrim(trim(handle), '@')) FROM cur WHERE handle IS NOT NULL AND trim(handle) <> ''
+), g AS (SELECT what, v, list(customer_id ORDER BY customer_id) AS ids FROM k GROUP BY what, v HAVING count(*) > 1)
+SELECT k.customer_id, k.what, list_filter(g.ids, lambda x: x <> k.customer_id) AS others FROM k JOIN g USING (what, v)
+"""
+
+
+def _sentiment_expr(con) -> str:
+    """Use stored sentiment; compute VADER for rows stored without one and never scored."""
+    todo = con.execute(
+        "SELECT DISTINCT text FROM mentions WHERE sentiment IS NULL AND sentiment_source IS NULL "
+        "AND text IS NOT NULL AND trim(text) <> ''"
+    ).fetchall()
+    if not todo:
+        return "mn.sentiment"
+    from .sentiment import compound
+
+    texts = [t[0] for t in todo]
+    frame = pd.DataFrame({"text": texts, "vader": compound(texts)})
+    con.execute("CREATE OR REPLACE TEMP TABLE _vader (text VARCHAR, vader DOUBLE)")
+    con.register("_vader_frame", frame)
+    try:
+        con.execute("INSERT INTO _vader SELECT text, vader FROM _vader_frame")
+    finally:
+        con.unregister("_vader_frame")
+    return "coalesce(mn.sentiment, (SELECT vader FROM _vader v WHERE v.text = mn.text))"
+
+
+# ---------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class AdvocateResult:
+    """Scored advocates.
+
+    ``customers``: one row per customer who passes the gates, highest score first, with the JSON
+    columns plus name, email, handle, first_order, last_order, mentions, mean_sentiment,
+    loyalty/R/F/M, advocacy, satisfaction, reach_score, csat_mean, flags (list of short codes)
+    and flag_text. ``unmatched_handles``: handles of mentions that reached no customer.
+    ``ranked``: how many customers had an order (the n of the percentile ranks). ``everyone``:
+    all of them, ungated, with gate_orders/gate_voice/gate_quiet/passes (answers "why is X not
+    listed?").
+    """
+
+    as_of: date | None
+    weights: Mapping[str, float]
+    customers: pd.DataFrame
+    unmatched_handles: pd.DataFrame
+    ranked: int = 0
+    cooldown_days: int = 90
+    gate_counts: Mapping[str, int] = field(default_factory=dict)
+    everyone: pd.DataFrame | None = None  # every customer with an order: ranks, components, gate columns
+
+    def top(self, n: int | None = 100) -> pd.DataFrame:
+        """The top n rows (n None or 0 means all)."""
+        return self.customers if not n else self.customers.head(int(n))
+
+    def as_json(self, top: int | None = 100) -> dict:
+        """DESIGN.md advocates JSON: as_of and the top N gated customers (0 = all), whatever the consent."""
+        rows = []
+        for r in self.top(top).itertuples(index=False):
+            rows.append({
+                "customer_id": str(r.customer_id),
+                "score": float(r.score),
+                "tier": r.tier,
+                "orders": int(r.orders),
+                "spend": float(r.spend),
+                "recency_days": int(r.recency_days),
+                "positive_mentions": int(r.positive_mentions),
+                "negative_mentions": int(r.negative_mentions),
+                "reach": float(r.reach),
+                "nps": None if pd.isna(r.nps) else int(r.nps),
+                "consent": bool(r.consent),
+                "recently_rewarded": bool(r.recently_rewarded),
+                "reasons": list(r.reasons),
+                "contributions": {k: (None if v is None or pd.isna(v) else float(v))
+                                  for k, v in r.contributions.items()},
+            })
+        return {"as_of": self.as_of.isoformat() if self.as_of else None, "customers": rows}
+
+
+def _empty_customers() -> pd.DataFrame:
+    cols = list(JSON_FIELDS) + ["name", "email", "handle", "first_order", "last_order", "flags", "flag_text"]
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+
+
+def latest_order_date(con) -> date | None:
+    r = con.execute("SELECT max(order_date) FROM purchases").fetchall()
+    return r[0][0]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _months_between(a: date, b: date) -> int:
+    return max(1, (b.year - a.year) * 12 + (b.month - a.month) + (1 if b.day >= a.day else 0))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _reasons(r, as_of: date) -> list[str]:
+    out = [f"{_plural(int(r.orders), 'order')} in {_plural(_months_between(r.first_order, as_of), 'month')}",
+           f"spent {r.spend:,.2f}"]
+    out.append("last order today" if r.recency_days == 0 else f"last order {_plural(int(r.recency_days), 'day')} ago")
+    if r.positive_mentions:
+        out.append(_plural(int(r.positive_mentions), "positive post"))
+    if not pd.isna(r.nps):
+        out.append(f"NPS {int(r.nps)}")
+    elif not pd.isna(r.csat_mean):
+        out.append(f"CSAT {r.csat_mean:.1f} average")
+    if r.max_followers and r.max_followers > 0:
+        out.append(f"{int(r.max_followers):,} followers")
+    out.extend(r.flag_text)
+    return out
+
+
+def _compute(con, as_of: date, weights: dict[str, float], cooldown: int) -> tuple[pd.DataFrame, int, dict]:
+    """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
+    base = con.execute(_ORDERS_SQL, [as_of]).df()
+    base = base[base["orders"] > 0].reset_index(drop=True)
+    n = len(base)
+    if n == 0:
+        return base, 0, {}
+    base["recency_days"] = (pd.Timestamp(as_of) - pd.to_datetime(base["last_order"])).dt.days.astype("int64")
+    base["R"] = percentile_ranks(-base["recency_days"].to_numpy())
+    base["F"] = percentile_ranks(base["orders"].to_numpy())
+    base["M"] = percentile_ranks(base["spend"].to_numpy())
+    base["loyalty"] = (base["R"] + base["F"] + base["M"]) / 3
+
+    sent = _sentiment_expr(con)
+    handles = _HANDLE_SQL.format(sentiment=sent)
+    ment = con.execute(_MENTIONS_SQL.format(handles=handles),
+                       [as_of, POSITIVE, NEGATIVE, NEGATIVE, as_of, QUIET_DAYS]).df()
+    fb = con.execute(_FEEDBACK_SQL, [as_of, QUIET_DAYS, as_of]).df()
+    cust = con.execute(
+        f"SELECT customer_id, name, email, handle, coalesce(marketing_consent, FALSE) AS consent FROM ({_CUSTOMERS})"
+    ).df()
+    rewarded = con.execute(
+        "SELECT DISTINCT customer_id FROM rewards WHERE date_diff('day', reward_date, ?) < ?", [as_of, cooldown]
+    ).df()
+    dups = con.execute(_DUPLICATES_SQL).df()
+
+    df = base.merge(ment, on="customer_id", how="left").merge(fb, on="customer_id", how="left")
+    df = df.merge(cust, on="customer_id", how="left")
+    for c in ("mentions", "positive_mentions", "negative_mentions", "recent_negative", "promoter_answers",
+              "recent_detractor", "top_repeat", "csat_answers"):
+        df[c] = df[c].fillna(0).astype("int64")
+    df["consent"] = df["consent"].fillna(False).astype(bool)
+    df["recently_rewarded"] = df["customer_id"].isin(set(rewarded["customer_id"]))
+    df["max_followers"] = df["max_followers"].astype("float64")
+    df["nps"] = df["nps"].astype("Float64")
+    df["csat_mean"] = df["csat_mean"].astype("float64")
+
+    df["reach"] = np.log10(1 + df["max_followers"].fillna(0).clip(lower=0))
+    df["reach_score"] = np.minimum(df["reach"] / 6, 1.0)
+    df["advocacy"] = np.minimum(df["positive_mentions"], 5) / 5
+    nps = df["nps"].astype("float64")
+    df["satisfaction"] = np.where(nps.notna(), nps / 10, (df["csat_mean"] - 1) / 4)
+
+    comps = {"loyalty": df["loyalty"], "advocacy": df["advocacy"],
+             "satisfaction": df["satisfaction"], "reach": df["reach_score"]}
+    has_sat = df["satisfaction"].notna().to_numpy()
+    w_reach = np.full(n, weights["reach"])
+    others_no_sat = weights["loyalty"] + weights["advocacy"]
+    # With satisfaction missing, reach's share of the present weights could pass 0.1; keep it at the cap.
+    w_reach = np.where(has_sat, w_reach, np.minimum(w_reach, REACH_CAP / (1 - REACH_CAP) * others_no_sat))
+    denom = weights["loyalty"] + weights["advocacy"] + w_reach + np.where(has_sat, weights["satisfaction"], 0.0)
+    contrib = {}
+    for k, c in comps.items():
+        w = w_reach if k == "reach" else weights[k]
+        contrib[k] = np.where(np.isnan(c.to_numpy(dtype=float)), np.nan, 100 * w * c.to_numpy(dtype=float) / denom)
+    df["score"] = np.nansum(np.column_stack(list(contrib.values())), axis=1)
+    for k, v in contrib.items():
+        df[f"contribution_{k}"] = v
+
+    df["gate_orders"] = df["orders"] >= MIN_ORDERS
+    df["gate_voice"] = (df["positive_mentions"] >= 1) | (df["promoter_answers"] >= 1)
+    df["gate_quiet"] = (df["recent_negative"] == 0) & (df["recent_detractor"] == 0)
+    df["passes"] = df["gate_orders"] & df["gate_voice"] & df["gate_quiet"]
+    counts = {"customers_with_orders": n, "two_orders": int(df["gate_orders"].sum()),
+              "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
+              "passed": int(df["passes"].sum())}
+
+    # Flags (explained, never scored away).
+    flags: dict[str, list[str]] = {}
+    texts: dict[str, list[str]] = {}
+
+    def add(cid, code, text):
+        flags.setdefault(cid, []).append(code)
+        texts.setdefault(cid, []).append(text)
+
+    for cid, what, others in dups.itertuples(index=False):
+        others = list(others)
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        add(cid, f"duplicate_{what}", f"flag: same {what} as customer {shown}")
+    mostly = df[(df["gross"] > 0) & (df["returned"] >= RETURN_SHARE * df["gross"])]
+    for cid, ret, gross in zip(mostly["customer_id"], mostly["returned"], mostly["gross"]):
+        add(cid, "mostly_returns", f"flag: returned {ret / gross:.0%} of what was bought")
+    rep = df[df["top_repeat"] >= REPEAT_POSTS]
+    for cid, k in zip(rep["customer_id"], rep["top_repeat"]):
+        add(cid, "repeated_posts", f"flag: the same post {k} times")
+    df["flags"] = [tuple(flags.get(c, ())) for c in df["customer_id"]]
+    df["flag_text"] = [tuple(texts.get(c, ())) for c in df["customer_id"]]
+    return df, n, counts
+
+
+def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int):
+    df, n, counts = _compute(con, as_of, weights, cooldown)
+    if n == 0:
+        return df, n, counts, df
+    out = df[df["passes"]].copy()
+    out = out.sort_values(["score", "customer_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    out["tier"] = pd.cut(out["score"], [-np.inf, 40, 60, 80, np.inf], right=False,
+                         labels=["Candidate", "Rising", "Advocate", "Champion"]).astype(str)
+    out["reasons"] = [_reasons(r, as_of) for r in out.itertuples(index=False)]
+    keys = list(DEFAULT_WEIGHTS)
+    cols = [out[f"contribution_{k}"].to_numpy() for k in keys]
+    out["contributions"] = [{k: (None if np.isnan(v) else float(v)) for k, v in zip(keys, vals)}
+                            for vals in zip(*cols)]
+    out["last_order"] = pd.to_datetime(out["last_order"]).dt.date
+    out["first_order"] = pd.to_datetime(out["first_order"]).dt.date
+    return out, n, counts, df
+
+
+def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] | None = None) -> AdvocateResult:
+    """Score and gate every customer (see the module docstring for every formula).
+
+    Marketing, admin and leader may call it; a manager gets AccessDenied. ``weights`` overrides
+    the defaults by name; reach's weight above 0.1 of the total raises CxStatsError. Flagged
+    customers keep their score and place, carry ``flags`` and a "flag: ..." reason, and are left
+    out of :func:`to_reward` until reviewed.
+    """
+    viewer.require(*SCORING_ROLES)
+    w = check_weights(weights)
+    as_of = _as_date(as_of) or latest_order_date(con)
+    cooldown = store.settings(con).reward_cooldown_days
+    if as_of is None:
+        return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
+    out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown)
+    if n == 0:
+        out = _empty_customers()
+    sent = _sentiment_expr(con)
+    unmatched = con.execute(_UNMATCHED_SQL.format(handles=_HANDLE_SQL.format(sentiment=sent)),
+                            [as_of, POSITIVE, NEGATIVE]).df()
+    unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
+    return AdvocateResult(as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts),
+                          everyone)
+
+
+def _unmatched_empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in
+                         ("handle", "mentions", "positive_mentions", "negative_mentions", "max_followers", "why", "reach")})
+
+
+def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_flagged: bool = False) -> pd.DataFrame:
+    """Gated customers to thank now: not rewarded within the cooldown, not flagged (unless reviewed).
+
+    ``min_tier`` keeps that tier and better ("Advocate" keeps Champions and Advocates).
+    """
+    names = [t for t, _ in TIERS]
+    if min_tier not in names:
+        raise CxStatsError(f"unknown tier {min_tier!r}; use one of {', '.join(names)}")
+    keep = names[: names.index(min_tier) + 1]
+    df = result.customers
+    mask = ~df["recently_rewarded"].astype(bool) & df["tier"].isin(keep)
+    if not include_flagged:
+        mask &= df["flags"].map(len) == 0
+    return df[mask].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- rewards
+
+
+def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=None, note=None,
+                  viewer: Viewer = ADMIN) -> int:
+    """Store one reward as a ``rewards`` batch (undoable like any upload); returns the batch id.
+
+    Marketing and admin only. ``db_or_con`` is a database path or an open connection.
+    """
+    viewer.require(*REWARD_ROLES)
+    cid = str(customer_id).strip() if customer_id is not None else ""
+    if not cid:
+        raise CxStatsError("customer_id is required to record a reward")
+    d = _as_date(reward_date, "reward_date")
+    if d is None:
+        raise CxStatsError("reward_date is required, e.g. 2024-06-30")
+    rtype = str(reward_type or "").strip()
+    if not rtype:
+        raise CxStatsError("reward_type is required (e.g. 'voucher', 'thank-you gift')")
+    if value is not None and value != "":
+        try:
+            value = round(float(value), 2)
+        except (TypeError, ValueError):
+            raise CxStatsError(f"reward value must be a number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise CxStatsError("reward value must be a finite number")
+    else:
+        value = None
+    frame = pd.DataFrame({"row_no": [1], "customer_id": [cid], "reward_date": [d], "reward_type": [rtype],
+                          "value": pd.array([value], dtype="float64"), "note": [note]})
+    digest = hashlib.sha256(f"{cid}|{d}|{rtype}|{value}|{note}|{datetime.now().isoformat()}".encode()).hexdigest()
+
+    def _load(con):
+        return store.load_batch(con, "rewards", {"rewards": frame}, file_name="reward form", sha256=digest,
+                                rows=1, loaded_by=viewer.name)
+
+    if hasattr(db_or_con, "execute"):
+        return _load(db_or_con)
+    with store.connect(db_or_con) as con:
+        return _load(con)
+
+
+# ---------------------------------------------------------------- programme effect
+
+HOLDOUT_TEXT = (
+    "This is an estimate from matched comparison customers, not an experiment: rewarded customers were "
+    "chosen by people, and whatever led to the choice can also change later buying. A random hold-out "
+    "group is the better design. To run one: take the customers you intend to reward this round, let "
+    "the computer pick at random a share of them (say one in five) who are not rewarded yet, record "
+    "both lists with the date, reward only the others, and after 90 days compare orders and spend of "
+    "the two groups; reward the hold-out afterwards."
+)
+
+
+@dataclass(frozen=True)
+class ProgrammeEffect:
+    """Difference-in-differences estimate of what rewards did to orders and spend per 90 days.
+
+    ``pairs``: one row per rewarded customer and matched control (reward_date, scores and order
+    trends before, orders/spend 90 days before and after for both). ``did_orders``/``did_spend``
+    with pair-bootstrap 95% CIs (``ci_*`` tuples). ``label`` says it is an estimate;
+    ``holdout_text`` explains the better design and how to run it.
+    """
+
+    as_of: date | None
+    window_days: int
+    n_rewarded: int
+    n_pairs: int
+    n_unmatched: int
+    n_too_recent: int
+    did_orders: float | None
+    ci_orders: tuple[float | None, float | None]
+    did_spend: float | None
+    ci_spend: tuple[float | None, float | None]
+    summary: pd.DataFrame
+    pairs: pd.DataFrame
+    label: str = "estimate (matched comparison, not a randomised test)"
+    holdout_text: str = HOLDOUT_TEXT
+    warnings: tuple[str, ...] = ()
+
+
+def _order_table(con, as_of: date) -> pd.DataFrame:
+    """Order-level rows (customer, date, net) up to as_of: counted orders have net > 0."""
+    return con.execute(
+        """SELECT customer_id, min(order_date) AS d, CAST(sum(amount) AS DOUBLE) AS net FROM (
+               SELECT customer_id, order_id, order_date, amount,
+                      CASE WHEN order_id IS NULL THEN batch_id END AS b,
+                      CASE WHEN order_id IS NULL THEN row_no END AS r,
+                      CASE WHEN order_id IS NULL THEN line_no END AS l
+               FROM purchases WHERE order_date <= ? AND customer_id IS NOT NULL)
+           GROUP BY customer_id, order_id, b, r, l""",
+        [as_of],
+    ).df()
+
+
+def _window(orders: pd.DataFrame, who: pd.Series, start: pd.Series, end: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Counted orders and net spend of each (customer, [start, end)) window."""
+    q = pd.DataFrame({"i": np.arange(len(who)), "customer_id": who.to_numpy(), "s": start.to_numpy(),
+                      "e": end.to_numpy()})
+    j = q.merge(orders, on="customer_id", how="inner")
+    j = j[(j["d"] >= j["s"]) & (j["d"] < j["e"])]
+    cnt = j[j["net"] > 0].groupby("i").size().reindex(q["i"], fill_value=0).to_numpy()
+    spend = j.groupby("i")["net"].sum().reindex(q["i"], fill_value=0.0).to_numpy()
+    return cnt.astype(float), spend.astype(float)
+
+
+def programme_effect(con, viewer: Viewer = ADMIN, as_of=None, *, window_days: int = 90, trend_days: int = 180,
+                     n_boot: int = 2000, seed: int = 12345) -> ProgrammeEffect:
+    """Matched difference-in-differences of rewards on orders and spend per ``window_days``.
+
+    Each customer's first reward at date t (with t + window_days <= as_of, so the after-window is
+    complete) is matched, nearest first and without replacement, to a customer not rewarded before
+    t + window_days, by standardised distance on the advocate score at t - 1 day and the order trend
+    (orders in the last 90 of the 180 days before t minus orders in the first 90). The control takes
+    its pair's reward date. For each pair, ``change = after - before`` (window_days each side of t);
+    ``DiD = mean(change_rewarded) - mean(change_control)``. 95% CI: percentiles 2.5/97.5 of the
+    DiD over ``n_boot`` resamples of whole pairs (seeded).
+
+    Worked example: rewarded customers go from 1.0 to 2.0 orders per 90 days, controls from 1.0
+    to 1.2: DiD = (2.0 - 1.0) - (1.2 - 1.0) = 0.8 orders per 90 days.
+    """
+    viewer.require(*SCORING_ROLES)
+    as_of = _as_date(as_of) or latest_order_date(con)
+    empty = ProgrammeEffect(as_of, window_days, 0, 0, 0, 0, None, (None, None), None, (None, None),
+                            pd.DataFrame(), pd.DataFrame(), warnings=("no rewards recorded yet",))
+    if as_of is None:
+        return empty
+    first = con.execute(
+        "SELECT customer_id, min(reward_date) AS t FROM rewards WHERE reward_date <= ? GROUP BY customer_id",
+        [as_of],
+    ).df()
+    if first.empty:
+        return empty
+    first["t"] = pd.to_datetime(first["t"])
+    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=window_days)
+    too_recent = int((first["t"] > cutoff).sum())
+    treated = first[first["t"] <= cutoff].sort_values(["t", "customer_id"]).reset_index(drop=True)
+    all_first = con.execute("SELECT customer_id, min(reward_date) AS t FROM rewards GROUP BY customer_id").df()
+    first_reward = dict(zip(all_first["customer_id"], pd.to_datetime(all_first["t"])))
+    orders = _order_table(con, as_of)
+    orders["d"] = pd.to_datetime(orders["d"])
+    weights = dict(DEFAULT_WEIGHTS)
+    cooldown = store.settings(con).reward_cooldown_days
+
+    used: set[str] = set()
+    rows = []
+    unmatched = 0
+    for t, grp in treated.groupby("t", sort=True):
+        scored, n, _ = _compute(con, (t - pd.Timedelta(days=1)).date(), weights, cooldown)
+        if n == 0:
+            unmatched += len(grp)
+            continue
+        pool = scored[["customer_id", "score"]].copy()
+        tt = pd.Series(t, index=pool.index)
+        a, _ = _window(orders, pool["customer_id"], tt - pd.Timedelta(days=trend_days), tt - pd.Timedelta(days=trend_days // 2))
+        b, _ = _window(orders, pool["customer_id"], tt - pd.Timedelta(days=trend_days // 2), tt)
+        pool["trend"] = b - a
+        # a control must not be rewarded before its after-window ends
+        later = pool["customer_id"].map(first_reward)
+        eligible = later.isna() | (later >= t + pd.Timedelta(days=window_days))
+        sd_s = float(pool["score"].std()) or 1.0
+        sd_t = float(pool["trend"].std()) or 1.0
+        info = pool.set_index("customer_id")
+        for cid in grp["customer_id"]:
+            if cid not in info.index:
+                unmatched += 1
+                continue
+            cand = pool[eligible & (pool["customer_id"] != cid)]
+            cand = cand[~cand["customer_id"].isin(used)]
+            if cand.empty:
+                unmatched += 1
+                continue
+            me = info.loc[cid]
+            dist = ((cand["score"] - me["score"]) / sd_s) ** 2 + ((cand["trend"] - me["trend"]) / sd_t) ** 2
+            best = cand.loc[dist.idxmin()]
+            used.add(best["customer_id"])
+            used.add(cid)
+            rows.append({"customer_id": cid, "control_id": best["customer_id"], "reward_date": t.date(),
+                         "score": float(me["score"]), "control_score": float(best["score"]),
+                         "trend": float(me["trend"]), "control_trend": float(best["trend"])})
+    pairs = pd.DataFrame(rows)
+    if pairs.empty:
+        return ProgrammeEffect(as_of, window_days, len(first), 0, unmatched, too_recent, None, (None, None), None,
+                               (None, None), pd.DataFrame(), pairs,
+                               warnings=("no rewarded customer could be matched to a comparable customer",))
+    t = pd.to_datetime(pairs["reward_date"])
+    wd = pd.Timedelta(days=window_days)
+    for who, prefix in (("customer_id", ""), ("control_id", "control_")):
+        ob, sb = _window(orders, pairs[who], t - wd, t)
+        oa, sa = _window(orders, pairs[who], t, t + wd)
+        pairs[f"{prefix}orders_before"], pairs[f"{prefix}orders_after"] = ob, oa
+        pairs[f"{prefix}spend_before"], pairs[f"{prefix}spend_after"] = sb, sa
+    d_orders = (pairs["orders_after"] - pairs["orders_before"]) - (pairs["control_orders_after"] - pairs["control_orders_before"])
+    d_spend = (pairs["spend_after"] - pairs["spend_before"]) - (pairs["control_spend_after"] - pairs["control_spend_before"])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))
+    boot_o = d_orders.to_numpy()[idx].mean(axis=1)
+    boot_s = d_spend.to_numpy()[idx].mean(axis=1)
+    summary = pd.DataFrame({
+        "group": ["rewarded", "comparison"],
+        "customers": [len(pairs), len(pairs)],
+        "orders_before": [pairs["orders_before"].mean(), pairs["control_orders_before"].mean()],
+        "orders_after": [pairs["orders_after"].mean(), pairs["control_orders_after"].mean()],
+        "spend_before": [pairs["spend_before"].mean(), pairs["control_spend_before"].mean()],
+        "spend_after": [pairs["spend_after"].mean(), pairs["control_spend_after"].mean()],
+    })
+    warnings = []
+    if len(pairs) < 30:
+        warnings.append(f"only {len(pairs)} matched pairs: the estimate is rough")
+    return ProgrammeEffect(
+        as_of, window_days, len(first), len(pairs), unmatched, too_recent,
+        float(d_orders.mean()), (float(np.percentile(boot_o, 2.5)), float(np.percentile(boot_o, 97.5))),
+        float(d_spend.mean()), (float(np.percentile(boot_s, 2.5)), float(np.percentile(boot_s, 97.5))),
+        summary, pairs, warnings=tuple(warnings),
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cli_advocates(args) -> int:
+    """``python -m cxstats advocates [--as-of DATE] [--top N] [--out FILE] [--json]`` (acts as admin)."""
+    import json
+
+    if args.top is not None and args.top < 0:
+        raise CxStatsError("--top must be 0 (all) or a positive number")
+    as_of = _as_date(args.as_of, "--as-of")
+    out_path = getattr(args, "out", None)
+    if out_path:
+        from .export import format_for
+
+        format_for(out_path, None)  # refuse a bad suffix before any work
+    with store.connect(args.db) as con:
+        result = score(con, ADMIN, as_of=as_of)
+        exported = None
+        if out_path:
+            from .export import write_advocates
+
+            exported = write_advocates(con, ADMIN, result, out_path, filter_text=_filter_text(args), top=args.top)
+    if args.json:
+        print(json.dumps(result.as_json(args.top)))
+    else:
+        _print_table(result, args.top)
+    if exported is not None:
+        msg = f"exported {exported.rows} consented customers to {exported.path} (export {exported.export_id})"
+        print(msg, file=__import__("sys").stderr if args.json else __import__("sys").stdout)
+    return 0
+
+
+def _filter_text(args) -> str:
+    parts = [f"as_of={args.as_of}" if args.as_of else "as_of=latest order", f"top={args.top}"]
+    return "; ".join(parts)
+
+
+def _print_table(result: AdvocateResult, top: int | None) -> None:
+    if result.as_of is None:
+        print("no purchases yet; load some with: python -m cxstats import purchases FILE")
+        return
+    df = result.top(top)
+    print(f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
+          f"(of {result.ranked:,} customers with an order); showing {len(df):,}")
+    if df.empty:
+        return
+    print(f"{'#':>4}  {'customer':<12} {'score':>6}  {'tier':<9} {'orders':>6} {'spend':>11}  reasons")
+    for i, r in enumerate(df.itertuples(index=False), 1):
+        print(f"{i:>4}  {str(r.customer_id)[:12]:<12} {r.score:>6.1f}  {r.tier:<9} {r.orders:>6} "
+              f"{r.spend:>11,.2f}  {'; '.join(r.reasons)}")
+    if len(result.unmatched_handles):
+        print(f"{len(result.unmatched_handles):,} handles with mentions matched no customer")
+
+
+__all__ = ["score", "to_reward", "record_reward", "programme_effect", "cli_advocates", "AdvocateResult",
+           "ProgrammeEffect", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
+           "DEFAULT_WEIGHTS"]
