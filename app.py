@@ -13,32 +13,6 @@ import streamlit as st
 import ui
 from cxstats import CxStatsError
 
-HERE = Path(__file__).resolve().parent
-
-# key -> (file, title, icon); file names are fixed (both dashboard engineers rely on them)
-PAGES = {
-    "overview": ("pages/overview.py", "Overview", ":material/dashboard:"),
-    "upload": ("pages/upload.py", "Upload", ":material/upload_file:"),
-    "engagement": ("pages/engagement.py", "Engagement", ":material/groups:"),
-    "customers": ("pages/customers.py", "Customers", ":material/sentiment_satisfied:"),
-    "linkage": ("pages/linkage.py", "Linkage", ":material/insights:"),
-    "advocates": ("pages/advocates.py", "Advocates", ":material/campaign:"),
-    "data": ("pages/data.py", "Data", ":material/database:"),
-}
-
-# DESIGN.md roles: marketing never gets a page with employee data; a manager has no Data page
-VISIBLE = {
-    "admin": ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data"),
-    "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
-    "manager": ("overview", "upload", "engagement", "customers", "linkage"),
-    "marketing": ("advocates", "customers", "upload"),
-}
-
-
-def visible_pages(role: str) -> list[str]:
-    """Pages a role sees, in menu order, among the page files that exist."""
-    return [k for k in VISIBLE.get(role, ()) if (HERE / PAGES[k][0]).exists()]
-
 
 @st.cache_resource(show_spinner="Preparing the demo data (first start only)...")
 def _ensure_demo(db: str) -> bool:
@@ -68,8 +42,9 @@ if viewer is None:
     st.stop()
 
 ui.logout_button()
-keys = visible_pages(viewer.role)
-pages = [st.Page(PAGES[k][0], title=PAGES[k][1], icon=PAGES[k][2], default=(i == 0)) for i, k in enumerate(keys)]
+keys = ui.visible_pages(viewer.role)
+pages = [st.Page(ui.PAGES[k][0], title=ui.PAGES[k][1], icon=ui.PAGES[k][2], default=(i == 0))
+         for i, k in enumerate(keys)]
 if not pages:
     st.error(f"No page is available to the {viewer.role} role yet.")
     st.stop()

@@ -40,6 +40,38 @@ class Ctx:
     period: str = "quarter"
 
 
+HERE = Path(__file__).resolve().parent
+
+# key -> (file, title, icon); file names are fixed (both dashboard engineers rely on them)
+PAGES = {
+    "overview": ("pages/overview.py", "Overview", ":material/dashboard:"),
+    "upload": ("pages/upload.py", "Upload", ":material/upload_file:"),
+    "engagement": ("pages/engagement.py", "Engagement", ":material/groups:"),
+    "customers": ("pages/customers.py", "Customers", ":material/sentiment_satisfied:"),
+    "linkage": ("pages/linkage.py", "Linkage", ":material/insights:"),
+    "advocates": ("pages/advocates.py", "Advocates", ":material/campaign:"),
+    "data": ("pages/data.py", "Data", ":material/database:"),
+}
+
+# DESIGN.md roles: marketing never gets a page with employee data; a manager has no Data page
+VISIBLE = {
+    "admin": ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data"),
+    "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
+    "manager": ("overview", "upload", "engagement", "customers", "linkage"),
+    "marketing": ("advocates", "customers", "upload"),
+}
+
+
+def visible_pages(role: str) -> list[str]:
+    """Page keys a role sees, in menu order, among the page files that exist."""
+    return [k for k in VISIBLE.get(role, ()) if (HERE / PAGES[k][0]).exists()]
+
+
+def page_visible(viewer: Viewer, path: str) -> bool:
+    """Whether a page file is in this viewer's navigation (st.page_link needs that)."""
+    return any(PAGES[k][0] == path for k in visible_pages(viewer.role))
+
+
 # ---------------------------------------------------------------- database and caching
 
 

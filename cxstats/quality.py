@@ -121,22 +121,29 @@ class TableQuality:
 def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQuality]:
     """Rows, live batches, date range, distinct units and missing values per canonical table.
 
-    Counts only (no answers, no names); marketing sees the customer-side tables only.
+    Counts only (no answers, no names); marketing sees no engagement table, a manager only the
+    rows of his units.
     """
     out = []
+    limit = viewer.unit_filter()
     for kind, spec in KINDS.items():
+        cols = [f.name for f in spec.fields]
+        has_unit = "unit_id" in cols
         if kind == "engagement" and not viewer.sees_employee_data:
             continue
+        if limit is not None and not has_unit:
+            continue  # a manager sees his units' rows only; customer-side tables carry no unit
         source = f"({current_customers_sql()})" if kind == "customers" else spec.table
-        cols = [f.name for f in spec.fields]
         dcol = DATE_COLUMNS[kind]
-        has_unit = "unit_id" in cols
         exprs = ["count(*)", "count(DISTINCT batch_id)"]
         exprs += [f"min({dcol})::DATE", f"max({dcol})::DATE"] if dcol else ["NULL", "NULL"]
         exprs.append("count(DISTINCT unit_id)" if has_unit else "NULL")
         optional = [f.name for f in spec.fields if not f.required]
         exprs += [f"count(*) - count({c})" for c in optional]
-        row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t").fetchall()[0]
+        where, params = "", []
+        if limit is not None:
+            where, params = " WHERE list_contains(?::VARCHAR[], unit_id)", [list(limit)]
+        row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t{where}", params).fetchall()[0]
         out.append(TableQuality(
             table=kind,
             rows=int(row[0]),

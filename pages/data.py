@@ -1,6 +1,123 @@
 """Data: batch history (undo for admin), data quality per table, export audit log, settings."""
 
+import streamlit as st
+
 import ui
+from cxstats import CxStatsError, quality, store
 
 ctx = ui.page_setup("Data", roles=("admin", "leader"))
-ui.not_available("The data page")
+is_admin = ctx.viewer.role == "admin"
+
+flash = st.session_state.pop("cx_data_flash", None)
+if flash:
+    st.success(flash)
+
+# ---------------------------------------------------------------- batches
+st.subheader("Loaded batches")
+try:
+    batches = ui.cached(store.list_batches)
+except CxStatsError as exc:
+    ui.show_error(exc)
+    batches = []
+if not batches:
+    st.info("Nothing loaded yet. Files go in on the Upload page (or `python -m cxstats import`).")
+else:
+    st.dataframe(
+        [{"batch": b.batch_id, "kind": b.kind, "file": b.file_name, "rows": b.rows,
+          "skipped rows": b.skipped_rows, "loaded at": b.loaded_at, "loaded by": b.loaded_by,
+          "status": "undone" if b.undone else "live"} for b in reversed(batches)],
+        hide_index=True, width="stretch",
+    )
+    live = [b for b in reversed(batches) if not b.undone]
+    if is_admin and live:
+        with st.form("cx_undo"):
+            st.markdown("**Undo a batch**: removes exactly that batch's rows; the history keeps a line saying so.")
+            labels = {b.batch_id: f"{b.batch_id} · {b.kind} · {b.rows:,} rows · {b.file_name}" for b in live}
+            choice = st.selectbox("Batch", list(labels), format_func=lambda i: labels[i], key="cx_undo_batch")
+            sure = st.checkbox("I understand these rows will be removed from every page", key="cx_undo_sure")
+            if st.form_submit_button("Undo batch", type="primary"):
+                if not sure:
+                    st.warning("Tick the box to confirm first.")
+                else:
+                    try:
+                        with store.connect(ctx.db) as con:
+                            b = store.undo(con, choice, ctx.viewer)
+                    except CxStatsError as exc:
+                        ui.show_error(exc)
+                    else:
+                        ui.invalidate()
+                        st.session_state["cx_data_flash"] = (
+                            f"Batch {b.batch_id} ({b.kind}, {b.rows:,} rows from {b.file_name}) undone.")
+                        st.rerun()
+    elif not is_admin:
+        st.caption("Only an admin can undo a batch.")
+
+# ---------------------------------------------------------------- data quality
+st.subheader("Data quality")
+try:
+    tables = ui.cached(quality.data_quality, ctx.viewer)
+except CxStatsError as exc:
+    ui.show_error(exc)
+    tables = []
+st.dataframe(
+    [{"table": q.table, "rows": q.rows, "live batches": q.batches, "from": q.first_date, "to": q.last_date,
+      "units": q.units, "missing values (optional columns)": q.missing_text} for q in tables],
+    hide_index=True, width="stretch",
+)
+st.caption("Dates are survey dates (engagement), feedback dates, order dates, post dates, consent dates "
+           "(customers, current version of each) and reward dates. Missing counts cover optional columns only: "
+           "required ones are never empty.")
+
+# ---------------------------------------------------------------- export audit log
+st.subheader("Export audit log")
+try:
+    from cxstats import export
+except ImportError:
+    export = None
+if export is None or not hasattr(export, "audit_log"):
+    ui.not_available("The export audit log")
+else:
+    try:
+        log = ui.cached(export.audit_log, ctx.viewer)
+    except CxStatsError as exc:
+        ui.show_error(exc)
+    else:
+        if len(log):
+            st.dataframe(log, hide_index=True, width="stretch")
+        else:
+            st.caption("No advocate list has been exported yet.")
+
+# ---------------------------------------------------------------- settings
+st.subheader("Settings")
+with store.connect(ctx.db) as con:
+    current = store.settings(con)
+if not is_admin:
+    st.write(f"Anonymity threshold: groups under **{current.min_group}** respondents are suppressed; "
+             f"engagement is grouped by **{current.period}**. Only an admin changes these.")
+else:
+    with st.form("cx_settings"):
+        min_group = st.number_input(
+            "Smallest group shown (respondents per unit and period)", min_value=store.MIN_GROUP_FLOOR,
+            max_value=100, value=current.min_group, step=1,
+            help=f"never below {store.MIN_GROUP_FLOOR}: smaller groups could identify people")
+        period = st.selectbox("Group engagement and customer figures by", ["quarter", "month"],
+                              index=["quarter", "month"].index(current.period) if current.period in
+                              ("quarter", "month") else 0)
+        cooldown = st.number_input("Reward cooldown (days)", min_value=0, max_value=3650,
+                                   value=current.reward_cooldown_days, step=1)
+        if st.form_submit_button("Save settings"):
+            try:
+                with store.connect(ctx.db) as con:
+                    store.set_setting(con, "min_group", int(min_group), ctx.viewer)
+                    store.set_setting(con, "period", period, ctx.viewer)
+                    store.set_setting(con, "reward_cooldown_days", int(cooldown), ctx.viewer)
+            except CxStatsError as exc:
+                ui.show_error(exc)
+            else:
+                ui.invalidate()
+                for k in ("cx_f_periods", "cx_saved_periods"):  # period labels change with the setting
+                    st.session_state.pop(k, None)
+                st.session_state["cx_data_flash"] = "Settings saved; every page now uses them."
+                st.rerun()
+    st.caption("Changing the grouping changes every figure; the threshold applies to every figure, chart, "
+               "table and export (a view may raise it, never lower it).")
