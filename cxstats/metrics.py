@@ -1,0 +1,704 @@
+"""Engagement and customer-satisfaction metrics, with anonymity applied before any figure leaves.
+
+Definitions follow DESIGN.md, "Metric definitions" (outside checks recompute them):
+
+- item score 1..k (already reverse-keyed on import); favourable = score >= k-1;
+- respondent score = ``100 * (mean of answered index items - 1) / (k - 1)``; a respondent who
+  answered fewer than half of the index items is left out of the index and counted;
+- engagement index of a group = mean of its respondents' scores (0..100);
+- eNPS / NPS = ``100 * (share 9-10 - share 0-6)``, SE ``100 * sqrt((pP + pD - (pP - pD)^2) / n)``;
+- CSAT % = ``100 * share of {4, 5}``, CSAT mean = mean of 1..5;
+- period = calendar quarter (or month, a database setting) of survey_date, or of the wave's first
+  survey_date when the respondent has a wave, so a wave never splits.
+
+Anonymity (why no suppressed answer can be recovered by subtraction)
+--------------------------------------------------------------------
+Engagement is only ever grouped by (unit, period) under the one database-wide period setting. A
+group is *kept* when at least ``min_group`` respondents count towards its index (respondents left
+out for answering too few items do not make a group bigger: a figure over 4 people is a figure
+over 4 people). Suppressed groups are removed in SQL before anything is aggregated further, so
+every total, overall average, distribution, alpha and statistic is computed over kept groups only;
+a shown total therefore never contains a suppressed group, and subtracting shown figures yields
+only other kept groups. The same holds one level down: an item answered by fewer than ``min_group``
+respondents of a kept group is dropped from that group's item figures *and* from every item total,
+and a group's eNPS is shown only when at least ``min_group`` of its respondents answered it. Other
+groupings or thresholds could be differenced against these, so a caller may raise ``min_group``
+(suppressing more, which reveals nothing new) but never lower it below the setting, and
+``linkage --period`` other than the setting is refused. Counts of suppressed *groups* are shown;
+counts of their respondents are not. Free-text comments are returned only for groups of at least
+``comment_min_group`` (10) respondents.
+
+Every function that returns data takes a :class:`cxstats.Viewer`: marketing may not see employee
+data (``AccessDenied``); a manager sees only his own units (rows of other units are filtered out in
+SQL, before any aggregate is formed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import ADMIN, CxStatsError, Viewer, store
+
+PERIODS = ("quarter", "month")
+
+# Reply targets for the Customers page (DESIGN.md, "Response time"): hours by channel.
+REPLY_TARGET_HOURS = {"twitter": 1.0, "x": 1.0, "facebook": 6.0, "email": 6.0, "e-mail": 6.0}
+DEFAULT_REPLY_TARGET_HOURS = 12.0
+
+
+# ---------------------------------------------------------------- pure formulas
+
+
+@dataclass(frozen=True)
+class NPS:
+    """A net promoter score (also eNPS) with its standard error."""
+
+    nps: float | None
+    se: float | None
+    n: int
+    promoters: int
+    detractors: int
+
+
+def nps_from_counts(promoters: int, detractors: int, n: int) -> NPS:
+    """NPS = 100 * (pP - pD); SE = 100 * sqrt((pP + pD - (pP - pD)^2) / n).
+
+    pP is the share of answers 9-10, pD the share 0-6.
+
+    Example: 50 promoters, 20 detractors of 100 -> NPS 30, SE = 100*sqrt((.5+.2-.09)/100) = 7.81.
+    """
+    if n <= 0:
+        return NPS(None, None, 0, int(promoters), int(detractors))
+    pp, pd_ = promoters / n, detractors / n
+    var = max(pp + pd_ - (pp - pd_) ** 2, 0.0)
+    return NPS(100.0 * (pp - pd_), 100.0 * math.sqrt(var / n), int(n), int(promoters), int(detractors))
+
+
+def nps(scores) -> NPS:
+    """NPS of 0..10 answers (missing values ignored); see :func:`nps_from_counts`.
+
+    Example: [10, 9, 8, 7, 3] -> promoters 2/5, detractors 1/5 -> NPS 20.
+    """
+    a = np.asarray(pd.Series(scores, dtype="float64").dropna())
+    return nps_from_counts(int((a >= 9).sum()), int((a <= 6).sum()), int(a.size))
+
+
+def csat_pct(scores) -> float | None:
+    """CSAT % = 100 * share of answers in {4, 5} (1..5 scale). Example: [5, 4, 3, 1] -> 50.0."""
+    a = np.asarray(pd.Series(scores, dtype="float64").dropna())
+    return None if a.size == 0 else 100.0 * float((a >= 4).mean())
+
+
+def csat_mean(scores) -> float | None:
+    """CSAT mean = mean of the 1..5 answers. Example: [5, 4, 3, 1] -> 3.25."""
+    a = np.asarray(pd.Series(scores, dtype="float64").dropna())
+    return None if a.size == 0 else float(a.mean())
+
+
+def respondent_score(mean_item_score: float, k: int) -> float:
+    """Respondent engagement on 0..100: ``100 * (mean - 1) / (k - 1)``. Example: mean 4 on k=5 -> 75."""
+    return 100.0 * (mean_item_score - 1.0) / (k - 1.0)
+
+
+def cronbach_alpha(items: pd.DataFrame) -> float | None:
+    """Cronbach's alpha of item columns (rows = respondents with every item answered).
+
+    ``alpha = k/(k-1) * (1 - sum(var_i) / var(total))`` with sample variances (ddof=1).
+
+    Example: items [[1,2,3],[2,3,4],[3,4,5],[4,4,4]] -> alpha = 3/2 * (1 - 2.9167/7.5833) = 0.923.
+    """
+    x = pd.DataFrame(items).dropna().to_numpy(dtype="float64")
+    n, k = x.shape
+    if k < 2 or n < 2:
+        return None
+    total_var = x.sum(axis=1).var(ddof=1)
+    if total_var == 0:
+        return None
+    return float(k / (k - 1) * (1.0 - x.var(axis=0, ddof=1).sum() / total_var))
+
+
+def welch_diff(a, b, confidence: float = 0.95) -> tuple[float, float, float, float, float]:
+    """Difference of means b - a with a Welch t interval: (diff, ci_low, ci_high, p, dof).
+
+    ``se = sqrt(s_a^2/n_a + s_b^2/n_b)``, Welch-Satterthwaite dof, t quantile at (1+confidence)/2.
+    """
+    a = np.asarray(a, dtype="float64")
+    b = np.asarray(b, dtype="float64")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff = float(b.mean() - a.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0), float(a.size + b.size - 2)
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    tq = stats.t.ppf((1 + confidence) / 2, dof)
+    p = float(2 * stats.t.sf(abs(diff / se), dof))
+    return diff, diff - tq * se, diff + tq * se, p, float(dof)
+
+
+def reply_target_hours(channel: str | None) -> float:
+    """Reply target by channel: Twitter/X 1 h, Facebook and email 6 h, anything else 12 h."""
+    key = (channel or "").strip().lower()
+    return REPLY_TARGET_HOURS.get(key, DEFAULT_REPLY_TARGET_HOURS)
+
+
+# ---------------------------------------------------------------- settings and periods
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The settings a query runs under: anonymity threshold, period grouping, index items."""
+
+    min_group: int
+    period: str
+    index_items: tuple[str, ...]
+    comment_min_group: int
+
+
+def scope(con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None) -> Scope:
+    """Resolve the database settings, refusing a lower min_group or another period grouping.
+
+    Figures at two thresholds or two groupings could be subtracted to expose a small group, so a
+    caller may only raise min_group and may only name the database's own period.
+    """
+    s = store.settings(con)
+    mg = s.min_group
+    if min_group is not None:
+        if int(min_group) < s.min_group:
+            raise CxStatsError(
+                f"min_group {min_group} is below the database setting {s.min_group}; anonymity allows "
+                f"raising it, never lowering it (an admin changes the setting)"
+            )
+        mg = int(min_group)
+    if period is not None and period != s.period:
+        raise CxStatsError(
+            f"period {period!r} differs from the database setting {s.period!r}; engagement is only "
+            f"grouped by the one period setting (figures under two groupings could be subtracted)"
+        )
+    if s.period not in PERIODS:
+        raise CxStatsError(f"the database period setting {s.period!r} is not one of {', '.join(PERIODS)}")
+    return Scope(mg, s.period, s.index_items, s.comment_min_group)
+
+
+def period_label(start: date, period: str) -> str:
+    """'2024-Q2' for a quarter starting 2024-04-01; '2024-04' for a month."""
+    if period == "quarter":
+        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+    return f"{start.year}-{start.month:02d}"
+
+
+def _period_ordinal_sql(period: str, col: str) -> str:
+    # consecutive integers so that "t + lag" is plain arithmetic; period is from PERIODS only
+    if period == "quarter":
+        return f"(year({col}) * 4 + quarter({col}) - 1)"
+    return f"(year({col}) * 12 + month({col}) - 1)"
+
+
+def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
+    """Add period label and the 'incomplete' flag (the period has not ended yet)."""
+    if frame.empty:
+        frame["period"] = pd.Series(dtype="object")
+        frame["incomplete"] = pd.Series(dtype="bool")
+        return frame
+    starts = pd.to_datetime(frame["period_start"])
+    frame["period"] = [period_label(d, period) for d in starts]
+    step = pd.DateOffset(months=3 if period == "quarter" else 1)
+    frame["incomplete"] = (starts + step) > pd.Timestamp(date.today())
+    frame["period_start"] = starts.dt.date
+    return frame
+
+
+def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
+    units = viewer.unit_filter()
+    return (units is None), list(units or [])
+
+
+# The respondent-level relation every engagement figure starts from. Built from constant text only;
+# values (index items, unit filter) are bound as parameters.
+def _respondents_sql(period: str) -> str:
+    trunc = "quarter" if period == "quarter" else "month"
+    return f"""
+    items AS (
+        SELECT batch_id, item, max(scale) AS scale FROM engagement_items GROUP BY batch_id, item
+    ),
+    idx AS (
+        SELECT batch_id, item, scale FROM items WHERE ? OR list_contains(?::VARCHAR[], item)
+    ),
+    batch_k AS (
+        SELECT batch_id, max(scale) AS k, count(*) AS n_index FROM idx GROUP BY batch_id
+    ),
+    resp_items AS (
+        SELECT a.batch_id, a.row_no, count(*) AS n_answered, avg(a.score) AS mean_score
+        FROM engagement_answers a JOIN idx ON a.batch_id = idx.batch_id AND a.item = idx.item
+        GROUP BY a.batch_id, a.row_no
+    ),
+    waves AS (
+        SELECT wave, min(survey_date) AS first_date FROM engagement
+        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
+    ),
+    resp AS (
+        SELECT e.batch_id, e.row_no, e.unit_id, e.enps, e.comment, bk.k,
+               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start,
+               coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
+               100.0 * (ri.mean_score - 1) / (bk.k - 1) AS score
+        FROM engagement e
+        LEFT JOIN waves w ON e.wave = w.wave
+        LEFT JOIN batch_k bk ON e.batch_id = bk.batch_id
+        LEFT JOIN resp_items ri ON e.batch_id = ri.batch_id AND e.row_no = ri.row_no
+        WHERE ? OR list_contains(?::VARCHAR[], e.unit_id)
+    ),
+    grp AS (
+        SELECT unit_id, period_start, count(*) FILTER (WHERE in_index) AS respondents
+        FROM resp GROUP BY unit_id, period_start
+    ),
+    kept AS (
+        SELECT unit_id, period_start, respondents FROM grp WHERE respondents >= ?
+    )
+    """
+
+
+def _resp_params(sc: Scope, viewer: Viewer) -> list:
+    all_units, units = _viewer_units(viewer)
+    return [not sc.index_items, list(sc.index_items), all_units, units, sc.min_group]
+
+
+# ---------------------------------------------------------------- engagement
+
+
+@dataclass(frozen=True)
+class EngagementGroups:
+    """Kept (unit, period) groups; suppressed groups appear only as a count.
+
+    ``groups`` columns: unit_id, period, period_start, period_index, respondents,
+    excluded_respondents (answered fewer than half the index items), index, index_sd,
+    enps, enps_se, enps_n (eNPS null when fewer than min_group answered it), incomplete.
+    """
+
+    groups: pd.DataFrame = field(compare=False, repr=False)
+    suppressed_groups: int
+    excluded_respondents: int
+    min_group: int
+    period: str
+
+
+def unit_period_engagement(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> EngagementGroups:
+    """Engagement index, eNPS and respondent counts per kept (unit, period) group.
+
+    index = mean over the group's respondents of ``100 * (respondent_mean - 1) / (k - 1)``.
+    Groups with fewer than ``min_group`` index respondents are suppressed (counted only).
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group, period)
+    ordinal = _period_ordinal_sql(sc.period, "r.period_start")
+    sql = f"""
+    WITH {_respondents_sql(sc.period)}
+    SELECT r.unit_id, r.period_start, {ordinal} AS period_index,
+           count(*) FILTER (WHERE r.in_index) AS respondents,
+           count(*) FILTER (WHERE NOT r.in_index OR r.in_index IS NULL) AS excluded_respondents,
+           avg(r.score) FILTER (WHERE r.in_index) AS index,
+           stddev_samp(r.score) FILTER (WHERE r.in_index) AS index_sd,
+           sum(r.score) FILTER (WHERE r.in_index) AS score_sum,
+           count(r.enps) AS enps_n,
+           count(*) FILTER (WHERE r.enps >= 9) AS enps_promoters,
+           count(*) FILTER (WHERE r.enps <= 6) AS enps_detractors
+    FROM resp r JOIN kept USING (unit_id, period_start)
+    GROUP BY r.unit_id, r.period_start
+    ORDER BY r.unit_id, r.period_start
+    """
+    params = _resp_params(sc, viewer)
+    groups = con.execute(sql, params).df()
+    suppressed = con.execute(
+        f"WITH {_respondents_sql(sc.period)} SELECT count(*) FROM grp WHERE respondents < ?",
+        params + [sc.min_group],
+    ).fetchall()[0][0]
+    groups = _labels(groups, sc.period)
+    e = [nps_from_counts(p, d, n) if n >= sc.min_group else NPS(None, None, int(n), 0, 0)
+         for p, d, n in zip(groups["enps_promoters"], groups["enps_detractors"], groups["enps_n"])]
+    groups["enps"] = [x.nps for x in e]
+    groups["enps_se"] = [x.se for x in e]
+    groups = groups.drop(columns=["enps_promoters", "enps_detractors"])
+    for c in ("respondents", "excluded_respondents", "enps_n", "period_index"):
+        groups[c] = groups[c].astype("int64")
+    cols = ["unit_id", "period", "period_start", "period_index", "respondents", "excluded_respondents",
+            "index", "index_sd", "score_sum", "enps", "enps_se", "enps_n", "incomplete"]
+    return EngagementGroups(groups[cols].reset_index(drop=True), int(suppressed),
+                            int(groups["excluded_respondents"].sum()), sc.min_group, sc.period)
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """Per kept (unit, period, item) cell with at least min_group answers.
+
+    ``cells`` columns: unit_id, period, period_start, period_index, item, n, favourable,
+    favourable_pct, mean_score (1..k), mean_0_100, k. ``suppressed_cells`` counts item cells of kept
+    groups answered by fewer than min_group respondents.
+    """
+
+    cells: pd.DataFrame = field(compare=False, repr=False)
+    suppressed_cells: int
+    min_group: int
+    period: str
+
+
+def item_scores(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> ItemScores:
+    """Favourable % (score >= k-1) and mean per item in each kept group, small item cells suppressed.
+
+    Every item (index item or not) is reported; a cell counts every answer to the item from the
+    kept group's respondents and is shown only when at least min_group of them answered it.
+    ``mean_0_100`` rescales item answers like the index: ``100 * (score - 1) / (k - 1)``.
+    Example: answers 5, 4, 3, 2, 1 on k = 5 -> favourable 2 of 5 = 40 %, mean_0_100 = 50.
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group, period)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)},
+    cell AS (
+        SELECT r.unit_id, r.period_start, a.item, max(it.scale) AS k, count(*) AS n,
+               count(*) FILTER (WHERE a.score >= it.scale - 1) AS favourable,
+               avg(a.score) AS mean_score,
+               avg(100.0 * (a.score - 1) / (it.scale - 1)) AS mean_0_100
+        FROM resp r
+        JOIN kept USING (unit_id, period_start)
+        JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
+        JOIN items it ON it.batch_id = a.batch_id AND it.item = a.item
+        GROUP BY r.unit_id, r.period_start, a.item
+    )
+    SELECT unit_id, period_start, {_period_ordinal_sql(sc.period, "period_start")} AS period_index,
+           item, n, favourable, 100.0 * favourable / n AS favourable_pct, mean_score, mean_0_100, k,
+           n >= ? AS shown
+    FROM cell ORDER BY unit_id, period_start, item
+    """
+    params = _resp_params(sc, viewer) + [sc.min_group]
+    cells = con.execute(sql, params).df()
+    n_suppressed = int((~cells["shown"].astype(bool)).sum()) if len(cells) else 0
+    cells = cells[cells["shown"].astype(bool)].drop(columns=["shown"]).reset_index(drop=True)
+    cells = _labels(cells, sc.period)
+    cols = ["unit_id", "period", "period_start", "period_index", "item", "n", "favourable", "favourable_pct",
+            "mean_score", "mean_0_100", "k"]
+    return ItemScores(cells[cols], n_suppressed, sc.min_group, sc.period)
+
+
+def item_favourable(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> pd.DataFrame:
+    """Favourable % per item over all shown cells (kept groups, cells with >= min_group answers).
+
+    Columns: item, n, favourable, favourable_pct, mean_0_100. Suppressed cells are left out of the
+    totals too, so a total minus the shown cells is never a hidden cell.
+    """
+    cells = item_scores(con, viewer, min_group, period).cells
+    if cells.empty:
+        return pd.DataFrame(columns=["item", "n", "favourable", "favourable_pct", "mean_0_100"])
+    cells = cells.assign(weighted=cells["mean_0_100"] * cells["n"])
+    out = cells.groupby("item", as_index=False)[["n", "favourable", "weighted"]].sum()
+    out["favourable_pct"] = 100.0 * out["favourable"] / out["n"]
+    out["mean_0_100"] = out["weighted"] / out["n"]
+    return out.drop(columns=["weighted"]).sort_values("item").reset_index(drop=True)
+
+
+def item_distribution(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> pd.DataFrame:
+    """Answer counts per item and score over shown cells only. Columns: item, k, score, answers."""
+    viewer.require_employee_data()
+    sc = scope(con, min_group, period)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)},
+    ans AS (
+        SELECT r.unit_id, r.period_start, a.item, it.scale AS k, a.score
+        FROM resp r
+        JOIN kept USING (unit_id, period_start)
+        JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
+        JOIN items it ON it.batch_id = a.batch_id AND it.item = a.item
+    ),
+    shown AS (
+        SELECT unit_id, period_start, item FROM ans GROUP BY ALL HAVING count(*) >= ?
+    )
+    SELECT item, k, score, count(*) AS answers
+    FROM ans JOIN shown USING (unit_id, period_start, item)
+    GROUP BY item, k, score ORDER BY item, k, score
+    """
+    return con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df()
+
+
+@dataclass(frozen=True)
+class EngagementSummary:
+    """Overall figures over kept groups only (suppressed groups excluded from every total)."""
+
+    index: float | None
+    respondents: int
+    groups: int
+    suppressed_groups: int
+    excluded_respondents: int
+    enps: float | None
+    enps_se: float | None
+    alpha: float | None
+    min_group: int
+    period: str
+    by_period: pd.DataFrame = field(compare=False, repr=False)
+
+
+def engagement_summary(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> EngagementSummary:
+    """Overall index (mean over every kept respondent), eNPS, alpha and a per-period table.
+
+    ``by_period`` columns: period, period_start, groups, respondents, index, incomplete.
+    """
+    g = unit_period_engagement(con, viewer, min_group, period)
+    frame = g.groups
+    n = int(frame["respondents"].sum()) if len(frame) else 0
+    index = float(frame["score_sum"].sum() / n) if n else None
+    e = _enps_over_groups(con, viewer, g)
+    if len(frame):
+        bp = frame.groupby(["period", "period_start", "incomplete"], as_index=False).agg(
+            groups=("unit_id", "size"), respondents=("respondents", "sum"), score_sum=("score_sum", "sum"))
+        bp["index"] = bp["score_sum"] / bp["respondents"]
+        bp = bp.drop(columns=["score_sum"])[["period", "period_start", "groups", "respondents", "index", "incomplete"]]
+    else:
+        bp = pd.DataFrame(columns=["period", "period_start", "groups", "respondents", "index", "incomplete"])
+    return EngagementSummary(index, n, len(frame), g.suppressed_groups, g.excluded_respondents, e.nps, e.se,
+                             index_alpha(con, viewer, g.min_group), g.min_group, g.period, bp)
+
+
+def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
+    """eNPS over the groups whose eNPS is shown (>= min_group answers in a kept group)."""
+    sc = scope(con, g.min_group)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)},
+    eg AS (
+        SELECT r.unit_id, r.period_start, count(r.enps) AS n,
+               count(*) FILTER (WHERE r.enps >= 9) AS p, count(*) FILTER (WHERE r.enps <= 6) AS d
+        FROM resp r JOIN kept USING (unit_id, period_start) GROUP BY ALL
+    )
+    SELECT coalesce(sum(p), 0), coalesce(sum(d), 0), coalesce(sum(n), 0) FROM eg WHERE n >= ?
+    """
+    p, d, n = con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).fetchall()[0]
+    return nps_from_counts(int(p), int(d), int(n))
+
+
+def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None) -> float | None:
+    """Cronbach's alpha of the index items over kept respondents who answered every index item.
+
+    Computed per scale from the covariance of item scores (see :func:`cronbach_alpha`); with
+    batches on two scales, the largest group of complete respondents sharing one item set is used.
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)}
+    SELECT r.batch_id, r.row_no, a.item, a.score
+    FROM resp r
+    JOIN kept USING (unit_id, period_start)
+    JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
+    JOIN idx ON idx.batch_id = a.batch_id AND idx.item = a.item
+    WHERE r.in_index
+    """
+    long = con.execute(sql, _resp_params(sc, viewer)).df()
+    if long.empty:
+        return None
+    wide = long.pivot_table(index=["batch_id", "row_no"], columns="item", values="score", aggfunc="first")
+    return cronbach_alpha(wide.dropna())
+
+
+@dataclass(frozen=True)
+class WaveChange:
+    """Change of a unit's engagement index between two periods, with a Welch 95% CI."""
+
+    unit_id: str
+    period_from: str
+    period_to: str
+    index_from: float
+    index_to: float
+    change: float
+    ci_low: float
+    ci_high: float
+    p: float
+    n_from: int
+    n_to: int
+
+    @property
+    def is_clear(self) -> bool:
+        """True when the 95% interval excludes zero (a real move rather than noise)."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def wave_change(
+    con: duckdb.DuckDBPyConnection, unit_id: str, period_from: str, period_to: str, viewer: Viewer = ADMIN,
+    min_group: int | None = None,
+) -> WaveChange:
+    """Index(to) - index(from) for one unit, with a Welch t 95% CI over respondent scores.
+
+    Both groups must be kept (>= min_group respondents); a suppressed group cannot be compared.
+    """
+    viewer.require_employee_data()
+    if viewer.unit_filter() is not None and unit_id not in viewer.unit_filter():
+        raise CxStatsError(f"unit {unit_id!r} is not one of your units")
+    sc = scope(con, min_group)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)}
+    SELECT r.period_start, r.score FROM resp r JOIN kept USING (unit_id, period_start)
+    WHERE r.in_index AND r.unit_id = ?
+    """
+    frame = _labels(con.execute(sql, _resp_params(sc, viewer) + [str(unit_id)]).df(), sc.period)
+    a = frame.loc[frame["period"] == period_from, "score"].to_numpy()
+    b = frame.loc[frame["period"] == period_to, "score"].to_numpy()
+    if a.size == 0 or b.size == 0:
+        shown = sorted(frame["period"].unique())
+        raise CxStatsError(
+            f"unit {unit_id!r} has no shown group in {period_from if a.size == 0 else period_to} "
+            f"(groups under {sc.min_group} respondents are suppressed); shown periods: {', '.join(shown) or 'none'}"
+        )
+    diff, lo, hi, p, _ = welch_diff(a, b)
+    return WaveChange(str(unit_id), period_from, period_to, float(a.mean()), float(b.mean()), diff, lo, hi, p,
+                      int(a.size), int(b.size))
+
+
+def comments(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+) -> pd.DataFrame:
+    """Free-text comments of groups with at least ``comment_min_group`` (10) respondents.
+
+    Columns: unit_id, period, comment (shuffled order within a group is not promised; sorted by text
+    so that row order does not follow the spreadsheet order of respondents).
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)}
+    SELECT r.unit_id, r.period_start, r.comment FROM resp r JOIN kept USING (unit_id, period_start)
+    WHERE kept.respondents >= ? AND r.comment IS NOT NULL AND trim(r.comment) <> ''
+    ORDER BY r.unit_id, r.period_start, r.comment
+    """
+    frame = _labels(con.execute(sql, _resp_params(sc, viewer) + [max(sc.comment_min_group, sc.min_group)]).df(),
+                    sc.period)
+    return frame[["unit_id", "period", "comment"]]
+
+
+# ---------------------------------------------------------------- customer satisfaction
+
+
+def _cx_viewer(viewer: Viewer) -> tuple[bool, list[str]]:
+    if viewer.role == "manager":
+        return False, list(viewer.units)
+    return True, []
+
+
+CX_COLUMNS = ["csat_n", "csat_top2", "csat_sum", "nps_n", "promoters", "detractors"]
+
+
+def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
+              by_channel: bool = False) -> pd.DataFrame:
+    """Feedback counts per (unit, period[, channel]): the sums CX metrics are built from.
+
+    Columns: unit_id, [channel,] period_start, period_index, csat_n, csat_top2 (answers 4-5),
+    csat_sum, nps_n, promoters (9-10), detractors (0-6).
+    """
+    s = store.settings(con)
+    per = period or s.period
+    if per not in PERIODS:
+        raise CxStatsError(f"period must be one of {', '.join(PERIODS)}")
+    trunc = "quarter" if per == "quarter" else "month"
+    all_units, units = _cx_viewer(viewer)
+    chan = "coalesce(nullif(trim(channel), ''), 'unknown') AS channel," if by_channel else ""
+    chan_g = "channel," if by_channel else ""
+    sql = f"""
+    WITH f AS (
+        SELECT unit_id, {chan} CAST(date_trunc('{trunc}', date) AS DATE) AS period_start, csat, nps
+        FROM feedback WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+    )
+    SELECT unit_id, {chan_g} period_start, {_period_ordinal_sql(per, "period_start")} AS period_index,
+           count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
+           coalesce(sum(csat), 0) AS csat_sum, count(nps) AS nps_n,
+           count(*) FILTER (WHERE nps >= 9) AS promoters, count(*) FILTER (WHERE nps <= 6) AS detractors
+    FROM f GROUP BY ALL ORDER BY ALL
+    """
+    frame = con.execute(sql, [all_units, units]).df()
+    for c in CX_COLUMNS + ["period_index"]:
+        frame[c] = frame[c].astype("int64") if c != "csat_sum" else frame[c].astype("float64")
+    return frame
+
+
+def add_cx_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add csat_pct, csat_mean, nps, nps_se to a frame of counts (CX_COLUMNS); nulls where n = 0."""
+    out = frame.copy()
+    cn = out["csat_n"].astype("float64").replace(0, np.nan)
+    nn = out["nps_n"].astype("float64").replace(0, np.nan)
+    out["csat_pct"] = 100.0 * out["csat_top2"] / cn
+    out["csat_mean"] = out["csat_sum"] / cn
+    pp, pdd = out["promoters"] / nn, out["detractors"] / nn
+    out["nps"] = 100.0 * (pp - pdd)
+    out["nps_se"] = 100.0 * np.sqrt((pp + pdd - (pp - pdd) ** 2).clip(lower=0) / nn)
+    return out
+
+
+def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
+                      by_channel: bool = False) -> pd.DataFrame:
+    """CSAT %, CSAT mean, NPS and its SE per unit and period (and channel), for the Customers page.
+
+    Customer feedback carries no employee answers, so no anonymity suppression applies; a manager
+    sees only his units.
+    """
+    per = period or store.settings(con).period
+    frame = _labels(add_cx_metrics(cx_counts(con, viewer, per, by_channel)), per)
+    lead = ["unit_id"] + (["channel"] if by_channel else [])
+    return frame[lead + ["period", "period_start", "period_index", "incomplete"] + CX_COLUMNS
+                 + ["csat_pct", "csat_mean", "nps", "nps_se"]]
+
+
+def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.DataFrame:
+    """CSAT %, CSAT mean, NPS (with SE) per channel over all feedback the viewer may see."""
+    frame = cx_counts(con, viewer, by_channel=True)
+    if frame.empty:
+        return add_cx_metrics(pd.DataFrame(columns=["channel"] + CX_COLUMNS))
+    out = frame.groupby("channel", as_index=False)[CX_COLUMNS].sum()
+    return add_cx_metrics(out)
+
+
+def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.DataFrame:
+    """Share of contacts answered within target, per source and channel.
+
+    Feedback: ``responded_at - contacted_at``; mentions: ``replied_at - posted_at``. Targets: Twitter/X
+    1 h, Facebook and email 6 h, elsewhere 12 h. Columns: source, channel, target_hours, contacts,
+    answered, within_target, share_within_target (of contacts), median_hours (of answered).
+    Mentions carry no unit, so a manager sees feedback of his units only.
+    """
+    all_units, units = _cx_viewer(viewer)
+    parts = [con.execute(
+        """SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
+                  epoch(responded_at - contacted_at) / 3600.0 AS hours
+           FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))""",
+        [all_units, units]).df()]
+    if viewer.role != "manager":
+        parts.append(con.execute(
+            """SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
+                      epoch(replied_at - posted_at) / 3600.0 AS hours
+               FROM mentions WHERE posted_at IS NOT NULL""").df())
+    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+    cols = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
+            "share_within_target", "median_hours"]
+    if frame is None:
+        return pd.DataFrame(columns=cols)
+    frame["target_hours"] = [reply_target_hours(c) for c in frame["channel"]]
+    frame["answered"] = frame["hours"].notna()
+    frame["within"] = frame["answered"] & (frame["hours"] <= frame["target_hours"])
+    out = frame.groupby(["source", "channel", "target_hours"], as_index=False).agg(
+        contacts=("hours", "size"), answered=("answered", "sum"), within_target=("within", "sum"),
+        median_hours=("hours", "median"))
+    out["share_within_target"] = out["within_target"] / out["contacts"]
+    return out[cols].sort_values(["source", "channel"]).reset_index(drop=True)
