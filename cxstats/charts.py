@@ -82,29 +82,53 @@ def _suppressed_mask(df: pd.DataFrame) -> pd.Series:
 # ---------------------------------------------------------------- engagement
 
 
-def engagement_heatmap(df: pd.DataFrame, *, value: str = "favourable_pct") -> go.Figure:
-    """Units x items heatmap of favourable % (score >= k-1), suppressed cells left blank.
+def pool_item_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Pool shown (unit, period, item) cells over the selected periods: one row per unit and item.
 
-    ``df`` columns: unit_id, item, ``value``, and optionally suppressed (bool) and respondents.
-    A row marked suppressed, or with no value, becomes an empty cell with the text "suppressed";
-    its value never enters the figure.
+    ``favourable_pct = 100 * sum(favourable) / sum(n)`` over the unit's shown cells of that item
+    (the cells of suppressed groups are not in the input, so they never enter the sum).
+    Example: cells 8 of 10 and 3 of 5 favourable pool to 100 * 11 / 15 = 73.3 %.
     """
-    if df is None or len(df) == 0:
+    if cells is None or len(cells) == 0:
+        return pd.DataFrame(columns=["unit_id", "item", "n", "favourable", "favourable_pct"])
+    out = cells.assign(unit_id=cells["unit_id"].astype(str), item=cells["item"].astype(str)).groupby(
+        ["unit_id", "item"], as_index=False)[["n", "favourable"]].sum()
+    out["favourable_pct"] = 100.0 * out["favourable"] / out["n"]
+    return out
+
+
+def engagement_heatmap(cells: pd.DataFrame, *, suppressed_units: Iterable[str] = (),
+                       items: Sequence[str] | None = None) -> go.Figure:
+    """Units x items heatmap of favourable % (score >= k-1); suppressed cells are blank and say so.
+
+    ``cells``: shown cells with unit_id, item and either favourable + n (pooled over periods with
+    :func:`pool_item_cells`) or favourable_pct; a ``suppressed`` column, when present, blanks a
+    row whatever value it carries (defence in depth). ``suppressed_units``: units in the selection
+    whose every group is below min_group (drawn as a row of "suppressed" cells). A missing
+    (unit, item) cell is an item answered by too few people: also "suppressed".
+    """
+    d = pd.DataFrame() if cells is None else cells.copy()
+    extra = [str(u) for u in suppressed_units]
+    if len(d) == 0 and not extra:
         return empty_figure("No engagement results for this selection")
-    d = df.copy()
-    mask = _suppressed_mask(d)
-    d.loc[mask, value] = np.nan
-    units = sorted(d["unit_id"].astype(str).unique())
-    items = list(dict.fromkeys(d["item"].astype(str)))
-    grid = d.assign(unit_id=d["unit_id"].astype(str), item=d["item"].astype(str)).pivot_table(
-        index="unit_id", columns="item", values=value, aggfunc="first", dropna=False
-    ).reindex(index=units, columns=items)
+    if len(d):
+        mask = _suppressed_mask(d)
+        d = d[~mask]
+        if "favourable_pct" not in d.columns or "n" in d.columns:
+            d = pool_item_cells(d)
+    units = sorted(set(d["unit_id"].astype(str)) if len(d) else set()) + sorted(
+        set(extra) - (set(d["unit_id"].astype(str)) if len(d) else set()))
+    cols = list(items) if items else (sorted(set(d["item"].astype(str))) if len(d) else [])
+    if not cols:
+        return empty_figure("Every group in this selection is suppressed (fewer respondents than the threshold)")
+    grid = (d.pivot_table(index="unit_id", columns="item", values="favourable_pct", aggfunc="first")
+            if len(d) else pd.DataFrame()).reindex(index=units, columns=cols)
     z = [[_num(v) for v in row] for row in grid.to_numpy()]
     text = [[SUPPRESSED if v is None else f"{v:.0f}%" for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=[safe_text(i) for i in items],
+            x=[safe_text(i) for i in cols],
             y=[safe_text(u) for u in units],
             text=text,
             texttemplate="%{text}",
@@ -118,37 +142,48 @@ def engagement_heatmap(df: pd.DataFrame, *, value: str = "favourable_pct") -> go
     )
     fig.update_layout(
         title="Favourable answers by unit and item (blank = suppressed, too few respondents)",
-        height=max(300, 26 * len(units) + 140),
+        height=max(300, 26 * len(units) + 160),
         margin=dict(l=10, r=10, t=50, b=10),
-        yaxis=dict(autorange="reversed"),
+        yaxis=dict(autorange="reversed", type="category"),
+        xaxis=dict(type="category"),
     )
     return fig
 
 
-def engagement_trend(df: pd.DataFrame, *, value: str = "engagement", group: str = "unit_id") -> go.Figure:
-    """Engagement index (0-100) by period, one line per group; suppressed points are gaps.
+def engagement_trend(groups: pd.DataFrame, *, by_unit: bool = False) -> go.Figure:
+    """Engagement index (0-100) by period: one line over all selected units, or one per unit.
 
-    ``df`` columns: period, ``group``, ``value``, optionally suppressed.
+    ``groups``: kept (unit, period) groups with unit_id, period, respondents and score_sum (sum of
+    respondent scores) or index. The overall line pools respondents:
+    ``index(period) = sum(score_sum) / sum(respondents)`` over the period's kept groups, so it
+    equals the mean over every kept respondent. Suppressed groups are not in the input: a unit's
+    line has a gap there (and a suppressed column, when present, blanks a point).
     """
-    if df is None or len(df) == 0:
-        return empty_figure("No engagement periods for this selection")
-    d = df.copy()
-    d.loc[_suppressed_mask(d), value] = np.nan
+    if groups is None or len(groups) == 0:
+        return empty_figure("No engagement periods with enough respondents for this selection")
+    d = groups.copy()
+    d = d[~_suppressed_mask(d)]
+    periods = sorted(set(d["period"].astype(str)))
     fig = go.Figure()
-    for name, g in d.groupby(group, sort=True):
-        g = g.sort_values("period")
-        ys = [_num(v) for v in g[value]]
-        fig.add_trace(
-            go.Scatter(
-                x=[str(p) for p in g["period"]],
-                y=ys,
-                mode="lines+markers",
-                name=safe_text(name),
+    if by_unit:
+        for name, g in d.groupby(d["unit_id"].astype(str), sort=True):
+            s = g.set_index(g["period"].astype(str))["index"].reindex(periods)
+            ys = [_num(v) for v in s]
+            fig.add_trace(go.Scatter(
+                x=periods, y=ys, mode="lines+markers", name=safe_text(name), connectgaps=False,
                 text=[SUPPRESSED if v is None else f"{v:.1f}" for v in ys],
                 hovertemplate="%{x}: %{text}<extra>" + safe_text(name) + "</extra>",
-                connectgaps=False,
-            )
-        )
+            ))
+    else:
+        if "score_sum" not in d.columns:
+            d["score_sum"] = d["index"] * d["respondents"]
+        p = d.groupby(d["period"].astype(str))[["score_sum", "respondents"]].sum().reindex(periods)
+        ys = [_num(v) for v in p["score_sum"] / p["respondents"]]
+        fig.add_trace(go.Scatter(
+            x=periods, y=ys, mode="lines+markers", name="all selected units",
+            customdata=p["respondents"].fillna(0).astype(int).tolist(),
+            hovertemplate="%{x}: %{y:.1f} (%{customdata} respondents)<extra></extra>",
+        ))
     fig.update_layout(
         title="Engagement index by period (gaps = suppressed or no survey)",
         yaxis=dict(title="engagement index (0-100)", range=[0, 100]),
@@ -160,22 +195,24 @@ def engagement_trend(df: pd.DataFrame, *, value: str = "engagement", group: str 
 
 
 def answer_distribution(df: pd.DataFrame) -> go.Figure:
-    """Share of each answer per item (stacked, 100%), from answer counts over kept groups only.
+    """Share of each answer per item (stacked to 100%), from answer counts over shown cells only.
 
-    ``df`` columns: item, score, count.
+    ``df`` columns: item, score, and answers (or count); items on a 7-point scale get 7 segments.
     """
     if df is None or len(df) == 0:
         return empty_figure("No answers in kept groups for this selection")
-    d = df.copy()
+    d = df.rename(columns={"answers": "count"}).copy()
+    d["item"] = d["item"].astype(str)
     d["score"] = d["score"].astype(int)
+    d = d.groupby(["item", "score"], as_index=False)["count"].sum()
     totals = d.groupby("item")["count"].transform("sum")
     d["share"] = 100 * d["count"] / totals
-    items = list(dict.fromkeys(d["item"].astype(str)))
+    items = sorted(d["item"].unique())
     k = int(d["score"].max())
     colours = _diverging(k)
     fig = go.Figure()
     for s in range(1, k + 1):
-        g = d[d["score"] == s].set_index(d.loc[d["score"] == s, "item"].astype(str))
+        g = d[d["score"] == s].set_index("item")
         fig.add_trace(
             go.Bar(
                 y=[safe_text(i) for i in items],
@@ -194,7 +231,7 @@ def answer_distribution(df: pd.DataFrame) -> go.Figure:
         legend=dict(title="answer", traceorder="normal"),
         height=max(300, 28 * len(items) + 140),
         margin=dict(l=10, r=10, t=50, b=10),
-        yaxis=dict(autorange="reversed"),
+        yaxis=dict(autorange="reversed", type="category"),
     )
     return fig
 
@@ -205,19 +242,23 @@ def _diverging(k: int) -> list[str]:
     return sample_colorscale(FAVOURABLE_SCALE, [i / (k - 1) if k > 1 else 0.5 for i in range(k)])
 
 
-def wave_change(before: float, after: float, diff: float, ci_low: float, ci_high: float,
-                *, labels: tuple[str, str] = ("earlier", "later")) -> go.Figure:
-    """Two waves of one unit and the difference with its 95% CI (Welch)."""
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=[safe_text(labels[0]), safe_text(labels[1])], y=[_num(before), _num(after)],
-                         marker_color=["#9ecae1", "#3182bd"], name="index",
-                         hovertemplate="%{x}: %{y:.1f}<extra></extra>"))
+def wave_change(change: Any) -> go.Figure:
+    """Two periods of one unit and the difference with its 95% CI (Welch), from ``metrics.WaveChange``.
+
+    Fields used: period_from, period_to, index_from, index_to, change, ci_low, ci_high, n_from, n_to.
+    """
+    if change is None:
+        return empty_figure("Choose a unit and two periods with enough respondents")
+    labels = [f"{_get(change, 'period_from')} (n={_get(change, 'n_from')})",
+              f"{_get(change, 'period_to')} (n={_get(change, 'n_to')})"]
+    fig = go.Figure(go.Bar(x=[safe_text(v) for v in labels],
+                           y=[_num(_get(change, "index_from")), _num(_get(change, "index_to"))],
+                           marker_color=["#9ecae1", "#3182bd"], hovertemplate="%{x}: %{y:.1f}<extra></extra>"))
     fig.update_layout(
-        title=f"Change {_fmt(diff, '+.1f')} points (95% CI {_fmt(ci_low, '+.1f')} to {_fmt(ci_high, '+.1f')})",
-        yaxis=dict(title="engagement index (0-100)", range=[0, 100]),
-        height=320,
-        margin=dict(l=10, r=10, t=50, b=10),
-        showlegend=False,
+        title=(f"Change {_fmt(_get(change, 'change'), '+.1f')} points (95% CI {_fmt(_get(change, 'ci_low'), '+.1f')}"
+               f" to {_fmt(_get(change, 'ci_high'), '+.1f')}, Welch)"),
+        yaxis=dict(title="engagement index (0-100)", range=[0, 100]), xaxis=dict(type="category"),
+        height=320, margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
     )
     return fig
 
@@ -230,19 +271,39 @@ def _fmt(v: Any, spec: str) -> str:
 # ---------------------------------------------------------------- customers
 
 
+def pool_cx(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
+    """Sum feedback counts (``metrics.CX_COLUMNS``) by ``by`` and recompute CSAT %, CSAT mean, NPS.
+
+    Adds the NPS 95% interval ``nps +- 1.959964 * nps_se`` (nps_low, nps_high) and n (answers).
+    Pooling counts, not averaging rates, weights every answer equally.
+    """
+    from .metrics import CX_COLUMNS, add_cx_metrics
+
+    keys = [by] if isinstance(by, str) else list(by)
+    if frame is None or len(frame) == 0:
+        return pd.DataFrame(columns=keys + CX_COLUMNS + ["csat_pct", "csat_mean", "nps", "nps_se", "nps_low",
+                                                         "nps_high", "n"])
+    out = add_cx_metrics(frame.groupby(keys, as_index=False)[CX_COLUMNS].sum())
+    out["nps_low"] = out["nps"] - Z95 * out["nps_se"]
+    out["nps_high"] = out["nps"] + Z95 * out["nps_se"]
+    return out
+
+
+Z95 = 1.959964
+
+
 def cx_bars(df: pd.DataFrame, *, by: str, value: str, low: str | None = None, high: str | None = None,
-            title: str = "", axis_title: str = "") -> go.Figure:
+            n: str | None = None, title: str = "", axis_title: str = "") -> go.Figure:
     """A bar per category (unit, channel) with an optional interval (e.g. NPS margin of error).
 
-    ``df`` columns: ``by``, ``value``, optionally ``low``/``high`` (interval ends) and n.
+    ``df`` columns: ``by``, ``value``, optionally ``low``/``high`` (interval ends) and ``n``.
     """
-    if df is None or len(df) == 0:
+    if df is None or len(df) == 0 or df[value].notna().sum() == 0:
         return empty_figure("No customer feedback for this selection")
-    d = df.sort_values(value, ascending=False, na_position="last")
+    d = df[df[value].notna()].sort_values(value, ascending=False)
     ys = [_num(v) for v in d[value]]
     bar = dict(x=[safe_text(v) for v in d[by]], y=ys, marker_color="#3182bd", name=value)
-    custom = d["n"].fillna(0).astype(int).tolist() if "n" in d.columns else [0] * len(d)
-    bar["customdata"] = custom
+    bar["customdata"] = d[n].fillna(0).astype(int).tolist() if n and n in d.columns else [0] * len(d)
     bar["hovertemplate"] = "%{x}: %{y:.1f} (n=%{customdata})<extra></extra>"
     if low and high and low in d.columns and high in d.columns:
         up = [None if (h is None or y is None) else h - y for h, y in zip(map(_num, d[high]), ys)]
@@ -272,31 +333,28 @@ def cx_trend(df: pd.DataFrame, *, value: str, group: str | None = None, title: s
 
 
 def response_times(df: pd.DataFrame) -> go.Figure:
-    """Share answered within the expected time per channel (1 h Twitter/X, 6 h Facebook/email, 12 h else).
+    """Share of contacts answered within the expected time (1 h Twitter/X, 6 h Facebook/email, 12 h else).
 
-    ``df`` columns: channel, target_hours, share_within (0..1 or 0..100 as ``pct`` says), n,
-    optionally median_hours and source ('feedback' or 'mentions').
+    ``df`` (``metrics.response_times``) columns: source, channel, target_hours, contacts,
+    share_within_target (0..1), median_hours.
     """
     if df is None or len(df) == 0:
-        return empty_figure("No replies with both times recorded (responded_at / replied_at)")
+        return empty_figure("No contacts with a recorded contact time (contacted_at / posted_at)")
     d = df.copy()
-    share = d["share_within"].astype(float)
-    if share.max() <= 1.0:
-        share = share * 100
-    d["pct"] = share
     label = d["channel"].map(safe_text)
     if "source" in d.columns:
         label = label + " (" + d["source"].map(safe_text) + ")"
     med = d["median_hours"] if "median_hours" in d.columns else pd.Series(np.nan, index=d.index)
-    custom = np.column_stack([d["target_hours"].astype(float), d["n"].astype(int), med.astype(float)])
+    custom = np.column_stack([d["target_hours"].astype(float), d["contacts"].astype(int), med.astype(float)])
     fig = go.Figure(go.Bar(
-        x=label.tolist(), y=[_num(v) for v in d["pct"]], customdata=custom, marker_color="#31a354",
-        text=[f"target {t:g} h" for t in d["target_hours"].astype(float)], textposition="outside",
-        hovertemplate="%{x}: %{y:.0f}% within %{customdata[0]:g} h (n=%{customdata[1]}, "
-                      "median %{customdata[2]:.1f} h)<extra></extra>",
+        x=label.tolist(), y=[_num(v) for v in 100 * d["share_within_target"].astype(float)], customdata=custom,
+        marker_color="#31a354", text=[f"target {t:g} h" for t in d["target_hours"].astype(float)],
+        textposition="outside",
+        hovertemplate="%{x}: %{y:.0f}% within %{customdata[0]:g} h (of %{customdata[1]} contacts; "
+                      "median reply %{customdata[2]:.1f} h)<extra></extra>",
     ))
-    fig.update_layout(title="Replies within the expected time", yaxis=dict(title="% within target", range=[0, 110]),
-                      xaxis=dict(type="category"), height=360, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(title="Contacts answered within the expected time", yaxis=dict(title="% within target",
+                      range=[0, 110]), xaxis=dict(type="category"), height=360, margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
 
@@ -452,25 +510,31 @@ def quartile_chart(quartiles: Any, *, metric: str = "csat_pct") -> go.Figure:
 # ---------------------------------------------------------------- advocates
 
 
+COMPONENTS = ("loyalty", "advocacy", "satisfaction", "reach")
+
+
 def contributions_chart(df: pd.DataFrame, *, top: int = 20) -> go.Figure:
     """Stacked score contributions (loyalty, advocacy, satisfaction, reach) of the top customers.
 
-    ``df`` columns: customer_id, score, and one column per component contribution (points of the
-    0..100 score), e.g. loyalty, advocacy, satisfaction, reach.
+    ``df`` (``AdvocateResult.customers``) columns: customer_id, score and contribution_<component>
+    (points of the 0..100 score; they add up to the score).
     """
     if df is None or len(df) == 0:
         return empty_figure("No customers pass the advocate gates for this selection")
     d = df.sort_values("score", ascending=False).head(top)
-    comps = [c for c in ("loyalty", "advocacy", "satisfaction", "reach") if c in d.columns]
     colours = {"loyalty": "#3182bd", "advocacy": "#31a354", "satisfaction": "#fd8d3c", "reach": "#9e9ac8"}
     ids = [safe_text(c) for c in d["customer_id"]]
     fig = go.Figure()
-    for c in comps:
-        fig.add_trace(go.Bar(y=ids, x=[_num(v) or 0.0 for v in d[c]], name=c, orientation="h",
-                             marker_color=colours[c], hovertemplate="%{y}: " + c + " %{x:.1f}<extra></extra>"))
+    for c in COMPONENTS:
+        col = f"contribution_{c}" if f"contribution_{c}" in d.columns else c
+        if col not in d.columns:
+            continue
+        fig.add_trace(go.Bar(y=ids, x=[_num(v) or 0.0 for v in d[col]], name=c, orientation="h",
+                             marker_color=colours[c], hovertemplate="%{y}: " + c + " %{x:.1f} points<extra></extra>"))
     fig.update_layout(barmode="stack", title=f"Score contributions, top {len(d)}",
-                      xaxis=dict(title="score points (0-100)", range=[0, 100]), yaxis=dict(autorange="reversed",
-                      type="category"), height=max(300, 22 * len(d) + 140), margin=dict(l=10, r=10, t=50, b=10))
+                      xaxis=dict(title="score points (0-100)", range=[0, 100]),
+                      yaxis=dict(autorange="reversed", type="category"),
+                      height=max(300, 22 * len(d) + 140), margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
 
@@ -488,26 +552,30 @@ def tier_counts(df: pd.DataFrame) -> go.Figure:
 
 
 def programme_effect_chart(effect: Any) -> go.Figure:
-    """Rewarded customers against matched controls: orders per 90 days before and after the reward.
+    """Rewarded customers against matched comparison customers: orders per window before and after.
 
-    ``effect`` fields: before_rewarded, after_rewarded, before_control, after_control (orders per
-    90 days), did, ci_low, ci_high, pairs. The difference-in-differences is an estimate (matched,
-    not randomised).
+    ``effect`` (``advocates.ProgrammeEffect``): ``summary`` rows 'rewarded' and 'comparison' with
+    orders_before, orders_after; did_orders, ci_orders, n_pairs, window_days. Labelled an
+    estimate (matched, not randomised).
     """
-    vals = {k: _num(_get(effect, k)) for k in ("before_rewarded", "after_rewarded", "before_control",
-                                               "after_control")}
-    if effect is None or any(v is None for v in vals.values()):
-        return empty_figure("No rewarded customers with a matched control yet")
+    summary = _get(effect, "summary")
+    if effect is None or summary is None or len(summary) == 0 or _num(_get(effect, "did_orders")) is None:
+        return empty_figure("No rewarded customers with a matched comparison customer yet")
+    s = summary.set_index("group")
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=["before", "after"], y=[vals["before_rewarded"], vals["after_rewarded"]],
-                             mode="lines+markers", name="rewarded", line=dict(color="#31a354", width=3)))
-    fig.add_trace(go.Scatter(x=["before", "after"], y=[vals["before_control"], vals["after_control"]],
-                             mode="lines+markers", name="matched controls", line=dict(color="#969696", dash="dash")))
+    style = {"rewarded": dict(color="#31a354", width=3), "comparison": dict(color="#969696", dash="dash")}
+    for g in ("rewarded", "comparison"):
+        if g in s.index:
+            fig.add_trace(go.Scatter(x=["before", "after"], y=[_num(s.loc[g, "orders_before"]),
+                                                              _num(s.loc[g, "orders_after"])],
+                                     mode="lines+markers", name=g, line=style[g],
+                                     hovertemplate="%{x}: %{y:.2f} orders<extra>" + g + "</extra>"))
+    lo, hi = (_get(effect, "ci_orders") or (None, None))
+    days = _get(effect, "window_days", 90)
     fig.update_layout(
-        title=(f"Programme effect (estimate): {_fmt(_get(effect, 'did'), '+.2f')} orders per 90 days "
-               f"(95% CI {_fmt(_get(effect, 'ci_low'), '+.2f')} to {_fmt(_get(effect, 'ci_high'), '+.2f')}; "
-               f"{_get(effect, 'pairs', 0)} pairs)"),
-        yaxis=dict(title="orders per 90 days"), xaxis=dict(type="category"),
+        title=(f"Programme effect (estimate): {_fmt(_get(effect, 'did_orders'), '+.2f')} orders per {days} days "
+               f"(95% CI {_fmt(lo, '+.2f')} to {_fmt(hi, '+.2f')}; {_get(effect, 'n_pairs', 0)} matched pairs)"),
+        yaxis=dict(title=f"orders per {days} days"), xaxis=dict(type="category"),
         height=340, margin=dict(l=10, r=10, t=50, b=10),
     )
     return fig

@@ -45,49 +45,73 @@ def test_fit_band_empty_when_no_line_can_be_fitted(x, y):
 # ---------------------------------------------------------------- engagement heatmap suppression
 
 
-def heat_frame():
+def cells():
+    # shown cells of kept groups over two periods (what metrics.item_scores returns)
     return pd.DataFrame(
         [
-            {"unit_id": "U1", "item": "pride", "favourable_pct": 81.25, "suppressed": False},
-            {"unit_id": "U1", "item": "growth", "favourable_pct": 62.5, "suppressed": False},
-            # a suppressed group whose (leaked) value must never be drawn
-            {"unit_id": "U2", "item": "pride", "favourable_pct": 66.6666, "suppressed": True},
-            {"unit_id": "U2", "item": "growth", "favourable_pct": 33.3333, "suppressed": True},
-            {"unit_id": "U3", "item": "pride", "favourable_pct": None, "suppressed": False},
-            {"unit_id": "U3", "item": "growth", "favourable_pct": 50.0, "suppressed": False},
+            {"unit_id": "U1", "period": "2025-Q1", "item": "pride", "n": 10, "favourable": 8},
+            {"unit_id": "U1", "period": "2025-Q2", "item": "pride", "n": 5, "favourable": 3},
+            {"unit_id": "U1", "period": "2025-Q1", "item": "growth", "n": 10, "favourable": 5},
+            {"unit_id": "U3", "period": "2025-Q1", "item": "growth", "n": 6, "favourable": 3},
         ]
     )
 
 
-def test_heatmap_never_draws_a_suppressed_value():
-    fig = charts.engagement_heatmap(heat_frame())
-    s = spec(fig)
-    assert "66.66" not in s and "33.33" not in s and "67%" not in s and "33%" not in s
-    hm = fig.data[0]
-    u2 = list(hm.y).index("U2")
-    assert list(hm.z[u2]) == [None, None]
-    assert list(hm.text[u2]) == ["suppressed", "suppressed"]
-
-
 @pytest.mark.parametrize(
     "unit, item, shown",
-    [("U1", "pride", "81%"), ("U1", "growth", "62%"), ("U3", "pride", "suppressed"), ("U3", "growth", "50%")],
+    [
+        ("U1", "pride", "73%"),  # (8 + 3) / (10 + 5) = 73.3 %
+        ("U1", "growth", "50%"),
+        ("U3", "pride", "suppressed"),  # item answered by too few in U3: no cell
+        ("U3", "growth", "50%"),
+        ("U2", "pride", "suppressed"),  # every group of U2 below the threshold
+        ("U2", "growth", "suppressed"),
+    ],
 )
-def test_heatmap_cell_labels(unit, item, shown):
-    hm = charts.engagement_heatmap(heat_frame()).data[0]
+def test_heatmap_pools_periods_and_labels_suppressed_cells(unit, item, shown):
+    hm = charts.engagement_heatmap(cells(), suppressed_units=["U2"]).data[0]
     assert hm.text[list(hm.y).index(unit)][list(hm.x).index(item)] == shown
 
 
-def test_trend_leaves_suppressed_periods_as_gaps():
-    df = pd.DataFrame({"unit_id": ["U1"] * 3, "period": ["2025Q1", "2025Q2", "2025Q3"],
-                       "engagement": [70.0, 12.3456, 72.0], "suppressed": [False, True, False]})
-    fig = charts.engagement_trend(df)
-    assert list(fig.data[0].y) == [70.0, None, 72.0]
-    assert "12.34" not in spec(fig)
+def test_pooled_favourable_is_count_weighted():
+    pooled = charts.pool_item_cells(cells()).set_index(["unit_id", "item"])
+    assert pooled.loc[("U1", "pride"), "favourable_pct"] == pytest.approx(100 * 11 / 15)
+
+
+def test_heatmap_never_draws_a_value_marked_suppressed():
+    leaked = pd.DataFrame(
+        [
+            {"unit_id": "U1", "item": "pride", "favourable_pct": 81.25, "suppressed": False},
+            {"unit_id": "U2", "item": "pride", "favourable_pct": 66.6666, "suppressed": True},
+        ]
+    )
+    fig = charts.engagement_heatmap(leaked, suppressed_units=["U2"])
+    s = spec(fig)
+    assert "66.66" not in s and "67%" not in s
+    hm = fig.data[0]
+    assert list(hm.z[list(hm.y).index("U2")]) == [None]
+
+
+def test_trend_overall_line_pools_respondents():
+    # 2025-Q1: (70*10 + 50*30) / 40 = 55; 2025-Q2: only U1 kept -> 72
+    groups = pd.DataFrame({"unit_id": ["U1", "U2", "U1"], "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
+                           "respondents": [10, 30, 8], "index": [70.0, 50.0, 72.0],
+                           "score_sum": [700.0, 1500.0, 576.0]})
+    fig = charts.engagement_trend(groups)
+    assert list(fig.data[0].y) == pytest.approx([55.0, 72.0])
+
+
+def test_trend_by_unit_leaves_missing_periods_as_gaps():
+    groups = pd.DataFrame({"unit_id": ["U1", "U2", "U1"], "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
+                           "respondents": [10, 30, 8], "index": [70.0, 50.0, 72.0]})
+    fig = charts.engagement_trend(groups, by_unit=True)
+    u2 = [t for t in fig.data if t.name == "U2"][0]
+    assert list(u2.y) == [50.0, None]
+    assert list(u2.text) == ["50.0", "suppressed"]
 
 
 def test_answer_distribution_shares_per_item():
-    df = pd.DataFrame({"item": ["a"] * 5, "score": [1, 2, 3, 4, 5], "count": [1, 1, 2, 4, 2]})
+    df = pd.DataFrame({"item": ["a"] * 5, "k": [5] * 5, "score": [1, 2, 3, 4, 5], "answers": [1, 1, 2, 4, 2]})
     fig = charts.answer_distribution(df)
     assert [t.x[0] for t in fig.data] == pytest.approx([10, 10, 20, 40, 20])
 
@@ -98,11 +122,12 @@ def test_answer_distribution_shares_per_item():
 @pytest.mark.parametrize(
     "build",
     [
-        lambda u: charts.engagement_heatmap(pd.DataFrame([{"unit_id": u, "item": "i", "favourable_pct": 50.0}])),
+        lambda u: charts.engagement_heatmap(pd.DataFrame([{"unit_id": u, "item": "i", "n": 5, "favourable": 2}])),
         lambda u: charts.linkage_scatter([{"unit_id": u, "engagement": 50, "cx": 70, "respondents": 9,
                                            "cx_responses": 40}]),
         lambda u: charts.cx_bars(pd.DataFrame({"unit_id": [u], "csat_pct": [80.0]}), by="unit_id", value="csat_pct"),
-        lambda u: charts.contributions_chart(pd.DataFrame({"customer_id": [u], "score": [70], "loyalty": [40.0]})),
+        lambda u: charts.contributions_chart(pd.DataFrame({"customer_id": [u], "score": [70],
+                                                          "contribution_loyalty": [40.0]})),
     ],
 )
 def test_user_text_is_escaped(build):
@@ -144,6 +169,7 @@ def test_drivers_sorted_by_absolute_r():
     [
         lambda: charts.engagement_heatmap(pd.DataFrame()),
         lambda: charts.engagement_trend(pd.DataFrame()),
+        lambda: charts.wave_change(None),
         lambda: charts.answer_distribution(pd.DataFrame()),
         lambda: charts.cx_bars(pd.DataFrame(), by="unit_id", value="nps"),
         lambda: charts.cx_trend(pd.DataFrame(), value="nps"),
@@ -169,24 +195,46 @@ def test_quartile_title_carries_difference_and_interval():
     assert list(fig.data[0].y) == [75.0, 85.0]
 
 
+def test_pool_cx_nps_and_margin_by_hand():
+    # 50 promoters, 20 detractors of 100: NPS 30; SE = 100 * sqrt((.5 + .2 - .3^2) / 100) = 7.8102
+    frame = pd.DataFrame({"unit_id": ["A", "A"], "csat_n": [3, 1], "csat_top2": [2, 1], "csat_sum": [11.0, 5.0],
+                          "nps_n": [60, 40], "promoters": [30, 20], "detractors": [12, 8]})
+    row = charts.pool_cx(frame, "unit_id").iloc[0]
+    assert row["nps"] == pytest.approx(30.0)
+    assert row["nps_se"] == pytest.approx(7.810250, abs=1e-6)
+    assert row["nps_low"] == pytest.approx(30 - 1.959964 * 7.810250, abs=1e-5)
+    assert row["csat_pct"] == pytest.approx(75.0)
+    assert row["csat_mean"] == pytest.approx(4.0)
+
+
 def test_nps_bars_carry_margin_of_error():
     df = pd.DataFrame({"unit_id": ["A", "B"], "nps": [30.0, 10.0], "low": [20.0, -5.0], "high": [40.0, 25.0],
                        "n": [100, 50]})
-    tr = charts.cx_bars(df, by="unit_id", value="nps", low="low", high="high").data[0]
+    tr = charts.cx_bars(df, by="unit_id", value="nps", low="low", high="high", n="n").data[0]
     assert list(tr.error_y.array) == pytest.approx([10, 15])
     assert list(tr.error_y.arrayminus) == pytest.approx([10, 15])
+    assert list(tr.customdata) == [100, 50]
 
 
 def test_response_times_in_percent():
-    df = pd.DataFrame({"channel": ["twitter", "email"], "target_hours": [1, 6], "share_within": [0.5, 0.25],
-                       "n": [10, 4]})
+    df = pd.DataFrame({"source": ["mentions", "feedback"], "channel": ["twitter", "email"], "target_hours": [1, 6],
+                       "contacts": [10, 4], "share_within_target": [0.5, 0.25], "median_hours": [0.9, 7.0]})
     tr = charts.response_times(df).data[0]
     assert list(tr.y) == pytest.approx([50, 25])
+    assert list(tr.x) == ["twitter (mentions)", "email (feedback)"]
 
 
 def test_programme_effect_is_labelled_estimate():
-    eff = {"before_rewarded": 1.0, "after_rewarded": 1.5, "before_control": 1.0, "after_control": 1.1,
-           "did": 0.4, "ci_low": 0.1, "ci_high": 0.7, "pairs": 12}
+    summary = pd.DataFrame({"group": ["rewarded", "comparison"], "orders_before": [1.0, 1.0],
+                            "orders_after": [1.5, 1.1]})
+    eff = {"summary": summary, "did_orders": 0.4, "ci_orders": (0.1, 0.7), "n_pairs": 12, "window_days": 90}
     fig = charts.programme_effect_chart(eff)
-    assert "estimate" in fig.layout.title.text
-    assert len(fig.data) == 2
+    assert "estimate" in fig.layout.title.text and "+0.40" in fig.layout.title.text
+    assert [list(t.y) for t in fig.data] == [[1.0, 1.5], [1.0, 1.1]]
+
+
+def test_wave_change_title_has_interval():
+    ch = {"period_from": "2025-Q1", "period_to": "2025-Q2", "index_from": 60.0, "index_to": 65.0, "change": 5.0,
+          "ci_low": 1.5, "ci_high": 8.5, "n_from": 20, "n_to": 22}
+    fig = charts.wave_change(ch)
+    assert "+5.0" in fig.layout.title.text and "+1.5" in fig.layout.title.text
