@@ -823,7 +823,7 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     if a.fatal:
         return a
 
-    for group in k.one_of:
+    for group in k.one_of if kind == "mentions" else ():  # feedback: a service contact may carry no score
         present = [g for g in group if g in out.columns]
         none = np.logical_and.reduce([out[g].isna().to_numpy() for g in present])
         cols = ", ".join(labels[col_of[g]] for g in present)
@@ -956,13 +956,26 @@ def _find_items(frame, keep_cols, mapped, blank) -> tuple[list[int], int | None]
             continue
         codes, uniq = _factorize(frame[i])
         vals = [v for v in uniq if not _is_blank(v)]
-        if vals and all(_likert_value(v, None) is not None for v in vals):
-            items.append(i)
-            for v in vals:
-                if isinstance(v, str) and not v.strip().isdigit():
-                    saw_labels = True
-                    key = normalise_header(v)
-                    saw7 |= key in LIKERT_7 and key not in LIKERT_5
+        likert = np.array([_likert_value(v, None) is not None for v in vals], dtype=bool)
+        if not vals or not likert.any():
+            continue
+        if not likert.all():
+            # a labelled column with a few typos ('Agre') is still an item (the typos become errors);
+            # a number beyond 7 means a count or an age, not an answer
+            others = [v for v, ok in zip(vals, likert) if not ok]
+            if any(isinstance(v, (int, float)) or str(v).strip().replace(".", "", 1).isdigit() for v in others):
+                continue
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
+            nonblank = [j for j, v in enumerate(uniq) if not _is_blank(v)]
+            share = counts[[j for j, ok in zip(nonblank, likert) if ok]].sum() / max(counts[nonblank].sum(), 1)
+            if share < 0.9:
+                continue
+        items.append(i)
+        for v in vals:
+            if isinstance(v, str) and not v.strip().isdigit():
+                key = normalise_header(v)
+                saw_labels |= key in LIKERT_7
+                saw7 |= key in LIKERT_7 and key not in LIKERT_5
     return items, (7 if saw7 else 5) if saw_labels else None
 
 
