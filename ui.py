@@ -303,6 +303,11 @@ def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions) -> tuple:
                 tuple(saved) if saved and all(p in periods for p in saved) else (periods[0], periods[-1]))
         elif any(p not in periods for p in st.session_state["cx_f_periods"]):
             st.session_state["cx_f_periods"] = (periods[0], periods[-1])
+        last_seen = st.session_state.get("cx_last_period_seen")
+        if last_seen and last_seen != periods[-1] and st.session_state["cx_f_periods"][1] == last_seen:
+            # a range that ended at the latest period follows new data (e.g. after an upload)
+            st.session_state["cx_f_periods"] = (st.session_state["cx_f_periods"][0], periods[-1])
+        st.session_state["cx_last_period_seen"] = periods[-1]
         p_from, p_to = sb.select_slider(f"Periods ({options.period}s, whole periods only)", periods,
                                         key="cx_f_periods")
         st.session_state["cx_saved_periods"] = (p_from, p_to)

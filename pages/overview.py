@@ -1,6 +1,91 @@
 """Overview: headline figures, data freshness, the linkage finding in one sentence, what next."""
 
+import streamlit as st
+
 import ui
+from cxstats import CxStatsError, overview
 
 ctx = ui.page_setup("Overview")
-ui.not_available("The overview")
+st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
+
+try:
+    h = ui.cached(overview.headline, ctx.viewer, ctx.units, ctx.period_from, ctx.period_to)
+except CxStatsError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+if not h.units:
+    st.info("No survey or feedback data in this selection yet. Load files on the Upload page, "
+            "or widen the filters in the sidebar.")
+
+
+def fmt(value, spec=".1f", none="—"):
+    return none if value is None else format(value, spec)
+
+
+cols = st.columns(5)
+if ctx.viewer.sees_employee_data:
+    cols[0].metric("Engagement index", fmt(h.engagement_index), border=True,
+                   help="0-100: mean over respondents of 100 x (mean item answer - 1) / (k - 1); "
+                        f"groups under {h.min_group} respondents are left out of every figure.")
+    cols[1].metric("Respondents", f"{h.respondents:,}", border=True,
+                   help=f"in {h.engagement_groups:,} unit-{ctx.period} groups of at least {h.min_group}")
+cols[2].metric("CSAT %", fmt(h.csat_pct), border=True, help=f"share of {h.csat_n:,} CSAT answers that are 4 or 5")
+nps_text = "—" if h.nps is None else f"{h.nps:+.1f} ± {h.nps_margin:.1f}"
+cols[3].metric("NPS", nps_text, border=True,
+               help=f"promoters minus detractors (% of {h.nps_n:,} answers); ± is the 95% margin of error")
+cols[4].metric("Units", f"{h.units:,}", border=True)
+
+notes = []
+if ctx.viewer.sees_employee_data and h.suppressed_groups:
+    notes.append(f"{h.suppressed_groups:,} unit-{ctx.period} group(s) had fewer than {h.min_group} respondents "
+                 "and are suppressed everywhere.")
+if h.incomplete_period:
+    notes.append(f"{h.incomplete_period} has not ended yet: its figures will still move.")
+if ctx.is_demo:
+    notes.append("These are generated demo data, not real results.")
+for n in notes:
+    st.caption(n)
+
+# ---------------------------------------------------------------- the linkage headline
+if ctx.viewer.sees_employee_data:
+    st.subheader("Do engaged teams have happier customers?")
+    try:
+        from cxstats import linkage
+    except ImportError:
+        linkage = None
+    if linkage is None:
+        ui.not_available("The linkage analysis")
+    else:
+        try:
+            result = ui.cached(linkage.analyse, ctx.viewer)
+        except CxStatsError as exc:
+            st.info(f"No linkage finding yet: {ui.escape_md(exc)}")
+        else:
+            sentences = list(result.summary_sentences())
+            if sentences:
+                st.info(ui.escape_md(sentences[0]))  # the within-unit headline, with its interval
+                for extra in sentences[1:]:
+                    st.caption(ui.escape_md(extra))
+            st.caption("Across all the units you may see (the sidebar's filters do not narrow it); "
+                       "the Linkage page shows the between-unit view, lags, drivers and power.")
+
+# ---------------------------------------------------------------- freshness
+st.subheader("Data freshness")
+rows = [{"data": f.kind, "latest date": f.latest, ctx.period: f.period, "period still running": f.incomplete}
+        for f in h.freshness]
+st.dataframe(rows, hide_index=True, width="content")
+
+# ---------------------------------------------------------------- what next
+st.subheader("What to look at next")
+links = {
+    "pages/linkage.py": "Linkage: the scatter of units, the within-unit effect, lags and driver items",
+    "pages/engagement.py": "Engagement: favourable % per unit and item, trends by wave",
+    "pages/customers.py": "Customers: CSAT and NPS by unit, channel and period; reply times",
+    "pages/advocates.py": "Advocates: who speaks up for the brand, and rewards",
+    "pages/upload.py": "Upload: add this quarter's files",
+    "pages/data.py": "Data: what is loaded, its quality, undo a batch",
+}
+for path, label in links.items():
+    if ui.page_visible(ctx.viewer, path):
+        st.page_link(path, label=label)
