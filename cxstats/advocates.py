@@ -345,28 +345,61 @@ def latest_order_date(con) -> date | None:
 # ---------------------------------------------------------------- scoring
 
 
-def _months_between(a: date, b: date) -> int:
-    return max(1, (b.year - a.year) * 12 + (b.month - a.month) + (1 if b.day >= a.day else 0))
+def _count(n: pd.Series, word: str) -> pd.Series:
+    """'1 order', '9 orders', '1,204 orders' for a whole column at once."""
+    n = n.astype("int64")
+    return n.map("{:,}".format) + np.where(n == 1, f" {word}", f" {word}s")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def _months_since(first: pd.Series, as_of: date) -> pd.Series:
+    """Calendar months from the first order to as_of, counting a started month; at least 1."""
+    d = pd.to_datetime(first)
+    m = (as_of.year - d.dt.year) * 12 + (as_of.month - d.dt.month) + (as_of.day >= d.dt.day).astype(int)
+    return m.clip(lower=1)
 
 
-def _reasons(r, as_of: date) -> list[str]:
-    out = [f"{_plural(int(r.orders), 'order')} in {_plural(_months_between(r.first_order, as_of), 'month')}",
-           f"spent {r.spend:,.2f}"]
-    out.append("last order today" if r.recency_days == 0 else f"last order {_plural(int(r.recency_days), 'day')} ago")
-    if r.positive_mentions:
-        out.append(_plural(int(r.positive_mentions), "positive post"))
-    if not pd.isna(r.nps):
-        out.append(f"NPS {int(r.nps)}")
-    elif not pd.isna(r.csat_mean):
-        out.append(f"CSAT {r.csat_mean:.1f} average")
-    if r.max_followers and r.max_followers > 0:
-        out.append(f"{int(r.max_followers):,} followers")
-    out.extend(r.flag_text)
-    return out
+def _reasons(df: pd.DataFrame, as_of: date) -> list[list[str]]:
+    """Plain-language reasons per row ("9 orders in 14 months", "4 positive posts", "NPS 10")."""
+    if df.empty:
+        return []
+    empty = np.full(len(df), "", dtype=object)
+    orders = _count(df["orders"], "order") + " in " + _count(_months_since(df["first_order"], as_of), "month")
+    spent = "spent " + df["spend"].map("{:,.2f}".format)
+    last = np.where(df["recency_days"] == 0, "last order today",
+                    "last order " + _count(df["recency_days"], "day") + " ago")
+    posts = np.where(df["positive_mentions"] > 0, _count(df["positive_mentions"], "positive post"), empty)
+    nps = df["nps"].astype("float64")
+    csat = df["csat_mean"].astype("float64")
+    voice = np.where(nps.notna(), "NPS " + nps.fillna(0).astype("int64").astype(str),
+                     np.where(csat.notna(), "CSAT " + csat.map("{:.1f}".format) + " average", empty))
+    fol = df["max_followers"].fillna(0)
+    followers = np.where(fol > 0, fol.astype("int64").map("{:,}".format) + " followers", empty)
+    parts = zip(orders, spent, last, posts, voice, followers, df["flag_text"])
+    return [[x for x in row[:-1] if x] + list(row[-1]) for row in parts]
+
+
+def _flags(con, df: pd.DataFrame) -> tuple[list[tuple], list[tuple]]:
+    """Duplicate and fraud flags for the rows of df: (codes, explanations) per row."""
+    found = []
+    dups = con.execute(_DUPLICATES_SQL).df()
+    dups = dups[dups["customer_id"].isin(df["customer_id"])]
+    for cid, what, others in dups.itertuples(index=False):
+        others = list(others)
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        found.append((cid, f"duplicate_{what}", f"flag: same {what} as customer {shown}"))
+    mostly = df[(df["gross"] > 0) & (df["returned"] >= RETURN_SHARE * df["gross"])]
+    for cid, ret, gross in zip(mostly["customer_id"], mostly["returned"], mostly["gross"]):
+        found.append((cid, "mostly_returns", f"flag: returned {ret / gross:.0%} of what was bought"))
+    rep = df[df["top_repeat"] >= REPEAT_POSTS]
+    for cid, k in zip(rep["customer_id"], rep["top_repeat"]):
+        found.append((cid, "repeated_posts", f"flag: the same post {k} times"))
+    codes: dict[str, tuple] = {}
+    texts: dict[str, tuple] = {}
+    for cid, code, text in found:
+        codes[cid] = codes.get(cid, ()) + (code,)
+        texts[cid] = texts.get(cid, ()) + (text,)
+    ids = df["customer_id"].tolist()
+    return [codes.get(c, ()) for c in ids], [texts.get(c, ()) for c in ids]
 
 
 def _compute(con, as_of: date, weights: dict[str, float], cooldown: int) -> tuple[pd.DataFrame, int, dict]:
@@ -393,7 +426,6 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int) -> tupl
     rewarded = con.execute(
         "SELECT DISTINCT customer_id FROM rewards WHERE date_diff('day', reward_date, ?) < ?", [as_of, cooldown]
     ).df()
-    dups = con.execute(_DUPLICATES_SQL).df()
 
     df = base.merge(ment, on="customer_id", how="left").merge(fb, on="customer_id", how="left")
     df = df.merge(cust, on="customer_id", how="left")
@@ -436,26 +468,6 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int) -> tupl
               "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
               "passed": int(df["passes"].sum())}
 
-    # Flags (explained, never scored away).
-    flags: dict[str, list[str]] = {}
-    texts: dict[str, list[str]] = {}
-
-    def add(cid, code, text):
-        flags.setdefault(cid, []).append(code)
-        texts.setdefault(cid, []).append(text)
-
-    for cid, what, others in dups.itertuples(index=False):
-        others = list(others)
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        add(cid, f"duplicate_{what}", f"flag: same {what} as customer {shown}")
-    mostly = df[(df["gross"] > 0) & (df["returned"] >= RETURN_SHARE * df["gross"])]
-    for cid, ret, gross in zip(mostly["customer_id"], mostly["returned"], mostly["gross"]):
-        add(cid, "mostly_returns", f"flag: returned {ret / gross:.0%} of what was bought")
-    rep = df[df["top_repeat"] >= REPEAT_POSTS]
-    for cid, k in zip(rep["customer_id"], rep["top_repeat"]):
-        add(cid, "repeated_posts", f"flag: the same post {k} times")
-    df["flags"] = [tuple(flags.get(c, ())) for c in df["customer_id"]]
-    df["flag_text"] = [tuple(texts.get(c, ())) for c in df["customer_id"]]
     return df, n, counts
 
 
@@ -467,11 +479,12 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int):
     out = out.sort_values(["score", "customer_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
     out["tier"] = pd.cut(out["score"], [-np.inf, 40, 60, 80, np.inf], right=False,
                          labels=["Candidate", "Rising", "Advocate", "Champion"]).astype(str)
-    out["reasons"] = [_reasons(r, as_of) for r in out.itertuples(index=False)]
+    # Flags are explained, never scored away: the row keeps its score and place.
+    out["flags"], out["flag_text"] = _flags(con, out)
+    out["reasons"] = _reasons(out, as_of)
     keys = list(DEFAULT_WEIGHTS)
-    cols = [out[f"contribution_{k}"].to_numpy() for k in keys]
-    out["contributions"] = [{k: (None if np.isnan(v) else float(v)) for k, v in zip(keys, vals)}
-                            for vals in zip(*cols)]
+    contrib = pd.DataFrame({k: out[f"contribution_{k}"] for k in keys}).astype(object)
+    out["contributions"] = contrib.where(contrib.notna(), None).to_dict("records")
     out["last_order"] = pd.to_datetime(out["last_order"]).dt.date
     out["first_order"] = pd.to_datetime(out["first_order"]).dt.date
     return out, n, counts, df
