@@ -1,0 +1,183 @@
+"""linkage.analyse over a database, and the `linkage` command: fields, anonymity, viewers, demo effect."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import statsmodels.formula.api as smf
+from test_linkage_data import build, survey
+
+from cxstats import AccessDenied, CxStatsError, Viewer, linkage, metrics, store
+
+JSON_FIELDS = {
+    "metric", "period", "lag", "min_group", "n_units", "suppressed_groups", "units", "within_unit", "lags",
+    "pearson", "spearman", "min_detectable_r", "slope_per_10", "elasticity", "elasticity_reason", "partial",
+    "drivers", "quartiles", "warnings",
+}
+NESTED = {
+    "within_unit": {"coef", "ci_low", "ci_high", "p", "n_obs", "n_clusters", "rm_r", "rm_dof", "rm_p"},
+    "pearson": {"r", "ci_low", "ci_high", "p"},
+    "spearman": {"rho", "p"},
+    "slope_per_10": {"estimate", "ci_low", "ci_high"},
+    "quartiles": {"top", "bottom", "diff", "ci_low", "ci_high"},
+}
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("link") / "s.duckdb"
+    with store.connect(db) as con:
+        build(con, survey(11, n_units=12, n_periods=4, small_groups=4))
+    return db
+
+
+def test_json_has_exactly_the_design_fields(small_db, cli):
+    out = cli("linkage", "--json", "--covariates", "region,headcount", db=small_db)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert set(d) == JSON_FIELDS
+    for key, fields in NESTED.items():
+        assert set(d[key]) == fields
+    assert set(d["units"][0]) == {"unit_id", "engagement", "cx", "respondents", "cx_responses"}
+    assert [x["lag"] for x in d["lags"]] == [-2, -1, 0, 1, 2]
+    assert set(d["lags"][0]) == {"lag", "coef", "r", "p", "n"}
+    assert set(d["drivers"][0]) == {"item", "r", "ci_low", "ci_high", "p", "q"}
+    assert set(d["elasticity"]) == {"beta", "ci_low", "ci_high", "p", "effect_of_10pct"}
+    assert set(d["partial"]) == {"r", "ci_low", "ci_high", "p", "covariates"}
+    assert d["partial"]["covariates"] == ["region", "headcount"]
+    assert (d["metric"], d["period"], d["lag"], d["min_group"]) == ("csat_pct", "quarter", 0, 5)
+    assert d["n_units"] == 12 and d["suppressed_groups"] >= 1
+    assert any("below 30" in w for w in d["warnings"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--period", "month"], "differs from the database setting"),
+    (["--min-group", "4"], "below the database setting"),
+])
+def test_refused_with_exit_2(small_db, cli, args, message):
+    out = cli("linkage", "--json", *args, db=small_db)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stdout == ""
+
+
+def test_readable_table_and_sentences(small_db, cli):
+    out = cli("linkage", "--metric", "nps", "--min-group", "6", db=small_db)
+    assert out.returncode == 0, out.stderr
+    assert "within-unit coef" in out.stdout and "min_group 6" in out.stdout
+    assert "not proof" in out.stdout or "causes" in out.stdout
+    assert "confounded" in out.stdout
+
+
+def test_within_unit_matches_statsmodels_on_the_panel(small_db):
+    with store.connect(small_db) as con:
+        res = linkage.analyse(con)
+    p = res.panel.assign(engagement=res.panel["engagement"].astype(float), cx=res.panel["cx"].astype(float))
+    ref = smf.ols("cx ~ engagement + C(unit_id) + C(period_index)", p).fit(
+        cov_type="cluster", cov_kwds={"groups": p["unit_id"].astype("category").cat.codes.to_numpy()}, use_t=True)
+    w = res.within_unit
+    assert w.coef == pytest.approx(ref.params["engagement"], rel=1e-8)
+    assert w.p == pytest.approx(ref.pvalues["engagement"], rel=1e-6)
+    assert w.n_obs == len(p) and w.n_clusters == p["unit_id"].nunique()
+
+
+def test_panel_and_units_built_from_shown_groups(small_db):
+    with store.connect(small_db) as con:
+        res = linkage.analyse(con, lag=1)
+        g = metrics.unit_period_engagement(con).groups
+        cx = metrics.cx_by_unit_period(con)
+    row = res.panel.iloc[0]
+    grp = g[(g["unit_id"] == row["unit_id"]) & (g["period_index"] == row["period_index"])].iloc[0]
+    nxt = cx[(cx["unit_id"] == row["unit_id"]) & (cx["period_index"] == row["period_index"] + 1)].iloc[0]
+    assert row["engagement"] == pytest.approx(grp["index"]) and row["cx"] == pytest.approx(nxt["csat_pct"])
+    u = res.units.set_index("unit_id")
+    first = u.index[0]
+    mine = g[g["unit_id"] == first]
+    assert u.loc[first, "respondents"] == mine["respondents"].sum()
+    assert u.loc[first, "engagement"] == pytest.approx(mine["score_sum"].sum() / mine["respondents"].sum())
+
+
+def test_suppressed_groups_never_change_any_output(tmp_path):
+    """Alter every answer of the groups below min_group: every figure stays the same."""
+    sv = survey(21, n_units=10, n_periods=4, small_groups=5)
+    small = sv.engagement.groupby(["unit_id", "survey_date"])["q1"].transform("size") < 5
+    assert small.any()
+    outputs = []
+    for variant in range(2):
+        e = sv.engagement.copy()
+        if variant:
+            rng = np.random.default_rng(99)
+            for it in sv.items:
+                e.loc[small, it] = rng.integers(1, 6, small.sum())
+            e.loc[small, "enps"] = 10
+        db = tmp_path / f"v{variant}.duckdb"
+        with store.connect(db) as con:
+            build(con, type(sv)(e, sv.feedback, sv.units, sv.items, sv.coef))
+            res = linkage.analyse(con, covariates=("region",))
+            outputs.append((
+                json.dumps(res.as_json(), sort_keys=True),
+                metrics.unit_period_engagement(con).groups.to_json(),
+                metrics.item_scores(con).cells.to_json(),
+                metrics.item_distribution(con).to_json(),
+                repr(metrics.engagement_summary(con)),
+            ))
+    assert outputs[0] == outputs[1]
+
+
+def test_marketing_refused_manager_filtered(small_db):
+    with store.connect(small_db) as con:
+        with pytest.raises(AccessDenied):
+            linkage.analyse(con, Viewer("marketing"))
+        res = linkage.analyse(con, Viewer("manager", ("U000", "U001", "U002", "U003", "U004"), "m"))
+    assert set(res.units["unit_id"]) <= {"U000", "U001", "U002", "U003", "U004"}
+    assert res.n_units <= 5 and res.within_unit.n_clusters <= 5
+
+
+@pytest.mark.parametrize("metric", ["csat_pct", "csat_mean", "nps"])
+def test_metrics_and_sentences(small_db, metric):
+    with store.connect(small_db) as con:
+        res = linkage.analyse(con, metric=metric, covariates=["region"])
+    sentences = res.summary_sentences()
+    text = " ".join(sentences)
+    assert "confounded" in text and "thin evidence" in text  # 12 units
+    # every mention of cause is a denial
+    assert any("cause" in s for s in sentences)
+    assert all(("not" in s or "Neither" in s) for s in sentences if "cause" in s)
+    if metric == "nps":
+        assert res.elasticity is None or (res.units["cx"] > 0).all()
+
+
+def test_too_thin_evidence_said_plainly(tmp_path):
+    db = tmp_path / "thin.duckdb"
+    with store.connect(db) as con:
+        build(con, survey(3, n_units=3, n_periods=1))
+        res = linkage.analyse(con)
+    assert res.pearson.r is None and res.min_detectable_r is None and res.within_unit.coef is None
+    text = " ".join(res.summary_sentences())
+    assert "too little repeated data" in text and "too few" in text
+    d = res.as_json()
+    assert d["pearson"] == {"r": None, "ci_low": None, "ci_high": None, "p": None}
+    assert any("at least 4" in w for w in d["warnings"])
+
+
+@pytest.mark.parametrize("kwargs", [{"metric": "revenue"}, {"lag": 20}, {"period": "month"}, {"min_group": 3},
+                                    {"min_group": 2}, {"covariates": ("salary",)}])
+def test_analyse_refuses_bad_input(small_db, kwargs):
+    with store.connect(small_db) as con, pytest.raises(CxStatsError):
+        linkage.analyse(con, **kwargs)
+
+
+def test_demo_planted_effect_recovered_by_cli(tmp_path, cli):
+    demo = pytest.importorskip("cxstats.demo")
+    db = tmp_path / "demo.duckdb"
+    made = cli("demo", db=db)
+    assert made.returncode == 0, made.stderr
+    out = cli("linkage", "--json", db=db)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    truth = demo.generate().planted_within_coef
+    w = d["within_unit"]
+    assert w["ci_low"] <= truth <= w["ci_high"]
+    assert w["p"] < 0.05 and d["n_units"] == 40
+    assert d["suppressed_groups"] == len(demo.generate().small_groups)
