@@ -968,7 +968,9 @@ def _find_items(frame, keep_cols, mapped, blank) -> tuple[list[int], int | None]
             counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
             nonblank = [j for j, v in enumerate(uniq) if not _is_blank(v)]
             share = counts[[j for j, ok in zip(nonblank, likert) if ok]].sum() / max(counts[nonblank].sum(), 1)
-            if share < 0.9:
+            labels = list(LIKERT_7) + list(LIKERT_5)
+            typos = all(difflib.get_close_matches(normalise_header(v), labels, n=1, cutoff=0.75) for v in others)
+            if share < 0.9 and not typos:
                 continue
         items.append(i)
         for v in vals:
