@@ -63,12 +63,14 @@ Example
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import threading
 import unicodedata
+import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -326,21 +328,21 @@ def _engagement(rng, unit_ids, a, qs):
     survey = q_start[t] + (opens[u, t] + rng.integers(0, 14, m)).astype("timedelta64[D]")
     enps = np.clip(np.round(r / 10 + rng.normal(0, 1.5, m)), 0, 10)
     enps_missing = rng.random(m) < 0.05
-    comment = np.where(rng.random(m) < 0.08, rng.choice(_ENGAGEMENT_COMMENTS, m), None)
+    comment = _take(_ENGAGEMENT_COMMENTS, np.where(rng.random(m) < 0.08, rng.integers(0, len(_ENGAGEMENT_COMMENTS), m), -1))
     row_no = np.arange(2, m + 2)
     engagement = pd.DataFrame({
         "row_no": row_no,
-        "unit_id": np.asarray(unit_ids, dtype=object)[u],
+        "unit_id": _take(unit_ids, u),
         "survey_date": survey.astype("datetime64[s]"),
-        "respondent_id": [f"R{i:06d}" for i in range(1, m + 1)],
-        "wave": np.asarray([q[0] for q in qs], dtype=object)[t],
+        "respondent_id": _numbered("R", np.arange(1, m + 1), 6),
+        "wave": _take([q[0] for q in qs], t),
         "enps": pd.array(np.where(enps_missing, np.nan, enps), dtype="Int64"),
         "comment": comment,
     })
     rows, cols = np.nonzero(~blank)
     answers = pd.DataFrame({
         "row_no": row_no[rows],
-        "item": np.asarray(ITEMS, dtype=object)[cols],
+        "item": _take(ITEMS, cols),
         "score": scores[rows, cols].astype(np.int16),
     })
     return engagement, answers, uq
@@ -359,7 +361,7 @@ def _customers(rng, n, n_units, start: date, last: date):
     decoy_idx = int(order[n_adv])
     is_adv = np.zeros(n, bool)
     is_adv[adv_idx] = True
-    social = rng.random(n) < 0.25
+    social = rng.random(n) < 0.35
     social[adv_idx] = True
     social[decoy_idx] = True
     handles = [f"@{_ascii(f)}_{_ascii(s)}{i}" if social[i - 1] else None
@@ -381,6 +383,16 @@ def _customers(rng, n, n_units, start: date, last: date):
     return {"frame": frame, "ids": ids, "home": home, "is_adv": is_adv, "adv_idx": adv_idx,
             "decoy_idx": decoy_idx, "advocates": [ids[i] for i in adv_idx], "decoy": ids[decoy_idx],
             "social": social, "handles": handles}
+
+
+def _take(values, codes) -> pd.api.extensions.ExtensionArray:
+    """values[codes] as a string array (code -1 is missing), without a slow object-array detour."""
+    return pd.array(list(values), dtype="str").take(np.asarray(codes), allow_fill=True)
+
+
+def _numbered(prefix: str, numbers, width: int) -> pd.api.extensions.ExtensionArray:
+    """prefix + zero-padded number, e.g. F0000042."""
+    return (prefix + pd.Series(numbers).astype("str").str.zfill(width)).array
 
 
 def _random_dates(rng, lo: date, hi: date, size) -> np.ndarray:
@@ -405,24 +417,23 @@ def _feedback(rng, uq, qs, unit_ids, headcount, cust):
     nps = np.where(satisfied, nps_sat, nps_unsat)
     has_csat = rng.random(m) < 0.85
     has_nps = (rng.random(m) < 0.40) | ~has_csat
-    channel = rng.choice(_CHANNELS, m, p=[0.4, 0.2, 0.15, 0.12, 0.08, 0.05])
+    channel = _take(_CHANNELS, rng.choice(len(_CHANNELS), m, p=[0.4, 0.2, 0.15, 0.12, 0.08, 0.05]))
     # a quarter of answers name a customer of that store (never an advocate or the decoy)
     ordinary = ~cust["is_adv"]
     ordinary[cust["decoy_idx"]] = False
     by_unit = [np.flatnonzero(ordinary & (cust["home"] == k)) for k in range(len(unit_ids))]
-    cid = np.full(m, None, dtype=object)
+    cidx = np.full(m, -1)
     named = np.flatnonzero(rng.random(m) < 0.25)
-    ids = np.asarray(cust["ids"], dtype=object)
     for k in range(len(unit_ids)):
         rows = named[u[named] == k]
         if len(rows) and len(by_unit[k]):
-            cid[rows] = ids[rng.choice(by_unit[k], len(rows))]
+            cidx[rows] = rng.choice(by_unit[k], len(rows))
     frame = pd.DataFrame({
-        "unit_id": np.asarray(unit_ids, dtype=object)[u],
+        "unit_id": _take(unit_ids, u),
         "date": day,
         "csat": pd.array(np.where(has_csat, csat, np.nan), dtype="Int64"),
         "nps": pd.array(np.where(has_nps, nps, np.nan), dtype="Int64"),
-        "customer_id": cid,
+        "customer_id": _take(cust["ids"], cidx),
         "channel": channel,
     })
     # true advocates: 1..3 promoter answers (nps only, so the planted CSAT effect stays clean)
@@ -439,14 +450,14 @@ def _feedback(rng, uq, qs, unit_ids, headcount, cust):
     frame = frame.sort_values(["date", "unit_id"], kind="stable").reset_index(drop=True)
     m = len(frame)
     frame["date"] = frame["date"].astype("datetime64[s]")
-    comment = np.where(rng.random(m) < 0.06, rng.choice(_FEEDBACK_COMMENTS, m), None)
+    comment = _take(_FEEDBACK_COMMENTS, np.where(rng.random(m) < 0.06, rng.integers(0, len(_FEEDBACK_COMMENTS), m), -1))
     service = frame["channel"].isin(_SERVICE_CHANNELS).to_numpy()
     contacted = frame["date"].to_numpy() + (rng.integers(8 * 60, 20 * 60, m).astype("timedelta64[m]"))
     wait_h = rng.exponential(5.0, m)
     responded = contacted + (wait_h * 3600).astype("timedelta64[s]")
     never = rng.random(m) < 0.05
     frame.insert(0, "row_no", np.arange(2, m + 2))
-    frame.insert(5, "response_id", [f"F{i:07d}" for i in range(1, m + 1)])
+    frame.insert(5, "response_id", _numbered("F", np.arange(1, m + 1), 7))
     frame["comment"] = comment
     frame["contacted_at"] = pd.Series(np.where(service, contacted, np.datetime64("NaT")), dtype="datetime64[s]")
     frame["responded_at"] = pd.Series(np.where(service & ~never, responded, np.datetime64("NaT")),
@@ -460,42 +471,57 @@ def _nps_probs(detractor: float, passive: float, promoter: float) -> list[float]
 
 def _purchases(rng, cust, unit_ids, start: date, last: date):
     n = len(cust["ids"])
+    adv = cust["adv_idx"]
     orders = np.where(rng.random(n) < 0.45, 1, 2 + np.minimum(rng.geometric(0.4, n) - 1, 5))
-    orders[cust["adv_idx"]] = rng.integers(10, 21, len(cust["adv_idx"]))
+    orders[adv] = rng.integers(10, 21, len(adv))
     orders[cust["decoy_idx"]] = 1
-    rows = []  # (order_id, customer_id, order_date, amount, unit_id, line_no)
-    zero_net = []
-    seq = 0
     span = (last - start).days
-    for i in range(n):
-        cid, unit = cust["ids"][i], unit_ids[cust["home"][i]]
-        days = np.sort(rng.integers(0, span + 1, orders[i]))
-        if cust["is_adv"][i]:
-            days[-1] = span - int(rng.integers(0, 30))
-            days = np.sort(days)
-        for j, d in enumerate(days):
-            seq += 1
-            oid = f"O{seq:06d}"
-            od = start + timedelta(days=int(d))
-            n_lines = 1 + int(rng.binomial(3, 0.35))
-            amounts = np.round(rng.lognormal(np.log(18), 0.6, n_lines), 2)
-            # a few multi-order customers have an exchange that nets to exactly zero
-            if orders[i] >= 2 and j == 0 and not cust["is_adv"][i] and rng.random() < 0.03:
-                x, y = Decimal(f"{rng.integers(100, 5000) / 100:.2f}"), Decimal(f"{rng.integers(100, 5000) / 100:.2f}")
-                amounts = [x, y, -(x + y)]
-                zero_net.append(oid)
-            for k, amt in enumerate(amounts, 1):
-                rows.append((oid, cid, od, Decimal(f"{amt:.2f}"), unit, k))
-            if rng.random() < 0.04 and oid not in zero_net[-1:]:
-                seq += 1
-                back = min(od + timedelta(days=int(rng.integers(1, 22))), last)
-                rows.append((f"O{seq:06d}", cid, back, -Decimal(f"{amounts[0]:.2f}"), unit, 1))
-    frame = pd.DataFrame(rows, columns=["order_id", "customer_id", "order_date", "amount", "unit_id", "line_no"])
-    frame["order_date"] = pd.to_datetime(frame["order_date"]).astype("datetime64[s]")
-    frame["amount"] = frame["amount"].astype(float)  # stored as DECIMAL(18,2); 2-decimal values cast exactly
-    frame = frame.sort_values(["order_date", "order_id", "line_no"], kind="stable").reset_index(drop=True)
-    frame.insert(0, "row_no", np.arange(2, len(frame) + 2))
-    return frame[["row_no", "line_no", "customer_id", "order_date", "amount", "order_id", "unit_id"]], zero_net
+    who = np.repeat(np.arange(n), orders)
+    day = rng.integers(0, span + 1, len(who))
+    first = np.concatenate([[0], np.cumsum(orders)[:-1]])  # each customer's first order
+    day[first[adv]] = span - rng.integers(0, 30, len(adv))  # advocates bought in the last month
+    n_lines = 1 + rng.binomial(3, 0.35, len(who))
+    # a few multi-order customers have an exchange netting to exactly zero: x + y - (x + y)
+    eligible = np.flatnonzero((orders[who] >= 2) & ~cust["is_adv"][who])
+    zero = rng.choice(eligible, min(len(eligible), max(3, len(who) // 150)), replace=False)
+    n_lines[zero] = 3
+    is_zero = np.zeros(len(who), bool)
+    is_zero[zero] = True
+    line_order = np.repeat(np.arange(len(who)), n_lines)
+    line_no = np.arange(len(line_order)) - np.repeat(np.cumsum(n_lines) - n_lines, n_lines) + 1
+    cents = np.round(rng.lognormal(np.log(18), 0.6, len(line_order)) * 100).astype(np.int64)
+    z3 = np.flatnonzero(is_zero[line_order] & (line_no == 3))
+    cents[z3] = -(cents[z3 - 1] + cents[z3 - 2])
+    # about 4% of orders get a later return of their first line (a separate order, negative amount)
+    ret = np.flatnonzero((rng.random(len(who)) < 0.04) & ~is_zero)
+    first_line = np.cumsum(n_lines) - n_lines
+    ret_day = np.minimum(day[ret] + rng.integers(1, 22, len(ret)), span)
+
+    # number orders and returns together, in date order
+    all_who = np.concatenate([who, who[ret]])
+    all_day = np.concatenate([day, ret_day])
+    seq = np.lexsort((all_who, all_day))
+    number = np.empty(len(seq), np.int64)
+    number[seq] = np.arange(1, len(seq) + 1)
+    lines = pd.DataFrame({
+        "o": np.concatenate([number[line_order], number[len(who):]]),
+        "line_no": np.concatenate([line_no, np.ones(len(ret), np.int64)]),
+        "c": np.concatenate([who[line_order], who[ret]]),
+        "day": np.concatenate([day[line_order], ret_day]),
+        "cents": np.concatenate([cents, -cents[first_line[ret]]]),
+    }).sort_values(["o", "line_no"]).reset_index(drop=True)
+    frame = pd.DataFrame({
+        "row_no": np.arange(2, len(lines) + 2),
+        "line_no": lines["line_no"].to_numpy(),
+        "customer_id": _take(cust["ids"], lines["c"].to_numpy()),
+        "order_date": (np.datetime64(start) + lines["day"].to_numpy().astype("timedelta64[D]")).astype("datetime64[s]"),
+        # stored as DECIMAL(18,2): whole cents / 100 cast exactly
+        "amount": lines["cents"].to_numpy() / 100,
+        "order_id": _numbered("O", lines["o"].to_numpy(), 6),
+        "unit_id": _take(unit_ids, cust["home"][lines["c"].to_numpy()]),
+    })
+    zero_net = sorted(f"O{k:06d}" for k in number[zero])
+    return frame, zero_net
 
 
 def _mentions(rng, cust, towns, start: date, last: date):
@@ -526,7 +552,7 @@ def _mentions(rng, cust, towns, start: date, last: date):
             if rng.random() < 0.5:
                 post(i, "neu", rng.integers(0, span_s), followers)
         else:
-            k = min(int(rng.poisson(1.3)), 3)
+            k = min(int(rng.poisson(1.5)), 3)
             kinds = rng.choice(["pos", "neu", "neg", "foreign"], k, p=[0.45, 0.35, 0.15, 0.05])
             n_pos = 0
             for kind in kinds:
@@ -718,9 +744,23 @@ def _write_engagement_xlsx(path: Path, rows, title: str, error: dict | None = No
         ws.cell(error["row"], header.index(error["column"]) + 1, error["value"])
     ws.column_dimensions["B"].width = 12
     wb.properties.creator = "cxstats demo"
-    # fixed timestamps keep the committed file stable when regenerated
-    wb.properties.created = wb.properties.modified = datetime(2026, 1, 1)
-    wb.save(path)
+    wb.properties.created = datetime(2026, 1, 1)
+    buf = io.BytesIO()
+    wb.save(buf)
+    path.write_bytes(_stable_zip(buf.getvalue()))
+
+
+def _stable_zip(xlsx: bytes) -> bytes:
+    """Same workbook, same bytes: fixed zip entry times and 'modified' stamp (openpyxl writes now)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2026-01-01T00:00:00Z", data)
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0)), data,
+                         compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 MESSY_FILES_END = date(2026, 11, 26)
