@@ -79,6 +79,40 @@ def _suppressed_mask(df: pd.DataFrame) -> pd.Series:
     return pd.Series(False, index=df.index)
 
 
+def in_selection(frame: pd.DataFrame, units: Iterable[str] | None = None, period_from: str | None = None,
+                 period_to: str | None = None) -> pd.DataFrame:
+    """Rows of whole units and whole periods in the sidebar's selection (None = no limit).
+
+    Period labels ('2025-Q1', '2025-03') sort as text in time order, so the range is a text range.
+    """
+    if frame is None or len(frame) == 0:
+        return frame
+    keep = pd.Series(True, index=frame.index)
+    if units is not None and "unit_id" in frame.columns:
+        keep &= frame["unit_id"].astype(str).isin([str(u) for u in units])
+    if "period" in frame.columns:
+        p = frame["period"].astype(str)
+        if period_from:
+            keep &= p >= str(period_from)
+        if period_to:
+            keep &= p <= str(period_to)
+    return frame[keep]
+
+
+def pooled_index(groups: pd.DataFrame) -> float | None:
+    """Engagement index over every respondent of the given kept groups: ``sum(score_sum) / sum(respondents)``.
+
+    Example: groups (index 70, 10 people) and (index 50, 30 people) pool to (700 + 1500) / 40 = 55.
+    """
+    if groups is None or len(groups) == 0:
+        return None
+    n = float(groups["respondents"].sum())
+    if n <= 0:
+        return None
+    total = groups["score_sum"].sum() if "score_sum" in groups.columns else (groups["index"] * groups["respondents"]).sum()
+    return float(total / n)
+
+
 # ---------------------------------------------------------------- engagement
 
 

@@ -702,3 +702,22 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd
         median_hours=("hours", "median"))
     out["share_within_target"] = out["within_target"] / out["contacts"]
     return out[cols].sort_values(["source", "channel"]).reset_index(drop=True)
+
+
+def suppressed_group_list(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> pd.DataFrame:
+    """Which (unit, period) groups are suppressed (below min_group): columns unit_id, period only.
+
+    Lets a page label them "suppressed" rather than leave a blank the reader must guess at; their
+    respondent counts are never returned. (Added for the Engagement page by the dashboard.)
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group, period)
+    sql = f"""
+    WITH {_respondents_sql(sc.period)}
+    SELECT unit_id, period_start FROM grp WHERE respondents < ? ORDER BY unit_id, period_start
+    """
+    frame = _labels(con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df(), sc.period)
+    return frame[["unit_id", "period"]].reset_index(drop=True)

@@ -1,0 +1,190 @@
+"""Advocates: loyal customers who speak up for the brand, ranked, explained, exported, thanked.
+
+Scores are computed once per set of weights (cached); the tier, consent and score filters only
+narrow the table. Exports hold consented customers only and are audited by the library.
+"""
+
+import dataclasses
+from datetime import date
+
+import streamlit as st
+
+import ui
+from cxstats import CxStatsError, charts, store
+
+ctx = ui.page_setup("Advocates", roles=("marketing", "leader", "admin"))
+
+try:
+    from cxstats import advocates, export
+except ImportError:
+    ui.not_available("The advocate finder")
+    st.stop()
+
+DEFAULTS = dict(advocates.DEFAULT_WEIGHTS)
+TIERS = ["Champion", "Advocate", "Rising", "Candidate"]
+
+# ---------------------------------------------------------------- weights (applied together, not per slider move)
+with st.expander("Score weights", expanded=False):
+    st.caption("The score is 100 x the weighted mean of the parts a customer has. Reach (followers) is capped at "
+               "0.1 of the total weight: a follower count alone never makes an advocate.")
+    with st.form("adv_weights"):
+        cols = st.columns(4)
+        chosen = {k: cols[i].slider(k, 0.0, 1.0, float(st.session_state.get("adv_w", DEFAULTS)[k]), 0.05,
+                                    key=f"adv_w_{k}") for i, k in enumerate(DEFAULTS)}
+        applied = st.form_submit_button("Apply weights")
+    if applied:
+        st.session_state["adv_w"] = chosen
+weights = st.session_state.get("adv_w", DEFAULTS)
+
+
+
+def advocate_scores(con, viewer, weights):
+    """advocates.score with plain dicts (its read-only mappings cannot be pickled into the cache)."""
+    res = advocates.score(con, viewer, None, weights)
+    return dataclasses.replace(res, weights=dict(res.weights), gate_counts=dict(res.gate_counts))
+
+
+try:
+    result = ui.cached(advocate_scores, ctx.viewer, dict(weights))
+except CxStatsError as exc:
+    ui.show_error(exc)
+    st.caption("Using the default weights instead.")
+    st.session_state["adv_w"] = DEFAULTS
+    weights = DEFAULTS
+    result = ui.cached(advocate_scores, ctx.viewer, dict(DEFAULTS))
+
+st.caption("Weights: " + ", ".join(f"{k} {v:g}" for k, v in weights.items())
+           + (f" · evidence up to {result.as_of}" if result.as_of else "")
+           + (" · generated demo data, not real customers" if ctx.is_demo else ""))
+
+if result.as_of is None:
+    st.info("No purchases loaded yet: advocates are found from orders, social posts and survey answers. "
+            "Load purchases, mentions and customers on the Upload page.")
+    st.stop()
+
+# ---------------------------------------------------------------- filters (on the cached result)
+df = result.customers
+f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
+tiers = f1.multiselect("Tier", TIERS, default=TIERS, key="adv_tiers")
+min_score = f2.slider("Minimum score", 0, 100, 0, key="adv_min_score")
+consent_only = f3.checkbox("Marketing consent only", value=False, key="adv_consent")
+hide_flagged = f4.checkbox("Hide flagged", value=False, key="adv_hide_flagged")
+mask = df["tier"].isin(tiers) & (df["score"] >= min_score)
+if consent_only:
+    mask &= df["consent"].astype(bool)
+if hide_flagged:
+    mask &= df["flags"].map(len) == 0
+shown = df[mask]
+filter_text = (f"tiers {'/'.join(tiers)}; score >= {min_score}" + ("; consent only" if consent_only else "")
+               + ("; flagged hidden" if hide_flagged else "") + "; weights "
+               + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
+
+gc = result.gate_counts
+c = st.columns(4)
+c[0].metric("Customers with orders", f"{result.ranked:,}", border=True)
+c[1].metric("Pass the gates", f"{len(df):,}", border=True,
+            help="2+ orders; a positive post or a promoter answer; no negative post or detractor answer in the "
+                 "last 90 days")
+c[2].metric("Shown", f"{len(shown):,}", border=True)
+c[3].metric("With consent", f"{int(shown['consent'].astype(bool).sum()) if len(shown) else 0:,}", border=True)
+if gc:
+    st.caption(f"Of {gc.get('customers_with_orders', 0):,} customers with orders, {gc.get('two_orders', 0):,} have 2+ "
+               f"orders, {gc.get('positive_voice', 0):,} of those spoke up positively, {gc.get('passed', 0):,} pass "
+               "every gate.")
+
+table = shown.assign(
+    reasons=shown["reasons"].map(lambda r: "; ".join(r)),
+    flags=shown["flag_text"].map(lambda r: "; ".join(r)),
+    loyalty=shown["contribution_loyalty"], advocacy=shown["contribution_advocacy"],
+    satisfaction=shown["contribution_satisfaction"], reach_points=shown["contribution_reach"],
+)[["customer_id", "name", "tier", "score", "reasons", "loyalty", "advocacy", "satisfaction", "reach_points",
+   "orders", "spend", "recency_days", "positive_mentions", "nps", "consent", "recently_rewarded", "flags"]]
+pts = st.column_config.NumberColumn(format="%.1f", help="points of the score from this part")
+st.dataframe(table, hide_index=True, width="stretch", height=420, column_config={
+    "score": st.column_config.ProgressColumn("score", min_value=0, max_value=100, format="%.1f"),
+    "loyalty": pts, "advocacy": pts, "satisfaction": pts,
+    "reach_points": st.column_config.NumberColumn("reach", format="%.1f", help="points of the score from reach"),
+    "spend": st.column_config.NumberColumn(format="%.2f"),
+    "recently_rewarded": st.column_config.CheckboxColumn("rewarded recently",
+                                                         help=f"within the last {result.cooldown_days} days"),
+})
+
+ch1, ch2 = st.columns([1, 2])
+ch1.plotly_chart(charts.tier_counts(shown), width="stretch", key="adv_tiers_chart")
+ch2.plotly_chart(charts.contributions_chart(shown), width="stretch", key="adv_contrib_chart")
+
+flagged = shown[shown["flags"].map(len) > 0]
+if len(flagged):
+    with st.expander(f"Flags to review ({len(flagged)}): duplicates, returns, repeated posts", expanded=False):
+        st.caption("Flags never change a score; flagged customers are left out of the 'to reward' list until a "
+                   "person has looked at them.")
+        st.dataframe(flagged.assign(flags=flagged["flag_text"].map(lambda r: "; ".join(r)))[
+            ["customer_id", "name", "tier", "score", "flags"]], hide_index=True, width="stretch")
+if len(result.unmatched_handles):
+    with st.expander(f"Social handles that match no customer ({len(result.unmatched_handles)})"):
+        st.dataframe(result.unmatched_handles, hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- export (consented only, audited)
+st.subheader("Export")
+e1, e2 = st.columns([1, 3])
+fmt = e1.radio("Format", ["csv", "xlsx"], horizontal=True, key="adv_fmt")
+e2.caption("Only customers who gave marketing consent are written, whatever the filters say; every export is "
+           "recorded in the audit log (who, when, filter, rows).")
+if e2.button("Prepare export of the shown list", key="adv_prepare"):
+    try:
+        with store.connect(ctx.db) as con:
+            data, info = export.export_bytes(con, ctx.viewer, dataclasses.replace(result, customers=shown), fmt,
+                                             filter_text)
+    except CxStatsError as exc:
+        ui.show_error(exc)
+    else:
+        st.session_state["adv_export"] = (data, fmt, info.rows)
+prepared = st.session_state.get("adv_export")
+if prepared:
+    data, pfmt, rows = prepared
+    mime = "text/csv" if pfmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    st.download_button(f"Download {rows:,} consented customers ({pfmt})", data, file_name=f"advocates.{pfmt}",
+                       mime=mime, key="adv_download")
+
+# ---------------------------------------------------------------- record a reward
+st.subheader("Record a reward")
+if ctx.viewer.role not in advocates.REWARD_ROLES:
+    st.caption("Rewards are recorded by marketing or an admin.")
+else:
+    with st.form("adv_reward", clear_on_submit=True):
+        r1, r2, r3 = st.columns(3)
+        options = list(advocates.to_reward(result)["customer_id"].astype(str))
+        cid = r1.selectbox("Customer", options + [c for c in shown["customer_id"].astype(str) if c not in options],
+                           help="customers due a reward are listed first (not rewarded recently, not flagged)")
+        rdate = r2.date_input("Reward date", value=date.today())
+        rtype = r3.text_input("Reward type", placeholder="voucher, thank-you gift ...")
+        r4, r5 = st.columns([1, 2])
+        value = r4.number_input("Value", min_value=0.0, value=0.0, step=5.0)
+        note = r5.text_input("Note")
+        submitted = st.form_submit_button("Record reward")
+    if submitted:
+        try:
+            batch = advocates.record_reward(ctx.db, cid, rdate, rtype, value or None, note or None, viewer=ctx.viewer)
+        except CxStatsError as exc:
+            ui.show_error(exc)
+        else:
+            ui.invalidate()
+            st.success(f"Reward recorded as batch {batch} (undo it on the Data page if it was a mistake).")
+
+# ---------------------------------------------------------------- programme effect
+st.subheader("Did the rewards work?")
+if st.toggle("Estimate the programme effect (takes a few seconds the first time)", key="adv_effect"):
+    try:
+        eff = ui.cached(advocates.programme_effect, ctx.viewer)
+    except CxStatsError as exc:
+        ui.show_error(exc)
+    else:
+        st.plotly_chart(charts.programme_effect_chart(eff), width="stretch", key="adv_effect_chart")
+        if eff.did_spend is not None:
+            st.write(f"Spend: {eff.did_spend:+.2f} per {eff.window_days} days (95% CI {eff.ci_spend[0]:+.2f} to "
+                     f"{eff.ci_spend[1]:+.2f}); {eff.n_pairs} matched pairs, {eff.n_unmatched} unmatched, "
+                     f"{eff.n_too_recent} rewarded too recently to judge.")
+        st.caption(f"This is an {eff.label}.")
+        for w in eff.warnings:
+            st.warning(ui.escape_md(w))
+        st.info(eff.holdout_text)
