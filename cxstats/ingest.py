@@ -22,6 +22,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from .schema import KINDS, LIKERT_5, LIKERT_7, MISSING_TOKENS, TOTAL_TOKENS, Fie
 
 PROBLEMS_KEPT = 10_000  # problems listed in full; n_problems always counts every one
 SAMPLE_ROWS = 20
+CENT = Decimal("0.01")
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # Excel's day 0 (1900 leap-year bug included)
 UPLOAD_KINDS = {
     "admin": tuple(KINDS),
@@ -249,7 +251,7 @@ def cli_import(args) -> int:
             skip_invalid=args.skip_invalid, viewer=ADMIN, loaded_by="command line",
         )
     except CxStatsError as exc:
-        shown = exc.problems[:50]
+        shown = [p for p in exc.problems[:50] if p not in str(exc)]
         more = len(exc.problems) - len(shown)
         total = getattr(exc, "n_problems", len(exc.problems))
         more = max(more, total - len(shown))
@@ -625,7 +627,8 @@ class _Analysis:
         if n:
             what = "problem" if n == 1 else "problems"
             hint = "" if self.fatal else "; fix them, or load the good rows with --skip-invalid"
-            err = CxStatsError(f"{self.file_name} refused, nothing loaded: {n:,} {what}{hint}",
+            summary = str(listed[0]) if n == 1 else f"{n:,} {what}{hint}"
+            err = CxStatsError(f"{self.file_name} refused, nothing loaded: {summary}",
                                problems=[str(p) for p in listed])
             err.n_problems = n
             raise err
@@ -795,6 +798,8 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
             codes, uniq = _factorize(s)
             nums, err = _numbers(uniq, grid.decimal_comma)
             err = _range_errors(f, uniq, nums, err)
+            if f.type == "money":
+                nums = _money_cents(nums)
             out[f.name] = _finish_numbers(f, _spread(codes, nums, np.nan))
             _add_row_errors(probs, codes, err, lab)
             missing = np.isnan(_spread(codes, nums, np.nan))
@@ -924,8 +929,17 @@ def _finish_numbers(f: Field, values: np.ndarray):
         clean = np.where(np.isfinite(values) & (values == np.round(values)), values, np.nan)
         return pd.array(clean, dtype="Float64").astype("Int64")
     if f.type == "money":
-        return np.round(values, 2)
+        return values  # already rounded half-up to cents by _money_cents
     return values
+
+
+def _money_cents(nums: np.ndarray) -> np.ndarray:
+    """Round to cents half away from zero, as on a receipt (binary floats would round 0.005 down)."""
+    out = nums.copy()
+    for j, v in enumerate(nums):
+        if v == v:
+            out[j] = float(Decimal(repr(float(v))).quantize(CENT, rounding=ROUND_HALF_UP))
+    return out
 
 
 def _bools(uniq: np.ndarray) -> tuple[np.ndarray, list]:
@@ -1096,7 +1110,8 @@ def _resolve_units(a, con, out, probs, label, viewer) -> None:
             choices = list(spellings)
             for j in unknown:
                 hint = difflib.get_close_matches(str(uniq[j]), choices, n=1, cutoff=0.6)
-                err[j] = (f"unknown unit {uniq[j]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                also = f" (unit {spellings[hint[0]]})" if hint and spellings[hint[0]] != hint[0] else ""
+                err[j] = (f"unknown unit {uniq[j]!r}" + (f"; did you mean {hint[0]!r}{also}?" if hint else "")
                           + " (units come from the units table; add it there or fix the spelling)")
             _add_row_errors(probs, codes, err, label)
         else:
