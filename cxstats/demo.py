@@ -605,9 +605,11 @@ def _rewards(rng, cust, start: date, last: date):
 
 
 def _sha256(*frames: pd.DataFrame) -> str:
+    """Content hash of the frames (columns and row values; pandas' row hash is fixed-keyed, so stable)."""
     h = hashlib.sha256()
     for f in frames:
-        h.update(f.to_csv(index=False).encode())
+        h.update("\x1f".join(map(str, f.columns)).encode())
+        h.update(pd.util.hash_pandas_object(f, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 
