@@ -112,6 +112,15 @@ def spearman(x, y) -> Spearman:
     return Spearman(float(res.statistic), float(res.pvalue))
 
 
+def _demean(a: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    counts = np.bincount(codes, minlength=n_groups).astype("float64")
+    if a.ndim == 1:
+        return a - (np.bincount(codes, weights=a, minlength=n_groups) / counts)[codes]
+    sums = np.zeros((n_groups, a.shape[1]))
+    np.add.at(sums, codes, a)
+    return a - (sums / counts[:, None])[codes]
+
+
 @dataclass(frozen=True)
 class RmCorr:
     """Repeated-measures correlation (Bakdash & Marusich 2017)."""
@@ -129,16 +138,17 @@ def rm_corr(x, y, subject) -> RmCorr:
     Example: pingouin's 'rm_corr' data (pH vs PacO2 by Subject) -> r = -0.507, dof 38, p = 0.000847.
     """
     f = pd.DataFrame({"x": x, "y": y, "s": subject}).dropna()
-    n, s = len(f), f["s"].nunique()
+    codes, uniq = pd.factorize(f["s"])
+    n, s = len(f), len(uniq)
     dof = n - s - 1
     if dof < 1:
         return RmCorr(None, None, None)
-    xc = f["x"] - f.groupby("s")["x"].transform("mean")
-    yc = f["y"] - f.groupby("s")["y"].transform("mean")
-    den = math.sqrt(float((xc**2).sum() * (yc**2).sum()))
+    xc = _demean(f["x"].to_numpy("float64"), codes, s)
+    yc = _demean(f["y"].to_numpy("float64"), codes, s)
+    den = math.sqrt(float((xc @ xc) * (yc @ yc)))
     if den == 0:
         return RmCorr(None, int(dof), None)
-    r = float((xc * yc).sum() / den)
+    r = float(xc @ yc) / den
     r = max(-1.0, min(1.0, r))
     t = r * math.sqrt(dof / (1 - r * r)) if abs(r) < 1 else math.copysign(math.inf, r)
     return RmCorr(r, int(dof), float(2 * stats.t.sf(abs(t), dof)))
@@ -155,15 +165,6 @@ class FixedEffects:
     p: float | None
     n_obs: int
     n_clusters: int
-
-
-def _demean(a: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    counts = np.bincount(codes, minlength=n_groups).astype("float64")
-    if a.ndim == 1:
-        return a - (np.bincount(codes, weights=a, minlength=n_groups) / counts)[codes]
-    sums = np.zeros((n_groups, a.shape[1]))
-    np.add.at(sums, codes, a)
-    return a - (sums / counts[:, None])[codes]
 
 
 def fixed_effects(y, x, unit, period) -> FixedEffects:
@@ -484,21 +485,27 @@ class LinkageResult:
         return summary_sentences(self)
 
 
-def _metric_values(frame: pd.DataFrame, metric: str) -> pd.Series:
-    return metrics.add_cx_metrics(frame)[metric]
+def _with_metric(cx: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Feedback counts per (unit, period) with the chosen metric as `cx` (rows answering it only)."""
+    c = cx[cx[_METRIC_N[metric]] > 0]
+    return c.assign(cx=metrics.add_cx_metrics(c)[metric], cx_responses=c[_METRIC_N[metric]].astype("int64"))
 
 
 def build_panel(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> pd.DataFrame:
-    """Kept engagement groups at t joined with the unit's feedback at t + lag (metric answered)."""
+    """Kept engagement groups at t joined with the unit's feedback at t + lag (metric answered).
+
+    ``cx``: :func:`cxstats.metrics.cx_counts` output.
+    """
+    return _panel(groups, _with_metric(cx, metric), lag)
+
+
+def _panel(groups: pd.DataFrame, cxm: pd.DataFrame, lag: int) -> pd.DataFrame:
     cols = ["unit_id", "period", "period_index", "engagement", "cx", "respondents", "cx_responses"]
-    if groups.empty or cx.empty:
+    if groups.empty or cxm.empty:
         return pd.DataFrame(columns=cols)
     g = groups[["unit_id", "period", "period_index", "index", "respondents"]].rename(columns={"index": "engagement"})
-    c = cx.assign(period_index=cx["period_index"] - lag)
-    c = c[c[_METRIC_N[metric]] > 0]
-    m = g.merge(c, on=["unit_id", "period_index"], how="inner")
-    m["cx"] = _metric_values(m, metric)
-    m["cx_responses"] = m[_METRIC_N[metric]].astype("int64")
+    c = cxm[["unit_id", "period_index", "cx", "cx_responses"]]
+    m = g.merge(c.assign(period_index=c["period_index"] - lag), on=["unit_id", "period_index"], how="inner")
     return m[cols].sort_values(["unit_id", "period_index"]).reset_index(drop=True)
 
 
@@ -519,9 +526,7 @@ def _between(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> p
     wanted = groups[["unit_id", "period_index"]].assign(period_index=groups["period_index"] + lag)
     c = cx.merge(wanted, on=["unit_id", "period_index"], how="inner")
     c = c.groupby("unit_id", as_index=False)[metrics.CX_COLUMNS].sum()
-    c = c[c[_METRIC_N[metric]] > 0]
-    c["cx"] = _metric_values(c, metric)
-    c["cx_responses"] = c[_METRIC_N[metric]].astype("int64")
+    c = _with_metric(c, metric)
     out = eng.merge(c[["unit_id", "cx", "cx_responses"]], on="unit_id", how="inner")
     out["respondents"] = out["respondents"].astype("int64")
     return out[cols].sort_values("unit_id").reset_index(drop=True)
@@ -583,9 +588,10 @@ def analyse(
     sc = metrics.scope(con, min_group, period)
     eg = metrics.unit_period_engagement(con, viewer, sc.min_group)
     cx = metrics.cx_counts(con, viewer, sc.period)
-    items = metrics.item_scores(con, viewer, sc.min_group).cells
+    items = metrics.item_scores(con, viewer, sc.min_group, groups=eg).cells
 
-    panels = {k: build_panel(eg.groups, cx, metric, k) for k in sorted(set(LAGS) | {lag})}
+    cxm = _with_metric(cx, metric)
+    panels = {k: _panel(eg.groups, cxm, k) for k in sorted(set(LAGS) | {lag})}
     within = _within(panels[lag])
     lag_results = []
     for k in LAGS:
@@ -726,6 +732,7 @@ def cli_linkage(args) -> int:
     """``python -m cxstats linkage``: JSON with --json, else a table and plain sentences."""
     covs = tuple(c for c in (args.covariates or "").split(",") if c.strip())
     with store.connect(args.db) as con:
+        con.execute("SET enable_progress_bar = false")  # stdout carries JSON only
         res = analyse(con, ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
                       covariates=covs, period=args.period)
     if args.json:

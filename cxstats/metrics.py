@@ -206,11 +206,16 @@ def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
         frame["period"] = pd.Series(dtype="object")
         frame["incomplete"] = pd.Series(dtype="bool")
         return frame
-    starts = pd.to_datetime(frame["period_start"])
-    frame["period"] = [period_label(d, period) for d in starts]
-    step = pd.DateOffset(months=3 if period == "quarter" else 1)
-    frame["incomplete"] = (starts + step) > pd.Timestamp(date.today())
-    frame["period_start"] = starts.dt.date
+    # few distinct periods: label each once, then map (cells can run to many thousand rows)
+    starts = pd.to_datetime(frame["period_start"]).dt.date
+    uniq = pd.unique(starts)
+    months = 3 if period == "quarter" else 1
+    today = date.today()
+    label = {d: period_label(d, period) for d in uniq}
+    open_ = {d: (pd.Timestamp(d) + pd.DateOffset(months=months)).date() > today for d in uniq}
+    frame["period"] = starts.map(label)
+    frame["incomplete"] = starts.map(open_).astype(bool)
+    frame["period_start"] = starts
     return frame
 
 
@@ -242,7 +247,7 @@ def _respondents_sql(period: str) -> str:
         SELECT wave, min(survey_date) AS first_date FROM engagement
         WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
     ),
-    resp AS (
+    resp AS MATERIALIZED (
         SELECT e.batch_id, e.row_no, e.unit_id, e.enps, e.comment, bk.k,
                CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start,
                coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
@@ -298,28 +303,32 @@ def unit_period_engagement(
     """
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
-    ordinal = _period_ordinal_sql(sc.period, "r.period_start")
+    ordinal = _period_ordinal_sql(sc.period, "period_start")
+    # one pass over respondents: every group is aggregated, only kept groups leave the database,
+    # suppressed ones as a bare count
     sql = f"""
-    WITH {_respondents_sql(sc.period)}
-    SELECT r.unit_id, r.period_start, {ordinal} AS period_index,
-           count(*) FILTER (WHERE r.in_index) AS respondents,
-           count(*) FILTER (WHERE NOT r.in_index OR r.in_index IS NULL) AS excluded_respondents,
-           avg(r.score) FILTER (WHERE r.in_index) AS index,
-           stddev_samp(r.score) FILTER (WHERE r.in_index) AS index_sd,
-           sum(r.score) FILTER (WHERE r.in_index) AS score_sum,
-           count(r.enps) AS enps_n,
-           count(*) FILTER (WHERE r.enps >= 9) AS enps_promoters,
-           count(*) FILTER (WHERE r.enps <= 6) AS enps_detractors
-    FROM resp r JOIN kept USING (unit_id, period_start)
-    GROUP BY r.unit_id, r.period_start
-    ORDER BY r.unit_id, r.period_start
+    WITH {_respondents_sql(sc.period)},
+    allg AS MATERIALIZED (
+        SELECT unit_id, period_start,
+               count(*) FILTER (WHERE in_index) AS respondents,
+               count(*) FILTER (WHERE NOT in_index OR in_index IS NULL) AS excluded_respondents,
+               avg(score) FILTER (WHERE in_index) AS index,
+               stddev_samp(score) FILTER (WHERE in_index) AS index_sd,
+               sum(score) FILTER (WHERE in_index) AS score_sum,
+               count(enps) AS enps_n,
+               count(*) FILTER (WHERE enps >= 9) AS enps_promoters,
+               count(*) FILTER (WHERE enps <= 6) AS enps_detractors
+        FROM resp GROUP BY unit_id, period_start
+    )
+    SELECT *, {ordinal} AS period_index, (SELECT count(*) FROM allg WHERE respondents < ?) AS n_suppressed
+    FROM allg WHERE respondents >= ?
+    ORDER BY unit_id, period_start
     """
     params = _resp_params(sc, viewer)
-    groups = con.execute(sql, params).df()
-    suppressed = con.execute(
+    groups = con.execute(sql, params + [sc.min_group, sc.min_group]).df()
+    suppressed = int(groups["n_suppressed"].iloc[0]) if len(groups) else con.execute(
         f"WITH {_respondents_sql(sc.period)} SELECT count(*) FROM grp WHERE respondents < ?",
-        params + [sc.min_group],
-    ).fetchall()[0][0]
+        params + [sc.min_group]).fetchall()[0][0]
     groups = _labels(groups, sc.period)
     e = [nps_from_counts(p, d, n) if n >= sc.min_group else NPS(None, None, int(n), 0, 0)
          for p, d, n in zip(groups["enps_promoters"], groups["enps_detractors"], groups["enps_n"])]
@@ -351,7 +360,7 @@ class ItemScores:
 
 def item_scores(
     con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
+    period: str | None = None, *, groups: EngagementGroups | None = None,
 ) -> ItemScores:
     """Favourable % (score >= k-1) and mean per item in each kept group, small item cells suppressed.
 
@@ -359,18 +368,38 @@ def item_scores(
     kept group's respondents and is shown only when at least min_group of them answered it.
     ``mean_0_100`` rescales item answers like the index: ``100 * (score - 1) / (k - 1)``.
     Example: answers 5, 4, 3, 2, 1 on k = 5 -> favourable 2 of 5 = 40 %, mean_0_100 = 50.
+    ``groups``: the kept groups from :func:`unit_period_engagement` under the same viewer and
+    scope, when the caller already has them (saves a pass over every answer).
     """
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
+    if groups is None:
+        groups = unit_period_engagement(con, viewer, sc.min_group)
+    elif (groups.min_group, groups.period) != (sc.min_group, sc.period):
+        raise CxStatsError("item_scores: the groups given were made under another min_group or period")
+    all_units, units = _viewer_units(viewer)
+    trunc = "quarter" if sc.period == "quarter" else "month"
     sql = f"""
-    WITH {_respondents_sql(sc.period)},
+    WITH items AS (
+        SELECT batch_id, item, max(scale) AS scale FROM engagement_items GROUP BY batch_id, item
+    ),
+    waves AS (
+        SELECT wave, min(survey_date) AS first_date FROM engagement
+        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
+    ),
+    resp AS (
+        SELECT e.batch_id, e.row_no, e.unit_id,
+               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
+        FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
+        WHERE ? OR list_contains(?::VARCHAR[], e.unit_id)
+    ),
     cell AS (
         SELECT r.unit_id, r.period_start, a.item, max(it.scale) AS k, count(*) AS n,
                count(*) FILTER (WHERE a.score >= it.scale - 1) AS favourable,
                avg(a.score) AS mean_score,
                avg(100.0 * (a.score - 1) / (it.scale - 1)) AS mean_0_100
         FROM resp r
-        JOIN kept USING (unit_id, period_start)
+        JOIN _cxstats_kept_groups kept ON kept.unit_id = r.unit_id AND kept.period_start = r.period_start
         JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
         JOIN items it ON it.batch_id = a.batch_id AND it.item = a.item
         GROUP BY r.unit_id, r.period_start, a.item
@@ -380,8 +409,13 @@ def item_scores(
            n >= ? AS shown
     FROM cell ORDER BY unit_id, period_start, item
     """
-    params = _resp_params(sc, viewer) + [sc.min_group]
-    cells = con.execute(sql, params).df()
+    kept = groups.groups[["unit_id", "period_start"]].copy()
+    kept["period_start"] = pd.to_datetime(kept["period_start"]).astype("datetime64[s]")
+    con.register("_cxstats_kept_groups", kept)
+    try:
+        cells = con.execute(sql, [all_units, units, sc.min_group]).df()
+    finally:
+        con.unregister("_cxstats_kept_groups")
     n_suppressed = int((~cells["shown"].astype(bool)).sum()) if len(cells) else 0
     cells = cells[cells["shown"].astype(bool)].drop(columns=["shown"]).reset_index(drop=True)
     cells = _labels(cells, sc.period)
