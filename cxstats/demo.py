@@ -637,12 +637,21 @@ def _load(con, data: DemoData) -> dict[str, int]:
         ("customers", {"customers": data.customers}),
         ("rewards", {"rewards": data.rewards}),
     ]
-    rows = {}
-    for kind, tables in plan:
-        main = tables[kind]
-        store.load_batch(con, kind, tables, file_name=f"demo:{kind}", sha256=_sha256(*tables.values()),
-                         rows=len(main), loaded_by="demo", note=f"demo seed {data.seed}")
-        rows[kind] = len(main)
+    rows: dict[str, int] = {}
+    done: list[int] = []
+    try:
+        for kind, tables in plan:
+            main = tables[kind]
+            done.append(store.load_batch(con, kind, tables, file_name=f"demo:{kind}",
+                                         sha256=_sha256(*tables.values()), rows=len(main), loaded_by="demo",
+                                         note=f"demo seed {data.seed}"))
+            rows[kind] = len(main)
+    except Exception:
+        # one batch per kind cannot share a transaction: take back the kinds already loaded,
+        # so a failed demo never leaves half a demo that ensure_demo would then keep
+        for batch_id in reversed(done):
+            store.undo(con, batch_id)
+        raise
     return rows
 
 

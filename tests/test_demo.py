@@ -285,6 +285,24 @@ def test_ensure_demo_fills_only_an_empty_database(db):
         assert len(store.list_batches(con)) == n
 
 
+def test_failed_demo_load_takes_back_its_batches(db, monkeypatch):
+    real = store.load_batch
+
+    def failing(con, kind, *args, **kwargs):
+        if kind == "mentions":
+            raise CxStatsError("disk full (simulated)")
+        return real(con, kind, *args, **kwargs)
+
+    monkeypatch.setattr(store, "load_batch", failing)
+    with pytest.raises(CxStatsError, match="simulated"):
+        demo.build_demo(db, seed=1, units=4, customers=60, end=END)
+    monkeypatch.setattr(store, "load_batch", real)
+    with store.connect(db) as con:
+        assert all(b.undone for b in store.list_batches(con))
+        assert all(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] == 0 for t in KINDS)
+    assert demo.ensure_demo(db) is True  # the next start tries again
+
+
 def test_ensure_demo_leaves_real_data_alone(db):
     with store.connect(db) as con:
         store.load_batch(con, "units", {"units": pd.DataFrame({"unit_id": ["A"], "row_no": [2]})},
