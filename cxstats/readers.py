@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -142,7 +143,58 @@ def _check_zip(data: bytes, file_name: str, max_bytes: int) -> str:
                 f"{file_name} looks like a zip bomb: {i.filename} inflates {i.file_size / max(i.compress_size, 1):,.0f}x "
                 f"(limit {MAX_COMPRESSION_RATIO}x); refused without opening it"
             )
+    if fmt == "xlsx":
+        _check_extent(zf, infos, file_name)
     return fmt
+
+
+# The reader allocates every cell from A1 to the farthest one: a 2 KB sheet with one cell at
+# XFD1048576 asks for ~500 GB and aborts the whole process (SECURITY.md), so the extent is read
+# from the sheet XML before the reader sees it.
+MAX_CELLS = 60_000_000
+_CELL_COL = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})[0-9]')
+_ROW_NO = re.compile(rb'<(?:\w+:)?(?:row|c)\s[^>]*?\br="[A-Z]{0,3}([0-9]{1,9})"')
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def _check_extent(zf: zipfile.ZipFile, infos, file_name: str) -> None:
+    for info in infos:
+        if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
+            continue
+        cols: set[bytes] = set()
+        max_row = 0
+        tail = b""
+        try:
+            with zf.open(info) as f:
+                while chunk := f.read(1 << 22):
+                    buf = tail + chunk
+                    cols.update(_CELL_COL.findall(buf))
+                    rows = _ROW_NO.findall(buf)
+                    if rows:
+                        max_row = max(max_row, max(map(int, rows)))
+                    tail = buf[-4096:]  # a tag cut by the chunk boundary is matched in the next round
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
+            raise CxStatsError(
+                f"{file_name} is damaged or truncated (not a readable .xlsx): save it again from your spreadsheet program"
+            ) from exc
+        max_col = max((_column_number(c) for c in cols), default=0)
+        if max_row * max_col > MAX_CELLS:
+            sheet = info.filename.rsplit("/", 1)[-1]
+            raise CxStatsError(
+                f"{file_name}: {sheet} spans {max_row:,} rows x {max_col:,} columns "
+                f"(up to cell {_cell_name(max_col, max_row)}); the limit is {MAX_CELLS:,} cells: delete the "
+                "stray cells far below or right of the data (or split the file) and save it again"
+            )
+
+
+def _cell_name(col: int, row: int) -> str:
+    return f"{column_letter(col - 1)}{row}"
 
 
 def _cell_text(v) -> str:
