@@ -524,57 +524,76 @@ def _purchases(rng, cust, unit_ids, start: date, last: date):
     return frame, zero_net
 
 
+_POS, _NEU, _NEG, _FOR = 0, 1, 2, 3  # mention kinds, indexing _POOLS
+_POOLS = (_POSITIVE, _NEUTRAL, _NEGATIVE, _FOREIGN)
+
+
 def _mentions(rng, cust, towns, start: date, last: date):
-    rows = []  # (customer_id, handle, posted_at, platform, text, followers)
     span_s = int((last - start).days * 86400 + 86399)
-    t0 = datetime.combine(start, datetime.min.time())
     recent_s = span_s - 120 * 86400
+    social = np.flatnonzero(cust["social"])
+    followers = np.round(rng.lognormal(np.log(180), 1.3, len(social))).astype(np.int64)
+    is_adv = cust["is_adv"][social]
+    is_decoy = social == cust["decoy_idx"]
+    ordinary = ~is_adv & ~is_decoy
+    # ordinary: 0..3 posts of mixed kinds, at most 2 positive
+    k_ord = np.minimum(rng.poisson(1.5, len(social)), 3) * ordinary
+    # advocates: 4..7 positive posts (the last within 120 days), half of them one neutral post too
+    k_pos = rng.integers(4, 8, len(social)) * is_adv
+    k_neu = (rng.random(len(social)) < 0.5) * is_adv + 2 * is_decoy
 
-    def town(i):
-        return towns[cust["home"][i]]
+    who_o = np.repeat(np.arange(len(social)), k_ord)
+    kind_o = rng.choice(4, len(who_o), p=[0.45, 0.35, 0.15, 0.05])
+    first = np.repeat(np.cumsum(k_ord) - k_ord, k_ord)
+    is_pos = (kind_o == _POS).astype(np.int64)
+    before = np.cumsum(is_pos) - is_pos  # positives earlier in the whole array
+    pos_before = before - before[first]  # ... earlier for the same customer
+    kind_o[(kind_o == _POS) & (pos_before >= 2)] = _NEU
+    t_o = rng.integers(0, span_s, len(who_o))
 
-    def post(i, kind, when_s, followers):
-        pool = {"pos": _POSITIVE, "neg": _NEGATIVE, "neu": _NEUTRAL, "foreign": _FOREIGN}[kind]
-        text = pool[int(rng.integers(0, len(pool)))].format(s=town(i))
-        rows.append((cust["ids"][i], cust["handles"][i], t0 + timedelta(seconds=int(when_s)),
-                     _PLATFORMS[int(rng.integers(0, len(_PLATFORMS)))], text, followers))
+    who_p = np.repeat(np.arange(len(social)), k_pos)
+    t_p = rng.integers(0, span_s, len(who_p))
+    last_p = np.cumsum(k_pos)[is_adv] - 1
+    t_p[last_p] = rng.integers(recent_s, span_s, len(last_p))
+    who_n = np.repeat(np.arange(len(social)), k_neu)
+    t_n = rng.integers(0, span_s, len(who_n))
 
-    for i in np.flatnonzero(cust["social"]):
-        followers = int(rng.lognormal(np.log(180), 1.3))
-        if i == cust["decoy_idx"]:
-            for _ in range(2):
-                post(i, "neu", rng.integers(0, span_s), 2_500_000)
-        elif cust["is_adv"][i]:
-            k = int(rng.integers(4, 8))
-            times = list(rng.integers(0, span_s, k - 1)) + [int(rng.integers(recent_s, span_s))]
-            for s in times:
-                post(i, "pos", s, followers)
-            if rng.random() < 0.5:
-                post(i, "neu", rng.integers(0, span_s), followers)
-        else:
-            k = min(int(rng.poisson(1.5)), 3)
-            kinds = rng.choice(["pos", "neu", "neg", "foreign"], k, p=[0.45, 0.35, 0.15, 0.05])
-            n_pos = 0
-            for kind in kinds:
-                n_pos += kind == "pos"
-                post(i, "neu" if kind == "pos" and n_pos > 2 else str(kind), rng.integers(0, span_s), followers)
+    who = np.concatenate([who_o, who_p, who_n])
+    kind = np.concatenate([kind_o, np.full(len(who_p), _POS), np.full(len(who_n), _NEU)])
+    when = np.concatenate([t_o, t_p, t_n])
+    template = rng.integers(0, 1 << 30, len(who))
+    c = social[who]
+    home = cust["home"][c]
+    texts = [_POOLS[k][t % len(_POOLS[k])].format(s=towns[h]) for k, t, h in zip(kind, template, home)]
+    fol = np.where(is_decoy[who], 2_500_000, followers[who])
+    frame = pd.DataFrame({
+        "customer_id": _take(cust["ids"], c),
+        "handle": _take(cust["handles"], c),
+        "posted_at": np.datetime64(start, "s") + when.astype("timedelta64[s]"),
+        "platform": _take(_PLATFORMS, rng.integers(0, len(_PLATFORMS), len(who))),
+        "text": pd.array(texts, dtype="str"),
+        "followers": fol,
+    })
     # a few posts by people who are not (yet) customers: handle only
-    for j in range(max(3, len(rows) // 30)):
-        s = _NEUTRAL[j % len(_NEUTRAL)] if j % 2 else _POSITIVE[j % len(_POSITIVE)]
-        rows.append((None, f"@passer_by{j}", t0 + timedelta(seconds=int(rng.integers(0, span_s))),
-                     _PLATFORMS[j % len(_PLATFORMS)], s.format(s=towns[j % len(towns)]),
-                     int(rng.lognormal(np.log(120), 1.0))))
-    frame = pd.DataFrame(rows, columns=["customer_id", "handle", "posted_at", "platform", "text", "followers"])
+    n_out = max(3, len(frame) // 30)
+    out = pd.DataFrame({
+        "customer_id": pd.array([None] * n_out, dtype="str"),
+        "handle": pd.array([f"@passer_by{j}" for j in range(n_out)], dtype="str"),
+        "posted_at": np.datetime64(start, "s") + rng.integers(0, span_s, n_out).astype("timedelta64[s]"),
+        "platform": _take(_PLATFORMS, np.arange(n_out) % len(_PLATFORMS)),
+        "text": pd.array([(_NEUTRAL if j % 2 else _POSITIVE)[j % 5].format(s=towns[j % len(towns)])
+                          for j in range(n_out)], dtype="str"),
+        "followers": np.round(rng.lognormal(np.log(120), 1.0, n_out)).astype(np.int64),
+    })
+    frame = pd.concat([frame, out], ignore_index=True)
     m = len(frame)
     f = frame["followers"].to_numpy()
     frame["likes"] = rng.poisson(0.02 * np.minimum(f, 1e5) + 1)
     frame["shares"] = rng.poisson(0.004 * np.minimum(f, 1e5) + 0.2)
     replied = rng.random(m) < 0.5
-    reply = frame["posted_at"] + pd.to_timedelta(rng.exponential(4.0, m) * 3600, unit="s").round("s")
-    frame["replied_at"] = reply.where(replied)
-    frame = frame.sort_values("posted_at", kind="stable").reset_index(drop=True)
-    frame["posted_at"] = frame["posted_at"].astype("datetime64[s]")
-    frame["replied_at"] = frame["replied_at"].astype("datetime64[s]")
+    reply = frame["posted_at"] + pd.to_timedelta(np.round(rng.exponential(4.0, m) * 3600), unit="s")
+    frame["replied_at"] = reply.where(replied).astype("datetime64[s]")
+    frame = frame.sort_values(["posted_at", "handle"], kind="stable").reset_index(drop=True)
     frame.insert(0, "row_no", np.arange(2, m + 2))
     return frame
 
