@@ -45,13 +45,14 @@ with contacted_at / responded_at; about a quarter name a (non-advocate) customer
 
 Customers and advocates: ``customers`` customers; 45% buy once, the rest 2..7 orders of 1..4 lines
 (about 4% of orders get a later return, a few orders net to exactly zero such as
-10.10 + 20.20 - 30.30); a quarter have a social handle and 0..3 mentions (at most 2 positive;
-negative and non-English posts too). True advocates (about 1 in 60 customers, at least 5) have
+10.10 + 20.20 - 30.30); about a third have a social handle and 0..3 mentions (at most 2
+positive; negative and non-English posts too), and 85% gave marketing consent. True advocates (about 1 in 60 customers, at least 5) have
 10..20 orders with the last one in the final 30 days, 4..7 positive posts and no negative one,
 1..3 promoter NPS answers (9-10) through feedback.customer_id, and 90% marketing consent. The
 influencer decoy has 2,500,000 followers but one order and only neutral posts: reach alone must
 never make an advocate. A few advocates and ordinary customers have rewards, some inside the
-90-day cooldown.
+90-day cooldown; orders do not change after a reward (``planted_reward_effect`` is 0, so the
+programme estimate should straddle 0).
 
 Example
 -------
@@ -175,6 +176,7 @@ class DemoData:
     small_groups: tuple[tuple[str, str], ...]  # (unit_id, quarter) groups with fewer than 5 respondents
     zero_net_orders: tuple[str, ...]  # order_ids whose lines net to exactly 0.00
     recently_rewarded: tuple[str, ...] = field(default=())  # rewarded within 90 days of `end`
+    planted_reward_effect: float = 0.0  # extra orders per 90 days after a reward (none planted)
 
     def kinds(self) -> dict[str, pd.DataFrame]:
         """Kind -> its main frame (engagement answers are in ``engagement_answers``)."""
