@@ -5,7 +5,7 @@
 
 Data (built once into a DuckDB file, not timed): `units` units x `quarters` calendar quarters,
 respondents spread evenly, `items` 1..5 items each (so respondents x items answer rows), feedback
-rows with csat and nps. Each side runs in its own subprocess (peak memory = that process's
+rows with csat and nps. Wall and CPU seconds (all threads) are reported. Each side runs in its own subprocess (peak memory = that process's
 ru_maxrss, which includes DuckDB's memory):
 
 - cxstats: open the database and run ``linkage.analyse`` (respondent scores, (unit, quarter)
@@ -77,11 +77,11 @@ def build(db: Path, respondents: int, feedback: int, units: int, quarters: int, 
 def run_cxstats(db: Path) -> dict:
     from cxstats import linkage, store
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with store.connect(db) as con:
         res = linkage.analyse(con)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "n_units": res.n_units, "n_obs": res.within_unit.n_obs,
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu": cpu, "n_units": res.n_units, "n_obs": res.within_unit.n_obs,
             "coef": res.within_unit.coef, "r": res.pearson.r}
 
 
@@ -101,7 +101,7 @@ def run_pandas(db: Path) -> dict:
     con.close()
     min_group = 5
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     k = items.groupby("batch_id")["scale"].max()
     n_index = items.groupby("batch_id").size()
     per = ans.groupby(["batch_id", "row_no"], sort=False)["score"].agg(["size", "mean"]).reset_index()
@@ -125,21 +125,22 @@ def run_pandas(db: Path) -> dict:
     cx = fb.groupby(["unit_id", "pi"], sort=False).agg(csat_n=("csat", "count"), top2=("top2", "sum")).reset_index()
     cx["cx"] = 100.0 * cx["top2"] / cx["csat_n"]
     # the same statistics
+    fes = {}
     for lag in (-2, -1, 0, 1, 2):
         p = kept.merge(cx.assign(pi=cx["pi"] - lag), on=["unit_id", "pi"])
-        fe = linkage.fixed_effects(p["cx"], p["mean"], p["unit_id"], p["pi"])
+        fes[lag] = linkage.fixed_effects(p["cx"], p["mean"], p["unit_id"], p["pi"])
+    fe = fes[0]
     u = kept.groupby("unit_id")[["size", "sum"]].sum()
     u["eng"] = u["sum"] / u["size"]
     c = cx.groupby("unit_id")[["csat_n", "top2"]].sum()
-    u = u.join(100.0 * c["top2"] / c["csat_n"], how="inner").rename(columns={0: "cx"})
-    u.columns = ["size", "sum", "eng", "cx"]
+    u = u.join((100.0 * c["top2"] / c["csat_n"]).rename("cx"), how="inner")
     pr = stats.pearsonr(u["eng"], u["cx"])
     stats.spearmanr(u["eng"], u["cx"])
     for _item, f in cells.groupby("item"):
         m = f.groupby("unit_id")["mean"].mean()
         stats.pearsonr(m.reindex(u.index), u["cx"])
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "n_units": len(u), "n_obs": int(fe.n_obs), "coef": fe.coef, "r": float(pr.statistic),
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu": cpu, "n_units": len(u), "n_obs": int(fe.n_obs), "coef": fe.coef, "r": float(pr.statistic),
             "cells": int(np.int64(len(cells)))}
 
 
@@ -179,7 +180,7 @@ def main() -> None:
             runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
         best = min(runs, key=lambda x: x["seconds"])
         times = ", ".join(f"{x['seconds']:.2f}" for x in runs)
-        print(f"{side:<8} {best['seconds']:6.2f} s (runs: {times})  "
+        print(f"{side:<8} {best['seconds']:6.2f} s wall, {best['cpu']:.2f} s CPU (runs: {times})  "
               f"peak {max(x['peak_mb'] for x in runs):,.0f} MB  units {best['n_units']}  n_obs {best['n_obs']}  "
               f"coef {best['coef']:.4f}  r {best['r']:.4f}")
 

@@ -577,6 +577,9 @@ def analyse(
     Formulas: :func:`fixed_effects`, :func:`rm_corr`, :func:`pearson`, :func:`spearman`,
     :func:`min_detectable_r`, :func:`slope_per_10`, :func:`elasticity`, :func:`partial_corr`,
     :func:`bh_q`, :func:`quartiles`.
+    Example: on the demo database (``python -m cxstats demo``; planted +0.30 CSAT % points per
+    index point inside units) the within-unit coefficient is 0.293, 95% CI [0.230, 0.357], over 40
+    units and 304 unit-quarters, while the between-unit r of 0.72 mixes in the planted confound.
     """
     viewer.require_employee_data()
     if metric not in METRICS:

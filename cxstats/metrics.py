@@ -300,6 +300,8 @@ def unit_period_engagement(
 
     index = mean over the group's respondents of ``100 * (respondent_mean - 1) / (k - 1)``.
     Groups with fewer than ``min_group`` index respondents are suppressed (counted only).
+    Example: five respondents with item means 5, 4, 3, 2, 1 on k = 5 score 100, 75, 50, 25, 0 ->
+    index 50; a sixth who answered 1 of 4 items is left out and counted in excluded_respondents.
     """
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
@@ -493,6 +495,8 @@ def engagement_summary(
     """Overall index (mean over every kept respondent), eNPS, alpha and a per-period table.
 
     ``by_period`` columns: period, period_start, groups, respondents, index, incomplete.
+    Example: kept groups of 5 respondents at index 50 and 7 at 75 -> (250 + 525) / 12 = 64.58; a
+    suppressed group of 4 at 100 changes nothing.
     """
     g = unit_period_engagement(con, viewer, min_group, period)
     frame = g.groups
@@ -686,7 +690,8 @@ def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, pe
     """CSAT %, CSAT mean, NPS and its SE per unit and period (and channel), for the Customers page.
 
     Customer feedback carries no employee answers, so no anonymity suppression applies; a manager
-    sees only his units.
+    sees only his units. Example: csat 5, 4, 3, 2, 1 -> CSAT % 40, mean 3; nps 10, 9, 8, 0 -> NPS 25,
+    SE = 100 * sqrt((.5 + .25 - .0625) / 4) = 41.5.
     """
     per = period or store.settings(con).period
     frame = _labels(add_cx_metrics(cx_counts(con, viewer, per, by_channel)), per)
@@ -711,6 +716,7 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd
     1 h, Facebook and email 6 h, elsewhere 12 h. Columns: source, channel, target_hours, contacts,
     answered, within_target, share_within_target (of contacts), median_hours (of answered).
     Mentions carry no unit, so a manager sees feedback of his units only.
+    Example: email replies after 5 h and 1 h and one unanswered -> 2 of 3 within 6 h = 0.667.
     """
     all_units, units = _cx_viewer(viewer)
     parts = [con.execute(

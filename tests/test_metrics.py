@@ -208,6 +208,15 @@ def test_scope_refuses_lowering_or_regrouping(hand, kwargs, message):
         metrics.unit_period_engagement(con, **kwargs)
 
 
+def test_suppressed_group_list_names_groups_without_figures(hand):
+    with store.connect(hand) as con:
+        sup = metrics.suppressed_group_list(con)
+        sup7 = metrics.suppressed_group_list(con, min_group=7)
+    assert list(sup.columns) == ["unit_id", "period"]  # no counts, no figures
+    assert sup[["unit_id", "period"]].values.tolist() == [["B", "2024-Q1"]]
+    assert sup7[["unit_id", "period"]].values.tolist() == [["A", "2024-Q1"], ["B", "2024-Q1"]]
+
+
 def test_raising_min_group_suppresses_more(hand):
     with store.connect(hand) as con:
         g = metrics.unit_period_engagement(con, min_group=7)
@@ -232,7 +241,8 @@ def test_comments_only_for_groups_of_ten(hand):
 
 
 @pytest.mark.parametrize("fn", [metrics.unit_period_engagement, metrics.item_scores, metrics.engagement_summary,
-                                metrics.item_distribution, metrics.comments])
+                                metrics.item_distribution, metrics.comments, metrics.suppressed_group_list,
+                                metrics.index_alpha])
 def test_marketing_may_not_see_employee_data(hand, fn):
     with store.connect(hand) as con, pytest.raises(AccessDenied):
         fn(con, Viewer("marketing"))
