@@ -339,6 +339,23 @@ class _Problems:
         return allp.groupby("i", sort=True)["msg"].agg("; ".join)
 
 
+_TOTAL_HINT = re.compile(r"tot|sum|overall", re.IGNORECASE)
+
+
+def _total_mask(s: pd.Series) -> np.ndarray:
+    """Cells that say "Total", "Grand total", "TOTAL:"... (a totals row of a spreadsheet export)."""
+    if s.dtype != object:
+        hint = s.str.contains(_TOTAL_HINT.pattern, case=False, regex=True).fillna(False).to_numpy(dtype=bool)
+        idx = np.flatnonzero(hint)
+        out = np.zeros(len(s), dtype=bool)
+        out[idx] = [normalise_header(v) in TOTAL_TOKENS for v in s.iloc[idx]]
+        return out
+    codes, uniq = _factorize(s)
+    is_total = np.array([isinstance(v, str) and len(v) < 30 and normalise_header(v) in TOTAL_TOKENS for v in uniq]
+                        + [False])
+    return is_total[codes]
+
+
 def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
     return codes, np.asarray(uniq, dtype=object)
@@ -539,8 +556,8 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
 
 def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
     """Identifier/text cells -> text ("00042" stays; a number cell 42.0 -> "42"); True when numbers were seen."""
-    if s.dtype != object:
-        return s.astype(object).where(s.notna(), None), False
+    if s.dtype != object:  # csv: already trimmed text, missing cells are NA
+        return s, False
     codes, uniq = _factorize(s)
     out = np.empty(len(uniq) + 1, dtype=object)
     saw_numbers = False
@@ -564,7 +581,8 @@ def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
         else:
             out[i] = str(v)
     out[-1] = None
-    return pd.Series(out[codes], index=s.index, dtype=object), saw_numbers and warn_numbers
+    return pd.Series(pd.array(out, dtype="str").take(codes, allow_fill=True), index=s.index), \
+        saw_numbers and warn_numbers
 
 
 def _likert_value(v, labels: dict[str, int] | None) -> float | None:
@@ -712,14 +730,12 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     keep_cols = [i for i in frame.columns if i not in empty_cols]
     labels_kept = [labels[i] for i in keep_cols]
 
-    # totals rows: "Total" / "Grand total" in the first column or an identifier column
+    # totals rows: "Total" / "Grand total" in the first column or the unit column
     totals = np.zeros(len(frame), dtype=bool)
     check_cols = {keep_cols[0]} if keep_cols else set()
-    check_cols |= {i for i, f in mapped.items() if f in k.field_names and k.field(f).type == "id"}
+    check_cols |= {i for i, f in mapped.items() if f == "unit_id"}
     for i in check_cols:
-        codes, uniq = _factorize(frame[i])
-        is_total = np.array([isinstance(v, str) and normalise_header(v) in TOTAL_TOKENS for v in uniq] + [False])
-        totals |= is_total[codes]
+        totals |= _total_mask(frame[i])
     totals &= ~all_blank
     keep_rows = ~(all_blank | totals)
     a = _Analysis(kind=kind, file_name=file_name, grid=grid, mapping={}, columns=labels_kept, skip_invalid=skip_invalid)
@@ -1116,7 +1132,7 @@ def _resolve_units(a, con, out, probs, label, viewer) -> None:
             _add_row_errors(probs, codes, err, label)
         else:
             a.units_created = sorted(str(uniq[j]) for j in unknown)
-    out["unit_id"] = resolved[codes]
+    out["unit_id"] = pd.array(resolved[:-1], dtype="str").take(codes, allow_fill=True)
     if viewer.role == "manager":
         allowed = set(viewer.units)
         present = set(resolved[:-1]) | ({None} if (codes == -1).any() else set())
@@ -1152,14 +1168,25 @@ def _mention_sentiment(out) -> None:
 
 def _content_hash(kind: str, out: pd.DataFrame, items: pd.DataFrame) -> str:
     """Hash of the normalised rows (not the file's bytes or name): the same content in another file,
-    with other title rows or another encoding, is the same batch."""
+    with other title rows, another encoding or another row order, is the same batch."""
+    import duckdb
+
     h = hashlib.sha256(kind.encode())
     cols = [c for c in out.columns if c not in ("row_no", "sentiment_source")]
     h.update(",".join(cols).encode())
-    h.update(pd.util.hash_pandas_object(out[cols].astype(object).where(out[cols].notna(), None), index=False)
-             .to_numpy().tobytes())
-    if len(items):
-        h.update(pd.util.hash_pandas_object(items[["item", "score"]], index=False).to_numpy().tobytes())
+    con = duckdb.connect()  # in memory: multi-threaded hashing, the user's database is not touched
+    try:
+        for name, frame, use in (("_rows", out, cols), ("_answers", items, ["item", "score"])):
+            if not len(frame):
+                continue
+            con.register(name, frame)
+            args = ", ".join(use)
+            # sum and xor of row hashes: order-independent, and a repeated row still counts
+            got = con.execute(f"SELECT count(*), sum(hash({args}))::HUGEINT::VARCHAR, bit_xor(hash({args})) "
+                              f"FROM {name}").fetchall()[0]
+            h.update(repr(got).encode())
+    finally:
+        con.close()
     return h.hexdigest()
 
 
@@ -1178,7 +1205,14 @@ def _skip_stored(a, con, out, items, labels, col_of):
 
     # repeated keys inside the file: identical rows are skipped, different ones are an error
     keyed = out.loc[has_key, key + fields]
-    dup_key = keyed.duplicated(subset=key, keep="first")
+    if len(key) == 1 and keyed[key[0]].dtype != object:  # Arrow counts distinct keys much faster
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        repeated = pc.count_distinct(pa.array(keyed[key[0]])).as_py() < len(keyed)
+    else:
+        repeated = True
+    dup_key = keyed.duplicated(subset=key, keep="first") if repeated else pd.Series(False, index=keyed.index)
     if dup_key.any():
         exact = keyed.astype(object).duplicated(keep="first")
         conflict = dup_key & ~exact

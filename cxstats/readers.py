@@ -32,7 +32,19 @@ MAX_COMPRESSION_RATIO = 200
 SPREADSHEET_EXTENSIONS = (".xlsx", ".xlsm", ".xls", ".ods", ".xlsb")
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls
-_MISSING = pa.array(sorted(MISSING_TOKENS))
+
+
+def _spellings(token: str) -> set[str]:
+    """n/a -> n/a, N/A, N/a, n/A ... (every upper/lower mix for short tokens): one is_in pass, no lower()."""
+    if len(token) <= 5:
+        out = {""}
+        for ch in token:
+            out = {p + c for p in out for c in {ch.lower(), ch.upper()}}
+        return out
+    return {token, token.upper(), token.title(), token.capitalize()}
+
+
+_MISSING = pa.array(sorted(set().union(*(_spellings(t) for t in MISSING_TOKENS))))
 
 
 @dataclass(frozen=True)
@@ -307,6 +319,7 @@ def _sniff_delimiter(lines: list[str]) -> str:
 
 def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     text, encoding = _decode(data, file_name)
+    same_bytes = encoding == "utf-8" and "\r" not in text
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.count("\n") > max_rows + HEADER_SEARCH_ROWS + 1:
@@ -342,7 +355,11 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     rest = text[offset:]
     frame = None
     if not re.search(r"\n[ \t]*\n", rest.rstrip("\n \t")):
-        frame = _arrow_frame(rest, delim, len(header))
+        if same_bytes:  # skip re-encoding: the header's byte offset is that of its text prefix
+            start = (3 if data.startswith(b"\xef\xbb\xbf") else 0) + len(text[:offset].encode("utf-8"))
+            frame = _arrow_frame(memoryview(data)[start:], delim, len(header))
+        else:
+            frame = _arrow_frame(rest.encode("utf-8"), delim, len(header))
     if frame is None:
         frame = _python_frame(rest, delim, len(header), file_name, h + 1)
     header = header + [""] * (frame.shape[1] - len(header))
@@ -355,16 +372,15 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
 def _clean_text_column(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Trim cells; blank cells and missing tokens (N/A, -, null...) become missing."""
     col = pc.utf8_trim_whitespace(col)
-    gone = pc.or_(pc.equal(pc.utf8_length(col), 0), pc.is_in(pc.utf8_lower(col), value_set=_MISSING))
-    return pc.if_else(gone, pa.scalar(None, pa.string()), col)
+    return pc.if_else(pc.is_in(col, value_set=_MISSING), pa.scalar(None, pa.string()), col)
 
 
-def _arrow_frame(rest: str, delim: str, width: int) -> pd.DataFrame | None:
+def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:
     """Fast path (multi-threaded Arrow reader); None when rows are ragged (then the Python path reports)."""
     names = [f"c{i}" for i in range(width)]
     try:
         table = pacsv.read_csv(
-            io.BytesIO(rest.encode("utf-8")),
+            pa.BufferReader(pa.py_buffer(rest)),
             read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
