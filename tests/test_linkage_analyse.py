@@ -104,13 +104,16 @@ def test_suppressed_groups_never_change_any_output(tmp_path):
     small = sv.engagement.groupby(["unit_id", "survey_date"])["q1"].transform("size") < 5
     assert small.any()
     outputs = []
-    for variant in range(2):
+    for variant in range(3):
         e = sv.engagement.copy()
-        if variant:
+        if variant == 1:  # other answers
             rng = np.random.default_rng(99)
             for it in sv.items:
                 e.loc[small, it] = rng.integers(1, 6, small.sum())
             e.loc[small, "enps"] = 10
+        if variant == 2:  # one respondent fewer in each small group (still suppressed)
+            first = small & ~e.duplicated(["unit_id", "survey_date"])
+            e = e[~first]
         db = tmp_path / f"v{variant}.duckdb"
         with store.connect(db) as con:
             build(con, type(sv)(e, sv.feedback, sv.units, sv.items, sv.coef))
@@ -122,7 +125,7 @@ def test_suppressed_groups_never_change_any_output(tmp_path):
                 metrics.item_distribution(con).to_json(),
                 repr(metrics.engagement_summary(con)),
             ))
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_marketing_refused_manager_filtered(small_db):

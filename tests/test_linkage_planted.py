@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from test_linkage_data import panel
 
@@ -67,3 +69,15 @@ def _unit_means(seed):
 def test_panel_generator_is_deterministic():
     a, b = panel(7), panel(7)
     assert np.array_equal(a.to_numpy(), b.to_numpy())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), unit_shift=st.floats(-50, 50), period_shift=st.floats(-20, 20))
+def test_fixed_effects_ignore_unit_and_period_levels(seed, unit_shift, period_shift):
+    """Whatever differs between units or between periods (constant within them) cannot move the estimate."""
+    d = panel(seed, n_units=10, n_periods=4, beta=BETA)
+    shifted = d["cx"] + unit_shift * np.sin(d["unit"] + 1.0) + period_shift * np.cos(d["period"] + 1.0)
+    a = linkage.fixed_effects(d["cx"], d["engagement"], d["unit"], d["period"])
+    b = linkage.fixed_effects(shifted, d["engagement"], d["unit"], d["period"])
+    assert b.coef == pytest.approx(a.coef, rel=1e-6, abs=1e-9)
+    assert b.se == pytest.approx(a.se, rel=1e-6, abs=1e-9)
