@@ -2,8 +2,9 @@
 
 cxstats: ``demo.build_demo`` (generate, VADER on the mention texts, one hashed batch per kind through
 store.load_batch, each in one transaction). Peer: the same ``demo.generate`` frames written by plain
-pandas + DuckDB (VADER on the same distinct texts, then ``CREATE TABLE AS SELECT * FROM frame`` per
-table), with no batches, hashes or transactions. Each run is a fresh subprocess so peak memory
+pandas + DuckDB (the same VADER scoring with its language check, ``cxstats.sentiment.compound``, on
+the same distinct texts, then ``CREATE TABLE AS SELECT * FROM frame`` per table), with no batches,
+hashes or transactions. Each run is a fresh subprocess so peak memory
 (ru_maxrss) is its own. The machine is shared: figures are noisy.
 """
 
@@ -32,13 +33,13 @@ if which == "cxstats":
     gen = None
 else:
     import duckdb
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     from cxstats import demo
+    from cxstats.sentiment import compound
     d = demo.generate(seed=7, units=units, customers=customers, end=END)
     gen = time.perf_counter() - t0
-    sia = SentimentIntensityAnalyzer()
     m = d.mentions.copy()
-    scores = {{t: sia.polarity_scores(t)["compound"] for t in m["text"].dropna().unique()}}
+    uniq = m["text"].dropna().unique().tolist()
+    scores = dict(zip(uniq, compound(uniq)))
     m["sentiment"] = m["text"].map(scores)
     con = duckdb.connect(db)
     frames = dict(d.kinds(), mentions=m, engagement_answers=d.engagement_answers)
