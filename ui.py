@@ -68,8 +68,11 @@ def visible_pages(role: str) -> list[str]:
 
 
 def page_visible(viewer: Viewer, path: str) -> bool:
-    """Whether a page file is in this viewer's navigation (st.page_link needs that)."""
-    return any(PAGES[k][0] == path for k in visible_pages(viewer.role))
+    """Whether a page file is in this run's navigation (st.page_link refuses any other)."""
+    keys = st.session_state.get("cx_nav_pages")
+    if keys is None:
+        keys = visible_pages(viewer.role)
+    return any(PAGES[k][0] == path for k in keys)
 
 
 # ---------------------------------------------------------------- database and caching
@@ -268,9 +271,9 @@ def not_available(what: str) -> None:
 # ---------------------------------------------------------------- the shared sidebar
 
 
-def _remembered(widget_key: str, saved_key: str, valid: list) -> None:
-    """Filters survive page switches: restore the widget from a saved copy when it is new."""
-    if widget_key not in st.session_state and saved_key in st.session_state:
+def _remembered(widget_key: str, saved_key: str, valid: list, new_page: bool = False) -> None:
+    """Filters survive page switches: restore the widget from a saved copy on a new page."""
+    if (new_page or widget_key not in st.session_state) and saved_key in st.session_state:
         saved = st.session_state[saved_key]
         if isinstance(saved, (list, tuple)):
             keep = [v for v in saved if v in valid]
@@ -279,18 +282,21 @@ def _remembered(widget_key: str, saved_key: str, valid: list) -> None:
             st.session_state[widget_key] = saved
 
 
-def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions) -> tuple:
+def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions, page: str) -> tuple:
     sb = st.sidebar
+    # Streamlit resets a widget when another page draws it: restore the saved choice there
+    new_page = st.session_state.get("cx_filter_page") != page
+    st.session_state["cx_filter_page"] = page
     sb.subheader("Filters")
     regions_sel: list[str] = []
     if options.regions:
-        _remembered("cx_f_regions", "cx_saved_regions", list(options.regions))
+        _remembered("cx_f_regions", "cx_saved_regions", list(options.regions), new_page)
         regions_sel = sb.multiselect("Region", list(options.regions), key="cx_f_regions",
                                      placeholder="all regions")
         st.session_state["cx_saved_regions"] = list(regions_sel)
     in_region = [u for u in options.units if not regions_sel or u.region in regions_sel]
     labels = {u.unit_id: u.label for u in in_region}
-    _remembered("cx_f_units", "cx_saved_units", list(labels))
+    _remembered("cx_f_units", "cx_saved_units", list(labels), new_page)
     units_sel = sb.multiselect("Units", list(labels), format_func=lambda u: labels.get(u, u), key="cx_f_units",
                                placeholder="all your units" if viewer.role == "manager" else "all units")
     st.session_state["cx_saved_units"] = list(units_sel)
@@ -298,7 +304,7 @@ def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions) -> tuple:
     p_from = p_to = None
     if len(periods) >= 2:
         saved = st.session_state.get("cx_saved_periods")
-        if "cx_f_periods" not in st.session_state:
+        if new_page or "cx_f_periods" not in st.session_state:
             st.session_state["cx_f_periods"] = (
                 tuple(saved) if saved and all(p in periods for p in saved) else (periods[0], periods[-1]))
         elif any(p not in periods for p in st.session_state["cx_f_periods"]):
@@ -338,13 +344,13 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
         sb.caption(LOCAL_ADMIN_NOTICE)
     if viewer.role == "manager":
         sb.caption("your units: " + escape_md(", ".join(viewer.units) or "none"))
-    st.title(title)
     if employee_data and not viewer.sees_employee_data:
         st.error("This page shows employee survey data, which the marketing role may not see.")
         st.stop()
     if roles and viewer.role not in roles:
         st.error(f"This page is not available to the {viewer.role} role.")
         st.stop()
+    st.title(title)
     try:
         is_demo = cached_demo_state(str(db))
         options = cached(quality.filter_options, viewer)
@@ -353,7 +359,7 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
         st.stop()
     if is_demo:
         sb.info("demo data: generated, not real; load your own files on the Upload page")
-    units, regions, p_from, p_to = _sidebar_filters(viewer, options)
+    units, regions, p_from, p_to = _sidebar_filters(viewer, options, title)
     sb.caption(f"cxstats {cxstats.__version__} · database {db.name}")
     return Ctx(viewer, db, units, regions, p_from, p_to, is_demo, options.period)
 

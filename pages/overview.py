@@ -5,7 +5,7 @@ import streamlit as st
 import ui
 from cxstats import CxStatsError, overview
 
-ctx = ui.page_setup("Overview")
+ctx = ui.page_setup("Overview", roles=("admin", "leader", "manager"))
 st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
 
 try:
