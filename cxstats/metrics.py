@@ -533,25 +533,38 @@ def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
 def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None) -> float | None:
     """Cronbach's alpha of the index items over kept respondents who answered every index item.
 
-    Computed per scale from the covariance of item scores (see :func:`cronbach_alpha`); with
-    batches on two scales, the largest group of complete respondents sharing one item set is used.
+    Same formula as :func:`cronbach_alpha`, ``k/(k-1) * (1 - sum(var_i) / var(total))``, computed in
+    SQL (the answers never leave the database). k is the number of distinct index items over kept
+    groups; a respondent whose batch lacks an item, or who skipped one, is left out. None when
+    fewer than 2 items or 2 complete respondents.
     """
     viewer.require_employee_data()
     sc = scope(con, min_group)
     sql = f"""
-    WITH {_respondents_sql(sc.period)}
-    SELECT r.batch_id, r.row_no, a.item, a.score
-    FROM resp r
-    JOIN kept USING (unit_id, period_start)
-    JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
-    JOIN idx ON idx.batch_id = a.batch_id AND idx.item = a.item
-    WHERE r.in_index
+    WITH {_respondents_sql(sc.period)},
+    ans AS MATERIALIZED (
+        SELECT a.batch_id, a.row_no, a.item, a.score
+        FROM resp r
+        JOIN kept USING (unit_id, period_start)
+        JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
+        JOIN idx ON idx.batch_id = a.batch_id AND idx.item = a.item
+        WHERE r.in_index
+    ),
+    n_items AS (SELECT count(DISTINCT item) AS k FROM ans),
+    complete AS (
+        SELECT batch_id, row_no, sum(score) AS total FROM ans GROUP BY batch_id, row_no
+        HAVING count(DISTINCT item) = (SELECT k FROM n_items)
+    ),
+    item_var AS (
+        SELECT item, var_samp(score) AS v FROM ans JOIN complete USING (batch_id, row_no) GROUP BY item
+    )
+    SELECT (SELECT k FROM n_items), (SELECT sum(v) FROM item_var), (SELECT var_samp(total) FROM complete),
+           (SELECT count(*) FROM complete)
     """
-    long = con.execute(sql, _resp_params(sc, viewer)).df()
-    if long.empty:
+    k, sum_var, total_var, n = con.execute(sql, _resp_params(sc, viewer)).fetchall()[0]
+    if not k or k < 2 or not n or n < 2 or not total_var:
         return None
-    wide = long.pivot_table(index=["batch_id", "row_no"], columns="item", values="score", aggfunc="first")
-    return cronbach_alpha(wide.dropna())
+    return float(k / (k - 1) * (1.0 - sum_var / total_var))
 
 
 @dataclass(frozen=True)
