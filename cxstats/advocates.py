@@ -167,94 +167,156 @@ def _as_date(value, what: str = "as_of") -> date | None:
 
 # ---------------------------------------------------------------- SQL
 
+# All aggregation runs in DuckDB over temp tables built once per call (current customers and the
+# mentions attributed to customers); Python only ranks (scipy), weighs and sorts.
 
-_CUSTOMERS = store.current_customers_sql()
+_CUR_SQL = f"""
+CREATE OR REPLACE TEMP TABLE _adv_cur AS
+SELECT customer_id, name, email, handle, coalesce(marketing_consent, FALSE) AS consent,
+       nullif(lower(trim(email)), '') AS email_key, nullif(lower(ltrim(trim(handle), '@')), '') AS handle_key
+FROM ({store.current_customers_sql()})
+"""
 
-# One row per customer with at least one purchase row up to as_of. Rows without an order_id are one
-# order each (grouped by their own batch/row/line); net amounts are summed as DECIMAL.
-_ORDERS_SQL = """
+# Mentions up to as_of attributed to a customer: their own customer_id, else their handle through
+# the current customers (case-insensitive, without a leading @; a handle shared by several
+# customers is ambiguous and not matched).
+_MENTIONS_SQL = """
+CREATE OR REPLACE TEMP TABLE _adv_m AS
+WITH handles AS (
+    SELECT handle_key AS h, min(customer_id) AS cid, count(DISTINCT customer_id) AS n
+    FROM _adv_cur WHERE handle_key IS NOT NULL GROUP BY 1
+)
+SELECT coalesce(mn.customer_id, CASE WHEN hs.n = 1 THEN hs.cid END) AS cid,
+       nullif(lower(ltrim(trim(mn.handle), '@')), '') AS h, hs.n AS handle_owners,
+       CAST(mn.posted_at AS DATE) AS d, mn.text, mn.followers, {sentiment} AS s
+FROM mentions mn
+LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), '@')) = hs.h
+WHERE CAST(mn.posted_at AS DATE) <= $as_of
+"""
+
+# One row per customer with a counted order up to as_of. Rows without an order_id are one order
+# each (grouped by their own batch/row/line); money is summed as DECIMAL, then leaves as DOUBLE.
+_CUSTOMER_SQL = """
 WITH lines AS (
     SELECT customer_id, order_id, order_date, amount,
            CASE WHEN order_id IS NULL THEN batch_id END AS b,
            CASE WHEN order_id IS NULL THEN row_no END AS r,
            CASE WHEN order_id IS NULL THEN line_no END AS l
-    FROM purchases WHERE order_date <= ? AND customer_id IS NOT NULL
+    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL
 ), ord AS (
     SELECT customer_id, min(order_date) AS d, sum(amount) AS net,
            sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
            sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
     FROM lines GROUP BY customer_id, order_id, b, r, l
-)
-SELECT customer_id,
-       count(*) FILTER (WHERE net > 0) AS orders,
-       CAST(sum(net) AS DOUBLE) AS spend,
-       min(d) FILTER (WHERE net > 0) AS first_order,
-       max(d) FILTER (WHERE net > 0) AS last_order,
-       CAST(sum(gross) AS DOUBLE) AS gross,
-       CAST(sum(returned) AS DOUBLE) AS returned
-FROM ord GROUP BY customer_id
-"""
-
-# Mentions attributed to a customer: their own customer_id, else their handle through the current
-# customers table (case-insensitive, without a leading @; a handle shared by several customers is
-# ambiguous and not matched).
-_HANDLE_SQL = f"""
-handles AS (
-    SELECT lower(ltrim(trim(handle), '@')) AS h, min(customer_id) AS cid, count(DISTINCT customer_id) AS n
-    FROM ({_CUSTOMERS}) WHERE handle IS NOT NULL AND trim(handle) <> '' GROUP BY 1
-), m AS (
-    SELECT coalesce(mn.customer_id, CASE WHEN hs.n = 1 THEN hs.cid END) AS cid,
-           lower(ltrim(trim(mn.handle), '@')) AS h, hs.n AS handle_owners,
-           CAST(mn.posted_at AS DATE) AS d, mn.text, mn.followers, {{sentiment}} AS s
-    FROM mentions mn
-    LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), '@')) = hs.h
-    WHERE CAST(mn.posted_at AS DATE) <= ?
-)
-"""
-
-_MENTIONS_SQL = """
-WITH {handles}, repeats AS (
+), o AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE net > 0) AS orders,
+           CAST(sum(net) AS DOUBLE) AS spend,
+           min(d) FILTER (WHERE net > 0) AS first_order,
+           max(d) FILTER (WHERE net > 0) AS last_order,
+           CAST(sum(gross) AS DOUBLE) AS gross,
+           CAST(sum(returned) AS DOUBLE) AS returned
+    FROM ord GROUP BY customer_id HAVING count(*) FILTER (WHERE net > 0) > 0
+), mg AS (
+    SELECT cid, count(*) AS mentions,
+           count(*) FILTER (WHERE s >= $pos) AS positive_mentions,
+           count(*) FILTER (WHERE s <= $neg) AS negative_mentions,
+           avg(s) AS mean_sentiment, max(followers) AS max_followers,
+           count(*) FILTER (WHERE s <= $neg AND date_diff('day', d, $as_of) <= $quiet) AS recent_negative
+    FROM _adv_m WHERE cid IS NOT NULL GROUP BY cid
+), rep AS (
     SELECT cid, max(n) AS top_repeat FROM (
-        SELECT cid, count(*) AS n FROM m WHERE cid IS NOT NULL AND text IS NOT NULL AND trim(text) <> ''
+        SELECT cid, count(*) AS n FROM _adv_m WHERE cid IS NOT NULL AND trim(text) <> ''
         GROUP BY cid, lower(trim(text))) GROUP BY cid
+), fb AS (
+    SELECT customer_id,
+           arg_max(nps, (date, batch_id, row_no)) FILTER (WHERE nps IS NOT NULL) AS nps,
+           avg(csat) AS csat_mean, count(csat) AS csat_answers,
+           count(*) FILTER (WHERE nps >= 9) AS promoter_answers,
+           count(*) FILTER (WHERE nps <= 6 AND date_diff('day', date, $as_of) <= $quiet) AS recent_detractor
+    FROM feedback WHERE customer_id IS NOT NULL AND date <= $as_of GROUP BY customer_id
+), rw AS (
+    -- a reward dated after as_of still counts: it was given, whatever date the list is scored for
+    SELECT DISTINCT customer_id FROM rewards WHERE date_diff('day', reward_date, $as_of) < $cooldown
+), k AS (
+    SELECT customer_id, 'email' AS what, email_key AS v FROM _adv_cur WHERE email_key IS NOT NULL
+    UNION ALL
+    SELECT customer_id, 'handle', handle_key FROM _adv_cur WHERE handle_key IS NOT NULL
+), g AS (
+    SELECT what, v, list(customer_id ORDER BY customer_id) AS ids FROM k GROUP BY what, v HAVING count(*) > 1
+), dup AS (
+    SELECT customer_id, list('duplicate_' || what ORDER BY what) AS dup_codes, list(txt ORDER BY what) AS dup_texts
+    FROM (
+        SELECT k.customer_id, k.what,
+               'flag: same ' || k.what || ' as customer '
+               || array_to_string(list_filter(g.ids, lambda x: x <> k.customer_id)[1:3], ', ')
+               || CASE WHEN len(g.ids) > 4 THEN ' and ' || (len(g.ids) - 4) || ' more' ELSE '' END AS txt
+        FROM k JOIN g USING (what, v))
+    GROUP BY customer_id
+), j AS (
+    SELECT o.*, date_diff('day', o.last_order, $as_of) AS recency_days,
+           coalesce(mg.mentions, 0) AS mentions, coalesce(mg.positive_mentions, 0) AS positive_mentions,
+           coalesce(mg.negative_mentions, 0) AS negative_mentions, mg.mean_sentiment,
+           CAST(mg.max_followers AS DOUBLE) AS max_followers, coalesce(mg.recent_negative, 0) AS recent_negative,
+           coalesce(rep.top_repeat, 0) AS top_repeat,
+           CAST(fb.nps AS DOUBLE) AS nps, fb.csat_mean, coalesce(fb.csat_answers, 0) AS csat_answers,
+           coalesce(fb.promoter_answers, 0) AS promoter_answers,
+           coalesce(fb.recent_detractor, 0) AS recent_detractor,
+           cur.name, cur.email, cur.handle, coalesce(cur.consent, FALSE) AS consent,
+           rw.customer_id IS NOT NULL AS recently_rewarded, dup.dup_codes, dup.dup_texts
+    FROM o
+    LEFT JOIN mg ON mg.cid = o.customer_id
+    LEFT JOIN rep ON rep.cid = o.customer_id
+    LEFT JOIN fb ON fb.customer_id = o.customer_id
+    LEFT JOIN _adv_cur cur ON cur.customer_id = o.customer_id
+    LEFT JOIN rw ON rw.customer_id = o.customer_id
+    LEFT JOIN dup ON dup.customer_id = o.customer_id
+), gates AS (
+    SELECT *, orders >= $min_orders AS gate_orders,
+           positive_mentions >= 1 OR promoter_answers >= 1 AS gate_voice,
+           recent_negative = 0 AND recent_detractor = 0 AS gate_quiet,
+           gross > 0 AND returned >= $return_share * gross AS mostly_returns,
+           top_repeat >= $repeat AS repeated_posts
+    FROM j
+), listed AS (
+    SELECT *, gate_orders AND gate_voice AND gate_quiet AS passes FROM gates
 )
-SELECT m.cid AS customer_id, count(*) AS mentions,
-       count(*) FILTER (WHERE s >= ?) AS positive_mentions,
-       count(*) FILTER (WHERE s <= ?) AS negative_mentions,
-       avg(s) AS mean_sentiment, max(followers) AS max_followers,
-       count(*) FILTER (WHERE s <= ? AND date_diff('day', d, ?) <= ?) AS recent_negative,
-       any_value(repeats.top_repeat) AS top_repeat
-FROM m LEFT JOIN repeats USING (cid) WHERE m.cid IS NOT NULL GROUP BY m.cid
+SELECT * EXCLUDE (dup_codes, dup_texts),
+       CASE WHEN passes THEN coalesce(dup_codes, [])
+            || CASE WHEN mostly_returns THEN ['mostly_returns'] ELSE [] END
+            || CASE WHEN repeated_posts THEN ['repeated_posts'] ELSE [] END END AS flags,
+       CASE WHEN passes THEN coalesce(dup_texts, [])
+            || CASE WHEN mostly_returns THEN ['flag: returned ' || CAST(round(100 * returned / gross) AS BIGINT)
+                                              || '% of what was bought'] ELSE [] END
+            || CASE WHEN repeated_posts THEN ['flag: the same post ' || top_repeat || ' times'] ELSE [] END
+            END AS flag_text,
+       -- plain-language reasons, only for the customers listed
+       CASE WHEN passes THEN list_filter([
+           format('{:,}', orders) || CASE WHEN orders = 1 THEN ' order' ELSE ' orders' END || ' in '
+               || format('{:,}', months) || CASE WHEN months = 1 THEN ' month' ELSE ' months' END,
+           'spent ' || format('{:,.2f}', spend),
+           CASE WHEN recency_days = 0 THEN 'last order today'
+                ELSE 'last order ' || format('{:,}', recency_days)
+                     || CASE WHEN recency_days = 1 THEN ' day' ELSE ' days' END || ' ago' END,
+           CASE WHEN positive_mentions > 0 THEN format('{:,}', positive_mentions)
+                || CASE WHEN positive_mentions = 1 THEN ' positive post' ELSE ' positive posts' END END,
+           CASE WHEN nps IS NOT NULL THEN 'NPS ' || CAST(nps AS INTEGER)
+                WHEN csat_mean IS NOT NULL THEN 'CSAT ' || format('{:.1f}', csat_mean) || ' average' END,
+           CASE WHEN max_followers > 0 THEN format('{:,}', CAST(max_followers AS BIGINT)) || ' followers' END
+       ], lambda x: x IS NOT NULL) END AS reasons
+FROM (SELECT *, greatest(1, (year($as_of) - year(first_order)) * 12 + month($as_of) - month(first_order)
+                            + CASE WHEN day($as_of) >= day(first_order) THEN 1 ELSE 0 END) AS months
+      FROM listed)
+ORDER BY customer_id
 """
 
 _UNMATCHED_SQL = """
-WITH {handles}
-SELECT min(mn_handle) AS handle, count(*) AS mentions, count(*) FILTER (WHERE s >= ?) AS positive_mentions,
-       count(*) FILTER (WHERE s <= ?) AS negative_mentions, max(followers) AS max_followers,
+SELECT h AS handle, count(*) AS mentions, count(*) FILTER (WHERE s >= $pos) AS positive_mentions,
+       count(*) FILTER (WHERE s <= $neg) AS negative_mentions, max(followers) AS max_followers,
        CASE WHEN max(handle_owners) > 1 THEN 'handle belongs to ' || max(handle_owners) || ' customers'
             ELSE 'no customer has this handle' END AS why
-FROM (SELECT *, h AS mn_handle FROM m) WHERE cid IS NULL AND h IS NOT NULL AND h <> ''
+FROM _adv_m WHERE cid IS NULL AND h IS NOT NULL
 GROUP BY h ORDER BY positive_mentions DESC, mentions DESC, handle
-"""
-
-_FEEDBACK_SQL = """
-SELECT customer_id,
-       arg_max(nps, (date, batch_id, row_no)) FILTER (WHERE nps IS NOT NULL) AS nps,
-       avg(csat) AS csat_mean, count(csat) AS csat_answers,
-       count(*) FILTER (WHERE nps >= 9) AS promoter_answers,
-       count(*) FILTER (WHERE nps <= 6 AND date_diff('day', date, ?) <= ?) AS recent_detractor
-FROM feedback WHERE customer_id IS NOT NULL AND date <= ? GROUP BY customer_id
-"""
-
-# Duplicate e-mail / handle among the current customers: the other ids sharing it.
-_DUPLICATES_SQL = f"""
-WITH cur AS ({_CUSTOMERS}),
-k AS (
-    SELECT customer_id, 'email' AS what, lower(trim(email)) AS v FROM cur WHERE email IS NOT NULL AND trim(email) <> ''
-    UNION ALL
-    SELECT customer_id, 'handle', lower(ltrim(trim(handle), '@')) FROM cur WHERE handle IS NOT NULL AND trim(handle) <> ''
-), g AS (SELECT what, v, list(customer_id ORDER BY customer_id) AS ids FROM k GROUP BY what, v HAVING count(*) > 1)
-SELECT k.customer_id, k.what, list_filter(g.ids, lambda x: x <> k.customer_id) AS others FROM k JOIN g USING (what, v)
 """
 
 
@@ -345,146 +407,78 @@ def latest_order_date(con) -> date | None:
 # ---------------------------------------------------------------- scoring
 
 
-def _count(n: pd.Series, word: str) -> pd.Series:
-    """'1 order', '9 orders', '1,204 orders' for a whole column at once."""
-    n = n.astype("int64")
-    return n.map("{:,}".format) + np.where(n == 1, f" {word}", f" {word}s")
-
-
-def _months_since(first: pd.Series, as_of: date) -> pd.Series:
-    """Calendar months from the first order to as_of, counting a started month; at least 1."""
-    d = pd.to_datetime(first)
-    m = (as_of.year - d.dt.year) * 12 + (as_of.month - d.dt.month) + (as_of.day >= d.dt.day).astype(int)
-    return m.clip(lower=1)
-
-
-def _reasons(df: pd.DataFrame, as_of: date) -> list[list[str]]:
-    """Plain-language reasons per row ("9 orders in 14 months", "4 positive posts", "NPS 10")."""
-    if df.empty:
-        return []
-    empty = np.full(len(df), "", dtype=object)
-    orders = _count(df["orders"], "order") + " in " + _count(_months_since(df["first_order"], as_of), "month")
-    spent = "spent " + df["spend"].map("{:,.2f}".format)
-    last = np.where(df["recency_days"] == 0, "last order today",
-                    "last order " + _count(df["recency_days"], "day") + " ago")
-    posts = np.where(df["positive_mentions"] > 0, _count(df["positive_mentions"], "positive post"), empty)
-    nps = df["nps"].astype("float64")
-    csat = df["csat_mean"].astype("float64")
-    voice = np.where(nps.notna(), "NPS " + nps.fillna(0).astype("int64").astype(str),
-                     np.where(csat.notna(), "CSAT " + csat.map("{:.1f}".format) + " average", empty))
-    fol = df["max_followers"].fillna(0)
-    followers = np.where(fol > 0, fol.astype("int64").map("{:,}".format) + " followers", empty)
-    parts = zip(orders, spent, last, posts, voice, followers, df["flag_text"])
-    return [[x for x in row[:-1] if x] + list(row[-1]) for row in parts]
-
-
-def _flags(con, df: pd.DataFrame) -> tuple[list[tuple], list[tuple]]:
-    """Duplicate and fraud flags for the rows of df: (codes, explanations) per row."""
-    found = []
-    dups = con.execute(_DUPLICATES_SQL).df()
-    dups = dups[dups["customer_id"].isin(df["customer_id"])]
-    for cid, what, others in dups.itertuples(index=False):
-        others = list(others)
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        found.append((cid, f"duplicate_{what}", f"flag: same {what} as customer {shown}"))
-    mostly = df[(df["gross"] > 0) & (df["returned"] >= RETURN_SHARE * df["gross"])]
-    for cid, ret, gross in zip(mostly["customer_id"], mostly["returned"], mostly["gross"]):
-        found.append((cid, "mostly_returns", f"flag: returned {ret / gross:.0%} of what was bought"))
-    rep = df[df["top_repeat"] >= REPEAT_POSTS]
-    for cid, k in zip(rep["customer_id"], rep["top_repeat"]):
-        found.append((cid, "repeated_posts", f"flag: the same post {k} times"))
-    codes: dict[str, tuple] = {}
-    texts: dict[str, tuple] = {}
-    for cid, code, text in found:
-        codes[cid] = codes.get(cid, ()) + (code,)
-        texts[cid] = texts.get(cid, ()) + (text,)
-    ids = df["customer_id"].tolist()
-    return [codes.get(c, ()) for c in ids], [texts.get(c, ()) for c in ids]
-
-
-def _compute(con, as_of: date, weights: dict[str, float], cooldown: int) -> tuple[pd.DataFrame, int, dict]:
-    """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
-    base = con.execute(_ORDERS_SQL, [as_of]).df()
-    base = base[base["orders"] > 0].reset_index(drop=True)
-    n = len(base)
-    if n == 0:
-        return base, 0, {}
-    base["recency_days"] = (pd.Timestamp(as_of) - pd.to_datetime(base["last_order"])).dt.days.astype("int64")
-    base["R"] = percentile_ranks(-base["recency_days"].to_numpy())
-    base["F"] = percentile_ranks(base["orders"].to_numpy())
-    base["M"] = percentile_ranks(base["spend"].to_numpy())
-    base["loyalty"] = (base["R"] + base["F"] + base["M"]) / 3
-
+def _prepare(con, as_of: date) -> None:
+    """Temp tables shared by the queries of one scoring run."""
     sent = _sentiment_expr(con)
-    handles = _HANDLE_SQL.format(sentiment=sent)
-    ment = con.execute(_MENTIONS_SQL.format(handles=handles),
-                       [as_of, POSITIVE, NEGATIVE, NEGATIVE, as_of, QUIET_DAYS]).df()
-    fb = con.execute(_FEEDBACK_SQL, [as_of, QUIET_DAYS, as_of]).df()
-    cust = con.execute(
-        f"SELECT customer_id, name, email, handle, coalesce(marketing_consent, FALSE) AS consent FROM ({_CUSTOMERS})"
-    ).df()
-    rewarded = con.execute(
-        "SELECT DISTINCT customer_id FROM rewards WHERE date_diff('day', reward_date, ?) < ?", [as_of, cooldown]
-    ).df()
+    con.execute(_CUR_SQL)
+    con.execute(_MENTIONS_SQL.format(sentiment=sent), {"as_of": as_of})
 
-    df = base.merge(ment, on="customer_id", how="left").merge(fb, on="customer_id", how="left")
-    df = df.merge(cust, on="customer_id", how="left")
-    for c in ("mentions", "positive_mentions", "negative_mentions", "recent_negative", "promoter_answers",
-              "recent_detractor", "top_repeat", "csat_answers"):
-        df[c] = df[c].fillna(0).astype("int64")
-    df["consent"] = df["consent"].fillna(False).astype(bool)
-    df["recently_rewarded"] = df["customer_id"].isin(set(rewarded["customer_id"]))
-    df["max_followers"] = df["max_followers"].astype("float64")
-    df["nps"] = df["nps"].astype("Float64")
-    df["csat_mean"] = df["csat_mean"].astype("float64")
 
-    df["reach"] = np.log10(1 + df["max_followers"].fillna(0).clip(lower=0))
+def _cleanup(con) -> None:
+    for t in ("_adv_cur", "_adv_m", "_vader"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False):
+    """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
+    if not prepared:
+        _prepare(con, as_of)
+    params = {"as_of": as_of, "pos": POSITIVE, "neg": NEGATIVE, "quiet": QUIET_DAYS, "cooldown": cooldown,
+              "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE, "repeat": REPEAT_POSTS}
+    df = con.execute(_CUSTOMER_SQL, params).df()
+    if not prepared:
+        _cleanup(con)
+    n = len(df)
+    if n == 0:
+        return df, 0, {}
+    df["R"] = percentile_ranks(-df["recency_days"].to_numpy(dtype=float))
+    df["F"] = percentile_ranks(df["orders"].to_numpy(dtype=float))
+    df["M"] = percentile_ranks(df["spend"].to_numpy(dtype=float))
+    df["loyalty"] = (df["R"] + df["F"] + df["M"]) / 3
+
+    followers = df["max_followers"].fillna(0).clip(lower=0).to_numpy(dtype=float)
+    df["reach"] = np.log10(1 + followers)
     df["reach_score"] = np.minimum(df["reach"] / 6, 1.0)
-    df["advocacy"] = np.minimum(df["positive_mentions"], 5) / 5
-    nps = df["nps"].astype("float64")
-    df["satisfaction"] = np.where(nps.notna(), nps / 10, (df["csat_mean"] - 1) / 4)
+    df["advocacy"] = np.minimum(df["positive_mentions"].to_numpy(dtype=float), 5) / 5
+    nps = df["nps"].to_numpy(dtype=float)
+    df["satisfaction"] = np.where(~np.isnan(nps), nps / 10, (df["csat_mean"].to_numpy(dtype=float) - 1) / 4)
 
-    comps = {"loyalty": df["loyalty"], "advocacy": df["advocacy"],
-             "satisfaction": df["satisfaction"], "reach": df["reach_score"]}
-    has_sat = df["satisfaction"].notna().to_numpy()
-    w_reach = np.full(n, weights["reach"])
-    others_no_sat = weights["loyalty"] + weights["advocacy"]
+    sat = df["satisfaction"].to_numpy()
+    has_sat = ~np.isnan(sat)
     # With satisfaction missing, reach's share of the present weights could pass 0.1; keep it at the cap.
-    w_reach = np.where(has_sat, w_reach, np.minimum(w_reach, REACH_CAP / (1 - REACH_CAP) * others_no_sat))
+    w_reach = np.where(has_sat, weights["reach"],
+                       min(weights["reach"], REACH_CAP / (1 - REACH_CAP) * (weights["loyalty"] + weights["advocacy"])))
     denom = weights["loyalty"] + weights["advocacy"] + w_reach + np.where(has_sat, weights["satisfaction"], 0.0)
-    contrib = {}
-    for k, c in comps.items():
-        w = w_reach if k == "reach" else weights[k]
-        contrib[k] = np.where(np.isnan(c.to_numpy(dtype=float)), np.nan, 100 * w * c.to_numpy(dtype=float) / denom)
-    df["score"] = np.nansum(np.column_stack(list(contrib.values())), axis=1)
-    for k, v in contrib.items():
-        df[f"contribution_{k}"] = v
-
-    df["gate_orders"] = df["orders"] >= MIN_ORDERS
-    df["gate_voice"] = (df["positive_mentions"] >= 1) | (df["promoter_answers"] >= 1)
-    df["gate_quiet"] = (df["recent_negative"] == 0) & (df["recent_detractor"] == 0)
-    df["passes"] = df["gate_orders"] & df["gate_voice"] & df["gate_quiet"]
+    df["contribution_loyalty"] = 100 * weights["loyalty"] * df["loyalty"].to_numpy() / denom
+    df["contribution_advocacy"] = 100 * weights["advocacy"] * df["advocacy"].to_numpy() / denom
+    df["contribution_satisfaction"] = np.where(has_sat, 100 * weights["satisfaction"] * sat / denom, np.nan)
+    df["contribution_reach"] = 100 * w_reach * df["reach_score"].to_numpy() / denom
+    df["score"] = (df["contribution_loyalty"] + df["contribution_advocacy"] + df["contribution_reach"]
+                   + df["contribution_satisfaction"].fillna(0))
     counts = {"customers_with_orders": n, "two_orders": int(df["gate_orders"].sum()),
               "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
               "passed": int(df["passes"].sum())}
-
     return df, n, counts
 
 
-def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int):
-    df, n, counts = _compute(con, as_of, weights, cooldown)
+def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False):
+    df, n, counts = _compute(con, as_of, weights, cooldown, prepared)
     if n == 0:
         return df, n, counts, df
-    out = df[df["passes"]].copy()
-    out = out.sort_values(["score", "customer_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
-    out["tier"] = pd.cut(out["score"], [-np.inf, 40, 60, 80, np.inf], right=False,
-                         labels=["Candidate", "Rising", "Advocate", "Champion"]).astype(str)
+    idx = np.flatnonzero(df["passes"].to_numpy(dtype=bool))
+    # rows arrive sorted by customer_id, so a stable sort on score breaks ties by customer_id
+    idx = idx[np.argsort(-df["score"].to_numpy()[idx], kind="stable")]
+    out = df.iloc[idx].reset_index(drop=True)
+    s = out["score"].to_numpy()
+    out["tier"] = np.select([s >= 80, s >= 60, s >= 40], ["Champion", "Advocate", "Rising"], "Candidate")
     # Flags are explained, never scored away: the row keeps its score and place.
-    out["flags"], out["flag_text"] = _flags(con, out)
-    out["reasons"] = _reasons(out, as_of)
-    keys = list(DEFAULT_WEIGHTS)
-    contrib = pd.DataFrame({k: out[f"contribution_{k}"] for k in keys}).astype(object)
-    out["contributions"] = contrib.where(contrib.notna(), None).to_dict("records")
+    out["flags"] = [tuple(f) for f in out["flags"]]
+    out["flag_text"] = [tuple(f) for f in out["flag_text"]]
+    out["reasons"] = [list(r) + list(f) for r, f in zip(out["reasons"], out["flag_text"])]
+    sat = [None if v != v else v for v in out["contribution_satisfaction"].tolist()]
+    out["contributions"] = [{"loyalty": a, "advocacy": b, "satisfaction": c, "reach": d} for a, b, c, d in zip(
+        out["contribution_loyalty"].tolist(), out["contribution_advocacy"].tolist(), sat,
+        out["contribution_reach"].tolist())]
     out["last_order"] = pd.to_datetime(out["last_order"]).dt.date
     out["first_order"] = pd.to_datetime(out["first_order"]).dt.date
     return out, n, counts, df
@@ -504,12 +498,14 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
     cooldown = store.settings(con).reward_cooldown_days
     if as_of is None:
         return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
-    out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown)
+    try:
+        _prepare(con, as_of)
+        out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown, prepared=True)
+        unmatched = con.execute(_UNMATCHED_SQL, {"pos": POSITIVE, "neg": NEGATIVE}).df()
+    finally:
+        _cleanup(con)
     if n == 0:
         out = _empty_customers()
-    sent = _sentiment_expr(con)
-    unmatched = con.execute(_UNMATCHED_SQL.format(handles=_HANDLE_SQL.format(sentiment=sent)),
-                            [as_of, POSITIVE, NEGATIVE]).df()
     unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
     return AdvocateResult(as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts),
                           everyone)
