@@ -101,12 +101,23 @@ def cached(fn: Callable, *args, **kwargs) -> Any:
     Any load, undo or settings change moves the version, so stale results are never shown.
     """
     db = str(db_path())
-    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", db, data_version(db), args, kwargs, fn)
+    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", db, run_version(db), args, kwargs, fn)
+
+
+def run_version(db: str) -> tuple:
+    """The data version, read once per script run (page_setup refreshes it at the top of each run)."""
+    held = st.session_state.get("cx_run_version")
+    if held and held[0] == db:
+        return held[1]
+    version = data_version(db)
+    st.session_state["cx_run_version"] = (db, version)
+    return version
 
 
 def invalidate() -> None:
     """Drop every cached result (after an upload or an undo; the version key would also move)."""
     _cached_call.clear()
+    st.session_state.pop("cx_run_version", None)
 
 
 def demo_state(db: Path | str | None = None) -> bool:
@@ -351,6 +362,7 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
         st.error(f"This page is not available to the {viewer.role} role.")
         st.stop()
     st.title(title)
+    st.session_state.pop("cx_run_version", None)  # read the data version afresh once in this run
     try:
         is_demo = cached_demo_state(str(db))
         options = cached(quality.filter_options, viewer)
@@ -365,7 +377,7 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
 
 
 def cached_demo_state(db: str) -> bool:
-    return _cached_demo(db, data_version(db))
+    return _cached_demo(db, run_version(db))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
