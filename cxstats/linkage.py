@@ -679,6 +679,9 @@ def summary_sentences(res: LinkageResult) -> list[str]:
             f"95% CI {pr.ci_low:.2f} to {pr.ci_high:.2f}, {res.n_units} units). Units differ in many other ways "
             f"(location, size, clientele), so this comparison is confounded."
         )
+        if pr.p is not None and pr.p >= 0.05:
+            out.append(f"The 95% interval includes no relation at all (p = {pr.p:.3g}), so between units this "
+                       f"could well be chance.")
         if res.min_detectable_r is not None:
             out.append(f"With {res.n_units} units, only correlations of about {res.min_detectable_r:.2f} or larger "
                        f"would reliably show up.")
