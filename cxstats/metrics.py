@@ -226,8 +226,10 @@ def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
 
 # The respondent-level relation every engagement figure starts from. Built from constant text only;
 # values (index items, unit filter) are bound as parameters.
-def _respondents_sql(period: str) -> str:
-    trunc = "quarter" if period == "quarter" else "month"
+def _respondents_sql(sc: Scope) -> str:
+    trunc = "quarter" if sc.period == "quarter" else "month"
+    # with every item in the index (the default) no answer needs matching against the item list
+    index_join = "JOIN idx ON a.batch_id = idx.batch_id AND a.item = idx.item" if sc.index_items else ""
     return f"""
     items AS (
         SELECT batch_id, item, max(scale) AS scale FROM engagement_items GROUP BY batch_id, item
@@ -240,7 +242,7 @@ def _respondents_sql(period: str) -> str:
     ),
     resp_items AS (
         SELECT a.batch_id, a.row_no, count(*) AS n_answered, avg(a.score) AS mean_score
-        FROM engagement_answers a JOIN idx ON a.batch_id = idx.batch_id AND a.item = idx.item
+        FROM engagement_answers a {index_join}
         GROUP BY a.batch_id, a.row_no
     ),
     waves AS (
@@ -309,7 +311,7 @@ def unit_period_engagement(
     # one pass over respondents: every group is aggregated, only kept groups leave the database,
     # suppressed ones as a bare count
     sql = f"""
-    WITH {_respondents_sql(sc.period)},
+    WITH {_respondents_sql(sc)},
     allg AS MATERIALIZED (
         SELECT unit_id, period_start,
                count(*) FILTER (WHERE in_index) AS respondents,
@@ -329,7 +331,7 @@ def unit_period_engagement(
     params = _resp_params(sc, viewer)
     groups = con.execute(sql, params + [sc.min_group, sc.min_group]).df()
     suppressed = int(groups["n_suppressed"].iloc[0]) if len(groups) else con.execute(
-        f"WITH {_respondents_sql(sc.period)} SELECT count(*) FROM grp WHERE respondents < ?",
+        f"WITH {_respondents_sql(sc)} SELECT count(*) FROM grp WHERE respondents < ?",
         params + [sc.min_group]).fetchall()[0][0]
     groups = _labels(groups, sc.period)
     e = [nps_from_counts(p, d, n) if n >= sc.min_group else NPS(None, None, int(n), 0, 0)
@@ -382,8 +384,8 @@ def item_scores(
     all_units, units = _viewer_units(viewer)
     trunc = "quarter" if sc.period == "quarter" else "month"
     sql = f"""
-    WITH items AS (
-        SELECT batch_id, item, max(scale) AS scale FROM engagement_items GROUP BY batch_id, item
+    WITH items AS (  -- one scale per loaded file: join answers on the integer batch_id only
+        SELECT batch_id, max(scale) AS scale FROM engagement_items GROUP BY batch_id
     ),
     waves AS (
         SELECT wave, min(survey_date) AS first_date FROM engagement
@@ -403,7 +405,7 @@ def item_scores(
         FROM resp r
         JOIN _cxstats_kept_groups kept ON kept.unit_id = r.unit_id AND kept.period_start = r.period_start
         JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
-        JOIN items it ON it.batch_id = a.batch_id AND it.item = a.item
+        JOIN items it ON it.batch_id = a.batch_id
         GROUP BY r.unit_id, r.period_start, a.item
     )
     SELECT unit_id, period_start, {_period_ordinal_sql(sc.period, "period_start")} AS period_index,
@@ -453,7 +455,7 @@ def item_distribution(
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
     sql = f"""
-    WITH {_respondents_sql(sc.period)},
+    WITH {_respondents_sql(sc)},
     ans AS (
         SELECT r.unit_id, r.period_start, a.item, it.scale AS k, a.score
         FROM resp r
@@ -518,7 +520,7 @@ def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
     """eNPS over the groups whose eNPS is shown (>= min_group answers in a kept group)."""
     sc = scope(con, g.min_group)
     sql = f"""
-    WITH {_respondents_sql(sc.period)},
+    WITH {_respondents_sql(sc)},
     eg AS (
         SELECT r.unit_id, r.period_start, count(r.enps) AS n,
                count(*) FILTER (WHERE r.enps >= 9) AS p, count(*) FILTER (WHERE r.enps <= 6) AS d
@@ -541,7 +543,7 @@ def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_grou
     viewer.require_employee_data()
     sc = scope(con, min_group)
     sql = f"""
-    WITH {_respondents_sql(sc.period)},
+    WITH {_respondents_sql(sc)},
     ans AS MATERIALIZED (
         SELECT a.batch_id, a.row_no, a.item, a.score
         FROM resp r
@@ -602,7 +604,7 @@ def wave_change(
         raise CxStatsError(f"unit {unit_id!r} is not one of your units")
     sc = scope(con, min_group)
     sql = f"""
-    WITH {_respondents_sql(sc.period)}
+    WITH {_respondents_sql(sc)}
     SELECT r.period_start, r.score FROM resp r JOIN kept USING (unit_id, period_start)
     WHERE r.in_index AND r.unit_id = ?
     """
@@ -631,7 +633,7 @@ def comments(
     viewer.require_employee_data()
     sc = scope(con, min_group)
     sql = f"""
-    WITH {_respondents_sql(sc.period)}
+    WITH {_respondents_sql(sc)}
     SELECT r.unit_id, r.period_start, r.comment FROM resp r JOIN kept USING (unit_id, period_start)
     WHERE kept.respondents >= ? AND r.comment IS NOT NULL AND trim(r.comment) <> ''
     ORDER BY r.unit_id, r.period_start, r.comment
@@ -769,7 +771,7 @@ def suppressed_group_list(
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
     sql = f"""
-    WITH {_respondents_sql(sc.period)}
+    WITH {_respondents_sql(sc)}
     SELECT unit_id, period_start FROM grp WHERE respondents < ? ORDER BY unit_id, period_start
     """
     frame = _labels(con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df(), sc.period)

@@ -206,6 +206,17 @@ def test_alpha_from_database_matches_pingouin(db, seed):
     assert a == pytest.approx(pg.cronbach_alpha(wide)[0], rel=1e-9)
 
 
+def test_index_items_setting_names_a_subset(hand):
+    with store.connect(hand) as con:
+        store.set_setting(con, "index_items", "q1;q2")
+        g = metrics.unit_period_engagement(con).groups.set_index(["unit_id", "period"])
+        fav = metrics.item_favourable(con)
+    # r6 answered q1 (1 of 2 index items = half): now in the index with score 100 -> (250 + 100) / 6
+    assert g.loc[("A", "2024-Q1"), "respondents"] == 6
+    assert g.loc[("A", "2024-Q1"), "index"] == pytest.approx(350 / 6)
+    assert set(fav["item"]) == {"q1", "q2", "q3", "q4"}  # items outside the index still reported
+
+
 def test_period_month_setting_and_wave(hand):
     with store.connect(hand) as con:
         store.set_setting(con, "period", "month")
