@@ -351,8 +351,8 @@ def _total_mask(s: pd.Series) -> np.ndarray:
         out[idx] = [normalise_header(v) in TOTAL_TOKENS for v in s.iloc[idx]]
         return out
     codes, uniq = _factorize(s)
-    is_total = np.array([isinstance(v, str) and len(v) < 30 and normalise_header(v) in TOTAL_TOKENS for v in uniq]
-                        + [False])
+    is_total = np.array([isinstance(v, str) and len(v) < 30 and _TOTAL_HINT.search(v) is not None
+                         and normalise_header(v) in TOTAL_TOKENS for v in uniq] + [False])
     return is_total[codes]
 
 
@@ -372,10 +372,10 @@ def _is_blank(v) -> bool:
 
 
 def _blank_mask(s: pd.Series) -> np.ndarray:
-    if s.dtype == object:
-        codes, uniq = _factorize(s)
-        blank_u = np.array([_is_blank(v) for v in uniq] + [True], dtype=bool)
-        return blank_u[codes]
+    """Empty cells (for skipping empty rows and columns; 'N/A' is treated as missing when parsed)."""
+    if s.dtype == object:  # spreadsheet cells: '' when empty
+        arr = s.to_numpy()
+        return (arr == "") | pd.isna(arr)
     return s.isna().to_numpy()
 
 
@@ -1095,7 +1095,7 @@ def _purchase_lines(out, probs, labels, col_of) -> None:
     out.loc[has, "line_no"] = (o.groupby("order_id", sort=False).cumcount() + 1).astype(np.int32)
     first = o.groupby("order_id", sort=False).transform("first")
     for fname in ("customer_id", "order_date"):
-        diff = (o[fname].astype(object) != first[fname].astype(object)) & o[fname].notna() & first[fname].notna()
+        diff = o[fname].ne(first[fname]).fillna(False).astype(bool) & o[fname].notna() & first[fname].notna()
         if diff.any():
             rows = o.loc[diff]
             firsts = first.loc[diff]

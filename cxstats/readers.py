@@ -175,10 +175,39 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
+# Cheap upper bound first (one literal-prefix scan that matches only multi-letter columns and
+# seven-digit rows, so an ordinary sheet yields almost no matches); the exact scan runs only when
+# the bound is over the limit. Over-matching (e.g. a ref="..." attribute) only raises the bound.
+_WIDE_COL = re.compile(rb'r="([A-Z]{2,3})[0-9]')
+_FAR_ROW = re.compile(rb'r="[A-Z]{0,3}([0-9]{7,})"')
+
+
+def _extent_bound(zf: zipfile.ZipFile, info) -> int:
+    max_col, max_row, tail = 26, 999_999, b""
+    with zf.open(info) as f:
+        while chunk := f.read(1 << 22):
+            buf = tail + chunk
+            wide = _WIDE_COL.findall(buf)
+            if wide:
+                max_col = max(max_col, max(_column_number(c) for c in set(wide)))
+            far = _FAR_ROW.findall(buf)
+            if far:
+                max_row = max(max_row, max(map(int, far)))
+            tail = buf[-64:]
+    return max_col * max_row
+
+
 def _check_extent(zf: zipfile.ZipFile, infos, file_name: str) -> None:
     for info in infos:
         if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
             continue
+        try:
+            if _extent_bound(zf, info) <= MAX_CELLS:
+                continue
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
+            raise CxStatsError(
+                f"{file_name} is damaged or truncated (not a readable .xlsx): save it again from your spreadsheet program"
+            ) from exc
         cols: set[bytes] = set()
         max_row = 0
         tail = b""
