@@ -477,7 +477,10 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
             err[i] = f"{_show(v)} is not a date"
     if todo_iso:
         texts = pd.Series([re.sub(r"^(\d{4})[/.](\d{1,2})[/.]", r"\1-\2-", uniq[i].strip()) for i in todo_iso])
-        parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=False)
+        try:
+            parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError):  # offsets in some cells only: read every one as UTC
+            parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=True)
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert(None)
         vals = parsed.astype("datetime64[us]").to_numpy()

@@ -267,3 +267,42 @@ def test_sample_and_problem_count_in_preview():
     assert len(p.sample) == ingest.SAMPLE_ROWS and not p.ok and p.n_problems == 1
     assert str(p.problems[0]) == "row 32, column 'CSAT': 0 is outside 1-5"
     assert np.issubdtype(p.sample["date"].dtype, np.datetime64)
+
+
+def test_timestamps_with_and_without_offsets_read_as_utc():
+    text = ("Handle,Posted at,Text\n@a,2024-01-01T10:00:00Z,hi\n@b,2024-01-01 11:00,yo\n"
+            "@c,2024-01-01T12:00:00+02:00,x\n@d,25/03/2024 2:30 PM,x\n")
+    p = ingest.preview(csv(text), "m.csv", "mentions")
+    assert p.ok, p.problems
+    assert list(p.sample["posted_at"]) == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 11),
+                                           datetime(2024, 1, 1, 10), datetime(2024, 3, 25, 14, 30)]
+
+
+@pytest.mark.parametrize("mapping, expected", [
+    ({"Shop": "unit_id", "Day": "date", "Score": "csat"}, {"Shop": "unit_id", "Day": "date", "Score": "csat"}),
+    ({"shop": "unit_id", "DAY": "date", "score": "nps"}, {"Shop": "unit_id", "Day": "date", "Score": "nps"}),
+])
+def test_user_mapping_by_header_text(mapping, expected):
+    p = ingest.preview(csv("Shop,Day,Score\nS1,2024-01-01,4\n"), "f.csv", "feedback", mapping=mapping)
+    assert p.mapping == expected and p.ok
+
+
+def test_mapping_a_column_to_ignore_resolves_a_clash():
+    data = csv("Store,Branch,Date,CSAT\nS1,B1,2024-01-01,4\n")
+    clash = ingest.preview(data, "f.csv", "feedback")
+    assert not clash.ok and "both map to unit_id" in str(clash.problems[0])
+    p = ingest.preview(data, "f.csv", "feedback", mapping={"Branch": "ignore"})
+    assert p.ok and p.mapping["Branch"] == "ignore" and list(p.sample["unit_id"]) == ["S1"]
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    (["Store No=unit_id"], {"Store No": "unit_id"}),
+    (["a=b=csat", " x = nps "], {"a=b": "csat", "x": "nps"}),
+])
+def test_parse_mapping(pairs, expected):
+    assert ingest.parse_mapping(pairs) == expected
+
+
+def test_parse_mapping_refuses_a_pair_without_equals():
+    with pytest.raises(CxStatsError, match="SOURCE=FIELD"):
+        ingest.parse_mapping(["unit_id"])
