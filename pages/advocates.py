@@ -24,34 +24,38 @@ DEFAULTS = dict(advocates.DEFAULT_WEIGHTS)
 TIERS = ["Champion", "Advocate", "Rising", "Candidate"]
 
 # ---------------------------------------------------------------- weights (applied together, not per slider move)
-with st.expander("Score weights", expanded=False):
+with st.expander("Score weights and date", expanded=False):
     st.caption("The score is 100 x the weighted mean of the parts a customer has. Reach (followers) is capped at "
                "0.1 of the total weight: a follower count alone never makes an advocate.")
     with st.form("adv_weights"):
         cols = st.columns(4)
         chosen = {k: cols[i].slider(k, 0.0, 1.0, float(st.session_state.get("adv_w", DEFAULTS)[k]), 0.05,
                                     key=f"adv_w_{k}") for i, k in enumerate(DEFAULTS)}
+        as_of_choice = st.date_input("Evidence up to (empty = the latest order date)",
+                                     value=st.session_state.get("adv_as_of"), key="adv_as_of_input")
         applied = st.form_submit_button("Apply weights")
     if applied:
         st.session_state["adv_w"] = chosen
+        st.session_state["adv_as_of"] = as_of_choice
 weights = st.session_state.get("adv_w", DEFAULTS)
+as_of = st.session_state.get("adv_as_of")
 
 
 
-def advocate_scores(con, viewer, weights):
+def advocate_scores(con, viewer, as_of, weights):
     """advocates.score with plain dicts (its read-only mappings cannot be pickled into the cache)."""
-    res = advocates.score(con, viewer, None, weights)
+    res = advocates.score(con, viewer, as_of, weights)
     return dataclasses.replace(res, weights=dict(res.weights), gate_counts=dict(res.gate_counts))
 
 
 try:
-    result = ui.cached(advocate_scores, ctx.viewer, dict(weights))
+    result = ui.cached(advocate_scores, ctx.viewer, as_of, dict(weights))
 except CxStatsError as exc:
     ui.show_error(exc)
     st.caption("Using the default weights instead.")
     st.session_state["adv_w"] = DEFAULTS
     weights = DEFAULTS
-    result = ui.cached(advocate_scores, ctx.viewer, dict(DEFAULTS))
+    result = ui.cached(advocate_scores, ctx.viewer, as_of, dict(DEFAULTS))
 
 st.caption("Weights: " + ", ".join(f"{k} {v:g}" for k, v in weights.items())
            + (f" · evidence up to {result.as_of}" if result.as_of else "")
@@ -79,7 +83,7 @@ if hide_flagged:
     mask &= df["flags"].map(len) == 0
 shown = df[mask]
 filter_text = (f"tiers {'/'.join(tiers)}; score >= {min_score}" + ("; consent only" if consent_only else "")
-               + ("; flagged hidden" if hide_flagged else "") + "; weights "
+               + ("; flagged hidden" if hide_flagged else "") + f"; as of {result.as_of}; weights "
                + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
 
 gc = result.gate_counts
@@ -178,7 +182,7 @@ else:
 st.subheader("Did the rewards work?")
 if st.toggle("Estimate the programme effect (takes a few seconds the first time)", key="adv_effect"):
     try:
-        eff = ui.cached(advocates.programme_effect, ctx.viewer)
+        eff = ui.cached(advocates.programme_effect, ctx.viewer, result.as_of)
     except CxStatsError as exc:
         ui.show_error(exc)
     else:

@@ -165,6 +165,21 @@ def test_advocate_filters_narrow_the_table(make_app, demo_db):
     assert set(table["tier"]) == {"Champion"} and table["consent"].all()
 
 
+def test_advocates_as_of_an_earlier_date(make_app, demo_db):
+    from datetime import date
+
+    from cxstats import advocates
+
+    with store.connect(demo_db) as con:
+        latest = advocates.latest_order_date(con)
+    earlier = date(latest.year - 1, latest.month, 1)
+    at = switch(make_app(demo_db, "marketing"), page_file("advocates"))
+    at.date_input(key="adv_as_of_input").set_value(earlier)
+    [b for b in at.get("form_submit_button") if b.label == "Apply weights"][0].click().run()
+    assert_clean(at, "as of")
+    assert f"evidence up to {earlier.isoformat()}" in texts(at)
+
+
 def test_reach_weight_above_the_cap_is_refused_with_a_message(make_app, demo_db):
     at = switch(make_app(demo_db, "marketing"), page_file("advocates"))
     at.slider(key="adv_w_reach").set_value(1.0)
