@@ -144,6 +144,10 @@ def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQu
         if limit is not None:
             where, params = " WHERE list_contains(?::VARCHAR[], unit_id)", [list(limit)]
         row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t{where}", params).fetchall()[0]
+        if kind == "engagement":
+            # anonymity: a blank eNPS or comment is an answer too, so a suppressed group's blanks must
+            # not move these counts; missing values are counted over kept groups only (SECURITY.md)
+            row = row[:5] + _kept_engagement_missing(con, viewer, optional)
         out.append(TableQuality(
             table=kind,
             rows=int(row[0]),
@@ -154,6 +158,17 @@ def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQu
             missing={c: int(n) for c, n in zip(optional, row[5:])},
         ))
     return out
+
+
+def _kept_engagement_missing(con: duckdb.DuckDBPyConnection, viewer: Viewer, columns: list[str]) -> tuple:
+    from . import metrics
+
+    sc = metrics.scope(con)
+    counts = ", ".join(f"count(*) - count(e.{c})" for c in columns)  # schema field names only
+    sql = (f"WITH {metrics._respondents_sql(sc)} SELECT {counts} FROM engagement e "
+           "JOIN resp r ON e.batch_id = r.batch_id AND e.row_no = r.row_no "
+           "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start")
+    return tuple(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall()[0])
 
 
 @dataclass(frozen=True)
