@@ -145,10 +145,10 @@ if e2.button("Prepare export of the shown list", key="adv_prepare"):
     except CxStatsError as exc:
         ui.show_error(exc)
     else:
-        st.session_state["adv_export"] = (data, fmt, info.rows)
+        st.session_state["adv_export"] = (data, fmt, info.rows, filter_text)
 prepared = st.session_state.get("adv_export")
-if prepared:
-    data, pfmt, rows = prepared
+if prepared and prepared[1:2] == (fmt,) and prepared[3] == filter_text:  # a changed filter needs a new export
+    data, pfmt, rows, _ = prepared
     mime = "text/csv" if pfmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     st.download_button(f"Download {rows:,} consented customers ({pfmt})", data, file_name=f"advocates.{pfmt}",
                        mime=mime, key="adv_download")

@@ -238,3 +238,33 @@ def test_wave_change_title_has_interval():
           "ci_low": 1.5, "ci_high": 8.5, "n_from": 20, "n_to": 22}
     fig = charts.wave_change(ch)
     assert "+5.0" in fig.layout.title.text and "+1.5" in fig.layout.title.text
+
+
+# ---------------------------------------------------------------- selection and pooling helpers
+
+
+@pytest.mark.parametrize(
+    "units, p_from, p_to, expected",
+    [
+        (None, None, None, ["a1", "a2", "b1", "b3"]),
+        (["A"], None, None, ["a1", "a2"]),
+        (None, "2025-Q2", None, ["a2", "b3"]),
+        (None, "2024-Q4", "2025-Q1", ["a1", "b1"]),
+        (["B"], "2025-Q2", "2025-Q4", ["b3"]),
+        ([], None, None, []),
+    ],
+)
+def test_in_selection_whole_units_and_periods(units, p_from, p_to, expected):
+    frame = pd.DataFrame({"unit_id": ["A", "A", "B", "B"], "period": ["2025-Q1", "2025-Q2", "2025-Q1", "2025-Q3"],
+                          "tag": ["a1", "a2", "b1", "b3"]})
+    assert list(charts.in_selection(frame, units, p_from, p_to)["tag"]) == expected
+
+
+@pytest.mark.parametrize(
+    "respondents, index, expected",
+    [([10, 30], [70.0, 50.0], 55.0), ([5], [62.5], 62.5), ([], [], None)],
+)
+def test_pooled_index_weights_by_respondents(respondents, index, expected):
+    groups = pd.DataFrame({"respondents": respondents, "index": index})
+    got = charts.pooled_index(groups)
+    assert got == (None if expected is None else pytest.approx(expected))
