@@ -195,19 +195,17 @@ WHERE CAST(mn.posted_at AS DATE) <= $as_of
 """
 
 # One row per customer with a counted order up to as_of. Rows without an order_id are one order
-# each (grouped by their own batch/row/line); money is summed as DECIMAL, then leaves as DOUBLE.
+# each; money is summed as DECIMAL, then leaves as DOUBLE.
 _CUSTOMER_SQL = """
-WITH lines AS (
-    SELECT customer_id, order_id, order_date, amount,
-           CASE WHEN order_id IS NULL THEN batch_id END AS b,
-           CASE WHEN order_id IS NULL THEN row_no END AS r,
-           CASE WHEN order_id IS NULL THEN line_no END AS l
-    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL
-), ord AS (
+WITH ord AS (
     SELECT customer_id, min(order_date) AS d, sum(amount) AS net,
            sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
            sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
-    FROM lines GROUP BY customer_id, order_id, b, r, l
+    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL AND order_id IS NOT NULL
+    GROUP BY customer_id, order_id
+    UNION ALL  -- a row without an order_id is an order of its own
+    SELECT customer_id, order_date, amount, greatest(amount, 0), greatest(-amount, 0)
+    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL AND order_id IS NULL
 ), o AS (
     SELECT customer_id,
            count(*) FILTER (WHERE net > 0) AS orders,
@@ -303,7 +301,7 @@ SELECT * EXCLUDE (dup_codes, dup_texts),
            CASE WHEN nps IS NOT NULL THEN 'NPS ' || CAST(nps AS INTEGER)
                 WHEN csat_mean IS NOT NULL THEN 'CSAT ' || format('{:.1f}', csat_mean) || ' average' END,
            CASE WHEN max_followers > 0 THEN format('{:,}', CAST(max_followers AS BIGINT)) || ' followers' END
-       ], lambda x: x IS NOT NULL) END AS reasons
+       ], lambda x: x IS NOT NULL) || flag_text END AS reasons
 FROM (SELECT *, greatest(1, (year($as_of) - year(first_order)) * 12 + month($as_of) - month(first_order)
                             + CASE WHEN day($as_of) >= day(first_order) THEN 1 ELSE 0 END) AS months
       FROM listed)
@@ -349,7 +347,8 @@ class AdvocateResult:
     """Scored advocates.
 
     ``customers``: one row per customer who passes the gates, highest score first, with the JSON
-    columns plus name, email, handle, first_order, last_order, mentions, mean_sentiment,
+    columns (reasons, flags and flag_text as arrays of strings) plus name, email, handle,
+    first_order, last_order (datetime64), mentions, mean_sentiment,
     loyalty/R/F/M, advocacy, satisfaction, reach_score, csat_mean, flags (list of short codes)
     and flag_text. ``unmatched_handles``: handles of mentions that reached no customer.
     ``ranked``: how many customers had an order (the n of the percentile ranks). ``everyone``:
@@ -387,7 +386,7 @@ class AdvocateResult:
                 "nps": None if pd.isna(r.nps) else int(r.nps),
                 "consent": bool(r.consent),
                 "recently_rewarded": bool(r.recently_rewarded),
-                "reasons": list(r.reasons),
+                "reasons": [str(x) for x in r.reasons],
                 "contributions": {k: (None if v is None or pd.isna(v) else float(v))
                                   for k, v in r.contributions.items()},
             })
@@ -471,16 +470,12 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, pr
     out = df.iloc[idx].reset_index(drop=True)
     s = out["score"].to_numpy()
     out["tier"] = np.select([s >= 80, s >= 60, s >= 40], ["Champion", "Advocate", "Rising"], "Candidate")
-    # Flags are explained, never scored away: the row keeps its score and place.
-    out["flags"] = [tuple(f) for f in out["flags"]]
-    out["flag_text"] = [tuple(f) for f in out["flag_text"]]
-    out["reasons"] = [list(r) + list(f) for r, f in zip(out["reasons"], out["flag_text"])]
+    # Flags are explained, never scored away: the row keeps its score and place. reasons, flags and
+    # flag_text hold arrays of strings as DuckDB returns them (converting 300k rows costs seconds).
     sat = [None if v != v else v for v in out["contribution_satisfaction"].tolist()]
     out["contributions"] = [{"loyalty": a, "advocacy": b, "satisfaction": c, "reach": d} for a, b, c, d in zip(
         out["contribution_loyalty"].tolist(), out["contribution_advocacy"].tolist(), sat,
         out["contribution_reach"].tolist())]
-    out["last_order"] = pd.to_datetime(out["last_order"]).dt.date
-    out["first_order"] = pd.to_datetime(out["first_order"]).dt.date
     return out, n, counts, df
 
 

@@ -80,7 +80,7 @@ def export_frame(con, result: AdvocateResult, top: int | None = None) -> pd.Data
         "reasons": ["; ".join(r) for r in df["reasons"]],
         "orders": df["orders"].astype(int),
         "spend": df["spend"].astype(float).round(2),
-        "last order": [d.isoformat() if d is not None and not pd.isna(d) else "" for d in df["last_order"]],
+        "last order": pd.to_datetime(df["last_order"]).dt.strftime("%Y-%m-%d").fillna(""),
         "positive posts": df["positive_mentions"].astype(int),
     })
     for c in ("name", "email", "handle", "tier", "reasons"):
