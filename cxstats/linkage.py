@@ -175,8 +175,8 @@ def fixed_effects(y, x, unit, period) -> FixedEffects:
     dummy-variable regression exactly, and so does the clustered variance
     ``c * sum_g (sum_{i in g} x~_i e_i)^2 / (x~'x~)^2`` with statsmodels' correction
     ``c = G/(G-1) * (N-1)/(N-K)``, K = G + T parameters (intercept, G-1 unit and T-1 period dummies,
-    x). Inference uses t with G-1 dof (statsmodels ``use_t=True``). Null when G < 2 or x does not
-    vary within units.
+    x). Inference uses t with G-1 dof (statsmodels ``use_t=True``). Null when G < 2, when x does
+    not vary within units, or when N <= K (an exact fit leaves no residual to judge it by).
     """
     f = pd.DataFrame({"y": y, "x": x, "u": unit, "t": period}).dropna()
     n = len(f)
@@ -205,7 +205,7 @@ def fixed_effects(y, x, unit, period) -> FixedEffects:
     e = yt - beta * xt
     k = g + t_n
     if n - k <= 0:
-        return FixedEffects(beta, None, None, None, None, n, g)
+        return empty  # saturated: the fit is exact, so the slope says nothing
     scores = np.bincount(ucodes, weights=xt * e, minlength=g)
     c = g / (g - 1) * (n - 1) / (n - k)
     se = math.sqrt(c * float(scores @ scores)) / sxx
@@ -651,7 +651,7 @@ def summary_sentences(res: LinkageResult) -> list[str]:
     w = res.within_unit
     lag_txt = "" if res.lag == 0 else (f" {abs(res.lag)} period(s) later" if res.lag > 0
                                       else f" {abs(res.lag)} period(s) earlier")
-    if w.coef is None:
+    if w.coef is None or w.ci_low is None or w.ci_high is None:
         out.append("Within units: there is too little repeated data (a unit measured in two or more periods) to "
                    "say whether changes in engagement go with changes in " + label + ".")
     else:

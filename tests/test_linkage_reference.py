@@ -145,10 +145,17 @@ def test_fixed_effects_match_hand_demeaned_regression(seed):
     assert fe.p == pytest.approx(2 * stats.t.sf(abs(beta / se), g - 1), rel=1e-6)
 
 
-def test_fixed_effects_not_estimable():
-    d = pd.DataFrame({"u": [1, 2, 3], "t": [0, 0, 0], "x": [1.0, 2, 3], "y": [1.0, 2, 4]})
-    fe = linkage.fixed_effects(d["y"], d["x"], d["u"], d["t"])  # one period per unit: nothing within
-    assert fe.coef is None and fe.n_clusters == 3
+@pytest.mark.parametrize("units, periods", [
+    ([1, 2, 3], [0, 0, 0]),  # one period per unit: nothing varies within units
+    ([1, 1, 2, 2, 3], [0, 1, 0, 1, 0]),  # N = 5 = K (3 units + 2 periods): an exact fit
+    ([1, 1, 1], [0, 1, 2]),  # one unit: no clusters to compare
+])
+def test_fixed_effects_not_estimable(units, periods):
+    x = [1.0, 2.5, 3.0, 7.0, 4.0][: len(units)]
+    y = [1.0, 2.0, 4.0, 3.0, 8.0][: len(units)]
+    fe = linkage.fixed_effects(y, x, units, periods)
+    assert (fe.coef, fe.se, fe.ci_low, fe.ci_high, fe.p) == (None,) * 5
+    assert fe.n_clusters == len(set(units)) and fe.n_obs == len(units)
 
 
 @pytest.mark.parametrize("seed, n", [(0, 10), (1, 40), (2, 200)])
