@@ -71,7 +71,7 @@ df = result.customers
 for col in ("contribution_loyalty", "contribution_advocacy", "contribution_satisfaction", "contribution_reach"):
     if col not in df.columns:  # an empty result carries only the JSON columns
         df = df.assign(**{col: float("nan")})
-f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
+f1, f2, f3, f4 = st.columns([5, 3, 2, 2])
 tiers = f1.multiselect("Tier", TIERS, default=TIERS, key="adv_tiers")
 min_score = f2.slider("Minimum score", 0, 100, 0, key="adv_min_score")
 consent_only = f3.checkbox("Marketing consent only", value=False, key="adv_consent")

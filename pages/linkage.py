@@ -49,10 +49,10 @@ for w in res.warnings:
 # ---------------------------------------------------------------- headline: within units
 st.subheader("Within units (the headline)")
 w = res.within_unit
-cols = st.columns(4)
+cols = st.columns([1.1, 1.5, 0.8, 1])
 cols[0].metric(f"{res.metric_label} per +10 engagement points", "—" if w.coef is None else f"{10 * w.coef:+.2f}",
                border=True, help="two-way fixed effects (unit and period), errors clustered by unit")
-cols[1].metric("95% CI", "—" if w.ci_low is None else f"{10 * w.ci_low:+.2f} to {10 * w.ci_high:+.2f}", border=True)
+cols[1].metric("95% CI", "—" if w.ci_low is None else f"{10 * w.ci_low:.2f} to {10 * w.ci_high:.2f}", border=True)
 cols[2].metric("p", f(w.p, ".3g"), border=True)
 cols[3].metric("Units · unit-periods", f"{w.n_clusters} · {w.n_obs}", border=True)
 sentences = list(res.summary_sentences())
@@ -70,7 +70,7 @@ st.caption("Each point is the within-unit model with customers measured k period
 st.subheader("Between units (confounded)")
 st.plotly_chart(charts.linkage_scatter(res.units, metric=metric), width="stretch", key="lk_scatter")
 p = res.pearson
-cols = st.columns(4)
+cols = st.columns([1, 1.5, 0.8, 1.1])
 cols[0].metric("Pearson r", f(p.r), border=True, help="95% CI by Fisher z")
 cols[1].metric("95% CI", "—" if p.ci_low is None else f"{p.ci_low:.2f} to {p.ci_high:.2f}", border=True)
 cols[2].metric("Units (n)", f"{res.n_units}", border=True)
