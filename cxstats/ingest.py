@@ -208,9 +208,16 @@ def import_file(
         if not path.is_file():
             raise CxStatsError(f"no such file: {path}")
         file_name = file_name or path.name
-        data = path.read_bytes()
+        data = None
     with store.connect(db) as con:
-        # the size limit applies before the bytes are parsed; read_grid checks it again
+        if data is None:
+            # the size limit applies before the file is even read into memory
+            max_bytes = _limits(con)[0]
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise CxStatsError(f"{file_name} is {readers._mb(size)}; the limit is {readers._mb(max_bytes)} "
+                                   "(setting max_file_mb): split the file or ask an admin to raise the limit")
+            data = path.read_bytes()
         a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
                      reverse=reverse, con=con, viewer=viewer, skip_invalid=skip_invalid)
         a.raise_if_refused()

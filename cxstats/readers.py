@@ -71,8 +71,8 @@ class Grid:
         return self.fmt == "csv" and self.delimiter != ","
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n / 1e3:,.1f} kB"
 
 
 def column_letter(i: int) -> str:
