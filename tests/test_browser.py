@@ -1,0 +1,261 @@
+"""Browser journeys (issue 6): the real app in headless Chromium, driven by Playwright.
+
+One app server (streamlit run app.py) and one Chromium serve the whole module; each journey gets
+its own browser context, so logins never leak between users. The database is the default demo,
+dated so that the messy demo upload is the next survey wave. Screenshots of every step go to
+test-artifacts/ (1280x800). Skipped without /usr/bin/chromium, except in CI, which installs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+from browser_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    ROOT,
+    TIMEOUT_MS,
+    USERS,
+    VIEWPORT,
+    AppServer,
+    assert_no_traceback,
+    launch_chromium,
+    log_in,
+    nav_titles,
+    open_page,
+    screenshot,
+    wait_idle,
+    write_users,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+DEMO_DIR = ROOT / "data" / "demo"
+EMPLOYEE_PAGES = ("Engagement", "Linkage")  # pages with employee survey data (never for marketing)
+RESPONDENTS = re.compile(r"respondents", re.I)  # the Overview's count of survey respondents
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI installs Debian's chromium (scripts/install-chromium.sh)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def demo_state(tmp_path_factory, chromium_path) -> dict:
+    """A demo database ending the quarter before the messy upload's wave, and its consent list.
+
+    Consent is read before the server starts (DuckDB lets one process hold the file) and the
+    journeys upload no customers, so it stays the truth the export must follow.
+    """
+    from cxstats import demo, store
+
+    tmp = tmp_path_factory.mktemp("browser")
+    db = tmp / "browser.duckdb"
+    demo.build_demo(db, end=demo.MESSY_FILES_END)
+    with store.connect(db) as con:
+        rows = con.execute(f"SELECT email, marketing_consent FROM ({store.current_customers_sql()})").fetchall()
+    return {
+        "db": db,
+        "tmp": tmp,
+        "consented_emails": {e for e, ok in rows if ok and e},
+        "all_emails": {e for e, _ in rows if e},
+    }
+
+
+@pytest.fixture(scope="module")
+def server(demo_state):
+    users = write_users(demo_state["tmp"] / "users.yaml")
+    srv = AppServer(demo_state["db"], users, demo_state["tmp"] / "server.log")
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        # the server's own log beside the screenshots, for a failed run in CI
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "browser-server.log").write_text(srv.log_tail(200_000), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        b = launch_chromium(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh browser context (no cookies) at 1280x800."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def step(page, name: str, where: str) -> None:
+    """Every step of a journey: no exception block or traceback, then a screenshot."""
+    wait_idle(page)
+    assert_no_traceback(page, where)
+    screenshot(page, name)
+
+
+def metric_value(page, label: str | re.Pattern) -> str:
+    """The shown value of the one st.metric whose label matches."""
+    from playwright.sync_api import expect
+
+    metric = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").filter(has_text=label))
+    expect(metric).to_have_count(1)
+    return metric.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+def grid_text(page, has_text: str | re.Pattern) -> str:
+    """Text of the st.dataframe that contains ``has_text`` (the grid draws on a canvas; its
+    accessible table copy holds the cells, header first)."""
+    from playwright.sync_api import expect
+
+    frame = page.get_by_test_id("stDataFrame").filter(has_text=has_text)
+    expect(frame).to_have_count(1)
+    return frame.text_content() or ""
+
+
+def upload(page, path: Path) -> None:
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+
+
+# ---------------------------------------------------------------- journey 1: manager uploads
+
+
+def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, server):
+    from playwright.sync_api import expect
+
+    from cxstats import demo
+
+    manager = USERS["manager"]
+    log_in(page, server.url, manager)
+    titles = nav_titles(page)
+    assert "Upload" in titles and "Data" not in titles, titles
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+    respondents_before = metric_value(page, RESPONDENTS)
+    step(page, "j1_01_manager_overview_before", "manager Overview")
+
+    open_page(page, "Upload")
+    step(page, "j1_02_manager_upload", "manager Upload")
+
+    # the file with a deliberate error: every problem by row and column, nothing written
+    err = demo.MESSY_ERROR
+    upload(page, DEMO_DIR / err["file"])
+    expect(page.get_by_text(re.compile(r"1 problem\(s\) found: nothing has been written"))).to_be_visible()
+    problems = grid_text(page, re.compile(r"^\s*row\s*column\s*problem"))
+    assert re.search(rf"{err['row']}\s*{re.escape(err['column'])}", problems), problems
+    assert err["value"] in problems, problems
+    expect(page.get_by_role("button", name=re.compile(r"^Load [\d,]+ rows$"))).to_be_disabled()
+    step(page, "j1_03_manager_upload_error", "manager Upload with an error")
+
+    # the fixed file: no problems, load it, read the result sentence
+    upload(page, DEMO_DIR / "engagement_messy.xlsx")
+    ready = page.get_by_text(re.compile(r"No problems found: [\d,]+ rows are ready to load"))
+    expect(ready).to_be_visible()
+    rows = int(re.search(r"([\d,]+) rows are ready", ready.inner_text()).group(1).replace(",", ""))
+    step(page, "j1_04_manager_upload_fixed", "manager Upload of the fixed file")
+    page.get_by_role("button", name=f"Load {rows:,} rows", exact=True).click()
+    result = page.get_by_test_id("stAlertContentSuccess").filter(has_text=re.compile(r"loaded as batch \d+"))
+    expect(result).to_be_visible()
+    assert re.search(rf"\b{rows:,} rows loaded as batch \d+", result.inner_text()), result.inner_text()
+    step(page, "j1_05_manager_upload_loaded", "manager Upload after loading")
+
+    # the new wave shows: more respondents on the Overview
+    open_page(page, "Overview")
+    expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
+    respondents_after = metric_value(page, RESPONDENTS)
+    assert int(respondents_after.replace(",", "")) > int(respondents_before.replace(",", "")), (
+        respondents_before, respondents_after)
+    step(page, "j1_06_manager_overview_after", "manager Overview after the upload")
+
+
+# ---------------------------------------------------------------- journey 2: leader reads charts
+
+
+def test_leader_opens_linkage_and_engagement_and_sees_charts(page, server):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, USERS["leader"])
+    titles = nav_titles(page)
+    assert {"Linkage", "Engagement"} <= set(titles), titles
+    step(page, "j2_01_leader_landing", "leader's first page")
+    for n, title in enumerate(("Linkage", "Engagement"), start=2):
+        open_page(page, title)
+        chart = page.get_by_test_id("stPlotlyChart").first
+        expect(chart).to_be_visible()
+        # plotly has drawn: its SVG layer is there, with at least one trace (or heatmap) in it
+        expect(chart.locator(".main-svg").first).to_be_visible()
+        expect(chart.locator(".trace, .hm").first).to_be_attached()
+        chart.scroll_into_view_if_needed()
+        step(page, f"j2_{n:02d}_leader_{title.lower()}", f"leader {title}")
+
+
+# ---------------------------------------------------------------- journey 3: marketing exports
+
+
+def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, USERS["marketing"])
+    titles = nav_titles(page)
+    assert "Advocates" in titles, titles
+    assert not set(EMPLOYEE_PAGES) & set(titles), f"marketing sees pages with employee data: {titles}"
+    open_page(page, "Advocates")
+    step(page, "j3_01_marketing_advocates", "marketing Advocates")
+
+    page.get_by_test_id("stRadio").get_by_text("csv", exact=True).click()
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(r"^Prepare export")).click()
+    button = page.get_by_test_id("stDownloadButton").filter(has_text=re.compile(r"consented customers \(csv\)"))
+    expect(button).to_be_visible()
+    announced = int(re.search(r"Download ([\d,]+) consented", button.inner_text()).group(1).replace(",", ""))
+    button.scroll_into_view_if_needed()
+    step(page, "j3_02_marketing_export_ready", "marketing Advocates with the export prepared")
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        button.click()
+    download = info.value
+    assert download.suggested_filename.endswith(".csv"), download.suggested_filename
+    saved = demo_state["tmp"] / download.suggested_filename
+    download.save_as(saved)
+    step(page, "j3_03_marketing_after_download", "marketing Advocates after the download")
+
+    rows = list(csv.DictReader(io.StringIO(saved.read_bytes().decode("utf-8-sig"))))
+    assert rows, "the advocate export has no rows on the demo data"
+    assert len(rows) == announced, (len(rows), announced)
+    emails = [r["email"] for r in rows]
+    assert len(set(emails)) == len(emails), "a customer is exported twice"
+    unknown = [e for e in emails if e not in demo_state["all_emails"]]
+    assert not unknown, f"exported rows that match no customer: {unknown[:5]}"
+    not_consented = [e for e in emails if e not in demo_state["consented_emails"]]
+    assert not not_consented, f"customers without marketing consent exported: {not_consented[:5]}"
+    unsafe = [(line, col, v) for line, r in enumerate(rows, start=2) for col, v in r.items()
+              if str(v).startswith(FORMULA_START)]
+    assert not unsafe, f"cells a spreadsheet would run as formulas: {unsafe[:5]}"
+    # the demo's social handles start with @: they must arrive neutralised, not dropped
+    assert any(r["handle"].startswith("'@") for r in rows), "no neutralised @handle in the export"
