@@ -49,4 +49,4 @@ pages = [st.Page(ui.PAGES[k][0], title=ui.PAGES[k][1], icon=ui.PAGES[k][2], defa
 if not pages:
     st.error(f"No page is available to the {viewer.role} role yet.")
     st.stop()
-st.navigation(pages).run()
+st.navigation(pages, position="hidden").run()  # ui.page_setup draws the menu

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st  # noqa: TID251 (ui.py is app-side, beside app.py and pages/)
+from streamlit.errors import StreamlitAPIException  # noqa: TID251
 
 import cxstats
 from cxstats import ADMIN, CxStatsError, Viewer, auth, quality, store
@@ -347,9 +348,21 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
     Refuses (error + stop) when the page shows employee data and the viewer is marketing, or when
     ``roles`` is given and the viewer's role is not among them.
     """
+    if "cx_nav_pages" not in st.session_state:
+        # Streamlit's legacy pages/ mode runs a deep link into a fresh server without app.py (no
+        # router, no menu): send the session through app.py once. A lone test script stays here.
+        try:
+            st.switch_page("app.py")
+        except StreamlitAPIException:
+            pass
     viewer = current_viewer()
     db = db_path()
     sb = st.sidebar
+    nav = st.session_state.get("cx_nav_pages")
+    if nav:  # our own menu: .streamlit/config.toml hides Streamlit's (deep links showed the pages/ listing)
+        for key in nav:
+            sb.page_link(PAGES[key][0], label=PAGES[key][1], icon=PAGES[key][2])
+        sb.divider()
     sb.markdown(f"**{escape_md(viewer.name)}** · {viewer.role}")
     if users_file() is None:
         sb.caption(LOCAL_ADMIN_NOTICE)
@@ -389,7 +402,7 @@ def period_filter_text(ctx: Ctx) -> str:
     """The active filters in words, for captions and export audit notes."""
     parts = []
     if ctx.regions:
-        parts.append("regions " + ", ".join(ctx.regions))
+        parts.append("regions " + ", ".join(escape_md(r) for r in ctx.regions))  # uploaded text, shown as markdown
     if ctx.units is not None:
         parts.append(f"{len(ctx.units)} unit(s)")
     if ctx.period_from:

@@ -23,18 +23,23 @@ def fmt(value, spec=".1f", none="—"):
     return none if value is None else format(value, spec)
 
 
-cols = st.columns(5)
+top = st.columns(3)
 if ctx.viewer.sees_employee_data:
-    cols[0].metric("Engagement index", fmt(h.engagement_index), border=True,
-                   help="0-100: mean over respondents of 100 x (mean item answer - 1) / (k - 1); "
-                        f"groups under {h.min_group} respondents are left out of every figure.")
-    cols[1].metric("Respondents", f"{h.respondents:,}", border=True,
-                   help=f"in {h.engagement_groups:,} unit-{ctx.period} groups of at least {h.min_group}")
-cols[2].metric("CSAT %", fmt(h.csat_pct), border=True, help=f"share of {h.csat_n:,} CSAT answers that are 4 or 5")
-nps_text = "—" if h.nps is None else f"{h.nps:+.1f} ± {h.nps_margin:.1f}"
-cols[3].metric("NPS", nps_text, border=True,
-               help=f"promoters minus detractors (% of {h.nps_n:,} answers); ± is the 95% margin of error")
-cols[4].metric("Units", f"{h.units:,}", border=True)
+    top[0].metric("Engagement index", fmt(h.engagement_index), border=True,
+                  help="0-100: mean over respondents of 100 x (mean item answer - 1) / (k - 1); "
+                       f"groups under {h.min_group} respondents are left out of every figure.")
+top[1].metric("CSAT %", fmt(h.csat_pct), border=True, help=f"share of {h.csat_n:,} CSAT answers that are 4 or 5")
+top[2].metric("NPS", "—" if h.nps is None else f"{h.nps:+.1f}", border=True,
+              delta=None if h.nps_margin is None else f"± {h.nps_margin:.1f} (95% margin of error)",
+              delta_color="off", delta_arrow="off",
+              help=f"promoters minus detractors, % of {h.nps_n:,} answers")
+counts = st.columns(3)
+counts[0].metric("Units", f"{h.units:,}", border=True)
+if ctx.viewer.sees_employee_data:
+    counts[1].metric("Survey respondents", f"{h.respondents:,}", border=True,
+                     help=f"in {h.engagement_groups:,} unit-{ctx.period} groups of at least {h.min_group}")
+counts[2].metric("Customer answers", f"{max(h.csat_n, h.nps_n):,}", border=True,
+                 help=f"{h.csat_n:,} CSAT and {h.nps_n:,} NPS answers")
 
 notes = []
 if ctx.viewer.sees_employee_data and h.suppressed_groups:

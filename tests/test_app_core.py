@@ -72,7 +72,7 @@ def test_marketing_is_never_shown_employee_data(make_app, demo_db):
         switch(at, page_file(page))
         assert_clean(at, page)
         shown = texts(at)
-        assert "Engagement index" not in shown and "Respondents" not in shown and "eNPS" not in shown
+        assert "Engagement index" not in shown and "Survey respondents" not in shown and "eNPS" not in shown
 
 
 def _probe_page(make_app, db, user, **setup):
