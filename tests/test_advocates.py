@@ -488,3 +488,15 @@ def test_demo_planted_advocates_rank_near_top(tmp_path):
     listed = res.customers.set_index("customer_id")
     assert decoy not in listed.index or listed.loc[decoy, "tier"] not in ("Champion", "Advocate")
     assert not math.isnan(precision)
+
+
+def test_vader_fills_sentiment_missing_from_the_file(db):
+    with store.connect(db) as con:
+        load(con, "purchases", buy("A", 5, 50) + buy("B", 5, 50))
+        rows = [post("A", sentiment=None, text="I love this shop, the staff are wonderful!"),
+                post("B", sentiment=None, text="Das Personal war sehr freundlich und hilfsbereit.")]
+        load(con, "mentions", [dict(r, sentiment_source=None) for r in rows])
+        res = advocates.score(con, as_of=AS_OF)
+    every = res.everyone.set_index("customer_id")
+    assert every.loc["A", "positive_mentions"] == 1 and list(res.customers["customer_id"]) == ["A"]
+    assert every.loc["B", "positive_mentions"] == 0  # not English: flagged unscored, never counted
