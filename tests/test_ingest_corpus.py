@@ -160,6 +160,9 @@ BAD = [
          ext="xlsx", args=("--sheet", "March"), expect=("no sheet 'March'", "Data")),
     Case("map_to_unknown_field", "feedback", csv_bytes("Shop,Day,Score\nS001,2024-01-01,4\n"),
          args=("--map", "Score=satisfaction"), expect=("has no field 'satisfaction'",)),
+    Case("zip_not_a_spreadsheet", "feedback", lambda: _plain_zip(), ext="xlsx", expect=("zip archive, not a spreadsheet",)),
+    Case("units_id_twice", "units", csv_bytes("Unit ID,Name\nS001,North\nS002,South\nS001,East\n"),
+         expect=("row 4, column 'Unit ID': unit 'S001' appears again (first in row 2)",)),
     Case("sentiment_out_of_range", "mentions", csv_bytes("Handle,Posted at,Text,Sentiment\n@a,2024-01-01 10:00,ok,2\n"),
          expect=("row 2, column 'Sentiment': 2 is outside -1-1",)),
 ]
@@ -200,6 +203,13 @@ GOOD = [
     Case("second_sheet_chosen", "feedback",
          lambda: _two_sheets(), ext="xlsx", args=("--sheet", "March"), expect=("1 row loaded",)),
 ]
+
+
+def _plain_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("report.txt", "Store,Date,CSAT\nS001,2024-01-01,4\n")
+    return buf.getvalue()
 
 
 def _two_sheets() -> bytes:
