@@ -42,6 +42,34 @@ def xlsx_bytes(rows, title: str | None = None, sheet: str = "Data", extra_sheets
     return buf.getvalue()
 
 
+def ods_bytes(rows) -> bytes:
+    """A minimal OpenDocument spreadsheet (LibreOffice's format), written by hand: odfpy is not a dependency."""
+    def cell(v):
+        if isinstance(v, (int, float)):
+            return f'<table:table-cell office:value-type="float" office:value="{v}"><text:p>{v}</text:p></table:table-cell>'
+        return f'<table:table-cell office:value-type="string"><text:p>{v}</text:p></table:table-cell>'
+
+    body = "".join("<table:table-row>" + "".join(cell(v) for v in r) + "</table:table-row>" for r in rows)
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+    content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} office:version="1.2">'
+               f'<office:body><office:spreadsheet><table:table table:name="Feedback">{body}</table:table>'
+               "</office:spreadsheet></office:body></office:document-content>")
+    manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+                'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+                '<manifest:file-entry manifest:full-path="/" '
+                'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+                '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+                "</manifest:manifest>")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet", compress_type=zipfile.ZIP_STORED)
+        z.writestr("content.xml", content)
+        z.writestr("META-INF/manifest.xml", manifest)
+    return buf.getvalue()
+
+
 def zip_bomb() -> bytes:
     """Looks like an xlsx; its sheet inflates 1000x (50 MB of the same byte)."""
     buf = io.BytesIO()
@@ -200,6 +228,9 @@ GOOD = [
     Case("overlapping_export", "feedback",
          csv_bytes(FEEDBACK_OK + "S003,2024-03-07,3,7,R3\n"), preload=(("feedback", csv_bytes(FEEDBACK_OK), "csv"),),
          expect=("1 row loaded", "2 rows already stored skipped")),
+    Case("opendocument_ods", "feedback",
+         lambda: ods_bytes([["Store", "Date", "CSAT"], ["S001", "2024-03-05", 4], ["S002", "2024-03-06", 5]]),
+         ext="ods", expect=("2 rows loaded",)),
     Case("second_sheet_chosen", "feedback",
          lambda: _two_sheets(), ext="xlsx", args=("--sheet", "March"), expect=("1 row loaded",)),
 ]
@@ -325,6 +356,9 @@ CHECKS = {
     "mentions_scored": lambda con: (
         [r[0] for r in _rows(con, "SELECT sentiment_source FROM mentions ORDER BY row_no")] == ["vader", "unscored"]
         or pytest.fail("sentiment")),
+    "opendocument_ods": lambda con: (_rows(con, "SELECT unit_id, date, csat FROM feedback ORDER BY row_no")
+                                     == [("S001", date(2024, 3, 5), 4), ("S002", date(2024, 3, 6), 5)]
+                                     or pytest.fail("ods")),
     "overlapping_export": lambda con: (_rows(con, "SELECT count(*) FROM feedback") == [(3,)] or pytest.fail("dups")),
 }
 
