@@ -636,11 +636,18 @@ class _Analysis:
     skip_invalid: bool = False
     fatal: list[Problem] = field(default_factory=list)
     item_meta: pd.DataFrame | None = None
+    answers: pd.DataFrame | None = None
 
     def preview(self) -> Preview:
         listed = self.fatal + (self.problems.listed() if self.problems else [])
         n = len(self.fatal) + (self.problems.n if self.problems else 0)
         sample = self.out.head(SAMPLE_ROWS).reset_index(drop=True) if self.out is not None else pd.DataFrame()
+        if self.answers is not None and len(self.answers) and len(sample):
+            # engagement: show each item's (reverse-keyed) score beside the respondent's fields
+            first = self.answers[self.answers["row_no"].isin(set(sample["row_no"]))]
+            wide = first.pivot_table(index="row_no", columns="item", values="score", aggfunc="first")
+            order = [n for n in self.item_meta["item"] if n in wide.columns]
+            sample = sample.join(wide[order].astype("Int64"), on="row_no")
         return Preview(
             kind=self.kind, file_name=self.file_name, sheets=list(self.grid.sheets), sheet=self.grid.sheet,
             header_row=self.grid.header_row, columns=list(self.columns), mapping=dict(self.mapping),
@@ -891,9 +898,9 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
         if len(items):
             items = items[items["row_no"].isin(set(out["row_no"]))]
     elif bad.any():
-        a.out = out
+        a.out, a.answers = out, items
         return a
-    a.out = out
+    a.out, a.answers = out, items
     if len(out) == 0:
         a.fatal.append(Problem(None, None, "no valid rows to load"))
         return a

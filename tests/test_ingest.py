@@ -97,6 +97,7 @@ def test_preview_reports_mapping_scale_and_never_writes(db):
                          "Q2": "item", "Comments": "comment"}
     assert (p.scale, p.scale_source) == (7, "labels")  # 'Somewhat agree' exists only on 7 points
     assert p.rows == 2 and p.ok and p.units_created == ["S001"]
+    assert p.sample[["Q1", "Q2"]].values.tolist() == [[6, 7], [5, 6]]  # on 7 points: Agree 6, Somewhat agree 5
     with store.connect(db) as con:
         assert store.table_fingerprint(con) == before
 
