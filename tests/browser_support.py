@@ -154,8 +154,13 @@ def _expect():
 
 def wait_idle(page, timeout_ms: int = TIMEOUT_MS) -> None:
     """Until the script run is over (the app root carries the script's run state for tests)."""
+    expect = _expect()
     idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    _expect()(idle).to_have_count(1, timeout=timeout_ms)
+    expect(idle).to_have_count(1, timeout=timeout_ms)
+    # placeholders of elements not drawn yet (between two runs, e.g. the login cookie's rerun)
+    expect(page.locator('[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], '
+                        '[data-testid="stAppSkeleton"]')).to_have_count(0, timeout=timeout_ms)
+    expect(idle).to_have_count(1, timeout=timeout_ms)
 
 
 def log_in(page, base_url: str, user: TestUser, attempts: int = 3) -> None:

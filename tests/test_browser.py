@@ -75,6 +75,9 @@ def demo_state(tmp_path_factory, chromium_path) -> dict:
 @pytest.fixture(scope="module")
 def server(demo_state):
     users = write_users(demo_state["tmp"] / "users.yaml")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("j[0-9]_*.png"):  # the screenshots show this run only
+        old.unlink()
     srv = AppServer(demo_state["db"], users, demo_state["tmp"] / "server.log")
     try:
         srv.start()
@@ -167,11 +170,13 @@ def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, serve
     # the file with a deliberate error: every problem by row and column, nothing written
     err = demo.MESSY_ERROR
     upload(page, DEMO_DIR / err["file"])
-    expect(page.get_by_text(re.compile(r"1 problem\(s\) found: nothing has been written"))).to_be_visible()
+    refused = page.get_by_text(re.compile(r"1 problem\(s\) found: nothing has been written"))
+    expect(refused).to_be_visible()
     problems = grid_text(page, re.compile(r"^\s*row\s*column\s*problem"))
     assert re.search(rf"{err['row']}\s*{re.escape(err['column'])}", problems), problems
     assert err["value"] in problems, problems
     expect(page.get_by_role("button", name=re.compile(r"^Load [\d,]+ rows$"))).to_be_disabled()
+    refused.scroll_into_view_if_needed()
     step(page, "j1_03_manager_upload_error", "manager Upload with an error")
 
     # the fixed file: no problems, load it, read the result sentence
@@ -179,6 +184,7 @@ def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, serve
     ready = page.get_by_text(re.compile(r"No problems found: [\d,]+ rows are ready to load"))
     expect(ready).to_be_visible()
     rows = int(re.search(r"([\d,]+) rows are ready", ready.inner_text()).group(1).replace(",", ""))
+    ready.scroll_into_view_if_needed()
     step(page, "j1_04_manager_upload_fixed", "manager Upload of the fixed file")
     page.get_by_role("button", name=f"Load {rows:,} rows", exact=True).click()
     result = page.get_by_test_id("stAlertContentSuccess").filter(has_text=re.compile(r"loaded as batch \d+"))
@@ -259,3 +265,11 @@ def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
     assert not unsafe, f"cells a spreadsheet would run as formulas: {unsafe[:5]}"
     # the demo's social handles start with @: they must arrive neutralised, not dropped
     assert any(r["handle"].startswith("'@") for r in rows), "no neutralised @handle in the export"
+
+    # a typed address does not open a page with employee data either
+    page.goto(f"{server.url}/engagement")
+    # the login cookie brings marketing back to its own first page
+    expect(page.get_by_role("heading", name=titles[0], exact=True)).to_be_visible()
+    wait_idle(page)
+    expect(page.get_by_role("heading", name="Engagement", exact=True)).to_have_count(0)
+    step(page, "j3_04_marketing_engagement_url", "marketing typing /engagement")
