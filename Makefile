@@ -22,5 +22,6 @@ check: lint
 
 test: install-dev check
 
+# by hand, on a quiet machine; figures go to benchmarks/README.md
 bench:
-	$(PY) benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
