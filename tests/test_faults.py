@@ -1,0 +1,232 @@
+"""Fault injection (issue 7, point 3; DESIGN.md acceptance note "Crash safety").
+
+SIGKILL hits `python -m cxstats import`, `undo` and `advocates --out` at random moments, many
+times each; afterwards the database must equal either the state before or the complete state
+after the command (every table's rows compared, timestamps of the moment aside), never anything
+in between. The command runs in a child process that has already imported cxstats and waits for
+a "go", so the random moment falls inside the command's own work rather than in Python's start-up.
+
+A second process trying to write while another holds the database gets "database busy, try
+again" and exit 2, not a crash.
+
+CXSTATS_FAULTS (default 20) sets the kills per command; the count is added to
+test-artifacts/fuzz_counts.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from cxstats import demo, ingest, store
+
+ROOT = Path(__file__).resolve().parents[1]
+FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
+ARTIFACTS = ROOT / "test-artifacts"
+# columns holding the wall-clock moment of the command: they differ between two complete runs
+VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",)}
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from cxstats import __main__ as cli, advocates, export, ingest, linkage, metrics  # warm imports
+    print("ready", flush=True)
+    sys.stdin.readline()
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def state(db: Path) -> dict:
+    """Rows and an order-independent checksum per table, leaving out the moment-of-run columns."""
+    with store.connect(db) as con:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        out = {}
+        for t in tables:
+            cols = [r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [t]).fetchall() if r[0] not in VOLATILE.get(t, ())]
+            expr = ", ".join(f'"{c}"' for c in cols)
+            out[t] = con.execute(f"SELECT count(*), coalesce(sum(hash({expr}))::HUGEINT, 0)::VARCHAR FROM {t}"
+                                 ).fetchall()[0]
+        return out
+
+
+def spawn(args: list[str]) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", DRIVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    return p
+
+
+def go(p: subprocess.Popen) -> None:
+    p.stdin.write("go\n")
+    p.stdin.flush()
+
+
+def record_faults(op: str, kills: int, landed: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "fuzz_counts.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    faults = data.setdefault("faults", {})
+    faults[op] = {"sigkills": kills, **landed, "written_at": datetime.now().isoformat(timespec="seconds")}
+    faults["total_sigkills"] = sum(v["sigkills"] for k, v in faults.items() if isinstance(v, dict))
+    path.write_text(json.dumps(data, indent=2))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict:
+    """A demo database, a large feedback file to import, and the batch id that import would get."""
+    d = tmp_path_factory.mktemp("faults")
+    db = d / "base.duckdb"
+    demo.build_demo(db, seed=3, units=10, customers=400)
+    big = d / "feedback_big.csv"
+    rng = random.Random(5)
+    lines = ["Store,Date,CSAT,NPS,Response ID"]
+    lines += [f"S{rng.randint(1, 10):03d},2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
+              f"{rng.randint(1, 5)},{rng.randint(0, 10)},FZ{i}" for i in range(40_000)]
+    big.write_text("\n".join(lines) + "\n")
+    # a large batch to undo, so that kills land inside the DELETEs rather than after them
+    ingest.import_file(db, "feedback", "\n".join(lines).replace(",FZ", ",UZ").encode() + b"\n",
+                       file_name="to_undo.csv")
+    with store.connect(db) as con:
+        last = max(b.batch_id for b in store.list_batches(con))
+    return {"dir": d, "db": db, "big": big, "undo_batch": last}
+
+
+def _copy(base: dict, name: str) -> Path:
+    p = base["dir"] / name
+    _reset(base, p)
+    return p
+
+
+def _reset(base: dict, target: Path) -> None:
+    """A fresh copy of the base database (a killed run's WAL file must not replay onto it)."""
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    shutil.copyfile(base["db"], target)
+
+
+OPS = {
+    # op -> CLI arguments (db and out paths filled in)
+    "import": lambda b, db, out: ["import", "feedback", str(b["big"]), "--db", str(db)],
+    "undo": lambda b, db, out: ["undo", str(b["undo_batch"]), "--db", str(db)],
+    "export": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--db", str(db)],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", list(OPS))
+def test_sigkill_leaves_the_database_before_or_after(base, op):
+    out = base["dir"] / f"{op}-export.csv"
+    # the complete run: the "after" state, and how long the command's own work takes
+    after_db = _copy(base, f"{op}-after.duckdb")
+    before = state(after_db)
+    p = spawn(OPS[op](base, after_db, out))
+    t0 = time.monotonic()
+    go(p)
+    _, err = p.communicate(timeout=300)
+    work_s = time.monotonic() - t0
+    assert p.returncode == 0, err
+    after = state(after_db)
+    assert after != before, f"{op} changed nothing; the test would prove nothing"
+    complete_export = out.read_bytes() if op == "export" else None
+
+    rng = random.Random(f"kill-{op}")
+    landed = {"before": 0, "after": 0}
+    target = _copy(base, f"{op}-target.duckdb")
+    nxt = spawn(OPS[op](base, target, out))
+    for i in range(FAULTS):
+        p = nxt
+        if out.exists():
+            out.unlink()
+        go(p)
+        # the run's tail is closing and exiting: aim most kills at the work itself
+        time.sleep(rng.uniform(0, 0.8 * work_s))
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+        p.stdin.close()
+        got = state(target)
+        if got not in (before, after):
+            shutil.copyfile(target, base["dir"] / f"{op}-broken-{i}.duckdb")
+            diff = {t: (before.get(t), after.get(t), got.get(t)) for t in got if got[t] not in (before.get(t), after.get(t))}
+            print("BROKEN", base["dir"] / f"{op}-broken-{i}.duckdb", diff)
+        assert got in (before, after), f"{op}: kill {i + 1} left the database half-written"
+        landed["before" if got == before else "after"] += 1
+        if op == "export" and out.exists():
+            assert out.read_bytes() == complete_export, "a killed export left a partial file in place"
+        if i + 1 < FAULTS:
+            _reset(base, target)  # a fresh "before" for the next kill
+            nxt = spawn(OPS[op](base, target, out))
+    record_faults(op, FAULTS, landed)
+    print(f"\n{op}: {FAULTS} SIGKILLs, database left as before {landed['before']}x, complete {landed['after']}x")
+
+
+# ---------------------------------------------------------------- a second process while one holds the file
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    import duckdb
+    con = duckdb.connect(sys.argv[1])
+    con.execute("BEGIN TRANSACTION")
+    con.execute("INSERT INTO settings VALUES ('held', 'yes')")
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("command", [
+    lambda b, out: ["import", "feedback", str(b["dir"] / "small.csv")],
+    lambda b, out: ["undo", str(b["undo_batch"])],
+    lambda b, out: ["advocates", "--out", str(out)],
+    lambda b, out: ["batches", "--json"],
+], ids=["import", "undo", "export", "batches"])
+def test_second_process_gets_database_busy(base, cli, command):
+    db = _copy(base, "busy.duckdb")
+    (base["dir"] / "small.csv").write_text("Store,Date,CSAT\nS001,2024-03-05,4\n")
+    out = base["dir"] / "busy-export.csv"
+    before = state(db)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = cli(*command(base, out), db=db, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert "database busy, try again" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert state(db) == before  # the holder's open transaction died with it; the command wrote nothing
+
+
+def test_busy_database_in_process_is_a_cxstats_error(base):
+    """The app's path: ingest.import_file on a held file raises CxStatsError, not a DuckDB exception."""
+    from cxstats import CxStatsError
+
+    db = _copy(base, "busy2.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CxStatsError, match="database busy, try again"):
+            ingest.import_file(db, "feedback", b"Store,Date,CSAT\nS001,2024-03-05,4\n", file_name="x.csv")
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
