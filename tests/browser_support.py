@@ -189,17 +189,34 @@ def log_in(page, base_url: str, user: TestUser, attempts: int = 3) -> None:
                 raise
             continue  # a rerun emptied the form: type again
         form.get_by_role("button", name="Login").click()
-        try:
-            expect(form).to_have_count(0, timeout=TIMEOUT_MS)
+        if _submitted(page, form, name_box, attempt == attempts):
             break
-        except AssertionError:
-            if form.count() == 0:
-                break  # gone just after the wait
-            if attempt == attempts or name_box.input_value(timeout=5_000):
-                raise  # the form kept what was typed: the login itself failed
     # the sidebar names the user once the login went through
     expect(page.get_by_test_id("stSidebar").get_by_text(user.name)).to_be_visible(timeout=TIMEOUT_MS)
     wait_idle(page)
+
+
+def _submitted(page, form, name_box, last: bool) -> bool:
+    """After a click on Login: True once the form is gone; False when a rerun emptied it (type
+    again); raises when the login was refused or nothing happened within TIMEOUT_MS."""
+    idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    refused = page.get_by_text(re.compile(r"user name or password is wrong|too many failed logins"))
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    empty_seen = 0
+    while time.monotonic() < deadline:  # bounded polling: two outcomes to tell apart
+        if form.count() == 0:
+            return True
+        if refused.count():
+            raise AssertionError(f"login refused: {refused.first.inner_text()}")
+        try:
+            emptied = idle.count() == 1 and form.count() == 1 and name_box.input_value(timeout=1_000) == ""
+        except Exception:  # the form went away while we looked
+            emptied = False
+        empty_seen = empty_seen + 1 if emptied else 0
+        if empty_seen >= 3 and not last:  # idle and empty for a while, not just between click and run
+            return False
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the login form was still shown {TIMEOUT_MS / 1000:.0f} s after submitting it")
 
 
 # the app's menu: Streamlit's own navigation or the app's page links in the sidebar

@@ -273,3 +273,12 @@ def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
     wait_idle(page)
     expect(page.get_by_role("heading", name="Engagement", exact=True)).to_have_count(0)
     step(page, "j3_04_marketing_engagement_url", "marketing typing /engagement")
+
+
+# ---------------------------------------------------------------- the server's side of the journeys
+
+
+def test_server_logged_no_traceback(server):
+    """Runs last: whatever the journeys did, the app's process logged no Python traceback."""
+    log = server.log_tail(1_000_000)
+    assert "Traceback (most recent call last)" not in log, log[-4000:]
