@@ -38,7 +38,7 @@ START_TIMEOUT_S = 90  # the server's first start (imports, first page) on a shar
 
 
 @dataclass(frozen=True)
-class TestUser:
+class BrowserUser:
     username: str
     password: str
     name: str
@@ -48,14 +48,14 @@ class TestUser:
 
 # known passwords for the browser only; the manager's units are the ones the messy demo upload uses
 USERS = {
-    "manager": TestUser("mia", "manager-browser-1", "Mia Manager", "manager",
+    "manager": BrowserUser("mia", "manager-browser-1", "Mia Manager", "manager",
                         ("S001", "S002", "S003", "S004", "S005", "S006")),
-    "leader": TestUser("lee", "leader-browser-1", "Lee Leader", "leader"),
-    "marketing": TestUser("max", "marketing-browser-1", "Max Marketing", "marketing"),
+    "leader": BrowserUser("lee", "leader-browser-1", "Lee Leader", "leader"),
+    "marketing": BrowserUser("max", "marketing-browser-1", "Max Marketing", "marketing"),
 }
 
 
-def write_users(path: Path, users: dict[str, TestUser] = USERS) -> Path:
+def write_users(path: Path, users: dict[str, BrowserUser] = USERS) -> Path:
     """A streamlit-authenticator user file with bcrypt hashes of the known passwords."""
     entries = {}
     for u in users.values():
@@ -163,7 +163,7 @@ def wait_idle(page, timeout_ms: int = TIMEOUT_MS) -> None:
     expect(idle).to_have_count(1, timeout=timeout_ms)
 
 
-def log_in(page, base_url: str, user: TestUser, attempts: int = 3) -> None:
+def log_in(page, base_url: str, user: BrowserUser, attempts: int = 3) -> None:
     """Fill streamlit-authenticator's form and wait for the logged-in sidebar.
 
     The form's cookie component reports back once its frame has loaded and that reruns the
