@@ -788,7 +788,8 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
         a.warnings.append(f"columns not used (not recognised as {kind} fields): {shown}; "
-                          "map one with --map 'SOURCE=FIELD' if it should be loaded")
+                          "if one should be loaded, map it to a field in the column mapping "
+                          "(command line: --map 'SOURCE=FIELD')")
 
     # a field may come from one column only
     by_field: dict[str, list[int]] = {}
@@ -806,7 +807,8 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     for group in k.one_of:
         if not any(g in by_field for g in group):
             a.fatal.append(Problem(None, None, f"{kind} files need a column for {' or '.join(group)} "
-                                               f"(none found); map one with --map 'SOURCE={group[0]}'"))
+                                               f"(none found); map a column to {group[0]} in the column mapping "
+                                               f"(command line: --map 'SOURCE={group[0]}')"))
     if a.fatal:
         return a
 
