@@ -11,15 +11,9 @@ from datetime import date
 import duckdb
 
 from . import Viewer
+from .metrics import period_label
 from .schema import KINDS
 from .store import current_customers_sql, settings
-
-
-def period_label(d: date, period: str) -> str:
-    """Calendar period of a date: '2025-Q1' (quarter) or '2025-03' (month)."""
-    if period == "month":
-        return f"{d.year:04d}-{d.month:02d}"
-    return f"{d.year:04d}-Q{(d.month - 1) // 3 + 1}"
 
 
 def period_sql(expr: str, period: str) -> str:
