@@ -16,10 +16,8 @@ from cxstats import CxStatsError
 
 @st.cache_resource(show_spinner="Preparing the demo data (first start only)...")
 def _ensure_demo(db: str) -> bool:
-    try:
-        from cxstats import demo
-    except ImportError:
-        return False
+    from cxstats import demo
+
     return bool(demo.ensure_demo(Path(db)))
 
 

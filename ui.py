@@ -123,14 +123,9 @@ def invalidate() -> None:
 
 def demo_state(db: Path | str | None = None) -> bool:
     """True when the database holds only demo batches (the sidebar then says so)."""
-    try:
-        from cxstats import demo
-    except ImportError:
-        return False
-    fn = getattr(demo, "is_demo", None)
-    if fn is None:
-        return False
-    return bool(fn(Path(db or db_path())))
+    from cxstats import demo
+
+    return bool(demo.is_demo(Path(db or db_path())))
 
 
 # ---------------------------------------------------------------- login
@@ -274,10 +269,6 @@ def show_error(exc: Exception, *, cap: int = 50) -> None:
         st.dataframe({"problem": shown}, hide_index=True, width="stretch")
         if len(problems) > cap:
             st.caption(f"... and {len(problems) - cap:,} more")
-
-
-def not_available(what: str) -> None:
-    st.info(f"{what} is not available yet in this build of cxstats.")
 
 
 # ---------------------------------------------------------------- the shared sidebar

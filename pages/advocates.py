@@ -10,15 +10,9 @@ from datetime import date
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts, store
+from cxstats import CxStatsError, advocates, charts, export, store
 
 ctx = ui.page_setup("Advocates", roles=("marketing", "leader", "admin"))
-
-try:
-    from cxstats import advocates, export
-except ImportError:
-    ui.not_available("The advocate finder")
-    st.stop()
 
 DEFAULTS = dict(advocates.DEFAULT_WEIGHTS)
 TIERS = ["Champion", "Advocate", "Rising", "Candidate"]

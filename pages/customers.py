@@ -7,15 +7,9 @@ Customer-side only (no employee figures), so marketing sees this page too. NPS c
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts
+from cxstats import CxStatsError, charts, metrics
 
 ctx = ui.page_setup("Customers")
-
-try:
-    from cxstats import metrics
-except ImportError:
-    ui.not_available("Customer satisfaction results")
-    st.stop()
 
 
 def customers_page_data(con, viewer):

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, quality, store
+from cxstats import CxStatsError, export, quality, store
 
 ctx = ui.page_setup("Data", roles=("admin", "leader"))
 is_admin = ctx.viewer.role == "admin"
@@ -71,21 +71,14 @@ st.caption("Dates are survey dates (engagement), feedback dates, order dates, po
 # ---------------------------------------------------------------- export audit log
 st.subheader("Export audit log")
 try:
-    from cxstats import export
-except ImportError:
-    export = None
-if export is None or not hasattr(export, "audit_log"):
-    ui.not_available("The export audit log")
+    log = ui.cached(export.audit_log, ctx.viewer)
+except CxStatsError as exc:
+    ui.show_error(exc)
 else:
-    try:
-        log = ui.cached(export.audit_log, ctx.viewer)
-    except CxStatsError as exc:
-        ui.show_error(exc)
+    if len(log):
+        st.dataframe(log, hide_index=True, width="stretch")
     else:
-        if len(log):
-            st.dataframe(log, hide_index=True, width="stretch")
-        else:
-            st.caption("No advocate list has been exported yet.")
+        st.caption("No advocate list has been exported yet.")
 
 # ---------------------------------------------------------------- settings
 st.subheader("Settings")

@@ -8,15 +8,9 @@ which groups are suppressed, never a number for them.
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts
+from cxstats import CxStatsError, charts, metrics
 
 ctx = ui.page_setup("Engagement", employee_data=True)
-
-try:
-    from cxstats import metrics
-except ImportError:
-    ui.not_available("Engagement results")
-    st.stop()
 
 
 

@@ -7,15 +7,9 @@ page lays them out, with what they cannot show.
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts
+from cxstats import CxStatsError, charts, linkage
 
 ctx = ui.page_setup("Linkage", employee_data=True)
-
-try:
-    from cxstats import linkage
-except ImportError:
-    ui.not_available("The linkage analysis")
-    st.stop()
 
 METRICS = {"csat_pct": "CSAT %", "csat_mean": "CSAT mean", "nps": "NPS"}
 COVARIATES = {"region": "region", "headcount": "headcount"}

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, overview
+from cxstats import CxStatsError, linkage, overview
 
 ctx = ui.page_setup("Overview", roles=("admin", "leader", "manager"))
 st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
@@ -56,24 +56,17 @@ for n in notes:
 if ctx.viewer.sees_employee_data:
     st.subheader("Do engaged teams have happier customers?")
     try:
-        from cxstats import linkage
-    except ImportError:
-        linkage = None
-    if linkage is None:
-        ui.not_available("The linkage analysis")
+        result = ui.cached(linkage.analyse, ctx.viewer)
+    except CxStatsError as exc:
+        st.info(f"No linkage finding yet: {ui.escape_md(exc)}")
     else:
-        try:
-            result = ui.cached(linkage.analyse, ctx.viewer)
-        except CxStatsError as exc:
-            st.info(f"No linkage finding yet: {ui.escape_md(exc)}")
-        else:
-            sentences = list(result.summary_sentences())
-            if sentences:
-                st.info(ui.escape_md(sentences[0]))  # the within-unit headline, with its interval
-                for extra in sentences[1:]:
-                    st.caption(ui.escape_md(extra))
-            st.caption("Across all the units you may see (the sidebar's filters do not narrow it); "
-                       "the Linkage page shows the between-unit view, lags, drivers and power.")
+        sentences = list(result.summary_sentences())
+        if sentences:
+            st.info(ui.escape_md(sentences[0]))  # the within-unit headline, with its interval
+            for extra in sentences[1:]:
+                st.caption(ui.escape_md(extra))
+        st.caption("Across all the units you may see (the sidebar's filters do not narrow it); "
+                   "the Linkage page shows the between-unit view, lags, drivers and power.")
 
 # ---------------------------------------------------------------- freshness
 st.subheader("Data freshness")
