@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -972,7 +973,9 @@ def _money_cents(nums: np.ndarray) -> np.ndarray:
     """Round to cents half away from zero, as on a receipt (binary floats would round 0.005 down)."""
     out = nums.copy()
     for j, v in enumerate(nums):
-        if v == v:
+        # beyond DECIMAL(18,2) (or inf) the range check has already reported the cell; Decimal's
+        # 28-digit context cannot quantize such values, so leave them as they are
+        if math.isfinite(v) and abs(v) < 1e15:
             out[j] = float(Decimal(repr(float(v))).quantize(CENT, rounding=ROUND_HALF_UP))
     return out
 

@@ -46,7 +46,9 @@ class Field:
 
     @property
     def range_text(self) -> str:
-        return f"{self.lo:g}-{self.hi:g}"
+        """'1-5', or '-1 to 1' when a dash would read as a minus sign."""
+        sep = " to " if self.lo < 0 else "-"
+        return f"{self.lo:g}{sep}{self.hi:g}"
 
 
 @dataclass(frozen=True)

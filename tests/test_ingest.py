@@ -68,6 +68,19 @@ def test_dates_read_as_a_person_reads_them(cells, dayfirst, expected):
     assert [d.date() for d in p.sample["date"]] == expected
 
 
+@pytest.mark.parametrize("amount", [1e26, -1e20])
+def test_amount_beyond_decimal_range_is_refused_by_row_and_column(amount, db):
+    # found by tests/test_fuzz_ingest.py: Decimal rounding raised InvalidOperation on 1e26
+    wb = openpyxl.Workbook()
+    wb.active.append(["Customer", "Order ID", "Amount", "Order date"])
+    wb.active.append(["C1", "O1", amount, "2025-01-02"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    with pytest.raises(CxStatsError) as err:
+        ingest.import_file(db, "purchases", buf.getvalue(), file_name="p.xlsx")
+    assert err.value.problems == [f"row 2, column 'Amount': {amount:g} is outside -1e+12 to 1e+12"]
+
+
 @pytest.mark.parametrize("cell, expected", [
     ("12.50", Decimal("12.50")), ("1,234.56", Decimal("1234.56")), ("€ 9.99", Decimal("9.99")),
     ("(5.00)", Decimal("-5.00")), ("-3", Decimal("-3.00")), ("0.005", Decimal("0.01")),

@@ -192,7 +192,7 @@ BAD = [
     Case("units_id_twice", "units", csv_bytes("Unit ID,Name\nS001,North\nS002,South\nS001,East\n"),
          expect=("row 4, column 'Unit ID': unit 'S001' appears again (first in row 2)",)),
     Case("sentiment_out_of_range", "mentions", csv_bytes("Handle,Posted at,Text,Sentiment\n@a,2024-01-01 10:00,ok,2\n"),
-         expect=("row 2, column 'Sentiment': 2 is outside -1-1",)),
+         expect=("row 2, column 'Sentiment': 2 is outside -1 to 1",)),
 ]
 
 
