@@ -15,7 +15,6 @@ test-artifacts/fuzz_counts.json.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -24,16 +23,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from artifacts import stamp, update_counts
 
 from cxstats import demo, ingest, store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
-ARTIFACTS = ROOT / "test-artifacts"
 # columns holding the wall-clock moment of the command: they differ between two complete runs
 VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",)}
 
@@ -75,16 +73,8 @@ def go(p: subprocess.Popen) -> None:
 
 
 def record_faults(op: str, kills: int, landed: dict) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "fuzz_counts.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    faults = data.setdefault("faults", {})
-    faults[op] = {"sigkills": kills, **landed, "written_at": datetime.now().isoformat(timespec="seconds")}
-    faults["total_sigkills"] = sum(v["sigkills"] for k, v in faults.items() if isinstance(v, dict))
-    path.write_text(json.dumps(data, indent=2))
+    faults = update_counts("faults", {op: {"sigkills": kills, **landed, "written_at": stamp()}})
+    update_counts("faults", {"total_sigkills": sum(v["sigkills"] for v in faults.values() if isinstance(v, dict))})
 
 
 @pytest.fixture(scope="module")

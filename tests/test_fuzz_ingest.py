@@ -17,7 +17,6 @@ Budget: CXSTATS_FUZZ_EXAMPLES (default 8) cases per generator; set it to e.g. 50
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import signal
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from artifacts import stamp, update_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +40,6 @@ DEMO = ROOT / "data" / "demo"
 EXAMPLES = int(os.environ.get("CXSTATS_FUZZ_EXAMPLES", "8"))
 HANG_S = 60  # per in-process case: far above any honest file of this size (a hang, not a slow run)
 CLI_TIMEOUT_S = 300  # per heavy case through the command line
-ARTIFACTS = ROOT / "test-artifacts"
 COUNTS: Counter = Counter()
 OUTCOMES: Counter = Counter()
 
@@ -105,16 +104,8 @@ def attempt(db: Path, kind: str, data: bytes, name: str, category: str) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def _write_counts():
     yield
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "fuzz_counts.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data["ingest"] = {"inputs": sum(COUNTS.values()), "by_generator": dict(sorted(COUNTS.items())),
-                      "outcomes": dict(OUTCOMES), "examples_setting": EXAMPLES,
-                      "written_at": datetime.now().isoformat(timespec="seconds")}
-    path.write_text(json.dumps(data, indent=2))
+    update_counts("ingest", {"inputs": sum(COUNTS.values()), "by_generator": dict(sorted(COUNTS.items())),
+                             "outcomes": dict(OUTCOMES), "examples_setting": EXAMPLES, "written_at": stamp()})
     print(f"\ningest fuzzing: {sum(COUNTS.values())} inputs tried ({dict(OUTCOMES)})")
 
 
