@@ -46,6 +46,8 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import rankdata
 
 from . import ADMIN, CxStatsError, Viewer, store
@@ -194,19 +196,43 @@ LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), 
 WHERE CAST(mn.posted_at AS DATE) <= $as_of
 """
 
-# One row per customer with a counted order up to as_of. Rows without an order_id are one order
-# each; money is summed as DECIMAL, then leaves as DOUBLE.
-_CUSTOMER_SQL = """
-WITH ord AS (
+# Orders up to as_of, one row each. From the lines: rows without an order_id are one order each.
+_ORDERS_FROM_LINES = """
     SELECT customer_id, min(order_date) AS d, sum(amount) AS net,
            sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
            sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
-    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL AND order_id IS NOT NULL
+    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL
+    GROUP BY customer_id, order_id, CASE WHEN order_id IS NULL THEN rowid END
+"""
+# From store.order_totals (kept in step at import and undo); an order whose lines straddle as_of
+# is summed again from its lines up to as_of.
+_ORDERS_FROM_TOTALS = """
+    SELECT customer_id, first_date AS d, net, gross, returned FROM order_totals WHERE last_date <= $as_of
+"""
+_ORDERS_STRADDLING = """
+    UNION ALL
+    SELECT customer_id, min(order_date), sum(amount), sum(CASE WHEN amount > 0 THEN amount ELSE 0 END),
+           sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END)
+    FROM purchases p WHERE order_date <= $as_of AND order_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM order_totals t WHERE t.first_date <= $as_of AND t.last_date > $as_of
+        AND t.customer_id = p.customer_id AND t.order_id = p.order_id)
     GROUP BY customer_id, order_id
-    UNION ALL  -- a row without an order_id is an order of its own
-    SELECT customer_id, order_date, amount, greatest(amount, 0), greatest(-amount, 0)
-    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL AND order_id IS NULL
-), o AS (
+"""
+
+
+def _orders_sql(con, as_of: date) -> str:
+    """The cheapest exact source of per-order totals up to as_of."""
+    if not store.order_totals_fresh(con):
+        return _ORDERS_FROM_LINES
+    straddling = con.execute("SELECT count(*) FROM order_totals WHERE first_date <= ? AND last_date > ?",
+                             [as_of, as_of]).fetchall()[0][0]
+    return _ORDERS_FROM_TOTALS + (_ORDERS_STRADDLING if straddling else "")
+
+
+# One row per customer with a counted order up to as_of; money is summed as DECIMAL, then leaves
+# as DOUBLE. __ORDERS__ is replaced by one of the order sources above.
+_CUSTOMER_SQL = """
+WITH ord AS (__ORDERS__), o AS (
     SELECT customer_id,
            count(*) FILTER (WHERE net > 0) AS orders,
            CAST(sum(net) AS DOUBLE) AS spend,
@@ -305,7 +331,6 @@ SELECT * EXCLUDE (dup_codes, dup_texts),
 FROM (SELECT *, greatest(1, (year($as_of) - year(first_order)) * 12 + month($as_of) - month(first_order)
                             + CASE WHEN day($as_of) >= day(first_order) THEN 1 ELSE 0 END) AS months
       FROM listed)
-ORDER BY customer_id
 """
 
 _UNMATCHED_SQL = """
@@ -418,13 +443,25 @@ def _cleanup(con) -> None:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
+def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
+    """Run ``sql`` into pandas through Arrow; list columns stay Arrow-backed (an element reads as a
+    list of str) because turning 300k lists into numpy arrays cost about 1.5 s of a 10 s score."""
+    table = con.sql(sql, params=params).to_arrow_table().combine_chunks()
+    df = table.to_pandas(date_as_object=False,
+                         types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
+    for c in df.columns:  # the same datetime unit as DuckDB's .df()
+        if df[c].dtype.kind == "M":
+            df[c] = df[c].astype("datetime64[us]")
+    return df
+
+
 def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False):
     """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
     if not prepared:
         _prepare(con, as_of)
     params = {"as_of": as_of, "pos": POSITIVE, "neg": NEGATIVE, "quiet": QUIET_DAYS, "cooldown": cooldown,
               "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE, "repeat": REPEAT_POSTS}
-    df = con.execute(_CUSTOMER_SQL, params).df()
+    df = _fetch(con, _CUSTOMER_SQL.replace("__ORDERS__", _orders_sql(con, as_of)), params)
     if not prepared:
         _cleanup(con)
     n = len(df)
@@ -465,8 +502,9 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, pr
     if n == 0:
         return df, n, counts, df
     idx = np.flatnonzero(df["passes"].to_numpy(dtype=bool))
-    # rows arrive sorted by customer_id, so a stable sort on score breaks ties by customer_id
-    idx = idx[np.argsort(-df["score"].to_numpy()[idx], kind="stable")]
+    # highest score first, ties by customer_id (Arrow sorts 300k strings about 3x faster than pandas)
+    keys = pa.table({"score": df["score"].to_numpy()[idx], "customer_id": pa.array(df["customer_id"].array).take(idx)})
+    idx = idx[pc.sort_indices(keys, sort_keys=[("score", "descending"), ("customer_id", "ascending")]).to_numpy()]
     out = df.iloc[idx].reset_index(drop=True)
     s = out["score"].to_numpy()
     out["tier"] = np.select([s >= 80, s >= 60, s >= 40], ["Champion", "Advocate", "Rising"], "Candidate")

@@ -25,7 +25,7 @@ from . import CxStatsError
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: order_totals
 
 DEFAULT_SETTINGS: dict[str, str] = {
     "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
@@ -111,6 +111,10 @@ DDL = [
         filter VARCHAR, rows INTEGER, file_name VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS login_attempts (
         username VARCHAR PRIMARY KEY, failures INTEGER, last_failure TIMESTAMP, locked_until TIMESTAMP)""",
+    # one row per order (or per line without an order_id), kept in step with purchases: see order totals below
+    """CREATE TABLE IF NOT EXISTS order_totals (
+        customer_id VARCHAR, order_id VARCHAR, batch_id INTEGER, first_date DATE, last_date DATE,
+        net DECIMAL(38,2), gross DECIMAL(38,2), returned DECIMAL(38,2))""",
 ] + [_table_ddl(k) for k in KINDS]
 
 
@@ -127,6 +131,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(stmt)
         for key, value in DEFAULT_SETTINGS.items():
             con.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", [key, value])
+        if not order_totals_fresh(con):
+            sync_order_totals(con)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:
@@ -262,8 +268,12 @@ def load_batch(
             [batch_id, kind, file_name, rows, datetime.now().replace(microsecond=0), sha256, loaded_by,
              skipped_rows, note],
         )
+        was_fresh = kind == "purchases" and order_totals_fresh(con)
         for table, frame in tables.items():
             _insert_frame(con, table, frame, batch_id)
+        if kind == "purchases":
+            _touch_orders(con, batch_id)
+            sync_order_totals(con, batch_id if was_fresh else None)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -283,10 +293,16 @@ def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
         raise CxStatsError(f"no batch {batch_id}; run 'python -m cxstats batches' to list them")
     if found[0].undone:
         raise CxStatsError(f"batch {batch_id} is already undone")
+    purchases = found[0].kind == "purchases"
     con.execute("BEGIN TRANSACTION")
     try:
+        if purchases:
+            was_fresh = order_totals_fresh(con)
+            _touch_orders(con, int(batch_id))
         for table in BATCH_TABLES:
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [int(batch_id)])
+        if purchases:
+            sync_order_totals(con, int(batch_id) if was_fresh else None)
         con.execute(
             "UPDATE batches SET undone = TRUE, undone_at = ? WHERE batch_id = ?",
             [datetime.now().replace(microsecond=0), int(batch_id)],
@@ -296,6 +312,65 @@ def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
         con.execute("ROLLBACK")
         raise
     return [b for b in list_batches(con) if b.batch_id == int(batch_id)][0]
+
+
+# ---------------------------------------------------------------- order totals
+
+# Advocate scoring counts an order only when its lines net above zero, so it needs every order's
+# total; grouping 10M lines into orders was most of a score's time. Those totals are kept in
+# `order_totals`, changed in the same transaction as each purchases load or undo (only the
+# orders the batch touches are recomputed). `meta.order_totals_source` records the fingerprint of
+# the purchases the table was built from: rows written any other way (by hand, a script) make it
+# stale, and scoring then reads the lines instead, so a stale table can cost time, never truth.
+
+_ORDER_TOTALS_SELECT = """
+SELECT customer_id, order_id, CASE WHEN order_id IS NULL THEN batch_id END,
+       min(order_date), max(order_date), sum(amount),
+       sum(CASE WHEN amount > 0 THEN amount ELSE 0 END), sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END)
+FROM purchases p WHERE customer_id IS NOT NULL {where}
+GROUP BY customer_id, order_id, CASE WHEN order_id IS NULL THEN batch_id END,
+         CASE WHEN order_id IS NULL THEN rowid END  -- a line without an order_id is an order of its own
+"""
+
+
+def purchases_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """Row count and checksum of the purchases table (its key columns, dates and amounts)."""
+    n, h = con.execute("SELECT count(*), coalesce(sum(hash(batch_id, row_no, line_no, order_date, amount)), 0) "
+                       "FROM purchases").fetchall()[0]
+    return f"{n}:{h}"
+
+
+def order_totals_fresh(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when order_totals was built from exactly the purchases stored now."""
+    r = con.execute("SELECT value FROM meta WHERE key = 'order_totals_source'").fetchall()
+    return bool(r) and r[0][0] == purchases_fingerprint(con)
+
+
+def _touch_orders(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
+    """Remember the orders a batch's lines belong to (call while the lines are stored)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT customer_id, order_id FROM purchases "
+                "WHERE batch_id = ? AND customer_id IS NOT NULL AND order_id IS NOT NULL", [batch_id])
+
+
+def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> None:
+    """Bring order_totals in step with purchases, inside the caller's transaction.
+
+    With ``batch_id`` (after that batch was loaded or undone, `_touch_orders` having run while its
+    lines were stored) only the orders it touched are recomputed; without, the table is rebuilt.
+    """
+    if batch_id is None:
+        con.execute("DELETE FROM order_totals")
+        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(where=""))
+    else:
+        con.execute("DELETE FROM order_totals WHERE batch_id = ?", [batch_id])
+        con.execute("DELETE FROM order_totals WHERE (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)")
+        # two inserts, not one with OR: each then runs as a plain filter or semi-join over the lines
+        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(
+            where="AND p.batch_id = ? AND order_id IS NULL"), [batch_id])
+        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(
+            where="AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"))
+    con.execute("DROP TABLE IF EXISTS _touched")
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('order_totals_source', ?)", [purchases_fingerprint(con)])
 
 
 def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
