@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Sequence
 
 import duckdb
 import numpy as np
@@ -451,7 +452,12 @@ def item_distribution(
     con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
     period: str | None = None,
 ) -> pd.DataFrame:
-    """Answer counts per item and score over shown cells only. Columns: item, k, score, answers."""
+    """Answer counts per kept group, item and score, over shown cells only.
+
+    Columns: unit_id, period_start, period, incomplete, item, k, score, answers. One row per
+    (unit, period, item, score) so that a page can sum over the units and periods it selects;
+    a cell (group and item) with fewer than ``min_group`` answers is left out, like its group.
+    """
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
     sql = f"""
@@ -466,11 +472,11 @@ def item_distribution(
     shown AS (
         SELECT unit_id, period_start, item FROM ans GROUP BY ALL HAVING count(*) >= ?
     )
-    SELECT item, k, score, count(*) AS answers
+    SELECT unit_id, period_start, item, k, score, count(*) AS answers
     FROM ans JOIN shown USING (unit_id, period_start, item)
-    GROUP BY item, k, score ORDER BY item, k, score
+    GROUP BY ALL ORDER BY unit_id, period_start, item, k, score
     """
-    return con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df()
+    return _labels(con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df(), sc.period)
 
 
 @dataclass(frozen=True)
@@ -724,26 +730,47 @@ def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.
     return add_cx_metrics(out)
 
 
-def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.DataFrame:
-    """Share of contacts answered within target, per source and channel.
+def _period_label_sql(period: str, col: str) -> str:
+    # the same text as period_label(): '2024-Q2' or '2024-04'; period is from PERIODS only
+    if period == "quarter":
+        return f"strftime({col}, '%Y') || '-Q' || quarter({col})"
+    return f"strftime({col}, '%Y-%m')"
+
+
+def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units: Sequence[str] | None = None,
+                   period_from: str | None = None, period_to: str | None = None) -> pd.DataFrame:
+    """Share of contacts answered within target, per source and channel, in a selection.
 
     Feedback: ``responded_at - contacted_at``; mentions: ``replied_at - posted_at``. Targets: Twitter/X
     1 h, Facebook and email 6 h, elsewhere 12 h. Columns: source, channel, target_hours, contacts,
     answered, within_target, share_within_target (of contacts), median_hours (of answered).
-    Mentions carry no unit, so a manager sees feedback of his units only.
+    The selection: ``units`` (None = all the viewer may see) and period labels ``period_from`` ..
+    ``period_to`` (inclusive, in the database's period, of the feedback date or the post's date).
+    Mentions carry no unit, so they count only when no unit is selected, and never for a manager.
     Example: email replies after 5 h and 1 h and one unanswered -> 2 of 3 within 6 h = 0.667.
     """
-    all_units, units = _cx_viewer(viewer)
+    all_units, allowed = _cx_viewer(viewer)
+    period = scope(con).period
+    chosen = [str(u) for u in units] if units is not None else None
+    if chosen is not None and not all_units:
+        chosen = [u for u in chosen if u in allowed]
+    in_period = "(? IS NULL OR p >= ?) AND (? IS NULL OR p <= ?)"
+    bounds = [period_from, period_from, period_to, period_to]
     parts = [con.execute(
-        """SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
-                  epoch(responded_at - contacted_at) / 3600.0 AS hours
-           FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))""",
-        [all_units, units]).df()]
-    if viewer.role != "manager":
+        f"""SELECT source, channel, hours FROM (
+               SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
+                      epoch(responded_at - contacted_at) / 3600.0 AS hours, {_period_label_sql(period, 'date')} AS p
+               FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
+                     AND (? OR list_contains(?::VARCHAR[], unit_id)))
+            WHERE {in_period}""",
+        [all_units, allowed, chosen is None, chosen or []] + bounds).df()]
+    if viewer.role != "manager" and chosen is None:
         parts.append(con.execute(
-            """SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
-                      epoch(replied_at - posted_at) / 3600.0 AS hours
-               FROM mentions WHERE posted_at IS NOT NULL""").df())
+            f"""SELECT source, channel, hours FROM (
+                   SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
+                          epoch(replied_at - posted_at) / 3600.0 AS hours, {_period_label_sql(period, 'posted_at')} AS p
+                   FROM mentions WHERE posted_at IS NOT NULL)
+                WHERE {in_period}""", bounds).df())
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     cols = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
             "share_within_target", "median_hours"]

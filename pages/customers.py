@@ -12,13 +12,10 @@ from cxstats import CxStatsError, charts, metrics
 ctx = ui.page_setup("Customers")
 
 
-def customers_page_data(con, viewer):
-    """Feedback counts by unit, channel and period, and reply times: one connection, cached as one."""
-    return metrics.cx_by_unit_period(con, viewer, None, True), metrics.response_times(con, viewer)
-
-
 try:
-    cx_all, replies = ui.cached(customers_page_data, ctx.viewer)
+    cx_all = ui.cached(metrics.cx_by_unit_period, ctx.viewer, None, True)  # the page sums over the selection
+    # a median does not add up over groups: reply times are computed for the selection itself
+    replies = ui.cached(metrics.response_times, ctx.viewer, ctx.units, ctx.period_from, ctx.period_to)
 except CxStatsError as exc:
     ui.show_error(exc)
     st.stop()
@@ -84,7 +81,8 @@ with tab_reply:
     st.plotly_chart(charts.response_times(replies), width="stretch", key="cx_reply_times")
     st.caption("Customers expect a reply within 1 hour on Twitter/X, 6 hours on Facebook and e-mail, and 12 hours "
                "elsewhere. Feedback counts from contacted_at to responded_at, social posts from posted_at to "
-               "replied_at; contacts never answered count as missed. All units and dates you may see.")
+               "replied_at; contacts never answered count as missed. In this selection: social posts carry no "
+               "unit, so they are counted only when no unit is selected.")
     if len(replies):
         st.dataframe(replies, hide_index=True, width="stretch",
                      column_config={"share_within_target": st.column_config.NumberColumn("share within target",

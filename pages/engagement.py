@@ -80,9 +80,10 @@ with tab_trend:
                "groups or periods without a survey.")
 
 with tab_dist:
-    st.plotly_chart(charts.answer_distribution(dist), width="stretch", key="eng_distribution")
-    st.caption("Answer counts per item over every kept group you may see (all units and periods, whatever the "
-               "sidebar selects); suppressed groups and items answered by too few are left out.")
+    st.plotly_chart(charts.answer_distribution(charts.in_selection(dist, *sel)), width="stretch",
+                    key="eng_distribution")
+    st.caption("Answer counts per item over the kept groups in this selection; suppressed groups, and items "
+               "a group answered too few times, are left out.")
 
 with tab_change:
     st.write("Did a unit's engagement really move between two periods, or is it noise?")

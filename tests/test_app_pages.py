@@ -155,6 +155,53 @@ def test_engagement_change_between_periods(make_app, demo_db):
     assert any("95% interval" in m.value for m in list(at.info) + list(at.success))
 
 
+def _distribution_counts(at) -> dict[str, int]:
+    """Answers per item drawn in the Engagement page's answer-distribution chart."""
+    for spec in charts_of(at):
+        traces = spec["data"]
+        if traces and "answers)" in str(traces[0].get("hovertemplate", "")):
+            out: dict[str, int] = {}
+            for t in traces:
+                for item, n in zip(t["y"], t["customdata"]):
+                    out[item] = out.get(item, 0) + int(n)
+            return out
+    raise AssertionError("no answer-distribution chart")
+
+
+def test_engagement_distribution_follows_the_sidebar_selection(make_app, demo_db):
+    from cxstats import metrics
+
+    at = switch(make_app(demo_db), page_file("engagement"))
+    everyone = _distribution_counts(at)
+    at.sidebar.multiselect(key="cx_f_units").set_value(["S001"]).run()
+    assert_clean(at, "one unit")
+    one_unit = _distribution_counts(at)
+    with store.connect(demo_db) as con:
+        dist = metrics.item_distribution(con)
+    expected = dist[dist["unit_id"] == "S001"].groupby("item")["answers"].sum()
+    assert one_unit == {i: int(n) for i, n in expected.items()}
+    assert sum(one_unit.values()) < sum(everyone.values())
+
+
+def test_customer_reply_times_follow_the_sidebar_selection(make_app, demo_db):
+    from cxstats import metrics
+
+    def reply_table(at):
+        return next(d.value for d in at.dataframe if "share_within_target" in d.value.columns)
+
+    at = switch(make_app(demo_db), page_file("customers"))
+    everyone = reply_table(at)
+    assert {"feedback", "mentions"} <= set(everyone["source"])
+    at.sidebar.multiselect(key="cx_f_units").set_value(["S001"]).run()
+    assert_clean(at, "one unit")
+    one_unit = reply_table(at)
+    with store.connect(demo_db) as con:
+        expected = metrics.response_times(con, units=["S001"])
+    assert set(one_unit["source"]) == {"feedback"}  # posts carry no unit
+    assert one_unit["contacts"].tolist() == expected["contacts"].tolist()
+    assert one_unit["contacts"].sum() < everyone.loc[everyone["source"] == "feedback", "contacts"].sum()
+
+
 def test_advocate_filters_narrow_the_table(make_app, demo_db):
     at = switch(make_app(demo_db, "marketing"), page_file("advocates"))
     at.multiselect(key="adv_tiers").set_value(["Champion"]).run()

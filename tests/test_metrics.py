@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 from test_linkage_data import load_engagement, load_feedback
 
-from cxstats import AccessDenied, CxStatsError, Viewer, metrics, store
+from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, metrics, store
 
 ITEMS = ["q1", "q2", "q3", "q4"]
 NA = np.nan
@@ -179,7 +179,7 @@ def test_item_cells_and_favourable(hand):
     assert fav.loc["q4", "n"] == 15 and fav.loc["q4", "favourable"] == 2
     # q1: A-Q1 3/6 + A-Q2 7/7 + C 0/10
     assert fav.loc["q1", "favourable_pct"] == pytest.approx(100 * 10 / 23)
-    q4 = dist[dist["item"] == "q4"].set_index("score")["answers"]
+    q4 = dist[dist["item"] == "q4"].groupby("score")["answers"].sum()
     assert q4.to_dict() == {1: 1, 2: 1, 3: 11, 4: 1, 5: 1}
 
 
@@ -309,6 +309,21 @@ def test_response_times_by_channel(hand):
     assert rt.loc["email", "share_within_target"] == pytest.approx(2 / 3)
     assert rt.loc["Twitter", "within_target"] == 0 and rt.loc["Twitter", "target_hours"] == 1
     assert rt.loc["phone", "within_target"] == 1 and rt.loc["phone", "median_hours"] == pytest.approx(11)
+
+
+@pytest.mark.parametrize("viewer, units, p_from, p_to, expected", [
+    # (contacts, within target) per channel; A's rows are dated 2024-Q1, B's 2024-Q2
+    (ADMIN, None, None, None, {"email": (3, 2), "Twitter": (1, 0), "phone": (1, 1)}),
+    (ADMIN, ["B"], None, None, {"email": (1, 1)}),
+    (ADMIN, None, "2024-Q2", None, {"email": (1, 1)}),
+    (ADMIN, None, None, "2024-Q1", {"email": (2, 1), "Twitter": (1, 0), "phone": (1, 1)}),
+    (ADMIN, ["A"], "2024-Q2", "2024-Q2", {}),
+    (Viewer("manager", ("B", "C"), "m"), ["A", "B"], None, None, {"email": (1, 1)}),  # A is not his
+])
+def test_response_times_in_a_selection(hand, viewer, units, p_from, p_to, expected):
+    with store.connect(hand) as con:
+        rt = metrics.response_times(con, viewer, units, p_from, p_to)
+    assert {r.channel: (r.contacts, r.within_target) for r in rt.itertuples()} == expected
 
 
 def test_index_matches_demo_generator_computation(tmp_path):

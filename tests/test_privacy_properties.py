@@ -245,7 +245,13 @@ def test_shown_totals_are_sums_of_kept_groups_only(tmp_path_factory, s, as_manag
     for row in res.as_json()["units"]:
         assert row["respondents"] == ref["per_unit"][row["unit_id"]]
     # distributions count answers of kept groups only (item cells here always have >= min_group answers)
-    assert {(r.item, int(r.score)): int(r.answers) for r in dist.itertuples()} == ref["counts"]
+    counts = dist.groupby(["item", "score"])["answers"].sum() if len(dist) else pd.Series(dtype="int64")
+    assert {(i, int(sc)): int(n) for (i, sc), n in counts.items()} == ref["counts"]
+    # and per group: only kept groups, each cell with at least min_group answers
+    if len(dist):
+        kept = set(zip(g.groups["unit_id"].astype(str), g.groups["period"].astype(str)))
+        assert set(zip(dist["unit_id"].astype(str), dist["period"].astype(str))) <= kept
+        assert dist.groupby(["unit_id", "period", "item"])["answers"].sum().min() >= g.min_group
 
 
 @PROPERTY_SETTINGS
