@@ -196,27 +196,23 @@ LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), 
 WHERE CAST(mn.posted_at AS DATE) <= $as_of
 """
 
-# Orders up to as_of, one row each. From the lines: rows without an order_id are one order each.
-_ORDERS_FROM_LINES = """
-    SELECT customer_id, min(order_date) AS d, sum(amount) AS net,
-           sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
-           sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
-    FROM purchases WHERE order_date <= $as_of AND customer_id IS NOT NULL
-    GROUP BY customer_id, order_id, CASE WHEN order_id IS NULL THEN rowid END
+# Orders up to as_of, one row each (columns customer_id, d, net, gross, returned). From the lines,
+# with store's one definition of an order's totals (a line without an order_id is an order):
+_ORDERS_FROM_LINES = f"""
+    SELECT customer_id, first_date AS d, net, gross, returned
+    FROM ({store.order_totals_sql("AND order_date <= $as_of")})
 """
 # From store.order_totals (kept in step at import and undo); an order whose lines straddle as_of
 # is summed again from its lines up to as_of.
 _ORDERS_FROM_TOTALS = """
     SELECT customer_id, first_date AS d, net, gross, returned FROM order_totals WHERE last_date <= $as_of
 """
-_ORDERS_STRADDLING = """
+_ORDERS_STRADDLING = f"""
     UNION ALL
-    SELECT customer_id, min(order_date), sum(amount), sum(CASE WHEN amount > 0 THEN amount ELSE 0 END),
-           sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END)
-    FROM purchases p WHERE order_date <= $as_of AND order_id IS NOT NULL AND EXISTS (
-        SELECT 1 FROM order_totals t WHERE t.first_date <= $as_of AND t.last_date > $as_of
-        AND t.customer_id = p.customer_id AND t.order_id = p.order_id)
-    GROUP BY customer_id, order_id
+    SELECT customer_id, first_date, net, gross, returned
+    FROM ({store.order_totals_sql(
+        "AND order_date <= $as_of AND (customer_id, order_id) IN (SELECT (customer_id, order_id) "
+        "FROM order_totals WHERE first_date <= $as_of AND last_date > $as_of)")})
 """
 
 

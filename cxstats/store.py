@@ -324,13 +324,20 @@ def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
 # stale, and scoring then reads the lines instead, so a stale table can cost time, never truth.
 
 _ORDER_TOTALS_SELECT = """
-SELECT customer_id, order_id, CASE WHEN order_id IS NULL THEN batch_id END,
-       min(order_date), max(order_date), sum(amount),
-       sum(CASE WHEN amount > 0 THEN amount ELSE 0 END), sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END)
+SELECT customer_id, order_id, CASE WHEN order_id IS NULL THEN batch_id END AS batch_id,
+       min(order_date) AS first_date, max(order_date) AS last_date, sum(amount) AS net,
+       sum(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS gross,
+       sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS returned
 FROM purchases p WHERE customer_id IS NOT NULL {where}
 GROUP BY customer_id, order_id, CASE WHEN order_id IS NULL THEN batch_id END,
          CASE WHEN order_id IS NULL THEN rowid END  -- a line without an order_id is an order of its own
 """
+
+
+def order_totals_sql(where: str = "") -> str:
+    """SELECT of order_totals' columns computed from the purchase lines, limited by ``where``
+    (SQL starting with AND, over purchases' columns): the one definition of an order's totals."""
+    return _ORDER_TOTALS_SELECT.format(where=where)
 
 
 def purchases_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
@@ -360,15 +367,15 @@ def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = Non
     """
     if batch_id is None:
         con.execute("DELETE FROM order_totals")
-        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(where=""))
+        con.execute("INSERT INTO order_totals " + order_totals_sql())
     else:
         con.execute("DELETE FROM order_totals WHERE batch_id = ?", [batch_id])
         con.execute("DELETE FROM order_totals WHERE (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)")
         # two inserts, not one with OR: each then runs as a plain filter or semi-join over the lines
-        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(
-            where="AND p.batch_id = ? AND order_id IS NULL"), [batch_id])
-        con.execute("INSERT INTO order_totals " + _ORDER_TOTALS_SELECT.format(
-            where="AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"))
+        con.execute("INSERT INTO order_totals " + order_totals_sql("AND p.batch_id = ? AND order_id IS NULL"),
+                    [batch_id])
+        con.execute("INSERT INTO order_totals "
+                    + order_totals_sql("AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"))
     con.execute("DROP TABLE IF EXISTS _touched")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('order_totals_source', ?)", [purchases_fingerprint(con)])
 
