@@ -730,13 +730,6 @@ def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.
     return add_cx_metrics(out)
 
 
-def _period_label_sql(period: str, col: str) -> str:
-    # the same text as period_label(): '2024-Q2' or '2024-04'; period is from PERIODS only
-    if period == "quarter":
-        return f"strftime({col}, '%Y') || '-Q' || quarter({col})"
-    return f"strftime({col}, '%Y-%m')"
-
-
 def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units: Sequence[str] | None = None,
                    period_from: str | None = None, period_to: str | None = None) -> pd.DataFrame:
     """Share of contacts answered within target, per source and channel, in a selection.
@@ -754,24 +747,29 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
     chosen = [str(u) for u in units] if units is not None else None
     if chosen is not None and not all_units:
         chosen = [u for u in chosen if u in allowed]
-    in_period = "(? IS NULL OR p >= ?) AND (? IS NULL OR p <= ?)"
-    bounds = [period_from, period_from, period_to, period_to]
+    trunc = "quarter" if period == "quarter" else "month"
     parts = [con.execute(
-        f"""SELECT source, channel, hours FROM (
-               SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
-                      epoch(responded_at - contacted_at) / 3600.0 AS hours, {_period_label_sql(period, 'date')} AS p
-               FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
-                     AND (? OR list_contains(?::VARCHAR[], unit_id)))
-            WHERE {in_period}""",
-        [all_units, allowed, chosen is None, chosen or []] + bounds).df()]
+        f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
+                   epoch(responded_at - contacted_at) / 3600.0 AS hours,
+                   CAST(date_trunc('{trunc}', date) AS DATE) AS period_start
+            FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
+                  AND (? OR list_contains(?::VARCHAR[], unit_id))""",
+        [all_units, allowed, chosen is None, chosen or []]).df()]
     if viewer.role != "manager" and chosen is None:
         parts.append(con.execute(
-            f"""SELECT source, channel, hours FROM (
-                   SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
-                          epoch(replied_at - posted_at) / 3600.0 AS hours, {_period_label_sql(period, 'posted_at')} AS p
-                   FROM mentions WHERE posted_at IS NOT NULL)
-                WHERE {in_period}""", bounds).df())
+            f"""SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
+                       epoch(replied_at - posted_at) / 3600.0 AS hours,
+                       CAST(date_trunc('{trunc}', posted_at) AS DATE) AS period_start
+                FROM mentions WHERE posted_at IS NOT NULL""").df())
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+    if frame is not None:
+        # period labels sort as text in time order (as in charts.in_selection)
+        frame = _labels(frame, period)
+        if period_from:
+            frame = frame[frame["period"] >= str(period_from)]
+        if period_to:
+            frame = frame[frame["period"] <= str(period_to)]
+        frame = frame.copy() if len(frame) else None
     cols = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
             "share_within_target", "median_hours"]
     if frame is None:
