@@ -1,0 +1,203 @@
+"""The command line: ``python -m cxstats COMMAND`` (DESIGN.md, "Command line"; keep it stable).
+
+Parsing arguments and printing only: the domain modules return data.
+
+Exit 0 on success; 2 on bad input, with every problem on stderr and nothing written. The command
+line acts as the local admin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import ADMIN, CxStatsError, store
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="database file (default: $CXSTATS_DB or data/cxstats.duckdb)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m cxstats", description="cxstats command line")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="fill the database with seeded demo data (planted effects)")
+    _add_db(p)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--units", type=int, default=40)
+    p.add_argument("--customers", type=int, default=3000)
+
+    p = sub.add_parser("import", help="load one .csv/.xlsx/.xls/.ods file as one batch")
+    p.add_argument("kind", help="units, engagement, feedback, purchases, mentions, customers or rewards")
+    p.add_argument("file")
+    _add_db(p)
+    p.add_argument("--sheet", default=None, help="sheet name (default: the first non-empty sheet)")
+    p.add_argument("--map", nargs="*", default=[], metavar="SOURCE=FIELD",
+                   help="map a column header to a field (FIELD 'ignore' drops the column)")
+    p.add_argument("--dayfirst", action="store_true", help="read ambiguous dates as day/month/year")
+    p.add_argument("--scale", type=int, choices=(5, 7), default=None, help="Likert scale of the items")
+    p.add_argument("--reverse", nargs="*", default=[], metavar="ITEM", help="reverse-keyed items (k+1-score)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="load the good rows; write rejected rows with reasons beside the file")
+
+    p = sub.add_parser("batches", help="list loaded batches")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("undo", help="remove one batch")
+    p.add_argument("batch_id", type=int)
+    _add_db(p)
+
+    p = sub.add_parser("linkage", help="engagement x customer satisfaction, per unit")
+    _add_db(p)
+    p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
+    p.add_argument("--period", choices=("quarter", "month"), default=None)
+    p.add_argument("--lag", type=int, default=0)
+    p.add_argument("--min-group", type=int, default=None)
+    p.add_argument("--covariates", default=None, help="comma-separated unit columns, e.g. region,headcount")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("advocates", help="rank the customers who speak for the brand")
+    _add_db(p)
+    p.add_argument("--as-of", default=None, help="evidence up to this date (default: latest order date)")
+    p.add_argument("--top", type=int, default=100, help="how many (0 = all)")
+    p.add_argument("--out", default=None, help="export consented advocates to FILE.csv or FILE.xlsx")
+    p.add_argument("--json", action="store_true")
+
+    # --- effect ---
+
+    # --- focus ---
+
+    # --- actions ---
+
+    # --- changes ---
+
+    # --- report ---
+
+    # --- themes ---
+
+    # --- forget ---
+
+    # --- purge ---
+
+    # --- lake ---
+
+    return ap
+
+
+def cmd_batches(args) -> int:
+    with store.connect(args.db) as con:
+        batches = store.list_batches(con)
+    if args.json:
+        print(json.dumps({"batches": [b.as_json() for b in batches]}))
+        return 0
+    if not batches:
+        print("no batches yet; load one with: python -m cxstats import KIND FILE")
+        return 0
+    print(f"{'batch':>5}  {'kind':<10}  {'rows':>9}  {'loaded at':<19}  {'status':<6}  file")
+    for b in batches:
+        status = "undone" if b.undone else "live"
+        print(f"{b.batch_id:>5}  {b.kind:<10}  {b.rows:>9,}  {b.loaded_at!s:<19}  {status:<6}  {b.file_name}")
+    return 0
+
+
+def cmd_undo(args) -> int:
+    with store.connect(args.db) as con:
+        b = store.undo(con, args.batch_id, ADMIN)
+    print(f"batch {b.batch_id} ({b.kind}, {b.rows:,} rows from {b.file_name}) undone")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+
+    summary = demo.build_demo(args.db, seed=args.seed, units=args.units, customers=args.customers)
+    print(summary)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from . import ingest
+
+    return ingest.cli_import(args)
+
+
+def cmd_linkage(args) -> int:
+    from . import linkage
+
+    return linkage.cli_linkage(args)
+
+
+def cmd_advocates(args) -> int:
+    from . import advocates
+
+    return advocates.cli_advocates(args)
+
+# --- effect ---
+
+
+# --- focus ---
+
+
+# --- actions ---
+
+
+# --- changes ---
+
+
+# --- report ---
+
+
+# --- themes ---
+
+
+# --- forget ---
+
+
+# --- purge ---
+
+
+# --- lake ---
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "import": cmd_import,
+    "batches": cmd_batches,
+    "undo": cmd_undo,
+    "linkage": cmd_linkage,
+    "advocates": cmd_advocates,
+
+    # --- effect ---
+
+    # --- focus ---
+
+    # --- actions ---
+
+    # --- changes ---
+
+    # --- report ---
+
+    # --- themes ---
+
+    # --- forget ---
+
+    # --- purge ---
+
+    # --- lake ---
+
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CxStatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
