@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --- changes ---
 
     # --- report ---
+    p = sub.add_parser("report", help="the leader's board pack as PDF or PowerPoint")
+    p.add_argument("--out", required=True, help="FILE.pdf or FILE.pptx")
+    _add_db(p)
+    p.add_argument("--in", dest="in_period", default=None, help="one period, e.g. 2026-Q3 (default: every period)")
+    p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
 
     # --- themes ---
 
@@ -148,6 +153,16 @@ def cmd_advocates(args) -> int:
 
 
 # --- report ---
+def cmd_report(args) -> int:
+    from . import report
+
+    out = report.check_target(args.out)  # a bad --out is refused before any work
+    with store.connect(args.db) as con:
+        con.execute("SET enable_progress_bar = false")
+        rep = report.build_report(con, viewer=ADMIN, period=args.in_period, metric=args.metric)
+    report.write_report(rep, out)
+    print(f"report written to {out} ({len(rep.sections)} pages)")
+    return 0
 
 
 # --- themes ---
@@ -179,6 +194,7 @@ COMMANDS = {
     # --- changes ---
 
     # --- report ---
+    "report": cmd_report,
 
     # --- themes ---
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, linkage, overview
+from cxstats import CxStatsError, linkage, overview, report
 
 ctx = ui.page_setup("Overview", roles=("admin", "leader", "manager"))
 st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
@@ -67,6 +67,31 @@ if ctx.viewer.sees_employee_data:
                 st.caption(ui.escape_md(extra))
         st.caption("Across all the units you may see (the sidebar's filters do not narrow it); "
                    "the Linkage page shows the between-unit view, lags, drivers and power.")
+
+# ---------------------------------------------------------------- the board report
+st.subheader("Board report")
+st.caption("A PDF or PowerPoint of these figures for your board: headline, the within-unit finding with its caveats, "
+           "the between-unit and lag charts, the trend, the unit x item heatmap and the advocate programme. "
+           "It holds the same numbers as these pages, for the sidebar's selection; suppressed groups appear nowhere.")
+rc1, rc2 = st.columns([1, 3])
+fmt = rc1.radio("Format", list(report.FORMATS), horizontal=True, key="ov_report_fmt",
+                format_func={"pdf": "PDF", "pptx": "PowerPoint"}.get)
+selection = (ctx.units, ctx.period_from, ctx.period_to)
+if rc2.button("Build the board report", key="ov_report_build"):
+    with st.spinner("Building the report (the charts are drawn with Chromium; about 10 seconds)"):
+        try:
+            data = ui.cached(report.report_bytes, viewer=ctx.viewer, fmt=fmt, units=ctx.units,
+                             period_from=ctx.period_from, period_to=ctx.period_to)
+        except CxStatsError as exc:
+            ui.show_error(exc)
+        else:
+            st.session_state["ov_report"] = (fmt, selection, data)
+prepared = st.session_state.get("ov_report")
+if prepared and prepared[:2] == (fmt, selection):  # another format or selection needs a new build
+    mime = "application/pdf" if fmt == "pdf" else \
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    st.download_button(f"Download the board report ({fmt.upper()})", prepared[2], file_name=f"cxstats-report.{fmt}",
+                       mime=mime, key="ov_report_download")
 
 # ---------------------------------------------------------------- freshness
 st.subheader("Data freshness")

@@ -275,6 +275,32 @@ def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
     step(page, "j3_04_marketing_engagement_url", "marketing typing /engagement")
 
 
+# ---------------------------------------------------------------- journey 4: leader downloads the board report
+
+
+def test_leader_downloads_the_board_report_as_pdf(page, server, demo_state):
+    from playwright.sync_api import expect
+    from pypdf import PdfReader
+
+    log_in(page, server.url, USERS["leader"])
+    open_page(page, "Overview")
+    build = page.get_by_role("button", name="Build the board report")
+    build.scroll_into_view_if_needed()
+    build.click()
+    button = page.get_by_test_id("stDownloadButton").filter(has_text=re.compile(r"board report \(PDF\)"))
+    expect(button).to_be_visible(timeout=120_000)  # the charts are drawn by kaleido's Chromium
+    step(page, "j4_01_leader_report_ready", "leader Overview with the report built")
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        button.click()
+    saved = demo_state["tmp"] / info.value.suggested_filename
+    info.value.save_as(saved)
+    data = saved.read_bytes()
+    assert saved.suffix == ".pdf" and data.startswith(b"%PDF"), saved
+    pages = PdfReader(io.BytesIO(data)).pages
+    assert len(pages) >= 8, len(pages)
+    assert "Headline figures" in (pages[1].extract_text() or "")
+
+
 # ---------------------------------------------------------------- the server's side of the journeys
 
 
