@@ -1,5 +1,8 @@
 # One documented command each; see README.md.
 PY ?= python
+# the fast tier: unit, reference, in-process CLI and AppTest (no browser, fault injection, fuzzing, Spark
+# or long simulations: those carry the browser/slow marks or live in FULL_ONLY of tests/conftest.py)
+FAST = -m "not browser and not slow and not full"
 
 .PHONY: install install-dev run test check lint bench
 
@@ -13,14 +16,19 @@ install-dev:
 run: install
 	$(PY) -m streamlit run app.py
 
+# ruff (which also enforces the import rule), the import-linter layer contracts (.importlinter), mypy
 lint:
 	$(PY) -m ruff check .
+	lint-imports
+	$(PY) -m mypy
 
-# ruff (which also enforces the import rule), then every test (tests/test_import_rule.py checks it again)
+# the fast tier (under 5 minutes): lint, then every test that is not browser, slow or full-only
 check: lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(FAST)
 
-test: install-dev check
+# everything: lint, then every test (browser journeys, fault injection, fuzzing, slow simulations)
+test: install-dev lint
+	$(PY) -m pytest
 
 # by hand, on a quiet machine; figures go to benchmarks/README.md
 bench:

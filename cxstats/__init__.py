@@ -23,6 +23,7 @@ class CxStatsError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = list(problems or [])
+        self.n_problems = len(self.problems)  # may exceed len(problems) when a long list is capped
 
 
 class AccessDenied(CxStatsError):

@@ -101,7 +101,7 @@ def load_users(path: str | os.PathLike) -> UserDirectory:
         raise CxStatsError(f"user file {p} needs a 'credentials: usernames:' section (see users.example.yaml)")
     problems: list[str] = []
     users: dict[str, User] = {}
-    creds = {"usernames": {}}
+    creds: dict[str, dict] = {"usernames": {}}
     for raw_name, entry in doc["credentials"]["usernames"].items():
         uname = normalise_username(raw_name)
         if not isinstance(entry, dict):
@@ -176,8 +176,9 @@ class LockState:
         return self.locked_until is not None and (now or now_utc()) < self.locked_until
 
     def message(self, now: datetime | None = None) -> str:
-        if self.is_locked(now):
-            minutes = max(1, int(((self.locked_until - (now or now_utc())).total_seconds() + 59) // 60))
+        until = self.locked_until
+        if until is not None and self.is_locked(now):
+            minutes = max(1, int(((until - (now or now_utc())).total_seconds() + 59) // 60))
             return f"too many failed logins for this user name; try again in {minutes} minute(s)"
         left = max(0, LOCK_AFTER - self.failures)
         return f"user name or password is wrong ({left} attempt(s) left before a {LOCK_MINUTES}-minute lock)"

@@ -743,7 +743,7 @@ def _messy_engagement_rows(rng, wave_start: date):
         for _ in range(int(rng.integers(7, 10))):
             k += 1
             level = rng.normal(3.6, 0.7)
-            answers = []
+            answers: list[str | None] = []
             for off in _ITEM_OFFSETS:
                 x = int(np.clip(np.round(level + off + rng.normal(0, 0.7)), 1, 5))
                 answers.append(LIKERT_LABELS[x - 1])

@@ -19,11 +19,14 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from . import CxStatsError, Viewer, store
-from .advocates import AdvocateResult
+
+if TYPE_CHECKING:  # a type only: advocates' command line calls this module, so no import cycle
+    from .advocates import AdvocateResult
 
 EXPORT_ROLES = ("marketing", "leader", "admin")
 FORMATS = ("csv", "xlsx")

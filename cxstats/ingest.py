@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -200,7 +201,7 @@ def import_file(
     ``source`` is a path or the file's bytes (then ``file_name`` names it). Refusals raise
     CxStatsError(summary, problems=[...]) with every problem as a string.
     """
-    path = None
+    path: Path | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         file_name = file_name or "upload"
@@ -211,7 +212,7 @@ def import_file(
         file_name = file_name or path.name
         data = None
     with store.connect(db) as con:
-        if data is None:
+        if data is None and path is not None:
             # the size limit applies before the file is even read into memory
             max_bytes = _limits(con)[0]
             size = path.stat().st_size
@@ -328,7 +329,7 @@ class _Problems:
         if not self.parts:
             return out
         idx = np.concatenate([p[0] for p in self.parts])
-        col_rank = np.concatenate([np.full(len(p[0]), self.order.get(p[1], -1)) for p in self.parts])
+        col_rank = np.concatenate([np.full(len(p[0]), self.order.get(p[1] or "", -1)) for p in self.parts])
         which = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(self.parts)])
         pos = np.concatenate([np.arange(len(p[0])) for p in self.parts])
         take = np.lexsort((col_rank, idx))[:PROBLEMS_KEPT]
@@ -508,7 +509,7 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
             else:
                 err[i] = f"{_show(uniq[i])} is not a date"
     if todo_dmy:
-        parts = [_DMY.match(uniq[i].strip()).groups() for i in todo_dmy]
+        parts = [cast(re.Match, _DMY.match(uniq[i].strip())).groups() for i in todo_dmy]  # todo_dmy rows matched
         a = np.array([int(p[0]) for p in parts])
         b = np.array([int(p[1]) for p in parts])
         day_first_seen = (a > 12).any()
@@ -557,9 +558,9 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
             out[i] = np.datetime64(pd.Timestamp(parsed).tz_localize(None).as_unit("us"))
     years = out.astype("datetime64[Y]").astype("float64") + 1970
     implausible = (~np.isnat(out)) & ((years < 1900) | (years > 2100))
-    for i in np.flatnonzero(implausible):
-        err[i] = f"{_show(uniq[i])} is not a plausible date (year {int(years[i])})"
-        out[i] = np.datetime64("NaT")
+    for k in np.flatnonzero(implausible):
+        err[k] = f"{_show(uniq[k])} is not a plausible date (year {int(years[k])})"
+        out[k] = np.datetime64("NaT")
     if not keep_time:
         out = out.astype("datetime64[D]").astype("datetime64[us]")
     return out, err
@@ -647,7 +648,8 @@ class _Analysis:
             # engagement: show each item's (reverse-keyed) score beside the respondent's fields
             first = self.answers[self.answers["row_no"].isin(set(sample["row_no"]))]
             wide = first.pivot_table(index="row_no", columns="item", values="score", aggfunc="first")
-            order = [n for n in self.item_meta["item"] if n in wide.columns]
+            meta_items = list(self.item_meta["item"]) if self.item_meta is not None else list(wide.columns)
+            order = [n for n in meta_items if n in wide.columns]
             sample = sample.join(wide[order].astype("Int64"), on="row_no")
         return Preview(
             kind=self.kind, file_name=self.file_name, sheets=list(self.grid.sheets), sheet=self.grid.sheet,
@@ -676,8 +678,9 @@ class _Analysis:
 
 
 def _limits(con) -> tuple[int, int, tuple[str, ...]]:
+    items: tuple[str, ...] = ()
     if con is None:
-        mb, rows, items = float(store.DEFAULT_SETTINGS["max_file_mb"]), int(store.DEFAULT_SETTINGS["max_rows"]), ()
+        mb, rows = float(store.DEFAULT_SETTINGS["max_file_mb"]), int(store.DEFAULT_SETTINGS["max_rows"])
     else:
         st = store.settings(con)
         mb, rows, items = st.max_file_mb, st.max_rows, st.index_items

@@ -554,7 +554,7 @@ def _drivers(items: pd.DataFrame, units: pd.DataFrame) -> tuple[Driver, ...]:
     found = []
     for item, f in per.groupby("item", sort=True):
         pr = pearson(f["item_mean"], f["cx"])
-        found.append([str(item), pr.r, pr.ci_low, pr.ci_high, pr.p, len(f)])
+        found.append((str(item), pr.r, pr.ci_low, pr.ci_high, pr.p, len(f)))
     ps = [x[4] for x in found if x[4] is not None]
     qs = iter(bh_q(ps)) if ps else iter(())
     out = [Driver(it, r, lo, hi, p, (float(next(qs)) if p is not None else None), n) for it, r, lo, hi, p, n in found]

@@ -606,7 +606,8 @@ def wave_change(
     Both groups must be kept (>= min_group respondents); a suppressed group cannot be compared.
     """
     viewer.require_employee_data()
-    if viewer.unit_filter() is not None and unit_id not in viewer.unit_filter():
+    allowed = viewer.unit_filter()
+    if allowed is not None and unit_id not in allowed:
         raise CxStatsError(f"unit {unit_id!r} is not one of your units")
     sc = scope(con, min_group)
     sql = f"""

@@ -183,5 +183,5 @@ def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None
             continue
         latest = q.last_date
         label = period_label(latest, period) if latest else None
-        out.append(Freshness(q.table, latest, label, bool(label) and label >= period_label(today, period)))
+        out.append(Freshness(q.table, latest, label, label is not None and label >= period_label(today, period)))
     return out

@@ -365,7 +365,8 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     delim = _sniff_delimiter(sample_lines[:400])
     # records of the first lines, blank lines included, so row numbers match a spreadsheet view
     reader = csv.reader(iter(ln + "\n" for ln in sample_lines[:HEADER_SEARCH_ROWS * 4]), delimiter=delim)
-    first, starts = [], []
+    first: list[list[str]] = []
+    starts: list[int] = []
     for _ in range(HEADER_SEARCH_ROWS):
         line_before = reader.line_num
         try:
@@ -429,7 +430,7 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
 
 def _python_frame(rest: str, delim: str, width: int, file_name: str, header_row: int) -> pd.DataFrame:
     """Slow path: keeps blank rows (row numbers) and names the row whose cells do not fit."""
-    records = []
+    records: list = []
     reader = csv.reader(io.StringIO(rest), delimiter=delim)
     try:
         for rec in reader:

@@ -350,7 +350,7 @@ def _pdf_bytes(rep: Report, images: _Images) -> bytes:
             pdf.ln(1.5)
         if s.figure is not None:
             png = images.png(s.figure)
-            w = 200 if not s.table else 170
+            w = 200.0 if not s.table else 170.0
             if pdf.get_y() + w * IMAGE_H / IMAGE_W > pdf.h - 12:
                 w = max(60.0, (pdf.h - 12 - pdf.get_y()) * IMAGE_W / IMAGE_H)
             pdf.image(io.BytesIO(png), w=w)

@@ -47,7 +47,7 @@ class Field:
     @property
     def range_text(self) -> str:
         """'1-5', or '-1 to 1' when a dash would read as a minus sign."""
-        sep = " to " if self.lo < 0 else "-"
+        sep = " to " if self.lo is not None and self.lo < 0 else "-"
         return f"{self.lo:g}{sep}{self.hi:g}"
 
 

@@ -18,6 +18,15 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# modules that run only in `make test` (the full tier), not in `make check` (the fast tier)
+FULL_ONLY = {"test_faults", "test_kill_import", "test_fuzz_ingest", "test_browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in FULL_ONLY:
+            item.add_marker(pytest.mark.full)
+
 
 @pytest.fixture
 def db(tmp_path) -> Path:

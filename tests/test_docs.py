@@ -45,3 +45,51 @@ def test_readme_starts_with_the_two_fresh_machine_commands():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+# ---------------------------------------------------------------- docs/DEVELOPING.md's API table
+
+
+def _api_rows():
+    text = (ROOT / "docs" / "DEVELOPING.md").read_text(encoding="utf-8")
+    table = text.split("## Module owners and public API", 1)[1]
+    for line in table.splitlines()[3:]:
+        if not line.startswith("|"):
+            break
+        module, api = [c.strip() for c in line.strip("|").split("|", 1)]
+        yield module, api
+
+
+def _documented_calls(api: str):
+    """(name, [parameter names]) per documented function; None for 'any parameters' (`f(...)`)."""
+    spans = re.findall(r"`([^`]+)`", api) or [s.strip() for s in api.split(",")]
+    for span in spans:
+        m = re.match(r"^([a-z_][a-z0-9_]*)(?:\((.*?)\))?", span)
+        if not m or span.startswith("."):
+            continue
+        args = m.group(2)
+        if args is None or args.strip() == "...":
+            yield m.group(1), None
+            continue
+        names = []
+        for part in args.split(","):
+            name = re.split(r"[:=]", part.strip())[0].strip()
+            if name and name not in ("*", "...") and not name.startswith("'"):
+                names.append(name)
+        yield m.group(1), names
+
+
+@pytest.mark.parametrize("module, api", list(_api_rows()), ids=lambda v: v if len(v) < 20 else "")
+def test_developing_api_table_matches_the_code(module, api):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"cxstats.{module}")
+    for name, params in _documented_calls(api):
+        assert hasattr(mod, name), f"docs/DEVELOPING.md lists {module}.{name}, which does not exist"
+        if params is None:
+            continue
+        real = inspect.signature(getattr(mod, name)).parameters
+        missing = [p for p in params if p not in real]
+        assert not missing, f"{module}.{name}: documented parameters {missing} are not in {list(real)}"
+
