@@ -13,6 +13,9 @@ import streamlit as st
 import ui
 from cxstats import CxStatsError
 
+# an emoji favicon becomes an inline data: URL; ":material/...:" would be fetched from an outside font host
+APP_ICON = "📈"
+
 
 @st.cache_resource(show_spinner="Preparing the demo data (first start only)...")
 def _ensure_demo(db: str) -> bool:
@@ -21,7 +24,7 @@ def _ensure_demo(db: str) -> bool:
     return bool(demo.ensure_demo(Path(db)))
 
 
-st.set_page_config(page_title="cxstats", page_icon=":material/insights:", layout="wide")
+st.set_page_config(page_title="cxstats", page_icon=APP_ICON, layout="wide")
 
 if os.environ.get("CXSTATS_DEMO", "1") != "0":
     try:

@@ -43,15 +43,17 @@ class Ctx:
 
 HERE = Path(__file__).resolve().parent
 
-# key -> (file, title, icon); file names are fixed (both dashboard engineers rely on them)
+# key -> (file, title, icon); file names are fixed (both dashboard engineers rely on them). Icons are
+# emoji: a ":material/...:" icon makes the browser fetch the tab icon from fonts.gstatic.com on every
+# page load, and the app holds employee data and runs offline (issue 18)
 PAGES = {
-    "overview": ("pages/overview.py", "Overview", ":material/dashboard:"),
-    "upload": ("pages/upload.py", "Upload", ":material/upload_file:"),
-    "engagement": ("pages/engagement.py", "Engagement", ":material/groups:"),
-    "customers": ("pages/customers.py", "Customers", ":material/sentiment_satisfied:"),
-    "linkage": ("pages/linkage.py", "Linkage", ":material/insights:"),
-    "advocates": ("pages/advocates.py", "Advocates", ":material/campaign:"),
-    "data": ("pages/data.py", "Data", ":material/database:"),
+    "overview": ("pages/overview.py", "Overview", "📊"),
+    "upload": ("pages/upload.py", "Upload", "📤"),
+    "engagement": ("pages/engagement.py", "Engagement", "👥"),
+    "customers": ("pages/customers.py", "Customers", "🙂"),
+    "linkage": ("pages/linkage.py", "Linkage", "🔗"),
+    "advocates": ("pages/advocates.py", "Advocates", "📣"),
+    "data": ("pages/data.py", "Data", "🗄️"),
 }
 
 # DESIGN.md roles: marketing never gets a page with employee data; a manager has no Data page

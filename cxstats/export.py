@@ -4,7 +4,9 @@
   withdrawal uploaded later applies at once: the latest batch wins).
 - Every text cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a single
   quote in front, so a spreadsheet shows it as text instead of running it as a formula
-  (OWASP "CSV injection"); numbers stay numbers.
+  (OWASP "CSV injection"); numbers stay numbers. Leading characters a spreadsheet may drop or not
+  show (a byte-order mark, spaces, zero-width and other control or format characters) are looked
+  through: "\ufeff=cmd|..." is quoted too (issue 18).
 - Each export adds one ``export_audit`` row: who, role, when, filter, rows, format, file name.
 
 Marketing, leader and admin may export; a manager gets AccessDenied.
@@ -16,6 +18,7 @@ import csv
 import io
 import os
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,9 +51,24 @@ def neutralise(value):
     >>> neutralise("=HYPERLINK(\\"http://x\\")"), neutralise("-1"), neutralise(-1), neutralise("Ann")
     ('\\'=HYPERLINK("http://x")', "'-1", -1, 'Ann')
     """
-    if isinstance(value, str) and value.startswith(DANGEROUS_START):
+    if isinstance(value, str) and (value.startswith(DANGEROUS_START)
+                                   or _visible_start(value).startswith(DANGEROUS_START)):
         return "'" + value
     return value
+
+
+def _invisible(ch: str) -> bool:
+    # whitespace, control (Cc), format (Cf: BOM, zero-width, bidi marks) and separators (Z*)
+    return ch.isspace() or unicodedata.category(ch)[0] in ("C", "Z")
+
+
+def _visible_start(value: str) -> str:
+    """``value`` without the leading characters a spreadsheet may strip before it looks for ``=``
+    (a tab or carriage return among them is dangerous itself and is kept)."""
+    i = 0
+    while i < len(value) and value[i] not in "\t\r" and _invisible(value[i]):
+        i += 1
+    return value[i:]
 
 
 def format_for(path, fmt: str | None) -> str:

@@ -45,14 +45,26 @@ class FilterOptions:
 
 
 def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOptions:
-    """Units (a manager sees only his), their regions, and the periods that hold any data."""
+    """Units (a manager sees only his), their regions, and the periods that hold any data.
+
+    A viewer who may not see employee data (marketing) gets only units and periods of customer-side
+    data: units in feedback or purchases or in a units file, periods of feedback. A unit or a period
+    that exists only in survey data (a unit an engagement file created) would tell that a survey
+    was run there and when (issue 18).
+    """
     period = settings(con).period
+    employee = viewer.sees_employee_data
+    # units rows written by an engagement batch are units that the survey file created
+    named_from = "units" if employee else (
+        "(SELECT * FROM units WHERE batch_id NOT IN (SELECT batch_id FROM batches WHERE kind = 'engagement'))")
+    seen = ("SELECT unit_id FROM engagement UNION SELECT unit_id FROM feedback" if employee else
+            "SELECT unit_id FROM feedback UNION SELECT unit_id FROM purchases")
     rows = con.execute(
-        """
+        f"""
         WITH named AS (
-            SELECT unit_id, unit_name, region FROM units
+            SELECT unit_id, unit_name, region FROM {named_from}
             QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC, row_no DESC) = 1),
-        seen AS (SELECT unit_id FROM engagement UNION SELECT unit_id FROM feedback)
+        seen AS ({seen})
         SELECT s.unit_id, n.unit_name, n.region
         FROM (SELECT unit_id FROM named UNION SELECT unit_id FROM seen) s LEFT JOIN named n USING (unit_id)
         WHERE s.unit_id IS NOT NULL ORDER BY s.unit_id
@@ -63,12 +75,13 @@ def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOpti
     regions = tuple(sorted({u.region for u in units if u.region}))
     # engagement periods follow the wave's first survey date, so a wave never splits (DESIGN.md)
     eng_date = "coalesce(min(survey_date) OVER (PARTITION BY wave), survey_date)"
+    eng_periods = (f"""SELECT {period_sql('d', period)} AS p FROM (
+                SELECT CASE WHEN wave IS NULL THEN survey_date ELSE {eng_date} END AS d FROM engagement)
+            UNION ALL """ if employee else "")
     per = con.execute(
         f"""
         SELECT DISTINCT p FROM (
-            SELECT {period_sql('d', period)} AS p FROM (
-                SELECT CASE WHEN wave IS NULL THEN survey_date ELSE {eng_date} END AS d FROM engagement)
-            UNION ALL SELECT {period_sql('date', period)} FROM feedback)
+            {eng_periods}SELECT {period_sql('date', period)} AS p FROM feedback)
         WHERE p IS NOT NULL ORDER BY p
         """
     ).fetchall()

@@ -177,16 +177,24 @@ def test_hostile_file_name_in_upload_preview(tmp_path, make_app):  # noqa: F811
 # ---------------------------------------------------------------- exports neutralise formulas
 
 
+_INVISIBLE = st.text(st.sampled_from(["\ufeff", " ", "\u00a0", "\u200b", "\u200e", "\u2060", "\x00", "\x1f",
+                                      "\n", "\x0b", "\u3000"]), max_size=4)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.text(max_size=30))
-def test_neutralise_any_text(text):
-    out = export.neutralise(text)
+@given(_INVISIBLE, st.text(max_size=30))
+def test_neutralise_any_text(lead, text):
+    # issue 18: a name starting with a BOM (or spaces, zero-width or control characters) and "=" was
+    # exported unquoted; what a spreadsheet may strip in front is looked through
+    out = export.neutralise(lead + text)
     assert not (isinstance(out, str) and out.startswith(export.DANGEROUS_START))
-    assert out in (text, "'" + text)
+    assert out in (lead + text, "'" + lead + text)
+    if text.startswith(export.DANGEROUS_START):  # whatever invisible characters come first
+        assert out == "'" + lead + text
 
 
 @pytest.mark.parametrize("value", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
-                                   "=cmd|' /C calc'!A0"])
+                                   "=cmd|' /C calc'!A0", "\ufeff=cmd|' /C calc'!A0", " \u200b=1+1"])
 def test_csv_and_xlsx_exports_hold_formulas_as_text(value):
     import pandas as pd
 
@@ -196,7 +204,7 @@ def test_csv_and_xlsx_exports_hold_formulas_as_text(value):
     ws = openpyxl.load_workbook(io.BytesIO(export._xlsx_bytes(frame))).active
     cell = ws.cell(2, 1)
     # XML turns a carriage return into a line feed; what matters is the leading quote, as text
-    assert cell.data_type == "s" and cell.value == "'" + value.replace("\r", "\n")
+    assert cell.data_type == "s" and cell.value in ("'" + value, "'" + value.replace("\r", "\n"))
     assert ws.cell(2, 2).value == 12.5  # numbers stay numbers
 
 

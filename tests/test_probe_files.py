@@ -1,0 +1,75 @@
+"""Issue 18 (outside probe): hostile workbooks, Markdown in names, marketing's sidebar, page icons.
+
+Each test here failed on the code before the fix (SECURITY.md, "Failures found by the outside probe").
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+from pathlib import Path
+
+from cxstats import ADMIN, Viewer, ingest, quality, store
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKETING = Viewer("marketing", (), "marketing")
+
+
+def _csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue().encode()
+
+
+# ---------------------------------------------------------------- marketing's sidebar (8)
+
+
+def test_marketing_filters_hold_no_unit_or_period_known_only_from_survey_data(tmp_path):
+    db = tmp_path / "m.duckdb"
+    with store.connect(db) as con:
+        store.migrate(con)
+    fb = [{"unit_id": "S001", "date": "2025-02-10", "csat": "4", "nps": "9", "response_id": f"R{i}"} for i in range(3)]
+    eng = [{"unit_id": "SURVEY9", "survey_date": "2024-08-15", "respondent_id": f"E{i}", "enps": "8", "q1": "4"}
+           for i in range(6)]
+    buy = [{"customer_id": "C1", "order_date": "2023-05-01", "amount": "10", "order_id": "O1", "unit_id": "S002"}]
+    ingest.import_file(db, "feedback", _csv(fb), file_name="fb.csv", viewer=ADMIN)
+    ingest.import_file(db, "engagement", _csv(eng), file_name="eng.csv", viewer=ADMIN)
+    ingest.import_file(db, "purchases", _csv(buy), file_name="buy.csv", viewer=ADMIN)
+    with store.connect(db) as con:
+        admin = quality.filter_options(con, ADMIN)
+        mkt = quality.filter_options(con, MARKETING)
+    assert "SURVEY9" in {u.unit_id for u in admin.units} and "2024-Q3" in admin.periods
+    assert {u.unit_id for u in mkt.units} == {"S001", "S002"}
+    assert mkt.periods == ("2025-Q1",)
+
+
+# ---------------------------------------------------------------- page icons served locally (8)
+
+
+def _app_sources() -> list[Path]:
+    return [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "pages").glob("*.py"))]
+
+
+def test_no_page_icon_is_fetched_from_an_outside_host():
+    # a ":material/...:" page icon makes the browser fetch the tab icon from fonts.gstatic.com on every
+    # page load; an emoji becomes an inline data: URL
+    for path in _app_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert ":material/" not in node.value, f"{path.name}: {node.value!r}"
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg in ("icon", "page_icon") and isinstance(kw.value, ast.Constant):
+                        v = str(kw.value.value)
+                        assert "://" not in v and not v.startswith(("/", ":")), f"{path.name}: {v!r}"
+    import ui
+
+    app_icon = next(n.value.value for n in ast.parse((ROOT / "app.py").read_text()).body
+                    if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "APP_ICON")
+    for icon in [app_icon] + [v[2] for v in ui.PAGES.values()]:
+        assert icon and not icon.isascii(), f"{icon!r} is not an emoji"
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert "://" not in config
