@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Mapping
@@ -603,209 +603,49 @@ def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=N
         return _load(con)
 
 
-# ---------------------------------------------------------------- programme effect
-
-HOLDOUT_TEXT = (
-    "This is an estimate from matched comparison customers, not an experiment: rewarded customers were "
-    "chosen by people, and whatever led to the choice can also change later buying. A random hold-out "
-    "group is the better design. To run one: take the customers you intend to reward this round, let "
-    "the computer pick at random a share of them (say one in five) who are not rewarded yet, record "
-    "both lists with the date, reward only the others, and after 90 days compare orders and spend of "
-    "the two groups; reward the hold-out afterwards."
-)
-
-
-@dataclass(frozen=True)
-class ProgrammeEffect:
-    """Difference-in-differences estimate of what rewards did to orders and spend per 90 days.
-
-    ``pairs``: one row per rewarded customer and matched control (reward_date, scores and order
-    trends before, orders/spend 90 days before and after for both). ``did_orders``/``did_spend``
-    with pair-bootstrap 95% CIs (``ci_*`` tuples). ``label`` says it is an estimate;
-    ``holdout_text`` explains the better design and how to run it.
-    """
-
-    as_of: date | None
-    window_days: int
-    n_rewarded: int
-    n_pairs: int
-    n_unmatched: int
-    n_too_recent: int
-    did_orders: float | None
-    ci_orders: tuple[float | None, float | None]
-    did_spend: float | None
-    ci_spend: tuple[float | None, float | None]
-    summary: pd.DataFrame
-    pairs: pd.DataFrame
-    label: str = "estimate (matched comparison, not a randomised test)"
-    holdout_text: str = HOLDOUT_TEXT
-    warnings: tuple[str, ...] = ()
-
-
-def _order_table(con, as_of: date) -> pd.DataFrame:
-    """Order-level rows (customer, date, net) up to as_of: counted orders have net > 0."""
-    return con.execute(
-        """SELECT customer_id, min(order_date) AS d, CAST(sum(amount) AS DOUBLE) AS net FROM (
-               SELECT customer_id, order_id, order_date, amount,
-                      CASE WHEN order_id IS NULL THEN batch_id END AS b,
-                      CASE WHEN order_id IS NULL THEN row_no END AS r,
-                      CASE WHEN order_id IS NULL THEN line_no END AS l
-               FROM purchases WHERE order_date <= ? AND customer_id IS NOT NULL)
-           GROUP BY customer_id, order_id, b, r, l""",
-        [as_of],
-    ).df()
-
-
-def _window(orders: pd.DataFrame, who: pd.Series, start: pd.Series, end: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Counted orders and net spend of each (customer, [start, end)) window."""
-    q = pd.DataFrame({"i": np.arange(len(who)), "customer_id": who.to_numpy(), "s": start.to_numpy(),
-                      "e": end.to_numpy()})
-    j = q.merge(orders, on="customer_id", how="inner")
-    j = j[(j["d"] >= j["s"]) & (j["d"] < j["e"])]
-    cnt = j[j["net"] > 0].groupby("i").size().reindex(q["i"], fill_value=0).to_numpy()
-    spend = j.groupby("i")["net"].sum().reindex(q["i"], fill_value=0.0).to_numpy()
-    return cnt.astype(float), spend.astype(float)
-
-
-def programme_effect(con, viewer: Viewer = ADMIN, as_of=None, *, window_days: int = 90, trend_days: int = 180,
-                     n_boot: int = 2000, seed: int = 12345) -> ProgrammeEffect:
-    """Matched difference-in-differences of rewards on orders and spend per ``window_days``.
-
-    Each customer's first reward at date t (with t + window_days <= as_of, so the after-window is
-    complete) is matched, nearest first and without replacement, to a customer not rewarded before
-    t + window_days, by standardised distance on the advocate score at t - 1 day and the order trend
-    (orders in the last 90 of the 180 days before t minus orders in the first 90). The control takes
-    its pair's reward date. For each pair, ``change = after - before`` (window_days each side of t);
-    ``DiD = mean(change_rewarded) - mean(change_control)``. 95% CI: percentiles 2.5/97.5 of the
-    DiD over ``n_boot`` resamples of whole pairs (seeded).
-
-    Worked example: rewarded customers go from 1.0 to 2.0 orders per 90 days, controls from 1.0
-    to 1.2: DiD = (2.0 - 1.0) - (1.2 - 1.0) = 0.8 orders per 90 days.
-    """
-    viewer.require(*SCORING_ROLES)
-    as_of = _as_date(as_of) or latest_order_date(con)
-    empty = ProgrammeEffect(as_of, window_days, 0, 0, 0, 0, None, (None, None), None, (None, None),
-                            pd.DataFrame(), pd.DataFrame(), warnings=("no rewards recorded yet",))
-    if as_of is None:
-        return empty
-    first = con.execute(
-        "SELECT customer_id, min(reward_date) AS t FROM rewards WHERE reward_date <= ? GROUP BY customer_id",
-        [as_of],
-    ).df()
-    if first.empty:
-        return empty
-    first["t"] = pd.to_datetime(first["t"])
-    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=window_days)
-    too_recent = int((first["t"] > cutoff).sum())
-    treated = first[first["t"] <= cutoff].sort_values(["t", "customer_id"]).reset_index(drop=True)
-    all_first = con.execute("SELECT customer_id, min(reward_date) AS t FROM rewards GROUP BY customer_id").df()
-    first_reward = dict(zip(all_first["customer_id"], pd.to_datetime(all_first["t"])))
-    orders = _order_table(con, as_of)
-    orders["d"] = pd.to_datetime(orders["d"])
-    weights = dict(DEFAULT_WEIGHTS)
-    cooldown = store.settings(con).reward_cooldown_days
-
-    used: set[str] = set()
-    rows = []
-    unmatched = 0
-    for t, grp in treated.groupby("t", sort=True):
-        scored, n, _ = _compute(con, (t - pd.Timedelta(days=1)).date(), weights, cooldown)
-        if n == 0:
-            unmatched += len(grp)
-            continue
-        pool = scored[["customer_id", "score"]].copy()
-        tt = pd.Series(t, index=pool.index)
-        a, _ = _window(orders, pool["customer_id"], tt - pd.Timedelta(days=trend_days), tt - pd.Timedelta(days=trend_days // 2))
-        b, _ = _window(orders, pool["customer_id"], tt - pd.Timedelta(days=trend_days // 2), tt)
-        pool["trend"] = b - a
-        # a control must not be rewarded before its after-window ends
-        later = pool["customer_id"].map(first_reward)
-        eligible = later.isna() | (later >= t + pd.Timedelta(days=window_days))
-        sd_s = float(pool["score"].std()) or 1.0
-        sd_t = float(pool["trend"].std()) or 1.0
-        info = pool.set_index("customer_id")
-        for cid in grp["customer_id"]:
-            if cid not in info.index:
-                unmatched += 1
-                continue
-            cand = pool[eligible & (pool["customer_id"] != cid)]
-            cand = cand[~cand["customer_id"].isin(used)]
-            if cand.empty:
-                unmatched += 1
-                continue
-            me = info.loc[cid]
-            dist = ((cand["score"] - me["score"]) / sd_s) ** 2 + ((cand["trend"] - me["trend"]) / sd_t) ** 2
-            best = cand.loc[dist.idxmin()]
-            used.add(best["customer_id"])
-            used.add(cid)
-            rows.append({"customer_id": cid, "control_id": best["customer_id"], "reward_date": t.date(),
-                         "score": float(me["score"]), "control_score": float(best["score"]),
-                         "trend": float(me["trend"]), "control_trend": float(best["trend"])})
-    pairs = pd.DataFrame(rows)
-    if pairs.empty:
-        return ProgrammeEffect(as_of, window_days, len(first), 0, unmatched, too_recent, None, (None, None), None,
-                               (None, None), pd.DataFrame(), pairs,
-                               warnings=("no rewarded customer could be matched to a comparable customer",))
-    t = pd.to_datetime(pairs["reward_date"])
-    wd = pd.Timedelta(days=window_days)
-    for who, prefix in (("customer_id", ""), ("control_id", "control_")):
-        ob, sb = _window(orders, pairs[who], t - wd, t)
-        oa, sa = _window(orders, pairs[who], t, t + wd)
-        pairs[f"{prefix}orders_before"], pairs[f"{prefix}orders_after"] = ob, oa
-        pairs[f"{prefix}spend_before"], pairs[f"{prefix}spend_after"] = sb, sa
-    d_orders = (pairs["orders_after"] - pairs["orders_before"]) - (pairs["control_orders_after"] - pairs["control_orders_before"])
-    d_spend = (pairs["spend_after"] - pairs["spend_before"]) - (pairs["control_spend_after"] - pairs["control_spend_before"])
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))
-    boot_o = d_orders.to_numpy()[idx].mean(axis=1)
-    boot_s = d_spend.to_numpy()[idx].mean(axis=1)
-    summary = pd.DataFrame({
-        "group": ["rewarded", "comparison"],
-        "customers": [len(pairs), len(pairs)],
-        "orders_before": [pairs["orders_before"].mean(), pairs["control_orders_before"].mean()],
-        "orders_after": [pairs["orders_after"].mean(), pairs["control_orders_after"].mean()],
-        "spend_before": [pairs["spend_before"].mean(), pairs["control_spend_before"].mean()],
-        "spend_after": [pairs["spend_after"].mean(), pairs["control_spend_after"].mean()],
-    })
-    warnings = []
-    if len(pairs) < 30:
-        warnings.append(f"only {len(pairs)} matched pairs: the estimate is rough")
-    return ProgrammeEffect(
-        as_of, window_days, len(first), len(pairs), unmatched, too_recent,
-        float(d_orders.mean()), (float(np.percentile(boot_o, 2.5)), float(np.percentile(boot_o, 97.5))),
-        float(d_spend.mean()), (float(np.percentile(boot_s, 2.5)), float(np.percentile(boot_s, 97.5))),
-        summary, pairs, warnings=tuple(warnings),
-    )
-
-
 # ---------------------------------------------------------------- command line
 
 
 def cli_advocates(args) -> int:
-    """``python -m cxstats advocates [--as-of DATE] [--top N] [--out FILE] [--json]`` (acts as admin)."""
+    """``python -m cxstats advocates [--as-of DATE] [--top N] [--out FILE [--holdout PCT [--seed N]]] [--json]``
+    (acts as admin)."""
     import json
 
     if args.top is not None and args.top < 0:
         raise CxStatsError("--top must be 0 (all) or a positive number")
     as_of = _as_date(args.as_of, "--as-of")
     out_path = getattr(args, "out", None)
+    holdout, seed = getattr(args, "holdout", None), getattr(args, "seed", None)
+    if holdout is not None and not out_path:
+        raise CxStatsError("--holdout needs --out FILE.csv|FILE.xlsx: the hold-out is drawn from an exported list")
+    if seed is not None and holdout is None:
+        raise CxStatsError("--seed only goes with --holdout PCT")
     if out_path:
         from .export import format_for
 
         format_for(out_path, None)  # refuse a bad suffix before any work
+    if holdout is not None:
+        from .export import check_pct
+
+        check_pct(holdout)
     with store.connect(args.db) as con:
         result = score(con, ADMIN, as_of=as_of)
         exported = None
         if out_path:
             from .export import write_advocates
 
-            exported = write_advocates(con, ADMIN, result, out_path, filter_text=_filter_text(args), top=args.top)
+            listed = result if holdout is None else replace(result, customers=to_reward(result))  # "to reward"
+            exported = write_advocates(con, ADMIN, listed, out_path, filter_text=_filter_text(args), top=args.top,
+                                       holdout_pct=holdout, seed=seed)
     if args.json:
         print(json.dumps(result.as_json(args.top)))
     else:
         _print_table(result, args.top)
     if exported is not None:
         msg = f"exported {exported.rows} consented customers to {exported.path} (export {exported.export_id})"
+        if holdout is not None:
+            msg += (f"; {exported.held_out} held out at random (seed {exported.seed}): leave them out of "
+                    "rewards for 90 days, then see: python -m cxstats effect")
         print(msg, file=__import__("sys").stderr if args.json else __import__("sys").stdout)
     return 0
 
@@ -832,6 +672,5 @@ def _print_table(result: AdvocateResult, top: int | None) -> None:
         print(f"{len(result.unmatched_handles):,} handles with mentions matched no customer")
 
 
-__all__ = ["score", "to_reward", "record_reward", "programme_effect", "cli_advocates", "AdvocateResult",
-           "ProgrammeEffect", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
+__all__ = ["score", "to_reward", "record_reward", "cli_advocates", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
            "DEFAULT_WEIGHTS"]

@@ -585,31 +585,34 @@ def tier_counts(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def programme_effect_chart(effect: Any) -> go.Figure:
-    """Rewarded customers against matched comparison customers: orders per window before and after.
+def programme_effect_chart(design: Any) -> go.Figure:
+    """One design of the programme effect: orders per 90 days before and after, both groups.
 
-    ``effect`` (``advocates.ProgrammeEffect``): ``summary`` rows 'rewarded' and 'comparison' with
-    orders_before, orders_after; did_orders, ci_orders, n_pairs, window_days. Labelled an
-    estimate (matched, not randomised).
+    ``design`` (``programme.Design`` or its fields as a dict): ``means`` rows (group, orders_before,
+    orders_after), the first the rewarded/reward arm and the second the comparison/hold-out;
+    ``orders`` (estimate, ci_low, ci_high), ``design`` 'holdout' or 'matched', ``n_treated``,
+    ``n_control``. The matched design is labelled an estimate.
     """
-    summary = _get(effect, "summary")
-    if effect is None or summary is None or len(summary) == 0 or _num(_get(effect, "did_orders")) is None:
-        return empty_figure("No rewarded customers with a matched comparison customer yet")
-    s = summary.set_index("group")
+    means = _get(design, "means")
+    orders = _get(design, "orders")
+    est = _num(_get(orders, "estimate"))
+    if design is None or means is None or len(means) == 0 or est is None:
+        return empty_figure("No finished comparison yet: rewards need 90 days after them")
+    kind = _get(design, "design", "matched")
+    rows = list(means.itertuples(index=False))
     fig = go.Figure()
-    style = {"rewarded": dict(color="#31a354", width=3), "comparison": dict(color="#969696", dash="dash")}
-    for g in ("rewarded", "comparison"):
-        if g in s.index:
-            fig.add_trace(go.Scatter(x=["before", "after"], y=[_num(s.loc[g, "orders_before"]),
-                                                              _num(s.loc[g, "orders_after"])],
-                                     mode="lines+markers", name=g, line=style[g],
-                                     hovertemplate="%{x}: %{y:.2f} orders<extra>" + g + "</extra>"))
-    lo, hi = (_get(effect, "ci_orders") or (None, None))
-    days = _get(effect, "window_days", 90)
-    fig.update_layout(
-        title=(f"Programme effect (estimate): {_fmt(_get(effect, 'did_orders'), '+.2f')} orders per {days} days "
-               f"(95% CI {_fmt(lo, '+.2f')} to {_fmt(hi, '+.2f')}; {_get(effect, 'n_pairs', 0)} matched pairs)"),
-        yaxis=dict(title=f"orders per {days} days"), xaxis=dict(type="category"),
-        height=340, margin=dict(l=10, r=10, t=50, b=10),
-    )
+    styles = (dict(color="#31a354", width=3), dict(color="#969696", dash="dash"))
+    for r, style in zip(rows[:2], styles):
+        fig.add_trace(go.Scatter(x=["90 days before", "90 days after"], y=[_num(r.orders_before), _num(r.orders_after)],
+                                 mode="lines+markers", name=safe_text(str(r.group)), line=style,
+                                 hovertemplate="%{x}: %{y:.2f} orders<extra>" + safe_text(str(r.group)) + "</extra>"))
+    lo, hi = _get(orders, "ci_low"), _get(orders, "ci_high")
+    if kind == "holdout":
+        what = (f"Hold-out (randomised): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
+                f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} listed vs {_get(design, 'n_control', 0)} held out)")
+    else:
+        what = (f"Matched (estimate): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
+                f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} matched pairs)")
+    fig.update_layout(title="Programme effect, " + what, yaxis=dict(title="orders per 90 days"),
+                      xaxis=dict(type="category"), height=340, margin=dict(l=10, r=10, t=50, b=10))
     return fig

@@ -64,9 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", default=None, help="evidence up to this date (default: latest order date)")
     p.add_argument("--top", type=int, default=100, help="how many (0 = all)")
     p.add_argument("--out", default=None, help="export consented advocates to FILE.csv or FILE.xlsx")
+    p.add_argument("--holdout", type=float, default=None, metavar="PCT",
+                   help="with --out: hold out PCT%% (0-50) of the 'to reward' list at random, recorded")
+    p.add_argument("--seed", type=int, default=None, help="seed of the hold-out (default: random, stored)")
     p.add_argument("--json", action="store_true")
 
     # --- effect ---
+    p = sub.add_parser("effect", help="did rewarding work? hold-out and matched estimates")
+    _add_db(p)
+    p.add_argument("--as-of", default=None, help="evidence up to this date (default: latest order date)")
+    p.add_argument("--json", action="store_true")
 
     # --- focus ---
 
@@ -141,6 +148,10 @@ def cmd_advocates(args) -> int:
     return advocates.cli_advocates(args)
 
 # --- effect ---
+def cmd_effect(args) -> int:
+    from . import programme
+
+    return programme.cli_effect(args)
 
 
 # --- focus ---
@@ -186,6 +197,7 @@ COMMANDS = {
     "advocates": cmd_advocates,
 
     # --- effect ---
+    "effect": cmd_effect,
 
     # --- focus ---
 

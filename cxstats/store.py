@@ -14,7 +14,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +25,7 @@ from . import CxStatsError
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
-SCHEMA_VERSION = 2  # 2: order_totals
+SCHEMA_VERSION = 3  # 2: order_totals; 3: holdouts
 
 DEFAULT_SETTINGS: dict[str, str] = {
     "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
@@ -115,6 +115,10 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS order_totals (
         customer_id VARCHAR, order_id VARCHAR, batch_id INTEGER, first_date DATE, last_date DATE,
         net DECIMAL(38,2), gross DECIMAL(38,2), returned DECIMAL(38,2))""",
+    # randomised hold-outs of "to reward" exports (written with the export's audit row; seed and share kept)
+    """CREATE TABLE IF NOT EXISTS holdouts (
+        export_id INTEGER NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, list_date DATE NOT NULL,
+        seed BIGINT, pct DOUBLE)""",
 ] + [_table_ddl(k) for k in KINDS]
 
 
@@ -413,3 +417,24 @@ def current_customers_sql() -> str:
         "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY customer_id "
         "ORDER BY batch_id DESC, row_no DESC) AS rn FROM customers) WHERE rn = 1"
     )
+
+
+# ---------------------------------------------------------------- hold-outs (written with an export's audit row)
+
+HOLDOUT_DAYS = 90  # a held-out customer stays out of every export this long after the list date
+
+
+def held_out(con, list_date: date) -> set[str]:
+    """Customers held out of a list whose 90 days have not ended at ``list_date``: no export lists them."""
+    rows = con.execute("SELECT DISTINCT customer_id FROM holdouts WHERE arm = 'holdout' AND ? < list_date + ?",
+                       [list_date, HOLDOUT_DAYS]).fetchall()
+    return {r[0] for r in rows}
+
+
+def record_holdout(con, export_id: int, reward_ids, holdout_ids, list_date: date, seed: int, pct: float) -> None:
+    """Insert the arms of one export (inside the caller's transaction, beside the audit row)."""
+    rows = [(export_id, c, "reward", list_date, int(seed), float(pct)) for c in reward_ids]
+    rows += [(export_id, c, "holdout", list_date, int(seed), float(pct)) for c in holdout_ids]
+    if rows:
+        con.executemany("INSERT INTO holdouts (export_id, customer_id, arm, list_date, seed, pct) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", rows)

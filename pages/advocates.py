@@ -7,10 +7,11 @@ narrow the table. Exports hold consented customers only and are audited by the l
 import dataclasses
 from datetime import date
 
+import pandas as pd
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, advocates, charts, export, store
+from cxstats import CxStatsError, advocates, charts, export, programme, store
 
 ctx = ui.page_setup("Advocates", roles=("marketing", "leader", "admin"))
 
@@ -125,27 +126,48 @@ if len(result.unmatched_handles):
     with st.expander(f"Social handles that match no customer ({len(result.unmatched_handles)})"):
         st.dataframe(result.unmatched_handles, hide_index=True, width="stretch")
 
-# ---------------------------------------------------------------- export (consented only, audited)
+# ---------------------------------------------------------------- export (consented only, audited, with a hold-out)
 st.subheader("Export")
-e1, e2 = st.columns([1, 3])
+e1, e2, e3 = st.columns([1, 1, 3])
 fmt = e1.radio("Format", ["csv", "xlsx"], horizontal=True, key="adv_fmt")
-e2.caption("Only customers who gave marketing consent are written, whatever the filters say; every export is "
-           "recorded in the audit log (who, when, filter, rows).")
-if e2.button("Prepare export of the shown list", key="adv_prepare"):
+may_hold = ctx.viewer.role in programme.HOLDOUT_ROLES
+holdout_pct = e2.number_input(
+    "Hold out (%)", min_value=0, max_value=int(programme.MAX_HOLDOUT_PCT),
+    value=int(programme.PAGE_HOLDOUT_PCT) if may_hold else 0, step=5, key="adv_holdout", disabled=not may_hold,
+    help="share of the customers to reward that the computer leaves out at random, so that in 90 days you can "
+         "see what the rewards did (0 = no hold-out)")
+if holdout_pct:
+    e3.caption(f"A 'to reward' list: the consented customers shown who were not rewarded recently and are not "
+               f"flagged. {holdout_pct}% of them are picked at random and left out of the file and of every export "
+               "for 90 days: do not reward them until then. Their buying is the fair comparison for the others. "
+               "Every export is recorded in the audit log (who, when, filter, rows, hold-out).")
+else:
+    e3.caption("Only customers who gave marketing consent are written, whatever the filters say; every export is "
+               "recorded in the audit log (who, when, filter, rows). Without a hold-out nobody can tell later "
+               "whether the rewards worked.")
+export_key = (fmt, filter_text, int(holdout_pct))
+if e3.button("Prepare export of the shown list", key="adv_prepare"):
     try:
         with store.connect(ctx.db) as con:
-            data, info = export.export_bytes(con, ctx.viewer, dataclasses.replace(result, customers=shown), fmt,
-                                             filter_text)
+            listed = dataclasses.replace(result, customers=shown)
+            if holdout_pct:  # a hold-out is drawn from the customers to reward now
+                listed = dataclasses.replace(result, customers=advocates.to_reward(listed))
+            data, info = export.export_bytes(con, ctx.viewer, listed, fmt, filter_text,
+                                             holdout_pct=holdout_pct or None)
     except CxStatsError as exc:
         ui.show_error(exc)
     else:
-        st.session_state["adv_export"] = (data, fmt, info.rows, filter_text)
+        st.session_state["adv_export"] = (data, export_key, info.rows, info.held_out, info.seed)
+        if holdout_pct:
+            st.session_state["adv_holdouts"] = st.session_state.get("adv_holdouts", 0) + 1
 prepared = st.session_state.get("adv_export")
-if prepared and prepared[1:2] == (fmt,) and prepared[3] == filter_text:  # a changed filter needs a new export
-    data, pfmt, rows, _ = prepared
+if prepared and prepared[1] == export_key:  # a changed filter or hold-out needs a new export
+    data, (pfmt, _, pct), rows, held, seed = prepared
     mime = "text/csv" if pfmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     st.download_button(f"Download {rows:,} consented customers ({pfmt})", data, file_name=f"advocates.{pfmt}",
                        mime=mime, key="adv_download")
+    if pct:
+        st.caption(f"{held:,} customers held out at random (seed {seed}) and recorded; they are not in the file.")
 
 # ---------------------------------------------------------------- record a reward
 st.subheader("Record a reward")
@@ -172,20 +194,60 @@ else:
             ui.invalidate()
             st.success(f"Reward recorded as batch {batch} (undo it on the Data page if it was a mistake).")
 
-# ---------------------------------------------------------------- programme effect
+# ---------------------------------------------------------------- programme effect (both designs, always shown)
 st.subheader("Did the rewards work?")
-if st.toggle("Estimate the programme effect (takes a few seconds the first time)", key="adv_effect"):
-    try:
-        eff = ui.cached(advocates.programme_effect, ctx.viewer, result.as_of)
-    except CxStatsError as exc:
-        ui.show_error(exc)
-    else:
-        st.plotly_chart(charts.programme_effect_chart(eff), width="stretch", key="adv_effect_chart")
-        if eff.did_spend is not None:
-            st.write(f"Spend: {eff.did_spend:+.2f} per {eff.window_days} days (95% CI {eff.ci_spend[0]:+.2f} to "
-                     f"{eff.ci_spend[1]:+.2f}); {eff.n_pairs} matched pairs, {eff.n_unmatched} unmatched, "
-                     f"{eff.n_too_recent} rewarded too recently to judge.")
-        st.caption(f"This is an {eff.label}.")
-        for w in eff.warnings:
-            st.warning(ui.escape_md(w))
-        st.info(eff.holdout_text)
+
+
+def programme_effect(con, viewer, as_of, holdouts_made):
+    """programme.programme_effect; ``holdouts_made`` moves the cache key after a hold-out export."""
+    return programme.programme_effect(con, viewer, as_of)
+
+
+try:
+    eff = ui.cached(programme_effect, ctx.viewer, result.as_of, st.session_state.get("adv_holdouts", 0))
+except CxStatsError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+
+def _iv(iv, unit: str, spec: str) -> str:
+    if iv is None or iv.estimate is None:
+        return "not available yet"
+    if iv.ci_low is None:
+        return f"{iv.estimate:{spec}} {unit} (too few customers for an interval)"
+    return f"{iv.estimate:{spec}} {unit} (95% CI {iv.ci_low:{spec}} to {iv.ci_high:{spec}})"
+
+
+st.markdown("**1. Hold-out (randomised): the design to use.** " + eff.holdout_text)
+if not eff.holdouts:
+    st.info("No export with a hold-out yet. Export the list above with a hold-out (10% is proposed), reward "
+            "only the customers in the file, and come back after 90 days.")
+for d in eff.holdouts:
+    title = (f"Export {d.export_id} of {d.list_date}: {d.n_treated:,} to reward, {d.n_control:,} held out "
+             f"({d.status})")
+    with st.container(border=True):
+        st.markdown(f"**{title}**")  # numbers and dates only, no user text
+        if d.status == "done":
+            st.write(f"Change of orders per 90 days, reward minus hold-out: {_iv(d.orders, 'orders', '+.2f')}; "
+                     f"spend: {_iv(d.spend, '', '+.2f')}.")
+            st.plotly_chart(charts.programme_effect_chart(d), width="stretch", key=f"adv_holdout_chart_{d.export_id}")
+        for w in d.warnings:
+            st.caption(ui.escape_md(w))
+
+m = eff.matched
+st.markdown("**2. Matched comparison (observational): for rewards given without a hold-out.** " + eff.matched_text)
+with st.container(border=True):
+    st.write(f"{m.n_treated:,} rewarded customers matched to a look-alike, {m.n_unmatched:,} without one, "
+             f"{m.n_too_recent:,} rewarded too recently to judge. Change of orders per 90 days (estimate): "
+             f"{_iv(m.orders, 'orders', '+.2f')}; spend: {_iv(m.spend, '', '+.2f')}. Placebo 180 days earlier "
+             f"(should hold 0): {_iv(m.pretrend, 'orders', '+.2f')}.")
+    if m.means is not None:
+        st.plotly_chart(charts.programme_effect_chart(m), width="stretch", key="adv_effect_chart")
+    for w in m.warnings:
+        st.warning(ui.escape_md(w))
+    if m.balance:
+        st.caption("Balance: standardised mean difference of each covariate between rewarded and comparison "
+                   "customers, before and after matching (within 0.1 is good).")
+        st.dataframe(pd.DataFrame([b.as_json() for b in m.balance]), hide_index=True, width="stretch",
+                     column_config={"smd_before": st.column_config.NumberColumn("before", format="%.2f"),
+                                    "smd_after": st.column_config.NumberColumn("after", format="%.2f")})

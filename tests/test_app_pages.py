@@ -264,11 +264,33 @@ def test_leader_may_not_record_rewards(make_app, demo_db):
     assert "Rewards are recorded by marketing or an admin." in texts(at)
 
 
-@pytest.mark.slow
-def test_programme_effect_chart_is_labelled_an_estimate(make_app, demo_db):
+def test_programme_effect_shown_without_a_toggle_hold_out_first(make_app, demo_db):
     at = switch(make_app(demo_db, "marketing"), page_file("advocates"))
-    at.toggle(key="adv_effect").set_value(True).run(timeout=180)
-    assert_clean(at, "programme effect")
+    assert not at.get("toggle"), "the effect is fast enough to show always"
+    md = [m.value for m in at.markdown]
+    first = [i for i, v in enumerate(md) if v.startswith("**1. Hold-out (randomised)")]
+    second = [i for i, v in enumerate(md) if v.startswith("**2. Matched comparison")]
+    assert first and second and first[0] < second[0], "the hold-out design is recommended first"
+    assert any("not an experiment" in v for v in md) and any("differ only by chance" in v for v in md)
+    assert any("No export with a hold-out yet" in i.value for i in at.info)
     effect = [s for s in charts_of(at) if "Programme effect" in json.dumps(s.get("layout", {}))]
     assert effect and "estimate" in json.dumps(effect[0]["layout"]["title"])
-    assert any("hold-out" in i.value for i in at.info)
+    assert at.number_input(key="adv_holdout").value == 10  # the page proposes a 10% hold-out
+    assert any("before" in str(list(d.value.columns)) or "smd_before" in d.value.columns for d in at.dataframe)
+
+
+def test_export_with_a_hold_out_is_recorded_and_shown_in_progress(make_app, fresh_demo_db):
+    at = switch(make_app(fresh_demo_db, "marketing"), page_file("advocates"))
+    at.number_input(key="adv_holdout").set_value(20).run()
+    at.button(key="adv_prepare").click().run()
+    assert_clean(at, "hold-out export")
+    assert at.get("download_button")
+    with store.connect(fresh_demo_db) as con:
+        arms = con.execute("SELECT arm, count(*) FROM holdouts GROUP BY arm").fetchall()
+        audit = con.execute("SELECT rows, filter FROM export_audit ORDER BY export_id DESC LIMIT 1").fetchall()[0]
+    arms = dict(arms)
+    assert arms["holdout"] == round((arms["holdout"] + arms["reward"]) * 0.2) and arms["holdout"] > 0
+    assert audit[0] == arms["reward"] and "hold-out 20%" in audit[1]
+    assert any(f"{arms['holdout']:,} customers held out at random" in c.value for c in at.caption)
+    md = [m.value for m in at.markdown]
+    assert any("held out (in progress)" in v for v in md), md

@@ -225,12 +225,15 @@ def test_response_times_in_percent():
 
 
 def test_programme_effect_is_labelled_estimate():
-    summary = pd.DataFrame({"group": ["rewarded", "comparison"], "orders_before": [1.0, 1.0],
-                            "orders_after": [1.5, 1.1]})
-    eff = {"summary": summary, "did_orders": 0.4, "ci_orders": (0.1, 0.7), "n_pairs": 12, "window_days": 90}
+    means = pd.DataFrame({"group": ["rewarded", "comparison"], "orders_before": [1.0, 1.0],
+                          "orders_after": [1.5, 1.1]})
+    eff = {"means": means, "orders": {"estimate": 0.4, "ci_low": 0.1, "ci_high": 0.7}, "n_treated": 12,
+           "design": "matched"}
     fig = charts.programme_effect_chart(eff)
     assert "estimate" in fig.layout.title.text and "+0.40" in fig.layout.title.text
     assert [list(t.y) for t in fig.data] == [[1.0, 1.5], [1.0, 1.1]]
+    fig = charts.programme_effect_chart(eff | {"design": "holdout", "n_control": 3})
+    assert "randomised" in fig.layout.title.text and "3 held out" in fig.layout.title.text
 
 
 def test_wave_change_title_has_interval():

