@@ -63,25 +63,29 @@ def _add_effect(rng, cust, day, amount, who, t, effect: int):
     if effect <= 0 or not len(who):
         return cust, day, amount
     extra_c = np.repeat(who, effect)
-    extra_d = np.concatenate([t + 5 + (80 // effect) * np.arange(effect) for _ in who]) if effect else np.zeros(0)
+    extra_d = np.concatenate([t + 5 + (80 // effect) * np.arange(effect) for _ in who])
     extra_a = np.round(rng.lognormal(np.log(45), 0.4, len(extra_c)), 2)
     return np.r_[cust, extra_c], np.r_[day, extra_d.astype(int)], np.r_[amount, extra_a]
 
 
-def matched_run(seed: int, effect: int = 0, n_boot: int = 1000) -> programme.Design:
-    """One programme of targeted rewards (three rounds), then the matched design."""
+def _targeted(seed: int, effect: int):
+    """Orders and the rewards of three rounds to the top recent buyers (effect planted on them)."""
     rng = np.random.default_rng(seed)
     cust, day, amount = _orders(rng)
-    n = N_CUSTOMERS
     rewarded: dict[int, int] = {}
     for t in ROUNDS:
-        s = _recent_score(rng, cust, day, t, n)
+        s = _recent_score(rng, cust, day, t, N_CUSTOMERS)
         s[list(rewarded)] = -np.inf
         who = np.argsort(-s, kind="stable")[:PER_ROUND]
         for i in who:
             rewarded[int(i)] = t
         cust, day, amount = _add_effect(rng, cust, day, amount, who, t, effect)
-    book = _book(cust, day, amount)
+    return _book(cust, day, amount), rewarded
+
+
+def matched_run(seed: int, effect: int = 0, n_boot: int = 1000) -> programme.Design:
+    """One programme of targeted rewards (three rounds), then the matched design."""
+    book, rewarded = _targeted(seed, effect)
     rewards = {f"c{i:05d}": t + DAY0 for i, t in rewarded.items()}
     excluded = {c: np.array([d]) for c, d in rewards.items()}
     return programme.matched_design(book, rewards, excluded, DAYS + DAY0, n_boot=n_boot, seed=seed)
@@ -100,31 +104,15 @@ def holdout_run(seed: int, effect: int = 0) -> programme.Design:
     return programme.holdout_design(book, 1, LIST_DAY + DAY0, reward, held, DAYS + DAY0)
 
 
-def naive_run(seed: int, effect: int = 0) -> float:
-    """The naive before/after change of the rewarded customers minus everyone else's (for the docs)."""
-    d = matched_run_raw(seed, effect)
-    return d
-
-
 def matched_run_raw(seed: int, effect: int = 0) -> float:
-    rng = np.random.default_rng(seed)
-    cust, day, amount = _orders(rng)
-    n = N_CUSTOMERS
-    rewarded: dict[int, int] = {}
-    for t in ROUNDS:
-        s = _recent_score(rng, cust, day, t, n)
-        s[list(rewarded)] = -np.inf
-        who = np.argsort(-s, kind="stable")[:PER_ROUND]
-        for i in who:
-            rewarded[int(i)] = t
-        cust, day, amount = _add_effect(rng, cust, day, amount, who, t, effect)
-    book = _book(cust, day, amount)
+    """The naive comparison: rewarded customers' change of orders minus every never-rewarded
+    customer's, averaged over the rounds (no matching; for the docs)."""
+    book, rewarded = _targeted(seed, effect)
+    others = [f"c{i:05d}" for i in range(N_CUSTOMERS) if i not in rewarded]
     diffs = []
     for t in ROUNDS:
-        who = [i for i, tt in rewarded.items() if tt == t]
-        others = [i for i in range(n) if i not in rewarded]
-        ot, _ = book.change(book.idx([f"c{i:05d}" for i in who]), t + DAY0)
-        oc, _ = book.change(book.idx([f"c{i:05d}" for i in others]), t + DAY0)
+        ot, _ = book.change(book.idx([f"c{i:05d}" for i, tt in rewarded.items() if tt == t]), t + DAY0)
+        oc, _ = book.change(book.idx(others), t + DAY0)
         diffs.append(ot.mean() - oc.mean())
     return float(np.mean(diffs))
 

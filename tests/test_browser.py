@@ -275,6 +275,51 @@ def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
     step(page, "j3_04_marketing_engagement_url", "marketing typing /engagement")
 
 
+# ---------------------------------------------------------------- journey 3b: marketing exports with a hold-out
+
+
+def test_marketing_exports_a_list_with_a_hold_out(page, server, demo_state):
+    """The downloaded file has customer_id first and none of the held-out customers (the holdouts table)."""
+    from playwright.sync_api import expect
+
+    from cxstats import store
+
+    log_in(page, server.url, USERS["marketing"])
+    open_page(page, "Advocates")
+    page.get_by_test_id("stRadio").get_by_text("csv", exact=True).click()
+    wait_idle(page)
+    box = page.get_by_test_id("stNumberInput").filter(has_text="Hold out (%)").locator("input")
+    box.scroll_into_view_if_needed()
+    box.fill("20")
+    box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(r"^Prepare export")).click()
+    button = page.get_by_test_id("stDownloadButton").filter(has_text=re.compile(r"consented customers \(csv\)"))
+    expect(button).to_be_visible()
+    expect(page.get_by_text(re.compile(r"customers held out at random \(seed \d+\)"))).to_be_visible()
+    button.scroll_into_view_if_needed()
+    step(page, "j3b_01_marketing_holdout_ready", "marketing Advocates with a hold-out export prepared")
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        button.click()
+    saved = demo_state["tmp"] / ("holdout-" + info.value.suggested_filename)
+    info.value.save_as(saved)
+    rows = list(csv.reader(io.StringIO(saved.read_bytes().decode("utf-8-sig"))))
+    assert rows[0][:4] == ["customer_id", "name", "email", "handle"], rows[0]
+    listed = {r[0] for r in rows[1:]}
+    assert listed, "the hold-out export has no rows on the demo data"
+
+    with store.connect(demo_state["db"], wait_s=30) as con:  # the server holds the file only per operation
+        eid, pct, seed = con.execute("SELECT export_id, max(pct), max(seed) FROM holdouts GROUP BY export_id "
+                                     "ORDER BY export_id DESC LIMIT 1").fetchall()[0]
+        arms = con.execute("SELECT customer_id, arm FROM holdouts WHERE export_id = ?", [eid]).fetchall()
+        every_held = {c for (c,) in con.execute("SELECT customer_id FROM holdouts WHERE arm = 'holdout'").fetchall()}
+    held = {c for c, a in arms if a == "holdout"}
+    assert pct == 20 and held and len(held) == round(len(arms) * 0.2), (pct, len(held), len(arms))
+    assert listed == {c for c, a in arms if a == "reward"}, "the file is not the reward arm"
+    assert not listed & every_held, "a held-out customer is in the file"
+    step(page, "j3b_02_marketing_after_holdout_download", "marketing Advocates after the hold-out download")
+
+
 # ---------------------------------------------------------------- journey 4: leader downloads the board report
 
 
