@@ -25,6 +25,22 @@ def _ensure_demo(db: str) -> bool:
 
 
 st.set_page_config(page_title="cxstats", page_icon=APP_ICON, layout="wide")
+# tables holding customers or employee figures offer no built-in "Download as CSV" (and no copy):
+# exports go through the audited, consent-filtered, formula-safe path only. .streamlit/config.toml
+# sets it for the first run too; this covers a server started with another config.
+st.set_option("client.disableDataExport", True)
+
+
+def _refuse(exc: CxStatsError) -> None:
+    """The app cannot start (user file unsafe, broken, missing): this message and nothing else."""
+    st.error(ui.escape_md(exc))
+    st.stop()
+
+
+try:
+    ui.user_directory()  # before anything else is drawn or prepared
+except CxStatsError as exc:
+    _refuse(exc)
 
 if os.environ.get("CXSTATS_DEMO", "1") != "0":
     try:
@@ -34,7 +50,9 @@ if os.environ.get("CXSTATS_DEMO", "1") != "0":
 
 try:
     viewer = ui.login()
-except CxStatsError as exc:  # a broken user file: say what to fix, let nobody in
+except ui.LoginUnavailable as exc:
+    _refuse(exc)
+except CxStatsError as exc:  # e.g. the database is busy
     ui.show_error(exc)
     st.stop()
 

@@ -8,9 +8,11 @@ without the form; without a user file or without CXSTATS_TESTING the hook does n
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -133,14 +135,33 @@ def demo_state(db: Path | str | None = None) -> bool:
 # ---------------------------------------------------------------- login
 
 
+class LoginUnavailable(CxStatsError):
+    """The app cannot let anyone in (user file missing, broken or unsafe). The message is shown to
+    whoever opens the page, so it names no server path; details go to the server log."""
+
+
+_log = logging.getLogger("cxstats.app")
+
+SESSION_KEY = "cx_session"  # (user name, session generation) of this browser session
+
+
 def users_file() -> Path | None:
+    """CXSTATS_USERS, or None when it is not set (single local admin). Set but empty is an error:
+    it must not quietly mean "no logins"."""
     p = os.environ.get("CXSTATS_USERS")
-    return Path(p) if p else None
+    if p is None:
+        return None
+    if not p.strip():
+        raise LoginUnavailable("cxstats will not start: CXSTATS_USERS is set but empty. Point it at the user "
+                               "file, or unset it to run as the single local admin on your own machine.")
+    return Path(p)
 
 
 @st.cache_resource(show_spinner=False)
 def _load_users(path: str, mtime: float) -> auth.UserDirectory:
-    return auth.load_users(path)
+    directory = auth.load_users(path)
+    auth.check_cookie_key(directory)
+    return directory
 
 
 def user_directory() -> auth.UserDirectory | None:
@@ -151,7 +172,16 @@ def user_directory() -> auth.UserDirectory | None:
         mtime = p.stat().st_mtime
     except OSError:
         mtime = 0.0
-    return _load_users(str(p), mtime)
+    try:
+        return _load_users(str(p), mtime)
+    except LoginUnavailable:
+        raise
+    except CxStatsError as exc:
+        _log.error("user file %s refused: %s%s", p, exc, "".join(f"\n  - {q}" for q in exc.problems))
+        if str(exc).startswith("cxstats will not start"):  # the cookie key: its message names no path
+            raise LoginUnavailable(str(exc)) from None
+        raise LoginUnavailable("cxstats will not start: the user file cannot be used (the server log says why). "
+                               "Nobody can log in until an administrator fixes it.") from None
 
 
 def _test_user(directory: auth.UserDirectory) -> Viewer | None:
@@ -164,12 +194,68 @@ def _test_user(directory: auth.UserDirectory) -> Viewer | None:
     return directory.viewer(name)
 
 
+def _client_address() -> str | None:
+    """The client's address where Streamlit knows it (see auth.client_address)."""
+    try:
+        return auth.client_address(st.context.ip_address, st.context.headers)
+    except Exception:  # no client context (a bare script run)
+        return None
+
+
+def _request_cookie(name: str) -> str | None:
+    """The login cookie the browser sent when this session connected."""
+    try:
+        return st.context.cookies.get(name)
+    except Exception:
+        return None
+
+
+def _cookie_manager():
+    import extra_streamlit_components as stx  # what streamlit-authenticator sets cookies with
+
+    return stx.CookieManager(key="cx_cookie_manager")
+
+
+def _set_cookie(directory: auth.UserDirectory, token: str) -> None:
+    if directory.cookie_expiry_days == 0:
+        return
+    _cookie_manager().set(directory.cookie_name, token, key="cx_cookie_set", same_site="strict",
+                          expires_at=datetime.now() + timedelta(days=directory.cookie_expiry_days))
+
+
+def _clear_cookie(directory: auth.UserDirectory) -> None:
+    try:
+        _cookie_manager().delete(directory.cookie_name, key="cx_cookie_delete")
+    except KeyError:  # the component had not reported the cookie yet; the delete was still sent
+        pass
+
+
+def _start_session(directory: auth.UserDirectory, out: auth.LoginOutcome, *, new_cookie: bool) -> Viewer:
+    st.session_state[SESSION_KEY] = (out.username, out.generation)
+    st.session_state["cx_viewer"] = out.viewer
+    if new_cookie:
+        _set_cookie(directory, auth.issue_token(directory, out.username, out.generation))
+    return out.viewer
+
+
+def _drop_session(notice: str | None = None) -> None:
+    for key in (SESSION_KEY, "cx_viewer"):
+        st.session_state.pop(key, None)
+    st.session_state["cx_clear_cookie"] = True
+    st.session_state["cx_cookie_tried"] = True  # the cookie sent at connect time is not used again
+    if notice:
+        st.session_state["cx_login_notice"] = notice
+
+
 def login() -> Viewer | None:
     """Who is using the app: the local admin without a user file, else the logged-in user.
 
-    Draws the login form (streamlit-authenticator) when nobody is logged in and returns None;
-    failed logins are counted in the database and lock the user name for a while.
+    Every run checks this session's generation against the database (a log out anywhere ends it);
+    a login cookie logs in once per browser session when it is current and the name is not locked;
+    otherwise the login form is drawn and None returned. Failed logins are counted in the database
+    for every name (known or not) and client address (cxstats.auth.attempt_login).
     """
+    st.session_state.pop("cx_viewer", None)
     directory = user_directory()
     if directory is None:
         return ADMIN
@@ -178,75 +264,80 @@ def login() -> Viewer | None:
         st.session_state["cx_viewer"] = hooked
         return hooked
 
-    import streamlit_authenticator as stauth
-    from streamlit_authenticator.utilities import LoginError
-
     db = db_path()
-    creds = directory.credentials()
-    with store.connect(db) as con:
-        locked = {u for u in creds["usernames"] if auth.lock_state(con, u).is_locked()}
-    # the authenticator refuses a user whose counter is at max_login_attempts: that is our lock
-    for u, entry in creds["usernames"].items():
-        entry["failed_login_attempts"] = auth.LOCK_AFTER if u in locked else 0
-    extra = {"login_sleep_time": 0} if os.environ.get("CXSTATS_TESTING") == "1" else {}
-    authenticator = stauth.Authenticate(
-        creds, directory.cookie_name, directory.cookie_key, directory.cookie_expiry_days, auto_hash=False, **extra
-    )
-    lock_message = None
-    try:
-        authenticator.login(location="main", max_login_attempts=auth.LOCK_AFTER, key="cx_login",
-                            fields={"Form name": "Log in to cxstats"})
-    except LoginError:
-        lock_message = "too many failed logins for this user name; try again later"
-    # the authenticator bumps its in-memory counter on a wrong password: persist that in the DB
-    failed = [u for u, e in creds["usernames"].items() if e.get("failed_login_attempts", 0) > (
-        auth.LOCK_AFTER if u in locked else 0)]
-    if failed:
+    session = st.session_state.get(SESSION_KEY)
+    if session is not None:
+        username, generation = session
         with store.connect(db) as con:
-            for u in failed:
-                lock_message = auth.record_failure(con, u).message()
-    status = st.session_state.get("authentication_status")
-    if status:
-        username = st.session_state.get("username")
-        try:
+            current = auth.session_is_current(con, username, generation)
+        if current and username in directory.users:
             viewer = directory.viewer(username)
-        except CxStatsError as exc:
-            st.error(str(exc))
-            authenticator.logout(location="unrendered")
-            return None
-        if st.session_state.get("cx_logged_in") != username:
-            with store.connect(db) as con:
-                auth.record_success(con, username)
-            st.session_state["cx_logged_in"] = username
-        st.session_state["cx_viewer"] = viewer
-        st.session_state["cx_authenticator"] = authenticator
-        return viewer
-    st.session_state.pop("cx_viewer", None)
-    if lock_message:
-        st.error(lock_message)
-    elif status is False:
-        st.error("user name or password is wrong")
+            st.session_state["cx_viewer"] = viewer
+            return viewer
+        _drop_session("your session has ended (logged out); please log in again")
+
+    notice = st.session_state.pop("cx_login_notice", None)
+    if st.session_state.pop("cx_clear_cookie", False):
+        _clear_cookie(directory)
+    elif not st.session_state.get("cx_cookie_tried"):
+        st.session_state["cx_cookie_tried"] = True
+        token = _request_cookie(directory.cookie_name)
+        if token:
+            out = auth.token_login(db, directory, token, address=_client_address())
+            if out.ok:
+                return _start_session(directory, out, new_cookie=False)
+            _clear_cookie(directory)  # forged, expired, logged out or locked: the browser forgets it
+            if out.username:
+                notice = out.message
+
+    slot = st.empty()
+    with slot.form("cx_login"):
+        st.subheader("Log in to cxstats")
+        name = st.text_input("Username", autocomplete="off")
+        password = st.text_input("Password", type="password", autocomplete="off")
+        submitted = st.form_submit_button("Login")
+    if submitted:
+        out = auth.attempt_login(db, directory, name, password, address=_client_address())
+        if out.ok:
+            slot.empty()
+            return _start_session(directory, out, new_cookie=True)
+        st.error(out.message)
+    elif notice:
+        st.info(notice)
     return None
+
+
+def _log_out() -> None:
+    """The Log out button's callback (runs before the rerun): end every session of the user."""
+    session = st.session_state.get(SESSION_KEY)
+    if session is None:
+        return
+    try:
+        with store.connect(db_path()) as con:
+            auth.end_sessions(con, session[0])
+    except CxStatsError as exc:
+        _log.error("log out of %r could not be recorded: %s", session[0], exc)
+        _drop_session("the log out could not be recorded on the server (database busy): log in and out again")
+        return
+    _drop_session("you are logged out")
 
 
 def logout_button() -> None:
     """Sidebar logout (only when logged in through the user file)."""
-    authenticator = st.session_state.get("cx_authenticator")
-    if authenticator is not None and st.session_state.get("authentication_status"):
-        authenticator.logout("Log out", location="sidebar", key="cx_logout")
-        if not st.session_state.get("authentication_status"):
-            st.session_state.pop("cx_viewer", None)
-            st.session_state.pop("cx_logged_in", None)
-            st.rerun()
+    if st.session_state.get(SESSION_KEY) is not None:
+        st.sidebar.button("Log out", key="cx_logout", on_click=_log_out)
 
 
 def current_viewer() -> Viewer:
-    """The viewer set by app.py; a page run on its own logs in itself (or stops)."""
-    viewer = st.session_state.get("cx_viewer")
-    if users_file() is None:
-        return ADMIN
-    if viewer is None:
+    """Who is looking, checked again on this run (a log out elsewhere ends the session at once,
+    also on runs that start at the page, as AppTest's do); no valid session: the form, then stop."""
+    try:
+        if users_file() is None:
+            return ADMIN
         viewer = login()
+    except CxStatsError as exc:
+        st.error(escape_md(exc))
+        st.stop()
     if viewer is None:
         st.stop()
     return viewer

@@ -14,8 +14,20 @@ role and a unit list per user::
 
 Failed logins are counted in the database (table ``login_attempts``, one row per user name), so a
 restart or a second browser does not reset them: after ``LOCK_AFTER`` failures within
-``LOCK_MINUTES`` the name is locked for ``LOCK_MINUTES``. Unknown names are counted too, so the
-answer never tells which names exist. Pure python + duckdb; never imports streamlit.
+``LOCK_MINUTES`` the name is locked for ``LOCK_MINUTES``. Unknown names are counted and locked the
+same way, with the same messages, so the answer never tells which names exist. Every attempt is
+counted *before* the password is looked at; when the counter cannot be written the login is
+refused. ``ADDRESS_LOCK_AFTER`` failures from one client address within ``ADDRESS_LOCK_MINUTES``
+lock that address (table ``login_addresses``).
+
+Sessions: a login gives a signed token (HS256 with the user file's cookie key) that carries the
+user name and the user's *session generation*, a random value kept in the database (table
+``login_sessions``). The app checks it against the database on every run; log out replaces the
+generation, so every token and session issued before it stops working (on every browser of that
+user). A token (the login cookie) logs in only while the name and address are not locked. The app
+refuses to start on the example file's cookie key or a key shorter than ``MIN_COOKIE_KEY``
+characters (:func:`check_cookie_key`): a known key lets anyone sign an admin token.
+Pure python + duckdb; never imports streamlit.
 """
 
 from __future__ import annotations
@@ -29,14 +41,34 @@ from pathlib import Path
 
 import bcrypt
 import duckdb
+import jwt
 import yaml
 
 from . import ROLES, CxStatsError, Viewer
 
 LOCK_AFTER = 5  # failures before a lock
 LOCK_MINUTES = 15  # how long a lock lasts, and how long failures are remembered
+ADDRESS_LOCK_AFTER = 20  # failures from one client address (any names) before the address is locked
+ADDRESS_LOCK_MINUTES = 60  # the window those failures are counted in, and how long the lock lasts
+MAX_NAME_CHARS = 200  # a typed user name is counted under its first 200 characters
+MIN_COOKIE_KEY = 32  # characters
+EXAMPLE_USERS = Path(__file__).resolve().parents[1] / "users.example.yaml"
+# the cookie key published in users.example.yaml (also read from that file when it is there)
+EXAMPLE_COOKIE_KEY = "change-me-to-a-long-random-secret-before-real-use"
+TOKEN_ALGORITHM = "HS256"
 
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=4))
+COUNTER_UNAVAILABLE = ("login is not possible right now: the failed-login counter could not be written; "
+                       "try again in a minute")
+
+_DUMMY_HASHES: dict[bytes, bytes] = {}
+
+
+def _dummy_hash(cost: bytes) -> bytes:
+    """A hash of the same cost as the real ones, so an unknown name takes as long as a known one."""
+    if cost not in _DUMMY_HASHES:
+        rounds = int(cost) if cost.isdigit() and 4 <= int(cost) <= 31 else 12
+        _DUMMY_HASHES[cost] = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=rounds))
+    return _DUMMY_HASHES[cost]
 
 
 def now_utc() -> datetime:
@@ -46,7 +78,7 @@ def now_utc() -> datetime:
 
 def normalise_username(username: str) -> str:
     """streamlit-authenticator lower-cases and strips user names; so do we, so counts agree."""
-    return str(username or "").strip().lower()
+    return str(username or "").strip().lower()[:MAX_NAME_CHARS]
 
 
 @dataclass(frozen=True)
@@ -144,6 +176,35 @@ def load_users(path: str | os.PathLike) -> UserDirectory:
     )
 
 
+def _example_keys() -> set[str]:
+    keys = {EXAMPLE_COOKIE_KEY}
+    try:
+        doc = yaml.safe_load(EXAMPLE_USERS.read_text(encoding="utf-8"))
+        key = ((doc or {}).get("cookie") or {}).get("key")
+        if key:
+            keys.add(str(key))
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    return keys
+
+
+def check_cookie_key(directory: UserDirectory) -> None:
+    """Refuse a cookie key anyone could know: the example file's, or one under MIN_COOKIE_KEY characters.
+
+    The key signs the login token; whoever knows it can sign a token for any user, admin included.
+    The message names no path (it is shown to whoever opens the page).
+    """
+    key = directory.cookie_key
+    fix = (f"set cookie.key in the user file to a random secret of at least {MIN_COOKIE_KEY} characters, e.g. "
+           "the output of: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    if key in _example_keys():
+        raise CxStatsError(f"cxstats will not start: the user file's cookie key is the one published in "
+                           f"users.example.yaml, so anyone could forge a login; {fix}")
+    if len(key) < MIN_COOKIE_KEY:
+        raise CxStatsError(f"cxstats will not start: the user file's cookie key is shorter than {MIN_COOKIE_KEY} "
+                           f"characters, too easy to guess; {fix}")
+
+
 def hash_password(password: str) -> str:
     """bcrypt hash for the user file."""
     if len(password) < 8:
@@ -155,7 +216,12 @@ def check_password(directory: UserDirectory, username: str, password: str) -> bo
     """True when the password matches the user's hash (constant work for unknown names)."""
     uname = normalise_username(username)
     creds = directory.raw_credentials["usernames"].get(uname)
-    hashed = creds["password"].encode("ascii") if creds else _DUMMY_HASH
+    if creds:
+        hashed = creds["password"].encode("ascii")
+    else:  # the same work as for a real user of this file
+        some = next(iter(directory.raw_credentials["usernames"].values()), None)
+        cost = some["password"].split("$")[2].encode("ascii") if some and some["password"].count("$") >= 3 else b"12"
+        hashed = _dummy_hash(cost)
     try:
         ok = bcrypt.checkpw(str(password or "").encode("utf-8"), hashed)
     except ValueError:
@@ -222,33 +288,249 @@ def record_success(con: duckdb.DuckDBPyConnection, username: str) -> None:
     con.execute("DELETE FROM login_attempts WHERE username = ?", [normalise_username(username)])
 
 
+def _forget_old_failures(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+    """Rows of names and addresses whose failures and locks are over (guessed names pile up otherwise)."""
+    con.execute("DELETE FROM login_attempts WHERE (locked_until IS NULL OR locked_until <= ?) AND last_failure < ?",
+                [now, now - timedelta(minutes=LOCK_MINUTES)])
+    con.execute("DELETE FROM login_addresses WHERE (locked_until IS NULL OR locked_until <= ?) AND first_failure < ?",
+                [now, now - timedelta(minutes=ADDRESS_LOCK_MINUTES)])
+
+
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    from . import store
+
+    for stmt in store.AUTH_DDL:
+        con.execute(stmt)
+
+
+# ---------------------------------------------------------------- client addresses
+
+
+def client_address(remote_ip: str | None, headers=None) -> str | None:
+    """The address failed logins are counted under, where it is known.
+
+    The connection's own address when it is not the machine itself; for a connection from the
+    machine itself (a reverse proxy on localhost, as README sets it up), the last address of
+    ``X-Forwarded-For`` (the one that proxy appended), else ``X-Real-IP``; else None (not known).
+    """
+    if remote_ip and remote_ip not in ("127.0.0.1", "::1"):
+        return str(remote_ip)[:64]
+    headers = headers or {}
+    try:
+        forwarded = headers.get("X-Forwarded-For") or headers.get("x-forwarded-for") or ""
+        real = headers.get("X-Real-Ip") or headers.get("x-real-ip") or ""
+    except AttributeError:
+        return None
+    last = [p.strip() for p in str(forwarded).split(",") if p.strip()]
+    if last:
+        return last[-1][:64]
+    return str(real).strip()[:64] or None
+
+
+@dataclass(frozen=True)
+class AddressState:
+    address: str | None
+    failures: int
+    locked_until: datetime | None
+
+    def is_locked(self, now: datetime | None = None) -> bool:
+        return self.locked_until is not None and (now or now_utc()) < self.locked_until
+
+    def message(self, now: datetime | None = None) -> str:
+        minutes = max(1, int(((self.locked_until - (now or now_utc())).total_seconds() + 59) // 60))
+        return f"too many failed logins from your network address; try again in {minutes} minute(s)"
+
+
+def address_state(con: duckdb.DuckDBPyConnection, address: str | None, now: datetime | None = None) -> AddressState:
+    """Failures from one client address in the current window, and its lock."""
+    now = now or now_utc()
+    if not address:
+        return AddressState(None, 0, None)
+    rows = con.execute("SELECT failures, first_failure, locked_until FROM login_addresses WHERE address = ?",
+                       [address]).fetchall()
+    if not rows:
+        return AddressState(address, 0, None)
+    failures, first, locked_until = rows[0]
+    if locked_until is not None and now >= locked_until:
+        return AddressState(address, 0, None)
+    if locked_until is None and first is not None and now - first > timedelta(minutes=ADDRESS_LOCK_MINUTES):
+        return AddressState(address, 0, None)
+    return AddressState(address, int(failures or 0), locked_until)
+
+
+def record_address_failure(con: duckdb.DuckDBPyConnection, address: str | None,
+                           now: datetime | None = None) -> AddressState:
+    """Count one failed login from an address; the ADDRESS_LOCK_AFTER-th in the window locks it."""
+    now = now or now_utc()
+    state = address_state(con, address, now)
+    if not address or state.is_locked(now):
+        return state
+    first = now
+    if state.failures:
+        first = con.execute("SELECT first_failure FROM login_addresses WHERE address = ?", [address]).fetchall()[0][0]
+    failures = state.failures + 1
+    locked_until = now + timedelta(minutes=ADDRESS_LOCK_MINUTES) if failures >= ADDRESS_LOCK_AFTER else None
+    con.execute("INSERT OR REPLACE INTO login_addresses (address, failures, first_failure, locked_until) "
+                "VALUES (?, ?, ?, ?)", [address, failures, first, locked_until])
+    return AddressState(address, failures, locked_until)
+
+
+def _unrecord_address_failure(con: duckdb.DuckDBPyConnection, address: str | None) -> None:
+    """A login that succeeded was counted in advance: take it back from the address count."""
+    if address:
+        con.execute("UPDATE login_addresses SET failures = failures - 1 WHERE address = ? AND locked_until IS NULL "
+                    "AND failures > 0", [address])
+
+
+# ---------------------------------------------------------------- logging in
+
+
 @dataclass(frozen=True)
 class LoginOutcome:
     ok: bool
     viewer: Viewer | None
     message: str
     lock: LockState
+    username: str = ""
+    generation: str | None = field(default=None, repr=False)  # the session generation to put in the token
+
+
+def _refused(uname: str, message: str, lock: LockState | None = None) -> LoginOutcome:
+    return LoginOutcome(False, None, message, lock or LockState(uname, 0, None), uname)
 
 
 def attempt_login(
-    db, directory: UserDirectory, username: str, password: str, now: datetime | None = None
+    db, directory: UserDirectory, username: str, password: str, now: datetime | None = None, *,
+    address: str | None = None,
 ) -> LoginOutcome:
-    """Check a login against the user file and the lockout table, and record the result.
+    """Check a login against the user file and the lockouts, and record it.
 
-    A locked name is refused without looking at the password.
+    Every name is treated alike, known or not: the attempt is counted as a failure (for the name
+    and the client address) *before* the password is checked, and taken back when the password is
+    right. A locked name or address is refused without looking at the password; when the
+    counters cannot be written the login is refused.
     """
     from . import store
 
     now = now or now_utc()
-    with store.connect(db) as con:
-        state = lock_state(con, username, now)
-        if state.is_locked(now):
-            return LoginOutcome(False, None, state.message(now), state)
-        if check_password(directory, username, password):
-            record_success(con, username)
-            return LoginOutcome(True, directory.viewer(username), "logged in", LockState(state.username, 0, None))
-        state = record_failure(con, username, now)
-        return LoginOutcome(False, None, state.message(now), state)
+    uname = normalise_username(username)
+    if not uname:
+        return _refused(uname, "enter your user name and password")
+    try:
+        with store.connect(db) as con:
+            _ensure_tables(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                name_state = lock_state(con, uname, now)
+                addr = address_state(con, address, now)
+                if name_state.is_locked(now) or addr.is_locked(now):
+                    con.execute("COMMIT")
+                    message = name_state.message(now) if name_state.is_locked(now) else addr.message(now)
+                    return _refused(uname, message, name_state)
+                _forget_old_failures(con, now)
+                state = record_failure(con, uname, now)
+                record_address_failure(con, address, now)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+    except (CxStatsError, duckdb.Error):
+        return _refused(uname, COUNTER_UNAVAILABLE)
+    if not check_password(directory, uname, password):
+        return _refused(uname, state.message(now), state)
+    try:
+        with store.connect(db) as con:
+            record_success(con, uname)
+            _unrecord_address_failure(con, address)
+            generation = session_generation(con, uname)
+    except (CxStatsError, duckdb.Error):
+        return _refused(uname, COUNTER_UNAVAILABLE)
+    return LoginOutcome(True, directory.viewer(uname), "logged in", LockState(uname, 0, None), uname, generation)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def session_generation(con: duckdb.DuckDBPyConnection, username: str) -> str:
+    """The user's current session generation (created on first use)."""
+    _ensure_tables(con)
+    uname = normalise_username(username)
+    rows = con.execute("SELECT generation FROM login_sessions WHERE username = ?", [uname]).fetchall()
+    if rows:
+        return rows[0][0]
+    generation = os.urandom(16).hex()
+    con.execute("INSERT OR IGNORE INTO login_sessions (username, generation) VALUES (?, ?)", [uname, generation])
+    return con.execute("SELECT generation FROM login_sessions WHERE username = ?", [uname]).fetchall()[0][0]
+
+
+def session_is_current(con: duckdb.DuckDBPyConnection, username: str, generation: str | None) -> bool:
+    """True while no log out has happened since the session (or token) got this generation."""
+    _ensure_tables(con)
+    rows = con.execute("SELECT generation FROM login_sessions WHERE username = ?",
+                       [normalise_username(username)]).fetchall()
+    return bool(rows and generation and rows[0][0] == generation)
+
+
+def end_sessions(con: duckdb.DuckDBPyConnection, username: str) -> None:
+    """Log out: a new generation, so every session and token the user had stops working."""
+    _ensure_tables(con)
+    con.execute("INSERT OR REPLACE INTO login_sessions (username, generation) VALUES (?, ?)",
+                [normalise_username(username), os.urandom(16).hex()])
+
+
+def issue_token(directory: UserDirectory, username: str, generation: str, now: datetime | None = None) -> str:
+    """The login cookie's value: user name, session generation and expiry, signed with the cookie key."""
+    now = now or now_utc()
+    exp = now + timedelta(days=directory.cookie_expiry_days)
+    claims = {"sub": normalise_username(username), "gen": generation,
+              "exp": int(exp.replace(tzinfo=timezone.utc).timestamp())}
+    return jwt.encode(claims, directory.cookie_key, algorithm=TOKEN_ALGORITHM)
+
+
+def read_token(directory: UserDirectory, token: str | None, now: datetime | None = None) -> tuple[str, str] | None:
+    """(user name, generation) of a token this server signed and that has not expired; else None."""
+    if not token:
+        return None
+    now = now or now_utc()
+    try:
+        claims = jwt.decode(str(token), directory.cookie_key, algorithms=[TOKEN_ALGORITHM],
+                            options={"require": ["exp", "sub", "gen"], "verify_exp": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    if not isinstance(exp, (int, float)) or exp <= now.replace(tzinfo=timezone.utc).timestamp():
+        return None
+    uname, generation = claims.get("sub"), claims.get("gen")
+    if not isinstance(uname, str) or not isinstance(generation, str) or uname not in directory.users:
+        return None
+    return uname, generation
+
+
+def token_login(db, directory: UserDirectory, token: str | None, now: datetime | None = None, *,
+                address: str | None = None) -> LoginOutcome:
+    """Log in from a token (the login cookie): valid signature, not expired, the current session
+    generation, and neither the name nor the address locked."""
+    from . import store
+
+    now = now or now_utc()
+    claims = read_token(directory, token, now)
+    if claims is None:
+        return _refused("", "please log in")
+    uname, generation = claims
+    try:
+        with store.connect(db) as con:
+            name_state = lock_state(con, uname, now)
+            _ensure_tables(con)
+            addr = address_state(con, address, now)
+            if name_state.is_locked(now):
+                return _refused(uname, name_state.message(now), name_state)
+            if addr.is_locked(now):
+                return _refused(uname, addr.message(now), name_state)
+            if not session_is_current(con, uname, generation):
+                return _refused(uname, "your session has ended; please log in again")
+    except (CxStatsError, duckdb.Error):
+        return _refused(uname, COUNTER_UNAVAILABLE)
+    return LoginOutcome(True, directory.viewer(uname), "logged in", name_state, uname, generation)
 
 
 def main(argv: list[str] | None = None) -> int:

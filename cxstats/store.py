@@ -93,6 +93,15 @@ def _table_ddl(kind: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {k.table} ({', '.join(cols)})"
 
 
+# login state beside login_attempts (cxstats.auth creates them in older databases too, without a
+# schema bump): failed logins per client address, and each user's session generation (a log out
+# replaces it, so every token issued before no longer matches)
+AUTH_DDL = [
+    """CREATE TABLE IF NOT EXISTS login_addresses (
+        address VARCHAR PRIMARY KEY, failures INTEGER, first_failure TIMESTAMP, locked_until TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS login_sessions (username VARCHAR PRIMARY KEY, generation VARCHAR NOT NULL)""",
+]
+
 DDL = [
     """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR)""",
@@ -111,6 +120,7 @@ DDL = [
         filter VARCHAR, rows INTEGER, file_name VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS login_attempts (
         username VARCHAR PRIMARY KEY, failures INTEGER, last_failure TIMESTAMP, locked_until TIMESTAMP)""",
+] + AUTH_DDL + [
     # one row per order (or per line without an order_id), kept in step with purchases: see order totals below
     """CREATE TABLE IF NOT EXISTS order_totals (
         customer_id VARCHAR, order_id VARCHAR, batch_id INTEGER, first_date DATE, last_date DATE,

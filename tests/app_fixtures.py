@@ -5,8 +5,9 @@
 - ``demo_db``: a database with the default demo, built once per test session (do not write to it);
 - ``fresh_demo_db``: a private copy of it for tests that upload or undo;
 - ``empty_db``: an empty database, with the app's first-start demo loading turned off;
+- ``users_yaml``: users.example.yaml's users with a random cookie key (the app refuses the example's);
 - ``make_app(db, user=None)``: an AppTest of app.py as the local admin (no user file) or as a user
-  of the test user file, logged in through the documented test hook.
+  of that user file, logged in through the documented test hook.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-USERS = ROOT / "users.example.yaml"  # roles: admin, leader, marketing, manager (units S001-S006)
+EXAMPLE_USERS = ROOT / "users.example.yaml"  # roles: admin, leader, marketing, manager (units S001-S006)
 MANAGER_UNITS = ("S001", "S002", "S003", "S004", "S005", "S006")
 TIMEOUT = 30
 
@@ -44,13 +45,26 @@ def empty_db(tmp_path) -> Path:
     return tmp_path / "empty.duckdb"
 
 
-@pytest.fixture
-def users_yaml() -> Path:
-    return USERS
+def safe_copy_of_example(path: Path) -> Path:
+    """users.example.yaml (its users and documented passwords) with a fresh random cookie key: the
+    app refuses to start on the example's published key."""
+    import secrets
+
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE_USERS.read_text(encoding="utf-8"))
+    doc["cookie"]["key"] = secrets.token_urlsafe(32)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def users_yaml(tmp_path_factory) -> Path:
+    return safe_copy_of_example(tmp_path_factory.mktemp("users") / "users.yaml")
 
 
 @pytest.fixture
-def make_app(monkeypatch):
+def make_app(monkeypatch, users_yaml):
     """make_app(db, user=None, demo=False) -> a fresh AppTest, already run once."""
     from streamlit.testing.v1 import AppTest
 
@@ -62,7 +76,7 @@ def make_app(monkeypatch):
             monkeypatch.delenv("CXSTATS_TEST_USER", raising=False)
             monkeypatch.delenv("CXSTATS_TESTING", raising=False)
         else:
-            monkeypatch.setenv("CXSTATS_USERS", str(USERS))
+            monkeypatch.setenv("CXSTATS_USERS", str(users_yaml))
             monkeypatch.setenv("CXSTATS_TESTING", "1")
             monkeypatch.setenv("CXSTATS_TEST_USER", user)
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
