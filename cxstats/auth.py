@@ -337,7 +337,8 @@ class AddressState:
         return self.locked_until is not None and (now or now_utc()) < self.locked_until
 
     def message(self, now: datetime | None = None) -> str:
-        minutes = max(1, int(((self.locked_until - (now or now_utc())).total_seconds() + 59) // 60))
+        left = (self.locked_until - (now or now_utc())).total_seconds() if self.locked_until else 0.0
+        minutes = max(1, int((left + 59) // 60))
         return f"too many failed logins from your network address; try again in {minutes} minute(s)"
 
 
