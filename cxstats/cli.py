@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
 
     # --- themes ---
+    p = sub.add_parser("themes", help="comment themes of one source (TF-IDF + NMF, offline)")
+    p.add_argument("source", choices=("comments", "feedback", "mentions"))
+    _add_db(p)
+    p.add_argument("--themes", type=int, default=None, metavar="N",
+                   help="number of themes (default: chosen from the texts, 4-12)")
+    p.add_argument("--json", action="store_true")
 
     # --- forget ---
 
@@ -177,6 +183,10 @@ def cmd_report(args) -> int:
 
 
 # --- themes ---
+def cmd_themes(args) -> int:
+    from . import themes
+
+    return themes.cli_themes(args)
 
 
 # --- forget ---
@@ -209,6 +219,7 @@ COMMANDS = {
     "report": cmd_report,
 
     # --- themes ---
+    "themes": cmd_themes,
 
     # --- forget ---
 

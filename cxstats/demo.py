@@ -140,6 +140,128 @@ _FEEDBACK_COMMENTS = ("Quick and friendly.", "Could not find what I needed.", "G
                       "Long queue at lunchtime.", "Staff went out of their way.", "Shelves were a mess.")
 _ENGAGEMENT_COMMENTS = ("More staff on Saturdays please.", "Great team.", "Rota changes at short notice.",
                         "Training has been useful.", "Tills keep breaking.")
+# Comment themes planted in the demo (issue 17): customer comments about queues (given with low
+# CSAT), friendly staff (high CSAT) and parking; employee comments about staffing and tools. Wording
+# varies through slot templates (exact repeated phrases would become themes of their own); every
+# planted text carries its key word and no other text does. Drawn from their own generator, so the
+# rest of the demo is unchanged.
+COMMENT_THEMES = {"feedback": ("queue", "friendly", "parking"), "comments": ("staffing", "tools")}
+# Each text: one clause with the theme's key word, then 0-2 more clauses of the same theme, joined in
+# varied ways; words shared within a theme (not fixed phrases) are what the themes find.
+_CLAUSES = {
+    "queue": (
+        ("the queue was far too long", "waited ages in the queue", "the queue went round the shop",
+         "the checkout queue barely moved", "there is always a queue at lunchtime", "gave up on the queue",
+         "the queue for the tills was huge", "stood in a queue for twenty minutes", "there was another long queue today",
+         "the queue at customer services never moves"),
+        ("only two tills were open", "the wait to pay took forever", "nobody opened any more tills",
+         "the wait was ridiculous", "waited over ten minutes to pay", "the self checkout tills kept freezing",
+         "too few tills at busy times", "the wait to pay was half an hour", "waited and waited at the tills",
+         "please open more tills"),
+    ),
+    "friendly": (
+        ("the staff were really friendly", "friendly and helpful as always", "such a friendly team",
+         "a friendly welcome at the door", "the lady at the till was so friendly", "very friendly service",
+         "friendly people on the shop floor", "the friendly young man found what I needed",
+         "friendly advice in the garden section", "always friendly and patient"),
+        ("nothing was too much trouble", "they went out of their way to help", "lovely helpful people",
+         "kind and patient with my questions", "made me feel welcome", "really knowledgeable and kind",
+         "a smile from everyone", "the manager came over to help", "so helpful and polite",
+         "great customer service"),
+    ),
+    "parking": (
+        ("parking was impossible", "could not find a parking space", "the parking fees are too high",
+         "the parking machine was broken", "parking costs more than my shopping", "no disabled parking left",
+         "drove round looking for parking", "parking near the store is a nightmare",
+         "the parking barrier was stuck", "parking spaces are far too narrow"),
+        ("the car park is tiny", "the car park was full again", "had to park two streets away",
+         "the pay machine only takes coins", "spaces are always taken by commuters", "got a ticket in the car park",
+         "the car park lighting is poor", "ended up parking on the road", "the exit from the car park is dangerous",
+         "cars blocking the entrance"),
+    ),
+    "feedback_other": (
+        ("could not find the paint I wanted", "prices have gone up a lot", "the website said it was in stock",
+         "good range of garden furniture", "my order arrived late", "the shop was clean and tidy",
+         "returned a lamp without any fuss", "would like a wider choice of bedding", "the loyalty points never arrived",
+         "the shelves were half empty", "the app crashed at payment", "delivery was quicker than expected"),
+        ("the shelves were a mess", "the price on the label was wrong", "the click and collect desk was closed",
+         "the new range looks good", "the toilets were out of order", "the online chat sorted it quickly",
+         "the receipt came by email", "the lighting department was well laid out"),
+    ),
+    "staffing": (
+        ("staffing is too thin at weekends", "we need better staffing on the late shift", "poor staffing again",
+         "staffing levels make it hard to cover the floor", "staffing has been short since the summer",
+         "please look at staffing", "staffing on Saturdays is a real problem", "our staffing never matches the rota",
+         "staffing cuts have gone too far", "the staffing plan ignores holidays"),
+        ("breaks get skipped", "we are always two people down", "nobody can take leave",
+         "people are getting burnt out", "we cannot cover sickness", "new starters are not replaced",
+         "the same few people do every late shift", "we rush every job", "customers wait because we are short",
+         "agency cover does not know the store"),
+    ),
+    "tools": (
+        ("the tools we use are out of date", "we need better tools", "our tools keep crashing",
+         "old tools slow us down", "the scanners and other tools are always breaking", "give us the right tools",
+         "the tools for stock checks are hard to use", "half our tools do not work", "the ordering tools freeze",
+         "the tools on the tills are ancient"),
+        ("the handheld scanners lose our work", "printing labels takes ages", "the stock system is slow",
+         "the tablets run out of battery", "the software needs an update", "price changes are done by hand",
+         "we lose time waiting for the system", "the label printer jams every day", "the old laptops are painful",
+         "looking up orders is a struggle"),
+    ),
+    "comments_other": (
+        ("my manager is supportive", "training was useful", "rota changes come at short notice",
+         "a great team to work with", "pay has not kept up with prices", "I would like more chances to learn",
+         "communication from head office could be better", "I am proud of what we did this year",
+         "the new uniforms are comfortable", "the staff room needs a clean"),
+        ("my manager listens to us", "the first aid course was good", "I enjoy helping customers",
+         "head office rarely explains changes", "the bonus scheme is unclear", "the team pulls together"),
+    ),
+}
+_JOIN = (". ", ", ", " and ", "; ", " - ", ", and ")
+_END = (".", ".", ".", "!", "")
+# not English: counted and left out by the themes, as by sentiment
+_FOREIGN_COMMENTS = ("Die Warteschlange war sehr lang und nicht gut.", "Le personnel est très sympa et rapide.",
+                     "El aparcamiento es muy caro para los clientes.")
+
+
+def theme_texts(rng: np.random.Generator, themes) -> list[str]:
+    """One comment per entry of ``themes`` (keys of the planted clause pools), worded at random.
+
+    A text is the theme's key-word clause and 0-2 more clauses of the same theme, in varied order.
+    Example: ``theme_texts(np.random.default_rng(1), ["queue"])`` gives a text containing "queue".
+    """
+    out = []
+    for th in themes:
+        key, more = _CLAUSES[th]
+        parts = [key[int(rng.integers(len(key)))]]
+        for j in rng.choice(len(more), int(rng.integers(0, 3)), replace=False):
+            parts.insert(int(rng.integers(len(parts) + 1)), more[int(j)])
+        text = parts[0]
+        for part in parts[1:]:
+            text += _JOIN[int(rng.integers(len(_JOIN)))] + part
+        out.append(text[0].upper() + text[1:] + _END[int(rng.integers(len(_END)))])
+    return out
+
+
+def _plant_comment_themes(seed: int, engagement: pd.DataFrame, feedback: pd.DataFrame) -> None:
+    """Reword the demo's comments (the same rows keep a comment) so that they carry planted themes."""
+    rng = np.random.default_rng([seed, 17])
+    has = feedback["comment"].notna().to_numpy()
+    csat = feedback["csat"].to_numpy(dtype="float64", na_value=np.nan)[has]
+    low, high = csat <= 3, csat >= 4
+    names = np.array(["queue", "friendly", "parking", "feedback_other", "foreign"])
+    probs = np.where(low[:, None], [0.6, 0.0, 0.15, 0.23, 0.02],
+                     np.where(high[:, None], [0.0, 0.35, 0.15, 0.48, 0.02], [0.3, 0.2, 0.2, 0.28, 0.02]))
+    pick = (rng.random(len(csat))[:, None] < probs.cumsum(axis=1)).argmax(axis=1)
+    texts = theme_texts(rng, [str(n) if n != "foreign" else "feedback_other" for n in names[pick]])
+    texts = [_FOREIGN_COMMENTS[i % len(_FOREIGN_COMMENTS)] if names[p] == "foreign" else t
+             for i, (p, t) in enumerate(zip(pick, texts))]
+    feedback.loc[has, "comment"] = pd.array(texts, dtype="str")
+    has_e = engagement["comment"].notna().to_numpy()
+    e_pick = rng.choice(["staffing", "tools", "comments_other"], int(has_e.sum()), p=[0.35, 0.3, 0.35])
+    engagement.loc[has_e, "comment"] = pd.array(theme_texts(rng, e_pick), dtype="str")
+
+
 _PLATFORMS = ("twitter", "facebook", "instagram", "forum")
 _CHANNELS = ("in-store", "web", "app", "email", "phone", "chat")
 _SERVICE_CHANNELS = ("email", "phone", "chat")
@@ -278,6 +400,7 @@ def generate(
 
     cust = _customers(rng, customers, units, start, last)
     feedback = _feedback(rng, uq, qs, unit_ids, headcount, cust)
+    _plant_comment_themes(seed, engagement, feedback)
     purchases, zero_net = _purchases(rng, cust, unit_ids, start, last)
     mentions = _mentions(rng, cust, towns, start, last)
     customers_df = cust["frame"]
