@@ -475,19 +475,19 @@ def _interval_points(rows: list[Any], x: str, est: str, *, z_se: bool = False) -
 def lag_chart(lags: Iterable[Any], *, metric: str = "csat_pct") -> go.Figure:
     """Within-unit coefficient by lag (-2..+2, CX measured `lag` periods after engagement), 95% CIs.
 
-    ``lags``: items with lag, coef, optionally ci_low/ci_high, r, p, n. A lag pattern does not
-    prove direction.
+    ``lags``: items with lag, coef, optionally ci_low/ci_high, r (the two-way within r), p, p_holm,
+    n. A lag pattern does not prove direction.
     """
     rows = sorted(_records(lags), key=lambda r: _get(r, "lag", 0))
     if not rows:
         return empty_figure("Not enough periods to estimate lags")
     xs, ys, up, down = _interval_points(rows, "lag", "coef")
-    custom = [[_num(_get(r, "p")), _get(r, "n") or 0, _num(_get(r, "r"))] for r in rows]
+    custom = [[_num(_get(r, "p")), _get(r, "n") or 0, _num(_get(r, "r")), _num(_get(r, "p_holm"))] for r in rows]
     fig = go.Figure(go.Scatter(
         x=xs, y=ys, mode="markers+lines", marker=dict(size=10, color="#3182bd"),
         error_y=dict(type="data", array=up, arrayminus=down, visible=True), customdata=custom,
-        hovertemplate="lag %{x}: %{y:.3f} per index point<br>p=%{customdata[0]:.3f}, n=%{customdata[1]}, "
-                      "rm r=%{customdata[2]:.2f}<extra></extra>",
+        hovertemplate="lag %{x}: %{y:.3f} per index point<br>p=%{customdata[0]:.3f} (Holm %{customdata[3]:.3f}), "
+                      "n=%{customdata[1]}, within r=%{customdata[2]:.2f}<extra></extra>",
         name="within-unit coefficient",
     ))
     fig.add_hline(y=0, line=dict(color="grey", dash="dot"))

@@ -25,196 +25,53 @@ from statsmodels.regression.linear_model import OLS  # not statsmodels.api: it l
 from statsmodels.tools.tools import add_constant
 
 from . import ADMIN, CxStatsError, Viewer, metrics, store
+from .stats import (  # noqa: F401  (re-exported: linkage.fisher_ci, linkage.pearson, ...)
+    MIN_N,
+    MIN_RELIABILITY,
+    Z_80,
+    Z_975,
+    Corrected,
+    Pearson,
+    Spearman,
+    TwoWayPanel,
+    bh_q,
+    corrected_slope,
+    disattenuate,
+    fisher_ci,
+    holm,
+    mean_reliability,
+    min_detectable_r,
+    num,
+    pearson,
+    pooled_variance,
+    spearman,
+    welch_diff,
+)
+from .stats import TwoWayFit as FixedEffects
 
 METRICS = {"csat_pct": "CSAT %", "csat_mean": "CSAT mean", "nps": "NPS"}
 # counts that define whether a (unit, period) has an answer for the metric
 _METRIC_N = {"csat_pct": "csat_n", "csat_mean": "csat_n", "nps": "nps_n"}
-Z_975 = 1.959964  # two-sided 95% (DESIGN.md pins this value)
-Z_80 = 0.841621  # 80% power
 LAGS = (-2, -1, 0, 1, 2)
 FEW_UNITS = 30
-MIN_N = 4
 COVARIATE_COLUMNS = ("region", "headcount", "unit_name")
 
 
 # ---------------------------------------------------------------- statistics (pure functions)
+# The formulas shared with other analyses live in cxstats.stats (one definition each); they are
+# re-exported here so that ``linkage.fisher_ci`` and friends keep working.
 
-
-def _num(x) -> float | None:
-    """A finite float or None (JSON has no NaN)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def fisher_ci(r: float, n: int, k: int = 0) -> tuple[float | None, float | None]:
-    """95% CI of a correlation by Fisher z: ``tanh(atanh(r) +- 1.959964 / sqrt(n - 3 - k))``.
-
-    k = number of covariates partialled out. Example: r = .5, n = 30 -> [0.170, 0.729].
-    """
-    if r is None or n - 3 - k < 1 or not math.isfinite(r):
-        return None, None
-    if abs(r) >= 1:
-        return float(r), float(r)
-    z, h = math.atanh(r), Z_975 / math.sqrt(n - 3 - k)
-    return math.tanh(z - h), math.tanh(z + h)
-
-
-def min_detectable_r(n: int) -> float | None:
-    """Smallest r detectable with 80% power at two-sided alpha .05 with n units.
-
-    ``tanh((1.959964 + 0.841621) / sqrt(n - 3))``. Example: n = 30 -> 0.492; n = 100 -> 0.277.
-    """
-    if n < MIN_N:
-        return None
-    return math.tanh((Z_975 + Z_80) / math.sqrt(n - 3))
-
-
-@dataclass(frozen=True)
-class Pearson:
-    """Pearson r with Fisher-z 95% CI; p from ``scipy.stats.pearsonr``."""
-
-    r: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p: float | None
-    n: int
-
-
-def pearson(x, y) -> Pearson:
-    """Pearson r = cov(x, y) / (sd_x sd_y), CI by :func:`fisher_ci`; all null when n < 4.
-
-    Example: x = [1, 2, 3, 4, 5], y = [2, 1, 4, 3, 5] -> r = 0.8, p = 0.104.
-    """
-    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
-    n = int(x.size)
-    if n < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Pearson(None, None, None, None, n)
-    res = stats.pearsonr(x, y)
-    r = float(res.statistic)
-    lo, hi = fisher_ci(r, n)
-    return Pearson(r, lo, hi, float(res.pvalue), n)
-
-
-@dataclass(frozen=True)
-class Spearman:
-    rho: float | None
-    p: float | None
-
-
-def spearman(x, y) -> Spearman:
-    """Spearman rho (Pearson r of average ranks) and p from ``scipy.stats.spearmanr``; null when n < 4."""
-    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
-    if x.size < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Spearman(None, None)
-    res = stats.spearmanr(x, y)
-    return Spearman(float(res.statistic), float(res.pvalue))
-
-
-def _demean(a: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    counts = np.bincount(codes, minlength=n_groups).astype("float64")
-    if a.ndim == 1:
-        return a - (np.bincount(codes, weights=a, minlength=n_groups) / counts)[codes]
-    sums = np.zeros((n_groups, a.shape[1]))
-    np.add.at(sums, codes, a)
-    return a - (sums / counts[:, None])[codes]
-
-
-@dataclass(frozen=True)
-class RmCorr:
-    """Repeated-measures correlation (Bakdash & Marusich 2017)."""
-
-    r: float | None
-    dof: int | None
-    p: float | None
-
-
-def rm_corr(x, y, subject) -> RmCorr:
-    """Common within-subject correlation: Pearson r of subject-centred x and y.
-
-    ``r = sum(xc*yc) / sqrt(sum(xc^2) sum(yc^2))`` with xc = x - mean_subject(x); dof = N - S - 1
-    (S subjects); ``t = r sqrt(dof / (1 - r^2))``, two-sided p from t(dof).
-    Example: pingouin's 'rm_corr' data (pH vs PacO2 by Subject) -> r = -0.507, dof 38, p = 0.000847.
-    """
-    f = pd.DataFrame({"x": x, "y": y, "s": subject}).dropna()
-    codes, uniq = pd.factorize(f["s"])
-    n, s = len(f), len(uniq)
-    dof = n - s - 1
-    if dof < 1:
-        return RmCorr(None, None, None)
-    xc = _demean(f["x"].to_numpy("float64"), codes, s)
-    yc = _demean(f["y"].to_numpy("float64"), codes, s)
-    den = math.sqrt(float((xc @ xc) * (yc @ yc)))
-    if den == 0:
-        return RmCorr(None, int(dof), None)
-    r = float(xc @ yc) / den
-    r = max(-1.0, min(1.0, r))
-    t = r * math.sqrt(dof / (1 - r * r)) if abs(r) < 1 else math.copysign(math.inf, r)
-    return RmCorr(r, int(dof), float(2 * stats.t.sf(abs(t), dof)))
-
-
-@dataclass(frozen=True)
-class FixedEffects:
-    """Two-way fixed-effects slope with unit-clustered SE (t inference, G-1 dof)."""
-
-    coef: float | None
-    se: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p: float | None
-    n_obs: int
-    n_clusters: int
+_num = num
 
 
 def fixed_effects(y, x, unit, period) -> FixedEffects:
-    """Slope of ``y ~ x + C(unit) + C(period)`` (OLS) with standard errors clustered by unit.
+    """Slope of ``y ~ x + C(unit) + C(period)`` (OLS) with unit-clustered inference (t, G-1 dof).
 
-    Computed by the within transformation (Frisch-Waugh-Lovell): x and y are centred within units
-    and residualised on the unit-centred period dummies, so beta = x~'y~ / x~'x~. This equals the
-    dummy-variable regression exactly, and so does the clustered variance
-    ``c * sum_g (sum_{i in g} x~_i e_i)^2 / (x~'x~)^2`` with statsmodels' correction
-    ``c = G/(G-1) * (N-1)/(N-K)``, K = G + T parameters (intercept, G-1 unit and T-1 period dummies,
-    x). Inference uses t with G-1 dof (statsmodels ``use_t=True``). Null when G < 2, when x does
-    not vary within units, or when N <= K (an exact fit leaves no residual to judge it by).
+    See :class:`cxstats.stats.TwoWayPanel`: units with one period are dropped (``n_singletons``);
+    CRV1 from 30 units, the jackknife CRV3 from 3 to 29, no CI or p below 3; degenerate data give
+    nulls with one ``reason``.
     """
-    f = pd.DataFrame({"y": y, "x": x, "u": unit, "t": period}).dropna()
-    n = len(f)
-    ucodes, uniq = pd.factorize(f["u"], sort=True)
-    g = len(uniq)
-    empty = FixedEffects(None, None, None, None, None, n, g)
-    if g < 2 or n <= g + 1:
-        return empty
-    tcodes, tuniq = pd.factorize(f["t"], sort=True)
-    t_n = len(tuniq)
-    yd = _demean(f["y"].to_numpy("float64"), ucodes, g)
-    xd = _demean(f["x"].to_numpy("float64"), ucodes, g)
-    if t_n > 1:
-        dummies = np.zeros((n, t_n - 1))
-        rows = np.nonzero(tcodes > 0)[0]
-        dummies[rows, tcodes[rows] - 1] = 1.0
-        dd = _demean(dummies, ucodes, g)
-        xt = xd - dd @ np.linalg.lstsq(dd, xd, rcond=None)[0]
-        yt = yd - dd @ np.linalg.lstsq(dd, yd, rcond=None)[0]
-    else:
-        xt, yt = xd, yd
-    sxx = float(xt @ xt)
-    if sxx <= 1e-12 * max(1.0, float(xd @ xd)):
-        return empty
-    beta = float(xt @ yt) / sxx
-    e = yt - beta * xt
-    k = g + t_n
-    if n - k <= 0:
-        return empty  # saturated: the fit is exact, so the slope says nothing
-    scores = np.bincount(ucodes, weights=xt * e, minlength=g)
-    c = g / (g - 1) * (n - 1) / (n - k)
-    se = math.sqrt(c * float(scores @ scores)) / sxx
-    dof = g - 1
-    if se == 0:
-        return FixedEffects(beta, 0.0, beta, beta, 0.0, n, g)
-    tq = float(stats.t.ppf(0.975, dof))
-    p = float(2 * stats.t.sf(abs(beta / se), dof))
-    return FixedEffects(beta, se, beta - tq * se, beta + tq * se, p, n, g)
+    return TwoWayPanel(y, x, unit, period).fit()
 
 
 @dataclass(frozen=True)
@@ -224,13 +81,22 @@ class Slope:
     estimate: float | None
     ci_low: float | None
     ci_high: float | None
+    reason: str | None = None
 
 
 def slope_per_10(x, y) -> Slope:
-    """10 * b from OLS ``y = a + b x``, with its t-based 95% CI (n - 2 dof); null when n < 4."""
+    """10 * b from OLS ``y = a + b x``, with its t-based 95% CI (n - 2 dof).
+
+    Null with a reason when n < 4 or when engagement or CX is the same in every unit (a constant
+    side has no slope to speak of, only floating-point noise).
+    """
     x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
-    if x.size < MIN_N or np.ptp(x) == 0:
-        return Slope(None, None, None)
+    if x.size < MIN_N:
+        return Slope(None, None, None)  # the between-unit warning says why
+    if np.ptp(x) == 0:
+        return Slope(None, None, None, "engagement is the same in every unit, so there is no slope")
+    if np.ptp(y) == 0:
+        return Slope(None, None, None, "customer satisfaction is the same in every unit, so there is no slope")
     fit = OLS(y, add_constant(x)).fit()
     lo, hi = fit.conf_int(0.05)[1]
     return Slope(10 * float(fit.params[1]), 10 * float(lo), 10 * float(hi))
@@ -263,6 +129,8 @@ def elasticity(x, y) -> tuple[Elasticity | None, str | None]:
     lx, ly = np.log(x), np.log(y)
     if np.ptp(lx) == 0:
         return None, "engagement does not vary between units"
+    if np.ptp(ly) == 0:
+        return None, "customer satisfaction does not vary between units"
     fit = OLS(ly, add_constant(lx)).fit()
     b = float(fit.params[1])
     lo, hi = fit.conf_int(0.05)[1]
@@ -322,15 +190,6 @@ def partial_corr(x, y, covariates: pd.DataFrame, names: tuple[str, ...] = ()) ->
     return Partial(r, lo, hi, float(2 * stats.t.sf(abs(t), dof)), names, n, k)
 
 
-def bh_q(p) -> np.ndarray:
-    """Benjamini-Hochberg q-values (``scipy.stats.false_discovery_control``).
-
-    q_(i) = min over j >= i of p_(j) * m / j. Example: [.01, .02, .03] -> [.03, .03, .03].
-    """
-    p = np.asarray(p, dtype="float64")
-    return stats.false_discovery_control(p) if p.size else p
-
-
 @dataclass(frozen=True)
 class Driver:
     item: str
@@ -353,23 +212,38 @@ class Quartiles:
     ci_high: float | None
     n_top: int
     n_bottom: int
+    reason: str | None = None
+
+
+MIN_QUARTILE = 3
 
 
 def quartiles(x, y) -> Quartiles:
     """Top quartile = units with x >= 75th percentile, bottom = x <= 25th (numpy linear quantiles).
 
-    diff = mean CX(top) - mean CX(bottom) with a Welch 95% CI; null when n < 4 or a side has < 2.
+    diff = mean CX(top) - mean CX(bottom) with a Welch 95% CI (:func:`cxstats.stats.welch_diff`).
+    Null when n < 4, when either quartile holds fewer than 3 units, or when CX does not vary inside
+    either quartile (a zero standard error), with the reason.
     """
     x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
     if x.size < MIN_N:
         return Quartiles(None, None, None, None, None, 0, 0)
     hi_cut, lo_cut = np.quantile(x, 0.75), np.quantile(x, 0.25)
     top, bottom = y[x >= hi_cut], y[x <= lo_cut]
-    if top.size < 2 or bottom.size < 2 or hi_cut == lo_cut:
-        return Quartiles(None, None, None, None, None, int(top.size), int(bottom.size))
-    diff, lo, hi, _, _ = metrics.welch_diff(bottom, top)
-    return Quartiles(float(top.mean()), float(bottom.mean()), diff, _num(lo), _num(hi), int(top.size),
-                     int(bottom.size))
+    nt, nb = int(top.size), int(bottom.size)
+    if hi_cut == lo_cut:
+        return Quartiles(None, None, None, None, None, nt, nb,
+                         "engagement is too similar across units to form a top and a bottom quartile")
+    if nt < MIN_QUARTILE or nb < MIN_QUARTILE:
+        return Quartiles(None, None, None, None, None, nt, nb,
+                         f"the top and bottom quartiles hold {nt} and {nb} units; each needs at least "
+                         f"{MIN_QUARTILE} for a comparison")
+    if np.ptp(top) == 0 and np.ptp(bottom) == 0:
+        return Quartiles(None, None, None, None, None, nt, nb,
+                         "customer satisfaction does not vary inside either quartile, so the difference has "
+                         "no interval")
+    diff, lo, hi, _, _ = welch_diff(bottom, top)
+    return Quartiles(float(top.mean()), float(bottom.mean()), diff, _num(lo), _num(hi), nt, nb)
 
 
 # ---------------------------------------------------------------- the analysis
@@ -377,21 +251,35 @@ def quartiles(x, y) -> Quartiles:
 
 @dataclass(frozen=True)
 class WithinUnit:
+    """The headline: two-way fixed-effects slope (CX points per engagement-index point), its
+    cluster-robust inference (``vcov`` 'CRV1', 'CRV3' or None), the two-way within correlation
+    ``r`` (``r_p`` = ``p``, the clustered test of the same slope) and the slope corrected for
+    small-group noise (``corrected``, None when it cannot be given). ``reason``: why a figure is null.
+    """
+
     coef: float | None
     ci_low: float | None
     ci_high: float | None
     p: float | None
     n_obs: int
     n_clusters: int
-    rm_r: float | None
-    rm_dof: int | None
-    rm_p: float | None
+    vcov: str | None
+    r: float | None
+    r_dof: int | None
+    corrected: Corrected | None = None
     se: float | None = None
+    n_singletons: int = 0
+    reason: str | None = None
+
+    @property
+    def r_p(self) -> float | None:
+        return self.p
 
 
 @dataclass(frozen=True)
 class LagResult:
-    """The within-unit model with CX measured `lag` periods after engagement (r is rm_r)."""
+    """The within-unit model with CX measured `lag` periods after engagement; ``p_holm`` is Holm's
+    adjustment over the five lags (each lag uses the rows it has, so n differs)."""
 
     lag: int
     coef: float | None
@@ -400,6 +288,20 @@ class LagResult:
     n: int
     ci_low: float | None = None
     ci_high: float | None = None
+    p_holm: float | None = None
+
+
+@dataclass(frozen=True)
+class BetweenCorrected:
+    """Between-unit r corrected for unreliable unit means (Spearman's disattenuation; the
+    Harter/Gallup unit-linkage reading, secondary). ``reason`` says why it is null or capped."""
+
+    r: float | None
+    ci_low: float | None
+    ci_high: float | None
+    rel_x: float | None
+    rel_y: float | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -408,7 +310,7 @@ class LinkageResult:
 
     ``units``: one row per unit (unit_id, engagement, cx, respondents, cx_responses) for the scatter;
     ``panel``: one row per unit and engagement period with matched CX at t+lag (unit_id, period,
-    period_index, engagement, cx, respondents, cx_responses) for charts.
+    period_index, engagement, cx, respondents, cx_responses, index_sd) for charts.
     """
 
     metric: str
@@ -420,6 +322,7 @@ class LinkageResult:
     within_unit: WithinUnit
     lags: tuple[LagResult, ...]
     pearson: Pearson
+    pearson_corrected: BetweenCorrected
     spearman: Spearman
     min_detectable_r: float | None
     slope_per_10: Slope
@@ -439,6 +342,7 @@ class LinkageResult:
     def as_json(self) -> dict:
         """Exactly the fields of DESIGN.md, "Command line" (linkage)."""
         w = self.within_unit
+        pc = self.pearson_corrected
         units = [
             {"unit_id": str(r.unit_id), "engagement": _num(r.engagement), "cx": _num(r.cx),
              "respondents": int(r.respondents), "cx_responses": int(r.cx_responses)}
@@ -456,12 +360,18 @@ class LinkageResult:
             "suppressed_groups": self.suppressed_groups,
             "units": units,
             "within_unit": {"coef": _num(w.coef), "ci_low": _num(w.ci_low), "ci_high": _num(w.ci_high),
-                            "p": _num(w.p), "n_obs": w.n_obs, "n_clusters": w.n_clusters, "rm_r": _num(w.rm_r),
-                            "rm_dof": w.rm_dof, "rm_p": _num(w.rm_p)},
-            "lags": [{"lag": x.lag, "coef": _num(x.coef), "r": _num(x.r), "p": _num(x.p), "n": x.n}
-                     for x in self.lags],
+                            "p": _num(w.p), "n_obs": w.n_obs, "n_clusters": w.n_clusters, "vcov": w.vcov,
+                            "r": _num(w.r), "r_dof": w.r_dof, "r_p": _num(w.r_p),
+                            "corrected": None if w.corrected is None else {
+                                "coef": _num(w.corrected.coef), "ci_low": _num(w.corrected.ci_low),
+                                "ci_high": _num(w.corrected.ci_high),
+                                "reliability": _num(w.corrected.reliability)}},
+            "lags": [{"lag": x.lag, "coef": _num(x.coef), "r": _num(x.r), "p": _num(x.p),
+                      "p_holm": _num(x.p_holm), "n": x.n} for x in self.lags],
             "pearson": {"r": _num(self.pearson.r), "ci_low": _num(self.pearson.ci_low),
-                        "ci_high": _num(self.pearson.ci_high), "p": _num(self.pearson.p)},
+                        "ci_high": _num(self.pearson.ci_high), "p": _num(self.pearson.p),
+                        "r_corrected": _num(pc.r), "r_corrected_ci_low": _num(pc.ci_low),
+                        "r_corrected_ci_high": _num(pc.ci_high), "rel_x": _num(pc.rel_x), "rel_y": _num(pc.rel_y)},
             "spearman": {"rho": _num(self.spearman.rho), "p": _num(self.spearman.p)},
             "min_detectable_r": _num(self.min_detectable_r),
             "slope_per_10": {"estimate": _num(self.slope_per_10.estimate), "ci_low": _num(self.slope_per_10.ci_low),
@@ -484,6 +394,10 @@ class LinkageResult:
         """Plain-language reading: never claims cause, says when evidence is too thin."""
         return summary_sentences(self)
 
+    def corrected_sentence(self) -> str | None:
+        """The corrected within-unit figure in words, or None (see :func:`corrected_sentence`)."""
+        return corrected_sentence(self)
+
 
 def _with_metric(cx: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Feedback counts per (unit, period) with the chosen metric as `cx` (rows answering it only)."""
@@ -500,36 +414,121 @@ def build_panel(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -
 
 
 def _panel(groups: pd.DataFrame, cxm: pd.DataFrame, lag: int) -> pd.DataFrame:
-    cols = ["unit_id", "period", "period_index", "engagement", "cx", "respondents", "cx_responses"]
+    cols = ["unit_id", "period", "period_index", "engagement", "cx", "respondents", "cx_responses", "index_sd"]
     if groups.empty or cxm.empty:
         return pd.DataFrame(columns=cols)
-    g = groups[["unit_id", "period", "period_index", "index", "respondents"]].rename(columns={"index": "engagement"})
+    g = groups[["unit_id", "period", "period_index", "index", "respondents", "index_sd"]].rename(
+        columns={"index": "engagement"})
     c = cxm[["unit_id", "period_index", "cx", "cx_responses"]]
     m = g.merge(c.assign(period_index=c["period_index"] - lag), on=["unit_id", "period_index"], how="inner")
     return m[cols].sort_values(["unit_id", "period_index"]).reset_index(drop=True)
 
 
-def _within(panel: pd.DataFrame) -> WithinUnit:
-    fe = fixed_effects(panel["cx"], panel["engagement"], panel["unit_id"], panel["period_index"])
-    rm = rm_corr(panel["engagement"], panel["cx"], panel["unit_id"])
-    return WithinUnit(fe.coef, fe.ci_low, fe.ci_high, fe.p, fe.n_obs, fe.n_clusters, rm.r, rm.dof, rm.p, fe.se)
+def _two_way(panel: pd.DataFrame, noise: pd.DataFrame | None = None) -> TwoWayPanel:
+    """The panel as a :class:`TwoWayPanel`; engagement noise from the groups' spread (``index_sd``)
+    or, when given, per-unit ``noise`` (unit_id, ss, dof: the respondent_id-linked variant)."""
+    n = panel["respondents"].to_numpy("float64")
+    if noise is None:
+        sd = panel["index_sd"].to_numpy("float64")
+        ss, dof = (n - 1) * sd * sd, n - 1
+    else:
+        first = ~panel["unit_id"].duplicated()
+        per = noise.set_index("unit_id")
+        ss = np.where(first, panel["unit_id"].map(per["ss"]).fillna(0).to_numpy("float64"), 0.0)
+        dof = np.where(first, panel["unit_id"].map(per["dof"]).fillna(0).to_numpy("float64"), 0.0)
+    return TwoWayPanel(panel["cx"].to_numpy("float64"), panel["engagement"].to_numpy("float64"),
+                       panel["unit_id"].astype(str).to_numpy(), panel["period_index"].to_numpy(),
+                       n_resp=n, noise_ss=ss, noise_dof=dof)
 
 
-def _between(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> pd.DataFrame:
-    """One row per unit: index over all kept respondents, CX over feedback in kept periods + lag."""
+def _within(panel: pd.DataFrame, corrected: bool = False,
+            noise: pd.DataFrame | None = None) -> tuple[WithinUnit, str | None]:
+    """The within-unit figures of one panel, and why the corrected figure is null or has no CI."""
+    tw = _two_way(panel, noise)
+    fe = tw.fit()
+    corr, corr_reason = None, None
+    if corrected and fe.coef is not None:
+        c = corrected_slope(tw, fe.coef)
+        corr = c if c.coef is not None else None
+        corr_reason = c.reason
+    return WithinUnit(fe.coef, fe.ci_low, fe.ci_high, fe.p, fe.n_obs, fe.n_clusters, fe.vcov, fe.r, fe.r_dof, corr,
+                      fe.se, fe.n_singletons, fe.reason), corr_reason
+
+
+def _noise_ss(c: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Within-(unit, period) sum of squares of the CX answers and its dof, from the counts.
+
+    csat_pct: each answer is 100 or 0, ``SS = 100^2 (k - k^2 / n)``; nps: +100 / 0 / -100,
+    ``SS = 100^2 ((P + D) - (P - D)^2 / n)``; csat_mean: 1..5, ``SS = sum csat^2 - (sum csat)^2 / n``.
+    """
+    if metric == "csat_pct":
+        n, k = c["csat_n"].to_numpy("float64"), c["csat_top2"].to_numpy("float64")
+        ss = 1e4 * (k - k * k / np.maximum(n, 1))
+    elif metric == "nps":
+        n = c["nps_n"].to_numpy("float64")
+        pp, dd = c["promoters"].to_numpy("float64"), c["detractors"].to_numpy("float64")
+        ss = 1e4 * ((pp + dd) - (pp - dd) ** 2 / np.maximum(n, 1))
+    else:
+        n, s = c["csat_n"].to_numpy("float64"), c["csat_sum"].to_numpy("float64")
+        ss = c["csat_sq"].to_numpy("float64") - s * s / np.maximum(n, 1)
+    ok = n > 0
+    return np.where(ok, np.maximum(ss, 0.0), 0.0), np.where(ok, n - 1, 0.0)
+
+
+def _between(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> tuple[pd.DataFrame, dict]:
+    """One row per unit: index over all kept respondents, CX over feedback in kept periods + lag.
+
+    Also the pooled within-(unit, period) noise of both sides over the units kept (for rel_x, rel_y).
+    """
     cols = ["unit_id", "engagement", "cx", "respondents", "cx_responses"]
     if groups.empty or cx.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=cols), {}
     eng = groups.groupby("unit_id", as_index=False).agg(respondents=("respondents", "sum"),
                                                         score_sum=("score_sum", "sum"))
     eng["engagement"] = eng["score_sum"] / eng["respondents"]
     wanted = groups[["unit_id", "period_index"]].assign(period_index=groups["period_index"] + lag)
     c = cx.merge(wanted, on=["unit_id", "period_index"], how="inner")
-    c = c.groupby("unit_id", as_index=False)[metrics.CX_COLUMNS].sum()
-    c = _with_metric(c, metric)
-    out = eng.merge(c[["unit_id", "cx", "cx_responses"]], on="unit_id", how="inner")
+    c = c[c[_METRIC_N[metric]] > 0]
+    y_ss, y_dof = _noise_ss(c, metric)
+    c = c.assign(_y_ss=y_ss, _y_dof=y_dof)
+    cu = c.groupby("unit_id", as_index=False)[metrics.CX_COLUMNS + ["csat_sq", "_y_ss", "_y_dof"]].sum()
+    cu = _with_metric(cu, metric)
+    out = eng.merge(cu[["unit_id", "cx", "cx_responses", "_y_ss", "_y_dof"]], on="unit_id", how="inner")
     out["respondents"] = out["respondents"].astype("int64")
-    return out[cols].sort_values("unit_id").reset_index(drop=True)
+    kept = groups[groups["unit_id"].isin(set(out["unit_id"]))]
+    n_g = kept["respondents"].to_numpy("float64")
+    sd = kept["index_sd"].to_numpy("float64")
+    noise = {"s2_x": pooled_variance((n_g - 1) * sd * sd, n_g - 1),
+             "s2_y": pooled_variance(out["_y_ss"], out["_y_dof"])}
+    return out[cols].sort_values("unit_id").reset_index(drop=True), noise
+
+
+def between_corrected(units: pd.DataFrame, r: Pearson, noise: dict) -> BetweenCorrected:
+    """``r_corrected = r / sqrt(rel_x rel_y)`` with the Fisher bounds divided the same way.
+
+    ``rel = 1 - mean_u(s^2 / n_u) / var(x_u)`` for each side (:func:`cxstats.stats.mean_reliability`;
+    s^2 the pooled within-(unit, period) variance of respondents' 0-100 scores, or of the CX
+    answers on the metric's scale; n_u the unit's respondents or CX answers). Null when either
+    reliability is below 0.2; capped at +-1 with a reason.
+    """
+    if r.r is None or not noise:
+        return BetweenCorrected(None, None, None, None, None)
+    rel_x = mean_reliability(noise.get("s2_x"), units["respondents"], units["engagement"])
+    rel_y = mean_reliability(noise.get("s2_y"), units["cx_responses"], units["cx"])
+    if rel_x is None or rel_y is None or rel_x < MIN_RELIABILITY or rel_y < MIN_RELIABILITY:
+        which = "engagement" if (rel_x is None or rel_x < MIN_RELIABILITY) else "customer satisfaction"
+        rel = rel_x if which == "engagement" else rel_y
+        return BetweenCorrected(None, None, None, rel_x, rel_y,
+                                f"the between-unit differences in {which} are mostly noise from few answers per unit "
+                                f"(reliability {_fmt(rel)}, below {MIN_RELIABILITY}), so no corrected r is given")
+    scale = math.sqrt(rel_x * rel_y)
+    vals = [v / scale if v is not None else None for v in (r.r, r.ci_low, r.ci_high)]
+    reason = None
+    if any(v is not None and abs(v) > 1 for v in vals):
+        reason = ("the corrected between-unit r reaches beyond +-1 and is capped there: the reliabilities are "
+                  "estimated from few answers, so read it as 'about as strong as it can be', not as an exact figure")
+        vals = [None if v is None else max(-1.0, min(1.0, v)) for v in vals]
+    return BetweenCorrected(vals[0], vals[1], vals[2], rel_x, rel_y, reason)
 
 
 def _unit_covariates(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> pd.DataFrame:
@@ -574,9 +573,10 @@ def analyse(
 
     metric: 'csat_pct', 'csat_mean' or 'nps'. lag K pairs engagement in period t with CX in t+K.
     min_group may only raise the database's anonymity threshold; period must equal the setting.
-    Formulas: :func:`fixed_effects`, :func:`rm_corr`, :func:`pearson`, :func:`spearman`,
-    :func:`min_detectable_r`, :func:`slope_per_10`, :func:`elasticity`, :func:`partial_corr`,
-    :func:`bh_q`, :func:`quartiles`.
+    Formulas: :class:`cxstats.stats.TwoWayPanel` (two-way fixed effects, CRV1/CRV3, within r,
+    reliability and its unit bootstrap), :func:`cxstats.stats.holm`, :func:`pearson`,
+    :func:`between_corrected`, :func:`spearman`, :func:`min_detectable_r`, :func:`slope_per_10`,
+    :func:`elasticity`, :func:`partial_corr`, :func:`bh_q`, :func:`quartiles`.
     Example: on the demo database (``python -m cxstats demo``; planted +0.30 CSAT % points per
     index point inside units) the within-unit coefficient is 0.293, 95% CI [0.230, 0.357], over 40
     units and 304 unit-quarters, while the between-unit r of 0.72 mixes in the planted confound.
@@ -594,16 +594,21 @@ def analyse(
     items = metrics.item_scores(con, viewer, sc.min_group, groups=eg).cells
 
     cxm = _with_metric(cx, metric)
+    noise = metrics.within_person_noise(con, viewer, sc.min_group)
     panels = {k: _panel(eg.groups, cxm, k) for k in sorted(set(LAGS) | {lag})}
-    within = _within(panels[lag])
-    lag_results = []
-    for k in LAGS:
-        w = within if k == lag else _within(panels[k])
-        lag_results.append(LagResult(k, w.coef, w.rm_r, w.p, w.n_obs, w.ci_low, w.ci_high))
+    within, corr_reason = _within(panels[lag], corrected=True, noise=noise)
+    fits = [within if k == lag else _within(panels[k])[0] for k in LAGS]
+    p_holm = holm([w.p for w in fits])
+    lag_results = [LagResult(k, w.coef, w.r, w.p, w.n_obs, w.ci_low, w.ci_high, ph)
+                   for k, w, ph in zip(LAGS, fits, p_holm)]
 
-    units = _between(eg.groups, cx, metric, lag)
+    units, between_noise = _between(eg.groups, cx, metric, lag)
     n = len(units)
     x, y = units["engagement"].to_numpy("float64"), units["cx"].to_numpy("float64")
+    pr = pearson(x, y)
+    pc = between_corrected(units, pr, between_noise)
+    slope = slope_per_10(x, y)
+    quart = quartiles(x, y)
     el, el_reason = elasticity(x, y)
     partial = None
     if covariates:
@@ -618,12 +623,20 @@ def analyse(
     elif n < FEW_UNITS:
         warnings.append(f"only {n} units: between-unit correlations are very uncertain below {FEW_UNITS} "
                         f"(the smallest correlation this can detect reliably is {min_detectable_r(n):.2f})")
-    if 0 < within.n_clusters < FEW_UNITS:
-        warnings.append(f"only {within.n_clusters} units in the within-unit model: clustered standard errors "
-                        f"are unreliable with fewer than {FEW_UNITS} clusters")
-    if within.coef is None:
-        warnings.append("the within-unit model could not be estimated: it needs at least two units with "
-                        "engagement measured in two or more periods, with feedback in the matching periods")
+    if within.reason:
+        warnings.append(f"within units: {within.reason}")
+    elif within.vcov == "CRV3":
+        warnings.append(f"only {within.n_clusters} units in the within-unit model: below {FEW_UNITS} the interval and "
+                        f"p use the jackknife (CRV3) with {within.n_clusters - 1} degrees of freedom, and the evidence "
+                        f"is thin")
+    if within.n_singletons:
+        warnings.append(f"{within.n_singletons} unit{'s' if within.n_singletons != 1 else ''} with a single period "
+                        f"left out of the within-unit model (a unit needs two periods to change)")
+    if corr_reason:
+        warnings.append(f"corrected within-unit figure: {corr_reason}")
+    for reason in (slope.reason, quart.reason, pc.reason):
+        if reason and n >= MIN_N:
+            warnings.append(reason)
     if eg.suppressed_groups:
         warnings.append(f"{eg.suppressed_groups} unit-period groups with fewer than {sc.min_group} respondents "
                         f"are suppressed and left out of every figure")
@@ -633,15 +646,27 @@ def analyse(
     return LinkageResult(
         metric=metric, period=sc.period, lag=lag, min_group=sc.min_group, n_units=n,
         suppressed_groups=eg.suppressed_groups, within_unit=within, lags=tuple(lag_results),
-        pearson=pearson(x, y), spearman=spearman(x, y), min_detectable_r=min_detectable_r(n),
-        slope_per_10=slope_per_10(x, y), elasticity=el, elasticity_reason=el_reason, partial=partial,
-        drivers=_drivers(items, units), quartiles=quartiles(x, y), warnings=tuple(warnings),
+        pearson=pr, pearson_corrected=pc, spearman=spearman(x, y), min_detectable_r=min_detectable_r(n),
+        slope_per_10=slope, elasticity=el, elasticity_reason=el_reason, partial=partial,
+        drivers=_drivers(items, units), quartiles=quart, warnings=tuple(warnings),
         units=units, panel=panels[lag],
     )
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
+
+
+def corrected_sentence(res: LinkageResult) -> str | None:
+    """The within-unit figure corrected for small-group noise, in words (shown beside the headline)."""
+    c = res.within_unit.corrected
+    if c is None or c.coef is None:
+        return None
+    ci = (f" (95% CI {10 * c.ci_low:+.2f} to {10 * c.ci_high:+.2f})" if c.ci_low is not None and c.ci_high is not None
+          else " (no interval: too few units for the bootstrap)")
+    return (f"Corrected for small-group noise: about {10 * c.coef:+.2f} points per 10 engagement points{ci}. A group's "
+            f"index is an average over few people; if customers respond to true engagement rather than to the "
+            f"measured index, that noise shrinks the figure above (reliability {c.reliability:.2f}).")
 
 
 def summary_sentences(res: LinkageResult) -> list[str]:
@@ -651,9 +676,20 @@ def summary_sentences(res: LinkageResult) -> list[str]:
     w = res.within_unit
     lag_txt = "" if res.lag == 0 else (f" {abs(res.lag)} period(s) later" if res.lag > 0
                                       else f" {abs(res.lag)} period(s) earlier")
-    if w.coef is None or w.ci_low is None or w.ci_high is None:
-        out.append("Within units: there is too little repeated data (a unit measured in two or more periods) to "
-                   "say whether changes in engagement go with changes in " + label + ".")
+    if w.coef is None:
+        if w.n_clusters < 2:
+            out.append("Within units: there is too little repeated data (a unit measured in two or more periods) to "
+                       "say whether changes in engagement go with changes in " + label + ".")
+        else:
+            out.append(f"Within units: no figure can be given: {w.reason}.")
+    elif w.ci_low is None or w.ci_high is None or w.p is None:
+        out.append(
+            f"Within units: when a unit's engagement index was 10 points higher than its usual level, its {label}"
+            f"{lag_txt} was {10 * w.coef:+.2f} points different ({w.n_clusters} units, {w.n_obs} unit-periods), "
+            f"but {w.reason or 'no interval can be given'}."
+        )
+        out.append("Without an interval this figure cannot be told apart from chance; treat it as no evidence either "
+                   "way.")
     else:
         per10 = 10 * w.coef
         out.append(
@@ -661,14 +697,17 @@ def summary_sentences(res: LinkageResult) -> list[str]:
             f"{lag_txt} was on average {per10:+.2f} points different (95% CI {10 * w.ci_low:+.2f} to "
             f"{10 * w.ci_high:+.2f}; {w.n_clusters} units, {w.n_obs} unit-periods)."
         )
-        if w.p is not None and w.p < 0.05:
+        if w.p < 0.05:
             out.append("This within-unit association is unlikely to be chance alone (p = "
                        f"{w.p:.3g}), but it is an association, not proof that engagement causes it.")
         else:
             out.append("The data cannot tell this within-unit association apart from none at all (p = "
-                       f"{_fmt(w.p, '.3g')}); absence of evidence is not evidence of no link.")
+                       f"{w.p:.3g}); absence of evidence is not evidence of no link.")
         if w.n_clusters < FEW_UNITS:
             out.append(f"With only {w.n_clusters} units, treat this as thin evidence.")
+    cs = corrected_sentence(res)
+    if cs:
+        out.append(cs)
     pr = res.pearson
     if pr.r is None:
         out.append(f"Between units: with {res.n_units} units there are too few to compare units with each other.")
@@ -701,10 +740,19 @@ def _table(res: LinkageResult) -> str:
         ("units", f"{res.n_units} (suppressed unit-period groups: {res.suppressed_groups})"),
         ("within-unit coef", f"{_fmt(w.coef, '.4f')} per index point  95% CI [{_fmt(w.ci_low, '.4f')}, "
                              f"{_fmt(w.ci_high, '.4f')}]  p {_fmt(w.p, '.3g')}  n {w.n_obs}, {w.n_clusters} units"),
-        ("repeated-measures r", f"{_fmt(w.rm_r, '.3f')}  dof {w.rm_dof if w.rm_dof is not None else 'n/a'}  "
-                                f"p {_fmt(w.rm_p, '.3g')}"),
+        ("vcov", f"{w.vcov or 'none'} ({w.n_singletons} single-period units left out)"),
+        ("within-unit r", f"{_fmt(w.r, '.3f')}  dof {w.r_dof if w.r_dof is not None else 'n/a'}  "
+                          f"p {_fmt(w.r_p, '.3g')} (unit and period effects removed)"),
+        ("corrected coef", "n/a" if w.corrected is None else
+         f"{_fmt(w.corrected.coef, '.4f')}  95% CI [{_fmt(w.corrected.ci_low, '.4f')}, "
+         f"{_fmt(w.corrected.ci_high, '.4f')}]  reliability {_fmt(w.corrected.reliability, '.3f')} "
+         f"(corrected for small-group noise)"),
         ("between-unit r", f"{_fmt(res.pearson.r, '.3f')}  95% CI [{_fmt(res.pearson.ci_low, '.3f')}, "
                            f"{_fmt(res.pearson.ci_high, '.3f')}]  p {_fmt(res.pearson.p, '.3g')}"),
+        ("between r corrected", f"{_fmt(res.pearson_corrected.r, '.3f')}  95% CI "
+                                f"[{_fmt(res.pearson_corrected.ci_low, '.3f')}, {_fmt(res.pearson_corrected.ci_high, '.3f')}]"
+                                f"  rel_x {_fmt(res.pearson_corrected.rel_x, '.3f')}  "
+                                f"rel_y {_fmt(res.pearson_corrected.rel_y, '.3f')}"),
         ("Spearman rho", f"{_fmt(res.spearman.rho, '.3f')}  p {_fmt(res.spearman.p, '.3g')}"),
         ("min detectable r", _fmt(res.min_detectable_r, ".3f")),
         ("slope per +10", f"{_fmt(res.slope_per_10.estimate, '.3f')}  95% CI [{_fmt(res.slope_per_10.ci_low, '.3f')}, "
@@ -721,9 +769,11 @@ def _table(res: LinkageResult) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("")
-    lines.append(f"{'lag':>4}  {'coef':>10}  {'r':>7}  {'p':>8}  {'n':>6}")
+    lines.append(f"{'lag':>4}  {'coef':>10}  {'r':>7}  {'p':>8}  {'p_holm':>8}  {'n':>6}")
     for x in res.lags:
-        lines.append(f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  {x.n:>6}")
+        lines.append(f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  "
+                     f"{_fmt(x.p_holm, '.3g'):>8}  {x.n:>6}")
+    lines.append("(each lag uses the rows it has, so n differs; p_holm allows for looking at five lags)")
     if res.drivers:
         lines.append("")
         lines.append(f"{'driver item':<24}  {'r':>7}  {'95% CI':>17}  {'q':>7}")

@@ -43,9 +43,9 @@ from typing import Sequence
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import ADMIN, CxStatsError, Viewer, store
+from .stats import welch_diff  # noqa: F401  (one definition, in cxstats.stats; metrics.welch_diff keeps working)
 
 PERIODS = ("quarter", "month")
 
@@ -123,24 +123,6 @@ def cronbach_alpha(items: pd.DataFrame) -> float | None:
     if total_var == 0:
         return None
     return float(k / (k - 1) * (1.0 - x.var(axis=0, ddof=1).sum() / total_var))
-
-
-def welch_diff(a, b, confidence: float = 0.95) -> tuple[float, float, float, float, float]:
-    """Difference of means b - a with a Welch t interval: (diff, ci_low, ci_high, p, dof).
-
-    ``se = sqrt(s_a^2/n_a + s_b^2/n_b)``, Welch-Satterthwaite dof, t quantile at (1+confidence)/2.
-    """
-    a = np.asarray(a, dtype="float64")
-    b = np.asarray(b, dtype="float64")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    diff = float(b.mean() - a.mean())
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff, (1.0 if diff == 0 else 0.0), float(a.size + b.size - 2)
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    tq = stats.t.ppf((1 + confidence) / 2, dof)
-    p = float(2 * stats.t.sf(abs(diff / se), dof))
-    return diff, diff - tq * se, diff + tq * se, p, float(dof)
 
 
 def reply_target_hours(channel: str | None) -> float:
@@ -251,7 +233,7 @@ def _respondents_sql(sc: Scope) -> str:
         WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
     ),
     resp AS MATERIALIZED (
-        SELECT e.batch_id, e.row_no, e.unit_id, e.enps, e.comment, bk.k,
+        SELECT e.batch_id, e.row_no, e.unit_id, e.respondent_id, e.enps, e.comment, bk.k,
                CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start,
                coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
                100.0 * (ri.mean_score - 1) / (bk.k - 1) AS score
@@ -346,6 +328,73 @@ def unit_period_engagement(
             "index", "index_sd", "score_sum", "enps", "enps_se", "enps_n", "incomplete"]
     return EngagementGroups(groups[cols].reset_index(drop=True), int(suppressed),
                             int(groups["excluded_respondents"].sum()), sc.min_group, sc.period)
+
+
+LINKED_SHARE = 0.5  # the linked variant applies when at least this share of kept answers is linked
+
+
+def within_person_noise(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
+    period: str | None = None,
+) -> pd.DataFrame | None:
+    """Time-varying respondent noise per unit, where respondent_id links people across periods.
+
+    When the same people answer a unit's survey period after period, a person's stable level is
+    removed by the unit effect and only the time-varying part of their answers is noise in the
+    within-unit change. Over the in-index respondents of kept (unit, period) groups whose
+    respondent_id appears in two or more of the unit's kept periods, each answer's deviation from
+    its group mean is centred on that respondent's own mean (repeated until both centrings hold:
+    the exact two-way residual for unbalanced data), and per unit ``ss = sum of squared residuals``,
+    ``dof = answers - respondents - groups + connected components``. Respondents seen once carry
+    no information on this (their residual is zero) and are left out.
+
+    Returns a frame (unit_id, ss, dof) when linked answers make up at least half of all kept
+    answers, else None (use the pooled within-group variance). Aggregates only: no respondent's
+    answer leaves this function.
+    """
+    viewer.require_employee_data()
+    sc = scope(con, min_group, period)
+    sql = f"""
+    WITH {_respondents_sql(sc)},
+    kr AS (
+        SELECT r.unit_id, r.period_start, trim(r.respondent_id) AS rid, r.score
+        FROM resp r JOIN kept k ON r.unit_id = k.unit_id AND r.period_start = k.period_start
+        WHERE r.in_index
+    ),
+    linked AS (
+        SELECT unit_id, rid FROM kr WHERE rid IS NOT NULL AND rid <> ''
+        GROUP BY unit_id, rid HAVING count(DISTINCT period_start) >= 2
+    )
+    SELECT kr.unit_id, kr.period_start, kr.rid, kr.score, (SELECT count(*) FROM kr) AS total
+    FROM kr JOIN linked l ON kr.unit_id = l.unit_id AND kr.rid = l.rid
+    """
+    f = con.execute(sql, _resp_params(sc, viewer)).df()
+    if f.empty or len(f) < LINKED_SHARE * float(f["total"].iloc[0]):
+        return None
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    g_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([f["unit_id"], f["period_start"]]))
+    r_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([f["unit_id"], f["rid"]]))
+    ng, nr = int(g_codes.max()) + 1, int(r_codes.max()) + 1
+    gc = np.bincount(g_codes, minlength=ng).astype("float64")
+    rc = np.bincount(r_codes, minlength=nr).astype("float64")
+    v = f["score"].to_numpy("float64")
+    v = v - v.mean()
+    tol = 1e-10 * max(1.0, float(np.abs(v).max()))
+    for _ in range(1000):
+        v = v - (np.bincount(g_codes, weights=v, minlength=ng) / gc)[g_codes]
+        step = (np.bincount(r_codes, weights=v, minlength=nr) / rc)[r_codes]
+        v = v - step
+        if float(np.abs(step).max()) <= tol:
+            break
+    graph = coo_matrix((np.ones(len(f)), (r_codes, nr + g_codes)), shape=(nr + ng, nr + ng))
+    _, comp = connected_components(graph, directed=False)
+    w = pd.DataFrame({"unit_id": f["unit_id"], "e2": v * v, "r": r_codes, "g": g_codes, "c": comp[r_codes]})
+    per = w.groupby("unit_id").agg(ss=("e2", "sum"), n=("e2", "size"), r=("r", "nunique"), g=("g", "nunique"),
+                                   c=("c", "nunique"))
+    per["dof"] = (per["n"] - per["r"] - per["g"] + per["c"]).astype("float64")
+    return per.reset_index()[["unit_id", "ss", "dof"]]
 
 
 @dataclass(frozen=True)
@@ -667,7 +716,8 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     """Feedback counts per (unit, period[, channel]): the sums CX metrics are built from.
 
     Columns: unit_id, [channel,] period_start, period_index, csat_n, csat_top2 (answers 4-5),
-    csat_sum, nps_n, promoters (9-10), detractors (0-6).
+    csat_sum, csat_sq (sum of squared answers, for the within-group spread), nps_n, promoters (9-10),
+    detractors (0-6).
     """
     s = store.settings(con)
     per = period or s.period
@@ -684,13 +734,13 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     )
     SELECT unit_id, {chan_g} period_start, {_period_ordinal_sql(per, "period_start")} AS period_index,
            count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
-           coalesce(sum(csat), 0) AS csat_sum, count(nps) AS nps_n,
+           coalesce(sum(csat), 0) AS csat_sum, coalesce(sum(csat * csat), 0) AS csat_sq, count(nps) AS nps_n,
            count(*) FILTER (WHERE nps >= 9) AS promoters, count(*) FILTER (WHERE nps <= 6) AS detractors
     FROM f GROUP BY ALL ORDER BY ALL
     """
     frame = con.execute(sql, [all_units, units]).df()
-    for c in CX_COLUMNS + ["period_index"]:
-        frame[c] = frame[c].astype("int64") if c != "csat_sum" else frame[c].astype("float64")
+    for c in CX_COLUMNS + ["csat_sq", "period_index"]:
+        frame[c] = frame[c].astype("float64") if c in ("csat_sum", "csat_sq") else frame[c].astype("int64")
     return frame
 
 

@@ -43,22 +43,40 @@ for w in res.warnings:
 # ---------------------------------------------------------------- headline: within units
 st.subheader("Within units (the headline)")
 w = res.within_unit
-cols = st.columns([1.1, 1.5, 0.8, 1])
+c = w.corrected
+cols = st.columns([1.1, 1.4, 0.7, 1, 1.3])
 cols[0].metric(f"{res.metric_label} per +10 engagement points", "—" if w.coef is None else f"{10 * w.coef:+.2f}",
                border=True, help="two-way fixed effects (unit and period), errors clustered by unit")
-cols[1].metric("95% CI", "—" if w.ci_low is None else f"{10 * w.ci_low:.2f} to {10 * w.ci_high:.2f}", border=True)
+cols[1].metric("95% CI", "—" if w.ci_low is None else f"{10 * w.ci_low:.2f} to {10 * w.ci_high:.2f}", border=True,
+               help="CRV1 from 30 units; the jackknife (CRV3) from 3 to 29; none below 3 units")
 cols[2].metric("p", f(w.p, ".3g"), border=True)
 cols[3].metric("Units · unit-periods", f"{w.n_clusters} · {w.n_obs}", border=True)
+cols[4].metric("Corrected for small-group noise", "—" if c is None else f"{10 * c.coef:+.2f}", border=True,
+               help="the same figure divided by the reliability of the groups' indices (unit bootstrap CI)")
 sentences = list(res.summary_sentences())
 if sentences:
     st.info(ui.escape_md(" ".join(sentences[:2])))
-st.caption(f"Repeated-measures correlation r = {f(w.rm_r)} (dof {w.rm_dof if w.rm_dof is not None else '—'}, "
-           f"p = {f(w.rm_p, '.3g')}). Comparing each unit with itself over time removes everything that is fixed "
-           "about a unit (location, size, clientele); comparisons between units cannot.")
+st.caption(f"Within-unit correlation r = {f(w.r)} (unit and company-wide period effects removed; dof {f(w.r_dof, 'd')}; "
+           f"p = {f(w.r_p, '.3g')}, the clustered test of the slope above). Comparing each unit with itself over time "
+           "removes everything that is fixed about a unit (location, size, clientele), and removing each period's "
+           "company-wide level keeps a chain-wide good or bad quarter from looking like a link; comparisons "
+           "between units cannot do either.")
+if c is not None:
+    st.caption(f"Corrected for small-group noise: {10 * c.coef:+.2f} per +10 points (95% CI "
+               f"{f(None if c.ci_low is None else 10 * c.ci_low, '+.2f')} to "
+               f"{f(None if c.ci_high is None else 10 * c.ci_high, '+.2f')}; reliability {c.reliability:.2f}). "
+               "Each group's index is an average over a few people, and that noise pulls the headline towards zero "
+               "when customers respond to true engagement. This figure undoes that shrinkage; it assumes the noise is "
+               "only sampling of respondents, so read it beside the headline, not instead of it.")
 
 st.plotly_chart(charts.lag_chart(res.lags, metric=metric), width="stretch", key="lk_lags")
 st.caption("Each point is the within-unit model with customers measured k periods after engagement. A stronger "
-           "link at positive lags fits engagement leading satisfaction, but does not prove direction.")
+           "link at positive lags fits engagement leading satisfaction, but does not prove direction. Each lag uses "
+           "the unit-periods it has, so n differs; Holm's p allows for looking at five lags at once.")
+st.dataframe([{"lag": x.lag, "coefficient": x.coef, "within r": x.r, "p": x.p, "p (Holm, 5 lags)": x.p_holm,
+               "unit-periods": x.n} for x in res.lags], hide_index=True, width="content",
+             column_config={k: st.column_config.NumberColumn(format="%.3f")
+                            for k in ("coefficient", "within r", "p", "p (Holm, 5 lags)")})
 
 # ---------------------------------------------------------------- between units
 st.subheader("Between units (confounded)")
@@ -70,6 +88,12 @@ cols[1].metric("95% CI", "—" if p.ci_low is None else f"{p.ci_low:.2f} to {p.c
 cols[2].metric("Units (n)", f"{res.n_units}", border=True)
 cols[3].metric("Smallest r detectable", f(res.min_detectable_r), border=True,
                help="80% power, alpha 0.05: a true correlation smaller than this would often be missed")
+pc = res.pearson_corrected
+if pc.r is not None:
+    st.caption(f"Corrected for unreliable unit averages (secondary): r = {pc.r:.2f} (95% CI {f(pc.ci_low)} to "
+               f"{f(pc.ci_high)}; reliability of the units' engagement {f(pc.rel_x)}, of their {res.metric_label} "
+               f"{f(pc.rel_y)}). This is how unit-level linkage studies usually report it; it is still a comparison "
+               "between units, so it is just as confounded.")
 st.caption(f"Spearman rho = {f(res.spearman.rho)} (p = {f(res.spearman.p, '.3g')}); Pearson p = {f(p.p, '.3g')}. "
            f"Power: with {res.n_units} units only correlations of about {f(res.min_detectable_r)} or larger would "
            "reliably show up; a non-significant result is not evidence of no link.")

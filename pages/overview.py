@@ -61,10 +61,13 @@ if ctx.viewer.sees_employee_data:
         st.info(f"No linkage finding yet: {ui.escape_md(exc)}")
     else:
         sentences = list(result.summary_sentences())
+        corrected = result.corrected_sentence()
         if sentences:
-            st.info(ui.escape_md(sentences[0]))  # the within-unit headline, with its interval
+            # the within-unit headline, with its interval, and beside it (never instead) the corrected figure
+            st.info(ui.escape_md(" ".join([sentences[0]] + ([corrected] if corrected else []))))
             for extra in sentences[1:]:
-                st.caption(ui.escape_md(extra))
+                if extra != corrected:
+                    st.caption(ui.escape_md(extra))
         st.caption("Across all the units you may see (the sidebar's filters do not narrow it); "
                    "the Linkage page shows the between-unit view, lags, drivers and power.")
 

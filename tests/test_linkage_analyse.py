@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import statsmodels.formula.api as smf
+from scipy import stats
 from test_linkage_data import build, survey
 
 from cxstats import AccessDenied, CxStatsError, Viewer, linkage, metrics, store
@@ -17,8 +18,10 @@ JSON_FIELDS = {
     "drivers", "quartiles", "warnings",
 }
 NESTED = {
-    "within_unit": {"coef", "ci_low", "ci_high", "p", "n_obs", "n_clusters", "rm_r", "rm_dof", "rm_p"},
-    "pearson": {"r", "ci_low", "ci_high", "p"},
+    "within_unit": {"coef", "ci_low", "ci_high", "p", "n_obs", "n_clusters", "vcov", "r", "r_dof", "r_p",
+                    "corrected"},
+    "pearson": {"r", "ci_low", "ci_high", "p", "r_corrected", "r_corrected_ci_low", "r_corrected_ci_high", "rel_x",
+                "rel_y"},
     "spearman": {"rho", "p"},
     "slope_per_10": {"estimate", "ci_low", "ci_high"},
     "quartiles": {"top", "bottom", "diff", "ci_low", "ci_high"},
@@ -42,7 +45,9 @@ def test_json_has_exactly_the_design_fields(small_db, cli):
         assert set(d[key]) == fields
     assert set(d["units"][0]) == {"unit_id", "engagement", "cx", "respondents", "cx_responses"}
     assert [x["lag"] for x in d["lags"]] == [-2, -1, 0, 1, 2]
-    assert set(d["lags"][0]) == {"lag", "coef", "r", "p", "n"}
+    assert set(d["lags"][0]) == {"lag", "coef", "r", "p", "p_holm", "n"}
+    assert set(d["within_unit"]["corrected"]) == {"coef", "ci_low", "ci_high", "reliability"}
+    assert d["within_unit"]["vcov"] == "CRV3" and d["within_unit"]["r_p"] == d["within_unit"]["p"]
     assert set(d["drivers"][0]) == {"item", "r", "ci_low", "ci_high", "p", "q"}
     assert set(d["elasticity"]) == {"beta", "ci_low", "ci_high", "p", "effect_of_10pct"}
     assert set(d["partial"]) == {"r", "ci_low", "ci_high", "p", "covariates"}
@@ -70,16 +75,23 @@ def test_readable_table_and_sentences(small_db, cli):
     assert "confounded" in out.stdout
 
 
-def test_within_unit_matches_statsmodels_on_the_panel(small_db):
+def test_within_unit_matches_pyfixest_crv3_on_the_panel(small_db):
+    """12 units: CRV3 (pyfixest's, without its small-sample factor, times (G-1)/G), t with G-1 dof."""
+    pf = pytest.importorskip("pyfixest")
     with store.connect(small_db) as con:
         res = linkage.analyse(con)
     p = res.panel.assign(engagement=res.panel["engagement"].astype(float), cx=res.panel["cx"].astype(float))
-    ref = smf.ols("cx ~ engagement + C(unit_id) + C(period_index)", p).fit(
-        cov_type="cluster", cov_kwds={"groups": p["unit_id"].astype("category").cat.codes.to_numpy()}, use_t=True)
+    fit = pf.feols("cx ~ engagement | unit_id + period_index", data=p, vcov={"CRV3": "unit_id"},
+                   ssc=pf.ssc(k_adj=False, G_adj=False))
+    g = p["unit_id"].nunique()
+    se = float(np.sqrt(fit._vcov[0, 0] * (g - 1) / g))
     w = res.within_unit
+    assert w.vcov == "CRV3" and w.n_obs == len(p) and w.n_clusters == g
+    assert w.coef == pytest.approx(float(fit.coef().iloc[0]), rel=1e-8)
+    assert w.se == pytest.approx(se, rel=1e-6)
+    assert w.p == pytest.approx(2 * stats.t.sf(abs(w.coef / se), g - 1), rel=1e-6)
+    ref = smf.ols("cx ~ engagement + C(unit_id) + C(period_index)", p).fit()
     assert w.coef == pytest.approx(ref.params["engagement"], rel=1e-8)
-    assert w.p == pytest.approx(ref.pvalues["engagement"], rel=1e-6)
-    assert w.n_obs == len(p) and w.n_clusters == p["unit_id"].nunique()
 
 
 def test_panel_and_units_built_from_shown_groups(small_db):
@@ -160,7 +172,8 @@ def test_too_thin_evidence_said_plainly(tmp_path):
     text = " ".join(res.summary_sentences())
     assert "too little repeated data" in text and "too few" in text
     d = res.as_json()
-    assert d["pearson"] == {"r": None, "ci_low": None, "ci_high": None, "p": None}
+    assert set(d["pearson"].values()) == {None}
+    assert d["within_unit"]["p"] is None and d["within_unit"]["corrected"] is None
     assert any("at least 4" in w for w in d["warnings"])
 
 

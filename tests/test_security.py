@@ -55,7 +55,7 @@ REVIEWED = {
     "res.metric_label", "res.min_group", "res.suppressed_groups", "res.n_units", "q.n_top", "q.n_bottom",
     "len(flagged)", "len(result.unmatched_handles)", "len(suppressed)", "pfmt", "batch", "k", "result.as_of",
     "eff.n_pairs", "eff.n_too_recent", "eff.n_unmatched", "eff.window_days", "eff.label",
-    "', '.join(map(str, incomplete))", "', '.join(pa.covariates)", "w.rm_dof if w.rm_dof is not None else '—'",
+    "', '.join(map(str, incomplete))", "', '.join(pa.covariates)",
     "kind", "needed", "what", "cxstats.__version__", "db.name", "min(len(pv.sample), 20)",
     "ui.period_filter_text(ctx)",  # regions are escaped inside it (found by this review)
 }
