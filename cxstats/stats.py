@@ -157,12 +157,12 @@ def holm(p) -> list[float | None]:
     Example: [0.01, 0.04, 0.03, None] -> [0.03, 0.06, 0.06, None].
     """
     vals = [num(v) for v in p]
-    idx = [i for i, v in enumerate(vals) if v is not None]
-    m = len(idx)
+    given = {i: v for i, v in enumerate(vals) if v is not None}
+    m = len(given)
     out: list[float | None] = [None] * len(vals)
     running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: vals[i])):
-        running = max(running, min(1.0, (m - rank) * vals[i]))
+    for rank, (i, v) in enumerate(sorted(given.items(), key=lambda iv: iv[1])):
+        running = max(running, min(1.0, (m - rank) * v))
         out[i] = running
     return out
 
