@@ -492,3 +492,46 @@ def period_filter_text(ctx: Ctx) -> str:
     if ctx.period_from:
         parts.append(ctx.period_from if ctx.period_from == ctx.period_to else f"{ctx.period_from} to {ctx.period_to}")
     return "; ".join(parts) or "all data"
+
+
+# ---------------------------------------------------------------- comment themes (Engagement, Customers)
+
+
+def show_themes(result, *, key: str) -> None:
+    """A cxstats.themes.ThemeResult laid out as plain text: labels and examples sit in table cells
+    and st.text, never in Markdown or HTML (they are words from uploaded comments)."""
+    lead = f"{result.n_texts:,} English texts"
+    if result.n_non_english:
+        lead += f"; {result.n_non_english:,} in other languages left out"
+    if result.n_cut:
+        lead += f"; {result.n_cut:,} very long texts cut for modelling"
+    st.caption(lead + ".")
+    if result.message:
+        st.info(escape_md(result.message))
+        return
+    how = "chosen from the texts" if result.k_chosen else "as set"
+    st.caption(f"{result.k} themes ({how}); each text belongs to its strongest theme when that theme holds at "
+               "least 30% of its weight, else to 'other'. Labels are each theme's top terms. Sentiment is VADER's "
+               "compound score, -1 (negative) to +1 (positive).")
+    csat = result.source == "feedback"
+    rows = []
+    for t in result.themes:
+        row = {"theme": "other" if t.theme_id == 0 else str(t.theme_id), "label": t.label, "share": t.share,
+               "texts": t.n, "sentiment": t.sentiment}
+        if csat:
+            row.update({"CSAT % with": t.csat_with, "CSAT % without": t.csat_without, "difference": t.diff,
+                        "95% CI": "" if t.diff is None else f"{t.ci_low:+.1f} to {t.ci_high:+.1f}"})
+        rows.append(row)
+    st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table", column_config={
+        "share": st.column_config.ProgressColumn("share", format="percent", min_value=0.0, max_value=1.0),
+        "sentiment": st.column_config.NumberColumn("sentiment", format="%+.2f"),
+        "CSAT % with": st.column_config.NumberColumn(format="%.1f"),
+        "CSAT % without": st.column_config.NumberColumn(format="%.1f"),
+        "difference": st.column_config.NumberColumn("difference (points)", format="%+.1f"),
+    })
+    if csat:
+        st.caption("CSAT % of the answers whose comment has the theme against the other commented answers; the "
+                   "difference comes with a 95% (Wald) interval. A theme is a pattern of words, not a cause.")
+    examples = [{"theme": str(t.theme_id), "label": t.label, "example": e} for t in result.themes for e in t.examples]
+    if examples:
+        st.dataframe(examples, hide_index=True, width="stretch", key=f"{key}_examples")

@@ -7,7 +7,7 @@ Customer-side only (no employee figures), so marketing sees this page too. NPS c
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts, metrics
+from cxstats import AccessDenied, CxStatsError, charts, metrics, themes
 
 ctx = ui.page_setup("Customers")
 
@@ -51,7 +51,8 @@ metric = st.radio("Measure", list(labels), format_func=labels.get, horizontal=Tr
 interval = ("nps_low", "nps_high") if metric == "nps" else (None, None)
 n_col = "nps_n" if metric == "nps" else "csat_n"
 
-tab_unit, tab_channel, tab_period, tab_reply = st.tabs(["By unit", "By channel", "By period", "Reply times"])
+tab_unit, tab_channel, tab_period, tab_reply, tab_themes = st.tabs(
+    ["By unit", "By channel", "By period", "Reply times", "Comment themes"])
 
 with tab_unit:
     by_unit = charts.pool_cx(cx, "unit_id")
@@ -88,3 +89,19 @@ with tab_reply:
                      column_config={"share_within_target": st.column_config.NumberColumn("share within target",
                                                                                           format="percent"),
                                     "median_hours": st.column_config.NumberColumn("median hours", format="%.1f")})
+
+with tab_themes:
+    st.caption("What customers write about, over every comment you may see (all periods, not the sidebar's "
+               "selection).")
+    sources = {"feedback": "Feedback comments", "mentions": "Social posts"}
+    source = st.radio("Texts", list(sources), format_func=sources.get, horizontal=True, index=None,
+                      key="cx_themes_source", help="a few seconds the first time, then kept")
+    if source is not None:
+        try:
+            result = ui.cached(themes.themes, source, viewer=ctx.viewer)
+        except AccessDenied:
+            st.info("Social posts carry no unit, so their themes are shown to leaders, admins and marketing only.")
+        except CxStatsError as exc:
+            ui.show_error(exc)
+        else:
+            ui.show_themes(result, key=f"cx_themes_{source}")

@@ -8,7 +8,7 @@ which groups are suppressed, never a number for them.
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, charts, metrics
+from cxstats import CxStatsError, charts, metrics, themes
 
 ctx = ui.page_setup("Engagement", employee_data=True)
 
@@ -54,8 +54,8 @@ c[4].metric("Cronbach's alpha", "—" if alpha is None else f"{alpha:.2f}", bord
             help="internal consistency of the index items, over every kept respondent who answered them all "
                  "(all units and periods you may see); 0.7 or more is usually taken as acceptable")
 
-tab_heat, tab_trend, tab_dist, tab_change, tab_comments = st.tabs(
-    ["Heatmap", "Trend", "Distribution", "Change between periods", "Comments"])
+tab_heat, tab_trend, tab_dist, tab_change, tab_comments, tab_themes = st.tabs(
+    ["Heatmap", "Trend", "Distribution", "Change between periods", "Comments", "Comment themes"])
 
 with tab_heat:
     kept_units = set(cells["unit_id"].astype(str)) if len(cells) else set()
@@ -123,3 +123,14 @@ with tab_comments:
         st.info("No comments from groups of 10 or more respondents in this selection.")
     else:
         st.dataframe(com, hide_index=True, width="stretch")
+
+with tab_themes:
+    st.caption("What employees write about, over every comment you may see (all periods, not the sidebar's "
+               "selection), from groups of at least 10 respondents only. Comments are never quoted here.")
+    if st.toggle("Find the themes", key="eng_themes_on", help="a few seconds the first time, then kept"):
+        try:
+            comment_themes = ui.cached(themes.themes, "comments", viewer=ctx.viewer)
+        except CxStatsError as exc:
+            ui.show_error(exc)
+        else:
+            ui.show_themes(comment_themes, key="eng_themes")
