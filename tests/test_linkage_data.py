@@ -19,7 +19,8 @@ def load_engagement(con, resp: pd.DataFrame, items: list[str], scale: int = 5, t
     """resp: one row per respondent with unit_id, survey_date, optional wave/enps/comment and item columns."""
     resp = resp.reset_index(drop=True).copy()
     resp["row_no"] = np.arange(2, len(resp) + 2)
-    base_cols = [c for c in ("row_no", "unit_id", "survey_date", "wave", "enps", "comment") if c in resp.columns]
+    base_cols = [c for c in ("row_no", "unit_id", "survey_date", "respondent_id", "wave", "enps", "comment")
+                 if c in resp.columns]
     eng = resp[base_cols].copy()
     eng["survey_date"] = pd.to_datetime(eng["survey_date"]).dt.date
     long = resp.melt(id_vars=["row_no"], value_vars=items, var_name="item", value_name="score").dropna()
