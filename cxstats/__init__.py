@@ -6,7 +6,13 @@ app.py and pages/ calls into it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+# python-pptx (the report) brings lxml, and openpyxl then writes workbooks with lxml: other bytes for
+# the shipped demo files and a carriage return in a cell read back as a line feed. Keep openpyxl's
+# own writer, as before (set before any openpyxl import; a user's explicit setting wins).
+os.environ.setdefault("OPENPYXL_LXML", "False")
 
 __version__ = "0.1.0"
 

@@ -93,7 +93,8 @@ prepared = st.session_state.get("ov_report")
 if prepared and prepared[:2] == (fmt, selection):  # another format or selection needs a new build
     mime = "application/pdf" if fmt == "pdf" else \
         "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-    st.download_button(f"Download the board report ({fmt.upper()})", prepared[2], file_name=f"cxstats-report.{fmt}",
+    label = {"pdf": "Download the board report (PDF)", "pptx": "Download the board report (PPTX)"}[fmt]
+    st.download_button(label, prepared[2], file_name=f"cxstats-report.{fmt}",
                        mime=mime, key="ov_report_download")
 
 # ---------------------------------------------------------------- freshness

@@ -18,6 +18,10 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# as cxstats/__init__.py does, before any test module imports openpyxl: openpyxl's own XML writer, not
+# lxml's (which python-pptx installs), so workbooks keep their bytes and a cell's CR stays a CR
+os.environ.setdefault("OPENPYXL_LXML", "False")
+
 # modules that run only in `make test` (the full tier), not in `make check` (the fast tier)
 FULL_ONLY = {"test_faults", "test_kill_import", "test_fuzz_ingest", "test_browser"}
 
