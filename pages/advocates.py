@@ -170,15 +170,25 @@ if prepared and prepared[1] == export_key:  # a changed filter or hold-out needs
         st.caption(f"{held:,} customers held out at random (seed {seed}) and recorded; they are not in the file.")
 
 # ---------------------------------------------------------------- record a reward
+
+
+def held_out_now(con, as_of, holdouts_made):
+    """Customers in a hold-out whose 90 days are running (``holdouts_made`` moves the cache key)."""
+    return store.held_out(con, as_of) if as_of else set()
+
+
 st.subheader("Record a reward")
 if ctx.viewer.role not in advocates.REWARD_ROLES:
     st.caption("Rewards are recorded by marketing or an admin.")
 else:
     with st.form("adv_reward", clear_on_submit=True):
         r1, r2, r3 = st.columns(3)
-        options = list(advocates.to_reward(result)["customer_id"].astype(str))
-        cid = r1.selectbox("Customer", options + [c for c in shown["customer_id"].astype(str) if c not in options],
-                           help="customers due a reward are listed first (not rewarded recently, not flagged)")
+        held = ui.cached(held_out_now, result.as_of, st.session_state.get("adv_holdouts", 0))
+        options = [c for c in advocates.to_reward(result)["customer_id"].astype(str) if c not in held]
+        cid = r1.selectbox("Customer", options + [c for c in shown["customer_id"].astype(str)
+                                                  if c not in options and c not in held],
+                           help="customers due a reward are listed first (not rewarded recently, not flagged); "
+                                "customers in a running hold-out are not offered")
         rdate = r2.date_input("Reward date", value=date.today())
         rtype = r3.text_input("Reward type", placeholder="voucher, thank-you gift ...")
         r4, r5 = st.columns([1, 2])

@@ -294,3 +294,7 @@ def test_export_with_a_hold_out_is_recorded_and_shown_in_progress(make_app, fres
     assert any(f"{arms['holdout']:,} customers held out at random" in c.value for c in at.caption)
     md = [m.value for m in at.markdown]
     assert any("held out (in progress)" in v for v in md), md
+    with store.connect(fresh_demo_db) as con:
+        held = {c for (c,) in con.execute("SELECT customer_id FROM holdouts WHERE arm = 'holdout'").fetchall()}
+    offered = [b for b in at.selectbox if b.label == "Customer"][0].options
+    assert offered and not held & set(offered), "a held-out customer is offered for a reward"

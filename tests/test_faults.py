@@ -114,6 +114,9 @@ OPS = {
     "import": lambda b, db, out: ["import", "feedback", str(b["big"]), "--db", str(db)],
     "undo": lambda b, db, out: ["undo", str(b["undo_batch"]), "--db", str(db)],
     "export": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--db", str(db)],
+    # the hold-out's arms and the audit row: one transaction (issue 11)
+    "export_holdout": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--holdout", "20",
+                                          "--seed", "4", "--db", str(db)],
 }
 
 
@@ -132,7 +135,7 @@ def test_sigkill_leaves_the_database_before_or_after(base, op):
     assert p.returncode == 0, err
     after = state(after_db)
     assert after != before, f"{op} changed nothing; the test would prove nothing"
-    complete_export = out.read_bytes() if op == "export" else None
+    complete_export = out.read_bytes() if op.startswith("export") else None
 
     rng = random.Random(f"kill-{op}")
     landed = {"before": 0, "after": 0}
@@ -157,7 +160,7 @@ def test_sigkill_leaves_the_database_before_or_after(base, op):
             print("BROKEN", base["dir"] / f"{op}-broken-{i}.duckdb", diff)
         assert got in (before, after), f"{op}: kill {i + 1} left the database half-written"
         landed["before" if got == before else "after"] += 1
-        if op == "export" and out.exists():
+        if op.startswith("export") and out.exists():
             assert out.read_bytes() == complete_export, "a killed export left a partial file in place"
         if i + 1 < FAULTS:
             _reset(base, target)  # a fresh "before" for the next kill
