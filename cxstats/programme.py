@@ -7,7 +7,7 @@ would have done anyway. Two designs, the first preferred:
   would list (:func:`draw_holdout`, seeded; recorded in ``holdouts`` in the same transaction as the
   export's audit row). Effect = intention-to-treat difference between the arms in the change of
   orders (and spend) per 90 days, windows ``[list_date - 90, list_date)`` and
-  ``[list_date, list_date + 90)``, with a Welch 95% CI (:func:`welch_diff`). Valid whether or not
+  ``[list_date, list_date + 90)``, with a Welch 95% CI (:func:`arm_difference`). Valid whether or not
   every reward was recorded. An export whose window has not ended at as_of is "in progress".
 - **Matched** (observational, for rewards without a hold-out). Each rewarded customer (first reward
   at t, at least 90 days before as_of) is matched to a control by Mahalanobis nearest neighbour on
@@ -28,11 +28,11 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from . import Viewer, store
 from .advocates import SCORING_ROLES, _as_date, _orders_sql, latest_order_date
 from .export import HOLDOUT_ROLES, MAX_HOLDOUT_PCT, check_pct, draw_holdout  # noqa: F401  (the hold-out is drawn at export)
+from .stats import welch_diff
 
 WINDOW_DAYS = 90  # before and after windows of the effect
 EXCLUDE_BEFORE_DAYS = 180  # a control is neither rewarded nor held out from 180 days before ...
@@ -156,31 +156,24 @@ def _f(x) -> float | None:
 # ---------------------------------------------------------------- pure formulas
 
 
-def welch_diff(a, b, level: float = 0.95) -> Interval:
-    """Difference of means ``mean(a) - mean(b)`` with the Welch (unequal variances) CI.
+def arm_difference(a, b) -> Interval:
+    """Difference of means ``mean(a) - mean(b)`` with the Welch 95% CI (:func:`cxstats.stats.welch_diff`).
 
-    ``se = sqrt(s_a^2 / n_a + s_b^2 / n_b)``; degrees of freedom (Welch-Satterthwaite)
-    ``df = se^4 / ((s_a^2/n_a)^2 / (n_a - 1) + (s_b^2/n_b)^2 / (n_b - 1))``; CI
-    ``diff -/+ t_{df, 0.975} * se``. Welch (1947), Biometrika 34: 28-35. Equals
-    ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval()``. Fewer than 2 values in
-    an arm: no interval. Both variances 0: the interval is the point.
+    ``se = sqrt(s_a^2 / n_a + s_b^2 / n_b)``, Welch-Satterthwaite degrees of freedom, t quantile at
+    0.975 (Welch 1947, Biometrika 34: 28-35); equals
+    ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval()``. Fewer than 2 values in an
+    arm: the difference without an interval. Both variances 0: the interval is the point.
 
-    >>> iv = welch_diff([1, 2, 3, 4], [0, 0, 1, 1])
+    >>> iv = arm_difference([1, 2, 3, 4], [0, 0, 1, 1])
     >>> round(iv.estimate, 3), round(iv.ci_low, 3), round(iv.ci_high, 3)
-    (2.0, 0.558, 3.442)
+    (2.0, 0.065, 3.935)
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return Interval(float(a.mean() - b.mean()) if len(a) and len(b) else None, None, None)
-    diff = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se2 = va + vb
-    if se2 <= 0:
-        return Interval(diff, diff, diff)
-    df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(sps.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
-    return Interval(diff, diff - half, diff + half)
+    diff, lo, hi, _, _ = welch_diff(b, a)  # stats.welch_diff gives its second argument minus its first
+    return Interval(float(diff), float(lo), float(hi))
 
 
 def smd(x_t, x_c, sd_t: float | None = None, sd_c: float | None = None) -> float | None:
@@ -322,7 +315,7 @@ def holdout_design(book: OrderBook, export_id: int | None, list_day: int, reward
                       list_date=list_date)
     dor, dsr = book.change(r_idx, list_day)
     doh, dsh = book.change(h_idx, list_day)
-    orders, spend = welch_diff(dor, doh), welch_diff(dsr, dsh)
+    orders, spend = arm_difference(dor, doh), arm_difference(dsr, dsh)
     if len(r_idx) < 2 or len(h_idx) < 2:
         warnings.append("each arm needs at least 2 customers for an interval")
     elif min(len(r_idx), len(h_idx)) < 30:
@@ -601,6 +594,6 @@ def cli_effect(args) -> int:
     return 0
 
 
-__all__ = ["programme_effect", "holdout_design", "matched_design", "welch_diff", "smd", "draw_holdout",
+__all__ = ["programme_effect", "holdout_design", "matched_design", "arm_difference", "smd", "draw_holdout",
            "check_pct", "holdout_lists", "OrderBook", "ProgrammeEffect", "Design", "Interval",
            "Balance", "cli_effect", "HOLDOUT_TEXT", "MATCHED_TEXT", "PAGE_HOLDOUT_PCT"]

@@ -35,16 +35,16 @@ def test_welch_matches_scipy(seed):
     rng = np.random.default_rng(seed)
     a = rng.normal(1, 2, rng.integers(2, 40))
     b = rng.normal(0, 0.5, rng.integers(2, 40))
-    iv = programme.welch_diff(a, b)
+    iv = programme.arm_difference(a, b)
     ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert iv.estimate == pytest.approx(a.mean() - b.mean(), abs=1e-12)
     assert (iv.ci_low, iv.ci_high) == pytest.approx((ref.low, ref.high), abs=1e-9)
 
 
 def test_welch_edge_cases():
-    assert programme.welch_diff([1.0], [0.0, 1.0]).ci_low is None
-    assert programme.welch_diff([], [1.0]).estimate is None
-    assert programme.welch_diff([2.0, 2.0], [1.0, 1.0]) == programme.Interval(1.0, 1.0, 1.0)
+    assert programme.arm_difference([1.0], [0.0, 1.0]).ci_low is None
+    assert programme.arm_difference([], [1.0]).estimate is None
+    assert programme.arm_difference([2.0, 2.0], [1.0, 1.0]) == programme.Interval(1.0, 1.0, 1.0)
 
 
 def test_smd_by_hand():
