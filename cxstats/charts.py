@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .stats import Z_975
+
 SUPPRESSED = "suppressed"
 FAVOURABLE_SCALE = "RdYlGn"
 CX_LABELS = {"csat_pct": "CSAT % (share 4-5)", "csat_mean": "CSAT mean (1-5)", "nps": "NPS (-100..100)"}
@@ -323,7 +325,7 @@ def pool_cx(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
     return out
 
 
-Z95 = 1.959964
+Z95 = Z_975  # one definition of the 1.959964 constant (cxstats.stats)
 
 
 def cx_bars(df: pd.DataFrame, *, by: str, value: str, low: str | None = None, high: str | None = None,

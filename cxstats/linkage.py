@@ -1,9 +1,11 @@
 """Does engagement go with customer satisfaction? Told honestly (DESIGN.md, "Linkage analysis").
 
 The headline is the *within-unit* answer: when a unit's engagement moves from one period to the
-next, does its customer satisfaction move with it? Comparing units with each other is confounded by
-everything that differs between them (location, size, clientele), so between-unit figures are
-reported as such, and the pooled correlation of unit-period rows is never offered as an answer.
+next, beyond what moved for every unit that period, does its customer satisfaction move with it?
+Comparing units with each other is confounded by everything that differs between them (location,
+size, clientele), so between-unit figures are reported as such, and the pooled correlation of
+unit-period rows is never offered as an answer. Inference is honest about few units (CRV3 below 30,
+nothing below 3), and the slope corrected for small-group noise is shown beside the headline.
 No figure here shows cause, and a lag pattern does not show direction; the sentences say so.
 
 All inputs come from :mod:`cxstats.metrics`, so anonymity suppression has already been applied:
@@ -578,8 +580,11 @@ def analyse(
     :func:`between_corrected`, :func:`spearman`, :func:`min_detectable_r`, :func:`slope_per_10`,
     :func:`elasticity`, :func:`partial_corr`, :func:`bh_q`, :func:`quartiles`.
     Example: on the demo database (``python -m cxstats demo``; planted +0.30 CSAT % points per
-    index point inside units) the within-unit coefficient is 0.293, 95% CI [0.230, 0.357], over 40
-    units and 304 unit-quarters, while the between-unit r of 0.72 mixes in the planted confound.
+    index point inside units) the within-unit coefficient is 0.293, 95% CI [0.230, 0.357] (CRV1), over
+    40 units and 304 unit-quarters, with a two-way within r of 0.485; the between-unit r of 0.72 mixes
+    in the planted confound. The demo's CSAT follows the *measured* index, so its corrected figure
+    (0.411, reliability 0.713) overshoots the planted 0.30 by design: it is a reading beside the
+    headline, right when customers respond to true engagement (docs/simulations-linkage.md).
     """
     viewer.require_employee_data()
     if metric not in METRICS:

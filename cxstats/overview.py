@@ -19,8 +19,9 @@ import duckdb
 import pandas as pd
 
 from . import Viewer, metrics, quality
+from .stats import Z_975
 
-Z95 = 1.959964
+Z95 = Z_975  # one definition of the 1.959964 constant (cxstats.stats)
 
 
 @dataclass(frozen=True)
