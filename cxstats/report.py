@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import plotly.graph_objects as go
 
-from . import CxStatsError, Viewer, advocates, charts, linkage, metrics, overview, quality
+from . import CxStatsError, Viewer, advocates, charts, linkage, metrics, overview, programme, quality
 
 FORMATS = ("pdf", "pptx")
 # fixed document dates: the same data gives the same document (no build time leaks into it)
@@ -252,18 +252,27 @@ def _advocate_section(con, viewer: Viewer) -> Section:
     res = advocates.score(con, viewer)
     counts = res.customers["tier"].value_counts() if len(res.customers) else {}
     tiers = ("Champion", "Advocate", "Rising", "Candidate")
-    rows = (("tier", "customers"),) + tuple((t, f"{int(counts.get(t, 0)):,}") for t in tiers)
     as_of = res.as_of.isoformat() if res.as_of else "no orders yet"
-    return Section(
-        "The advocate programme",
-        (
-            f"Customers who pass the advocate gates (at least 2 orders, a positive post or promoter answer, nothing "
-            f"negative in the last 90 days), evidence up to {as_of}: {len(res.customers):,}.",
-            "Names and contact details stay on the Advocates page; exports hold consented customers only.",
-        ),
-        figure=charts.tier_counts(res.customers),
-        table=rows,
+    words = [
+        f"Customers who pass the advocate gates (at least 2 orders, a positive post or promoter answer, nothing "
+        f"negative in the last 90 days), evidence up to {as_of}: {len(res.customers):,}.",
+        "By tier: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}" for t in tiers) + ".",
+        "Names and contact details stay on the Advocates page; exports hold consented customers only.",
+    ]
+    effect = programme.programme_effect(con, viewer, res.as_of)
+    rows: tuple[tuple[str, ...], ...] = (("design", "rewarded / compared", "orders per 90 days (95% CI)", "status"),)
+    for d in effect.designs:
+        label = "hold-out (randomised)" if d.design == "holdout" else "matched (an estimate)"
+        o = d.orders
+        est = "n/a" if o.estimate is None else f"{o.estimate:+.2f} ({_f(o.ci_low, '+.2f')} to {_f(o.ci_high, '+.2f')})"
+        rows += ((label, f"{d.n_treated:,} / {d.n_control:,}", est, d.status),)
+        words.extend(f"{label}: {w}" for w in d.warnings)
+    words.append(
+        "Did rewarding work? A randomised hold-out compares rewarded customers with a random share held back, "
+        "so it is the estimate to trust; the matched comparison pairs each rewarded customer with a look-alike "
+        "and is an estimate only (rewards go to the best customers, who would buy anyway)."
     )
+    return Section("The advocate programme", tuple(words), figure=charts.tier_counts(res.customers), table=rows)
 
 
 # ---------------------------------------------------------------- rendering
