@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import rankdata
 
-from . import ADMIN, CxStatsError, Viewer, store
+from . import ADMIN, CxStatsError, Viewer, store, value
 from .sentiment import NEGATIVE, POSITIVE
 
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -385,6 +385,7 @@ class AdvocateResult:
     cooldown_days: int = 90
     gate_counts: Mapping[str, int] = field(default_factory=dict)
     everyone: pd.DataFrame | None = None  # every customer with an order: ranks, components, gate columns
+    clv: value.CustomerValue | None = None  # the repeat-buying model (cxstats.value); None when not asked for
 
     def top(self, n: int | None = 100) -> pd.DataFrame:
         """The top n rows (n None or 0 means all)."""
@@ -410,12 +411,27 @@ class AdvocateResult:
                 "reasons": [str(x) for x in r.reasons],
                 "contributions": {k: (None if v is None or pd.isna(v) else float(v))
                                   for k, v in r.contributions.items()},
+                **{k: _num_or_none(getattr(r, k, None)) for k in value.CUSTOMER_FIELDS},
             })
-        return {"as_of": self.as_of.isoformat() if self.as_of else None, "customers": rows}
+        clv = self.clv
+        return {"as_of": self.as_of.isoformat() if self.as_of else None, "customers": rows,
+                "clv": None if clv is None else clv.as_json(),
+                "clv_reason": _clv_reason(self)}
+
+
+def _clv_reason(result: AdvocateResult) -> str | None:
+    if result.clv is None:
+        return "no purchases yet" if result.as_of is None else "customer value not computed (score(..., clv=False))"
+    return None if result.clv.as_json() is not None else result.clv.reason
+
+
+def _num_or_none(v) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
 
 
 def _empty_customers() -> pd.DataFrame:
-    cols = list(JSON_FIELDS) + ["name", "email", "handle", "first_order", "last_order", "flags", "flag_text"]
+    cols = (list(JSON_FIELDS) + ["name", "email", "handle", "first_order", "last_order", "flags", "flag_text"]
+            + list(value.CUSTOMER_FIELDS))
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
@@ -513,8 +529,15 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, pr
     return out, n, counts, df
 
 
-def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] | None = None) -> AdvocateResult:
+def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] | None = None, *,
+          horizon_weeks: int = value.HORIZON_WEEKS, clv: bool = True) -> AdvocateResult:
     """Score and gate every customer (see the module docstring for every formula).
+
+    With ``clv`` (default) the repeat-buying model of :mod:`cxstats.value` runs on the same counted
+    orders: each customer gains p_alive, expected_orders (transaction days in the next
+    ``horizon_weeks``) and expected_value, and a "likely to buy again" / "probably lapsed" reason;
+    the score is unchanged. When the model cannot be fitted those figures are NaN and
+    ``result.clv.reason`` says why.
 
     Marketing, admin and leader may call it; a manager gets AccessDenied. ``weights`` overrides
     the defaults by name; reach's weight above 0.1 of the total raises CxStatsError. Flagged
@@ -533,11 +556,17 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
         unmatched = con.execute(_UNMATCHED_SQL, {"pos": POSITIVE, "neg": NEGATIVE}).df()
     finally:
         _cleanup(con)
+    cv = None
+    if clv:
+        cv = value.customer_value(con, viewer=viewer, as_of=as_of, orders_sql=_orders_sql,
+                                  horizon_weeks=horizon_weeks)
     if n == 0:
         out = _empty_customers()
+    elif cv is not None:
+        out = value.attach(out, cv)
     unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
     return AdvocateResult(as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts),
-                          everyone)
+                          everyone, cv)
 
 
 def _unmatched_empty() -> pd.DataFrame:
@@ -545,10 +574,13 @@ def _unmatched_empty() -> pd.DataFrame:
                          ("handle", "mentions", "positive_mentions", "negative_mentions", "max_followers", "why", "reach")})
 
 
-def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_flagged: bool = False) -> pd.DataFrame:
+def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_flagged: bool = False,
+              min_p_alive: float | None = None) -> pd.DataFrame:
     """Gated customers to thank now: not rewarded within the cooldown, not flagged (unless reviewed).
 
     ``min_tier`` keeps that tier and better ("Advocate" keeps Champions and Advocates).
+    ``min_p_alive`` leaves out customers whose P(alive) is below it (customers without a P(alive),
+    when the model could not be fitted, stay).
     """
     names = [t for t, _ in TIERS]
     if min_tier not in names:
@@ -558,6 +590,10 @@ def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_fl
     mask = ~df["recently_rewarded"].astype(bool) & df["tier"].isin(keep)
     if not include_flagged:
         mask &= df["flags"].map(len) == 0
+    if min_p_alive is not None:
+        pa = value.check_p_alive(min_p_alive)
+        if "p_alive" in df:
+            mask &= ~(df["p_alive"].astype(float) < pa)
     return df[mask].reset_index(drop=True)
 
 
@@ -628,13 +664,20 @@ def cli_advocates(args) -> int:
         from .export import check_pct
 
         check_pct(holdout)
+    horizon = getattr(args, "horizon_weeks", None)
+    horizon = value.HORIZON_WEEKS if horizon is None else value.check_horizon(horizon)
+    min_p = getattr(args, "min_p_alive", None)
+    if min_p is not None:
+        value.check_p_alive(min_p)
     with store.connect(args.db) as con:
-        result = score(con, ADMIN, as_of=as_of)
+        result = score(con, ADMIN, as_of=as_of, horizon_weeks=horizon)
         exported = None
         if out_path:
             from .export import write_advocates
 
-            listed = result if holdout is None else replace(result, customers=to_reward(result))  # "to reward"
+            listed = result
+            if holdout is not None or min_p is not None:  # "to reward"
+                listed = replace(result, customers=to_reward(result, min_p_alive=min_p))
             exported = write_advocates(con, ADMIN, listed, out_path, filter_text=_filter_text(args), top=args.top,
                                        holdout_pct=holdout, seed=seed)
     if args.json:
@@ -652,6 +695,8 @@ def cli_advocates(args) -> int:
 
 def _filter_text(args) -> str:
     parts = [f"as_of={args.as_of}" if args.as_of else "as_of=latest order", f"top={args.top}"]
+    if getattr(args, "min_p_alive", None) is not None:
+        parts.append(f"min_p_alive={args.min_p_alive:g}")
     return "; ".join(parts)
 
 

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=None, metavar="PCT",
                    help="with --out: hold out PCT%% (0-50) of the 'to reward' list at random, recorded")
     p.add_argument("--seed", type=int, default=None, help="seed of the hold-out (default: random, stored)")
+    p.add_argument("--horizon-weeks", type=int, default=None, metavar="N",
+                   help="customer value: expected orders over the next N weeks (default 52)")
+    p.add_argument("--min-p-alive", type=float, default=None, metavar="X",
+                   help="with --out: leave customers whose P(alive) is below X (0-1) out of the 'to reward' list")
     p.add_argument("--json", action="store_true")
 
     # --- effect ---

@@ -46,7 +46,8 @@ MAX_HOLDOUT_PCT = 50.0
 EXPORT_ROLES = ("marketing", "leader", "admin")
 FORMATS = ("csv", "xlsx")
 DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
-COLUMNS = ("customer_id", "name", "email", "handle", "tier", "score", "reasons", "orders", "spend", "last order", "positive posts")
+COLUMNS = ("customer_id", "name", "email", "handle", "tier", "score", "reasons", "orders", "spend", "last order",
+           "positive posts", "P(alive)", "expected orders", "expected value")
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,20 @@ def export_frame(con, result: AdvocateResult, top: int | None = None, *, leave_o
         "spend": df["spend"].astype(float).round(2),
         "last order": pd.to_datetime(df["last_order"]).dt.strftime("%Y-%m-%d").fillna(""),
         "positive posts": df["positive_mentions"].astype(int),
+        # the repeat-buying model (cxstats.value); empty cells when it could not be fitted
+        "P(alive)": _optional(df, "p_alive", 3),
+        "expected orders": _optional(df, "expected_orders", 2),
+        "expected value": _optional(df, "expected_value", 2),
     })
     for c in ("customer_id", "name", "email", "handle", "tier", "reasons"):
         out[c] = [neutralise(str(v)) for v in out[c]]
     return out.reset_index(drop=True)
+
+
+def _optional(df: pd.DataFrame, col: str, digits: int) -> list:
+    if col not in df:
+        return [None] * len(df)
+    return [None if v != v else round(float(v), digits) for v in df[col].astype(float).tolist()]
 
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:

@@ -62,15 +62,19 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import optimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from . import Viewer
+from . import CxStatsError, Viewer
 
 HORIZON_WEEKS = 52
 MIN_REPEATERS = 50  # fewer customers with x >= 1 than this: no model
 MIN_BACKTEST_WEEKS = 4
 VALUE_ROLES = ("marketing", "admin", "leader")
+CUSTOMER_FIELDS = ("p_alive", "expected_orders", "expected_value")  # per customer in the advocates JSON
+MAX_HORIZON_WEEKS = 520
 _SUBSAMPLE = 20_000  # the several starts run on at most this many customers; the final fit uses all
 _LOG_BOUND = 9.0  # a parameter outside [0.00012, 8,100]: the maximum lies at an edge (nobody drops out, or no
 # heterogeneity), where the likelihood is flat and no estimate is defensible; reported as no convergence
@@ -605,6 +609,99 @@ def reason_text(p: float, expected: float, x: int, horizon_weeks: int) -> str | 
     return f"likely to buy again (P(alive) {p:.2f}, {how} expected in {horizon_text(horizon_weeks)})"
 
 
+def check_horizon(weeks) -> int:
+    """A horizon in whole weeks, 1-520; anything else raises CxStatsError."""
+    try:
+        w = int(weeks)
+    except (TypeError, ValueError):
+        raise CxStatsError(f"--horizon-weeks must be a whole number of weeks, got {weeks!r}") from None
+    if w != weeks or not 1 <= w <= MAX_HORIZON_WEEKS:
+        raise CxStatsError(f"--horizon-weeks must be a whole number from 1 to {MAX_HORIZON_WEEKS}, got {weeks!r}")
+    return w
+
+
+def check_p_alive(x) -> float:
+    """A P(alive) threshold in [0, 1]; anything else raises CxStatsError."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise CxStatsError(f"--min-p-alive must be a number from 0 to 1, got {x!r}") from None
+    if not (0.0 <= v <= 1.0):
+        raise CxStatsError(f"--min-p-alive must be a number from 0 to 1, got {x!r}")
+    return v
+
+
+def _reason_column(cv: CustomerValue, pos: np.ndarray) -> np.ndarray:
+    """The P(alive) reason of each row (None for x = 0 or no model), formatted once per distinct text."""
+    c = cv.customers
+    ok = pos >= 0
+    safe = np.where(ok, pos, 0)
+    x = c["x"].to_numpy(dtype=np.int64)[safe]
+    p = c["p_alive"].to_numpy(dtype=float)[safe]
+    e = c["expected_orders"].to_numpy(dtype=float)[safe]
+    want = ok & (x > 0)
+    p2 = np.round(p, 2)
+    # what the text shows of e: a rounded count, "about 1", or one decimal
+    e_key = np.where(e >= 1.5, np.round(e), np.where(e >= 0.95, 1.0, np.round(e, 1) - 100))
+    key = np.where(p2 < 0.5, -1.0, e_key)
+    out = np.full(len(pos), None, dtype=object)
+    if not want.any():
+        return out
+    pairs = pd.DataFrame({"p": p2[want], "k": key[want]})
+    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs))
+    texts = np.array([reason_text(pp, (kk + 100 if kk < -50 else kk), 1, cv.horizon_weeks) for pp, kk in uniq],
+                     dtype=object)
+    out[want] = texts[codes]
+    return out
+
+
+def _insert_before_flags(reasons: pa.ChunkedArray | pa.Array, flags, texts: np.ndarray) -> pa.Array:
+    """Each row's list of reasons with ``texts[i]`` (when not None) put before its flag texts."""
+    lists = reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
+    n = len(lists)
+    offs = lists.offsets.to_numpy().astype(np.int64)
+    vals = lists.flatten()
+    offs = offs - offs[0]
+    lens = np.diff(offs)
+    k = pc.fill_null(pc.list_value_length(flags), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    has = np.array([t is not None for t in texts], dtype=bool)
+    at = np.maximum(lens - k, 0)  # position of the new text within its row
+    new_offs = np.concatenate([[0], np.cumsum(lens + has)])
+    ri = np.repeat(np.arange(n), lens)
+    q = np.arange(len(vals)) - offs[ri]
+    old_pos = new_offs[ri] + q + (has[ri] & (q >= at[ri]))
+    new_pos = new_offs[:-1][has] + at[has]
+    allv = pa.concat_arrays([vals.cast(pa.string()), pa.array(list(texts[has]), type=pa.string())])
+    order = np.argsort(np.concatenate([old_pos, new_pos]), kind="stable")
+    return pa.ListArray.from_arrays(pa.array(new_offs, type=pa.int32()), allv.take(pa.array(order)))
+
+
+def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
+    """The scored advocates with p_alive, expected_orders, expected_value (NaN without a model) and
+    the P(alive) reason put before any flag text; the score and the order are unchanged."""
+    out = customers.copy()
+    if cv.bgnbd is None or cv.gamma_gamma is None or len(out) == 0:
+        for col in CUSTOMER_FIELDS:
+            out[col] = np.nan
+        return out
+    pos = pd.Index(cv.customers["customer_id"]).get_indexer(out["customer_id"])
+    for col in CUSTOMER_FIELDS:
+        v = cv.customers[col].to_numpy(dtype=float)
+        out[col] = np.where(pos >= 0, v[np.where(pos >= 0, pos, 0)], np.nan)
+    texts = _reason_column(cv, pos)
+    if any(t is not None for t in texts):
+        reasons = pa.array(out["reasons"].array) if not isinstance(out["reasons"].dtype, pd.ArrowDtype) \
+            else out["reasons"].array._pa_array
+        flags = pa.array(out["flag_text"].array) if not isinstance(out["flag_text"].dtype, pd.ArrowDtype) \
+            else out["flag_text"].array._pa_array
+        if isinstance(flags, pa.ChunkedArray):
+            flags = flags.combine_chunks()
+        new = _insert_before_flags(reasons, flags, texts)
+        out["reasons"] = pd.Series(pd.arrays.ArrowExtensionArray(new), index=out.index)
+    return out
+
+
 __all__ = ["BGNBD", "GammaGamma", "Backtest", "CustomerValue", "bgnbd_loglik", "fit_bgnbd", "p_alive",
            "expected_orders", "gamma_gamma_loglik", "fit_gamma_gamma", "expected_spend", "summary",
-           "customer_value", "reason_text", "horizon_text", "HORIZON_WEEKS", "MIN_REPEATERS"]
+           "customer_value", "reason_text", "horizon_text", "attach", "check_horizon", "check_p_alive",
+           "HORIZON_WEEKS", "MIN_REPEATERS", "CUSTOMER_FIELDS"]

@@ -275,13 +275,13 @@ def test_follower_count_alone_never_makes_an_advocate(db):
 def test_json_fields_exactly_as_design(gate_db):
     _, res = gate_db
     js = res.as_json(top=3)
-    assert list(js) == ["as_of", "customers"]
+    assert list(js) == ["as_of", "customers", "clv", "clv_reason"]
     assert js["as_of"] == "2024-06-30"
     assert len(js["customers"]) == 3
     for c in js["customers"]:
         assert list(c) == ["customer_id", "score", "tier", "orders", "spend", "recency_days", "positive_mentions",
                            "negative_mentions", "reach", "nps", "consent", "recently_rewarded", "reasons",
-                           "contributions"]
+                           "contributions", "p_alive", "expected_orders", "expected_value"]
         assert set(c["contributions"]) == {"loyalty", "advocacy", "satisfaction", "reach"}
         assert isinstance(c["reasons"], list) and c["reasons"]
     json.dumps(js)
@@ -318,7 +318,7 @@ def test_empty_database_scores_nothing(db):
     with store.connect(db) as con:
         res = advocates.score(con)
     assert res.as_of is None and res.customers.empty
-    assert res.as_json() == {"as_of": None, "customers": []}
+    assert res.as_json() == {"as_of": None, "customers": [], "clv": None, "clv_reason": "no purchases yet"}
 
 
 def test_cli_json_and_bad_input(gate_db, cli, tmp_path):

@@ -10,6 +10,7 @@ package (MIT licence, tests/data/CDNOW_LICENSE).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import date, timedelta
@@ -310,3 +311,80 @@ def test_reason_texts():
     assert value.reason_text(0.12, 0.3, 3, 52) == "probably lapsed (P(alive) 0.12)"
     assert value.reason_text(1.0, 0.7, 0, 52) is None
     assert value.horizon_text(26) == "6 months" and value.horizon_text(10) == "10 weeks"
+
+
+# ---------------------------------------------------------------- where it shows: advocates, CLI, export
+
+
+@pytest.fixture(scope="module")
+def cdnow_db(tmp_path_factory):
+    """CDNOW purchases, with a positive post by every tenth customer (so some pass the gates) and
+    marketing consent for all of them."""
+    db = tmp_path_factory.mktemp("cdnow_adv") / "adv.duckdb"
+    raw = cdnow()
+    ids = sorted(raw["cid"].unique())[::10]
+    with store.connect(db) as con:
+        load_purchases(con, pd.DataFrame({"customer_id": raw["cid"], "order_date": raw["d"].dt.date,
+                                          "amount": raw["amount"]}))
+        m = pd.DataFrame({"row_no": range(2, 2 + len(ids)), "customer_id": ids, "handle": None,
+                          "posted_at": pd.Timestamp("1997-09-01"), "platform": "x", "text": "love it",
+                          "followers": 10, "sentiment": 0.8, "sentiment_source": "file"})
+        store.load_batch(con, "mentions", {"mentions": m}, file_name="m.csv", sha256=uuid.uuid4().hex, rows=len(m))
+        c = pd.DataFrame({"row_no": range(2, 2 + len(ids)), "customer_id": ids, "name": [f"N{i}" for i in ids],
+                          "marketing_consent": True})
+        store.load_batch(con, "customers", {"customers": c}, file_name="c.csv", sha256=uuid.uuid4().hex, rows=len(c))
+    return db
+
+
+def test_advocates_carry_the_model(cdnow_db, cdnow_value):
+    with store.connect(cdnow_db) as con:
+        res = advocates.score(con, ADMIN, as_of=CAL_END, horizon_weeks=39)
+    js = res.as_json(top=0)
+    assert js["clv"]["bgnbd"] == pytest.approx(cdnow_value.as_json()["bgnbd"], rel=1e-9)
+    assert js["clv_reason"] is None
+    ref = cdnow_value.customers.set_index("customer_id")
+    assert len(js["customers"]) > 20
+    for c in js["customers"]:
+        r = ref.loc[c["customer_id"]]
+        assert c["p_alive"] == pytest.approx(r["p_alive"], rel=1e-12)
+        assert c["expected_orders"] == pytest.approx(r["expected_orders"], rel=1e-12)
+        assert c["expected_value"] == pytest.approx(r["expected_value"], rel=1e-12)
+        want = value.reason_text(r["p_alive"], r["expected_orders"], int(r["x"]), 39)
+        got = [t for t in c["reasons"] if "P(alive)" in t]
+        assert got == ([want] if want else [])
+    assert any("probably lapsed" in t for c in js["customers"] for t in c["reasons"])
+    # the score is unchanged by the model
+    with store.connect(cdnow_db) as con:
+        plain = advocates.score(con, ADMIN, as_of=CAL_END, clv=False)
+    assert plain.customers["score"].tolist() == res.customers["score"].tolist()
+    assert all("P(alive)" not in t for r in plain.customers["reasons"] for t in r)
+
+
+def test_to_reward_min_p_alive(cdnow_db):
+    with store.connect(cdnow_db) as con:
+        res = advocates.score(con, ADMIN, as_of=CAL_END)
+    every = advocates.to_reward(res)
+    kept = advocates.to_reward(res, min_p_alive=0.5)
+    assert 0 < len(kept) < len(every)
+    assert (kept["p_alive"] >= 0.5).all()
+    assert set(every["customer_id"]) - set(kept["customer_id"]) == set(every[every["p_alive"] < 0.5]["customer_id"])
+
+
+def test_cli_horizon_min_p_alive_and_export(cdnow_db, cli, tmp_path):
+    r52 = cli("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", db=cdnow_db)
+    r13 = cli("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", "--horizon-weeks", "13", db=cdnow_db)
+    assert r52.returncode == 0 and r13.returncode == 0, r13.stderr
+    a, b = json.loads(r52.stdout), json.loads(r13.stdout)
+    assert a["clv"]["horizon_weeks"] == 52 and b["clv"]["horizon_weeks"] == 13
+    assert all(x["expected_orders"] >= y["expected_orders"] for x, y in zip(a["customers"], b["customers"]))
+    out = tmp_path / "list.csv"
+    r = cli("advocates", "--as-of", "1997-09-30", "--out", str(out), "--min-p-alive", "0.5", db=cdnow_db)
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_csv(out, dtype={"customer_id": str})
+    assert list(rows.columns)[-3:] == ["P(alive)", "expected orders", "expected value"]
+    assert len(rows) and (rows["P(alive)"] >= 0.5 - 5e-4).all()
+    n_low = sum(1 for c in a["customers"] if c["p_alive"] < 0.5)
+    assert n_low > 0
+    for bad in (["--horizon-weeks", "0"], ["--min-p-alive", "1.5"]):
+        r = cli("advocates", *bad, db=cdnow_db)
+        assert r.returncode == 2 and "must be" in r.stderr
