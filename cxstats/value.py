@@ -343,24 +343,55 @@ def p_alive(m: BGNBD, x, t_x, T) -> np.ndarray:
     return expit(-_log_odds_dead(m, x, t_x, T))
 
 
+def _hyp2f1(A: float, B: float, c: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """scipy's 2F1, with the plain series where scipy returns inf or nan (it does for some z > 0.9
+    with large c, e.g. 2F1(-1.5, -0.5; 99; 0.95)); the series converges for |z| < 1."""
+    c, z = np.broadcast_arrays(np.asarray(c, dtype=float), np.asarray(z, dtype=float))
+    out = np.array(hyp2f1(A, B, c, z), dtype=float)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        cb, zb = c[bad], z[bad]
+        term = np.ones(len(cb))
+        total = np.ones(len(cb))
+        for k in range(200_000):
+            term = term * (A + k) * (B + k) / ((cb + k) * (k + 1)) * zb
+            total += term
+            if np.all(np.abs(term) <= 1e-16 * np.abs(total)):
+                break
+        out[bad] = total
+    return out
+
+
+def _alive_factor(m: BGNBD, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(a+b+x-1)/(a-1) * [1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)]: expected transaction days
+    of a customer alive now (before the P(alive) factor). Where c = a+b+x-1 is 0 (x = 0 and
+    a + b = 1) the limit c 2F1(A, B; c; z) -> A B z 2F1(A+1, B+1; 2; z) is used."""
+    c = m.a + m.b + x - 1
+    am1 = m.a - 1
+    if abs(am1) < 1e-6:  # the removable singularity at a = 1
+        am1 = 1e-6 if am1 >= 0 else -1e-6
+    A = m.a + m.b - 1 - m.r
+    w = (1.0 - z) ** am1
+    near0 = np.abs(c) < 1e-9
+    cs = np.where(near0, 1.0, c)
+    out = cs / am1 * (1.0 - w * _hyp2f1(A, am1, cs, z))
+    if near0.any():
+        out = np.where(near0, -w * A * z * _hyp2f1(A + 1, m.a, np.full_like(z, 2.0), z), out)
+    return out
+
+
 def expected_orders(m: BGNBD, t, x, t_x, T) -> np.ndarray:
     """Expected transaction days in the next ``t`` weeks given (x, t_x, T) (paper, eq. 10).
 
     Computed as ``(a+b+x-1)/(a-1) * [1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)] * P(alive)``
-    with ``z = t/(alpha+T+t)`` (Euler's transformation of the paper's 2F1 term); for a near 1 the
-    limit ``(a+b+x-1) * [-log(1-z) + ...]`` is approached by the series of the same expression.
+    with ``z = t/(alpha+T+t)`` (Euler's transformation of the paper's 2F1 term, whose series stays
+    tame for large x).
     """
     x = np.asarray(x, dtype=float)
     T = np.asarray(T, dtype=float)
     t = np.asarray(t, dtype=float)
     z = t / (m.alpha + T + t)
-    c = m.a + m.b + x - 1
-    am1 = m.a - 1
-    if abs(am1) < 1e-6:  # the removable singularity at a = 1: 1 - (1-z)^e 2F1(...) ~ e * (...) as e -> 0
-        am1 = 1e-6 if am1 >= 0 else -1e-6
-    bracket = 1.0 - (1.0 - z) ** am1 * hyp2f1(m.a + m.b - 1 - m.r, am1, c, z)
-    val = c / am1 * bracket * p_alive(m, x, t_x, T)
-    return np.maximum(val, 0.0)
+    return np.maximum(_alive_factor(m, x, z) * p_alive(m, x, t_x, T), 0.0)
 
 
 def _expected_orders_pooled(m: BGNBD, t: float, x, t_x, T_days, p_al) -> np.ndarray:
@@ -372,12 +403,7 @@ def _expected_orders_pooled(m: BGNBD, t: float, x, t_x, T_days, p_al) -> np.ndar
     ux = (uk // 1_000_003).astype(float)
     uT = (uk % 1_000_003) / 7.0
     z = t / (m.alpha + uT + t)
-    c = m.a + m.b + ux - 1
-    am1 = m.a - 1
-    if abs(am1) < 1e-6:
-        am1 = 1e-6 if am1 >= 0 else -1e-6
-    bracket = c / am1 * (1.0 - (1.0 - z) ** am1 * hyp2f1(m.a + m.b - 1 - m.r, am1, c, z))
-    return np.maximum(bracket[inv] * p_al, 0.0)
+    return np.maximum(_alive_factor(m, ux, z)[inv] * p_al, 0.0)
 
 
 # ---------------------------------------------------------------- Gamma-Gamma
