@@ -80,10 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     # --- focus ---
+    p = sub.add_parser("focus", help="a unit's focus areas: items below the other units that go with CX")
+    p.add_argument("unit")
+    _add_db(p)
+    p.add_argument("--in", dest="period", default=None, metavar="PERIOD",
+                   help="one period, e.g. 2026-Q3 (default: the unit's latest shown period)")
+    p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
+    p.add_argument("--json", action="store_true")
 
     # --- actions ---
+    p = sub.add_parser("actions", help="action plans with their follow-up")
+    _add_db(p)
+    p.add_argument("--unit", default=None, help="one unit's plans only")
+    p.add_argument("--json", action="store_true")
 
     # --- changes ---
+    p = sub.add_parser("changes", help="what changed since the previous period (BH q < 0.10)")
+    _add_db(p)
+    p.add_argument("--in", dest="period", default=None, metavar="PERIOD",
+                   help="the period to compare (default: the latest with survey data)")
+    p.add_argument("--previous", default=None, metavar="PERIOD",
+                   help="the period to compare with (default: the latest earlier one with survey data)")
+    p.add_argument("--json", action="store_true")
 
     # --- report ---
     p = sub.add_parser("report", help="the leader's board pack as PDF or PowerPoint")
@@ -165,12 +183,24 @@ def cmd_effect(args) -> int:
 
 
 # --- focus ---
+def cmd_focus(args) -> int:
+    from . import focus
+
+    return focus.cli_focus(args)
 
 
 # --- actions ---
+def cmd_actions(args) -> int:
+    from . import focus
+
+    return focus.cli_actions(args)
 
 
 # --- changes ---
+def cmd_changes(args) -> int:
+    from . import focus
+
+    return focus.cli_changes(args)
 
 
 # --- report ---
@@ -214,10 +244,13 @@ COMMANDS = {
     "effect": cmd_effect,
 
     # --- focus ---
+    "focus": cmd_focus,
 
     # --- actions ---
+    "actions": cmd_actions,
 
     # --- changes ---
+    "changes": cmd_changes,
 
     # --- report ---
     "report": cmd_report,

@@ -402,7 +402,8 @@ class ItemScores:
     """Per kept (unit, period, item) cell with at least min_group answers.
 
     ``cells`` columns: unit_id, period, period_start, period_index, item, n, favourable,
-    favourable_pct, mean_score (1..k), mean_0_100, k. ``suppressed_cells`` counts item cells of kept
+    favourable_pct, mean_score (1..k), var_score (sample variance of the answers, ddof 1),
+    mean_0_100, k. ``suppressed_cells`` counts item cells of kept
     groups answered by fewer than min_group respondents.
     """
 
@@ -410,6 +411,8 @@ class ItemScores:
     suppressed_cells: int
     min_group: int
     period: str
+    # which cells of kept groups are suppressed: unit_id, period, item only (never their counts)
+    suppressed: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 def item_scores(
@@ -450,7 +453,7 @@ def item_scores(
     cell AS (
         SELECT r.unit_id, r.period_start, a.item, max(it.scale) AS k, count(*) AS n,
                count(*) FILTER (WHERE a.score >= it.scale - 1) AS favourable,
-               avg(a.score) AS mean_score,
+               avg(a.score) AS mean_score, var_samp(a.score) AS var_score,
                avg(100.0 * (a.score - 1) / (it.scale - 1)) AS mean_0_100
         FROM resp r
         JOIN _cxstats_kept_groups kept ON kept.unit_id = r.unit_id AND kept.period_start = r.period_start
@@ -459,7 +462,7 @@ def item_scores(
         GROUP BY r.unit_id, r.period_start, a.item
     )
     SELECT unit_id, period_start, {_period_ordinal_sql(sc.period, "period_start")} AS period_index,
-           item, n, favourable, 100.0 * favourable / n AS favourable_pct, mean_score, mean_0_100, k,
+           item, n, favourable, 100.0 * favourable / n AS favourable_pct, mean_score, var_score, mean_0_100, k,
            n >= ? AS shown
     FROM cell ORDER BY unit_id, period_start, item
     """
@@ -471,11 +474,13 @@ def item_scores(
     finally:
         con.unregister("_cxstats_kept_groups")
     n_suppressed = int((~cells["shown"].astype(bool)).sum()) if len(cells) else 0
+    hidden = _labels(cells.loc[~cells["shown"].astype(bool), ["unit_id", "period_start", "item"]].reset_index(drop=True),
+                     sc.period)[["unit_id", "period", "item"]]
     cells = cells[cells["shown"].astype(bool)].drop(columns=["shown"]).reset_index(drop=True)
     cells = _labels(cells, sc.period)
     cols = ["unit_id", "period", "period_start", "period_index", "item", "n", "favourable", "favourable_pct",
-            "mean_score", "mean_0_100", "k"]
-    return ItemScores(cells[cols], n_suppressed, sc.min_group, sc.period)
+            "mean_score", "var_score", "mean_0_100", "k"]
+    return ItemScores(cells[cols], n_suppressed, sc.min_group, sc.period, hidden)
 
 
 def item_favourable(

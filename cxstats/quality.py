@@ -89,12 +89,13 @@ def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOpti
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> tuple:
-    """Changes whenever a batch is loaded or undone or a setting changes: the key for app caches."""
+    """Changes whenever a batch is loaded or undone, a setting or an action plan changes: the key for app caches."""
     b = con.execute("SELECT coalesce(max(batch_id), 0), count(*) FILTER (WHERE undone) FROM batches").fetchall()[0]
     s = tuple(con.execute("SELECT key, value FROM settings ORDER BY key").fetchall())
     r = con.execute("SELECT count(*) FROM rewards").fetchall()[0][0]
     a = con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0]
-    return (int(b[0]), int(b[1]), s, int(r), int(a))
+    plans = con.execute("SELECT count(*), CAST(max(updated_at) AS VARCHAR) FROM actions").fetchall()[0]
+    return (int(b[0]), int(b[1]), s, int(r), int(a), int(plans[0]), plans[1])
 
 
 # per table: the date column its range is reported on (None: no date)

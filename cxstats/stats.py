@@ -178,13 +178,26 @@ def welch_diff(a, b, confidence: float = 0.95) -> tuple[float, float, float, flo
     """
     a = np.asarray(a, dtype="float64")
     b = np.asarray(b, dtype="float64")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    diff = float(b.mean() - a.mean())
+    return welch_from_moments(float(a.mean()), float(a.var(ddof=1)), int(a.size), float(b.mean()),
+                              float(b.var(ddof=1)), int(b.size), confidence)
+
+
+def welch_from_moments(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int,
+                       confidence: float = 0.95) -> tuple[float, float, float, float, float]:
+    """:func:`welch_diff` from group moments (mean, sample variance ddof 1, n): b - a with its Welch CI.
+
+    ``se = sqrt(var_a/n_a + var_b/n_b)``, Welch-Satterthwaite dof
+    ``(va + vb)^2 / (va^2/(n_a-1) + vb^2/(n_b-1))`` with ``va = var_a/n_a``. Returns (diff, ci_low,
+    ci_high, p, dof), as ``scipy.stats.ttest_ind(b, a, equal_var=False)``.
+    Example: a = [1, 2, 3] (mean 2, var 1), b = [2, 4, 6] (mean 4, var 4) -> diff 2, dof 2.94, p 0.222.
+    """
+    va, vb = var_a / n_a, var_b / n_b
+    diff = float(mean_b - mean_a)
     se = math.sqrt(va + vb)
     if se == 0:
-        return diff, diff, diff, (1.0 if diff == 0 else 0.0), float(a.size + b.size - 2)
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    tq = _st.t.ppf((1 + confidence) / 2, dof)
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0), float(n_a + n_b - 2)
+    dof = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    tq = float(_st.t.ppf((1 + confidence) / 2, dof))
     p = float(2 * _st.t.sf(abs(diff / se), dof))
     return diff, diff - tq * se, diff + tq * se, p, float(dof)
 

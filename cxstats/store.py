@@ -25,7 +25,7 @@ from . import CxStatsError
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
-SCHEMA_VERSION = 3  # 2: order_totals; 3: holdouts
+SCHEMA_VERSION = 4  # 2: order_totals; 3: holdouts; 4: actions
 
 DEFAULT_SETTINGS: dict[str, str] = {
     "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
@@ -129,6 +129,11 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS holdouts (
         export_id INTEGER NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, list_date DATE NOT NULL,
         seed BIGINT, pct DOUBLE)""",
+    # action plans (DESIGN.md "Focus areas and action plans"); written by cxstats.focus, one statement each
+    """CREATE TABLE IF NOT EXISTS actions (
+        action_id INTEGER PRIMARY KEY, unit_id VARCHAR NOT NULL, item VARCHAR NOT NULL, title VARCHAR NOT NULL,
+        owner VARCHAR, due_date DATE, status VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMP,
+        updated_at TIMESTAMP, note VARCHAR)""",
 ] + [_table_ddl(k) for k in KINDS]
 
 
