@@ -11,7 +11,7 @@ Focus areas, for one kept (unit, period) group and each index item with a kept c
 - ``others_mean``: mean answer over every other kept group of the period with a kept cell for the
   item (answers pooled, so larger groups weigh more);
 - ``gap = others_mean - unit_mean`` with the Welch 95% CI of that difference
-  (:func:`cxstats.welch_from_moments`; Welch 1947);
+  (:func:`cxstats.stats.welch_from_moments`; Welch 1947);
 - ``r``, ``q``: the item's between-unit driver correlation with the CX metric and its
   Benjamini-Hochberg q (linkage, "Drivers");
 - ``priority = gap * r``; a *focus item* has ``gap_ci_low > 0``, ``r > 0`` and ``q < 0.10``; the three
@@ -334,7 +334,7 @@ def changes(
 
     period: default the latest period with a shown engagement group; previous: default the latest
     earlier such period. Only units with a kept group in both periods are compared (a suppressed
-    group is never compared). Tests: :func:`cxstats.welch_from_moments` (engagement),
+    group is never compared). Tests: :func:`cxstats.stats.welch_from_moments` (engagement),
     :func:`wald_pct_change` (CSAT %), :func:`nps_change` (NPS); BH q (:func:`cxstats.bh_q`)
     over every comparison company-wide; listed when q < 0.10. A manager gets his own rows, with
     those company-wide q.
