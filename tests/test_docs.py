@@ -93,3 +93,19 @@ def test_developing_api_table_matches_the_code(module, api):
         missing = [p for p in params if p not in real]
         assert not missing, f"{module}.{name}: documented parameters {missing} are not in {list(real)}"
 
+
+
+def test_design_cli_block_matches_the_parser():
+    """DESIGN.md's command-line block (the contract, beside the repo) lists each command's options."""
+    design = ROOT.parent / "shared" / "DESIGN.md"
+    if not design.exists():
+        pytest.skip("DESIGN.md lives beside the repository (../shared), not in a clean clone")
+    block = design.read_text(encoding="utf-8").split("## Command line", 1)[1].split("```")[1]
+    subs = _subparsers()
+    for command, sub in subs.items():
+        m = re.search(rf"^python -m cxstats {command}\b.*$", block, re.M)
+        if not m:
+            continue  # a command DESIGN.md does not pin (none today)
+        known = {f for a in sub._actions for f in a.option_strings}
+        for flag in re.findall(r"\[(--[a-z-]+)", m.group(0)):
+            assert flag in known, f"DESIGN.md pins {flag} for '{command}' but the CLI has no such option"
