@@ -618,3 +618,26 @@ def programme_effect_chart(design: Any) -> go.Figure:
     fig.update_layout(title="Programme effect, " + what, yaxis=dict(title="orders per 90 days"),
                       xaxis=dict(type="category"), height=340, margin=dict(l=10, r=10, t=50, b=10))
     return fig
+
+
+def backtest_chart(backtest: Any) -> go.Figure:
+    """The customer-value backtest: predicted and actual repeat purchase days by decile of prediction.
+
+    ``backtest`` (``value.Backtest`` or its JSON dict): ``deciles`` rows (decile, predicted, actual),
+    ``weeks``, ``predicted``, ``actual``. Decile 1 holds the tenth of customers with the lowest prediction.
+    """
+    deciles = _records(_get(backtest, "deciles")) if backtest is not None else []
+    if not deciles:
+        return empty_figure("No backtest: the data are too short or too few customers bought twice")
+    x = [f"D{int(_get(d, 'decile'))}" for d in deciles]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=[_num(_get(d, "predicted")) for d in deciles], name="expected by the model",
+                         marker_color="#9ecae1", hovertemplate="%{x}: %{y:,.0f} expected<extra></extra>"))
+    fig.add_trace(go.Bar(x=x, y=[_num(_get(d, "actual")) for d in deciles], name="actual",
+                         marker_color="#08519c", hovertemplate="%{x}: %{y:,.0f} actual<extra></extra>"))
+    weeks = _get(backtest, "weeks")
+    fig.update_layout(title=f"Backtest: repeat purchase days in the last {weeks} weeks, by decile of prediction",
+                      barmode="group", yaxis=dict(title="repeat purchase days"),
+                      xaxis=dict(type="category", title="customers by predicted value (D10 = highest)"),
+                      height=320, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h"))
+    return fig

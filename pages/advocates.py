@@ -100,13 +100,20 @@ table = shown.assign(
     loyalty=shown["contribution_loyalty"], advocacy=shown["contribution_advocacy"],
     satisfaction=shown["contribution_satisfaction"], reach_points=shown["contribution_reach"],
 )[["customer_id", "name", "tier", "score", "reasons", "loyalty", "advocacy", "satisfaction", "reach_points",
-   "orders", "spend", "recency_days", "positive_mentions", "nps", "consent", "recently_rewarded", "flags"]]
+   "orders", "spend", "recency_days", "positive_mentions", "nps", "p_alive", "expected_orders", "expected_value",
+   "consent", "recently_rewarded", "flags"]]
 pts = st.column_config.NumberColumn(format="%.1f", help="points of the score from this part")
 st.dataframe(table, hide_index=True, width="stretch", height=420, column_config={
     "score": st.column_config.ProgressColumn("score", min_value=0, max_value=100, format="%.1f"),
     "loyalty": pts, "advocacy": pts, "satisfaction": pts,
     "reach_points": st.column_config.NumberColumn("reach", format="%.1f", help="points of the score from reach"),
     "spend": st.column_config.NumberColumn(format="%.2f"),
+    "p_alive": st.column_config.NumberColumn("P(alive)", format="%.2f",
+                                             help="chance the customer still buys (BG/NBD model); 1.0 for one-day buyers"),
+    "expected_orders": st.column_config.NumberColumn("expected orders", format="%.1f",
+                                                     help="expected purchase days in the next 12 months"),
+    "expected_value": st.column_config.NumberColumn("expected value", format="%.2f",
+                                                    help="expected orders x expected spend per order (undiscounted)"),
     "recently_rewarded": st.column_config.CheckboxColumn("rewarded recently",
                                                          help=f"within the last {result.cooldown_days} days"),
 })
@@ -125,6 +132,33 @@ if len(flagged):
 if len(result.unmatched_handles):
     with st.expander(f"Social handles that match no customer ({len(result.unmatched_handles)})"):
         st.dataframe(result.unmatched_handles, hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- who will keep buying (cxstats.value)
+st.subheader("Who will keep buying?")
+clv = result.clv
+min_p_alive = 0.0
+if clv is None or clv.as_json() is None:
+    st.info("No customer-value model: " + ui.escape_md(clv.reason if clv is not None and clv.reason else
+                                                      "not computed") + ". The advocate list is unaffected.")
+else:
+    v1, v2 = st.columns([2, 1])
+    bt = clv.backtest
+    v1.plotly_chart(charts.backtest_chart(bt), width="stretch", key="adv_backtest_chart")
+    if bt is not None:
+        v1.write(bt.sentence()[0].upper() + bt.sentence()[1:] + ".")
+    else:
+        v1.caption(ui.escape_md(clv.backtest_reason or "no backtest"))
+    bg, gg = clv.bgnbd, clv.gamma_gamma
+    v2.caption(f"BG/NBD repeat-buying model (Fader, Hardie and Lee 2005) fitted on {clv.n_customers:,} customers: "
+               f"r {bg.r:.3g}, alpha {bg.alpha:.3g}, a {bg.a:.3g}, b {bg.b:.3g}; spend model (Gamma-Gamma) on "
+               f"{gg.n:,} customers who bought on more than one day: mean spend {gg.mean_spend:,.2f}. "
+               f"Expected orders cover the next {clv.horizon_weeks} weeks. The backtest refits the model without "
+               "the last weeks and compares its forecast with what happened.")
+    min_p_alive = v2.number_input("Leave out of 'to reward' below P(alive)", min_value=0.0, max_value=1.0,
+                                  value=0.0, step=0.05, key="adv_min_p_alive",
+                                  help="customers the model thinks have probably stopped buying")
+    if min_p_alive:
+        filter_text += f"; to reward: P(alive) >= {min_p_alive:g}"
 
 # ---------------------------------------------------------------- export (consented only, audited, with a hold-out)
 st.subheader("Export")
@@ -151,7 +185,8 @@ if e3.button("Prepare export of the shown list", key="adv_prepare"):
         with store.connect(ctx.db) as con:
             listed = dataclasses.replace(result, customers=shown)
             if holdout_pct:  # a hold-out is drawn from the customers to reward now
-                listed = dataclasses.replace(result, customers=advocates.to_reward(listed))
+                listed = dataclasses.replace(result, customers=advocates.to_reward(
+                    listed, min_p_alive=min_p_alive or None))
             data, info = export.export_bytes(con, ctx.viewer, listed, fmt, filter_text,
                                              holdout_pct=holdout_pct or None)
     except CxStatsError as exc:
@@ -184,7 +219,8 @@ else:
     with st.form("adv_reward", clear_on_submit=True):
         r1, r2, r3 = st.columns(3)
         held = ui.cached(held_out_now, result.as_of, st.session_state.get("adv_holdouts", 0))
-        options = [c for c in advocates.to_reward(result)["customer_id"].astype(str) if c not in held]
+        options = [c for c in advocates.to_reward(result, min_p_alive=min_p_alive or None)["customer_id"].astype(str)
+                   if c not in held]
         cid = r1.selectbox("Customer", options + [c for c in shown["customer_id"].astype(str)
                                                   if c not in options and c not in held],
                            help="customers due a reward are listed first (not rewarded recently, not flagged); "

@@ -19,7 +19,7 @@ from cxstats import CxStatsError, ingest, store
 pytest_plugins = ["app_fixtures"]
 
 # page -> how many Plotly charts it draws with the demo data as an admin (tabs render all their content)
-CHARTS = {"engagement": 4, "customers": 4, "linkage": 4, "advocates": 2}
+CHARTS = {"engagement": 4, "customers": 4, "linkage": 4, "advocates": 3}
 SEES = {  # "admin" through the user file sees what the local admin sees (tests/test_app_core.py checks that)
     None: ("engagement", "customers", "linkage", "advocates"),
     "leader": ("engagement", "customers", "linkage", "advocates"),
@@ -298,3 +298,22 @@ def test_export_with_a_hold_out_is_recorded_and_shown_in_progress(make_app, fres
         held = {c for (c,) in con.execute("SELECT customer_id FROM holdouts WHERE arm = 'holdout'").fetchall()}
     offered = [b for b in at.selectbox if b.label == "Customer"][0].options
     assert offered and not held & set(offered), "a held-out customer is offered for a reward"
+
+
+def test_advocates_show_customer_value_and_its_backtest(make_app, demo_db):
+    """The value columns in the table (sortable), the backtest chart and its sentence, the P(alive) cut."""
+    at = switch(make_app(demo_db, "marketing"), page_file("advocates"))
+    assert_clean(at, "customer value")
+    table = at.dataframe[0].value
+    for col in ("p_alive", "expected_orders", "expected_value"):
+        assert col in table.columns and table[col].notna().all()
+    assert ((table["p_alive"] > 0) & (table["p_alive"] <= 1)).all()
+    bt = [s for s in charts_of(at) if "Backtest" in json.dumps(s.get("layout", {}))]
+    assert bt and len(bt[0]["data"]) == 2
+    sentence = [m.value for m in at.markdown if m.value.startswith("Over the last ")]
+    assert sentence and "repeat purchase days; there were" in sentence[0]
+    assert any("likely to buy again" in r for r in table["reasons"])
+    at.number_input(key="adv_min_p_alive").set_value(1.0).run()
+    assert_clean(at, "min P(alive)")
+    offered = [b for b in at.selectbox if b.label == "Customer"][0].options
+    assert offered  # the remaining gated customers are still offered after the due ones

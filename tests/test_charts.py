@@ -271,3 +271,14 @@ def test_pooled_index_weights_by_respondents(respondents, index, expected):
     groups = pd.DataFrame({"respondents": respondents, "index": index})
     got = charts.pooled_index(groups)
     assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_backtest_chart():
+    from cxstats import charts as ch
+
+    bt = {"weeks": 26, "predicted": 30.0, "actual": 33, "deciles": [
+        {"decile": 1, "predicted": 1.0, "actual": 2}, {"decile": 2, "predicted": 29.0, "actual": 31}]}
+    fig = ch.backtest_chart(bt)
+    assert [t.name for t in fig.data] == ["expected by the model", "actual"]
+    assert list(fig.data[1].y) == [2, 31] and "26 weeks" in fig.layout.title.text
+    assert ch.backtest_chart(None).layout.annotations
