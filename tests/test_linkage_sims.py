@@ -66,7 +66,26 @@ def _all_numbers(obj, key=""):
         yield key, obj
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+def _no_small_p(d: dict, text: str) -> None:
+    assert not [(k, v) for k, v in _all_numbers(d) if k in ("p", "p_holm", "r_p", "q") and v < 0.05]
+    assert "unlikely to be chance" not in text
+    shown = [float(m) for m in re.findall(r"\bp(?:_holm)?\s*=?\s*([0-9][0-9.e+-]*)", text)]
+    assert all(v >= 0.05 for v in shown), shown
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])
+def test_two_units_no_p_below_005_in_json_table_or_sentences(tmp_path, seed):
+    """In process (the CLI prints exactly these: as_json, the table, the sentences, the warnings)."""
+    db = tmp_path / "two.duckdb"
+    with store.connect(db) as con:
+        build(con, survey(seed, n_units=2, n_periods=6, coef=3.0))
+        res = linkage.analyse(con)
+    text = "\n".join([linkage._table(res), *res.summary_sentences(), *res.warnings])
+    _no_small_p(res.as_json(), text)
+    assert res.within_unit.coef is not None and res.within_unit.p is None
+
+
+@pytest.mark.parametrize("seed", [1])
 def test_two_units_print_no_p_below_005_in_cli_text_or_json(tmp_path, cli, seed):
     db = tmp_path / "two.duckdb"
     with store.connect(db) as con:
@@ -76,12 +95,9 @@ def test_two_units_print_no_p_below_005_in_cli_text_or_json(tmp_path, cli, seed)
     d = json.loads(out.stdout)
     assert d["within_unit"]["coef"] is not None and d["within_unit"]["n_clusters"] == 2
     assert d["within_unit"]["p"] is None and d["within_unit"]["vcov"] is None
-    assert not [(k, v) for k, v in _all_numbers(d) if k in ("p", "p_holm", "r_p", "q") and v < 0.05]
     text = cli("linkage", db=db)
     assert text.returncode == 0, text.stderr
-    assert "unlikely to be chance" not in text.stdout
-    shown = [float(m) for m in re.findall(r"\bp(?:_holm)?\s*=?\s*([0-9][0-9.e+-]*)", text.stdout)]
-    assert all(v >= 0.05 for v in shown), shown
+    _no_small_p(d, text.stdout + text.stderr)
     warnings = [w for w in d["warnings"] if w.startswith("within units:")]
     assert len(warnings) == 1 and "only 2 units" in warnings[0]
 
