@@ -58,12 +58,13 @@ PAGES = {
     "data": ("pages/data.py", "Data", "🗄️"),
 }
 
-# DESIGN.md roles: marketing never gets a page with employee data; a manager has no Data page
+# DESIGN.md roles: marketing never gets a page with employee data (its Data page is the customer
+# erasure form alone); a manager has no Data page
 VISIBLE = {
     "admin": ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data"),
     "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
     "manager": ("overview", "upload", "engagement", "customers", "linkage"),
-    "marketing": ("advocates", "customers", "upload"),
+    "marketing": ("advocates", "customers", "upload", "data"),  # data: erasing customers only
 }
 
 

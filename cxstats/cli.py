@@ -119,8 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     # --- forget ---
+    p = sub.add_parser("forget", help="erase people: every row of each id, then the database file is rewritten")
+    p.add_argument("what", choices=("customer", "respondent"))
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--file", default=None, help="a file of ids, one per line (or the first column of a CSV)")
+    _add_db(p)
 
     # --- purge ---
+    p = sub.add_parser("purge", help="delete rows older than each kind's retain_months setting (whole periods)")
+    _add_db(p)
 
     # --- lake ---
 
@@ -144,8 +151,10 @@ def cmd_batches(args) -> int:
 
 
 def cmd_undo(args) -> int:
+    from . import governance
+
     with store.connect(args.db) as con:
-        b = store.undo(con, args.batch_id, ADMIN)
+        b = governance.undo_batch(con, args.batch_id, ADMIN)
     print(f"batch {b.batch_id} ({b.kind}, {b.rows:,} rows from {b.file_name}) undone")
     return 0
 
@@ -224,9 +233,23 @@ def cmd_themes(args) -> int:
 
 
 # --- forget ---
+def cmd_forget(args) -> int:
+    from . import governance
+
+    ids = list(args.ids or [])
+    if args.file:
+        ids += governance.read_id_file(args.file)
+    res = governance.forget(args.db, args.what, ids, viewer=ADMIN)
+    print(res.summary())
+    return 0
 
 
 # --- purge ---
+def cmd_purge(args) -> int:
+    from . import governance
+
+    print(governance.purge(args.db, viewer=ADMIN).summary())
+    return 0
 
 
 # --- lake ---
@@ -259,8 +282,10 @@ COMMANDS = {
     "themes": cmd_themes,
 
     # --- forget ---
+    "forget": cmd_forget,
 
     # --- purge ---
+    "purge": cmd_purge,
 
     # --- lake ---
 

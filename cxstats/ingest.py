@@ -103,6 +103,7 @@ class ImportResult:
     warnings: list[str]
     rejected_path: str | None
     rejected: int
+    erased_skipped: int = 0
 
     def summary(self) -> str:
         """"2,314 rows loaded as batch 17; 3 units created" (and whatever else happened)."""
@@ -113,6 +114,9 @@ class ImportResult:
             parts.append(f"{self.duplicates_skipped:,} rows already stored skipped")
         if self.totals_dropped:
             parts.append(f"{self.totals_dropped:,} totals {'row' if self.totals_dropped == 1 else 'rows'} dropped")
+        if self.erased_skipped:
+            parts.append(f"{self.erased_skipped:,} {'row' if self.erased_skipped == 1 else 'rows'} of erased people "
+                         "skipped")
         if self.rejected:
             parts.append(f"{self.rejected:,} invalid rows rejected (see {self.rejected_path})")
         return "; ".join(parts)
@@ -139,6 +143,8 @@ _EXAMPLES = {
                   "marketing_consent": "yes", "consent_date": "2024-01-10"},
     "rewards": {"customer_id": "C00042", "reward_date": "2024-04-01", "reward_type": "voucher", "value": "20.00",
                 "note": "Thank-you for the reviews"},
+    "reorgs": {"from_unit": "S012", "to_unit": "S013", "effective_date": "2024-07-01",
+               "note": "Riverside merged into Market Square"},
 }
 
 
@@ -226,15 +232,24 @@ def import_file(
         rejected_path = None
         if a.rejected is not None and len(a.rejected):
             rejected_path = _write_rejected(a.rejected, path, file_name)
+        hooks = []
+        if rejected_path:
+            hooks.append(lambda c, b: store.record_written_file(c, rejected_path, b))
+        if kind == "reorgs":  # differencing through re-organisations (DESIGN.md)
+            from . import governance
+
+            before = governance.snapshot(con)
+            hooks.append(lambda c, b: governance.guard_groups(c, before, f"re-organisation batch {b}"))
         batch_id = store.load_batch(
             con, kind, a.tables, file_name=file_name, sha256=a.sha256, rows=a.rows_loaded,
             loaded_by=loaded_by or viewer.name, skipped_rows=a.duplicates_skipped,
+            before_hook=(lambda c, b: [h(c, b) for h in hooks]) if hooks else None,
         )
     return ImportResult(
         batch_id=batch_id, kind=kind, file_name=file_name, rows_loaded=a.rows_loaded,
         duplicates_skipped=a.duplicates_skipped, totals_dropped=a.totals_dropped,
         units_created=list(a.units_created), warnings=list(a.warnings), rejected_path=rejected_path,
-        rejected=0 if a.rejected is None else len(a.rejected),
+        rejected=0 if a.rejected is None else len(a.rejected), erased_skipped=a.erased_skipped,
     )
 
 
@@ -639,6 +654,7 @@ class _Analysis:
     fatal: list[Problem] = field(default_factory=list)
     item_meta: pd.DataFrame | None = None
     answers: pd.DataFrame | None = None
+    erased_skipped: int = 0
 
     def preview(self) -> Preview:
         listed = self.fatal + (self.problems.listed() if self.problems else [])
@@ -671,6 +687,9 @@ class _Analysis:
             err.n_problems = n
             raise err
         if self.rows_loaded == 0:
+            if self.erased_skipped and not self.duplicates_skipped:
+                raise CxStatsError(f"{self.file_name}: every row belongs to erased people "
+                                   f"({self.erased_skipped:,} rows skipped); nothing to load")
             if self.duplicates_skipped:
                 raise CxStatsError(f"{self.file_name}: every row is already stored "
                                    f"({self.duplicates_skipped:,} duplicates); nothing to load")
@@ -881,7 +900,9 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
         _unique_in_file(probs, out, "unit_id", labels[col_of["unit_id"]], "unit")
     if kind == "purchases":
         _purchase_lines(out, probs, labels, col_of)
-    if "unit_id" in out.columns and kind != "units":
+    if kind == "reorgs":
+        _reorg_rules(a, con, out, probs, labels, col_of, viewer)
+    elif "unit_id" in out.columns and kind != "units":
         _resolve_units(a, con, out, probs, labels[col_of["unit_id"]], viewer)
     elif viewer.role == "manager":
         raise AccessDenied("managers upload files with a unit column for their own units only")
@@ -906,9 +927,12 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     elif bad.any():
         a.out, a.answers = out, items
         return a
+    if con is not None:
+        out, items = _skip_erased(a, con, out, items)
     a.out, a.answers = out, items
     if len(out) == 0:
-        a.fatal.append(Problem(None, None, "no valid rows to load"))
+        if not a.erased_skipped:
+            a.fatal.append(Problem(None, None, "no valid rows to load"))
         return a
 
     a.sha256 = _content_hash(kind, out, items)
@@ -1166,6 +1190,63 @@ def _resolve_units(a, con, out, probs, label, viewer) -> None:
             named = ", ".join(foreign) if foreign else "rows without a unit"
             raise AccessDenied(f"you may upload rows only for your units ({', '.join(sorted(allowed)) or 'none'}); "
                                f"this file has rows for {named}; remove those rows or ask an admin")
+
+
+def _reorg_rules(a, con, out, probs, labels, col_of, viewer) -> None:
+    """Re-organisations: both units resolved like any unit column; a unit merged into itself, or a
+    row that closes a cycle with the stored re-organisations (A -> B, B -> A), refused by row."""
+    from . import governance
+
+    created: list[str] = []
+    for col in ("from_unit", "to_unit"):
+        tmp = pd.DataFrame({"unit_id": out[col]})
+        _resolve_units(a, con, tmp, probs, labels[col_of[col]], viewer)
+        out[col] = tmp["unit_id"].to_numpy()
+        created += a.units_created
+        a.units_created = []
+    a.units_created = sorted(set(created))
+    stored = [] if con is None else [(str(x), str(y)) for x, y in con.execute(
+        "SELECT DISTINCT from_unit, to_unit FROM reorgs").fetchall()]
+    incoming = [(i, None if pd.isna(x) else str(x), None if pd.isna(y) else str(y))
+                for i, (x, y) in enumerate(zip(out["from_unit"], out["to_unit"]))]
+    bad = governance.reorg_cycle_rows(stored, incoming)
+    for i, msg in sorted(bad.items()):
+        probs.rows(np.array([i]), labels[col_of["to_unit"]], msg)
+
+
+def _skip_erased(a, con, out, items):
+    """Rows whose customer id, respondent id, handle or e-mail matches an erasure are skipped and
+    counted (DESIGN.md: later imports skip rows of erased people and say how many)."""
+    if not con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]:
+        return out, items
+    erased = store.erased_hmacs(con)
+    db = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
+    key = store.erasure_key(db)
+    if key is None:
+        raise CxStatsError(f"erasures are recorded but the erasure key is missing: set {store.KEY_ENV} or restore "
+                           f"{store.erasure_key_path(db)}; nothing loaded")
+    hit = np.zeros(len(out), dtype=bool)
+    for col, what, sets in (("customer_id", "id", erased["customer"]), ("respondent_id", "id", erased["respondent"]),
+                            ("handle", "handle", erased["handle"]), ("email", "email", erased["email"])):
+        if col not in out.columns or not sets:
+            continue
+        codes, uniq = pd.factorize(out[col])
+        flags = np.array([store.identifier_hmac(key, u, what) in sets for u in uniq] + [False], dtype=bool)
+        hit |= flags[codes]
+    if a.rejected is not None and len(a.rejected):
+        every = erased["customer"] | erased["respondent"]
+        drop = [store.cells_erased(key, erased, every, row) for row in a.rejected.astype(str).itertuples(index=False)]
+        a.rejected = a.rejected.loc[~np.array(drop, dtype=bool)].reset_index(drop=True)
+    a.erased_skipped = int(hit.sum())
+    if not hit.any():
+        return out, items
+    gone = set(out.loc[hit, "row_no"])
+    out = out.loc[~hit].reset_index(drop=True)
+    if len(items):
+        items = items[~items["row_no"].isin(gone)]
+    a.warnings.append(f"{a.erased_skipped:,} rows of erased people skipped (their id, handle or e-mail matches "
+                      "an erasure)")
+    return out, items
 
 
 def _mention_sentiment(out) -> None:

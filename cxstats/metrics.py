@@ -209,6 +209,16 @@ def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
 
 # The respondent-level relation every engagement figure starts from. Built from constant text only;
 # values (index items, unit filter) are bound as parameters.
+#
+# Re-organisations and differencing are applied here, in one place (DESIGN.md, "Erasure, retention
+# and re-organisations"): each respondent's ORIGINAL (unit, period) group is formed first; a group
+# below min_group, or one in ``suppressed_groups`` (a non-batch change moved it by fewer than
+# min_group respondents), is *blocked*: its respondents stay under their original unit, count for
+# nothing (respondents 0, so the group is counted as suppressed) and never join a successor's group.
+# The others take their unit's successor from ``unit_map`` (renames and merges), and a successor
+# group named in ``suppressed_groups`` is blocked too. ``resp_all`` holds every respondent (blocked
+# ones carry no score, eNPS or comment) and is what groups are counted from; ``resp`` holds the
+# unblocked ones, the only rows any figure is built from.
 def _respondents_sql(sc: Scope) -> str:
     trunc = "quarter" if sc.period == "quarter" else "month"
     # with every item in the index (the default) no answer needs matching against the item list
@@ -232,8 +242,9 @@ def _respondents_sql(sc: Scope) -> str:
         SELECT wave, min(survey_date) AS first_date FROM engagement
         WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
     ),
-    resp AS MATERIALIZED (
-        SELECT e.batch_id, e.row_no, e.unit_id, e.respondent_id, e.enps, e.comment, bk.k,
+    resp0 AS MATERIALIZED (
+        SELECT e.batch_id, e.row_no, e.unit_id AS orig_unit, coalesce(um.to_unit, e.unit_id) AS mapped_unit,
+               e.respondent_id, e.enps, e.comment, bk.k,
                CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start,
                coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
                100.0 * (ri.mean_score - 1) / (bk.k - 1) AS score
@@ -241,11 +252,35 @@ def _respondents_sql(sc: Scope) -> str:
         LEFT JOIN waves w ON e.wave = w.wave
         LEFT JOIN batch_k bk ON e.batch_id = bk.batch_id
         LEFT JOIN resp_items ri ON e.batch_id = ri.batch_id AND e.row_no = ri.row_no
-        WHERE ? OR list_contains(?::VARCHAR[], e.unit_id)
+        LEFT JOIN unit_map um ON um.from_unit = e.unit_id
+    ),
+    orig_grp AS (
+        SELECT orig_unit, period_start, count(*) FILTER (WHERE in_index) AS n FROM resp0 GROUP BY ALL
+    ),
+    resp_flag AS (
+        SELECT r.*, (og.n < ? OR EXISTS (SELECT 1 FROM suppressed_groups s WHERE s.unit_id = r.orig_unit
+                                          AND s.period_start = r.period_start)) AS pre_blocked
+        FROM resp0 r JOIN orig_grp og USING (orig_unit, period_start)
+    ),
+    resp_all AS MATERIALIZED (
+        SELECT batch_id, row_no, unit_id, respondent_id, period_start, k, blocked,
+               CASE WHEN blocked THEN NULL ELSE enps END AS enps,
+               CASE WHEN blocked THEN NULL ELSE comment END AS comment,
+               in_index AND NOT blocked AS in_index,
+               CASE WHEN blocked THEN NULL ELSE score END AS score
+        FROM (
+            SELECT *, CASE WHEN pre_blocked THEN orig_unit ELSE mapped_unit END AS unit_id,
+                   pre_blocked OR EXISTS (SELECT 1 FROM suppressed_groups s WHERE s.unit_id = mapped_unit
+                                          AND s.period_start = resp_flag.period_start) AS blocked
+            FROM resp_flag)
+        WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+    ),
+    resp AS (
+        SELECT * FROM resp_all WHERE NOT blocked
     ),
     grp AS (
         SELECT unit_id, period_start, count(*) FILTER (WHERE in_index) AS respondents
-        FROM resp GROUP BY unit_id, period_start
+        FROM resp_all GROUP BY unit_id, period_start
     ),
     kept AS (
         SELECT unit_id, period_start, respondents FROM grp WHERE respondents >= ?
@@ -255,7 +290,7 @@ def _respondents_sql(sc: Scope) -> str:
 
 def _resp_params(sc: Scope, viewer: Viewer) -> list:
     all_units, units = _viewer_units(viewer)
-    return [not sc.index_items, list(sc.index_items), all_units, units, sc.min_group]
+    return [not sc.index_items, list(sc.index_items), sc.min_group, all_units, units, sc.min_group]
 
 
 # ---------------------------------------------------------------- engagement
@@ -298,14 +333,14 @@ def unit_period_engagement(
     allg AS MATERIALIZED (
         SELECT unit_id, period_start,
                count(*) FILTER (WHERE in_index) AS respondents,
-               count(*) FILTER (WHERE NOT in_index OR in_index IS NULL) AS excluded_respondents,
+               count(*) FILTER (WHERE (NOT in_index OR in_index IS NULL) AND NOT blocked) AS excluded_respondents,
                avg(score) FILTER (WHERE in_index) AS index,
                stddev_samp(score) FILTER (WHERE in_index) AS index_sd,
                sum(score) FILTER (WHERE in_index) AS score_sum,
                count(enps) AS enps_n,
                count(*) FILTER (WHERE enps >= 9) AS enps_promoters,
                count(*) FILTER (WHERE enps <= 6) AS enps_detractors
-        FROM resp GROUP BY unit_id, period_start
+        FROM resp_all GROUP BY unit_id, period_start
     )
     SELECT *, {ordinal} AS period_index, (SELECT count(*) FROM allg WHERE respondents < ?) AS n_suppressed
     FROM allg WHERE respondents >= ?
@@ -434,21 +469,10 @@ def item_scores(
         groups = unit_period_engagement(con, viewer, sc.min_group)
     elif (groups.min_group, groups.period) != (sc.min_group, sc.period):
         raise CxStatsError("item_scores: the groups given were made under another min_group or period")
-    all_units, units = _viewer_units(viewer)
-    trunc = "quarter" if sc.period == "quarter" else "month"
     sql = f"""
-    WITH items AS (  -- one scale per loaded file: join answers on the integer batch_id only
+    WITH {_respondents_sql(sc)},
+    batch_scale AS (  -- one scale per loaded file: join answers on the integer batch_id only
         SELECT batch_id, max(scale) AS scale FROM engagement_items GROUP BY batch_id
-    ),
-    waves AS (
-        SELECT wave, min(survey_date) AS first_date FROM engagement
-        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
-    ),
-    resp AS (
-        SELECT e.batch_id, e.row_no, e.unit_id,
-               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
-        FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
-        WHERE ? OR list_contains(?::VARCHAR[], e.unit_id)
     ),
     cell AS (
         SELECT r.unit_id, r.period_start, a.item, max(it.scale) AS k, count(*) AS n,
@@ -456,9 +480,9 @@ def item_scores(
                avg(a.score) AS mean_score, var_samp(a.score) AS var_score,
                avg(100.0 * (a.score - 1) / (it.scale - 1)) AS mean_0_100
         FROM resp r
-        JOIN _cxstats_kept_groups kept ON kept.unit_id = r.unit_id AND kept.period_start = r.period_start
+        JOIN _cxstats_kept_groups kg ON kg.unit_id = r.unit_id AND kg.period_start = r.period_start
         JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
-        JOIN items it ON it.batch_id = a.batch_id
+        JOIN batch_scale it ON it.batch_id = a.batch_id
         GROUP BY r.unit_id, r.period_start, a.item
     )
     SELECT unit_id, period_start, {_period_ordinal_sql(sc.period, "period_start")} AS period_index,
@@ -470,7 +494,7 @@ def item_scores(
     kept["period_start"] = pd.to_datetime(kept["period_start"]).astype("datetime64[s]")
     con.register("_cxstats_kept_groups", kept)
     try:
-        cells = con.execute(sql, [all_units, units, sc.min_group]).df()
+        cells = con.execute(sql, _resp_params(sc, viewer) + [sc.min_group]).df()
     finally:
         con.unregister("_cxstats_kept_groups")
     n_suppressed = int((~cells["shown"].astype(bool)).sum()) if len(cells) else 0
@@ -713,6 +737,15 @@ def _cx_viewer(viewer: Viewer) -> tuple[bool, list[str]]:
     return True, []
 
 
+def mapped_units_sql(table: str) -> str:
+    """``table`` (feedback or purchases) with each unit_id replaced by its successor after renames and
+    merges (``unit_map``; DESIGN.md "Re-organisations"): the one place CX rows get their unit."""
+    if table not in ("feedback", "purchases"):
+        raise ValueError(table)
+    return (f"(SELECT t.* REPLACE (coalesce(um.to_unit, t.unit_id) AS unit_id) FROM {table} t "
+            f"LEFT JOIN unit_map um ON um.from_unit = t.unit_id)")
+
+
 CX_COLUMNS = ["csat_n", "csat_top2", "csat_sum", "nps_n", "promoters", "detractors"]
 
 
@@ -735,7 +768,7 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     sql = f"""
     WITH f AS (
         SELECT unit_id, {chan} CAST(date_trunc('{trunc}', date) AS DATE) AS period_start, csat, nps
-        FROM feedback WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+        FROM {mapped_units_sql("feedback")} WHERE ? OR list_contains(?::VARCHAR[], unit_id)
     )
     SELECT unit_id, {chan_g} period_start, {_period_ordinal_sql(per, "period_start")} AS period_index,
            count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
@@ -808,7 +841,7 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
         f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
                    epoch(responded_at - contacted_at) / 3600.0 AS hours,
                    CAST(date_trunc('{trunc}', date) AS DATE) AS period_start
-            FROM feedback WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
+            FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
                   AND (? OR list_contains(?::VARCHAR[], unit_id))""",
         [all_units, allowed, chosen is None, chosen or []]).df()]
     if viewer.role != "manager" and chosen is None:

@@ -106,6 +106,7 @@ DATE_COLUMNS = {
     "purchases": "order_date",
     "mentions": "posted_at",
     "customers": "consent_date",
+    "reorgs": "effective_date",
     "rewards": "reward_date",
 }
 

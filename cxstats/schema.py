@@ -194,6 +194,20 @@ KINDS: dict[str, Kind] = {
             ),
             description="rewards given to advocates",
         ),
+        Kind(
+            "reorgs",
+            (
+                Field("from_unit", "id", True, synonyms=("from", "fromunit", "oldunit", "oldstore", "predecessor",
+                                                         "formerunit", "fromstore", "unit", "store")),
+                Field("to_unit", "id", True, synonyms=("to", "tounit", "newunit", "newstore", "successor",
+                                                       "intounit", "tostore")),
+                Field("effective_date", "date", True, synonyms=("date", "effective", "effectivedate", "asof",
+                                                                "from_date", "startdate")),
+                Field("note", "text", synonyms=("notes", "comment", "reason", "description")),
+            ),
+            key=("from_unit", "to_unit"),
+            description="re-organisations: renames and merges (one or several from -> one to), splits (one from -> several to)",
+        ),
     )
 }
 

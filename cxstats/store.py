@@ -25,7 +25,11 @@ from . import CxStatsError
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
-SCHEMA_VERSION = 4  # 2: order_totals; 3: holdouts; 4: actions
+SCHEMA_VERSION = 5  # 2: order_totals; 3: holdouts; 4: actions; 5: erasures, purges, suppressed_groups, written_files, unit_map, reorgs
+
+# kinds whose rows have a date, and that date's column (retention purges whole periods by it)
+RETENTION_DATES = {"engagement": "survey_date", "feedback": "date", "purchases": "order_date",
+                   "mentions": "posted_at", "rewards": "reward_date"}
 
 DEFAULT_SETTINGS: dict[str, str] = {
     "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
@@ -35,6 +39,8 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "max_rows": "5000000",
     "reward_cooldown_days": "90",
     "comment_min_group": "10",
+    # retention per kind in whole months; empty = keep for ever (python -m cxstats purge)
+    **{f"retain_months_{k}": "" for k in RETENTION_DATES},
 }
 MIN_GROUP_FLOOR = 3
 
@@ -75,9 +81,27 @@ def connect(path: str | os.PathLike | None = None, *, wait_s: float = 5.0) -> It
             delay = min(delay * 2, 0.5)
     try:
         migrate(con)
+        if _rewrite_pending(con):
+            # an erasure or purge committed but did not finish rewriting the file (crash): finish it now
+            con.close()
+            finish_rewrite(p)
+            con = _open(p, wait_s)
         yield con
     finally:
         con.close()
+
+
+def _open(p: Path, wait_s: float = 5.0) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(p))
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                raise CxStatsError(f"database busy, try again: {p} is in use by another cxstats process") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _table_ddl(kind: str) -> str:
@@ -134,6 +158,22 @@ DDL = [
         action_id INTEGER PRIMARY KEY, unit_id VARCHAR NOT NULL, item VARCHAR NOT NULL, title VARCHAR NOT NULL,
         owner VARCHAR, due_date DATE, status VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMP,
         updated_at TIMESTAMP, note VARCHAR)""",
+    # erasure (DESIGN.md "Erasure, retention and re-organisations"): one row per person erased; the id,
+    # handle and e-mail only as HMAC-SHA256 (key: CXSTATS_ERASURE_KEY or a 0600 key file beside the database)
+    """CREATE TABLE IF NOT EXISTS erasures (
+        erasure_id INTEGER, kind VARCHAR, id_hmac VARCHAR, handle_hmacs VARCHAR, email_hmacs VARCHAR,
+        erased_at TIMESTAMP, erased_by VARCHAR, rows_removed VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS purges (
+        purge_id INTEGER, kind VARCHAR, cutoff DATE, retain_months INTEGER, purged_at TIMESTAMP,
+        purged_by VARCHAR, rows_removed INTEGER)""",
+    # (unit, period) groups suppressed from then on because a non-batch change (erasure, purge,
+    # re-organisation or an undo) moved them by 1..min_group-1 respondents (differencing)
+    """CREATE TABLE IF NOT EXISTS suppressed_groups (
+        unit_id VARCHAR, period_start DATE, reason VARCHAR, since TIMESTAMP)""",
+    # files the project wrote that may hold people's rows (rejected-row files): erasure scrubs them
+    """CREATE TABLE IF NOT EXISTS written_files (path VARCHAR, batch_id INTEGER, written_at TIMESTAMP)""",
+    # derived from the live reorgs rows: old unit -> successor after renames and merges (not splits)
+    """CREATE TABLE IF NOT EXISTS unit_map (from_unit VARCHAR, to_unit VARCHAR)""",
 ] + [_table_ddl(k) for k in KINDS]
 
 
@@ -198,6 +238,15 @@ def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, viewer=
         raise CxStatsError(f"min_group may not be below {MIN_GROUP_FLOOR} (anonymity)")
     if key == "period" and value not in ("quarter", "month"):
         raise CxStatsError("period must be 'quarter' or 'month'")
+    if key == "period" and value != settings(con).period and con.execute(
+            "SELECT count(*) FROM engagement").fetchall()[0][0]:
+        # groups under two groupings could be differenced (DESIGN.md, "Differencing through non-batch changes")
+        raise CxStatsError("the period setting is fixed once engagement data exists; undo the engagement "
+                           "batches first to change it")
+    if key.startswith("retain_months_") and value.strip():
+        if not value.strip().isdigit() or int(value) < 1:
+            raise CxStatsError(f"{key} must be a whole number of months (1 or more), or empty to keep everything")
+        value = str(int(value))
     con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
 
 
@@ -268,11 +317,14 @@ def load_batch(
     loaded_by: str | None = None,
     skipped_rows: int = 0,
     note: str | None = None,
+    before_hook=None,
 ) -> int:
     """Write one batch in one transaction; returns its batch_id.
 
     ``tables`` maps table name -> frame whose columns are a subset of the table's (without
-    batch_id). Either every frame is written with the batch row, or nothing is.
+    batch_id). Either every frame is written with the batch row, or nothing is. ``before_hook(con,
+    batch_id)`` runs inside the transaction just before COMMIT (e.g. the differencing check of a
+    re-organisation, or recording a written file).
     """
     if kind not in KINDS:
         raise CxStatsError(f"unknown kind {kind!r}")
@@ -293,6 +345,10 @@ def load_batch(
         if kind == "purchases":
             _touch_orders(con, batch_id)
             sync_order_totals(con, batch_id if was_fresh else None)
+        if kind == "reorgs":
+            sync_unit_map(con)
+        if before_hook is not None:
+            before_hook(con, batch_id)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -303,8 +359,11 @@ def load_batch(
 BATCH_TABLES = tuple(KINDS) + ("engagement_answers", "engagement_items")
 
 
-def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
-    """Remove exactly one batch's rows and mark it undone, in one transaction."""
+def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None, before_hook=None) -> Batch:
+    """Remove exactly one batch's rows and mark it undone, in one transaction.
+
+    ``before_hook(con)`` runs inside the transaction just before COMMIT (the differencing check).
+    """
     if viewer is not None:
         viewer.require("admin")
     found = [b for b in list_batches(con) if b.batch_id == int(batch_id)]
@@ -322,10 +381,14 @@ def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None) -> Batch:
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [int(batch_id)])
         if purchases:
             sync_order_totals(con, int(batch_id) if was_fresh else None)
+        if found[0].kind == "reorgs":
+            sync_unit_map(con)
         con.execute(
             "UPDATE batches SET undone = TRUE, undone_at = ? WHERE batch_id = ?",
             [datetime.now().replace(microsecond=0), int(batch_id)],
         )
+        if before_hook is not None:
+            before_hook(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -453,3 +516,224 @@ def record_holdout(con, export_id: int, reward_ids, holdout_ids, list_date: date
     if rows:
         con.executemany("INSERT INTO holdouts (export_id, customer_id, arm, list_date, seed, pct) "
                         "VALUES (?, ?, ?, ?, ?, ?)", rows)
+# ---------------------------------------------------------------- re-organisations
+
+
+def sync_unit_map(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild ``unit_map`` (old unit -> successor) from the live reorgs rows, inside the caller's
+    transaction. A from_unit with one to_unit (a rename, or one side of a merge) maps its whole
+    history onto the successor, followed through chains (A -> B, later B -> C: A -> C); a from_unit
+    with several to_units is a split and keeps its history under its own id."""
+    rows = con.execute("SELECT DISTINCT from_unit, to_unit FROM reorgs WHERE from_unit IS NOT NULL "
+                       "AND to_unit IS NOT NULL").fetchall()
+    targets: dict[str, set[str]] = {}
+    for a, b in rows:
+        targets.setdefault(str(a), set()).add(str(b))
+    direct = {a: next(iter(t)) for a, t in targets.items() if len(t) == 1 and a not in t}
+    final: dict[str, str] = {}
+    for a in direct:
+        seen, cur = {a}, direct[a]
+        while cur in direct and cur not in seen:  # cycles are refused at import; stop on one anyway
+            seen.add(cur)
+            cur = direct[cur]
+        final[a] = cur
+    con.execute("DELETE FROM unit_map")
+    if final:
+        con.executemany("INSERT INTO unit_map VALUES (?, ?)", [[a, b] for a, b in sorted(final.items())])
+
+
+def unit_mapping(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """old unit -> successor (renames and merges; see sync_unit_map)."""
+    return dict(con.execute("SELECT from_unit, to_unit FROM unit_map").fetchall())
+
+
+# ---------------------------------------------------------------- erasure: key, HMAC, file rewrite
+
+KEY_ENV = "CXSTATS_ERASURE_KEY"
+
+
+def erasure_key_path(path: str | os.PathLike | None = None) -> Path:
+    p = db_path(path)
+    return p.with_name(p.name + ".erasure-key")
+
+
+def erasure_key(path: str | os.PathLike | None = None, *, create: bool = False) -> bytes | None:
+    """The HMAC key for erased ids: $CXSTATS_ERASURE_KEY, else the key file beside the database
+    (32 random bytes, created on first use with mode 0600). None when neither exists and not ``create``."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode("utf-8")
+    kp = erasure_key_path(path)
+    if kp.is_file():
+        return kp.read_bytes()
+    if not create:
+        return None
+    import secrets
+
+    kp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return kp.read_bytes()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    return kp.read_bytes()
+
+
+def normalise_identifier(value: object, what: str) -> str | None:
+    """The form an identifier is compared in: ids as stored (trimmed), e-mails lower-case, handles
+    lower-case without a leading '@'."""
+    if value is None:
+        return None
+    t = str(value).strip()
+    if what == "email":
+        t = t.lower()
+    elif what == "handle":
+        t = t.lower().lstrip("@")
+    return t or None
+
+
+def identifier_hmac(key: bytes, value: object, what: str) -> str | None:
+    """HMAC-SHA256 (hex) of a normalised identifier; ``what`` is 'id', 'email' or 'handle'."""
+    import hashlib
+    import hmac
+
+    t = normalise_identifier(value, what)
+    if t is None:
+        return None
+    return hmac.new(key, f"{what}:{t}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erased_hmacs(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Every erased HMAC by what it names: customer ids, respondent ids, e-mails, handles."""
+    out: dict[str, set[str]] = {"customer": set(), "respondent": set(), "email": set(), "handle": set()}
+    for kind, idh, handles, emails in con.execute(
+            "SELECT kind, id_hmac, handle_hmacs, email_hmacs FROM erasures").fetchall():
+        if idh:
+            out[kind].add(idh)
+        out["handle"].update(h for h in str(handles or "").split(";") if h)
+        out["email"].update(h for h in str(emails or "").split(";") if h)
+    return out
+
+
+def _rewrite_pending(con: duckdb.DuckDBPyConnection) -> bool:
+    r = con.execute("SELECT value FROM meta WHERE key = 'rewrite_pending'").fetchall()
+    return bool(r) and r[0][0] == "1"
+
+
+def mark_rewrite_pending(con: duckdb.DuckDBPyConnection) -> None:
+    """Call inside the transaction that deletes people's rows: the file is rewritten after COMMIT
+    (or by the next connect, should the process die first)."""
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('rewrite_pending', '1')")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def finish_rewrite(path: str | os.PathLike | None = None) -> None:
+    """Scrub the files the project wrote of erased people's rows, then rewrite the database file so
+    that deleted values leave its bytes: CHECKPOINT, ATTACH a fresh file, COPY FROM DATABASE, swap
+    with os.replace (a DuckDB DELETE, even with VACUUM, leaves old values in the file). A crash at
+    any point leaves the old file with its deletes committed and ``rewrite_pending`` set, so the next
+    connect finishes the job; a half-written fresh file is discarded."""
+    p = db_path(path)
+    fresh = p.with_name(p.name + ".rewrite")
+    for leftover in (fresh, Path(str(fresh) + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = _open(p)
+    try:
+        scrub_written_files(con, p)
+        con.execute("CHECKPOINT")
+        src = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute("ATTACH ? AS cx_fresh", [str(fresh)])
+        try:
+            con.execute(f'COPY FROM DATABASE "{src}" TO cx_fresh')
+            con.execute("DELETE FROM cx_fresh.meta WHERE key = 'rewrite_pending'")
+            con.execute("CHECKPOINT cx_fresh")
+        finally:
+            con.execute("DETACH cx_fresh")
+    finally:
+        con.close()
+    with open(fresh, "rb+") as f:
+        os.fsync(f.fileno())
+    Path(str(p) + ".wal").unlink(missing_ok=True)  # closed cleanly: nothing to replay
+    os.replace(fresh, p)
+    _fsync_dir(p.parent)
+
+
+def _written_file_candidates(con: duckdb.DuckDBPyConnection, db: Path) -> list[Path]:
+    files = {Path(r[0]) for r in con.execute("SELECT DISTINCT path FROM written_files").fetchall()}
+    try:
+        files |= set(db.resolve().parent.rglob("*.rejected.csv"))
+    except OSError:
+        pass
+    return sorted(f for f in files if f.is_file())
+
+
+def scrub_written_files(con: duckdb.DuckDBPyConnection, db: Path) -> int:
+    """Drop, from the rejected-row files the project wrote (tracked in ``written_files``, and any
+    ``*.rejected.csv`` under the database's folder), every row with a cell whose HMAC (as an id,
+    e-mail or handle) is an erased one. Each file is rewritten atomically. Returns rows dropped."""
+    import csv
+    import io
+
+    erased = erased_hmacs(con)
+    if not any(erased.values()):
+        return 0
+    key = erasure_key(db)
+    if key is None:  # imports refuse without the key; the file rewrite must still go ahead
+        return 0
+    ids = erased["customer"] | erased["respondent"]
+    dropped = 0
+    for f in _written_file_candidates(con, db):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        rows = list(csv.reader(io.StringIO(text)))
+        keep = []
+        for i, row in enumerate(rows):
+            hit = i > 0 and cells_erased(key, erased, ids, row)
+            if hit:
+                dropped += 1
+            else:
+                keep.append(row)
+        if len(keep) == len(rows):
+            continue
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(keep)
+        tmp = f.with_name(f.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(buf.getvalue())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, f)
+    return dropped
+
+
+def cells_erased(key: bytes, erased: dict[str, set[str]], ids: set[str], cells) -> bool:
+    """True when any cell, read as an id, e-mail or handle, matches an erasure."""
+    for c in cells:
+        if c is None or not str(c).strip() or str(c) == "nan":
+            continue
+        if (identifier_hmac(key, c, "id") in ids or identifier_hmac(key, c, "email") in erased["email"]
+                or identifier_hmac(key, c, "handle") in erased["handle"]):
+            return True
+    return False
+
+
+def record_written_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, batch_id: int | None) -> None:
+    con.execute("INSERT INTO written_files VALUES (?, ?, ?)",
+                [str(Path(path).resolve()), batch_id, datetime.now().replace(microsecond=0)])

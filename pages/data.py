@@ -1,16 +1,52 @@
-"""Data: batch history (undo for admin), data quality per table, export audit log, settings."""
+"""Data: batch history (undo for admin), data quality per table, export audit log, settings,
+erasure (admins; marketing erases customers and sees nothing else here) and retention."""
 
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, export, quality, store
+from cxstats import CxStatsError, export, governance, quality, store
 
-ctx = ui.page_setup("Data", roles=("admin", "leader"))
+ctx = ui.page_setup("Data", roles=("admin", "leader", "marketing"))
 is_admin = ctx.viewer.role == "admin"
 
 flash = st.session_state.pop("cx_data_flash", None)
 if flash:
     st.success(flash)
+
+
+def erasure_form() -> None:
+    st.subheader("Erase a person (right to be forgotten)")
+    kinds = ["customer", "respondent"] if is_admin else ["customer"]
+    with st.form("cx_forget"):
+        st.markdown("Removes every row of each id from every table and from the rejected-row files the app "
+                    "wrote, then rewrites the database file so the values are gone from its bytes. Later "
+                    "imports skip these people. Files already exported and backups are out of reach.")
+        kind = st.radio("Who", kinds, horizontal=True, key="cx_forget_kind")
+        text = st.text_area("Ids, one per line (or separated by commas)", key="cx_forget_ids")
+        sure = st.checkbox("I understand this cannot be undone", key="cx_forget_sure")
+        if st.form_submit_button("Erase", type="primary"):
+            ids = [t.strip() for t in text.replace(",", "\n").splitlines() if t.strip()]
+            if not sure:
+                st.warning("Tick the box to confirm first.")
+            elif not ids:
+                st.warning("Enter at least one id.")
+            else:
+                try:
+                    res = governance.forget(ctx.db, kind, ids, viewer=ctx.viewer)
+                except CxStatsError as exc:
+                    ui.show_error(exc)
+                else:
+                    ui.invalidate()
+                    rows = sum(p.total for p in res.people)
+                    st.session_state["cx_data_flash"] = (
+                        f"Erased {len(res.people):,} {kind}{'s' if len(res.people) != 1 else ''}: {rows:,} rows "
+                        "removed; the database file was rewritten.")
+                    st.rerun()
+
+
+if ctx.viewer.role == "marketing":
+    erasure_form()
+    st.stop()
 
 # ---------------------------------------------------------------- batches
 st.subheader("Loaded batches")
@@ -41,7 +77,7 @@ else:
                 else:
                     try:
                         with store.connect(ctx.db) as con:
-                            b = store.undo(con, choice, ctx.viewer)
+                            b = governance.undo_batch(con, choice, ctx.viewer)
                     except CxStatsError as exc:
                         ui.show_error(exc)
                     else:
@@ -114,3 +150,33 @@ else:
                 st.rerun()
     st.caption("Changing the grouping changes every figure; the threshold applies to every figure, chart, "
                "table and export (a view may raise it, never lower it).")
+
+if is_admin:
+    erasure_form()
+
+    st.subheader("Retention")
+    kinds = list(store.RETENTION_DATES)
+    with store.connect(ctx.db) as con:
+        raw = dict(con.execute("SELECT key, value FROM settings").fetchall())
+    with st.form("cx_retention"):
+        st.caption("Months to keep per kind (0 = keep everything). Purging deletes whole periods older than "
+                   "that and rewrites the database file; each purge is logged.")
+        cols = st.columns(len(kinds))
+        months = {k: cols[i].number_input(k, min_value=0, max_value=1200, step=1, key=f"cx_retain_{k}",
+                                          value=int(raw.get(f"retain_months_{k}") or 0)) for i, k in enumerate(kinds)}
+        save, run = st.columns(2)
+        do_save = save.form_submit_button("Save retention")
+        do_purge = run.form_submit_button("Save and purge now", type="primary")
+        if do_save or do_purge:
+            try:
+                with store.connect(ctx.db) as con:
+                    for k, m in months.items():
+                        store.set_setting(con, f"retain_months_{k}", str(int(m)) if m else "", ctx.viewer)
+                res = governance.purge(ctx.db, viewer=ctx.viewer) if do_purge else None
+            except CxStatsError as exc:
+                ui.show_error(exc)
+            else:
+                ui.invalidate()
+                gone = sum(p.rows for p in res.purged) if res else 0
+                st.session_state["cx_data_flash"] = (f"Purged {gone:,} rows." if res else "Retention saved.")
+                st.rerun()

@@ -26,7 +26,7 @@ ROLE_PAGES = {
     "admin": ALL_PAGES,
     "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
     "manager": ("overview", "upload", "engagement", "customers", "linkage"),
-    "marketing": ("customers", "advocates", "upload"),
+    "marketing": ("customers", "advocates", "upload", "data"),  # data: the customer erasure form only
 }
 
 

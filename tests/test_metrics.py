@@ -217,11 +217,19 @@ def test_index_items_setting_names_a_subset(hand):
     assert set(fav["item"]) == {"q1", "q2", "q3", "q4"}  # items outside the index still reported
 
 
-def test_period_month_setting_and_wave(hand):
-    with store.connect(hand) as con:
-        store.set_setting(con, "period", "month")
+def test_period_month_setting_and_wave(db):
+    with store.connect(db) as con:
+        store.set_setting(con, "period", "month")  # fixed once engagement data exists: set it first
+        load_engagement(con, _hand_survey(), ITEMS)
         g = metrics.unit_period_engagement(con, min_group=5)
     assert set(g.groups["period"]) == {"2024-02", "2024-06", "2024-01"}
+
+
+def test_period_setting_is_fixed_once_engagement_exists(hand):
+    with store.connect(hand) as con:
+        with pytest.raises(CxStatsError, match="fixed once engagement data exists"):
+            store.set_setting(con, "period", "month")
+        store.set_setting(con, "period", "quarter")  # the same value is no change
 
 
 @pytest.mark.parametrize("kwargs, message", [
