@@ -33,7 +33,10 @@ from cxstats import demo, ingest, store
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
 # columns holding the wall-clock moment of the command: they differ between two complete runs
-VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",)}
+VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",), "erasures": ("erased_at",),
+            "purges": ("purged_at",), "suppressed_groups": ("since",), "written_files": ("written_at",)}
+# one erasure key for every copy, so the HMACs of a killed run and of the complete run are comparable
+os.environ.setdefault("CXSTATS_ERASURE_KEY", "fault-injection-test-key")
 
 DRIVER = textwrap.dedent("""
     import sys
@@ -94,7 +97,12 @@ def base(tmp_path_factory) -> dict:
                        file_name="to_undo.csv")
     with store.connect(db) as con:
         last = max(b.batch_id for b in store.list_batches(con))
-    return {"dir": d, "db": db, "big": big, "undo_batch": last}
+        # forget: the customers with the most rows; purge: retention that removes the 2024 feedback
+        forget = [r[0] for r in con.execute(
+            "SELECT customer_id FROM purchases GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40").fetchall()]
+        store.set_setting(con, "retain_months_feedback", "12")
+        store.set_setting(con, "retain_months_mentions", "12")
+    return {"dir": d, "db": db, "big": big, "undo_batch": last, "forget": forget}
 
 
 def _copy(base: dict, name: str) -> Path:
@@ -117,6 +125,8 @@ OPS = {
     # the hold-out's arms and the audit row: one transaction (issue 11)
     "export_holdout": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--holdout", "20",
                                           "--seed", "4", "--db", str(db)],
+    "forget": lambda b, db, out: ["forget", "customer", *b["forget"], "--db", str(db)],
+    "purge": lambda b, db, out: ["purge", "--db", str(db)],
 }
 
 
