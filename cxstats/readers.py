@@ -111,7 +111,7 @@ def read_grid(
     ext = ("." + file_name.rsplit(".", 1)[-1].lower()) if "." in file_name else ""
     if data.startswith(_ZIP_MAGIC) or data.startswith(_OLE_MAGIC):
         if data.startswith(_ZIP_MAGIC):
-            fmt = _check_zip(data, file_name, max_bytes)
+            fmt = _check_zip(data, file_name, max_bytes, max_rows)
         else:
             fmt = "xls"
         return _read_workbook(data, file_name, fmt, sheet, max_rows, score_row, expected)
@@ -126,7 +126,7 @@ def read_grid(
 # ---------------------------------------------------------------- workbooks
 
 
-def _check_zip(data: bytes, file_name: str, max_bytes: int) -> str:
+def _check_zip(data: bytes, file_name: str, max_bytes: int, max_rows: int | None = None) -> str:
     """Inspect sizes in the zip directory before any XML is inflated (zip bombs)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -156,82 +156,341 @@ def _check_zip(data: bytes, file_name: str, max_bytes: int) -> str:
                 f"(limit {MAX_COMPRESSION_RATIO}x); refused without opening it"
             )
     if fmt == "xlsx":
-        _check_extent(zf, infos, file_name)
+        _check_extent(zf, infos, file_name, max_rows)
+    else:
+        _check_ods_extent(zf, file_name, max_rows)
     return fmt
 
 
 # The reader allocates every cell from A1 to the farthest one: a 2 KB sheet with one cell at
-# XFD1048576 asks for ~500 GB and aborts the whole process (SECURITY.md), so the extent is read
-# from the sheet XML before the reader sees it.
+# XFD1048576 asks for ~500 GB and aborts the whole process (SECURITY.md, issue 7), and so does a sheet
+# whose cells carry no r= attribute at all (one row of 16,380 empty <c/> before a value: ~52 GB, issue
+# 18). So before any reader builds cells, every sheet's XML is streamed (zipfile, 4 MB chunks) and its
+# extent counted the way the reader places cells: a cell with r= sits there; a cell without takes the
+# next column of its row (a row ends at </row>); a row without r= follows the one before. The count
+# is a C-speed byte scan (bytes.count / split per chunk, regexes only for r= values); it is an upper
+# bound that is exact for sheets written all with r= or all without. The sheet is refused, while
+# streaming, as soon as it passes the row limit, and at the end when it spans more than MAX_CELLS.
+# .ods content is counted the same way (table:table-row / table:table-cell with their
+# number-rows-repeated / number-columns-repeated; trailing empty repeats do not count, as in the reader).
 MAX_CELLS = 60_000_000
-_CELL_COL = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})[0-9]')
-_ROW_NO = re.compile(rb'<(?:\w+:)?(?:row|c)\s[^>]*?\br="[A-Z]{0,3}([0-9]{1,9})"')
+_CHUNK = 1 << 22
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error)
+_R_ATTR = rb"""r\s*=\s*["']"""  # also matches xr="..." and the like: that only raises the bound
+_ANY_REF = re.compile(_R_ATTR)
+_CELL_REF = re.compile(_R_ATTR + rb"([A-Za-z]{1,3})([0-9]{1,10})")
+_ROW_REF = re.compile(_R_ATTR + rb"([0-9]{1,10})")
+# cheap upper bound first: only multi-letter columns and seven-digit rows match (an ordinary sheet
+# yields almost none); the exact scan of every r= runs only when the bound is over the limit
+_WIDE_COL = re.compile(_R_ATTR + rb"([A-Za-z]{2,3})[0-9]")
+_FAR_ROW = re.compile(_R_ATTR + rb"[A-Za-z]{0,3}([0-9]{7,})")
+# tags written with a namespace prefix (<x:c>, which the reader reads as <c>) or a tab or line break
+# after the name are rewritten to the plain spelling before counting
+_ODD_SPACE = re.compile(rb"<(/?)(?:[A-Za-z_][\w.\-]*:)?(c|row)[\t\r\n ]")
+_ODD_END = re.compile(rb"<(/?)[A-Za-z_][\w.\-]*:(c|row)(?=[/>])")
+
+
+def _plain_tags(buf: bytes, arr: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """(buf, its bytes as an array padded with 8 NULs), prefixes taken off row and cell tags."""
+    colon = np.flatnonzero(arr[:-8] == 58)
+    if len(colon):
+        b1, b2, b3, b4 = (arr[colon + i] for i in range(1, 5))
+        if (((b1 == 99) & _delimiter(b2)) | ((b1 == 114) & (b2 == 111) & (b3 == 119) & _delimiter(b4))).any():
+            buf = _ODD_END.sub(rb"<\1\2", _ODD_SPACE.sub(rb"<\1\2 ", buf))
+            arr = np.frombuffer(buf + b"\0" * 8, np.uint8)
+    return buf, arr
 
 
 def _column_number(letters: bytes) -> int:
     n = 0
-    for ch in letters:
+    for ch in letters.upper():
         n = n * 26 + ch - 64
     return n
 
 
-# Cheap upper bound first (one literal-prefix scan that matches only multi-letter columns and
-# seven-digit rows, so an ordinary sheet yields almost no matches); the exact scan runs only when
-# the bound is over the limit. Over-matching (e.g. a ref="..." attribute) only raises the bound.
-_WIDE_COL = re.compile(rb'r="([A-Z]{2,3})[0-9]')
-_FAR_ROW = re.compile(rb'r="[A-Z]{0,3}([0-9]{7,})"')
+def _refuse_rows(file_name: str, sheet: str, rows: int, max_rows: int) -> CxStatsError:
+    return CxStatsError(
+        f"{file_name}: {sheet} has more than {rows:,} rows; the limit is {max_rows:,} (setting max_rows): "
+        "split the file or ask an admin to raise the limit"
+    )
 
 
-def _extent_bound(zf: zipfile.ZipFile, info) -> int:
-    max_col, max_row, tail = 26, 999_999, b""
+def _refuse_cells(file_name: str, sheet: str, max_row: int, max_col: int) -> CxStatsError:
+    return CxStatsError(
+        f"{file_name}: {sheet} spans {max_row:,} rows x {max_col:,} columns "
+        f"(up to cell {_cell_name(max_col, max_row)}); the limit is {MAX_CELLS:,} cells: delete the "
+        "stray cells far below or right of the data (or split the file) and save it again"
+    )
+
+
+def _damaged(file_name: str, exc: Exception) -> CxStatsError:
+    err = CxStatsError(
+        f"{file_name} is damaged or truncated (not a readable spreadsheet): save it again from your spreadsheet program"
+    )
+    err.__cause__ = exc
+    return err
+
+
+def _chunks(zf: zipfile.ZipFile, info, file_name: str):
+    """The member's bytes in chunks, each cut before its last '<', so that no tag is ever split."""
+    tail = b""
     with zf.open(info) as f:
-        while chunk := f.read(1 << 22):
+        while chunk := f.read(_CHUNK):
             buf = tail + chunk
+            cut = buf.rfind(b"<")
+            if cut <= 0:
+                if len(buf) > 4 * _CHUNK:  # a single tag or text of 16 MB: no spreadsheet writes that
+                    raise CxStatsError(f"{file_name}: {info.filename} holds a single XML tag or text of more "
+                                       "than 16 MB; it is not a genuine spreadsheet")
+                tail = buf
+                continue
+            yield buf[:cut]
+            tail = buf[cut:]
+    if tail:
+        yield tail
+
+
+def _delimiter(x: np.ndarray) -> np.ndarray:
+    """After a tag name: space, tab, CR, LF, '>' or '/'."""
+    return (x == 32) | (x == 62) | (x == 47) | (x == 9) | (x == 10) | (x == 13)
+
+
+
+class _XlsxExtent:
+    """Streaming count of one worksheet: explicit r= maxima, r-less rows, r-less cells per row."""
+
+    def __init__(self):
+        self.rows = 0  # row start tags
+        self.rless_rows = 0
+        self.open_cells = 0  # r-less cells since the last </row>
+        self.max_rless_cells = 0
+        self.max_col, self.max_row = 0, 0  # cheap bounds of explicit references (exact when large)
+        self.any_ref = False  # an r= attribute seen anywhere (else the r-less count is exact)
+
+    def feed(self, buf: bytes) -> None:
+        buf, arr = _plain_tags(buf, np.frombuffer(buf + b"\0" * 8, np.uint8))
+        lt = np.flatnonzero(arr[:-8] == 60)  # every '<'
+        a1, a2, a3, a4, a5 = (arr[lt + i] for i in range(1, 6))
+        is_c = (a1 == 99) & _delimiter(a2)  # <c
+        is_row = (a1 == 114) & (a2 == 111) & (a3 == 119) & _delimiter(a4)  # <row
+        is_end = (a1 == 47) & (a2 == 114) & (a3 == 111) & (a4 == 119) & _delimiter(a5)  # </row
+        c_ref = is_c & (a2 == 32) & (a3 == 114) & (a4 == 61)  # <c r=  (other spellings count as r-less)
+        row_ref = is_row & (a4 == 32) & (a5 == 114) & (arr[lt + 6] == 61)  # <row r=
+        rows = int(is_row.sum())
+        self.rows += rows
+        self.rless_rows += rows - int(row_ref.sum())
+        cells = lt[is_c & ~c_ref]
+        ends = lt[is_end]
+        if len(ends):
+            k = np.searchsorted(cells, ends)
+            per_row = np.diff(k, prepend=0)
+            self.max_rless_cells = max(self.max_rless_cells, int(per_row[0]) + self.open_cells, int(per_row.max()))
+            self.open_cells = len(cells) - int(k[-1])
+        else:
+            self.open_cells += len(cells)
+        if not self.any_ref and (c_ref.any() or row_ref.any() or _ANY_REF.search(buf)):
+            self.any_ref = True
+        if self.any_ref:
             wide = _WIDE_COL.findall(buf)
             if wide:
-                max_col = max(max_col, max(_column_number(c) for c in set(wide)))
+                self.max_col = max(self.max_col, max(_column_number(c) for c in set(wide)))
             far = _FAR_ROW.findall(buf)
             if far:
-                max_row = max(max_row, max(map(int, far)))
-            tail = buf[-64:]
-    return max_col * max_row
+                self.max_row = max(self.max_row, max(map(int, far)))
+
+    def bound(self, max_col: int, max_row: int) -> tuple[int, int]:
+        """(rows, columns) the reader may allocate, given the explicit maxima."""
+        cells = max(self.max_rless_cells, self.open_cells)
+        rows = max_row + self.rless_rows + (1 if self.rless_rows and max_row else 0)
+        return rows, max_col + cells
 
 
-def _check_extent(zf: zipfile.ZipFile, infos, file_name: str) -> None:
+def _exact_refs(zf: zipfile.ZipFile, info, file_name: str) -> tuple[int, int]:
+    cols: set[bytes] = set()
+    max_row = 0
+    for buf in _chunks(zf, info, file_name):
+        buf, _ = _plain_tags(buf, np.frombuffer(buf + b"\0" * 8, np.uint8))
+        for letters, digits in _CELL_REF.findall(buf):
+            cols.add(letters)
+            max_row = max(max_row, int(digits))
+        rows = _ROW_REF.findall(buf)
+        if rows:
+            max_row = max(max_row, max(map(int, rows)))
+    return max((_column_number(c) for c in cols), default=0), max_row
+
+
+def _check_extent(zf: zipfile.ZipFile, infos, file_name: str, max_rows: int | None = None) -> None:
+    """Refuse an xlsx whose sheets the reader would build too large (see the comment above)."""
+    row_limit = (max_rows + HEADER_SEARCH_ROWS) if max_rows else None
     for info in infos:
         if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
             continue
+        sheet = info.filename.rsplit("/", 1)[-1]
+        ext = _XlsxExtent()
         try:
-            if _extent_bound(zf, info) <= MAX_CELLS:
-                continue
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
-            raise CxStatsError(
-                f"{file_name} is damaged or truncated (not a readable .xlsx): save it again from your spreadsheet program"
-            ) from exc
-        cols: set[bytes] = set()
-        max_row = 0
-        tail = b""
-        try:
-            with zf.open(info) as f:
-                while chunk := f.read(1 << 22):
-                    buf = tail + chunk
-                    cols.update(_CELL_COL.findall(buf))
-                    rows = _ROW_NO.findall(buf)
-                    if rows:
-                        max_row = max(max_row, max(map(int, rows)))
-                    tail = buf[-4096:]  # a tag cut by the chunk boundary is matched in the next round
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
-            raise CxStatsError(
-                f"{file_name} is damaged or truncated (not a readable .xlsx): save it again from your spreadsheet program"
-            ) from exc
-        max_col = max((_column_number(c) for c in cols), default=0)
-        if max_row * max_col > MAX_CELLS:
-            sheet = info.filename.rsplit("/", 1)[-1]
-            raise CxStatsError(
-                f"{file_name}: {sheet} spans {max_row:,} rows x {max_col:,} columns "
-                f"(up to cell {_cell_name(max_col, max_row)}); the limit is {MAX_CELLS:,} cells: delete the "
-                "stray cells far below or right of the data (or split the file) and save it again"
-            )
+            for buf in _chunks(zf, info, file_name):
+                ext.feed(buf)
+                if row_limit and ext.rows > row_limit:
+                    raise _refuse_rows(file_name, sheet, row_limit, max_rows)
+                if not ext.any_ref:  # no r= anywhere so far: the count is exact, refuse at once
+                    rows, cols = ext.bound(0, 0)
+                    if rows * cols > MAX_CELLS:
+                        raise _refuse_cells(file_name, sheet, rows, cols)
+            if not ext.any_ref:
+                rows, cols = ext.bound(0, 0)
+            else:
+                rows, cols = ext.bound(max(ext.max_col, 26), max(ext.max_row, 999_999))
+                if rows * cols > MAX_CELLS or (row_limit and rows > row_limit):
+                    rows, cols = ext.bound(*_exact_refs(zf, info, file_name))
+        except CxStatsError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise _damaged(file_name, exc) from exc
+        if row_limit and rows > row_limit:
+            raise _refuse_rows(file_name, sheet, row_limit, max_rows)
+        if rows * cols > MAX_CELLS:
+            raise _refuse_cells(file_name, sheet, rows, cols)
+
+
+# .ods: the reader (calamine) matches the literal prefix "table:"; it expands repeated rows and cells
+# that hold a value and drops trailing empty ones (LibreOffice ends every sheet with ~1M repeated empty
+# rows of 1,024 empty cells)
+_ODS_ROW = b"<table:table-row"
+_ODS_REPEAT = re.compile(rb"""number-(rows|columns)-repeated\s*=\s*["']\s*([0-9]{1,12})""")
+_ODS_CELL = re.compile(rb"<table:(?:covered-)?table-cell(?=[\s/>])([^>]*?)(/?)>")
+
+
+class _OdsExtent:
+    def __init__(self, file_name: str):
+        self.file_name = file_name
+        self.row_tags = 0
+        self.rows = 0  # rows so far in this table, repeats expanded
+        self.used_rows = 0  # up to the last row holding a value
+        self.used_cols = 0
+        self.worst_rows = 0  # over the tables finished so far
+        self.worst = (0, 0)  # (rows, cols) of the finished table with the most cells
+        self.open = b""  # the current row's start tag and cells, until the next row starts
+
+    def _row(self, seg: bytes) -> None:
+        """One row: its start tag's attributes, then its cells (and whatever follows them)."""
+        end = seg.find(b">")
+        rep = 1
+        for what, n in _ODS_REPEAT.findall(seg[: end + 1]):
+            if what == b"rows":
+                rep = max(1, int(n))
+        body = seg[end + 1:]
+        if b"value-type" in body:
+            if b"repeated" in body:
+                cols = used = 0
+                for attrs, _closed in _ODS_CELL.findall(body):
+                    n = 1
+                    for what, k in _ODS_REPEAT.findall(attrs):
+                        if what == b"columns":
+                            n = max(1, int(k))
+                    cols += n
+                    if b"value-type" in attrs:
+                        used = cols
+            else:  # every cell tag counts (trailing empty ones too: only raises the bound)
+                used = body.count(b"<table:table-cell") + body.count(b"<table:covered-table-cell")
+            self.used_cols = max(self.used_cols, used)
+            self.used_rows = self.rows + rep
+        self.rows += rep
+        if b"<table:table " in body or b"<table:table>" in body:  # the next sheet starts here
+            self._end_table()
+
+    def _end_table(self) -> None:
+        self.worst_rows = max(self.worst_rows, self.used_rows)
+        if self.used_rows * self.used_cols > self.worst[0] * self.worst[1]:
+            self.worst = (self.used_rows, self.used_cols)
+        self.rows = self.used_rows = self.used_cols = 0
+
+    def feed(self, buf: bytes) -> None:
+        if b"repeated" in buf or b"<table:table " in buf or b"<table:table>" in buf or b"repeated" in self.open:
+            self._feed_rows(buf)
+        else:
+            self._feed_plain(buf)
+        if len(self.open) > 8 * _CHUNK:
+            raise CxStatsError(f"{self.file_name}: one row of content.xml holds more than 32 MB of XML; "
+                               "it is not a genuine spreadsheet")
+
+    def _feed_rows(self, buf: bytes) -> None:
+        """Row by row (chunks with repeats or a new sheet)."""
+        segs = buf.split(_ODS_ROW)
+        segs[0] = self.open + segs[0]
+        self.open = segs.pop()
+        for g in segs:
+            if g[:1] in _TAG_END:  # a row, not <table:table-rows>, -row-group or what precedes the first row
+                self.row_tags += 1
+                self._row(g)
+
+    def _feed_plain(self, buf: bytes) -> None:
+        """No repeats: one row per row tag, cells counted per row with numpy (C speed)."""
+        data = self.open + buf
+        arr = np.frombuffer(data + b"\0" * 32, np.uint8)
+        lt = np.flatnonzero(arr[:-32] == 60)
+
+        def at(i):
+            return arr[lt + i]
+
+        table = (at(1) == 116) & (at(6) == 58)  # <t....:
+        row = table & (at(12) == 45) & (at(13) == 114) & (at(15) == 119) & _delimiter(at(16))  # <table:table-row
+        cell = (table & (at(12) == 45) & (at(13) == 99) & (at(16) == 108) & _delimiter(at(17))) | (
+            table & (at(7) == 99) & (at(14) == 45) & (at(20) == 99) & (at(24) == 108) & _delimiter(at(25)))
+        starts = lt[row]
+        if not len(starts):
+            self.open = data
+            return
+        k = np.searchsorted(lt[cell], starts)
+        per_row = np.diff(k)  # cells of each complete row that starts in this chunk
+        first_is_row = data[:1] in _TAG_END
+        n = len(per_row) + (1 if first_is_row else 0)
+        self.row_tags += len(starts)
+        if n and b"value-type" in data[: int(starts[-1])]:  # a value somewhere: count every row as used
+            widest = max(int(per_row.max()) if len(per_row) else 0, int(k[0]) if first_is_row else 0)
+            self.used_rows = self.rows + n
+            self.used_cols = max(self.used_cols, widest)
+        self.rows += n
+        self.open = data[int(starts[-1]) + len(_ODS_ROW):]
+
+    def finish(self) -> None:
+        if self.open[:1] in _TAG_END:
+            self._row(self.open)
+        self.open = b""
+        self._end_table()
+
+    def shape(self) -> tuple[int, int, int]:
+        """(most rows of a table, and rows x cols of the table with the most cells), the open table included."""
+        rows, cols = self.worst
+        if self.used_rows * self.used_cols > rows * cols:
+            rows, cols = self.used_rows, self.used_cols
+        return max(self.worst_rows, self.used_rows), rows, cols
+
+
+_TAG_END = (b" ", b">", b"/", b"\t", b"\n", b"\r")
+
+
+def _check_ods_extent(zf: zipfile.ZipFile, file_name: str, max_rows: int | None = None) -> None:
+    row_limit = (max_rows + HEADER_SEARCH_ROWS) if max_rows else None
+
+    def check(ext: _OdsExtent, final: bool) -> None:
+        most_rows, rows, cols = ext.shape()
+        if row_limit and (ext.row_tags > row_limit or most_rows > row_limit):
+            raise _refuse_rows(file_name, "content.xml", row_limit, max_rows)
+        if rows * cols > MAX_CELLS:
+            raise _refuse_cells(file_name, "content.xml", rows, cols)
+
+    try:
+        info = zf.getinfo("content.xml")
+        ext = _OdsExtent(file_name)
+        for buf in _chunks(zf, info, file_name):
+            ext.feed(buf)
+            check(ext, False)
+        ext.finish()
+    except CxStatsError:
+        raise
+    except (KeyError, *_ZIP_ERRORS) as exc:
+        raise _damaged(file_name, exc) from exc
+    check(ext, True)
 
 
 def _cell_name(col: int, row: int) -> str:

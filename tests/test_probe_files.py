@@ -8,9 +8,14 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import subprocess
+import sys
 from pathlib import Path
 
-from cxstats import ADMIN, Viewer, ingest, quality, store
+import hostile_files
+import pytest
+
+from cxstats import ADMIN, CxStatsError, Viewer, ingest, quality, store
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKETING = Viewer("marketing", (), "marketing")
@@ -73,3 +78,59 @@ def test_no_page_icon_is_fetched_from_an_outside_host():
         assert icon and not icon.isascii(), f"{icon!r} is not an emoji"
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     assert "://" not in config
+
+
+# ---------------------------------------------------------------- hostile workbooks (1)
+
+HOSTILE = {
+    "wide.xlsx": (hostile_files.wide_xlsx, "16,381 columns"),
+    "wide.ods": (hostile_files.wide_ods, "16,381 columns"),
+    "long.xlsx": (hostile_files.long_xlsx, "rows; the limit is 5,000,000"),
+    "long.ods": (hostile_files.long_ods, "rows; the limit is 5,000,000"),
+}
+SLOW = {"long.xlsx", "long.ods"}  # ~1.1 GB of XML streamed: seconds, not minutes
+
+
+def _params():
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in HOSTILE]
+
+
+@pytest.mark.parametrize("name", _params())
+def test_hostile_workbook_is_refused_before_any_reader_builds_cells(name):
+    # before the fix: wide.* aborted the process (~52 GB asked for), long.* ran ~30 s up to 3.4 GB
+    make, message = HOSTILE[name]
+    data = make()
+    with pytest.raises(CxStatsError, match=message):
+        ingest.preview(data, name, "feedback")
+
+
+@pytest.mark.parametrize("name", ["wide.xlsx", "wide.ods"])
+def test_hostile_workbook_through_the_command_line_exits_2(tmp_path, name):
+    make, message = HOSTILE[name]
+    path = tmp_path / name
+    path.write_bytes(make())
+    out = subprocess.run([sys.executable, "-m", "cxstats", "import", "feedback", str(path), "--db",
+                          str(tmp_path / "cli.duckdb")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])  # was 134 (abort)
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
+    from cxstats import readers
+
+    rows = "".join(f"<row><c t=\"inlineStr\"><is><t>S00{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>"
+                   for i in range(1, 4))
+    for data in (hostile_files.xlsx(hostile_files.XLSX_HEADER + rows),
+                 hostile_files.xlsx(hostile_files.XLSX_HEADER.replace("<row>", '<row r="1">') + rows.replace(
+                     "<row>", "<x:row xmlns:x=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">"
+                 ).replace("</row>", "</x:row>"))):
+        pv = ingest.preview(data, "ok.xlsx", "feedback")
+        assert pv.rows == 3
+    # LibreOffice ends every sheet with ~1M repeated empty rows of 1,024 empty cells: not counted
+    trailer = ('<table:table-row table:number-rows-repeated="1048570"><table:table-cell '
+               'table:number-columns-repeated="1024"/></table:table-row>')
+    body = "".join(f"<table:table-row>{hostile_files._ts('S001')}{hostile_files._tf(45000)}{hostile_files._tf(4)}"
+                   "<table:table-cell table:number-columns-repeated=\"1021\"/></table:table-row>" for _ in range(3))
+    pv = ingest.preview(hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback")
+    assert pv.rows == 3
+    assert readers.MAX_CELLS >= 5_000_000 * 12
