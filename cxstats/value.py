@@ -527,25 +527,30 @@ WITH ord AS (__ORDERS__), days AS (
 SELECT customer_id, CAST(count(*) - 1 AS BIGINT) AS x,
        date_diff('day', min(d), max(d)) AS t_x_days,
        date_diff('day', min(d), CAST($as_of AS DATE)) AS T_days,
-       CAST(sum(day_net) - arg_min(day_net, d) AS DOUBLE) / nullif(count(*) - 1, 0) AS m
+       CAST(sum(day_net) - arg_min(day_net, d) AS DOUBLE) / nullif(count(*) - 1, 0) AS m,
+       -- the backtest's calibration up to $cutoff and its actual repeat days after, from the same pass
+       count(*) FILTER (WHERE d <= CAST($cutoff AS DATE)) AS cal_days,
+       date_diff('day', min(d), max(d) FILTER (WHERE d <= CAST($cutoff AS DATE))) AS cal_t_x_days,
+       date_diff('day', min(d), CAST($cutoff AS DATE)) AS cal_T_days,
+       count(*) FILTER (WHERE d > CAST($cutoff AS DATE)) AS actual
 FROM days GROUP BY customer_id
 """
 
-# Repeat-purchase days of each customer in (cutoff, as_of]: the backtest's actual figures.
-_ACTUAL_SQL = """
-WITH ord AS (__ORDERS__)
-SELECT customer_id, count(DISTINCT d) AS actual FROM ord WHERE net > 0 AND d > CAST($cutoff AS DATE)
-GROUP BY customer_id
-"""
 
-
-def summary(con, as_of: date, orders_sql: Callable[[object, date], str], *, viewer: Viewer) -> pd.DataFrame:
+def summary(con, as_of: date, orders_sql: Callable[[object, date], str], *, viewer: Viewer,
+            cutoff: date | None = None) -> pd.DataFrame:
     """Per-customer x, t_x_days, T_days, m (NaN for x = 0) computed in DuckDB from the counted
-    orders up to as_of; ``orders_sql(con, as_of)`` gives the orders source (advocates' definition)."""
+    orders up to as_of; ``orders_sql(con, as_of)`` gives the orders source (advocates' definition).
+
+    In the same pass, for the backtest: cal_days, cal_t_x_days, cal_T_days (the summary as it was at
+    ``cutoff``; cal_days 0 for customers whose first counted day is later) and actual (transaction
+    days in (cutoff, as_of]). An order counts in both by its net as known at as_of (a return booked
+    after the cutoff against an earlier order is known to the backtest's refit: one pass over the
+    orders instead of three keeps the model within its time budget at 500k customers).
+    """
     viewer.require(*VALUE_ROLES)
     sql = _SUMMARY_SQL.replace("__ORDERS__", orders_sql(con, as_of))
-    df = con.execute(sql, {"as_of": as_of}).df()
-    return df
+    return con.execute(sql, {"as_of": as_of, "cutoff": cutoff or as_of}).df()
 
 
 def _model_on(df: pd.DataFrame, horizon_weeks: float) -> tuple[BGNBD | None, GammaGamma | None, str | None]:
@@ -591,7 +596,11 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None, orders_sql: Calla
     horizon_weeks = int(horizon_weeks)
     if as_of is None:
         return _empty(None, horizon_weeks, 0, "no purchases yet")
-    df = summary(con, as_of, orders_sql, viewer=viewer)
+    first = con.execute("SELECT min(order_date) FROM purchases WHERE order_date <= ?", [as_of]).fetchall()[0][0]
+    history_days = (as_of - first).days if first is not None else 0
+    weeks = min(horizon_weeks, history_days // 14)
+    cutoff = as_of - timedelta(days=7 * weeks)
+    df = summary(con, as_of, orders_sql, viewer=viewer, cutoff=cutoff)
     n = len(df)
     bg, gg, reason = _model_on(df, horizon_weeks)
     if reason is not None or bg is None or gg is None:
@@ -602,17 +611,17 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None, orders_sql: Calla
     df = df.assign(p_alive=pa, expected_orders=eo, expected_spend=es, expected_value=eo * es)
     bt, bt_reason = (None, "not asked for")
     if backtest:
-        bt, bt_reason = _backtest(con, as_of, orders_sql, horizon_weeks, int(df["T_days"].max()), viewer=viewer)
+        bt, bt_reason = _backtest(df, cutoff, weeks, history_days)
     return CustomerValue(as_of, horizon_weeks, n, bg, gg, bt, None, df, bt_reason)
 
 
-def _backtest(con, as_of: date, orders_sql, horizon_weeks: int, history_days: int, *,
-              viewer: Viewer) -> tuple[Backtest | None, str | None]:
-    weeks = min(horizon_weeks, history_days // 14)
+def _backtest(df: pd.DataFrame, cutoff: date, weeks: int, history_days: int) -> tuple[Backtest | None, str | None]:
     if weeks < MIN_BACKTEST_WEEKS:
         return None, f"the data cover {history_days} days: too short to hold out {MIN_BACKTEST_WEEKS} weeks and refit"
-    cutoff = as_of - timedelta(days=7 * weeks)
-    cal = summary(con, cutoff, orders_sql, viewer=viewer)
+    cal = df[df["cal_days"] > 0]
+    cal = pd.DataFrame({"customer_id": cal["customer_id"].to_numpy(), "x": cal["cal_days"].to_numpy() - 1,
+                        "t_x_days": cal["cal_t_x_days"].to_numpy(), "T_days": cal["cal_T_days"].to_numpy(),
+                        "actual": cal["actual"].to_numpy()})
     bg = None
     x = cal["x"].to_numpy(dtype=np.int64)
     if int((x >= 1).sum()) >= MIN_REPEATERS:
@@ -620,8 +629,7 @@ def _backtest(con, as_of: date, orders_sql, horizon_weeks: int, history_days: in
     if bg is None:
         return None, f"the model could not be fitted on the data up to {cutoff} (before the last {weeks} weeks)"
     _, pred = _predict(bg, cal, weeks)
-    act = con.execute(_ACTUAL_SQL.replace("__ORDERS__", orders_sql(con, as_of)), {"as_of": as_of, "cutoff": cutoff}).df()
-    actual = cal[["customer_id"]].merge(act, on="customer_id", how="left")["actual"].fillna(0).to_numpy(dtype=np.int64)
+    actual = cal["actual"].to_numpy(dtype=np.int64)
     order = np.lexsort((cal["customer_id"].to_numpy(dtype=str), pred))
     dec = np.empty(len(pred), dtype=np.int64)
     dec[order] = np.arange(len(pred)) * 10 // max(len(pred), 1) + 1
