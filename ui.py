@@ -54,6 +54,7 @@ PAGES = {
     "engagement": ("pages/engagement.py", "Engagement", "👥"),
     "customers": ("pages/customers.py", "Customers", "🙂"),
     "linkage": ("pages/linkage.py", "Linkage", "🔗"),
+    "actions": ("pages/actions.py", "Actions", "✅"),
     "advocates": ("pages/advocates.py", "Advocates", "📣"),
     "data": ("pages/data.py", "Data", "🗄️"),
 }
@@ -61,9 +62,9 @@ PAGES = {
 # DESIGN.md roles: marketing never gets a page with employee data (its Data page is the customer
 # erasure form alone); a manager has no Data page
 VISIBLE = {
-    "admin": ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data"),
-    "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
-    "manager": ("overview", "upload", "engagement", "customers", "linkage"),
+    "admin": ("overview", "upload", "engagement", "customers", "linkage", "actions", "advocates", "data"),
+    "leader": ("overview", "engagement", "customers", "linkage", "actions", "advocates", "data"),
+    "manager": ("overview", "upload", "engagement", "customers", "linkage", "actions"),
     "marketing": ("advocates", "customers", "upload", "data"),  # data: erasing customers only
 }
 

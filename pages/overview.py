@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, linkage, overview, report
+from cxstats import CxStatsError, focus, linkage, overview, report
 
 ctx = ui.page_setup("Overview", roles=("admin", "leader", "manager"))
 st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
@@ -97,6 +97,26 @@ if prepared and prepared[:2] == (fmt, selection):  # another format or selection
     st.download_button(label, prepared[2], file_name=f"cxstats-report.{fmt}",
                        mime=mime, key="ov_report_download")
 
+# ---------------------------------------------------------------- what changed
+if ctx.viewer.sees_employee_data:
+    st.subheader("What changed")
+    try:
+        ch = ui.cached(focus.changes, viewer=ctx.viewer)
+    except CxStatsError as exc:
+        ui.show_error(exc)
+    else:
+        if ch.previous is None:
+            st.caption("Nothing to compare yet: survey results of two periods are needed.")
+        else:
+            st.caption(f"{ch.previous} -> {ch.period}: {len(ch.changes)} change(s) passed Benjamini-Hochberg "
+                       f"q < 0.10 among {ch.compared:,} comparisons (every unit with a shown group in both periods, "
+                       f"on engagement, CSAT % and NPS), so noise is filtered out.")
+            if ch.changes:
+                st.dataframe([{"unit": c.unit_id, "measure": c.measure, "before": round(c.before, 1),
+                               "after": round(c.after, 1), "change": round(c.diff, 1),
+                               "95% CI": f"[{c.ci_low:+.1f}, {c.ci_high:+.1f}]", "q": float(f"{c.q:.3g}")}
+                              for c in ch.changes], hide_index=True, width="content", key="ov_changes")
+
 # ---------------------------------------------------------------- freshness
 st.subheader("Data freshness")
 rows = [{"data": f.kind, "latest date": f.latest, ctx.period: f.period, "period still running": f.incomplete}
@@ -107,6 +127,7 @@ st.dataframe(rows, hide_index=True, width="content")
 st.subheader("What to look at next")
 links = {
     "pages/linkage.py": "Linkage: the scatter of units, the within-unit effect, lags and driver items",
+    "pages/actions.py": "Actions: focus areas per unit, action plans and their follow-up",
     "pages/engagement.py": "Engagement: favourable % per unit and item, trends by wave",
     "pages/customers.py": "Customers: CSAT and NPS by unit, channel and period; reply times",
     "pages/advocates.py": "Advocates: who speaks up for the brand, and rewards",

@@ -16,7 +16,7 @@ from cxstats import store  # noqa: E402
 
 pytest_plugins = ["app_fixtures"]  # demo_db, fresh_demo_db, empty_db, users_yaml, make_app
 
-ALL_PAGES = ("overview", "upload", "engagement", "customers", "linkage", "advocates", "data")
+ALL_PAGES = ("overview", "upload", "engagement", "customers", "linkage", "actions", "advocates", "data")
 MINE = ("overview", "upload", "data")  # engineer B's pages are tested per role in test_app_pages.py
 EMPLOYEE_PAGES = ("overview", "engagement", "linkage")
 
@@ -24,8 +24,8 @@ EMPLOYEE_PAGES = ("overview", "engagement", "linkage")
 ROLE_PAGES = {
     None: ALL_PAGES,
     "admin": ALL_PAGES,
-    "leader": ("overview", "engagement", "customers", "linkage", "advocates", "data"),
-    "manager": ("overview", "upload", "engagement", "customers", "linkage"),
+    "leader": ("overview", "engagement", "customers", "linkage", "actions", "advocates", "data"),
+    "manager": ("overview", "upload", "engagement", "customers", "linkage", "actions"),
     "marketing": ("customers", "advocates", "upload", "data"),  # data: the customer erasure form only
 }
 
@@ -47,7 +47,7 @@ def assert_clean(at, where: str = "") -> None:
 
 
 TITLES = {"overview": "Overview", "upload": "Upload", "engagement": "Engagement", "customers": "Customers",
-          "linkage": "Linkage", "advocates": "Advocates", "data": "Data"}
+          "linkage": "Linkage", "actions": "Actions", "advocates": "Advocates", "data": "Data"}
 
 
 @pytest.mark.parametrize("role", list(ROLE_PAGES), ids=lambda r: r or "local-admin")
