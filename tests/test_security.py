@@ -58,6 +58,10 @@ REVIEWED = {
     "', '.join(map(str, incomplete))", "', '.join(pa.covariates)",
     "kind", "needed", "what", "cxstats.__version__", "db.name", "min(len(pv.sample), 20)",
     "ui.period_filter_text(ctx)",  # regions are escaped inside it (found by this review)
+    # issue 11/14/17 pages: numbers, seeds and fixed phrases (reviewed 2026-12-01)
+    "clv.horizon_weeks", "holdout_pct", "seed", "title", "result.k", "how",
+    "_iv(m.orders, 'orders', '+.2f')", "_iv(m.spend, '', '+.2f')", "_iv(m.pretrend, 'orders', '+.2f')",
+    "_iv(d.orders, 'orders', '+.2f')", "_iv(d.spend, '', '+.2f')",
 }
 
 
