@@ -28,10 +28,12 @@ class UnitChoice:
     unit_id: str
     unit_name: str | None
     region: str | None
+    former: tuple[str, ...] = ()  # units renamed or merged into this one (their history shows here)
 
     @property
     def label(self) -> str:
-        return f"{self.unit_id} · {self.unit_name}" if self.unit_name and self.unit_name != self.unit_id else self.unit_id
+        base = f"{self.unit_id} · {self.unit_name}" if self.unit_name and self.unit_name != self.unit_id else self.unit_id
+        return f"{base} (formerly {', '.join(self.former)})" if self.former else base
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,17 @@ def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOpti
         """
     ).fetchall()
     allowed = viewer.unit_filter()
-    units = tuple(UnitChoice(str(u), n, r) for u, n, r in rows if allowed is None or str(u) in allowed)
+    # re-organisations: a renamed or merged unit's history is shown under its successor, which lists
+    # the former names; the old unit is no choice of its own
+    mapping = dict(con.execute("SELECT from_unit, to_unit FROM unit_map").fetchall())
+    former: dict[str, list[str]] = {}
+    for a, b in mapping.items():
+        former.setdefault(b, []).append(a)
+    names = {str(u) for u, _, _ in rows}
+    extra = [(b, None, None) for b in former if b not in names]
+    units = tuple(UnitChoice(str(u), n, r, tuple(sorted(former.get(str(u), ()))))
+                  for u, n, r in sorted(list(rows) + extra, key=lambda t: str(t[0]))
+                  if str(u) not in mapping and (allowed is None or str(u) in allowed))
     regions = tuple(sorted({u.region for u in units if u.region}))
     # engagement periods follow the wave's first survey date, so a wave never splits (DESIGN.md)
     eng_date = "coalesce(min(survey_date) OVER (PARTITION BY wave), survey_date)"
