@@ -171,19 +171,21 @@ def preview(
     reverse=(),
     db=None,
     viewer: Viewer = ADMIN,
+    isolated: bool = False,
 ) -> Preview:
     """Read and validate without writing: what an import would do, and every problem found.
 
     Unreadable files (empty, binary, damaged, too large) raise CxStatsError; problems with
-    columns or rows come back in ``problems`` so the mapping can be corrected.
+    columns or rows come back in ``problems`` so the mapping can be corrected. ``isolated``: read
+    the file in a worker process with a memory cap (the app and the command line; issue 18).
     """
     if db is None:
         a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                     reverse=reverse, con=None, viewer=viewer, skip_invalid=False)
+                     reverse=reverse, con=None, viewer=viewer, skip_invalid=False, isolated=isolated)
     else:
         with store.connect(db) as con:
             a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                         reverse=reverse, con=con, viewer=viewer, skip_invalid=False)
+                         reverse=reverse, con=con, viewer=viewer, skip_invalid=False, isolated=isolated)
     return a.preview()
 
 
@@ -201,6 +203,7 @@ def import_file(
     skip_invalid: bool = False,
     viewer: Viewer = ADMIN,
     loaded_by: str | None = None,
+    isolated: bool = False,
 ) -> ImportResult:
     """Validate a whole file and load it as one batch in one transaction, or refuse and write nothing.
 
@@ -227,7 +230,7 @@ def import_file(
                                    "(setting max_file_mb): split the file or ask an admin to raise the limit")
             data = path.read_bytes()
         a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                     reverse=reverse, con=con, viewer=viewer, skip_invalid=skip_invalid)
+                     reverse=reverse, con=con, viewer=viewer, skip_invalid=skip_invalid, isolated=isolated)
         a.raise_if_refused()
         rejected_path = None
         if a.rejected is not None and len(a.rejected):
@@ -272,7 +275,7 @@ def cli_import(args) -> int:
         res = import_file(
             args.db, args.kind, args.file, sheet=args.sheet, mapping=parse_mapping(args.map),
             dayfirst=True if args.dayfirst else None, scale=args.scale, reverse=tuple(args.reverse or ()),
-            skip_invalid=args.skip_invalid, viewer=ADMIN, loaded_by="command line",
+            skip_invalid=args.skip_invalid, viewer=ADMIN, loaded_by="command line", isolated=True,
         )
     except CxStatsError as exc:
         shown = [p for p in exc.problems[:50] if p not in str(exc)]
@@ -750,15 +753,20 @@ def _header_score(kind: str, user: dict[str, str] | None):
     return score
 
 
-def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse, con, viewer, skip_invalid):
+def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse, con, viewer, skip_invalid,
+             isolated=False):
     k = _kind(kind)
     _check_upload_allowed(viewer, kind)
     if scale is not None and int(scale) not in (5, 7):
         raise CxStatsError("--scale must be 5 or 7")
     max_bytes, max_rows, index_items = _limits(con)
     expected = ", ".join(k.required) + (" and " + "/".join(k.one_of[0]) if k.one_of else "")
-    grid = readers.read_grid(data, file_name, sheet=sheet, max_bytes=max_bytes, max_rows=max_rows,
-                             score_row=_header_score(kind, mapping), expected=expected)
+    if isolated:
+        grid = read_grid_isolated(data, file_name, sheet=sheet, max_bytes=max_bytes, max_rows=max_rows, kind=kind,
+                                  mapping=mapping, expected=expected)
+    else:
+        grid = readers.read_grid(data, file_name, sheet=sheet, max_bytes=max_bytes, max_rows=max_rows,
+                                 score_row=_header_score(kind, mapping), expected=expected)
     labels, mapped = _resolve_mapping(kind, grid.header, mapping)
     frame = grid.data
     row_no = grid.row_no
@@ -1400,3 +1408,78 @@ def _write_rejected(rejected: pd.DataFrame, path: Path | None, file_name: str) -
         except OSError:
             continue
     raise CxStatsError(f"cannot write the rejected rows next to {file_name} or in the current folder")
+
+
+# ---------------------------------------------------------------- parsing in a worker with a memory cap
+
+PARSE_MB_DEFAULT = 2048
+
+
+def parse_memory_mb() -> int:
+    """The worker's memory cap: CXSTATS_PARSE_MB (MB of address space beyond its start), default 2048."""
+    import os
+
+    raw = os.environ.get("CXSTATS_PARSE_MB", "")
+    try:
+        return max(64, int(raw)) if raw else PARSE_MB_DEFAULT
+    except ValueError:
+        raise CxStatsError(f"CXSTATS_PARSE_MB={raw!r} is not a number of megabytes") from None
+
+
+def _worker_main() -> None:
+    """The child: cap the address space, read the grid from the pickled request on stdin, pickle it back."""
+    import pickle
+    import resource
+    import sys
+
+    req = pickle.load(sys.stdin.buffer)
+    try:
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        vm = 0
+    limit = vm + req.pop("cap_bytes")
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    kind, mapping = req.pop("kind"), req.pop("mapping")
+    try:
+        grid = readers.read_grid(score_row=_header_score(kind, mapping), **req)
+        out = ("ok", grid)
+    except CxStatsError as exc:
+        out = ("error", str(exc), list(getattr(exc, "problems", []) or []))
+    except MemoryError:
+        out = ("memory",)
+    sys.stdout.buffer.write(pickle.dumps(out, protocol=5))
+    sys.stdout.buffer.flush()
+
+
+def _memory_error(file_name: str, mb: int) -> CxStatsError:
+    return CxStatsError(
+        f"{file_name}: this file needs more memory than the limit of {mb:,} MB to read; split it into smaller "
+        "files, save it as .csv, or ask an admin to raise CXSTATS_PARSE_MB"
+    )
+
+
+def read_grid_isolated(data, file_name, *, sheet, max_bytes, max_rows, kind, mapping, expected):
+    """readers.read_grid in a worker process capped at parse_memory_mb(): no file can take the server down.
+
+    A worker killed by the cap (the reader aborts when an allocation fails) becomes a CxStatsError.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    mb = parse_memory_mb()
+    req = {"data": data, "file_name": file_name, "sheet": sheet, "max_bytes": max_bytes, "max_rows": max_rows,
+           "expected": expected, "kind": kind, "mapping": mapping, "cap_bytes": mb << 20}
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", "from cxstats.ingest import _worker_main; _worker_main()"],
+                          input=pickle.dumps(req, protocol=5), capture_output=True, cwd=root)
+    try:
+        msg = pickle.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else None
+    except Exception:  # a truncated answer from a worker that died writing it
+        msg = None
+    if msg is None or msg[0] == "memory":
+        raise _memory_error(file_name, mb)
+    if msg[0] == "error":
+        raise CxStatsError(msg[1], problems=msg[2])
+    return msg[1]

@@ -78,7 +78,8 @@ def run_preview(sheet, mapping, reverse):
             store_.clear()
         with st.spinner("Reading and checking the file..."):
             store_[key] = ingest.preview(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst,
-                                         scale=scale, reverse=tuple(reverse), db=ctx.db, viewer=viewer)
+                                         scale=scale, reverse=tuple(reverse), db=ctx.db, viewer=viewer,
+                                         isolated=True)
     return store_[key]
 
 
@@ -159,7 +160,8 @@ def do_import(skip_invalid: bool) -> None:
         try:
             res = ingest.import_file(ctx.db, kind, src, file_name=file_name, sheet=pv.sheet,
                                      mapping=pv.mapping, dayfirst=dayfirst, scale=scale, reverse=tuple(reverse),
-                                     skip_invalid=skip_invalid, viewer=viewer, loaded_by=viewer.name)
+                                     skip_invalid=skip_invalid, viewer=viewer, loaded_by=viewer.name,
+                                     isolated=True)
         except CxStatsError as exc:
             ui.show_error(exc)
             return

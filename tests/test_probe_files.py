@@ -17,6 +17,7 @@ import pytest
 
 from cxstats import ADMIN, CxStatsError, Viewer, ingest, quality, store
 
+pytest_plugins = ["app_fixtures"]  # make_app
 ROOT = Path(__file__).resolve().parents[1]
 MARKETING = Viewer("marketing", (), "marketing")
 
@@ -134,3 +135,31 @@ def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
     pv = ingest.preview(hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback")
     assert pv.rows == 3
     assert readers.MAX_CELLS >= 5_000_000 * 12
+
+
+def test_a_file_that_needs_more_memory_than_the_cap_is_refused_and_the_caller_survives(monkeypatch):
+    # the worker dies (the reader aborts when an allocation fails); the calling process (the server)
+    # gets a CxStatsError and answers the next request
+    rows = "".join(f"<row><c t=\"inlineStr\"><is><t>S{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>"
+                   for i in range(300_000))
+    monkeypatch.setenv("CXSTATS_PARSE_MB", "64")
+    with pytest.raises(CxStatsError, match="needs more memory than the limit of 64 MB"):
+        ingest.preview(hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True)
+    monkeypatch.delenv("CXSTATS_PARSE_MB")
+    ok = hostile_files.xlsx(hostile_files.XLSX_HEADER + rows[: rows.index("</row>") + 6])
+    assert ingest.preview(ok, "ok.xlsx", "feedback", isolated=True).rows == 1
+    with pytest.raises(CxStatsError, match="16,381 columns"):
+        ingest.preview(hostile_files.wide_xlsx(), "wide.xlsx", "feedback", isolated=True)
+
+
+def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path, make_app):
+    from app_fixtures import switch
+
+    at = make_app(tmp_path / "up.duckdb")
+    switch(at, "pages/upload.py")
+    uploaders = at.get("file_uploader")
+    assert uploaders
+    uploaders[0].set_value(("wide.xlsx", hostile_files.wide_xlsx(),
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")).run(timeout=120)
+    assert not at.exception
+    assert any("16,381 columns" in e.value for e in at.error), [e.value for e in at.error]
