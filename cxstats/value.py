@@ -210,6 +210,10 @@ class _BGNBDData:
         """Negative log-likelihood per customer and its gradient in log-parameters."""
         if np.any(np.abs(theta) > 50):
             return np.inf, np.zeros(4)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._nll(theta)
+
+    def _nll(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         r, alpha, a, b = np.exp(theta)
         ux = self.ux.astype(float)
         cnt = self.ux_count
@@ -288,7 +292,7 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
         res = optimize.minimize(sub.nll, th0, jac=True, method="BFGS", options={"gtol": 1e-6, "maxiter": 200})
         if not np.isfinite(res.fun) or np.max(np.abs(res.x)) > _LOG_BOUND:
             res = optimize.minimize(lambda th: sub.nll(th)[0], th0, method="Nelder-Mead",
-                                    options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 1500})
+                                    options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 300})
         if np.isfinite(res.fun) and np.max(np.abs(res.x)) <= _LOG_BOUND and (best is None or res.fun < best.fun):
             best = res
     if best is None:
@@ -299,8 +303,8 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
         if full.n > FIT_SAMPLE:
             idx = np.random.default_rng(20050102).choice(full.n, FIT_SAMPLE, replace=False)
             final = _BGNBDData(x[idx], t_days[idx], T_days[idx])
-        theta = optimize.minimize(final.nll, theta, jac=True, method="BFGS",
-                                  options={"gtol": 1e-6, "maxiter": 100}).x
+        theta = optimize.minimize(final.nll, theta, jac=True, method="BFGS",  # from the basin: a few steps
+                                  options={"gtol": 1e-6, "maxiter": 30}).x
     f, g = final.nll(theta)
     if not np.isfinite(f) or np.max(np.abs(g)) > 1e-4 or np.max(np.abs(theta)) > _LOG_BOUND:
         return None
