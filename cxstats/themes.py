@@ -47,7 +47,7 @@ import duckdb
 import numpy as np
 
 from . import AccessDenied, CxStatsError, Viewer, metrics, sentiment
-from .linkage import Z_975
+from .stats import Z_975
 
 SOURCES = ("comments", "feedback", "mentions")
 MIN_TEXTS = 50  # fewer English texts than this: say so, invent nothing
