@@ -512,7 +512,7 @@ def show_themes(result, *, key: str) -> None:
         st.info(escape_md(result.message))
         return
     how = "chosen from the texts" if result.k_chosen else "as set"
-    st.caption(f"{result.k} themes ({how}); each text belongs to its strongest theme when that theme holds at "
+    st.caption(f"{result.k:d} themes ({escape_md(how)}); each text belongs to its strongest theme when that theme holds at "
                "least 30% of its weight, else to 'other'. Labels are each theme's top terms. Sentiment is VADER's "
                "compound score, -1 (negative) to +1 (positive).")
     csat = result.source == "feedback"
