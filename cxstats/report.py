@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import plotly.graph_objects as go
 
-from . import CxStatsError, Viewer, advocates, charts, linkage, metrics, overview, programme, quality
+from . import CxStatsError, Viewer, advocates, charts, focus, linkage, metrics, overview, programme, quality
 
 FORMATS = ("pdf", "pptx")
 # fixed document dates: the same data gives the same document (no build time leaks into it)
@@ -161,6 +161,7 @@ def build_report(
     res = linkage.analyse(con, viewer, metric)
     sections += _linkage_sections(res)
     sections += _engagement_sections(con, viewer, sel)
+    sections.append(_changes_section(con, viewer, period_to))
     if viewer.sees_customers:
         sections.append(_advocate_section(con, viewer))
     sections.append(Section("How the figures are computed, and what they cannot show", METHODS))
@@ -246,6 +247,32 @@ def _engagement_sections(con, viewer: Viewer, sel: tuple) -> list[Section]:
         figure=charts.engagement_heatmap(cells, suppressed_units=only_suppressed, items=all_items),
     )
     return [trend, heat]
+
+
+MEASURES = {"engagement": "engagement index", "csat_pct": "CSAT %", "nps": "NPS"}
+
+
+def _changes_section(con, viewer: Viewer, period: str | None) -> Section:
+    """The Overview's "what changed": moves since the previous period that survive BH q < 0.10."""
+    try:
+        ch = focus.changes(con, viewer=viewer, period=period)
+    except CxStatsError:  # the selection ends in a period without a shown survey group
+        ch = focus.changes(con, viewer=viewer)
+    if ch.period is None or ch.previous is None:
+        return Section("What changed", ("There is no earlier period with survey results to compare with yet.",))
+    words = (
+        f"From {ch.previous} to {ch.period}: {ch.compared:,} comparisons were made (engagement index, CSAT % and NPS "
+        f"per unit); {len(ch.changes):,} moved by more than noise explains (95% interval excluding zero after the "
+        "Benjamini-Hochberg correction, q < 0.10). Units whose group in either period is suppressed are not compared.",
+    )
+    rows: tuple[tuple[str, ...], ...] = ()
+    if ch.changes:
+        rows = (("unit", "measure", "before", "after", "change (95% CI)", "q"),) + tuple(
+            (c.unit_id, MEASURES.get(c.measure, c.measure), f"{c.before:.1f}", f"{c.after:.1f}",
+             f"{c.diff:+.1f} ({c.ci_low:+.1f} to {c.ci_high:+.1f})", f"{c.q:.3f}")
+            for c in ch.changes
+        )
+    return Section("What changed", words, table=rows)
 
 
 def _advocate_section(con, viewer: Viewer) -> Section:
