@@ -277,7 +277,7 @@ def _texts(con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer) -> tuple
     if source == "feedback":
         all_units, units = metrics._cx_viewer(viewer)
         rows = con.execute(
-            """SELECT comment, csat FROM feedback
+            f"""SELECT comment, csat FROM {metrics.mapped_units_sql("feedback")}
                WHERE comment IS NOT NULL AND trim(comment) <> '' AND (? OR list_contains(?::VARCHAR[], unit_id))
                ORDER BY date, response_id, batch_id, row_no""", [all_units, units]).fetchall()
         csat = np.array([np.nan if c is None else float(c) for _, c in rows], dtype="float64")
