@@ -3,7 +3,8 @@
 For random units, periods and group sizes (some below min_group), hypothesis builds two databases
 through the real import path that differ only in the answers (items, eNPS, comments) of one
 suppressed (unit, period) group, and checks that nothing a user can see differs: every metrics
-function, linkage's ``as_json()`` and frames, the Overview headline, the data-quality table, the
+function, linkage's ``as_json()`` and frames, focus areas, what changed, action plans' follow-up and
+the across-units plan estimate, the Overview headline, the data-quality table, the
 Plotly figures' data and the ``linkage --json`` command line output.
 
 Complementary suppression: shown totals are recomputed here from the generated rows (an outside
@@ -21,14 +22,14 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cxstats import ADMIN, CxStatsError, Viewer, charts, ingest, linkage, metrics, overview, quality, store
+from cxstats import ADMIN, CxStatsError, Viewer, charts, focus, ingest, linkage, metrics, overview, quality, store
 from cxstats import __main__ as cxmain
 
 EXAMPLES = max(2, int(os.environ.get("CXSTATS_FUZZ_EXAMPLES", "8")) // 2)
@@ -104,6 +105,10 @@ def build(tmp_path, name: str, s: Survey) -> str:
     # the scale is stated, as the Upload preview asks: a guessed scale would depend on every answer
     ingest.import_file(db, "engagement", _engagement_csv(s), file_name="survey.csv", scale=5)
     ingest.import_file(db, "feedback", _feedback_csv(s), file_name="feedback.csv")
+    with store.connect(db) as con:  # one action plan per unit, made between the first and the last period
+        for u in s.units:
+            focus.add_action(con, viewer=ADMIN, unit_id=u, item=ITEMS[0], title=f"plan for {u}",
+                             now=datetime(2024, 5, 20))
     return str(db)
 
 
@@ -160,6 +165,13 @@ def shown(db: str, viewer: Viewer = ADMIN) -> dict:
             charts.drivers_chart(res["csat_pct"].drivers), charts.quartile_chart(res["csat_pct"].quartiles),
         ]
         out["charts"] = [_fig(f) for f in figs]
+        # focus areas of every shown group, what changed, plans' follow-up and the across-units estimate
+        out["changes"] = focus.changes(con, viewer=viewer).as_json()
+        out["focus"] = {f"{u} {p}": focus.focus_areas(con, u, viewer=viewer, period=p).as_json()
+                        for u, p in g.groups[["unit_id", "period"]].itertuples(index=False)}
+        out["actions"] = focus.list_actions(con, viewer=viewer).as_json()
+        if viewer.role != "manager":
+            out["plan_effect"] = [e.__dict__ for e in focus.plan_effect(con, viewer=viewer)]
     return _round(out)
 
 
