@@ -11,7 +11,7 @@ is_admin = ctx.viewer.role == "admin"
 
 flash = st.session_state.pop("cx_data_flash", None)
 if flash:
-    st.success(flash)
+    st.success(ui.escape_md(flash))  # holds file names (issue 18: a Markdown file name rendered as a link)
 
 
 def erasure_form() -> None:

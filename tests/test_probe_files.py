@@ -163,3 +163,47 @@ def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")).run(timeout=120)
     assert not at.exception
     assert any("16,381 columns" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------- Markdown in names, on every page (7)
+
+EVIL = "[x](http://evil)![i](/x.png)<b>bold</b>"
+RAW = ("](http://evil)", "](/x.png)", "<b>")
+
+
+def _markdown_sources(at) -> list[str]:
+    out = []
+    for kind in ("markdown", "caption", "success", "info", "warning", "error", "title", "header", "subheader"):
+        out += [str(e.value) for e in getattr(at, kind, [])]
+    out += [str(e.value) for e in at.sidebar.markdown] + [str(e.value) for e in at.sidebar.caption]
+    return out
+
+
+def test_every_page_shows_hostile_file_unit_and_customer_names_escaped(fresh_demo_db, make_app):
+    from app_fixtures import switch
+
+    import ui
+
+    db = fresh_demo_db
+    units = _csv([{"unit_id": "S001", "unit_name": EVIL, "region": EVIL}])
+    ingest.import_file(db, "units", units, file_name=f"{EVIL}.csv", viewer=ADMIN)
+    cust = _csv([{"customer_id": "C00001", "name": EVIL, "email": "a@example.com", "handle": EVIL,
+                  "marketing_consent": "yes", "consent_date": "2024-01-10"}])
+    ingest.import_file(db, "customers", cust, file_name=f"{EVIL}.csv", viewer=ADMIN)
+    at = make_app(db)
+    seen = 0
+    for key in ui.visible_pages("admin"):
+        switch(at, ui.PAGES[key][0])
+        assert not at.exception, key
+        for text in _markdown_sources(at):
+            seen += EVIL[:3] in text or "x\\]" in text
+            for raw in RAW:
+                assert raw not in text, f"{key}: {raw!r} rendered as Markdown in {text[:200]!r}"
+    # the Data page's undo message names the file (the probe's link and image)
+    switch(at, "pages/data.py")
+    at.checkbox(key="cx_undo_sure").check()
+    at.button[[b.label for b in at.button].index("Undo batch")].click().run()
+    for text in _markdown_sources(at):
+        for raw in RAW:
+            assert raw not in text, f"undo message: {text[:200]!r}"
+    assert any("undone" in t for t in _markdown_sources(at))
