@@ -349,6 +349,38 @@ def test_leader_downloads_the_board_report_as_pdf(page, server, demo_state):
 # ---------------------------------------------------------------- the server's side of the journeys
 
 
+# ---------------------------------------------------------------- journey 6: a manager's action plan
+
+
+def test_manager_adds_a_plan_from_his_focus_areas_and_a_leader_sees_it(page, browser, server):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, USERS["manager"])
+    open_page(page, "Actions")
+    expect(page.get_by_text("Focus areas", exact=True)).to_be_visible()
+    grid_text(page, "gap")  # the unit's items with gap, r, q and priority
+    step(page, "j6_01_manager_focus", "manager's focus areas")
+    title = "Browser plan: new tills"
+    page.get_by_label("Title (1-200 characters)").fill(title)
+    page.get_by_label("Owner").first.fill("Mia")
+    page.get_by_role("button", name="Add plan").click()
+    wait_idle(page)
+    expect(page.get_by_test_id("stDataFrame").filter(has_text=title)).to_have_count(1)
+    step(page, "j6_02_manager_plan_added", "manager added a plan")
+
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        leader = context.new_page()
+        log_in(leader, server.url, USERS["leader"])
+        open_page(leader, "Actions")
+        expect(leader.get_by_test_id("stDataFrame").filter(has_text=title)).to_have_count(1)
+        expect(leader.get_by_text("Plans by item and status")).to_be_visible()
+        step(leader, "j6_03_leader_sees_plan", "leader sees the plan")
+    finally:
+        context.close()
+
+
 def test_server_logged_no_traceback(server):
     """Runs last: whatever the journeys did, the app's process logged no Python traceback."""
     log = server.log_tail(1_000_000)
