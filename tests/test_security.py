@@ -18,7 +18,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
-from app_fixtures import make_app, switch  # noqa: F401  (fixture)
+from app_fixtures import switch  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +36,9 @@ from cxstats import (
     quality,
     store,
 )
+
+# the shared AppTest fixtures (make_app and the fixtures it needs) of tests/app_fixtures.py
+pytest_plugins = ["app_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG = "<img src=x onerror=alert(1)>"
