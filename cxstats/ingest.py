@@ -37,9 +37,11 @@ PROBLEMS_KEPT = 10_000  # problems listed in full; n_problems always counts ever
 SAMPLE_ROWS = 20
 CENT = Decimal("0.01")
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # Excel's day 0 (1900 leap-year bug included)
+# DESIGN.md: survey (engagement) files are loaded by admins only; a preview of one against the
+# stored respondents ("already stored", "other values") would tell a manager which answers exist
 UPLOAD_KINDS = {
     "admin": tuple(KINDS),
-    "manager": ("engagement", "feedback", "purchases"),
+    "manager": ("feedback", "purchases"),
     "marketing": ("purchases", "mentions", "customers", "rewards"),
     "leader": (),
 }
@@ -953,9 +955,35 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
         out, items = _skip_stored(a, con, out, items, labels, col_of)
         if a.fatal:
             return a
+        if kind == "engagement" and len(out):
+            _refuse_small_changes_to_kept_groups(a, con, out, viewer)
+            if a.fatal:
+                return a
     a.rows_loaded = len(out)
     a.tables = _tables(a, kind, out, items)
     return a
+
+
+def _refuse_small_changes_to_kept_groups(a, con, out: pd.DataFrame, viewer: Viewer) -> None:
+    """DESIGN.md, "Differencing and oracles": a batch may not change an already reported (kept)
+    group by fewer than min_group respondents; figures before and after would show those people."""
+    from . import metrics
+
+    small = metrics.small_changes_to_kept_groups(con, out, viewer=viewer)
+    if small.empty:
+        return
+    mg = store.settings(con).min_group
+    for r in small.itertuples(index=False):
+        change = " and ".join(part for part in (
+            f"add {r.added:,} respondent(s)" if r.added else "",
+            f"move {r.removed:,} of them to another period" if r.removed else "") if part)
+        a.fatal.append(Problem(None, None, (
+            f"unit {r.unit_id}, {r.period} (a group already stored, {r.respondents:,} respondents): this file "
+            f"would {change}. A reported group may only change by at least {mg} respondents (the anonymity "
+            "threshold) at once, and stored respondents never move to another period, or figures before and "
+            f"after would show those few people's answers. Load these responses together with others of "
+            f"{r.unit_id} for {r.period} once there are enough (and give a late wave its own wave name)"
+            )))
 
 
 def _missing_column_message(kind: str, f: str) -> str:

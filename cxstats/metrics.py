@@ -432,6 +432,83 @@ def within_person_noise(
     return per.reset_index()[["unit_id", "ss", "dof"]]
 
 
+def small_changes_to_kept_groups(
+    con: duckdb.DuckDBPyConnection, incoming: pd.DataFrame, *, viewer: Viewer
+) -> pd.DataFrame:
+    """Kept (unit, period) groups that loading ``incoming`` would change by 1..min_group-1 respondents.
+
+    DESIGN.md, "Differencing and oracles": figures of a reported group before and after a small
+    change reveal the few people added. Also listed: any group whose stored respondents would move
+    to another period (an earlier survey date moves a wave's period; the moved group's figures
+    before and after differ by the newcomers). ``incoming`` holds the new engagement rows
+    (unit_id, survey_date, optional wave). Columns: unit_id, period, period_start, respondents
+    (counted in the index now), added, removed (moved out).
+    """
+    viewer.require("admin")
+    sc = scope(con)
+    trunc = "quarter" if sc.period == "quarter" else "month"
+    frame = pd.DataFrame({
+        "row_no": np.arange(len(incoming), dtype="int64"),
+        "unit_id": incoming["unit_id"].astype(object).to_numpy(),
+        "survey_date": pd.to_datetime(incoming["survey_date"]).dt.date.to_numpy(),
+        "wave": (incoming["wave"].astype(object).where(incoming["wave"].notna(), None).to_numpy()
+                 if "wave" in incoming.columns else None),
+    })
+    frame["wave"] = frame["wave"].astype(object)
+    sql = f"""
+    WITH {_respondents_sql(sc)},
+    new_rows AS (
+        SELECT -1 AS batch_id, row_no, CAST(unit_id AS VARCHAR) AS unit_id,
+               CAST(survey_date AS DATE) AS survey_date, CAST(wave AS VARCHAR) AS wave FROM _cxstats_incoming
+    ),
+    all_rows AS (
+        SELECT batch_id, row_no, unit_id, survey_date, wave FROM engagement UNION ALL SELECT * FROM new_rows
+    ),
+    waves_after AS (
+        SELECT wave, min(survey_date) AS first_date FROM all_rows
+        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
+    ),
+    before_rows AS (
+        SELECT e.batch_id, e.row_no, e.unit_id,
+               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
+        FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
+    ),
+    after_rows AS (
+        SELECT e.batch_id, e.row_no, e.unit_id,
+               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
+        FROM all_rows e LEFT JOIN waves_after w ON e.wave = w.wave
+    ),
+    moved AS (
+        SELECT b.unit_id AS b_unit, b.period_start AS b_period, a.unit_id AS a_unit, a.period_start AS a_period
+        FROM after_rows a FULL JOIN before_rows b ON a.batch_id = b.batch_id AND a.row_no = b.row_no
+        WHERE b.unit_id IS DISTINCT FROM a.unit_id OR b.period_start IS DISTINCT FROM a.period_start
+    ),
+    added AS (
+        SELECT a_unit AS unit_id, a_period AS period_start, count(*) AS n FROM moved
+        WHERE a_unit IS NOT NULL GROUP BY ALL
+    ),
+    removed AS (
+        SELECT b_unit AS unit_id, b_period AS period_start, count(*) AS n FROM moved
+        WHERE b_unit IS NOT NULL GROUP BY ALL
+    )
+    SELECT g.unit_id, g.period_start, g.respondents, coalesce(ad.n, 0) AS added, coalesce(rm.n, 0) AS removed
+    FROM grp g
+    LEFT JOIN kept k ON k.unit_id = g.unit_id AND k.period_start = g.period_start
+    LEFT JOIN added ad ON ad.unit_id = g.unit_id AND ad.period_start = g.period_start
+    LEFT JOIN removed rm ON rm.unit_id = g.unit_id AND rm.period_start = g.period_start
+    WHERE (k.unit_id IS NOT NULL AND coalesce(ad.n, 0) + coalesce(rm.n, 0) BETWEEN 1 AND ? - 1)
+       OR coalesce(rm.n, 0) > 0
+    ORDER BY g.unit_id, g.period_start
+    """
+    con.register("_cxstats_incoming", frame)
+    try:
+        out = con.execute(sql, _resp_params(sc, ADMIN) + [sc.min_group]).df()
+    finally:
+        con.unregister("_cxstats_incoming")
+    out = _labels(out, sc.period)
+    return out[["unit_id", "period", "period_start", "respondents", "added", "removed"]]
+
+
 @dataclass(frozen=True)
 class ItemScores:
     """Per kept (unit, period, item) cell with at least min_group answers.

@@ -5,7 +5,7 @@ Used by the dashboard's sidebar and Data page; metrics-independent (plain counts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import duckdb
@@ -13,7 +13,7 @@ import duckdb
 from . import Viewer
 from .metrics import period_label
 from .schema import KINDS
-from .store import current_customers_sql, settings
+from .store import Batch, current_customers_sql, list_batches, settings
 
 
 def period_sql(expr: str, period: str) -> str:
@@ -167,8 +167,10 @@ def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQu
         row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t{where}", params).fetchall()[0]
         if kind == "engagement":
             # anonymity: a blank eNPS or comment is an answer too, so a suppressed group's blanks must
-            # not move these counts; missing values are counted over kept groups only (SECURITY.md)
-            row = row[:5] + _kept_engagement_missing(con, viewer, optional)
+            # not move these counts; missing values are counted over kept groups only (SECURITY.md).
+            # Anyone but an admin gets the row count over kept groups too (as in `batches`)
+            kept = _kept_engagement_missing(con, viewer, optional)
+            row = ((row[0] if viewer.role == "admin" else kept[0]),) + row[1:5] + kept[1:]
         out.append(TableQuality(
             table=kind,
             rows=int(row[0]),
@@ -182,14 +184,38 @@ def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQu
 
 
 def _kept_engagement_missing(con: duckdb.DuckDBPyConnection, viewer: Viewer, columns: list[str]) -> tuple:
+    """(rows in kept groups, then each column's missing values over kept groups)."""
     from . import metrics
 
     sc = metrics.scope(con)
-    counts = ", ".join(f"count(*) - count(e.{c})" for c in columns)  # schema field names only
+    # rows in kept groups, then the missing values per column (schema field names only)
+    counts = ", ".join(["count(*)"] + [f"count(*) - count(e.{c})" for c in columns])
     sql = (f"WITH {metrics._respondents_sql(sc)} SELECT {counts} FROM engagement e "
            "JOIN resp r ON e.batch_id = r.batch_id AND e.row_no = r.row_no "
            "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start")
     return tuple(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall()[0])
+
+
+def batches(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[Batch]:
+    """The batch history as a viewer may see it (admin and leader; the Data page).
+
+    Admins see every count as loaded. For anyone else an engagement batch's ``rows`` counts only
+    its live respondents in kept (unit, period) groups, and its skipped rows are not given: the
+    respondents of suppressed groups are left out of every count (DESIGN.md, "Differencing and
+    oracles"), so a batch's size never tells how many people a suppressed group has.
+    """
+    viewer.require("admin", "leader")
+    listed = list_batches(con)
+    if viewer.role == "admin":
+        return listed
+    from . import metrics
+
+    sc = metrics.scope(con)
+    sql = (f"WITH {metrics._respondents_sql(sc)} SELECT r.batch_id, count(*) FROM resp r "
+           "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start GROUP BY r.batch_id")
+    kept = dict(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall())
+    return [replace(b, rows=int(kept.get(b.batch_id, 0)), skipped_rows=0) if b.kind == "engagement" else b
+            for b in listed]
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ if ctx.viewer.role == "marketing":
 # ---------------------------------------------------------------- batches
 st.subheader("Loaded batches")
 try:
-    batches = ui.cached(store.list_batches)
+    batches = ui.cached(quality.batches, ctx.viewer)  # a leader's counts leave out suppressed respondents
 except CxStatsError as exc:
     ui.show_error(exc)
     batches = []

@@ -1,7 +1,7 @@
 """Helpers for the browser tests (tests/test_browser.py): the app as a real server, Chromium, logins.
 
-- ``write_users(path)``: a user file with known passwords (bcrypt) for a manager, a leader and a
-  marketing user, in the format of users.example.yaml;
+- ``write_users(path)``: a user file with known passwords (bcrypt) for a manager, a leader, a
+  marketing user and an admin, in the format of users.example.yaml;
 - ``AppServer``: ``streamlit run app.py`` as a subprocess on a free localhost port, with its own
   database and user file; waits (bounded) for ``/_stcore/health``; always stopped on exit;
 - ``launch_chromium(playwright)``: Debian's /usr/bin/chromium with the flags STACK_NOTES.md lists;
@@ -52,6 +52,8 @@ USERS = {
                         ("S001", "S002", "S003", "S004", "S005", "S006")),
     "leader": BrowserUser("lee", "leader-browser-1", "Lee Leader", "leader"),
     "marketing": BrowserUser("max", "marketing-browser-1", "Max Marketing", "marketing"),
+    # survey (engagement) files are loaded by admins only (issue 18)
+    "admin": BrowserUser("ada", "admin-browser-1", "Ada Admin", "admin"),
 }
 
 

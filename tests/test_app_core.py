@@ -249,7 +249,7 @@ def test_a_clean_upload_is_loaded_and_the_numbers_change(make_app, fresh_demo_db
     "role, allowed, refused",
     [
         ("marketing", {"customers", "mentions", "purchases", "rewards"}, {"engagement", "feedback", "units"}),
-        ("manager", {"engagement", "feedback", "purchases"}, {"units", "customers"}),
+        ("manager", {"feedback", "purchases"}, {"units", "customers", "engagement"}),
         (None, {"units", "engagement", "feedback", "purchases", "mentions", "customers", "rewards"}, set()),
     ],
     ids=["marketing", "manager", "local-admin"],

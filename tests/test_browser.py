@@ -12,12 +12,14 @@ import csv
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 from browser_support import (
     ARTIFACTS,
     CHROMIUM,
+    LOGIN_FORM_TITLE,
     ROOT,
     TIMEOUT_MS,
     USERS,
@@ -148,24 +150,28 @@ def upload(page, path: Path) -> None:
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
 
 
-# ---------------------------------------------------------------- journey 1: manager uploads
+# ---------------------------------------------------------------- journey 1: admin uploads a survey file
 
 
-def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, server):
+def test_admin_uploads_messy_survey_file_fixes_it_and_sees_numbers_change(page, server):
+    """Survey files are loaded by admins only (issue 18; the manager's Upload does not offer them)."""
     from playwright.sync_api import expect
 
     from cxstats import demo
 
-    manager = USERS["manager"]
-    log_in(page, server.url, manager)
+    admin = USERS["admin"]
+    log_in(page, server.url, admin)
     titles = nav_titles(page)
-    assert "Upload" in titles and "Data" not in titles, titles
+    assert "Upload" in titles and "Data" in titles, titles
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
     respondents_before = metric_value(page, RESPONDENTS)
-    step(page, "j1_01_manager_overview_before", "manager Overview")
+    step(page, "j1_01_admin_overview_before", "admin Overview")
 
     open_page(page, "Upload")
-    step(page, "j1_02_manager_upload", "manager Upload")
+    step(page, "j1_02_admin_upload", "admin Upload")
+    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=re.compile(r"^engagement:")).click()
+    wait_idle(page)
 
     # the file with a deliberate error: every problem by row and column, nothing written
     err = demo.MESSY_ERROR
@@ -177,7 +183,7 @@ def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, serve
     assert err["value"] in problems, problems
     expect(page.get_by_role("button", name=re.compile(r"^Load [\d,]+ rows$"))).to_be_disabled()
     refused.scroll_into_view_if_needed()
-    step(page, "j1_03_manager_upload_error", "manager Upload with an error")
+    step(page, "j1_03_admin_upload_error", "admin Upload with an error")
 
     # the fixed file: no problems, load it, read the result sentence
     upload(page, DEMO_DIR / "engagement_messy.xlsx")
@@ -185,12 +191,12 @@ def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, serve
     expect(ready).to_be_visible()
     rows = int(re.search(r"([\d,]+) rows are ready", ready.inner_text()).group(1).replace(",", ""))
     ready.scroll_into_view_if_needed()
-    step(page, "j1_04_manager_upload_fixed", "manager Upload of the fixed file")
+    step(page, "j1_04_admin_upload_fixed", "admin Upload of the fixed file")
     page.get_by_role("button", name=f"Load {rows:,} rows", exact=True).click()
     result = page.get_by_test_id("stAlertContentSuccess").filter(has_text=re.compile(r"loaded as batch \d+"))
     expect(result).to_be_visible()
     assert re.search(rf"\b{rows:,} rows loaded as batch \d+", result.inner_text()), result.inner_text()
-    step(page, "j1_05_manager_upload_loaded", "manager Upload after loading")
+    step(page, "j1_05_admin_upload_loaded", "admin Upload after loading")
 
     # the new wave shows: more respondents on the Overview
     open_page(page, "Overview")
@@ -198,7 +204,7 @@ def test_manager_uploads_messy_file_fixes_it_and_sees_numbers_change(page, serve
     respondents_after = metric_value(page, RESPONDENTS)
     assert int(respondents_after.replace(",", "")) > int(respondents_before.replace(",", "")), (
         respondents_before, respondents_after)
-    step(page, "j1_06_manager_overview_after", "manager Overview after the upload")
+    step(page, "j1_06_admin_overview_after", "admin Overview after the upload")
 
 
 # ---------------------------------------------------------------- journey 2: leader reads charts
@@ -334,7 +340,7 @@ def test_leader_downloads_the_board_report_as_pdf(page, server, demo_state):
     build.click()
     button = page.get_by_test_id("stDownloadButton").filter(has_text=re.compile(r"board report \(PDF\)"))
     expect(button).to_be_visible(timeout=120_000)  # the charts are drawn by kaleido's Chromium
-    step(page, "j4_01_leader_report_ready", "leader Overview with the report built")
+    step(page, "j6_01_leader_report_ready", "leader Overview with the report built")
     with page.expect_download(timeout=TIMEOUT_MS) as info:
         button.click()
     saved = demo_state["tmp"] / info.value.suggested_filename
@@ -344,6 +350,84 @@ def test_leader_downloads_the_board_report_as_pdf(page, server, demo_state):
     pages = PdfReader(io.BytesIO(data)).pages
     assert len(pages) >= 8, len(pages)
     assert "Headline figures" in (pages[1].extract_text() or "")
+
+
+# ---------------------------------------------------------------- journey 8: log out, then reload (issue 18)
+
+
+def _login_cookies(context) -> list[dict]:
+    return [c for c in context.cookies() if c["name"] == "cxstats_browser_test"]
+
+
+def test_after_log_out_a_reload_shows_the_login_form_and_the_old_cookie_is_dead(page, server, browser):
+    from playwright.sync_api import expect
+
+    leader = USERS["leader"]
+    log_in(page, server.url, leader)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not _login_cookies(page.context) and time.monotonic() < deadline:  # set by the cookie component
+        page.wait_for_timeout(250)
+    captured = _login_cookies(page.context)
+    assert captured, "the login set no cookie"
+    # the cookie is what a reload logs in with: a second tab of the same browser is let in
+    page.reload()
+    expect(page.get_by_test_id("stSidebar").get_by_text(leader.name)).to_be_visible()
+    wait_idle(page)
+    step(page, "j8_01_leader_reloaded_while_logged_in", "leader after a reload")
+
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Log out").click()
+    form = page.get_by_test_id("stForm").filter(has_text=LOGIN_FORM_TITLE)
+    expect(form).to_be_visible()
+    wait_idle(page)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while _login_cookies(page.context) and time.monotonic() < deadline:  # deleted by the cookie component
+        page.wait_for_timeout(250)
+    assert not _login_cookies(page.context), "log out left the login cookie in the browser"
+    step(page, "j8_02_logged_out", "after log out")
+
+    page.reload()
+    expect(form).to_be_visible()
+    wait_idle(page)
+    expect(page.get_by_test_id("stSidebar").get_by_text(leader.name)).to_have_count(0)
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_have_count(0)
+    step(page, "j8_03_reload_after_log_out", "reload after log out")
+
+    # the cookie captured before log out, replayed in a fresh browser: refused on the server
+    other = browser.new_context(viewport=VIEWPORT)
+    try:
+        other.add_cookies([{k: c[k] for k in ("name", "value", "domain", "path")} for c in captured])
+        replay = other.new_page()
+        replay.set_default_timeout(TIMEOUT_MS)
+        replay.goto(server.url)
+        expect(replay.get_by_test_id("stForm").filter(has_text=LOGIN_FORM_TITLE)).to_be_visible()
+        wait_idle(replay)
+        expect(replay.get_by_test_id("stSidebar").get_by_text(leader.name)).to_have_count(0)
+        step(replay, "j8_04_replayed_cookie", "a cookie captured before log out")
+    finally:
+        other.close()
+
+
+# ---------------------------------------------------------------- the Advocates table has no own download
+
+
+def test_the_advocates_table_offers_no_built_in_download(page, server):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, USERS["marketing"])
+    open_page(page, "Advocates")
+    frame = page.get_by_test_id("stDataFrame").first
+    expect(frame).to_be_visible()
+    frame.scroll_into_view_if_needed()
+    frame.hover()
+    toolbar = page.get_by_test_id("stElementToolbar").first
+    expect(toolbar).to_be_visible()  # the toolbar is there (search, full screen) ...
+    expect(toolbar.get_by_role("button").first).to_be_visible()
+    step(page, "j7_01_advocates_toolbar", "the Advocates table's toolbar")
+    # ... without its "Download as CSV" (the export's own download is the audited one, further down)
+    labels = [b.get_attribute("aria-label") or b.inner_text() for b in toolbar.get_by_role("button").all()]
+    assert labels and not any("download" in (x or "").lower() for x in labels), labels
+    expect(page.get_by_test_id("stElementToolbar").get_by_role("button", name=re.compile(r"download", re.I))
+           ).to_have_count(0)
 
 
 # ---------------------------------------------------------------- the server's side of the journeys

@@ -7,6 +7,10 @@ function, linkage's ``as_json()`` and frames, focus areas, what changed, action 
 the across-units plan estimate, the Overview headline, the data-quality table, the
 Plotly figures' data and the ``linkage --json`` command line output.
 
+Differencing (issue 18, DESIGN.md "Differencing and oracles"): a manager can never pad a group
+with invented respondents (survey files are for admins); a batch that would change a kept group by
+1..min_group-1 respondents is refused and changes nothing.
+
 Complementary suppression: shown totals are recomputed here from the generated rows (an outside
 reference: plain Python over kept groups only) so that no total contains a suppressed group, and a
 total minus the shown groups leaves nothing. Comments appear only for groups of >= 10 respondents.
@@ -29,7 +33,20 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cxstats import ADMIN, CxStatsError, Viewer, charts, focus, ingest, linkage, metrics, overview, quality, store
+from cxstats import (
+    ADMIN,
+    AccessDenied,
+    CxStatsError,
+    Viewer,
+    charts,
+    focus,
+    ingest,
+    linkage,
+    metrics,
+    overview,
+    quality,
+    store,
+)
 from cxstats import __main__ as cxmain
 
 EXAMPLES = max(2, int(os.environ.get("CXSTATS_FUZZ_EXAMPLES", "8")) // 2)
@@ -88,7 +105,7 @@ def _engagement_csv(s: Survey) -> bytes:
         for items, enps, comment in rows:
             k += 1
             lines.append(f"{u},{p.isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
-                         + ",".join(str(x) for x in items))
+                         + ",".join("" if x is None else str(x) for x in items))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -317,3 +334,65 @@ def test_cli_refuses_lower_threshold_and_other_period(tmp_path, cli):
     for args in (("--min-group", "3"), ("--period", "month")):
         out = cli("linkage", "--json", *args, db=db)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+
+
+# ---------------------------------------------------------------- differencing (issue 18, item 5)
+
+
+def _with_kept_group(data, s: Survey) -> tuple[Survey, tuple[str, date]]:
+    """The survey with one (unit, period) group of at least min_group respondents, and that group."""
+    g = data.draw(st.sampled_from(sorted(s.answers)))
+    answers = dict(s.answers)
+    if len(answers[g]) < MIN_GROUP:
+        answers[g] = data.draw(st.lists(ANSWER, min_size=MIN_GROUP, max_size=MIN_GROUP + 3))
+    sizes = {k: len(v) for k, v in answers.items()}
+    return Survey(s.units, s.periods, sizes, answers, s.feedback, s.target), g
+
+
+def _extra_rows(group: tuple[str, date], answers, first: int = 90000) -> bytes:
+    u, p = group
+    lines = ["Unit,Survey date,Respondent,eNPS,Comment," + ",".join(ITEMS)]
+    for k, (items, enps, comment) in enumerate(answers, start=first):
+        lines.append(f"{u},{p.replace(day=20).isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
+                     + ",".join(str(x) for x in items))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _fingerprint(db: str):
+    with store.connect(db) as con:
+        return store.table_fingerprint(con)
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_a_manager_can_never_pad_a_group(tmp_path_factory, data):
+    """(a) invented respondents for any group of his units, any number: refused before any comparison."""
+    s = data.draw(surveys())
+    db = build(tmp_path_factory.mktemp("pad"), "p", s)
+    group = data.draw(st.sampled_from(sorted(s.answers)))
+    pad = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=1, max_size=MIN_GROUP + 2)))
+    mgr = Viewer("manager", (group[0],), "m")
+    before = _fingerprint(db)
+    for call in (lambda: ingest.preview(pad, "pad.csv", "engagement", db=db, viewer=mgr, scale=5),
+                 lambda: ingest.import_file(db, "engagement", pad, file_name="pad.csv", viewer=mgr, scale=5)):
+        with pytest.raises(AccessDenied):
+            call()
+    assert _fingerprint(db) == before  # every table's rows: nothing written, so nothing shown changes
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_a_batch_changing_a_kept_group_by_fewer_than_min_group_is_refused(tmp_path_factory, data):
+    """(b) 1..min_group-1 new respondents in a kept group: refused with the reason, nothing changes;
+    min_group or more load."""
+    s, group = _with_kept_group(data, data.draw(surveys()))
+    db = build(tmp_path_factory.mktemp("small"), "s", s)
+    few = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=1, max_size=MIN_GROUP - 1)))
+    before = _fingerprint(db)
+    pv = ingest.preview(few, "late.csv", "engagement", db=db, scale=5)
+    assert not pv.ok and any(group[0] in str(p) and "at least 5" in str(p) for p in pv.problems), pv.problems
+    with pytest.raises(CxStatsError, match="may only change by at least"):
+        ingest.import_file(db, "engagement", few, file_name="late.csv", scale=5)
+    assert _fingerprint(db) == before
+    enough = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=MIN_GROUP, max_size=MIN_GROUP + 2)), 95000)
+    assert ingest.import_file(db, "engagement", enough, file_name="more.csv", scale=5).rows_loaded >= MIN_GROUP
