@@ -173,7 +173,8 @@ def _index_items(con: duckdb.DuckDBPyConnection, sc: metrics.Scope) -> list[str]
 
 def focus_areas(
     con: duckdb.DuckDBPyConnection, unit_id: str, *, viewer: Viewer, period: str | None = None,
-    metric: str = "csat_pct", min_group: int | None = None,
+    metric: str = "csat_pct", min_group: int | None = None, drivers: dict | None = None,
+    company: tuple | None = None,
 ) -> FocusResult:
     """Focus areas of one unit in one period (default: the unit's latest shown period).
 
@@ -189,8 +190,7 @@ def focus_areas(
     unit = _check_unit(con, viewer, unit_id)
     sc = metrics.scope(con, min_group)
     # the company view is built once, as admin; only pooled figures of other units leave this function
-    eg = metrics.unit_period_engagement(con, ADMIN, sc.min_group)
-    scores = metrics.item_scores(con, ADMIN, sc.min_group, groups=eg)
+    eg, scores = company if company is not None else _company_view(con, sc.min_group)
     cells = scores.cells
     mine = eg.groups[eg.groups["unit_id"] == unit]
     shown = list(mine.sort_values("period_start")["period"])
@@ -209,7 +209,8 @@ def focus_areas(
     hidden = scores.suppressed
     suppressed_items = int(((hidden["unit_id"] == unit) & (hidden["period"] == period)
                             & hidden["item"].isin(index_items)).sum())
-    drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group).drivers}
+    if drivers is None:  # a caller looping over units passes them once (focus_counts)
+        drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group).drivers}
     warnings: list[str] = []
     manager = viewer.role == "manager"
     items = []
@@ -261,6 +262,39 @@ def focus_areas(
         items=tuple(FocusItem(focus=i["item"] in top, **i) for i in items), areas=areas,
         strengths=tuple(i["item"] for i in strong[:TOP_AREAS]), suppressed_items=int(suppressed_items),
         warnings=tuple(warnings), min_group=sc.min_group)
+
+
+def _company_view(con: duckdb.DuckDBPyConnection, min_group: int):
+    eg = metrics.unit_period_engagement(con, ADMIN, min_group)
+    return eg, metrics.item_scores(con, ADMIN, min_group, groups=eg)
+
+
+def focus_counts(
+    con: duckdb.DuckDBPyConnection, *, viewer: Viewer, period: str | None = None, metric: str = "csat_pct",
+    units: tuple[str, ...] | None = None,
+) -> tuple[int, dict[str, int]]:
+    """Across units: how many units have each item among their focus areas (the report's summary).
+
+    Every unit the viewer may see (or ``units``) with a shown group in ``period`` (default: each
+    unit's latest shown period) is asked :func:`focus_areas` with the same driver figures. Returns
+    (units looked at, {item: units with it as a focus area}).
+    """
+    viewer.require_employee_data()
+    sc = metrics.scope(con)
+    eg = metrics.unit_period_engagement(con, viewer, sc.min_group).groups
+    if period is not None:
+        eg = eg[eg["period"] == period]
+    seen = sorted(set(eg["unit_id"].astype(str)))
+    if units is not None:
+        seen = [u for u in seen if u in set(units)]
+    drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group).drivers}
+    company = _company_view(con, sc.min_group)  # one company view and one set of drivers for every unit
+    counts: dict[str, int] = {}
+    for unit in seen:
+        res = focus_areas(con, unit, viewer=viewer, period=period, metric=metric, drivers=drivers, company=company)
+        for area in res.areas:
+            counts[area.item] = counts.get(area.item, 0) + 1
+    return len(seen), dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # ---------------------------------------------------------------- what changed

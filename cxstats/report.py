@@ -162,6 +162,7 @@ def build_report(
     sections += _linkage_sections(res)
     sections += _engagement_sections(con, viewer, sel)
     sections.append(_changes_section(con, viewer, period_to))
+    sections.append(_focus_section(con, viewer, metric, units))
     if viewer.sees_customers:
         sections.append(_advocate_section(con, viewer))
     sections.append(Section("How the figures are computed, and what they cannot show", METHODS))
@@ -273,6 +274,23 @@ def _changes_section(con, viewer: Viewer, period: str | None) -> Section:
             for c in ch.changes
         )
     return Section("What changed", words, table=rows)
+
+
+def _focus_section(con, viewer: Viewer, metric: str, units: tuple[str, ...] | None) -> Section:
+    """How many units have each item among their focus areas (each unit's latest shown period)."""
+    n_units, counts = focus.focus_counts(con, viewer=viewer, metric=metric, units=units)
+    label = linkage.METRICS[metric]
+    words = (
+        f"A focus area is an item where a unit scores clearly below the other units (95% interval of the gap above "
+        f"zero) and that goes with {label} across units (driver r > 0, q < 0.10); each unit gets at most three, "
+        f"from its latest shown period. {n_units:,} units were looked at; "
+        f"{sum(1 for _ in counts)} items are a focus area somewhere.",
+        "Managers see their own units' focus areas, and keep action plans for them, on the Actions page.",
+    )
+    rows: tuple[tuple[str, ...], ...] = ()
+    if counts:
+        rows = (("item", "units with it as a focus area"),) + tuple((item, f"{n:,}") for item, n in counts.items())
+    return Section("Focus areas across units", words, table=rows)
 
 
 def _advocate_section(con, viewer: Viewer) -> Section:

@@ -100,7 +100,7 @@ def test_pdf_and_slides_carry_the_dashboards_headline_numbers(demo_db, demo_repo
             assert want in flat, want
         # the order of the contents, as DESIGN.md pins it
         order = ["Headline figures", "within units", "Between units", "Lags", "Engagement trend",
-                 "by unit and item", "advocate programme", "what they cannot show"]
+                 "by unit and item", "What changed", "Focus areas across units", "advocate programme", "what they cannot show"]
         positions = [flat.find(t) for t in order]
         assert -1 not in positions and positions == sorted(positions), positions
 
