@@ -35,8 +35,9 @@ FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
 # columns holding the wall-clock moment of the command: they differ between two complete runs
 VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",), "erasures": ("erased_at",),
             "purges": ("purged_at",), "suppressed_groups": ("since",), "written_files": ("written_at",)}
-# one erasure key for every copy, so the HMACs of a killed run and of the complete run are comparable
-os.environ.setdefault("CXSTATS_ERASURE_KEY", "fault-injection-test-key")
+# one erasure key for every copy, so the HMACs of a killed run and of the complete run are comparable;
+# given to the commands only (set in os.environ at import, it leaked into every other test module)
+ERASURE_KEY = os.environ.get("CXSTATS_ERASURE_KEY", "fault-injection-test-key")
 
 DRIVER = textwrap.dedent("""
     import sys
@@ -65,7 +66,7 @@ def state(db: Path) -> dict:
 
 def spawn(args: list[str]) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-c", DRIVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), CXSTATS_ERASURE_KEY=ERASURE_KEY))
     assert p.stdout.readline().strip() == "ready", p.stderr.read()
     return p
 
