@@ -65,6 +65,9 @@ REVIEWED = {
     "clv.horizon_weeks", "holdout_pct", "seed", "title", "result.k", "how",
     "_iv(m.orders, 'orders', '+.2f')", "_iv(m.spend, '', '+.2f')", "_iv(m.pretrend, 'orders', '+.2f')",
     "_iv(d.orders, 'orders', '+.2f')", "_iv(d.spend, '', '+.2f')",
+    # issue 13 pages: period labels, the metric's fixed name, plan ids and their fixed statuses, counts
+    "res.period", "res.metric.replace('_pct', ' %').upper()", "a.action_id", "a.status",
+    "ch.previous", "ch.period", "len(ch.changes)",
 }
 
 
