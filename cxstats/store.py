@@ -227,6 +227,12 @@ def settings(con: duckdb.DuckDBPyConnection) -> Settings:
     )
 
 
+def retention_months(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Months kept per kind (``retain_months_<kind>`` settings); 0 means keep everything."""
+    raw = dict(con.execute("SELECT key, value FROM settings").fetchall())
+    return {k: int(raw.get(f"retain_months_{k}") or 0) for k in RETENTION_DATES}
+
+
 def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, viewer=None) -> None:
     """Change a database-wide setting (admin only; min_group never below 3)."""
     if viewer is not None:

@@ -157,13 +157,13 @@ if is_admin:
     st.subheader("Retention")
     kinds = list(store.RETENTION_DATES)
     with store.connect(ctx.db) as con:
-        raw = dict(con.execute("SELECT key, value FROM settings").fetchall())
+        kept = store.retention_months(con)
     with st.form("cx_retention"):
         st.caption("Months to keep per kind (0 = keep everything). Purging deletes whole periods older than "
                    "that and rewrites the database file; each purge is logged.")
         cols = st.columns(len(kinds))
         months = {k: cols[i].number_input(k, min_value=0, max_value=1200, step=1, key=f"cx_retain_{k}",
-                                          value=int(raw.get(f"retain_months_{k}") or 0)) for i, k in enumerate(kinds)}
+                                          value=kept[k]) for i, k in enumerate(kinds)}
         save, run = st.columns(2)
         do_save = save.form_submit_button("Save retention")
         do_purge = run.form_submit_button("Save and purge now", type="primary")
