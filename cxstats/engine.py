@@ -1,0 +1,557 @@
+"""Where the heavy aggregations run: the DuckDB file, a Parquet lake read by DuckDB, or Apache Spark
+over that lake (DESIGN.md, "Engines").
+
+The heavy aggregations are Ibis expressions over :func:`open_tables`' tables; only aggregates come
+back. Everything else (engagement, settings, rewards, hold-outs, actions, re-organisations,
+erasures) always comes from the DuckDB file (``t.local``)::
+
+    cfg = engine.config_from_env(db)                 # CXSTATS_ENGINE, CXSTATS_LAKE, CXSTATS_SPARK
+    with engine.open_tables(cfg, viewer=viewer) as t:
+        p = t.table("purchases")                     # ibis.Table, same columns on every engine
+        out = t.execute(p.group_by("customer_id").aggregate(spend=p.amount.sum()))  # pyarrow.Table
+
+Configuration (environment):
+
+- nothing set: the DuckDB file (``--db``, ``CXSTATS_DB``, ``data/cxstats.duckdb``);
+- ``CXSTATS_LAKE=PATH`` (a folder or a URI DuckDB reads): Parquet datasets ``purchases/``,
+  ``feedback/``, ``mentions/``, ``customers/``, ``units/`` (hive-partitioned folders such as
+  ``year=2026/`` allowed), read by DuckDB;
+- ``CXSTATS_ENGINE=spark`` with ``CXSTATS_LAKE`` and ``CXSTATS_SPARK=local[2] | spark://HOST:7077 |
+  sc://HOST:15002`` (Spark Connect; default ``local[2]``): the same expressions on Spark, one
+  cached SparkSession per process.
+
+Every lake read leaves out rows whose customer id, handle or e-mail matches an erasure recorded in
+the DuckDB file: the erasure record holds HMAC-SHA256 values (:func:`cxstats.store.identifier_hmac`),
+so the engine computes the same HMAC of each row's identifiers natively (SHA-256 twice over the
+padded key, RFC 2104) and drops the matches; nothing is filtered when nothing was erased.
+``customers/`` carries ``updated_at``; the engine keeps each customer's latest row, a consent
+withdrawal (``marketing_consent`` false) winning ties. Columns are checked against
+:data:`cxstats.schema.KINDS` and cast to its types, so every engine sees the same schema; a missing
+optional column reads as null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import CxStatsError, Viewer, store
+from .schema import KINDS
+
+ENGINES = ("duckdb", "lake", "spark")
+LAKE_TABLES = ("purchases", "feedback", "mentions", "customers", "units")
+ENV_ENGINE, ENV_LAKE, ENV_SPARK = "CXSTATS_ENGINE", "CXSTATS_LAKE", "CXSTATS_SPARK"
+DEFAULT_SPARK = "local[2]"
+SPARK_EXTRA = "install the spark extra: pip install -r requirements-spark.txt"
+SPARK_CONNECT_TIMEOUT_S = 5.0  # how long a Spark master / Connect server may take to accept a connection
+SPARK_SHUFFLE_PARTITIONS = 4
+
+# columns beyond the kind's fields that the engine's tables carry
+EXTRA_COLUMNS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    # (name, schema type, required in a lake)
+    "purchases": (("line_no", "int", False),),
+    "mentions": (("sentiment_source", "text", False),),
+    "customers": (("updated_at", "timestamp", True),),
+}
+# identifiers checked against erasures, per table: (column, what) as store.identifier_hmac names them
+ERASURE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "purchases": (("customer_id", "id"),),
+    "feedback": (("customer_id", "id"),),
+    "mentions": (("customer_id", "id"), ("handle", "handle")),
+    "customers": (("customer_id", "id"), ("email", "email"), ("handle", "handle")),
+    "units": (),
+}
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_SPARK_MASTER = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|(spark|sc)://[^\s/:]+(:\d+)?/?(;.*)?)$")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs the heavy aggregations, and over what."""
+
+    kind: str  # "duckdb" | "lake" | "spark"
+    db: Path
+    lake: str | None = None
+    spark: str | None = None
+
+    def describe(self) -> str:
+        """One line for the sidebar and the logs."""
+        if self.kind == "spark":
+            return f"Spark {self.spark} over {self.lake}"
+        if self.kind == "lake":
+            return f"Parquet lake {self.lake} (DuckDB)"
+        return f"DuckDB file {self.db}"
+
+
+def _lake_is_local(lake: str) -> bool:
+    return not _URI.match(lake) or lake.lower().startswith("file://")
+
+
+def _local_path(lake: str) -> Path:
+    return Path(lake[len("file://"):] if lake.lower().startswith("file://") else lake)
+
+
+def config_from_env(db: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> EngineConfig:
+    """The engine named by CXSTATS_ENGINE / CXSTATS_LAKE / CXSTATS_SPARK (``env`` defaults to
+    os.environ). CxStatsError, naming the variable to fix, on a bad configuration."""
+    env = os.environ if env is None else env
+    path = store.db_path(db)
+    engine = (env.get(ENV_ENGINE) or "").strip().lower()
+    lake = (env.get(ENV_LAKE) or "").strip() or None
+    spark = (env.get(ENV_SPARK) or "").strip() or None
+    if engine not in ("",) + ENGINES:
+        raise CxStatsError(f"unknown {ENV_ENGINE}={env.get(ENV_ENGINE)!r}: use duckdb (the default; with "
+                           f"{ENV_LAKE} set it reads the lake), lake or spark")
+    if engine == "spark":
+        if not lake:
+            raise CxStatsError(f"{ENV_ENGINE}=spark needs {ENV_LAKE}: set it to the Parquet lake Spark should "
+                               "read (python -m cxstats lake export --to PATH writes one)")
+        spark = spark or DEFAULT_SPARK
+        if not _SPARK_MASTER.match(spark):
+            raise CxStatsError(f"{ENV_SPARK}={spark!r} is not a Spark master: use local[2], spark://HOST:7077 "
+                               "or sc://HOST:15002 (Spark Connect)")
+        kind = "spark"
+    elif engine == "lake" and not lake:
+        raise CxStatsError(f"{ENV_ENGINE}=lake needs {ENV_LAKE}: set it to the folder of the Parquet lake")
+    else:
+        kind = "lake" if lake else "duckdb"
+        spark = None
+    if lake and _lake_is_local(lake):
+        p = _local_path(lake)
+        if not p.is_dir():
+            raise CxStatsError(f"{ENV_LAKE}={lake}: no such folder; point it at a folder holding "
+                               f"{', '.join(t + '/' for t in LAKE_TABLES)} (python -m cxstats lake export "
+                               "--to PATH writes one)")
+        lake = str(p)
+    return EngineConfig(kind, path, lake, spark)
+
+
+# ---------------------------------------------------------------- types
+
+
+def _ibis_type(schema_type: str):
+    import ibis.expr.datatypes as dt
+
+    return {
+        "id": dt.string, "text": dt.string, "date": dt.date, "timestamp": dt.Timestamp(),
+        "int": dt.int32, "bigint": dt.int64, "float": dt.float64, "money": dt.Decimal(18, 2),
+        "bool": dt.boolean,
+    }[schema_type]
+
+
+def _accepts(schema_type: str, found) -> bool:
+    """Whether a lake column of type ``found`` (an ibis dtype) may be read as ``schema_type``."""
+    if schema_type in ("id", "text"):
+        return found.is_string()
+    if schema_type == "date":
+        return found.is_date()
+    if schema_type == "timestamp":
+        return found.is_timestamp() or found.is_date()
+    if schema_type in ("int", "bigint"):
+        return found.is_integer()
+    if schema_type == "float":
+        return found.is_floating() or found.is_decimal() or found.is_integer()
+    if schema_type == "money":  # money stays DECIMAL: a float column would sum to 1e-15 residues
+        if found.is_integer():
+            return True
+        return found.is_decimal() and (found.scale or 0) <= 2 and (
+            found.precision is None or found.precision - (found.scale or 0) <= 16)
+    if schema_type == "bool":
+        return found.is_boolean()
+    raise KeyError(schema_type)
+
+
+def table_columns(name: str) -> tuple[tuple[str, str, bool], ...]:
+    """(column, schema type, required in a lake) of an engine table, in order."""
+    k = KINDS[name]
+    return tuple((f.name, f.type, f.required) for f in k.fields) + EXTRA_COLUMNS.get(name, ())
+
+
+def _conform(name: str, raw, where: str):
+    """Check a raw lake table against the kind's columns and cast it to their types. Returns the
+    conformed ibis table, or raises CxStatsError listing every problem (dataset, column, expected
+    and found type)."""
+    import ibis
+
+    found = raw.schema()
+    problems: list[str] = []
+    cols = []
+    for col, typ, required in table_columns(name):
+        want = _ibis_type(typ)
+        if col not in found:
+            if required:
+                problems.append(f"{where}{name}/ has no column {col} (expected {want})")
+            cols.append(ibis.null(want).name(col))
+            continue
+        have = found[col]
+        if not _accepts(typ, have):
+            hint = " (ids are text)" if typ == "id" else (" (money is kept DECIMAL)" if typ == "money" else "")
+            problems.append(f"{where}{name}/ column {col}: expected {want}, found {have}{hint}")
+            continue
+        cols.append(raw[col] if have == want else raw[col].cast(want).name(col))
+    if problems:
+        raise _problems(problems)
+    return raw.select(*cols)
+
+
+def _problems(problems: list[str]) -> CxStatsError:
+    if len(problems) == 1:
+        return CxStatsError(problems[0])
+    return CxStatsError(f"{len(problems)} problems: " + "; ".join(problems), problems)
+
+
+def current_customers(customers):
+    """Each customer's latest row by updated_at; a consent withdrawal wins ties (then the smallest
+    e-mail, handle, name, so every engine keeps the same row)."""
+    import ibis
+
+    c = customers
+    withdrawn_first = ibis.cases((c.marketing_consent == False, 0), else_=1)  # noqa: E712 (an ibis expression)
+    w = ibis.window(group_by=c.customer_id,
+                    order_by=[ibis.desc(c.updated_at, nulls_first=False), withdrawn_first,
+                              ibis.asc(c.email, nulls_first=False), ibis.asc(c.handle, nulls_first=False),
+                              ibis.asc(c.name, nulls_first=False)])
+    ranked = c.mutate(_cx_rn=ibis.row_number().over(w))
+    return ranked.filter(ranked._cx_rn == 0).drop("_cx_rn")
+
+
+# ---------------------------------------------------------------- erasures: the HMAC, natively
+
+
+def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """RFC 2104 inner and outer pads of an HMAC-SHA256 key."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+@dataclass(frozen=True)
+class _Erasures:
+    pads: tuple[bytes, bytes] | None
+    by_what: dict[str, tuple[str, ...]]  # 'id' | 'email' | 'handle' -> erased HMACs
+
+    @property
+    def any(self) -> bool:
+        return any(self.by_what.values())
+
+
+def _erasures(con, db: Path) -> _Erasures:
+    erased = store.erased_hmacs(con)
+    by_what = {"id": tuple(sorted(erased["customer"])), "email": tuple(sorted(erased["email"])),
+               "handle": tuple(sorted(erased["handle"]))}
+    if not any(by_what.values()):
+        return _Erasures(None, by_what)
+    key = store.erasure_key(db)
+    if key is None:
+        raise CxStatsError(f"{db} records erasures but its erasure key is missing: set {store.KEY_ENV} or restore "
+                           f"{store.erasure_key_path(db)} (without it erased people cannot be left out of the lake)")
+    return _Erasures(_hmac_pads(key), by_what)
+
+
+def _duckdb_erasure_filter(rel, table: str, er: _Erasures):
+    """The relation without rows whose identifiers match an erasure (DuckDB expressions, no SQL text)."""
+    import duckdb
+
+    F, C, Col = duckdb.FunctionExpression, duckdb.ConstantExpression, duckdb.ColumnExpression
+    ipad, opad = er.pads
+    for col, what in ERASURE_COLUMNS[table]:
+        hashes = er.by_what["id" if what == "id" else what]
+        if not hashes or col not in rel.columns:
+            continue
+        v = F("trim", Col(col))
+        if what in ("email", "handle"):
+            v = F("lower", v)
+        if what == "handle":
+            v = F("ltrim", v, C("@"))
+        msg = F("encode", F("||", C(f"{what}:"), v))
+        inner = F("unhex", F("sha256", F("||", C(ipad), msg)))
+        mac = F("sha256", F("||", C(opad), inner))
+        rel = rel.filter(Col(col).isnull() | ~mac.isin(*[C(h) for h in hashes]))
+    return rel
+
+
+def _spark_erasure_filter(df, table: str, er: _Erasures):
+    """The DataFrame without rows whose identifiers match an erasure (Spark column functions)."""
+    from pyspark.sql import functions as F
+
+    ipad, opad = er.pads
+    for col, what in ERASURE_COLUMNS[table]:
+        hashes = er.by_what["id" if what == "id" else what]
+        if not hashes or col not in df.columns:
+            continue
+        v = F.trim(F.col(col))
+        if what in ("email", "handle"):
+            v = F.lower(v)
+        if what == "handle":
+            v = F.regexp_replace(v, "^@+", "")
+        msg = F.encode(F.concat(F.lit(f"{what}:"), v), "UTF-8")
+        inner = F.unhex(F.sha2(F.concat(F.lit(bytearray(ipad)), msg), 256))
+        mac = F.sha2(F.concat(F.lit(bytearray(opad)), inner), 256)
+        df = df.filter(F.col(col).isNull() | ~mac.isin(list(hashes)))
+    return df
+
+
+# ---------------------------------------------------------------- the tables of one operation
+
+
+class Tables:
+    """The tables of one operation (see :func:`open_tables`)."""
+
+    def __init__(self, cfg: EngineConfig, viewer: Viewer, con, backend, tables: dict[str, Any]):
+        self.cfg = cfg
+        self.kind = cfg.kind
+        self.viewer = viewer
+        self.con = con  # the DuckDB connection of --db
+        self.backend = backend  # the ibis backend the lake tables live in
+        self._tables = tables
+
+    def table(self, name: str):
+        """One of LAKE_TABLES as an ibis.Table (erasures left out, customers current)."""
+        if name not in self._tables:
+            raise CxStatsError(f"no engine table {name!r}: use one of {', '.join(LAKE_TABLES)} "
+                               "(other tables come from the DuckDB file: t.local)")
+        return self._tables[name]
+
+    def local(self, sql: str, params: list | tuple | None = None):
+        """A query on the DuckDB file (``?`` parameters) as a pandas.DataFrame."""
+        return self.con.execute(sql, list(params or [])).df()
+
+    def small(self, frame):
+        """A small local frame (pandas, pyarrow or dict) as a table the engine can join."""
+        import ibis
+
+        return ibis.memtable(frame)
+
+    def execute(self, expr):
+        """Run an expression on the engine; the result (an aggregate) as a pyarrow.Table."""
+        return self.backend.to_pyarrow(expr)
+
+
+def _duckdb_tables(con) -> tuple[Any, dict[str, Any]]:
+    import ibis
+
+    backend = ibis.duckdb.from_connection(con)
+    tables: dict[str, Any] = {}
+    for name in LAKE_TABLES:
+        t = backend.table(name)
+        if name == "customers":
+            # the current row of each customer: store.current_customers_sql's rule (latest batch, then row)
+            w = ibis.window(group_by=t.customer_id, order_by=[ibis.desc(t.batch_id), ibis.desc(t.row_no)])
+            t = t.mutate(_cx_rn=ibis.row_number().over(w))
+            t = t.filter(t._cx_rn == 0).drop("_cx_rn")
+            b = backend.table("batches").select("batch_id", updated_at="loaded_at")
+            t = t.left_join(b, "batch_id").drop("batch_id_right")
+        cols = []
+        for c, typ, _ in table_columns(name):
+            want = _ibis_type(typ)
+            cols.append(t[c] if t[c].type() == want else t[c].cast(want).name(c))
+        tables[name] = t.select(*cols)
+    return backend, tables
+
+
+def _lake_where(cfg: EngineConfig) -> str:
+    return f"lake {cfg.lake}: "
+
+
+def _dataset_path(cfg: EngineConfig, name: str) -> str:
+    return cfg.lake.rstrip("/") + "/" + name
+
+
+def _check_dataset(cfg: EngineConfig, name: str) -> None:
+    """A local lake's dataset must be a folder holding Parquet files."""
+    if not _lake_is_local(cfg.lake):
+        return
+    d = Path(_dataset_path(cfg, name))
+    if not d.is_dir():
+        raise CxStatsError(f"{_lake_where(cfg)}missing dataset {name}/ (a folder of Parquet files); "
+                           "python -m cxstats lake export --to PATH writes every dataset")
+    if not any(d.rglob("*.parquet")):
+        raise CxStatsError(f"{_lake_where(cfg)}dataset {name}/ holds no Parquet files (*.parquet)")
+
+
+def _lake_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, Any, dict[str, Any]]:
+    import duckdb
+    import ibis
+
+    lake_con = duckdb.connect()
+    lake_con.execute("SET TimeZone = 'UTC'")
+    backend = ibis.duckdb.from_connection(lake_con)
+    tables: dict[str, Any] = {}
+    for name in LAKE_TABLES:
+        _check_dataset(cfg, name)
+        try:
+            rel = lake_con.read_parquet(_dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True,
+                                        union_by_name=True)
+        except duckdb.Error as exc:
+            raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}") from exc
+        raw_view = f"cx_raw_{name}"
+        rel.create_view(raw_view)
+        conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
+        if er.any:
+            view = f"cx_{name}"
+            _duckdb_erasure_filter(rel, name, er).create_view(view)
+            conformed = _conform(name, backend.table(view), _lake_where(cfg))
+        tables[name] = current_customers(conformed) if name == "customers" else conformed
+    return lake_con, backend, tables
+
+
+# ---------------------------------------------------------------- Spark
+
+_SPARK_LOCK = threading.Lock()
+_SPARK_SESSIONS: dict[str, Any] = {}
+
+
+def _require_spark_extra(master: str) -> None:
+    try:
+        import ibis.backends.pyspark  # noqa: F401
+        import pyspark  # noqa: F401
+        if master.startswith("sc://"):
+            import pyspark.sql.connect.session  # noqa: F401  (needs grpcio, the connect part of the extra)
+    except ImportError as exc:
+        raise CxStatsError(f"{ENV_ENGINE}=spark: {SPARK_EXTRA} ({exc})") from exc
+
+
+def _java() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        j = Path(home) / "bin" / "java"
+        if j.is_file() and os.access(j, os.X_OK):
+            return str(j)
+    return shutil.which("java")
+
+
+def _check_reachable(master: str, timeout: float) -> None:
+    m = re.match(r"^(spark|sc)://([^/:;]+)(?::(\d+))?", master)
+    if not m:
+        return
+    host, port = m.group(2), int(m.group(3) or (7077 if m.group(1) == "spark" else 15002))
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise CxStatsError(f"{ENV_SPARK}={master}: Spark {'master' if m.group(1) == 'spark' else 'Connect server'} "
+                           f"{host}:{port} unreachable within {timeout:g} s ({exc}); start it or fix "
+                           f"{ENV_SPARK}") from exc
+
+
+def spark_session(master: str):
+    """The process's SparkSession for ``master`` (created once, then cached)."""
+    _require_spark_extra(master)
+    with _SPARK_LOCK:
+        s = _SPARK_SESSIONS.get(master)
+        if s is not None:
+            return s
+        if not master.startswith("sc://") and _java() is None:
+            raise CxStatsError(f"{ENV_ENGINE}=spark with {ENV_SPARK}={master} needs Java 17: install it "
+                               "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        _check_reachable(master, SPARK_CONNECT_TIMEOUT_S)
+        from pyspark.sql import SparkSession
+
+        try:
+            if master.startswith("sc://"):
+                s = SparkSession.builder.remote(master).getOrCreate()
+                s.conf.set("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
+                s.conf.set("spark.sql.session.timeZone", "UTC")
+            else:
+                b = (SparkSession.builder.master(master).appName("cxstats")
+                     .config("spark.ui.enabled", "false")
+                     .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
+                     .config("spark.sql.session.timeZone", "UTC")
+                     .config("spark.sql.ansi.enabled", "false"))
+                if master.startswith("local"):
+                    b = b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+                s = b.getOrCreate()
+        except Exception as exc:  # the JVM did not start or the cluster refused us
+            raise CxStatsError(f"{ENV_SPARK}={master}: Spark did not start ({str(exc).splitlines()[0][:300]}); "
+                               f"check {ENV_SPARK}, Java 17 and the pyspark version (4.0)") from exc
+        _SPARK_SESSIONS[master] = s
+        return s
+
+
+def _spark_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, list[str], dict[str, Any]]:
+    import ibis
+
+    session = spark_session(cfg.spark)
+    backend = ibis.pyspark.connect(session)
+    tag = uuid.uuid4().hex[:8]
+    views: list[str] = []
+    tables: dict[str, Any] = {}
+    try:
+        for name in LAKE_TABLES:
+            _check_dataset(cfg, name)
+            path = _dataset_path(cfg, name)
+            try:
+                df = session.read.option("basePath", path).parquet(path)
+            except Exception as exc:  # AnalysisException: path does not exist, not Parquet
+                raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: "
+                                   f"{str(exc).splitlines()[0][:300]}") from exc
+            raw_view = f"cx_raw_{name}_{tag}"
+            df.createOrReplaceTempView(raw_view)
+            views.append(raw_view)
+            conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
+            if er.any:
+                view = f"cx_{name}_{tag}"
+                _spark_erasure_filter(df, name, er).createOrReplaceTempView(view)
+                views.append(view)
+                conformed = _conform(name, backend.table(view), _lake_where(cfg))
+            tables[name] = current_customers(conformed) if name == "customers" else conformed
+    except BaseException:
+        _drop_spark_views(session, views)
+        raise
+    return backend, views, tables
+
+
+def _drop_spark_views(session, views: list[str]) -> None:
+    for v in views:
+        try:
+            session.catalog.dropTempView(v)
+        except Exception:  # a view that was never made, or a session gone: nothing to clean
+            pass
+
+
+# ---------------------------------------------------------------- opening
+
+
+@contextmanager
+def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
+    """The tables of one operation (one per operation, like ``store.connect``): LAKE_TABLES from
+    the configured engine, everything else from the DuckDB file through ``t.local`` and ``t.con``.
+
+    ``viewer`` is who asks; the analyses that read these tables filter by it (the engine hands out
+    only the tables every role's analysis starts from)."""
+    if not isinstance(viewer, Viewer):
+        raise CxStatsError("open_tables needs a Viewer")
+    with store.connect(cfg.db) as con:
+        if cfg.kind == "duckdb":
+            backend, tables = _duckdb_tables(con)
+            yield Tables(cfg, viewer, con, backend, tables)
+            return
+        er = _erasures(con, cfg.db)
+        if cfg.kind == "lake":
+            lake_con, backend, tables = _lake_tables(cfg, er)
+            try:
+                yield Tables(cfg, viewer, con, backend, tables)
+            finally:
+                lake_con.close()
+            return
+        if cfg.kind == "spark":
+            backend, views, tables = _spark_tables(cfg, er)
+            try:
+                yield Tables(cfg, viewer, con, backend, tables)
+            finally:
+                _drop_spark_views(spark_session(cfg.spark), views)
+            return
+        raise CxStatsError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(ENGINES)}")

@@ -1,0 +1,255 @@
+"""cxstats.engine: configuration, the tables of each engine, erasures and customers' current rows in
+a lake, and one clear message per bad configuration (DESIGN.md "Engines")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cxstats import ADMIN, CxStatsError, Viewer, engine, store
+
+KEY = "test-erasure-key-0123456789abcdef"
+
+
+# ---------------------------------------------------------------- a small lake written by hand
+
+
+def _write(lake: Path, name: str, table: pa.Table, part: str | None = None) -> None:
+    d = lake / name / part if part else lake / name
+    d.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, d / f"part-{len(list(d.glob('*.parquet')))}.parquet")
+
+
+def _money(values):
+    return pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(18, 2))
+
+
+def small_lake(lake: Path, purchases_amount=None, customer_id_type=pa.string(), drop=None) -> Path:
+    """Two purchases partitions, one each of the rest; customers with three rows of C1 (a later
+    withdrawal tied with a consent), C2 and an erased-to-be C9; mentions by id and by handle only."""
+    d = dt.date
+    amount = purchases_amount if purchases_amount is not None else _money(["10.00", "-2.50", "7.25"])
+    ids = pa.array(["C1", "C2", "C9"]) if customer_id_type == pa.string() else pa.array([1, 2, 9], customer_id_type)
+    tables = {
+        "purchases": pa.table({"customer_id": ids, "order_date": [d(2025, 3, 1), d(2025, 4, 1), d(2025, 5, 1)],
+                               "amount": amount, "order_id": ["O1", "O2", "O3"], "unit_id": ["U1", "U1", "U2"]}),
+        "feedback": pa.table({"unit_id": ["U1", "U2", "U2"], "date": [d(2025, 1, 2)] * 3,
+                              "csat": pa.array([5, 4, 1], pa.int64()), "customer_id": ["C1", None, "C9"]}),
+        "mentions": pa.table({"customer_id": ["C1", None, None],
+                              "handle": ["@one", " @Nine ", "@two"],
+                              "posted_at": [dt.datetime(2025, 2, 1, 12)] * 3,
+                              "sentiment": [0.5, 0.9, -0.2]}),
+        "customers": pa.table({"customer_id": ["C1", "C1", "C1", "C2", "C9"],
+                               "email": ["a@x.org", "a@x.org", "a@x.org", "b@x.org", "Nine@X.org"],
+                               "handle": ["one", "one", "one", "two", "nine"],
+                               "marketing_consent": [True, True, False, True, True],
+                               "updated_at": [dt.datetime(2025, 1, 1), dt.datetime(2025, 6, 1),
+                                              dt.datetime(2025, 6, 1), dt.datetime(2025, 1, 1),
+                                              dt.datetime(2025, 1, 1)]}),
+        "units": pa.table({"unit_id": ["U1", "U2"], "unit_name": ["One", "Two"]}),
+    }
+    for name, t in tables.items():
+        if name == drop:
+            continue
+        if name == "purchases":
+            _write(lake, name, t.slice(0, 2), "year=2025")
+            _write(lake, name, t.slice(2), "year=2026")
+        else:
+            _write(lake, name, t)
+    return lake
+
+
+def _rows(t, name, *cols):
+    tb = t.execute(t.table(name).order_by(*cols)) if cols else t.execute(t.table(name))
+    return tb.to_pylist()
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("env, kind, desc", [
+    ({}, "duckdb", "DuckDB file {db}"),
+    ({"CXSTATS_ENGINE": "duckdb"}, "duckdb", "DuckDB file {db}"),
+    ({"CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
+    ({"CXSTATS_ENGINE": "lake", "CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
+    ({"CXSTATS_ENGINE": "Spark", "CXSTATS_LAKE": "{lake}"}, "spark", "Spark local[2] over {lake}"),
+    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "spark://h:7077"}, "spark",
+     "Spark spark://h:7077 over {lake}"),
+    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "s3://b/lake", "CXSTATS_SPARK": "sc://h:15002"}, "spark",
+     "Spark sc://h:15002 over s3://b/lake"),
+])
+def test_config_from_env(tmp_path, env, kind, desc):
+    db = tmp_path / "x.duckdb"
+    env = {k: v.format(lake=tmp_path) for k, v in env.items()}
+    cfg = engine.config_from_env(db, env=env)
+    assert cfg.kind == kind
+    assert cfg.db == db
+    assert cfg.describe() == desc.format(db=db, lake=tmp_path)
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"CXSTATS_ENGINE": "presto"}, "unknown CXSTATS_ENGINE='presto'"),
+    ({"CXSTATS_ENGINE": "spark"}, "CXSTATS_ENGINE=spark needs CXSTATS_LAKE"),
+    ({"CXSTATS_ENGINE": "lake"}, "CXSTATS_ENGINE=lake needs CXSTATS_LAKE"),
+    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "yarn"}, "CXSTATS_SPARK='yarn' is not"),
+    ({"CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
+    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
+])
+def test_bad_config_one_clear_message(tmp_path, env, fragment):
+    env = {k: v.format(lake=tmp_path) for k, v in env.items()}
+    with pytest.raises(CxStatsError) as e:
+        engine.config_from_env(tmp_path / "x.duckdb", env=env)
+    assert fragment.format(lake=tmp_path) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_config_reads_os_environ(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXSTATS_LAKE", str(tmp_path))
+    monkeypatch.delenv("CXSTATS_ENGINE", raising=False)
+    assert engine.config_from_env(tmp_path / "x.duckdb").kind == "lake"
+
+
+# ---------------------------------------------------------------- the DuckDB file
+
+
+def test_duckdb_tables_match_the_file(tmp_path):
+    from cxstats import cli
+
+    db = tmp_path / "d.duckdb"
+    assert cli.main(["demo", "--db", str(db), "--units", "6", "--customers", "200", "--seed", "3"]) == 0
+    cfg = engine.config_from_env(db, env={})
+    with engine.open_tables(cfg, viewer=ADMIN) as t:
+        assert t.kind == "duckdb"
+        for name in engine.LAKE_TABLES:
+            tb = t.table(name)
+            assert tuple(tb.columns) == tuple(c for c, _, _ in engine.table_columns(name))
+        n = {name: t.execute(t.table(name).count().name("n").as_table())["n"][0].as_py() for name in engine.LAKE_TABLES}
+        con = t.con
+        for name in ("purchases", "feedback", "mentions", "units"):
+            assert n[name] == con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+        assert n["customers"] == con.execute("SELECT count(DISTINCT customer_id) FROM customers").fetchall()[0][0]
+        p = t.table("purchases")
+        got = t.execute(p.group_by("customer_id").aggregate(spend=p.amount.sum()).order_by("customer_id"))
+        want = t.local("SELECT customer_id, sum(amount) AS spend FROM purchases GROUP BY 1 ORDER BY 1")
+        assert got["customer_id"].to_pylist() == list(want["customer_id"])
+        assert [float(x) for x in got["spend"].to_pylist()] == [float(x) for x in want["spend"]]
+        # a small local frame joins the engine's tables
+        m = t.small({"customer_id": list(want["customer_id"][:3])})
+        assert t.execute(p.join(m, "customer_id").customer_id.nunique().name("n").as_table())["n"][0].as_py() == 3
+        assert t.local("SELECT count(*) AS n FROM settings WHERE key = ?", ["min_group"])["n"][0] == 1
+        with pytest.raises(CxStatsError, match="no engine table 'engagement'"):
+            t.table("engagement")
+
+
+# ---------------------------------------------------------------- a lake read by DuckDB
+
+
+def _lake_cfg(tmp_path, lake):
+    return engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_LAKE": str(lake)})
+
+
+def test_lake_tables_types_and_current_customers(tmp_path):
+    lake = small_lake(tmp_path / "lake")
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+        assert t.kind == "lake"
+        for name in engine.LAKE_TABLES:
+            assert tuple(t.table(name).columns) == tuple(c for c, _, _ in engine.table_columns(name))
+        assert str(t.table("purchases").schema()["amount"]) == "decimal(18, 2)"
+        assert str(t.table("feedback").schema()["csat"]) == "int32"
+        pur = _rows(t, "purchases", "order_id")
+        assert [r["order_id"] for r in pur] == ["O1", "O2", "O3"]
+        assert [r["amount"] for r in pur] == [Decimal("10.00"), Decimal("-2.50"), Decimal("7.25")]
+        assert pur[0]["line_no"] is None  # an optional column the lake lacks reads as null
+        cust = _rows(t, "customers", "customer_id")
+        assert [r["customer_id"] for r in cust] == ["C1", "C2", "C9"]
+        assert cust[0]["marketing_consent"] is False  # the withdrawal wins the 2025-06-01 tie
+        assert t.local("SELECT count(*) AS n FROM batches")["n"][0] == 0  # the rest: the DuckDB file
+
+
+def _erase(db: Path, kind: str, ident: str, handles=(), emails=()):
+    key = KEY.encode()
+    with store.connect(db) as con:
+        con.execute("INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs, email_hmacs) VALUES (1, ?, ?, ?, ?)",
+                    [kind, store.identifier_hmac(key, ident, "id"),
+                     ";".join(store.identifier_hmac(key, h, "handle") for h in handles),
+                     ";".join(store.identifier_hmac(key, e, "email") for e in emails)])
+
+
+def test_lake_leaves_out_erased_ids_handles_and_emails(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    lake = small_lake(tmp_path / "lake")
+    db = tmp_path / "d.duckdb"
+    _erase(db, "customer", "C9", handles=["nine"], emails=["nine@x.org"])
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+        assert [r["customer_id"] for r in _rows(t, "purchases", "order_id")] == ["C1", "C2"]
+        assert [r["customer_id"] for r in _rows(t, "feedback", "csat")] == [None, "C1"]  # null ids stay
+        # the mention by ' @Nine ' only (no customer id) goes with the erased handle
+        assert sorted(r["handle"] for r in _rows(t, "mentions")) == ["@one", "@two"]
+        assert [r["customer_id"] for r in _rows(t, "customers", "customer_id")] == ["C1", "C2"]
+
+
+def test_lake_erased_email_alone_drops_the_row(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    lake = small_lake(tmp_path / "lake")
+    _erase(tmp_path / "d.duckdb", "customer", "someone-else", emails=["B@x.org "])
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+        assert [r["customer_id"] for r in _rows(t, "customers", "customer_id")] == ["C1", "C9"]
+        assert len(_rows(t, "purchases")) == 3
+
+
+def test_lake_erasures_without_the_key_refuse(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    lake = small_lake(tmp_path / "lake")
+    _erase(tmp_path / "d.duckdb", "customer", "C9")
+    monkeypatch.delenv(store.KEY_ENV)
+    with pytest.raises(CxStatsError, match="erasure key is missing"):
+        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
+            pass
+
+
+def _float_money():
+    return pa.array([10.0, -2.5, 7.25], pa.float64())
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda lake: small_lake(lake, drop="mentions"), "missing dataset mentions/"),
+    (lambda lake: (small_lake(lake, drop="units"), (lake / "units").mkdir()), "dataset units/ holds no Parquet files"),
+    (lambda lake: small_lake(lake, purchases_amount=_float_money()),
+     "purchases/ column amount: expected decimal(18, 2), found float64"),
+    (lambda lake: small_lake(lake, customer_id_type=pa.int64()),
+     "purchases/ column customer_id: expected string, found int64 (ids are text)"),
+])
+def test_bad_lake_one_clear_message(tmp_path, make, fragment):
+    lake = tmp_path / "lake"
+    make(lake)
+    with pytest.raises(CxStatsError) as e:
+        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
+            pass
+    assert fragment in str(e.value)
+    assert str(lake) in str(e.value)
+
+
+def test_lake_missing_required_column(tmp_path):
+    lake = small_lake(tmp_path / "lake")
+    for f in (lake / "customers").glob("*.parquet"):
+        f.unlink()
+    _write(lake, "customers", pa.table({"customer_id": ["C1"]}))
+    with pytest.raises(CxStatsError, match=r"customers/ has no column updated_at \(expected timestamp\)"):
+        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
+            pass
+
+
+def test_open_tables_needs_a_viewer(tmp_path):
+    with pytest.raises(TypeError):
+        with engine.open_tables(engine.config_from_env(tmp_path / "d.duckdb", env={})):  # type: ignore[call-arg]
+            pass
+    with pytest.raises(CxStatsError):
+        with engine.open_tables(engine.config_from_env(tmp_path / "d.duckdb", env={}), viewer="admin"):
+            pass
+    with engine.open_tables(engine.config_from_env(tmp_path / "d.duckdb", env={}), viewer=Viewer("leader")) as t:
+        assert t.viewer.role == "leader"
