@@ -168,9 +168,27 @@ def cmd_demo(args) -> int:
 
 
 def cmd_import(args) -> int:
+    """Exit 0 loaded, 2 refused with every problem (the first 50, then a count) on stderr."""
     from . import ingest
 
-    return ingest.cli_import(args)
+    try:
+        res = ingest.import_file(
+            args.db, args.kind, args.file, sheet=args.sheet, mapping=ingest.parse_mapping(args.map),
+            dayfirst=True if args.dayfirst else None, scale=args.scale, reverse=tuple(args.reverse or ()),
+            skip_invalid=args.skip_invalid, viewer=ADMIN, loaded_by="command line", isolated=True,
+        )
+    except CxStatsError as exc:
+        shown = [p for p in exc.problems[:50] if p not in str(exc)]
+        more = len(exc.problems) - len(shown)
+        total = getattr(exc, "n_problems", len(exc.problems))
+        more = max(more, total - len(shown))
+        if more > 0:
+            shown.append(f"... and {more:,} more problems")
+        raise type(exc)(str(exc), problems=shown) from None
+    print(res.summary())
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
 
 
 def cmd_linkage(args) -> int:
