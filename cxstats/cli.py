@@ -11,12 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from . import ADMIN, CxStatsError, store
+
+if TYPE_CHECKING:  # types only: each command imports its module when it runs (a fast start)
+    from . import linkage
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help="database file (default: $CXSTATS_DB or data/cxstats.duckdb)")
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    """A number for a table; "n/a" for a missing one."""
+    return "n/a" if x is None else format(x, spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,9 +201,77 @@ def cmd_import(args) -> int:
 
 
 def cmd_linkage(args) -> int:
+    """JSON with --json, else a table and plain sentences."""
     from . import linkage
 
-    return linkage.cli_linkage(args)
+    covs = tuple(c for c in (args.covariates or "").split(",") if c.strip())
+    with store.connect(args.db) as con:
+        con.execute("SET enable_progress_bar = false")  # stdout carries JSON only
+        res = linkage.analyse(con, ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
+                              covariates=covs, period=args.period)
+    if args.json:
+        print(json.dumps(res.as_json()))
+        return 0
+    print(linkage_table(res))
+    print()
+    for s in res.summary_sentences():
+        print(s)
+    for wmsg in res.warnings:
+        print(f"warning: {wmsg}", file=sys.stderr)
+    return 0
+
+
+def linkage_table(res: linkage.LinkageResult) -> str:
+    """The linkage result as the text table the command prints (numbers rounded only here)."""
+    w = res.within_unit
+    rows = [
+        ("metric", f"{res.metric} ({res.metric_label}), period {res.period}, lag {res.lag}, "
+                   f"min_group {res.min_group}"),
+        ("units", f"{res.n_units} (suppressed unit-period groups: {res.suppressed_groups})"),
+        ("within-unit coef", f"{_fmt(w.coef, '.4f')} per index point  95% CI [{_fmt(w.ci_low, '.4f')}, "
+                             f"{_fmt(w.ci_high, '.4f')}]  p {_fmt(w.p, '.3g')}  n {w.n_obs}, {w.n_clusters} units"),
+        ("vcov", f"{w.vcov or 'none'} ({w.n_singletons} single-period units left out)"),
+        ("within-unit r", f"{_fmt(w.r, '.3f')}  dof {w.r_dof if w.r_dof is not None else 'n/a'}  "
+                          f"p {_fmt(w.r_p, '.3g')} (unit and period effects removed)"),
+        ("corrected coef", "n/a" if w.corrected is None else
+         f"{_fmt(w.corrected.coef, '.4f')}  95% CI [{_fmt(w.corrected.ci_low, '.4f')}, "
+         f"{_fmt(w.corrected.ci_high, '.4f')}]  reliability {_fmt(w.corrected.reliability, '.3f')} "
+         f"(corrected for small-group noise)"),
+        ("between-unit r", f"{_fmt(res.pearson.r, '.3f')}  95% CI [{_fmt(res.pearson.ci_low, '.3f')}, "
+                           f"{_fmt(res.pearson.ci_high, '.3f')}]  p {_fmt(res.pearson.p, '.3g')}"),
+        ("between r corrected", f"{_fmt(res.pearson_corrected.r, '.3f')}  95% CI "
+                                f"[{_fmt(res.pearson_corrected.ci_low, '.3f')}, {_fmt(res.pearson_corrected.ci_high, '.3f')}]"
+                                f"  rel_x {_fmt(res.pearson_corrected.rel_x, '.3f')}  "
+                                f"rel_y {_fmt(res.pearson_corrected.rel_y, '.3f')}"),
+        ("Spearman rho", f"{_fmt(res.spearman.rho, '.3f')}  p {_fmt(res.spearman.p, '.3g')}"),
+        ("min detectable r", _fmt(res.min_detectable_r, ".3f")),
+        ("slope per +10", f"{_fmt(res.slope_per_10.estimate, '.3f')}  95% CI [{_fmt(res.slope_per_10.ci_low, '.3f')}, "
+                          f"{_fmt(res.slope_per_10.ci_high, '.3f')}]"),
+        ("elasticity", res.elasticity_reason if res.elasticity is None else
+         f"{res.elasticity.beta:.3f} (+10% engagement -> {100 * res.elasticity.effect_of_10pct:+.2f}% CX)"),
+        ("quartiles", f"top {_fmt(res.quartiles.top)}  bottom {_fmt(res.quartiles.bottom)}  diff "
+                      f"{_fmt(res.quartiles.diff)} [{_fmt(res.quartiles.ci_low)}, {_fmt(res.quartiles.ci_high)}]"),
+    ]
+    if res.partial is not None:
+        rows.append((f"partial r | {', '.join(res.partial.covariates)}",
+                     f"{_fmt(res.partial.r, '.3f')}  95% CI [{_fmt(res.partial.ci_low, '.3f')}, "
+                     f"{_fmt(res.partial.ci_high, '.3f')}]  p {_fmt(res.partial.p, '.3g')}"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    lines.append("")
+    lines.append(f"{'lag':>4}  {'coef':>10}  {'r':>7}  {'p':>8}  {'p_holm':>8}  {'n':>6}")
+    for x in res.lags:
+        lines.append(f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  "
+                     f"{_fmt(x.p_holm, '.3g'):>8}  {x.n:>6}")
+    lines.append("(each lag uses the rows it has, so n differs; p_holm allows for looking at five lags)")
+    if res.drivers:
+        lines.append("")
+        lines.append(f"{'driver item':<24}  {'r':>7}  {'95% CI':>17}  {'q':>7}")
+        for d in res.drivers:
+            lines.append(f"{d.item[:24]:<24}  {_fmt(d.r, '.3f'):>7}  [{_fmt(d.ci_low, '.2f'):>6}, "
+                         f"{_fmt(d.ci_high, '.2f'):>6}]  {_fmt(d.q, '.3g'):>7}")
+        lines.append("(items overlap: their correlations are not separate effects)")
+    return "\n".join(lines)
 
 
 def cmd_advocates(args) -> int:

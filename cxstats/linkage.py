@@ -14,9 +14,7 @@ suppressed (unit, period) groups never enter any statistic below.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 
 import duckdb
@@ -26,7 +24,7 @@ from scipy import stats
 from statsmodels.regression.linear_model import OLS  # not statsmodels.api: it loads plotting too (slow start)
 from statsmodels.tools.tools import add_constant
 
-from . import ADMIN, CxStatsError, Viewer, metrics, store
+from . import ADMIN, CxStatsError, Viewer, metrics
 from .stats import (  # noqa: F401  (re-exported: linkage.fisher_ci, linkage.pearson, ...)
     MIN_N,
     MIN_RELIABILITY,
@@ -732,77 +730,3 @@ def summary_sentences(res: LinkageResult) -> list[str]:
     out.append("Neither figure shows that engagement causes customer satisfaction, and a pattern across lags "
                "does not show which way any influence runs.")
     return out
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _table(res: LinkageResult) -> str:
-    w = res.within_unit
-    rows = [
-        ("metric", f"{res.metric} ({res.metric_label}), period {res.period}, lag {res.lag}, "
-                   f"min_group {res.min_group}"),
-        ("units", f"{res.n_units} (suppressed unit-period groups: {res.suppressed_groups})"),
-        ("within-unit coef", f"{_fmt(w.coef, '.4f')} per index point  95% CI [{_fmt(w.ci_low, '.4f')}, "
-                             f"{_fmt(w.ci_high, '.4f')}]  p {_fmt(w.p, '.3g')}  n {w.n_obs}, {w.n_clusters} units"),
-        ("vcov", f"{w.vcov or 'none'} ({w.n_singletons} single-period units left out)"),
-        ("within-unit r", f"{_fmt(w.r, '.3f')}  dof {w.r_dof if w.r_dof is not None else 'n/a'}  "
-                          f"p {_fmt(w.r_p, '.3g')} (unit and period effects removed)"),
-        ("corrected coef", "n/a" if w.corrected is None else
-         f"{_fmt(w.corrected.coef, '.4f')}  95% CI [{_fmt(w.corrected.ci_low, '.4f')}, "
-         f"{_fmt(w.corrected.ci_high, '.4f')}]  reliability {_fmt(w.corrected.reliability, '.3f')} "
-         f"(corrected for small-group noise)"),
-        ("between-unit r", f"{_fmt(res.pearson.r, '.3f')}  95% CI [{_fmt(res.pearson.ci_low, '.3f')}, "
-                           f"{_fmt(res.pearson.ci_high, '.3f')}]  p {_fmt(res.pearson.p, '.3g')}"),
-        ("between r corrected", f"{_fmt(res.pearson_corrected.r, '.3f')}  95% CI "
-                                f"[{_fmt(res.pearson_corrected.ci_low, '.3f')}, {_fmt(res.pearson_corrected.ci_high, '.3f')}]"
-                                f"  rel_x {_fmt(res.pearson_corrected.rel_x, '.3f')}  "
-                                f"rel_y {_fmt(res.pearson_corrected.rel_y, '.3f')}"),
-        ("Spearman rho", f"{_fmt(res.spearman.rho, '.3f')}  p {_fmt(res.spearman.p, '.3g')}"),
-        ("min detectable r", _fmt(res.min_detectable_r, ".3f")),
-        ("slope per +10", f"{_fmt(res.slope_per_10.estimate, '.3f')}  95% CI [{_fmt(res.slope_per_10.ci_low, '.3f')}, "
-                          f"{_fmt(res.slope_per_10.ci_high, '.3f')}]"),
-        ("elasticity", res.elasticity_reason if res.elasticity is None else
-         f"{res.elasticity.beta:.3f} (+10% engagement -> {100 * res.elasticity.effect_of_10pct:+.2f}% CX)"),
-        ("quartiles", f"top {_fmt(res.quartiles.top)}  bottom {_fmt(res.quartiles.bottom)}  diff "
-                      f"{_fmt(res.quartiles.diff)} [{_fmt(res.quartiles.ci_low)}, {_fmt(res.quartiles.ci_high)}]"),
-    ]
-    if res.partial is not None:
-        rows.append((f"partial r | {', '.join(res.partial.covariates)}",
-                     f"{_fmt(res.partial.r, '.3f')}  95% CI [{_fmt(res.partial.ci_low, '.3f')}, "
-                     f"{_fmt(res.partial.ci_high, '.3f')}]  p {_fmt(res.partial.p, '.3g')}"))
-    width = max(len(k) for k, _ in rows)
-    lines = [f"{k:<{width}}  {v}" for k, v in rows]
-    lines.append("")
-    lines.append(f"{'lag':>4}  {'coef':>10}  {'r':>7}  {'p':>8}  {'p_holm':>8}  {'n':>6}")
-    for x in res.lags:
-        lines.append(f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  "
-                     f"{_fmt(x.p_holm, '.3g'):>8}  {x.n:>6}")
-    lines.append("(each lag uses the rows it has, so n differs; p_holm allows for looking at five lags)")
-    if res.drivers:
-        lines.append("")
-        lines.append(f"{'driver item':<24}  {'r':>7}  {'95% CI':>17}  {'q':>7}")
-        for d in res.drivers:
-            lines.append(f"{d.item[:24]:<24}  {_fmt(d.r, '.3f'):>7}  [{_fmt(d.ci_low, '.2f'):>6}, "
-                         f"{_fmt(d.ci_high, '.2f'):>6}]  {_fmt(d.q, '.3g'):>7}")
-        lines.append("(items overlap: their correlations are not separate effects)")
-    return "\n".join(lines)
-
-
-def cli_linkage(args) -> int:
-    """``python -m cxstats linkage``: JSON with --json, else a table and plain sentences."""
-    covs = tuple(c for c in (args.covariates or "").split(",") if c.strip())
-    with store.connect(args.db) as con:
-        con.execute("SET enable_progress_bar = false")  # stdout carries JSON only
-        res = analyse(con, ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
-                      covariates=covs, period=args.period)
-    if args.json:
-        print(json.dumps(res.as_json()))
-        return 0
-    print(_table(res))
-    print()
-    for s in res.summary_sentences():
-        print(s)
-    for wmsg in res.warnings:
-        print(f"warning: {wmsg}", file=sys.stderr)
-    return 0
