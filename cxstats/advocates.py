@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Mapping
@@ -639,83 +639,5 @@ def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=N
         return _load(con)
 
 
-# ---------------------------------------------------------------- command line
-
-
-def cli_advocates(args) -> int:
-    """``python -m cxstats advocates [--as-of DATE] [--top N] [--out FILE [--holdout PCT [--seed N]]] [--json]``
-    (acts as admin)."""
-    import json
-
-    if args.top is not None and args.top < 0:
-        raise CxStatsError("--top must be 0 (all) or a positive number")
-    as_of = _as_date(args.as_of, "--as-of")
-    out_path = getattr(args, "out", None)
-    holdout, seed = getattr(args, "holdout", None), getattr(args, "seed", None)
-    if holdout is not None and not out_path:
-        raise CxStatsError("--holdout needs --out FILE.csv|FILE.xlsx: the hold-out is drawn from an exported list")
-    if seed is not None and holdout is None:
-        raise CxStatsError("--seed only goes with --holdout PCT")
-    if out_path:
-        from .export import format_for
-
-        format_for(out_path, None)  # refuse a bad suffix before any work
-    if holdout is not None:
-        from .export import check_pct
-
-        check_pct(holdout)
-    horizon = getattr(args, "horizon_weeks", None)
-    horizon = value.HORIZON_WEEKS if horizon is None else value.check_horizon(horizon)
-    min_p = getattr(args, "min_p_alive", None)
-    if min_p is not None:
-        value.check_p_alive(min_p)
-    with store.connect(args.db) as con:
-        result = score(con, ADMIN, as_of=as_of, horizon_weeks=horizon)
-        exported = None
-        if out_path:
-            from .export import write_advocates
-
-            listed = result
-            if holdout is not None or min_p is not None:  # "to reward"
-                listed = replace(result, customers=to_reward(result, min_p_alive=min_p))
-            exported = write_advocates(con, ADMIN, listed, out_path, filter_text=_filter_text(args), top=args.top,
-                                       holdout_pct=holdout, seed=seed)
-    if args.json:
-        print(json.dumps(result.as_json(args.top)))
-    else:
-        _print_table(result, args.top)
-    if exported is not None:
-        msg = f"exported {exported.rows} consented customers to {exported.path} (export {exported.export_id})"
-        if holdout is not None:
-            msg += (f"; {exported.held_out} held out at random (seed {exported.seed}): leave them out of "
-                    "rewards for 90 days, then see: python -m cxstats effect")
-        print(msg, file=__import__("sys").stderr if args.json else __import__("sys").stdout)
-    return 0
-
-
-def _filter_text(args) -> str:
-    parts = [f"as_of={args.as_of}" if args.as_of else "as_of=latest order", f"top={args.top}"]
-    if getattr(args, "min_p_alive", None) is not None:
-        parts.append(f"min_p_alive={args.min_p_alive:g}")
-    return "; ".join(parts)
-
-
-def _print_table(result: AdvocateResult, top: int | None) -> None:
-    if result.as_of is None:
-        print("no purchases yet; load some with: python -m cxstats import purchases FILE")
-        return
-    df = result.top(top)
-    print(f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
-          f"(of {result.ranked:,} customers with an order); showing {len(df):,}")
-    if df.empty:
-        return
-    print(f"{'#':>4}  {'customer':<12} {'score':>6}  {'tier':<9} {'orders':>6} {'spend':>11}  reasons")
-    for i, r in enumerate(df.itertuples(index=False), 1):
-        print(f"{i:>4}  {str(r.customer_id)[:12]:<12} {r.score:>6.1f}  {r.tier:<9} {r.orders:>6} "
-              f"{r.spend:>11,.2f}  {'; '.join(r.reasons)}")
-    if len(result.unmatched_handles):
-        print(f"{len(result.unmatched_handles):,} handles with mentions matched no customer")
-
-
-__all__ = ["score", "to_reward", "record_reward", "cli_advocates", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
+__all__ = ["score", "to_reward", "record_reward", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
            "DEFAULT_WEIGHTS"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from . import ADMIN, CxStatsError, store
 
 if TYPE_CHECKING:  # types only: each command imports its module when it runs (a fast start)
-    from . import linkage
+    from . import advocates, linkage
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -275,9 +275,76 @@ def linkage_table(res: linkage.LinkageResult) -> str:
 
 
 def cmd_advocates(args) -> int:
-    from . import advocates
+    """``advocates [--as-of DATE] [--top N] [--out FILE [--holdout PCT [--seed N]]] [--json]``: every
+    option is checked before any work."""
+    from dataclasses import replace
 
-    return advocates.cli_advocates(args)
+    from . import advocates, export, value
+
+    if args.top is not None and args.top < 0:
+        raise CxStatsError("--top must be 0 (all) or a positive number")
+    as_of = advocates._as_date(args.as_of, "--as-of")
+    out_path = getattr(args, "out", None)
+    holdout, seed = getattr(args, "holdout", None), getattr(args, "seed", None)
+    if holdout is not None and not out_path:
+        raise CxStatsError("--holdout needs --out FILE.csv|FILE.xlsx: the hold-out is drawn from an exported list")
+    if seed is not None and holdout is None:
+        raise CxStatsError("--seed only goes with --holdout PCT")
+    if out_path:
+        export.format_for(out_path, None)  # refuse a bad suffix before any work
+    if holdout is not None:
+        export.check_pct(holdout)
+    horizon = getattr(args, "horizon_weeks", None)
+    horizon = value.HORIZON_WEEKS if horizon is None else value.check_horizon(horizon)
+    min_p = getattr(args, "min_p_alive", None)
+    if min_p is not None:
+        value.check_p_alive(min_p)
+    with store.connect(args.db) as con:
+        result = advocates.score(con, ADMIN, as_of=as_of, horizon_weeks=horizon)
+        exported = None
+        if out_path:
+            listed = result
+            if holdout is not None or min_p is not None:  # "to reward"
+                listed = replace(result, customers=advocates.to_reward(result, min_p_alive=min_p))
+            exported = export.write_advocates(con, ADMIN, listed, out_path, filter_text=_advocates_filter_text(args),
+                                              top=args.top, holdout_pct=holdout, seed=seed)
+    if args.json:
+        print(json.dumps(result.as_json(args.top)))
+    else:
+        _print_advocates(result, args.top)
+    if exported is not None:
+        msg = f"exported {exported.rows} consented customers to {exported.path} (export {exported.export_id})"
+        if holdout is not None:
+            msg += (f"; {exported.held_out} held out at random (seed {exported.seed}): leave them out of "
+                    "rewards for 90 days, then see: python -m cxstats effect")
+        print(msg, file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _advocates_filter_text(args) -> str:
+    """What the audit log records as the filter of a command-line export."""
+    parts = [f"as_of={args.as_of}" if args.as_of else "as_of=latest order", f"top={args.top}"]
+    if getattr(args, "min_p_alive", None) is not None:
+        parts.append(f"min_p_alive={args.min_p_alive:g}")
+    return "; ".join(parts)
+
+
+def _print_advocates(result: advocates.AdvocateResult, top: int | None) -> None:
+    if result.as_of is None:
+        print("no purchases yet; load some with: python -m cxstats import purchases FILE")
+        return
+    df = result.top(top)
+    print(f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
+          f"(of {result.ranked:,} customers with an order); showing {len(df):,}")
+    if df.empty:
+        return
+    print(f"{'#':>4}  {'customer':<12} {'score':>6}  {'tier':<9} {'orders':>6} {'spend':>11}  reasons")
+    for i, r in enumerate(df.itertuples(index=False), 1):
+        print(f"{i:>4}  {str(r.customer_id)[:12]:<12} {r.score:>6.1f}  {r.tier:<9} {r.orders:>6} "
+              f"{r.spend:>11,.2f}  {'; '.join(r.reasons)}")
+    if len(result.unmatched_handles):
+        print(f"{len(result.unmatched_handles):,} handles with mentions matched no customer")
+
 
 # --- effect ---
 def cmd_effect(args) -> int:
