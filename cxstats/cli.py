@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
 
     # --- lake ---
+    p = sub.add_parser("lake", help="the Parquet lake of DESIGN.md 'Engines' (CXSTATS_LAKE)")
+    lake_sub = p.add_subparsers(dest="lake_command", required=True)
+    q = lake_sub.add_parser("export", help="write the database's tables as a Parquet lake (admin)")
+    q.add_argument("--to", required=True, metavar="PATH", help="a new (or empty) folder for the lake")
+    _add_db(q)
+    q.add_argument("--include-engagement", action="store_true",
+                   help="also write the engagement survey tables (left out by default)")
 
     return ap
 
@@ -415,6 +422,12 @@ def cmd_purge(args) -> int:
 
 
 # --- lake ---
+def cmd_lake(args) -> int:
+    from . import engine
+
+    res = engine.export_lake(args.db, args.to, viewer=ADMIN, include_engagement=args.include_engagement)
+    print(res.summary())
+    return 0
 
 
 COMMANDS = {
@@ -450,7 +463,7 @@ COMMANDS = {
     "purge": cmd_purge,
 
     # --- lake ---
-
+    "lake": cmd_lake,
 }
 
 

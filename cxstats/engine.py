@@ -69,6 +69,7 @@ ERASURE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "mentions": (("customer_id", "id"), ("handle", "handle")),
     "customers": (("customer_id", "id"), ("email", "email"), ("handle", "handle")),
     "units": (),
+    "engagement": (("respondent_id", "respondent"),),
 }
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _SPARK_MASTER = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|(spark|sc)://[^\s/:]+(:\d+)?/?(;.*)?)$")
@@ -241,7 +242,7 @@ def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
 @dataclass(frozen=True)
 class _Erasures:
     pads: tuple[bytes, bytes] | None
-    by_what: dict[str, tuple[str, ...]]  # 'id' | 'email' | 'handle' -> erased HMACs
+    by_what: dict[str, tuple[str, ...]]  # 'id' (customers) | 'respondent' | 'email' | 'handle' -> erased HMACs
 
     @property
     def any(self) -> bool:
@@ -250,8 +251,8 @@ class _Erasures:
 
 def _erasures(con, db: Path) -> _Erasures:
     erased = store.erased_hmacs(con)
-    by_what = {"id": tuple(sorted(erased["customer"])), "email": tuple(sorted(erased["email"])),
-               "handle": tuple(sorted(erased["handle"]))}
+    by_what = {"id": tuple(sorted(erased["customer"])), "respondent": tuple(sorted(erased["respondent"])),
+               "email": tuple(sorted(erased["email"])), "handle": tuple(sorted(erased["handle"]))}
     if not any(by_what.values()):
         return _Erasures(None, by_what)
     key = store.erasure_key(db)
@@ -268,7 +269,7 @@ def _duckdb_erasure_filter(rel, table: str, er: _Erasures):
     F, C, Col = duckdb.FunctionExpression, duckdb.ConstantExpression, duckdb.ColumnExpression
     ipad, opad = er.pads
     for col, what in ERASURE_COLUMNS[table]:
-        hashes = er.by_what["id" if what == "id" else what]
+        hashes, prefix = er.by_what[what], ("id" if what == "respondent" else what)
         if not hashes or col not in rel.columns:
             continue
         v = F("trim", Col(col))
@@ -276,7 +277,7 @@ def _duckdb_erasure_filter(rel, table: str, er: _Erasures):
             v = F("lower", v)
         if what == "handle":
             v = F("ltrim", v, C("@"))
-        msg = F("encode", F("||", C(f"{what}:"), v))
+        msg = F("encode", F("||", C(f"{prefix}:"), v))
         inner = F("unhex", F("sha256", F("||", C(ipad), msg)))
         mac = F("sha256", F("||", C(opad), inner))
         rel = rel.filter(Col(col).isnull() | ~mac.isin(*[C(h) for h in hashes]))
@@ -289,7 +290,7 @@ def _spark_erasure_filter(df, table: str, er: _Erasures):
 
     ipad, opad = er.pads
     for col, what in ERASURE_COLUMNS[table]:
-        hashes = er.by_what["id" if what == "id" else what]
+        hashes, prefix = er.by_what[what], ("id" if what == "respondent" else what)
         if not hashes or col not in df.columns:
             continue
         v = F.trim(F.col(col))
@@ -297,7 +298,7 @@ def _spark_erasure_filter(df, table: str, er: _Erasures):
             v = F.lower(v)
         if what == "handle":
             v = F.regexp_replace(v, "^@+", "")
-        msg = F.encode(F.concat(F.lit(f"{what}:"), v), "UTF-8")
+        msg = F.encode(F.concat(F.lit(f"{prefix}:"), v), "UTF-8")
         inner = F.unhex(F.sha2(F.concat(F.lit(bytearray(ipad)), msg), 256))
         mac = F.sha2(F.concat(F.lit(bytearray(opad)), inner), 256)
         df = df.filter(F.col(col).isNull() | ~mac.isin(list(hashes)))
@@ -468,12 +469,14 @@ def spark_session(master: str):
             else:
                 b = (SparkSession.builder.master(master).appName("cxstats")
                      .config("spark.ui.enabled", "false")
+                     .config("spark.ui.showConsoleProgress", "false")
                      .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
                      .config("spark.sql.session.timeZone", "UTC")
                      .config("spark.sql.ansi.enabled", "false"))
                 if master.startswith("local"):
                     b = b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
                 s = b.getOrCreate()
+                s.sparkContext.setLogLevel("ERROR")
         except Exception as exc:  # the JVM did not start or the cluster refused us
             raise CxStatsError(f"{ENV_SPARK}={master}: Spark did not start ({str(exc).splitlines()[0][:300]}); "
                                f"check {ENV_SPARK}, Java 17 and the pyspark version (4.0)") from exc
@@ -555,3 +558,82 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
                 _drop_spark_views(spark_session(cfg.spark), views)
             return
         raise CxStatsError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(ENGINES)}")
+
+
+# ---------------------------------------------------------------- lake export
+
+PARTITIONED_BY_YEAR = {"purchases": "order_date", "feedback": "date"}
+ENGAGEMENT_TABLES = ("engagement", "engagement_answers", "engagement_items")
+
+
+@dataclass(frozen=True)
+class LakeExport:
+    """What ``lake export`` wrote: rows per dataset."""
+
+    path: Path
+    rows: dict[str, int]
+
+    def summary(self) -> str:
+        per = ", ".join(f"{name} {n:,}" for name, n in self.rows.items())
+        return f"lake written to {self.path}: {per} (Parquet; purchases and feedback partitioned by year)"
+
+
+def _export_select(name: str) -> str:
+    """The SELECT of one dataset from the DuckDB file (no user input in it)."""
+    cols = [c for c, _, _ in table_columns(name)] if name in LAKE_TABLES else None
+    if name == "customers":
+        inner = ", ".join(f"c.{c}" for c in cols if c != "updated_at")
+        return (f"SELECT {inner}, b.loaded_at AS updated_at FROM ({store.current_customers_sql()}) c "
+                "LEFT JOIN batches b USING (batch_id) ORDER BY c.customer_id")
+    if name in LAKE_TABLES:
+        sel = ", ".join(cols)
+        if name in PARTITIONED_BY_YEAR:
+            sel += f", year({PARTITIONED_BY_YEAR[name]}) AS year"
+        return f"SELECT {sel} FROM {name} ORDER BY ALL"
+    return f"SELECT * FROM {name} ORDER BY ALL"
+
+
+def export_lake(db: str | os.PathLike | None, to: str | os.PathLike, *, viewer: Viewer,
+                include_engagement: bool = False) -> LakeExport:
+    """Write the DuckDB file's LAKE_TABLES (and, with ``include_engagement``, the survey tables) as a
+    Parquet lake at ``to``: purchases and feedback partitioned by year (``year=2026/``), customers'
+    current rows with ``updated_at``, erased people left out. Admin only. Written into a temporary
+    folder beside ``to`` and renamed at the end, so a failure leaves nothing half-written; a
+    non-empty ``to`` is refused."""
+    import shutil as _shutil
+
+    viewer.require("admin")
+    target = Path(to)
+    if _URI.match(str(to)) and not str(to).lower().startswith("file://"):
+        raise CxStatsError(f"--to {to}: lake export writes a local folder; copy it to {to} afterwards")
+    target = _local_path(str(to))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CxStatsError(f"--to {target}: {'is a file' if not target.is_dir() else 'folder is not empty'}; "
+                           "choose a new folder (lake export never overwrites)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    names = list(LAKE_TABLES) + (list(ENGAGEMENT_TABLES) if include_engagement else [])
+    rows: dict[str, int] = {}
+    try:
+        with store.connect(db) as con:
+            er = _erasures(con, store.db_path(db))
+            tmp.mkdir()
+            for name in names:
+                rel = con.sql(_export_select(name))
+                if er.any and name in ERASURE_COLUMNS:
+                    rel = _duckdb_erasure_filter(rel, name, er)
+                n = rel.count("*").fetchall()[0][0]
+                d = tmp / name
+                d.mkdir()
+                if name in PARTITIONED_BY_YEAR and n:
+                    rel.to_parquet(str(d), partition_by=["year"])
+                else:
+                    if name in PARTITIONED_BY_YEAR:  # no rows: one empty file keeps the schema
+                        rel = rel.project(", ".join(c for c in rel.columns if c != "year"))
+                    rel.to_parquet(str(d / "part-0.parquet"))
+                rows[name] = int(n)
+        os.replace(tmp, target)  # an empty target folder is replaced; nothing else is ever overwritten
+    except BaseException:
+        _shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return LakeExport(target, rows)

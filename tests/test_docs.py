@@ -11,10 +11,18 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _subparsers():
-    parser = build_parser()
+def _subparsers(parser=None, prefix=""):
+    """Every command's parser by its name; a command with commands of its own ('lake export')
+    by the full name."""
+    parser = parser or build_parser()
     action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return action.choices
+    out = {}
+    for name, sub in action.choices.items():
+        if any(a.__class__.__name__ == "_SubParsersAction" for a in sub._actions):
+            out.update(_subparsers(sub, f"{prefix}{name} "))
+        else:
+            out[f"{prefix}{name}"] = sub
+    return out
 
 
 def _readme_usage(command: str) -> str:

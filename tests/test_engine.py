@@ -4,6 +4,8 @@ a lake, and one clear message per bad configuration (DESIGN.md "Engines")."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -253,3 +255,122 @@ def test_open_tables_needs_a_viewer(tmp_path):
             pass
     with engine.open_tables(engine.config_from_env(tmp_path / "d.duckdb", env={}), viewer=Viewer("leader")) as t:
         assert t.viewer.role == "leader"
+
+
+# ---------------------------------------------------------------- lake export
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    """A small demo with one customer erased (rows gone from the file, the erasure recorded)."""
+    import os
+
+    from cxstats import cli, governance
+
+    db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    old = os.environ.get(store.KEY_ENV)
+    os.environ[store.KEY_ENV] = KEY
+    try:
+        assert cli.main(["demo", "--db", str(db), "--units", "6", "--customers", "300", "--seed", "5"]) == 0
+        with store.connect(db) as con:
+            victim = con.execute("SELECT customer_id FROM mentions WHERE customer_id IS NOT NULL "
+                                 "ORDER BY 1 LIMIT 1").fetchall()[0][0]
+        governance.forget(db, "customer", [victim], viewer=ADMIN)
+    finally:
+        if old is None:
+            os.environ.pop(store.KEY_ENV, None)
+        else:
+            os.environ[store.KEY_ENV] = old
+    return db, victim
+
+
+def _sorted_rows(t, name):
+    tb = t.table(name)
+    return t.execute(tb.order_by(*tb.columns)).to_pylist()
+
+
+def test_lake_export_reads_back_equal_to_the_file(small_demo, tmp_path, monkeypatch):
+    from cxstats import cli
+
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, victim = small_demo
+    lake = tmp_path / "lake"
+    assert cli.main(["lake", "export", "--to", str(lake), "--db", str(db)]) == 0
+    assert sorted(p.name for p in lake.iterdir()) == sorted(engine.LAKE_TABLES)  # no engagement by default
+    for name in ("purchases", "feedback"):
+        parts = [p.name for p in (lake / name).iterdir()]
+        assert parts and all(re.fullmatch(r"year=\d{4}", p) for p in parts), parts
+    assert not list(tmp_path.glob(".lake.partial-*"))
+    with engine.open_tables(engine.config_from_env(db, env={}), viewer=ADMIN) as f, \
+            engine.open_tables(engine.config_from_env(db, env={"CXSTATS_LAKE": str(lake)}), viewer=ADMIN) as lk:
+        assert lk.kind == "lake"
+        for name in engine.LAKE_TABLES:
+            want, got = _sorted_rows(f, name), _sorted_rows(lk, name)
+            assert len(got) == len(want) > 0, name
+            assert got == want, name
+        assert victim not in {r["customer_id"] for r in _sorted_rows(lk, "purchases")}
+
+
+def test_lake_export_with_engagement_and_refusals(small_demo, tmp_path, monkeypatch, capsys):
+    from cxstats import cli
+
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, _ = small_demo
+    lake = tmp_path / "lake"
+    lake.mkdir()  # an empty folder is fine
+    assert cli.main(["lake", "export", "--to", str(lake), "--db", str(db), "--include-engagement"]) == 0
+    assert {"engagement", "engagement_answers", "engagement_items"} <= {p.name for p in lake.iterdir()}
+    with store.connect(db) as con:
+        n = con.execute("SELECT count(*) FROM engagement").fetchall()[0][0]
+    import duckdb
+
+    assert duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[str(lake / "engagement" / "*.parquet")]
+                      ).fetchall()[0][0] == n
+    capsys.readouterr()
+    assert cli.main(["lake", "export", "--to", str(lake), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "folder is not empty" in err and str(lake) in err
+    with pytest.raises(CxStatsError, match="may not"):
+        engine.export_lake(db, tmp_path / "other", viewer=Viewer("marketing"))
+    assert not (tmp_path / "other").exists()
+
+
+def test_lake_export_failure_leaves_nothing(small_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, _ = small_demo
+    calls = {"n": 0}
+    real = engine._export_select
+
+    def failing(name):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(name)
+
+    monkeypatch.setattr(engine, "_export_select", failing)
+    with pytest.raises(OSError):
+        engine.export_lake(db, tmp_path / "lake", viewer=ADMIN)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lake_export_leaves_out_people_erased_but_still_in_the_file(small_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(small_demo[0], db)
+    with store.connect(db) as con:
+        cid, email = con.execute("SELECT customer_id, email FROM customers WHERE email IS NOT NULL "
+                                 "ORDER BY 1 LIMIT 1").fetchall()[0]
+        other = con.execute("SELECT customer_id FROM customers WHERE customer_id <> ? ORDER BY 1 LIMIT 1",
+                            [cid]).fetchall()[0][0]
+    _erase(db, "customer", "nobody", emails=[email.upper()])  # the e-mail alone names cid
+    _erase(db, "customer", other)
+    res = engine.export_lake(db, tmp_path / "lake", viewer=ADMIN)
+    assert res.rows["customers"] > 0
+    import duckdb
+
+    got = {r[0] for r in duckdb.sql("SELECT customer_id FROM read_parquet(?)",
+                                    params=[str(tmp_path / "lake" / "customers" / "*.parquet")]).fetchall()}
+    assert cid not in got and other not in got
+    pur = {r[0] for r in duckdb.sql("SELECT DISTINCT customer_id FROM read_parquet(?)",
+                                    params=[str(tmp_path / "lake" / "purchases" / "**" / "*.parquet")]).fetchall()}
+    assert other not in pur
