@@ -9,6 +9,7 @@ FAST = -m "not browser and not slow and not full"
 install:
 	$(PY) -m pip install -q -r requirements.txt
 
+# development: tests, lint and the Spark extra (requirements-spark.txt: pyspark, Ibis's Spark backend)
 install-dev:
 	$(PY) -m pip install -q -r requirements-dev.txt
 	bash scripts/install-chromium.sh

@@ -374,3 +374,75 @@ def test_lake_export_leaves_out_people_erased_but_still_in_the_file(small_demo, 
     pur = {r[0] for r in duckdb.sql("SELECT DISTINCT customer_id FROM read_parquet(?)",
                                     params=[str(tmp_path / "lake" / "purchases" / "**" / "*.parquet")]).fetchall()}
     assert other not in pur
+
+
+# ---------------------------------------------------------------- Spark configuration errors (no JVM started)
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _no_extra(monkeypatch):
+    import sys
+
+    for mod in ("pyspark", "ibis.backends.pyspark"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import then raises ImportError
+
+
+def _no_java(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+
+
+@pytest.mark.parametrize("master, breakage, fragment", [
+    ("local[2]", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
+    ("sc://127.0.0.1:15002", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
+    ("local[2]", _no_java, "needs Java 17: install it"),
+    ("spark://127.0.0.1:{port}", _no_java, "needs Java 17"),
+    ("spark://127.0.0.1:{port}", None, "Spark master 127.0.0.1:{port} unreachable within"),
+    ("sc://127.0.0.1:{port}", None, "Spark Connect server 127.0.0.1:{port} unreachable within"),
+])
+def test_spark_bad_setup_one_clear_message(tmp_path, monkeypatch, master, breakage, fragment):
+    port = _closed_port()
+    master, fragment = master.format(port=port), fragment.format(port=port)
+    if breakage is _no_java:
+        _no_java(monkeypatch, tmp_path)
+    elif breakage is _no_extra:
+        _no_extra(monkeypatch)
+    monkeypatch.setattr(engine, "SPARK_CONNECT_TIMEOUT_S", 2.0)
+    lake = small_lake(tmp_path / "lake")
+    cfg = engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": str(lake),
+                                                              "CXSTATS_SPARK": master})
+    with pytest.raises(CxStatsError) as e:
+        with engine.open_tables(cfg, viewer=ADMIN):
+            pass
+    assert fragment in str(e.value)
+    assert master not in engine._SPARK_SESSIONS
+
+
+def test_java_home_counts(tmp_path, monkeypatch):
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\n")
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    assert engine._java() == str(java)
+
+
+def test_cli_exits_2_on_a_bad_lake(tmp_path, monkeypatch, capsys):
+    """A bad configuration reaches the user as one line on stderr and exit 2."""
+    from cxstats import cli
+
+    monkeypatch.setenv("CXSTATS_ENGINE", "nosuch")
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS, batches=lambda args: engine.config_from_env(args.db) and 0))
+    assert cli.main(["batches", "--db", str(tmp_path / "d.duckdb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown CXSTATS_ENGINE='nosuch'" in err[0]
