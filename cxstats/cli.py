@@ -355,9 +355,35 @@ def _print_advocates(result: advocates.AdvocateResult, top: int | None) -> None:
 
 # --- effect ---
 def cmd_effect(args) -> int:
-    from . import programme
+    """Did rewarding work? Hold-out designs, then the matched comparison."""
+    from . import advocates, programme
 
-    return programme.cli_effect(args)
+    as_of = advocates._as_date(args.as_of, "--as-of")
+    with store.connect(args.db) as con:
+        eff = programme.programme_effect(con, ADMIN, as_of)
+    if args.json:
+        print(json.dumps(eff.as_json()))
+        return 0
+    print(f"programme effect as of {eff.as_of}: change of orders (and spend) per 90 days, reward minus comparison")
+    for d in eff.designs:
+        head = "hold-out (randomised)" if d.design == "holdout" else "matched (observational estimate)"
+        if d.design == "holdout":
+            head += f", export {d.export_id} of {d.list_date}: {d.n_treated} listed, {d.n_control} held out"
+        else:
+            head += f": {d.n_treated} pairs, {d.n_unmatched} rewarded customers unmatched"
+        print(f"\n{head} [{d.status}]")
+        for name, iv in (("orders", d.orders), ("spend", d.spend), ("placebo orders", d.pretrend)):
+            if iv is None:
+                continue
+            if iv.estimate is None:
+                print(f"  {name:<15} -")
+            elif iv.ci_low is None:
+                print(f"  {name:<15} {iv.estimate:+.2f} (no interval)")
+            else:
+                print(f"  {name:<15} {iv.estimate:+.2f} (95% CI {iv.ci_low:+.2f} to {iv.ci_high:+.2f})")
+        for w in d.warnings:
+            print(f"  warning: {w}")
+    return 0
 
 
 # --- focus ---

@@ -29,7 +29,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from . import Viewer, store
+from . import Viewer
 from .advocates import SCORING_ROLES, _as_date, _orders_sql, latest_order_date
 from .export import HOLDOUT_ROLES, MAX_HOLDOUT_PCT, check_pct, draw_holdout  # noqa: F401  (the hold-out is drawn at export)
 from .stats import welch_diff
@@ -557,43 +557,6 @@ def programme_effect(con, viewer: Viewer, as_of=None, *, n_boot: int = 2000, see
     return ProgrammeEffect(as_of, tuple(designs))
 
 
-# ---------------------------------------------------------------- command line
-
-
-def cli_effect(args) -> int:
-    """``python -m cxstats effect [--db] [--as-of DATE] [--json]`` (acts as admin)."""
-    import json
-
-    from . import ADMIN
-
-    as_of = _as_date(args.as_of, "--as-of")
-    with store.connect(args.db) as con:
-        eff = programme_effect(con, ADMIN, as_of)
-    if args.json:
-        print(json.dumps(eff.as_json()))
-        return 0
-    print(f"programme effect as of {eff.as_of}: change of orders (and spend) per 90 days, reward minus comparison")
-    for d in eff.designs:
-        head = "hold-out (randomised)" if d.design == "holdout" else "matched (observational estimate)"
-        if d.design == "holdout":
-            head += f", export {d.export_id} of {d.list_date}: {d.n_treated} listed, {d.n_control} held out"
-        else:
-            head += f": {d.n_treated} pairs, {d.n_unmatched} rewarded customers unmatched"
-        print(f"\n{head} [{d.status}]")
-        for name, iv in (("orders", d.orders), ("spend", d.spend), ("placebo orders", d.pretrend)):
-            if iv is None:
-                continue
-            if iv.estimate is None:
-                print(f"  {name:<15} -")
-            elif iv.ci_low is None:
-                print(f"  {name:<15} {iv.estimate:+.2f} (no interval)")
-            else:
-                print(f"  {name:<15} {iv.estimate:+.2f} (95% CI {iv.ci_low:+.2f} to {iv.ci_high:+.2f})")
-        for w in d.warnings:
-            print(f"  warning: {w}")
-    return 0
-
-
 __all__ = ["programme_effect", "holdout_design", "matched_design", "arm_difference", "smd", "draw_holdout",
            "check_pct", "holdout_lists", "OrderBook", "ProgrammeEffect", "Design", "Interval",
-           "Balance", "cli_effect", "HOLDOUT_TEXT", "MATCHED_TEXT", "PAGE_HOLDOUT_PCT"]
+           "Balance", "HOLDOUT_TEXT", "MATCHED_TEXT", "PAGE_HOLDOUT_PCT"]
