@@ -826,29 +826,6 @@ def _fmt(x, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def cli_focus(args) -> int:
-    with store.connect(args.db) as con:
-        con.execute("SET enable_progress_bar = false")
-        res = focus_areas(con, args.unit, viewer=ADMIN, period=args.period, metric=args.metric)
-    if args.json:
-        print(json.dumps(res.as_json()))
-        return 0
-    print(f"{res.unit_id}, {res.period}, metric {res.metric}")
-    print(f"{'item':<48}  {'unit':>5}  {'others':>6}  {'gap':>6}  {'95% CI':>15}  {'r':>6}  {'q':>7}  focus")
-    for i in res.items:
-        print(f"{i.item[:48]:<48}  {i.unit_mean:>5.2f}  {_fmt(i.others_mean):>6}  {_fmt(i.gap):>6}  "
-              f"[{_fmt(i.gap_ci_low):>5}, {_fmt(i.gap_ci_high):>5}]  {_fmt(i.r):>6}  {_fmt(i.q, '.3g'):>7}  "
-              f"{'yes' if i.focus else ''}")
-    print()
-    for s in res.summary:
-        print(s)
-    if res.strengths:
-        print("Strengths: " + "; ".join(res.strengths))
-    for w in res.warnings:
-        print(f"note: {w}")
-    return 0
-
-
 def cli_actions(args) -> int:
     with store.connect(args.db) as con:
         res = list_actions(con, viewer=ADMIN, unit=args.unit)
