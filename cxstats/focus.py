@@ -826,26 +826,6 @@ def _fmt(x, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def cli_actions(args) -> int:
-    with store.connect(args.db) as con:
-        res = list_actions(con, viewer=ADMIN, unit=args.unit)
-    if args.json:
-        print(json.dumps(res.as_json()))
-        return 0
-    if not res.actions:
-        print("no action plans yet")
-        return 0
-    for a in res.actions:
-        fu = a.follow_up
-        change = ("no follow-up yet" if fu is None else
-                  f"item {_fmt(fu.item_change, '+.2f')} [{_fmt(fu.ci_low)}, {_fmt(fu.ci_high)}], "
-                  f"CSAT % {_fmt(fu.cx_change, '+.1f')} [{_fmt(fu.cx_ci_low, '.1f')}, {_fmt(fu.cx_ci_high, '.1f')}] "
-                  f"({fu.baseline} -> {fu.outcome})")
-        print(f"{a.action_id:>4}  {a.unit_id:<8}  {a.status:<7}  due {a.due_date or '-'}  {a.title}")
-        print(f"      {a.item}: {change}")
-    return 0
-
-
 def cli_changes(args) -> int:
     with store.connect(args.db) as con:
         res = changes(con, viewer=ADMIN, period=args.period, previous=args.previous)
