@@ -439,9 +439,20 @@ def cmd_actions(args) -> int:
 
 # --- changes ---
 def cmd_changes(args) -> int:
+    """What changed since the previous period (BH q below focus.Q_CHANGE)."""
     from . import focus
 
-    return focus.cli_changes(args)
+    with store.connect(args.db) as con:
+        res = focus.changes(con, viewer=ADMIN, period=args.period, previous=args.previous)
+    if args.json:
+        print(json.dumps(res.as_json()))
+        return 0
+    print(f"{res.previous} -> {res.period}: {len(res.changes)} change(s) with BH q < {focus.Q_CHANGE} among "
+          f"{res.compared} comparisons")
+    for c in res.changes:
+        print(f"{c.unit_id:<8}  {c.measure:<10}  {c.before:8.1f} -> {c.after:8.1f}  {c.diff:+7.1f} "
+              f"[{c.ci_low:+.1f}, {c.ci_high:+.1f}]  q {c.q:.3g}")
+    return 0
 
 
 # --- report ---

@@ -35,7 +35,6 @@ is listed when its Benjamini-Hochberg q < 0.10 over every comparison made compan
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -817,24 +816,3 @@ def plan_effect(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> tuple[Plan
                                               [rows[k][2] for k in keys], [k[0] for k in keys])
         out.append(PlanEffect(item, coef, _f(lo), _f(hi), _f(p), n_plan, n_other, len(keys), None))
     return tuple(out)
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _fmt(x, spec: str = ".2f") -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
-def cli_changes(args) -> int:
-    with store.connect(args.db) as con:
-        res = changes(con, viewer=ADMIN, period=args.period, previous=args.previous)
-    if args.json:
-        print(json.dumps(res.as_json()))
-        return 0
-    print(f"{res.previous} -> {res.period}: {len(res.changes)} change(s) with BH q < {Q_CHANGE} among "
-          f"{res.compared} comparisons")
-    for c in res.changes:
-        print(f"{c.unit_id:<8}  {c.measure:<10}  {c.before:8.1f} -> {c.after:8.1f}  {c.diff:+7.1f} "
-              f"[{c.ci_low:+.1f}, {c.ci_high:+.1f}]  q {c.q:.3g}")
-    return 0
