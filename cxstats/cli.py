@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from . import ADMIN, CxStatsError, store
 
 if TYPE_CHECKING:  # types only: each command imports its module when it runs (a fast start)
-    from . import advocates, linkage
+    from . import advocates, linkage, themes
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -470,9 +470,46 @@ def cmd_report(args) -> int:
 
 # --- themes ---
 def cmd_themes(args) -> int:
+    """Comment themes of one source (TF-IDF + NMF, offline)."""
     from . import themes
 
-    return themes.cli_themes(args)
+    with store.connect(args.db) as con:
+        r = themes.themes(con, args.source, viewer=ADMIN, n_themes=args.themes)
+    print(json.dumps(r.as_json()) if args.json else themes_text(r))
+    return 0
+
+
+def themes_text(r: themes.ThemeResult) -> str:
+    """The themes command's plain-text table of one result."""
+    from . import themes
+
+    lines = [f"{r.source}: {r.n_texts:,} English texts modelled"
+             + (f", {r.n_non_english:,} in other languages left out" if r.n_non_english else "")
+             + (f", {r.n_cut:,} long texts cut to {themes.MAX_CHARS} characters" if r.n_cut else "")]
+    if r.message:
+        lines.append(r.message)
+        return "\n".join(lines)
+    lines.append(f"{r.k} themes ({'chosen on the reconstruction error' if r.k_chosen else 'set with --themes'}); "
+                 f"a text belongs to its strongest theme when its weight is at least {themes.ASSIGN_MIN}, else 'other'")
+    csat = r.source == "feedback"
+    head = f"{'id':>3}  {'share':>6}  {'sentiment':>9}"
+    if csat:
+        head += f"  {'CSAT with':>9}  {'without':>7}  {'diff (95% CI)':<22}"
+    lines.append(head + "  label")
+    for t in r.themes:
+        s = "—" if t.sentiment is None else f"{t.sentiment:+.2f}"
+        row = f"{t.theme_id:>3}  {100 * t.share:>5.1f}%  {s:>9}"
+        if csat:
+            cw = "—" if t.csat_with is None else f"{t.csat_with:.1f}"
+            co = "—" if t.csat_without is None else f"{t.csat_without:.1f}"
+            d = "—" if t.diff is None else f"{t.diff:+.1f} ({t.ci_low:+.1f} to {t.ci_high:+.1f})"
+            row += f"  {cw:>9}  {co:>7}  {d:<22}"
+        lines.append(row + "  " + t.label)
+        for e in t.examples:
+            lines.append(f"       \"{e}\"")
+    if r.source == "comments":
+        lines.append("Employee comments are never quoted; only groups of at least 10 respondents count.")
+    return "\n".join(lines)
 
 
 # --- forget ---

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, demo, ingest, store, themes
 from cxstats.cli import main as cli_main
+from cxstats.cli import themes_text
 
 pytest_plugins = ["app_fixtures"]  # demo_db: the default demo, built once per session
 
@@ -108,7 +109,7 @@ def test_employee_comments_are_never_quoted(runs, demo_db):
     r, texts, _ = runs["comments"]
     assert all(t.examples == () for t in r.themes)
     assert all(t.csat_with is None for t in r.themes)
-    shown = json.dumps(r.as_json()) + themes.format_text(r)
+    shown = json.dumps(r.as_json()) + themes_text(r)
     for text in set(texts):
         assert text not in shown
 
@@ -222,7 +223,7 @@ def _all_outputs(db) -> str:
             for n in (None, 3):
                 r = themes.themes(con, "comments", viewer=viewer, n_themes=n)
                 out.append(json.dumps(r.as_json(), sort_keys=True))
-                out.append(themes.format_text(r))
+                out.append(themes_text(r))
     return "\n".join(out)
 
 
