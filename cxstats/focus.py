@@ -173,7 +173,7 @@ def _index_items(con: duckdb.DuckDBPyConnection, sc: metrics.Scope) -> list[str]
 def focus_areas(
     con: duckdb.DuckDBPyConnection, unit_id: str, *, viewer: Viewer, period: str | None = None,
     metric: str = "csat_pct", min_group: int | None = None, drivers: dict | None = None,
-    company: tuple | None = None,
+    company: tuple | None = None, engine=None,
 ) -> FocusResult:
     """Focus areas of one unit in one period (default: the unit's latest shown period).
 
@@ -209,7 +209,8 @@ def focus_areas(
     suppressed_items = int(((hidden["unit_id"] == unit) & (hidden["period"] == period)
                             & hidden["item"].isin(index_items)).sum())
     if drivers is None:  # a caller looping over units passes them once (focus_counts)
-        drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group).drivers}
+        drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group,
+                                                      engine=engine).drivers}
     warnings: list[str] = []
     manager = viewer.role == "manager"
     items = []
@@ -270,7 +271,7 @@ def _company_view(con: duckdb.DuckDBPyConnection, min_group: int):
 
 def focus_counts(
     con: duckdb.DuckDBPyConnection, *, viewer: Viewer, period: str | None = None, metric: str = "csat_pct",
-    units: tuple[str, ...] | None = None,
+    units: tuple[str, ...] | None = None, engine=None,
 ) -> tuple[int, dict[str, int]]:
     """Across units: how many units have each item among their focus areas (the report's summary).
 
@@ -286,7 +287,8 @@ def focus_counts(
     seen = sorted(set(eg["unit_id"].astype(str)))
     if units is not None:
         seen = [u for u in seen if u in set(units)]
-    drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group).drivers}
+    drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group,
+                                                  engine=engine).drivers}
     company = _company_view(con, sc.min_group)  # one company view and one set of drivers for every unit
     counts: dict[str, int] = {}
     for unit in seen:
@@ -361,7 +363,7 @@ def _z_result(diff: float, se: float) -> tuple[float, float, float, float]:
 
 def changes(
     con: duckdb.DuckDBPyConnection, *, viewer: Viewer, period: str | None = None, previous: str | None = None,
-    min_group: int | None = None,
+    min_group: int | None = None, engine=None,
 ) -> ChangesResult:
     """Units whose engagement index, CSAT % or NPS moved from ``previous`` to ``period``.
 
@@ -396,7 +398,7 @@ def changes(
     a = eg[eg["period"] == previous].set_index("unit_id")
     b = eg[eg["period"] == period].set_index("unit_id")
     units = sorted(set(a.index) & set(b.index))
-    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period))
+    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period, engine=engine))
     ps_a, ps_b = a["period_start"].iloc[0], b["period_start"].iloc[0] if len(b) else None
     cx["period_start"] = pd.to_datetime(cx["period_start"]).dt.date
     ca = cx[cx["period_start"] == ps_a].set_index("unit_id")
@@ -670,11 +672,11 @@ class _Company:
     period: str
 
 
-def _company(con, min_group: int | None = None) -> _Company:
+def _company(con, min_group: int | None = None, engine=None) -> _Company:
     sc = metrics.scope(con, min_group)
     eg = metrics.unit_period_engagement(con, ADMIN, sc.min_group)
     cells = metrics.item_scores(con, ADMIN, sc.min_group, groups=eg).cells.copy()
-    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period))
+    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period, engine=engine))
     cx["period_start"] = pd.to_datetime(cx["period_start"]).dt.date
     groups = eg.groups.copy()
     groups["period_start"] = pd.to_datetime(groups["period_start"]).dt.date
@@ -718,6 +720,7 @@ def _follow_up(co: _Company, a: Action, metric: str) -> FollowUp | None:
 
 def list_actions(
     con: duckdb.DuckDBPyConnection, *, viewer: Viewer, unit: str | None = None, metric: str = "csat_pct",
+    engine=None,
 ) -> ActionsResult:
     """Plans the viewer may see (managers: own units; leaders, admins: all; marketing: none), with follow-up.
 
@@ -732,7 +735,7 @@ def list_actions(
     if unit is not None:
         unit = _check_unit(con, viewer, unit)
     plans = _plans(con, viewer, unit)
-    co = _company(con) if plans else None
+    co = _company(con, engine=engine) if plans else None
     out = tuple(Action(**{**a.__dict__, "follow_up": _follow_up(co, a, metric)}) for a in plans)
     if viewer.role in ("leader", "admin") and out:
         counts = (pd.DataFrame({"item": [a.item for a in out], "status": [a.status for a in out]})
@@ -766,7 +769,7 @@ def ancova_clustered(change, has_plan, baseline, cluster) -> tuple[float, float,
     return float(beta[1]), se, float(beta[1] - tq * se), float(beta[1] + tq * se), p
 
 
-def plan_effect(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> tuple[PlanEffect, ...]:
+def plan_effect(con: duckdb.DuckDBPyConnection, *, viewer: Viewer, engine=None) -> tuple[PlanEffect, ...]:
     """Per item with plans: did units with a plan on it move more than units without? (an estimate)
 
     Rows: each plan's unit with its baseline -> outcome change on the item (has_plan 1); for the
@@ -779,7 +782,7 @@ def plan_effect(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> tuple[Plan
     plans = _plans(con, viewer, None)
     if not plans:
         return ()
-    co = _company(con)
+    co = _company(con, engine=engine)
     cells = co.cells.set_index(["unit_id", "item", "period_start"])
     out = []
     for item in sorted({a.item for a in plans}):

@@ -568,6 +568,8 @@ def analyse(
     min_group: int | None = None,
     covariates: tuple[str, ...] | list[str] = (),
     period: str | None = None,
+    *,
+    engine=None,
 ) -> LinkageResult:
     """Engagement index against a CX metric, within units (headline) and between units.
 
@@ -577,6 +579,8 @@ def analyse(
     reliability and its unit bootstrap), :func:`cxstats.stats.holm`, :func:`pearson`,
     :func:`between_corrected`, :func:`spearman`, :func:`min_detectable_r`, :func:`slope_per_10`,
     :func:`elasticity`, :func:`partial_corr`, :func:`bh_q`, :func:`quartiles`.
+    ``engine`` (:class:`cxstats.engine.EngineConfig`; None: from the environment) says where the
+    feedback counts are formed (the DuckDB file, a lake, Spark); engagement always comes from ``con``.
     Example: on the demo database (``python -m cxstats demo``; planted +0.30 CSAT % points per
     index point inside units) the within-unit coefficient is 0.293, 95% CI [0.230, 0.357] (CRV1), over
     40 units and 304 unit-quarters, with a two-way within r of 0.485; the between-unit r of 0.72 mixes
@@ -593,7 +597,7 @@ def analyse(
     covariates = tuple(c.strip() for c in covariates if c and c.strip())
     sc = metrics.scope(con, min_group, period)
     eg = metrics.unit_period_engagement(con, viewer, sc.min_group)
-    cx = metrics.cx_counts(con, viewer, sc.period)
+    cx = metrics.cx_counts(con, viewer, sc.period, engine=engine)
     items = metrics.item_scores(con, viewer, sc.min_group, groups=eg).cells
 
     cxm = _with_metric(cx, metric)

@@ -826,13 +826,45 @@ def mapped_units_sql(table: str) -> str:
 CX_COLUMNS = ["csat_n", "csat_top2", "csat_sum", "nps_n", "promoters", "detractors"]
 
 
+def _db_file(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of ``con``'s database (None in memory): where the engine's local tables come from."""
+    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return rows[0][0] if rows and rows[0][0] else None
+
+
+def engine_config(con: duckdb.DuckDBPyConnection, engine=None):
+    """``engine`` itself, or the engine the environment names for ``con``'s database
+    (:func:`cxstats.engine.config_from_env`; nothing set: the DuckDB file)."""
+    if engine is not None:
+        return engine
+    from . import engine as engines
+
+    return engines.config_from_env(_db_file(con))
+
+
+def _on_engine(cfg, viewer: Viewer, build) -> pd.DataFrame:
+    """Run ``build(tables, unit_map)`` (an Ibis expression, cxstats.unit_aggregates) on a lake or
+    Spark; re-organisations come from the DuckDB file as a small table. Only aggregates come back."""
+    from . import engine as engines
+
+    with engines.open_tables(cfg, viewer=viewer) as t:
+        um = t.local("SELECT from_unit, to_unit FROM unit_map ORDER BY from_unit")
+        unit_map = t.small(um.astype({"from_unit": "object", "to_unit": "object"})) if len(um) else None
+        return t.execute(build(t, unit_map)).to_pandas()
+
+
 def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
-              by_channel: bool = False) -> pd.DataFrame:
+              by_channel: bool = False, *, engine=None) -> pd.DataFrame:
     """Feedback counts per (unit, period[, channel]): the sums CX metrics are built from.
 
     Columns: unit_id, [channel,] period_start, period_index, csat_n, csat_top2 (answers 4-5),
     csat_sum, csat_sq (sum of squared answers, for the within-group spread), nps_n, promoters (9-10),
-    detractors (0-6).
+    detractors (0-6). Ordered by unit_id, [channel,] period_start.
+
+    ``engine`` (an :class:`cxstats.engine.EngineConfig`; None: from the environment) says where the
+    feedback is read: on a lake or Spark the counts are :func:`cxstats.unit_aggregates.cx_counts`;
+    on the DuckDB file the same definition runs as the SQL below (no Ibis compile and import in
+    the path of every command; tests/test_unit_aggregates.py checks the two give the same rows).
     """
     s = store.settings(con)
     per = period or s.period
@@ -840,6 +872,16 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
         raise CxStatsError(f"period must be one of {', '.join(PERIODS)}")
     trunc = "quarter" if per == "quarter" else "month"
     all_units, units = _cx_viewer(viewer)
+    cfg = engine_config(con, engine)
+    if cfg.kind != "duckdb":
+        from . import unit_aggregates as ua
+
+        frame = _on_engine(cfg, viewer, lambda t, um: ua.cx_counts(
+            t.table("feedback"), um, period=per, units=None if all_units else units, by_channel=by_channel))
+        keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
+        frame["period_start"] = pd.to_datetime(frame["period_start"])
+        frame = frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
+        return _cx_dtypes(frame)
     chan = "coalesce(nullif(trim(channel), ''), 'unknown') AS channel," if by_channel else ""
     chan_g = "channel," if by_channel else ""
     sql = f"""
@@ -853,7 +895,10 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
            count(*) FILTER (WHERE nps >= 9) AS promoters, count(*) FILTER (WHERE nps <= 6) AS detractors
     FROM f GROUP BY ALL ORDER BY ALL
     """
-    frame = con.execute(sql, [all_units, units]).df()
+    return _cx_dtypes(con.execute(sql, [all_units, units]).df())
+
+
+def _cx_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     for c in CX_COLUMNS + ["csat_sq", "period_index"]:
         frame[c] = frame[c].astype("float64") if c in ("csat_sum", "csat_sq") else frame[c].astype("int64")
     return frame
@@ -873,7 +918,7 @@ def add_cx_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
-                      by_channel: bool = False) -> pd.DataFrame:
+                      by_channel: bool = False, *, engine=None) -> pd.DataFrame:
     """CSAT %, CSAT mean, NPS and its SE per unit and period (and channel), for the Customers page.
 
     Customer feedback carries no employee answers, so no anonymity suppression applies; a manager
@@ -881,15 +926,15 @@ def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, pe
     SE = 100 * sqrt((.5 + .25 - .0625) / 4) = 41.5.
     """
     per = period or store.settings(con).period
-    frame = _labels(add_cx_metrics(cx_counts(con, viewer, per, by_channel)), per)
+    frame = _labels(add_cx_metrics(cx_counts(con, viewer, per, by_channel, engine=engine)), per)
     lead = ["unit_id"] + (["channel"] if by_channel else [])
     return frame[lead + ["period", "period_start", "period_index", "incomplete"] + CX_COLUMNS
                  + ["csat_pct", "csat_mean", "nps", "nps_se"]]
 
 
-def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.DataFrame:
+def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, *, engine=None) -> pd.DataFrame:
     """CSAT %, CSAT mean, NPS (with SE) per channel over all feedback the viewer may see."""
-    frame = cx_counts(con, viewer, by_channel=True)
+    frame = cx_counts(con, viewer, by_channel=True, engine=engine)
     if frame.empty:
         return add_cx_metrics(pd.DataFrame(columns=["channel"] + CX_COLUMNS))
     out = frame.groupby("channel", as_index=False)[CX_COLUMNS].sum()
@@ -897,7 +942,7 @@ def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN) -> pd.
 
 
 def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units: Sequence[str] | None = None,
-                   period_from: str | None = None, period_to: str | None = None) -> pd.DataFrame:
+                   period_from: str | None = None, period_to: str | None = None, *, engine=None) -> pd.DataFrame:
     """Share of contacts answered within target, per source and channel, in a selection.
 
     Feedback: ``responded_at - contacted_at``; mentions: ``replied_at - posted_at``. Targets: Twitter/X
@@ -907,12 +952,18 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
     ``period_to`` (inclusive, in the database's period, of the feedback date or the post's date).
     Mentions carry no unit, so they count only when no unit is selected, and never for a manager.
     Example: email replies after 5 h and 1 h and one unanswered -> 2 of 3 within 6 h = 0.667.
+    On a lake or Spark (``engine``) the engine returns the counts and medians per (source, channel)
+    (:func:`cxstats.unit_aggregates.reply_times`); on the DuckDB file the rows are summed here.
     """
     all_units, allowed = _cx_viewer(viewer)
     period = scope(con).period
     chosen = [str(u) for u in units] if units is not None else None
     if chosen is not None and not all_units:
         chosen = [u for u in chosen if u in allowed]
+    cfg = engine_config(con, engine)
+    if cfg.kind != "duckdb":
+        return _response_times_engine(cfg, viewer, period, chosen if chosen is not None else (
+            None if all_units else allowed), viewer.role != "manager" and chosen is None, period_from, period_to)
     trunc = "quarter" if period == "quarter" else "month"
     parts = [con.execute(
         f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
@@ -948,6 +999,28 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
         median_hours=("hours", "median"))
     out["share_within_target"] = out["within_target"] / out["contacts"]
     return out[cols].sort_values(["source", "channel"]).reset_index(drop=True)
+
+
+REPLY_COLUMNS = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
+                 "share_within_target", "median_hours"]
+
+
+def _response_times_engine(cfg, viewer: Viewer, period: str, units: list[str] | None, with_mentions: bool,
+                           period_from: str | None, period_to: str | None) -> pd.DataFrame:
+    from . import unit_aggregates as ua
+
+    targets = tuple(sorted(set(REPLY_TARGET_HOURS.values()) | {DEFAULT_REPLY_TARGET_HOURS}))
+    out = _on_engine(cfg, viewer, lambda t, um: ua.reply_times(
+        t.table("feedback"), um, t.table("mentions") if with_mentions else None, period=period, units=units,
+        period_from=period_from, period_to=period_to, targets=targets))
+    if out.empty:
+        return pd.DataFrame(columns=REPLY_COLUMNS)
+    out["target_hours"] = [reply_target_hours(c) for c in out["channel"]]
+    out["within_target"] = [int(row[ua.within_column(h)]) for h, (_, row) in zip(out["target_hours"], out.iterrows())]
+    out["share_within_target"] = out["within_target"] / out["contacts"]
+    for c in ("contacts", "answered", "within_target"):
+        out[c] = out[c].astype("int64")
+    return out[REPLY_COLUMNS].sort_values(["source", "channel"]).reset_index(drop=True)
 
 
 def suppressed_group_list(

@@ -68,8 +68,13 @@ def headline(
     period_from: str | None = None,
     period_to: str | None = None,
     today: date | None = None,
+    *,
+    engine=None,
 ) -> Headline:
-    """Engagement index, CSAT %, NPS with its standard error, counts and freshness of a selection."""
+    """Engagement index, CSAT %, NPS with its standard error, counts and freshness of a selection.
+
+    ``engine`` (None: from the environment): where the feedback counts are formed (metrics.cx_counts).
+    """
     idx = None
     respondents = groups_n = suppressed = 0
     min_group = None
@@ -85,7 +90,7 @@ def headline(
         eng_units = set(sel["unit_id"].astype(str))
         periods |= set(sel["period"])
         incomplete |= set(sel.loc[sel["incomplete"].astype(bool), "period"])
-    cx = _select(metrics.cx_by_unit_period(con, viewer), units, period_from, period_to)
+    cx = _select(metrics.cx_by_unit_period(con, viewer, engine=engine), units, period_from, period_to)
     csat_n = int(cx["csat_n"].sum()) if len(cx) else 0
     csat = 100.0 * float(cx["csat_top2"].sum()) / csat_n if csat_n else None
     n = metrics.nps_from_counts(int(cx["promoters"].sum()) if len(cx) else 0,

@@ -42,13 +42,15 @@ from . import periods
 
 CX_COUNT_COLUMNS = ("csat_n", "csat_top2", "csat_sum", "csat_sq", "nps_n", "promoters", "detractors")
 
-# the distinct reply targets of metrics.REPLY_TARGET_HOURS / DEFAULT_REPLY_TARGET_HOURS: answers within
-# each are counted in the engine, and the channel's own target picks one in Python (one definition)
+# the distinct reply targets of metrics.REPLY_TARGET_HOURS / DEFAULT_REPLY_TARGET_HOURS (the default
+# of reply_times' ``targets``): answers within each are counted in the engine, and the channel's own
+# target (metrics.reply_target_hours, the one definition) picks one in Python
 REPLY_TARGETS = (1.0, 6.0, 12.0)
 
 
-def _within_col(hours: float) -> str:
-    return f"within_{int(hours)}h"
+def within_column(hours: float) -> str:
+    """Name of the count of answers within ``hours`` ('within_6h'; 'within_0.5h')."""
+    return f"within_{float(hours):g}h"
 
 
 def mapped_units(table: ir.Table, unit_map: ir.Table | None) -> ir.Table:
@@ -118,13 +120,13 @@ def _hours(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingV
     return (later.epoch_seconds() - earlier.epoch_seconds()).cast("float64") / 3600.0
 
 
-def _reply_aggregate(rows: ir.Table) -> ir.Table:
+def _reply_aggregate(rows: ir.Table, targets: Sequence[float]) -> ir.Table:
     """rows: source, channel, hours (null = unanswered) -> counts and median per (source, channel)."""
     h = rows.hours
     answered = h.notnull()
     aggs = dict(contacts=rows.count().cast("int64"), answered=_count(answered))
-    for target in REPLY_TARGETS:
-        aggs[_within_col(target)] = _count(answered & (h <= target))
+    for target in targets:
+        aggs[within_column(target)] = _count(answered & (h <= float(target)))
     aggs["median_hours"] = h.median()
     return rows.group_by("source", "channel").aggregate(**aggs)
 
@@ -142,9 +144,10 @@ def _label_between(label: ir.StringValue, period_from: str | None, period_to: st
 def reply_times(
     feedback: ir.Table, unit_map: ir.Table | None, mentions: ir.Table | None, *, period: str,
     units: Sequence[str] | None = None, period_from: str | None = None, period_to: str | None = None,
+    targets: Sequence[float] = REPLY_TARGETS,
 ) -> ir.Table:
-    """Response-time inputs per (source, channel): contacts, answered, answered within 1 h / 6 h / 12 h
-    (``within_1h``...), and the median hours of the answered ones.
+    """Response-time inputs per (source, channel): contacts, answered, answered within each of
+    ``targets`` hours (:func:`within_column`: ``within_1h``...), and the median hours of the answered.
 
     Feedback: ``responded_at - contacted_at`` of rows with contacted_at, in ``units`` (None: all);
     mentions (None: left out): ``replied_at - posted_at`` of posts with posted_at. ``period_from`` /
@@ -165,4 +168,4 @@ def reply_times(
             m = m.filter(cond)
         rows = rows.union(m.select(source=ibis.literal("mentions"), channel=channel_of(m.platform),
                                    hours=_hours(m.replied_at, m.posted_at)))
-    return _reply_aggregate(rows)
+    return _reply_aggregate(rows, targets)

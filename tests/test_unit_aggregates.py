@@ -150,7 +150,7 @@ def test_reply_times_equal_the_rows_they_summarise(demo_db, units, window):
         h = rows[(rows["source"] == src) & (rows["channel"] == ch)]["hours"]
         assert g.contacts == len(h) and g.answered == h.notna().sum()
         for target in ua.REPLY_TARGETS:
-            assert getattr(g, f"within_{int(target)}h") == (h <= target).sum()
+            assert getattr(g, ua.within_column(target)) == (h <= target).sum()
         assert g.median_hours == pytest.approx(h.median(), rel=1e-12, abs=1e-9)
 
 
@@ -160,3 +160,7 @@ def test_manager_viewer_sees_his_units_only(tables):
     got = ua.cx_counts(t.table("feedback"), t.table("unit_map"), period="quarter",
                        units=metrics._cx_viewer(mgr)[1]).to_pyarrow().to_pandas()
     assert set(got["unit_id"]) == {"U001"}
+
+
+def test_reply_targets_cover_every_channel_target():
+    assert set(ua.REPLY_TARGETS) == set(metrics.REPLY_TARGET_HOURS.values()) | {metrics.DEFAULT_REPLY_TARGET_HOURS}

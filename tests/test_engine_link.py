@@ -1,0 +1,220 @@
+"""Issue 16 (engine-link): linkage, focus areas, what changed and the CX figures give the same JSON on
+the DuckDB file, on a Parquet lake read by DuckDB and on Spark local[2] over the same lake.
+
+Two databases: the demo (planted +0.30 CSAT % points per index point within units) and a planted panel
+(tests/test_linkage_data.survey) with suppressed groups, a re-organisation (two merges, so feedback
+takes the successor's unit on every engine) and odd channels. The lake is written here from the
+database (purchases and feedback partitioned by year, as ``lake export`` does). The bar (DESIGN.md
+"Acceptance notes"): same ids in the same order, numbers within ``1e-9 * max(1, |a|, |b|)``, the
+same warnings word for word. Spark tests are ``slow`` (CI runs them) and share the process's one
+SparkSession (cxstats.engine caches it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from test_linkage_data import build, load_feedback, survey
+
+from cxstats import ADMIN, Viewer, demo, engine, focus, ingest, linkage, metrics, overview, store
+
+TOL = 1e-9
+
+
+def write_lake(db: Path, lake: Path) -> Path:
+    """The database's lake tables as Parquet datasets (purchases and feedback partitioned by year)."""
+    lake.mkdir(parents=True)
+    con = duckdb.connect(str(db))
+    try:
+        for name in engine.LAKE_TABLES:
+            cols = [c for c, _, _ in engine.table_columns(name)]
+            if name == "customers":  # the lake's updated_at: when the row's batch was loaded
+                sel = ", ".join("b.loaded_at AS updated_at" if c == "updated_at" else f"c.{c}" for c in cols)
+                src = f"(SELECT {sel} FROM customers c JOIN batches b USING (batch_id))"
+            else:
+                src = f"(SELECT {', '.join(cols)} FROM {name})"
+            out = lake / name
+            empty = con.execute(f"SELECT count(*) = 0 FROM {src}").fetchall()[0][0]
+            if name in ("purchases", "feedback") and not empty:
+                day = "order_date" if name == "purchases" else "date"
+                con.execute(f"COPY (SELECT *, year({day}) AS year FROM {src}) TO '{out}' "
+                            "(FORMAT parquet, PARTITION_BY (year))")
+            else:
+                out.mkdir()
+                con.execute(f"COPY {src} TO '{out / 'part-0.parquet'}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return lake
+
+
+def _planted(path: Path) -> None:
+    with store.connect(path) as con:
+        build(con, survey(21, n_units=24, n_periods=5, resp_per_group=7, fb_per_group=30, small_groups=4))
+        odd = pd.DataFrame({"unit_id": ["U002", "U005", "U005"], "date": ["2024-03-31", "2024-04-01", "2024-06-30"],
+                            "csat": [None, 5, 2], "nps": [9, None, 0], "channel": ["  ", " email ", None]})
+        odd[["csat", "nps"]] = odd[["csat", "nps"]].astype("Int64")
+        load_feedback(con, odd, tag="odd")
+    merges = pd.DataFrame([("U000", "U001", "2024-07-01"), ("U010", "U011", "2025-01-01")],
+                          columns=["from_unit", "to_unit", "effective_date"])
+    ingest.import_file(path, "reorgs", merges.to_csv(index=False).encode(), file_name="reorgs.csv", viewer=ADMIN)
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine_link")
+    out = {}
+    d = root / "demo.duckdb"
+    demo.build_demo(d, customers=300)
+    p = root / "planted.duckdb"
+    _planted(p)
+    for name, path in (("demo", d), ("planted", p)):
+        out[name] = (path, write_lake(path, root / f"{name}_lake"))
+    return out
+
+
+def _cfg(kind: str, db: Path, lake: Path) -> engine.EngineConfig:
+    env = {} if kind == "duckdb" else {"CXSTATS_LAKE": str(lake)}
+    if kind == "spark":
+        env.update(CXSTATS_ENGINE="spark", CXSTATS_SPARK="local[2]")
+    return engine.config_from_env(db, env=env)
+
+
+def _focus_units(con) -> list[str]:
+    g = metrics.unit_period_engagement(con, ADMIN).groups
+    return sorted(set(g["unit_id"]))[:3]
+
+
+def results(db: Path, cfg: engine.EngineConfig, full: bool = True) -> dict:
+    """The figures of this side of issue 16 on one engine, as JSON-ready values (``full`` False: the
+    commands' JSON and one of each CX frame, for Spark, where every engine call reads the lake anew)."""
+    with store.connect(db) as con:
+        con.execute("SET enable_progress_bar = false")
+        out = {}
+        for metric, lag in (("csat_pct", 0), ("nps", 1))[: 2 if full else 1]:
+            out[f"linkage {metric} {lag}"] = linkage.analyse(con, ADMIN, metric=metric, lag=lag,
+                                                             covariates=("region",) if metric == "nps" else (),
+                                                             engine=cfg).as_json()
+        for unit in _focus_units(con)[: 2 if full else 1]:
+            out[f"focus {unit}"] = focus.focus_areas(con, unit, viewer=ADMIN, engine=cfg).as_json()
+        out["changes"] = focus.changes(con, viewer=ADMIN, engine=cfg).as_json()
+        mgr = Viewer("manager", ("U001", "S002"))
+        frames = {"cx_by_unit_period": lambda: metrics.cx_by_unit_period(con, ADMIN, by_channel=True, engine=cfg),
+                  "response_times window": lambda: metrics.response_times(
+                      con, ADMIN, units=("S001", "U003"), period_from="2024-Q2", period_to="2025-Q4", engine=cfg)}
+        if full:
+            out["changes manager"] = focus.changes(con, viewer=mgr, engine=cfg).as_json()
+            frames.update({
+                "cx_by_unit_period manager": lambda: metrics.cx_by_unit_period(con, mgr, engine=cfg),
+                "cx_by_channel": lambda: metrics.cx_by_channel(con, ADMIN, engine=cfg),
+                "response_times": lambda: metrics.response_times(con, ADMIN, engine=cfg)})
+        frames = {k: f() for k, f in frames.items()}
+        for k, f in frames.items():
+            f = f.copy()
+            for c in f.columns:
+                if c == "period_start":
+                    f[c] = pd.to_datetime(f[c]).dt.strftime("%Y-%m-%d")
+            out[k] = json.loads(f.to_json(orient="split", index=False, double_precision=15))
+        if full:
+            h = overview.headline(con, ADMIN, period_from="2024-Q3", engine=cfg)
+            out["headline"] = {k: getattr(h, k) for k in ("engagement_index", "csat_pct", "csat_n", "nps", "nps_se",
+                                                           "nps_n", "units", "periods", "incomplete_period")}
+    return json.loads(json.dumps(out))
+
+
+def assert_same(a, b, where="") -> None:
+    """Same structure, ids and order; numbers within TOL * max(1, |a|, |b|); strings equal."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, bool) or a is None or isinstance(a, str):
+        assert a == b, f"{where}: {a!r} != {b!r}"
+    elif isinstance(a, (int, float)):
+        assert isinstance(b, (int, float)) and not isinstance(b, bool), f"{where}: {a!r} != {b!r}"
+        if math.isnan(a) or math.isnan(b):
+            assert math.isnan(a) and math.isnan(b), f"{where}: {a!r} != {b!r}"
+        else:
+            assert abs(a - b) <= TOL * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
+    else:
+        raise AssertionError(f"{where}: unexpected {type(a)}")
+
+
+@pytest.fixture(scope="module")
+def on_duckdb(dbs):
+    return {name: results(db, _cfg("duckdb", db, lake)) for name, (db, lake) in dbs.items()}
+
+
+@pytest.mark.parametrize("name", ["demo", "planted"])
+def test_the_figures_are_real(on_duckdb, name):
+    r = on_duckdb[name]
+    link = r["linkage csat_pct 0"]
+    assert link["n_units"] >= 20 and link["within_unit"]["coef"] is not None and link["suppressed_groups"] >= 1
+    assert r["changes"]["compared"] > 0 and len(r["cx_by_channel"]["data"]) >= 3
+    assert len(r["response_times"]["data"]) >= (3 if name == "demo" else 0)
+    if name == "planted":  # the merged units' feedback is under their successors
+        units = {row[0] for row in r["cx_by_unit_period"]["data"]}
+        assert "U000" not in units and "U010" not in units and "U001" in units
+
+
+@pytest.mark.parametrize("name", ["demo", "planted"])
+def test_lake_read_by_duckdb_gives_the_same_json(dbs, on_duckdb, name):
+    db, lake = dbs[name]
+    cfg = _cfg("lake", db, lake)
+    assert cfg.kind == "lake"
+    assert_same(on_duckdb[name], results(db, cfg), name)
+
+
+def test_commands_read_the_engine_from_the_environment(dbs, cli, monkeypatch):
+    db, lake = dbs["planted"]
+    unit = "U003"
+    plain = [cli(*args, "--json", db=db) for args in (("linkage",), ("focus", unit), ("changes",))]
+    monkeypatch.setenv("CXSTATS_LAKE", str(lake))
+    on_lake = [cli(*args, "--json", db=db) for args in (("linkage",), ("focus", unit), ("changes",))]
+    for a, b in zip(plain, on_lake):
+        assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+        assert_same(json.loads(a.stdout), json.loads(b.stdout))
+    monkeypatch.setenv("CXSTATS_LAKE", str(lake / "missing"))
+    bad = cli("linkage", "--json", db=db)
+    assert bad.returncode == 2 and "CXSTATS_LAKE" in bad.stderr and bad.stdout == ""
+
+
+def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
+    """The lake is really what is read: a lake without one unit's feedback drops that unit."""
+    db, lake = dbs["planted"]
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    con = duckdb.connect()
+    try:
+        for name in engine.LAKE_TABLES:
+            if name == "feedback":
+                (thin / name).mkdir()
+                con.execute(f"COPY (SELECT * FROM read_parquet('{lake / name}/**/*.parquet', hive_partitioning=true) "
+                            f"WHERE unit_id <> 'U003') TO '{thin / name / 'part-0.parquet'}' (FORMAT parquet)")
+            else:
+                (thin / name).symlink_to(lake / name)
+    finally:
+        con.close()
+    with store.connect(db) as con:
+        frame = metrics.cx_counts(con, ADMIN, engine=_cfg("lake", db, thin))
+        full = metrics.cx_counts(con, ADMIN)
+    assert "U003" in set(full["unit_id"]) and "U003" not in set(frame["unit_id"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["demo", "planted"])
+def test_spark_over_the_lake_gives_the_same_json(dbs, on_duckdb, name):
+    pytest.importorskip("pyspark")
+    db, lake = dbs[name]
+    cfg = _cfg("spark", db, lake)
+    assert cfg.kind == "spark"
+    got = results(db, cfg, full=False)
+    assert_same({k: on_duckdb[name][k] for k in got}, got, name)
