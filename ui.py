@@ -20,7 +20,7 @@ import streamlit as st  # noqa: TID251 (ui.py is app-side, beside app.py and pag
 from streamlit.errors import StreamlitAPIException  # noqa: TID251
 
 import cxstats
-from cxstats import ADMIN, CxStatsError, Viewer, auth, quality, store
+from cxstats import ADMIN, CxStatsError, Viewer, auth, engine, quality, store
 
 LOCAL_ADMIN_NOTICE = "single local admin (no user file): set CXSTATS_USERS to require logins"
 
@@ -472,7 +472,19 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
         sb.info("demo data: generated, not real; load your own files on the Upload page")
     units, regions, p_from, p_to = _sidebar_filters(viewer, options, title)
     sb.caption(f"cxstats {cxstats.__version__} · database {db.name}")
+    sb.caption(escape_md("engine: " + engine_config(db).describe()))  # a lake path is the operator's text
     return Ctx(viewer, db, units, regions, p_from, p_to, is_demo, options.period)
+
+
+def engine_config(db: Path | None = None) -> "engine.EngineConfig":
+    """The engine of DESIGN.md "Engines" (CXSTATS_ENGINE, CXSTATS_LAKE, CXSTATS_SPARK); a bad
+    configuration is shown as one error and the page stops."""
+    try:
+        return engine.config_from_env(db or db_path())
+    except CxStatsError as exc:
+        show_error(exc)
+        st.stop()
+        raise
 
 
 def cached_demo_state(db: str) -> bool:
