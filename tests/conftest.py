@@ -50,3 +50,26 @@ def run_cli(*args: str, db: Path | None = None, timeout: float = 300) -> subproc
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_cli_inprocess(*args: str, db: Path | None = None) -> subprocess.CompletedProcess:
+    """`cxstats.cli.main([...])` in this process, stdout/stderr captured: the subprocess run's result, without
+    starting an interpreter per command (parsing still happens in cxstats' own worker process)."""
+    import contextlib
+    import io
+
+    from cxstats import cli as cxcli
+
+    argv = [*args, *(["--db", str(db)] if db is not None else [])]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cxcli.main(argv)
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["python", "-m", "cxstats", *argv], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli_inprocess():
+    return run_cli_inprocess

@@ -1,6 +1,8 @@
 """The ingest corpus: good and bad files through the real command line (issue 3, acceptance).
 
-Files are generated here (no binaries in the repo). Every bad file must exit 2, name the row and
+Files are generated here (no binaries in the repo). Every case runs through ``cxstats.cli.main([...])``
+in this process (stdout, stderr and the exit code captured; files are still parsed in the worker
+process with its memory cap); a few smoke runs go through ``python -m cxstats`` as a user would. Every bad file must exit 2, name the row and
 column where there is one, and leave every table exactly as it was (store.table_fingerprint).
 Every good file must exit 0 and store what a person reading the file would expect.
 """
@@ -290,9 +292,9 @@ def test_corpus_has_at_least_25_files():
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.name for c in BAD])
-def test_bad_file_exits_2_names_the_problem_and_writes_nothing(case, base_dbs, tmp_path, cli):
+def test_bad_file_exits_2_names_the_problem_and_writes_nothing(case, base_dbs, tmp_path, cli_inprocess):
     db, path, before = _prepare(case, base_dbs, tmp_path)
-    out = cli("import", case.kind, str(path), *case.args, db=db)
+    out = cli_inprocess("import", case.kind, str(path), *case.args, db=db)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     for text in case.expect:
@@ -302,15 +304,33 @@ def test_bad_file_exits_2_names_the_problem_and_writes_nothing(case, base_dbs, t
 
 
 @pytest.mark.parametrize("case", GOOD, ids=[c.name for c in GOOD])
-def test_good_file_loads(case, base_dbs, tmp_path, cli):
+def test_good_file_loads(case, base_dbs, tmp_path, cli_inprocess):
     db, path, before = _prepare(case, base_dbs, tmp_path)
-    out = cli("import", case.kind, str(path), *case.args, db=db)
+    out = cli_inprocess("import", case.kind, str(path), *case.args, db=db)
     assert out.returncode == 0, out.stderr
     for text in case.expect:
         assert text in out.stdout, out.stdout
     with store.connect(db) as con:
         assert store.table_fingerprint(con) != before
         CHECKS.get(case.name, lambda con: None)(con)
+
+
+# a few real subprocess runs: the installed entry point, its exit codes and streams, as a user sees them
+SMOKE = ["csat_out_of_range", "zip_bomb", "likert_labels_5"]
+
+
+@pytest.mark.parametrize("name", SMOKE)
+def test_smoke_through_python_m_cxstats(name, base_dbs, tmp_path, cli):
+    case = next(c for c in BAD + GOOD if c.name == name)
+    db, path, before = _prepare(case, base_dbs, tmp_path)
+    out = cli("import", case.kind, str(path), *case.args, db=db)
+    good = case in GOOD
+    assert out.returncode == (0 if good else 2), out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    for text in case.expect:
+        assert text in (out.stdout if good else out.stderr)
+    with store.connect(db) as con:
+        assert (store.table_fingerprint(con) != before) == good
 
 
 # what a person reading each good file expects to find stored
