@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import CxStatsError, store
+from . import CxStatsError, periods, store
 
 ITEMS: tuple[str, ...] = (
     "I know what is expected of me at work",
@@ -319,27 +319,14 @@ class DemoData:
 # ---------------------------------------------------------------- dates
 
 
-def quarter_label(d: date) -> str:
-    return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
-
-
-def _quarter_start(d: date) -> date:
-    return date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
-
-
-def _add_quarters(d: date, n: int) -> date:
-    m = d.year * 12 + d.month - 1 + 3 * n
-    return date(m // 12, m % 12 + 1, 1)
-
-
 def demo_quarters(end: date | None = None, quarters: int = 8) -> list[tuple[str, date, date]]:
     """(label, first day, last day) of the ``quarters`` complete quarters before ``end`` (default today)."""
     end = end or date.today()
-    current = _quarter_start(end)
+    current = periods.start(end, "quarter")
     out = []
     for k in range(quarters, 0, -1):
-        q0 = _add_quarters(current, -k)
-        out.append((quarter_label(q0), q0, _add_quarters(q0, 1) - timedelta(days=1)))
+        q0 = periods.shift(current, -k, "quarter")
+        out.append((periods.label(q0, "quarter"), q0, periods.end(q0, "quarter")))
     return out
 
 
@@ -943,7 +930,7 @@ def write_messy_files(out_dir="data/demo", seed: int = 7, end: date = MESSY_FILE
     written = []
 
     rows = _messy_engagement_rows(rng, wave_start)
-    title = f"Employee pulse survey {quarter_label(new_q)} - all stores (export)"
+    title = f"Employee pulse survey {periods.label(new_q, 'quarter')} - all stores (export)"
     p = out / "engagement_messy.xlsx"
     _write_engagement_xlsx(p, rows, title)
     written.append(p)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, store
+from . import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, periods, store
 from .stats import Z_975, bh_q, welch_from_moments
 
 Q_FOCUS = 0.10  # BH q below which a driver counts (DESIGN.md)
@@ -79,12 +79,6 @@ def _check_unit(con: duckdb.DuckDBPyConnection, viewer: Viewer, unit_id: str) ->
     if allowed is not None and unit not in allowed:
         raise AccessDenied(f"unit {raw!r} is not one of your units; you may see {', '.join(allowed) or 'none'}")
     return unit
-
-
-def _period_end(start: date, period: str) -> date:
-    """The last day of the period that starts on ``start``."""
-    months = 3 if period == "quarter" else 1
-    return (pd.Timestamp(start) + pd.DateOffset(months=months) - pd.Timedelta(days=1)).date()
 
 
 # ---------------------------------------------------------------- focus areas
@@ -198,7 +192,7 @@ def focus_areas(
             raise CxStatsError(f"unit {unit!r} has no shown survey group (groups under {sc.min_group} respondents "
                                f"are suppressed); nothing to focus on yet")
         period = shown[-1]
-    period = str(period).strip()
+    period = periods.normalise(period, sc.period)  # a malformed --in label says how to write one
     if period not in shown:
         raise CxStatsError(f"unit {unit!r} has no shown group in {period} (groups under {sc.min_group} "
                            f"respondents are suppressed); shown periods: {', '.join(shown) or 'none'}")
@@ -377,21 +371,22 @@ def changes(
     viewer.require_employee_data()
     sc = metrics.scope(con, min_group)
     eg = metrics.unit_period_engagement(con, ADMIN, sc.min_group).groups
-    periods = (eg[["period", "period_start"]].drop_duplicates().sort_values("period_start")["period"].tolist()
-               if len(eg) else [])
+    listed = (eg[["period", "period_start"]].drop_duplicates().sort_values("period_start")["period"].tolist()
+              if len(eg) else [])
     if period is None:
-        period = periods[-1] if periods else None
-    elif str(period).strip() not in periods:
-        raise CxStatsError(f"no shown survey group in {period}; periods with data: {', '.join(periods) or 'none'}")
-    period = None if period is None else str(period).strip()
+        period = listed[-1] if listed else None
+    else:
+        period = periods.normalise(period, sc.period)  # a malformed --in label says how to write one
+        if period not in listed:
+            raise CxStatsError(f"no shown survey group in {period}; periods with data: {', '.join(listed) or 'none'}")
     if previous is None:
-        earlier = periods[: periods.index(period)] if period in periods else []
+        earlier = listed[: listed.index(period)] if period in listed else []
         previous = earlier[-1] if earlier else None
     else:
-        previous = str(previous).strip()
-        if previous not in periods:
-            raise CxStatsError(f"no shown survey group in {previous}; periods with data: {', '.join(periods) or 'none'}")
-        if periods.index(previous) >= periods.index(period):
+        previous = periods.normalise(previous, sc.period)
+        if previous not in listed:
+            raise CxStatsError(f"no shown survey group in {previous}; periods with data: {', '.join(listed) or 'none'}")
+        if listed.index(previous) >= listed.index(period):
             raise CxStatsError(f"--previous {previous} must be earlier than {period}")
     if period is None or previous is None:
         return ChangesResult(period, previous, 0, (), sc.min_group)
@@ -688,7 +683,7 @@ def _periods_around(co: _Company, unit: str, created: datetime) -> tuple[date, d
     """(baseline start, outcome start) of the unit's kept periods around a plan's creation."""
     starts = sorted(co.groups.loc[co.groups["unit_id"] == unit, "period_start"])
     day = created.date() if isinstance(created, datetime) else pd.Timestamp(created).date()
-    before = [s for s in starts if _period_end(s, co.period) < day]
+    before = [s for s in starts if periods.end(s, co.period) < day]
     after = [s for s in starts if s > day]
     if not before or not after:
         return None
@@ -714,7 +709,7 @@ def _follow_up(co: _Company, a: Action, metric: str) -> FollowUp | None:
         if mb and ma:
             xb, xa = mb[0], ma[0]
             xch, xlo, xhi, _, _ = welch_from_moments(*mb, *ma)
-    return FollowUp(metrics.period_label(b, co.period), metrics.period_label(o, co.period), ib, ia, ich, lo, hi,
+    return FollowUp(periods.label(b, co.period), periods.label(o, co.period), ib, ia, ich, lo, hi,
                     xb, xa, xch, xlo, xhi, metric)
 
 

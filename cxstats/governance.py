@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import ADMIN, CxStatsError, Viewer, store
+from . import ADMIN, CxStatsError, Viewer, periods, store
 
 KINDS = ("customer", "respondent")
 
@@ -319,18 +319,14 @@ def retention_cutoff(today: date, months: int, period: str) -> date:
     """First day of the period that holds ``today - months``: rows of earlier periods go, so only
     whole periods are purged (the period at the boundary is kept whole)."""
     t = (pd.Timestamp(today) - pd.DateOffset(months=int(months))).date()
-    if period == "quarter":
-        return date(t.year, 3 * ((t.month - 1) // 3) + 1, 1)
-    return date(t.year, t.month, 1)
+    return periods.start(t, period)
 
 
 def _engagement_old(con, cutoff: date, period: str) -> None:
-    trunc = "quarter" if period == "quarter" else "month"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _purge_rows AS
-        WITH waves AS (SELECT wave, min(survey_date) AS first_date FROM engagement
-                       WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave)
+        WITH waves AS ({periods.waves_sql()})
         SELECT e.batch_id, e.row_no FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
-        WHERE CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) < ?""", [cutoff])
+        WHERE {periods.survey_start_sql(period)} < ?""", [cutoff])
 
 
 def purge(db, *, viewer: Viewer, today: date | None = None) -> PurgeResult:

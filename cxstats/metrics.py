@@ -44,10 +44,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import ADMIN, CxStatsError, Viewer, store
+from . import ADMIN, CxStatsError, Viewer, periods, store
 from .stats import welch_diff  # noqa: F401  (one definition, in cxstats.stats; metrics.welch_diff keeps working)
 
-PERIODS = ("quarter", "month")
+PERIODS = periods.PERIODS
 
 # Reply targets for the Customers page (DESIGN.md, "Response time"): hours by channel.
 REPLY_TARGET_HOURS = {"twitter": 1.0, "x": 1.0, "facebook": 6.0, "email": 6.0, "e-mail": 6.0}
@@ -169,18 +169,7 @@ def scope(con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: 
     return Scope(mg, s.period, s.index_items, s.comment_min_group)
 
 
-def period_label(start: date, period: str) -> str:
-    """'2024-Q2' for a quarter starting 2024-04-01; '2024-04' for a month."""
-    if period == "quarter":
-        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
-    return f"{start.year}-{start.month:02d}"
-
-
-def _period_ordinal_sql(period: str, col: str) -> str:
-    # consecutive integers so that "t + lag" is plain arithmetic; period is from PERIODS only
-    if period == "quarter":
-        return f"(year({col}) * 4 + quarter({col}) - 1)"
-    return f"(year({col}) * 12 + month({col}) - 1)"
+period_label = periods.label  # '2024-Q2' for a quarter starting 2024-04-01 (the one definition: cxstats.periods)
 
 
 def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
@@ -192,10 +181,9 @@ def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
     # few distinct periods: label each once, then map (cells can run to many thousand rows)
     starts = pd.to_datetime(frame["period_start"]).dt.date
     uniq = pd.unique(starts)
-    months = 3 if period == "quarter" else 1
     today = date.today()
-    label = {d: period_label(d, period) for d in uniq}
-    open_ = {d: (pd.Timestamp(d) + pd.DateOffset(months=months)).date() > today for d in uniq}
+    label = {d: periods.label(d, period) for d in uniq}
+    open_ = {d: periods.incomplete(d, period, today) for d in uniq}
     frame["period"] = starts.map(label)
     frame["incomplete"] = starts.map(open_).astype(bool)
     frame["period_start"] = starts
@@ -220,7 +208,6 @@ def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
 # ones carry no score, eNPS or comment) and is what groups are counted from; ``resp`` holds the
 # unblocked ones, the only rows any figure is built from.
 def _respondents_sql(sc: Scope) -> str:
-    trunc = "quarter" if sc.period == "quarter" else "month"
     # with every item in the index (the default) no answer needs matching against the item list
     index_join = "JOIN idx ON a.batch_id = idx.batch_id AND a.item = idx.item" if sc.index_items else ""
     return f"""
@@ -238,14 +225,11 @@ def _respondents_sql(sc: Scope) -> str:
         FROM engagement_answers a {index_join}
         GROUP BY a.batch_id, a.row_no
     ),
-    waves AS (
-        SELECT wave, min(survey_date) AS first_date FROM engagement
-        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
-    ),
+    waves AS ({periods.waves_sql()}),
     resp0 AS MATERIALIZED (
         SELECT e.batch_id, e.row_no, e.unit_id AS orig_unit, coalesce(um.to_unit, e.unit_id) AS mapped_unit,
                e.respondent_id, e.enps, e.comment, bk.k,
-               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start,
+               {periods.survey_start_sql(sc.period)} AS period_start,
                coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
                100.0 * (ri.mean_score - 1) / (bk.k - 1) AS score
         FROM engagement e
@@ -325,7 +309,7 @@ def unit_period_engagement(
     """
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
-    ordinal = _period_ordinal_sql(sc.period, "period_start")
+    ordinal = periods.ordinal_sql("period_start", sc.period)
     # one pass over respondents: every group is aggregated, only kept groups leave the database,
     # suppressed ones as a bare count
     sql = f"""
@@ -446,7 +430,6 @@ def small_changes_to_kept_groups(
     """
     viewer.require("admin")
     sc = scope(con)
-    trunc = "quarter" if sc.period == "quarter" else "month"
     frame = pd.DataFrame({
         "row_no": np.arange(len(incoming), dtype="int64"),
         "unit_id": incoming["unit_id"].astype(object).to_numpy(),
@@ -464,18 +447,15 @@ def small_changes_to_kept_groups(
     all_rows AS (
         SELECT batch_id, row_no, unit_id, survey_date, wave FROM engagement UNION ALL SELECT * FROM new_rows
     ),
-    waves_after AS (
-        SELECT wave, min(survey_date) AS first_date FROM all_rows
-        WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave
-    ),
+    waves_after AS ({periods.waves_sql("all_rows")}),
     before_rows AS (
         SELECT e.batch_id, e.row_no, e.unit_id,
-               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
+               {periods.survey_start_sql(sc.period)} AS period_start
         FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
     ),
     after_rows AS (
         SELECT e.batch_id, e.row_no, e.unit_id,
-               CAST(date_trunc('{trunc}', coalesce(w.first_date, e.survey_date)) AS DATE) AS period_start
+               {periods.survey_start_sql(sc.period)} AS period_start
         FROM all_rows e LEFT JOIN waves_after w ON e.wave = w.wave
     ),
     moved AS (
@@ -562,7 +542,7 @@ def item_scores(
         JOIN batch_scale it ON it.batch_id = a.batch_id
         GROUP BY r.unit_id, r.period_start, a.item
     )
-    SELECT unit_id, period_start, {_period_ordinal_sql(sc.period, "period_start")} AS period_index,
+    SELECT unit_id, period_start, {periods.ordinal_sql("period_start", sc.period)} AS period_index,
            item, n, favourable, 100.0 * favourable / n AS favourable_pct, mean_score, var_score, mean_0_100, k,
            n >= ? AS shown
     FROM cell ORDER BY unit_id, period_start, item
@@ -870,7 +850,6 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     per = period or s.period
     if per not in PERIODS:
         raise CxStatsError(f"period must be one of {', '.join(PERIODS)}")
-    trunc = "quarter" if per == "quarter" else "month"
     all_units, units = _cx_viewer(viewer)
     cfg = engine_config(con, engine)
     if cfg.kind != "duckdb":
@@ -886,10 +865,10 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     chan_g = "channel," if by_channel else ""
     sql = f"""
     WITH f AS (
-        SELECT unit_id, {chan} CAST(date_trunc('{trunc}', date) AS DATE) AS period_start, csat, nps
+        SELECT unit_id, {chan} {periods.start_sql("date", per)} AS period_start, csat, nps
         FROM {mapped_units_sql("feedback")} WHERE ? OR list_contains(?::VARCHAR[], unit_id)
     )
-    SELECT unit_id, {chan_g} period_start, {_period_ordinal_sql(per, "period_start")} AS period_index,
+    SELECT unit_id, {chan_g} period_start, {periods.ordinal_sql("period_start", per)} AS period_index,
            count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
            coalesce(sum(csat), 0) AS csat_sum, coalesce(sum(csat * csat), 0) AS csat_sq, count(nps) AS nps_n,
            count(*) FILTER (WHERE nps >= 9) AS promoters, count(*) FILTER (WHERE nps <= 6) AS detractors
@@ -964,11 +943,10 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
     if cfg.kind != "duckdb":
         return _response_times_engine(cfg, viewer, period, chosen if chosen is not None else (
             None if all_units else allowed), viewer.role != "manager" and chosen is None, period_from, period_to)
-    trunc = "quarter" if period == "quarter" else "month"
     parts = [con.execute(
         f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
                    epoch(responded_at - contacted_at) / 3600.0 AS hours,
-                   CAST(date_trunc('{trunc}', date) AS DATE) AS period_start
+                   {periods.start_sql("date", period)} AS period_start
             FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
                   AND (? OR list_contains(?::VARCHAR[], unit_id))""",
         [all_units, allowed, chosen is None, chosen or []]).df()]
@@ -976,7 +954,7 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
         parts.append(con.execute(
             f"""SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
                        epoch(replied_at - posted_at) / 3600.0 AS hours,
-                       CAST(date_trunc('{trunc}', posted_at) AS DATE) AS period_start
+                       {periods.start_sql("posted_at", period)} AS period_start
                 FROM mentions WHERE posted_at IS NOT NULL""").df())
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if frame is not None:

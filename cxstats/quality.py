@@ -10,17 +10,11 @@ from datetime import date
 
 import duckdb
 
-from . import Viewer
-from .metrics import period_label
+from . import Viewer, periods
 from .schema import KINDS
 from .store import Batch, current_customers_sql, list_batches, settings
 
-
-def period_sql(expr: str, period: str) -> str:
-    """SQL for the period label of a DATE expression (expr is code, never user input)."""
-    if period == "month":
-        return f"strftime({expr}, '%Y-%m')"
-    return f"(CAST(year({expr}) AS VARCHAR) || '-Q' || CAST(quarter({expr}) AS VARCHAR))"
+period_label = periods.label  # the one definition of a period: cxstats.periods
 
 
 @dataclass(frozen=True)
@@ -86,14 +80,14 @@ def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOpti
                   if str(u) not in mapping and (allowed is None or str(u) in allowed))
     regions = tuple(sorted({u.region for u in units if u.region}))
     # engagement periods follow the wave's first survey date, so a wave never splits (DESIGN.md)
-    eng_date = "coalesce(min(survey_date) OVER (PARTITION BY wave), survey_date)"
-    eng_periods = (f"""SELECT {period_sql('d', period)} AS p FROM (
-                SELECT CASE WHEN wave IS NULL THEN survey_date ELSE {eng_date} END AS d FROM engagement)
+    eng_periods = (f"""SELECT {periods.label_sql(periods.survey_start_sql(period), period)} AS p
+            FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
             UNION ALL """ if employee else "")
     per = con.execute(
         f"""
+        WITH waves AS ({periods.waves_sql()})
         SELECT DISTINCT p FROM (
-            {eng_periods}SELECT {period_sql('date', period)} AS p FROM feedback)
+            {eng_periods}SELECT {periods.label_sql('date', period)} AS p FROM feedback)
         WHERE p IS NOT NULL ORDER BY p
         """
     ).fetchall()
@@ -235,6 +229,6 @@ def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None
         if DATE_COLUMNS[q.table] is None or q.table == "customers":
             continue
         latest = q.last_date
-        label = period_label(latest, period) if latest else None
-        out.append(Freshness(q.table, latest, label, label is not None and label >= period_label(today, period)))
+        label = periods.label(latest, period) if latest else None
+        out.append(Freshness(q.table, latest, label, latest is not None and periods.incomplete(latest, period, today)))
     return out

@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import plotly.graph_objects as go
 
-from . import CxStatsError, Viewer, advocates, charts, focus, linkage, metrics, overview, programme, quality
+from . import CxStatsError, Viewer, advocates, charts, focus, linkage, metrics, overview, periods, programme, quality
 
 FORMATS = ("pdf", "pptx")
 # fixed document dates: the same data gives the same document (no build time leaks into it)
@@ -90,11 +90,13 @@ def _f(value: float | None, spec: str = ".1f") -> str:
 
 
 def _period_choice(con: duckdb.DuckDBPyConnection, viewer: Viewer, period: str | None) -> tuple[str | None, str | None]:
-    periods = list(quality.filter_options(con, viewer).periods)
+    options = quality.filter_options(con, viewer)
+    listed = list(options.periods)
     if period is None:
-        return (periods[0], periods[-1]) if periods else (None, None)
-    if period not in periods:
-        shown = ", ".join(periods[-8:]) if periods else "none yet"
+        return (listed[0], listed[-1]) if listed else (None, None)
+    period = periods.normalise(period, options.period)  # a malformed --in label says how to write one
+    if period not in listed:
+        shown = ", ".join(listed[-8:]) if listed else "none yet"
         raise CxStatsError(f"unknown period {period!r}; periods with data: {shown}")
     return period, period
 

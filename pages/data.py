@@ -4,7 +4,7 @@ erasure (admins; marketing erases customers and sees nothing else here) and rete
 import streamlit as st
 
 import ui
-from cxstats import CxStatsError, export, governance, quality, store
+from cxstats import CxStatsError, export, governance, periods, quality, store
 
 ctx = ui.page_setup("Data", roles=("admin", "leader", "marketing"))
 is_admin = ctx.viewer.role == "admin"
@@ -129,9 +129,8 @@ else:
             "Smallest group shown (respondents per unit and period)", min_value=store.MIN_GROUP_FLOOR,
             max_value=100, value=current.min_group, step=1,
             help=f"never below {store.MIN_GROUP_FLOOR}: smaller groups could identify people")
-        period = st.selectbox("Group engagement and customer figures by", ["quarter", "month"],
-                              index=["quarter", "month"].index(current.period) if current.period in
-                              ("quarter", "month") else 0)
+        period = st.selectbox("Group engagement and customer figures by", list(periods.PERIODS),
+                              index=periods.PERIODS.index(current.period) if current.period in periods.PERIODS else 0)
         cooldown = st.number_input("Reward cooldown (days)", min_value=0, max_value=3650,
                                    value=current.reward_cooldown_days, step=1)
         if st.form_submit_button("Save settings"):

@@ -147,6 +147,17 @@ def test_focus_figures_against_scipy(hand):
         assert a.item in a.sentence and "below the other units" in a.sentence
 
 
+def test_a_malformed_in_label_says_how_to_write_one(hand):
+    db, _, _ = hand
+    with store.connect(db) as con:
+        for bad in ("2024-Q5", "Q3", "2024-07"):  # the database groups by quarter
+            with pytest.raises(CxStatsError, match="like 2026-Q3"):
+                focus.focus_areas(con, "U03", viewer=ADMIN, period=bad)
+            with pytest.raises(CxStatsError, match="like 2026-Q3"):
+                focus.changes(con, viewer=ADMIN, period=bad)
+        assert focus.focus_areas(con, "U03", viewer=ADMIN, period=" 2024-q3").period == "2024-Q3"
+
+
 def test_focus_defaults_and_refusals(hand):
     db, _, _ = hand
     with store.connect(db) as con:
