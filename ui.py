@@ -103,12 +103,24 @@ def _cached_call(fn_key: str, db: str, version: tuple, args: tuple, kwargs: dict
 
 
 def cached(fn: Callable, *args, **kwargs) -> Any:
-    """Call ``fn(con, *args, **kwargs)`` through st.cache_data, keyed on the data version.
+    """Call ``fn(con, *args, **kwargs)`` through st.cache_data, keyed on the data version and the engine.
 
-    Any load, undo or settings change moves the version, so stale results are never shown.
+    Any load, undo or settings change moves the version, so stale results are never shown; a figure
+    read from a lake or Spark (CXSTATS_LAKE, CXSTATS_ENGINE) is never served for another engine.
     """
     db = str(db_path())
-    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", db, run_version(db), args, kwargs, fn)
+    version = run_version(db) + (_engine_key(db),)
+    return _cached_call(f"{fn.__module__}.{fn.__qualname__}", db, version, args, kwargs, fn)
+
+
+def _engine_key(db: str) -> str:
+    """The engine the environment names (its description), part of every cached result's key."""
+    from cxstats import engine
+
+    try:
+        return engine.config_from_env(db).describe()
+    except CxStatsError as exc:  # the call itself raises it again, where the page shows it
+        return f"invalid: {exc}"
 
 
 def run_version(db: str) -> tuple:

@@ -151,8 +151,9 @@ def reply_times(
 
     Feedback: ``responded_at - contacted_at`` of rows with contacted_at, in ``units`` (None: all);
     mentions (None: left out): ``replied_at - posted_at`` of posts with posted_at. ``period_from`` /
-    ``period_to``: period labels (inclusive) of the feedback date or the post's date. Hours are whole
-    seconds apart / 3600 (Spark's unix_timestamp drops fractions of a second; so does this).
+    ``period_to``: period labels (inclusive) of the feedback date or the post's date. Hours are the
+    difference of the two epochs / 3600 (on Spark, unix_timestamp drops fractions of a second: times
+    with sub-second parts can differ there by under 1/3600 h).
     """
     f = only_units(mapped_units(feedback, unit_map), units)
     f = f.filter(f.contacted_at.notnull())
