@@ -3,8 +3,9 @@
 Definitions follow DESIGN.md, "Metric definitions" (outside checks recompute them):
 
 - item score 1..k (already reverse-keyed on import); favourable = score >= k-1;
-- respondent score = ``100 * (mean of answered index items - 1) / (k - 1)``; a respondent who
-  answered fewer than half of the index items is left out of the index and counted;
+- respondent score = ``100 * (mean of answered index items - 1) / (k - 1)``, over the items whose
+  cell in the respondent's (unit, period) group is shown (>= min_group answers); a respondent who
+  answered fewer than half of the index items, or none in a shown cell, is left out and counted;
 - engagement index of a group = mean of its respondents' scores (0..100);
 - eNPS / NPS = ``100 * (share 9-10 - share 0-6)``, SE ``100 * sqrt((pP + pD - (pP - pD)^2) / n)``;
 - CSAT % = ``100 * share of {4, 5}``, CSAT mean = mean of 1..5;
@@ -20,8 +21,9 @@ over 4 people). Suppressed groups are removed in SQL before anything is aggregat
 every total, overall average, distribution, alpha and statistic is computed over kept groups only;
 a shown total therefore never contains a suppressed group, and subtracting shown figures yields
 only other kept groups. The same holds one level down: an item answered by fewer than ``min_group``
-respondents of a kept group is dropped from that group's item figures *and* from every item total,
-and a group's eNPS is shown only when at least ``min_group`` of its respondents answered it. Other
+respondents of a kept group is dropped from that group's item figures, from every item total *and*
+from the group's index and alpha (a respondent's score is the mean of his answers in shown cells, so
+the index cannot be solved for a hidden answer), and a group's eNPS is shown only when at least ``min_group`` of its respondents answered it. Other
 groupings or thresholds could be differenced against these, so a caller may raise ``min_group``
 (suppressing more, which reveals nothing new) but never lower it below the setting, and
 ``linkage --period`` other than the setting is refused. Counts of suppressed *groups* are shown;
@@ -207,6 +209,14 @@ def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
 # group named in ``suppressed_groups`` is blocked too. ``resp_all`` holds every respondent (blocked
 # ones carry no score, eNPS or comment) and is what groups are counted from; ``resp`` holds the
 # unblocked ones, the only rows any figure is built from.
+#
+# Suppressed item cells (DESIGN.md, "Differencing and oracles"; issue 18.5c): an item answered by
+# fewer than min_group respondents of a (unit, period) group is hidden in item figures, and it is
+# left out of that group's index as well, else the index would solve to the hidden answers. So a
+# respondent's score is the mean of his answers in *shown* cells (``shown_cells``: the cells
+# item_scores shows), and a respondent none of whose index answers is in a shown cell is left out of
+# the index (and counted, like one who answered too few items). Which cells are shown, and who is in
+# the index, depends only on which items were answered, never on the answers themselves.
 def _respondents_sql(sc: Scope) -> str:
     # with every item in the index (the default) no answer needs matching against the item list
     index_join = "JOIN idx ON a.batch_id = idx.batch_id AND a.item = idx.item" if sc.index_items else ""
@@ -221,7 +231,7 @@ def _respondents_sql(sc: Scope) -> str:
         SELECT batch_id, max(scale) AS k, count(*) AS n_index FROM idx GROUP BY batch_id
     ),
     resp_items AS (
-        SELECT a.batch_id, a.row_no, count(*) AS n_answered, avg(a.score) AS mean_score
+        SELECT a.batch_id, a.row_no, count(*) AS n_answered
         FROM engagement_answers a {index_join}
         GROUP BY a.batch_id, a.row_no
     ),
@@ -230,8 +240,7 @@ def _respondents_sql(sc: Scope) -> str:
         SELECT e.batch_id, e.row_no, e.unit_id AS orig_unit, coalesce(um.to_unit, e.unit_id) AS mapped_unit,
                e.respondent_id, e.enps, e.comment, bk.k,
                {periods.survey_start_sql(sc.period)} AS period_start,
-               coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index,
-               100.0 * (ri.mean_score - 1) / (bk.k - 1) AS score
+               coalesce(ri.n_answered, 0) > 0 AND 2 * coalesce(ri.n_answered, 0) >= bk.n_index AS in_index
         FROM engagement e
         LEFT JOIN waves w ON e.wave = w.wave
         LEFT JOIN batch_k bk ON e.batch_id = bk.batch_id
@@ -246,18 +255,36 @@ def _respondents_sql(sc: Scope) -> str:
                                           AND s.period_start = r.period_start)) AS pre_blocked
         FROM resp0 r JOIN orig_grp og USING (orig_unit, period_start)
     ),
-    resp_all AS MATERIALIZED (
-        SELECT batch_id, row_no, unit_id, respondent_id, period_start, k, blocked,
-               CASE WHEN blocked THEN NULL ELSE enps END AS enps,
-               CASE WHEN blocked THEN NULL ELSE comment END AS comment,
-               in_index AND NOT blocked AS in_index,
-               CASE WHEN blocked THEN NULL ELSE score END AS score
+    resp_b AS MATERIALIZED (
+        SELECT batch_id, row_no, unit_id, respondent_id, period_start, k, blocked, enps, comment, in_index
         FROM (
             SELECT *, CASE WHEN pre_blocked THEN orig_unit ELSE mapped_unit END AS unit_id,
                    pre_blocked OR EXISTS (SELECT 1 FROM suppressed_groups s WHERE s.unit_id = mapped_unit
                                           AND s.period_start = resp_flag.period_start) AS blocked
             FROM resp_flag)
         WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+    ),
+    shown_cells AS MATERIALIZED (
+        SELECT r.unit_id, r.period_start, a.item
+        FROM resp_b r JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
+        WHERE NOT r.blocked
+        GROUP BY r.unit_id, r.period_start, a.item HAVING count(*) >= ?
+    ),
+    resp_scores AS (
+        SELECT r.batch_id, r.row_no, avg(a.score) AS mean_score
+        FROM resp_b r
+        JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no {index_join}
+        JOIN shown_cells c ON c.unit_id = r.unit_id AND c.period_start = r.period_start AND c.item = a.item
+        WHERE NOT r.blocked
+        GROUP BY r.batch_id, r.row_no
+    ),
+    resp_all AS MATERIALIZED (
+        SELECT b.batch_id, b.row_no, b.unit_id, b.respondent_id, b.period_start, b.k, b.blocked,
+               CASE WHEN b.blocked THEN NULL ELSE b.enps END AS enps,
+               CASE WHEN b.blocked THEN NULL ELSE b.comment END AS comment,
+               b.in_index AND NOT b.blocked AND s.mean_score IS NOT NULL AS in_index,
+               CASE WHEN b.blocked THEN NULL ELSE 100.0 * (s.mean_score - 1) / (b.k - 1) END AS score
+        FROM resp_b b LEFT JOIN resp_scores s ON s.batch_id = b.batch_id AND s.row_no = b.row_no
     ),
     resp AS (
         SELECT * FROM resp_all WHERE NOT blocked
@@ -274,7 +301,7 @@ def _respondents_sql(sc: Scope) -> str:
 
 def _resp_params(sc: Scope, viewer: Viewer) -> list:
     all_units, units = _viewer_units(viewer)
-    return [not sc.index_items, list(sc.index_items), sc.min_group, all_units, units, sc.min_group]
+    return [not sc.index_items, list(sc.index_items), sc.min_group, all_units, units, sc.min_group, sc.min_group]
 
 
 # ---------------------------------------------------------------- engagement
@@ -678,7 +705,9 @@ def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_grou
 
     Same formula as :func:`cronbach_alpha`, ``k/(k-1) * (1 - sum(var_i) / var(total))``, computed in
     SQL (the answers never leave the database). k is the number of distinct index items over kept
-    groups; a respondent whose batch lacks an item, or who skipped one, is left out. None when
+    groups; a respondent whose batch lacks an item, or who skipped one, is left out, and so is one
+    whose group's cell of an item is suppressed (fewer than min_group answers: its answers are used
+    nowhere). None when
     fewer than 2 items or 2 complete respondents.
     """
     viewer.require_employee_data()
@@ -691,6 +720,7 @@ def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_grou
         JOIN kept USING (unit_id, period_start)
         JOIN engagement_answers a ON a.batch_id = r.batch_id AND a.row_no = r.row_no
         JOIN idx ON idx.batch_id = a.batch_id AND idx.item = a.item
+        JOIN shown_cells c ON c.unit_id = r.unit_id AND c.period_start = r.period_start AND c.item = a.item
         WHERE r.in_index
     ),
     n_items AS (SELECT count(DISTINCT item) AS k FROM ans),

@@ -4,6 +4,8 @@
   found", which told him a suppressed group's answers. Survey files are now loaded by admins only;
 - 5a: a manager padded a 4-person group with one invented respondent and read the real four;
 - 5b: a leader compared a kept group before and after a 1-row batch;
+- 5c: a suppressed item cell's single answer was solved from the group's engagement index (and the
+  complete respondents' answers entered Cronbach's alpha);
 - batch row counts shown to a leader counted suppressed respondents.
 
 Each case is the probe's own example, checked against a plain-Python reference where a figure is
@@ -118,6 +120,66 @@ def test_an_earlier_wave_date_moving_respondents_counts_as_a_change(db):
     late = head + "S002,2024-03-30,R99,W2,1,1\n"
     with pytest.raises(CxStatsError, match="move 6 of them"):
         ingest.import_file(db, "engagement", late.encode(), file_name="late.csv", scale=5)
+
+
+# ---------------------------------------------------------------- 5c: a suppressed item cell
+
+
+def _hidden_cell_db(db, hidden: int):
+    """S002 2024-Q1 (kept, 6 respondents) answers q1 = q2 = 4, and only R0001 answers q3 (``hidden``):
+    the q3 cell has 1 answer (< min_group 5) and is suppressed. S003 is kept with every item answered,
+    so that alpha has complete respondents; its q3 is answered by 2 only (suppressed too)."""
+    ingest.import_file(db, "units", b"unit_id\nS002\nS003\n", file_name="units.csv")
+    rows = [("S002", "2024-02-01", 8, 4, 4, hidden)] + [("S002", "2024-02-01", 8, 4, 4, None)] * 5
+    rows += [("S003", "2024-02-01", 7, q, q % 5 + 1, None) for q in (1, 2, 3, 4, 5)]
+    rows += [("S003", "2024-02-01", 7, 5, 3, q3) for q3 in (hidden, 6 - hidden)]
+    ingest.import_file(db, "engagement", survey(rows), file_name="wave1.csv", scale=5)
+    return db
+
+
+def _seen_by_leader(db) -> dict:
+    with store.connect(db) as con:
+        g = metrics.unit_period_engagement(con, LEADER).groups
+        cells = metrics.item_scores(con, LEADER)
+        summ = metrics.engagement_summary(con, LEADER)
+    return {"groups": g.drop(columns=["period_start"]).to_dict("records"),
+            "cells": cells.cells.drop(columns=["period_start"]).to_dict("records"),
+            "suppressed": (cells.suppressed_cells, sorted(map(tuple, cells.suppressed.values.tolist()))),
+            "summary": (summ.index, summ.respondents, summ.alpha, summ.excluded_respondents)}
+
+
+@pytest.mark.parametrize("hidden", [1, 5])
+def test_a_suppressed_item_cells_answer_cannot_be_solved_from_the_group_index(tmp_path, hidden):
+    """The probe's solve: q1 and q2 of S002 are shown as mean 4.0 with variance 0 over 6 answers, so
+    every respondent answered 4 and 4; if the index counted q3, the one q3 answer would be
+    x = 3 * (1 + 4 * (6 * index - 5 * 75) / 100) - 8. With the cell left out, every score is 75."""
+    db = _hidden_cell_db(tmp_path / "a.duckdb", hidden)
+    seen = _seen_by_leader(db)
+    s002 = next(r for r in seen["groups"] if r["unit_id"] == "S002")
+    shown = {(c["unit_id"], c["item"]): c for c in seen["cells"]}
+    assert ("S002", "q3") not in shown and ("S003", "q3") not in shown
+    assert shown[("S002", "q1")]["mean_score"] == 4 and shown[("S002", "q1")]["var_score"] == 0
+    assert s002["respondents"] == 6
+    assert s002["index"] == pytest.approx(75.0)  # plain reference: 100 * (4 - 1) / 4 for all six
+    solved = 3 * (1 + 4 * (6 * s002["index"] - 5 * 75) / 100) - 8
+    assert solved == pytest.approx(4.0)  # what anyone solves, whatever the hidden answer was
+    # the whole leader's view is the same for another hidden answer (index, item cells, alpha)
+    other = _seen_by_leader(_hidden_cell_db(tmp_path / "b.duckdb", 6 - hidden))
+    assert other == seen
+
+
+def test_suppressed_item_cells_leave_alpha(tmp_path):
+    """Alpha over kept respondents with every index item in a shown cell: here only q1 and q2 are
+    shown anywhere, so alpha is that of the two-item scale over all 13 respondents (checked against
+    pingouin on the same answers)."""
+    db = _hidden_cell_db(tmp_path / "a.duckdb", 1)
+    with store.connect(db) as con:
+        alpha = metrics.engagement_summary(con, LEADER).alpha
+    import pandas as pd
+    import pingouin
+
+    q = pd.DataFrame({"q1": [4] * 6 + [1, 2, 3, 4, 5, 5, 5], "q2": [4] * 6 + [2, 3, 4, 5, 1, 3, 3]})
+    assert alpha == pytest.approx(pingouin.cronbach_alpha(q)[0])
 
 
 # ---------------------------------------------------------------- batch counts shown to non-admins
