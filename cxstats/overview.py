@@ -106,5 +106,5 @@ def headline(
         min_group=min_group, csat_pct=csat, csat_n=csat_n, nps=n.nps, nps_se=n.se, nps_n=n.n,
         units=len(all_units), periods=tuple(sorted(periods)),
         incomplete_period=latest if latest in incomplete else None,
-        freshness=tuple(quality.freshness(con, viewer, today)),
+        freshness=tuple(quality.freshness(con, viewer, today, engine=engine)),
     )

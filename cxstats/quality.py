@@ -220,15 +220,39 @@ class Freshness:
     incomplete: bool  # the latest period has not ended yet
 
 
-def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None = None) -> list[Freshness]:
-    """Latest date per kind, and whether its period is still running (so figures may move)."""
+def _engine_last_dates(con: duckdb.DuckDBPyConnection, viewer: Viewer, engine) -> dict:
+    """{kind: latest date} of the lake's feedback, purchases and mentions ({} on the DuckDB file);
+    a manager's only over his units' rows, and no mentions (they carry no unit), as data_quality."""
+    from . import metrics
+
+    cfg = metrics.engine_config(con, engine)
+    if cfg.kind == "duckdb":
+        return {}
+    from . import engine as engines
+    from . import unit_aggregates as ua
+
+    limit = viewer.unit_filter()
+    kinds = [k for k in ("feedback", "purchases", "mentions") if limit is None or k != "mentions"]
+    with engines.open_tables(cfg, viewer=viewer) as t:
+        return {k: ua.latest_date(t, t.table(k), DATE_COLUMNS[k], None if limit is None else list(limit))
+                for k in kinds}
+
+
+def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None = None, *,
+              engine=None) -> list[Freshness]:
+    """Latest date per kind, and whether its period is still running (so figures may move).
+
+    On a lake or Spark (``engine``; None: from the environment) feedback, purchases and mentions are
+    dated from the lake, where the figures come from; the other kinds from the DuckDB file.
+    """
     today = today or date.today()
     period = settings(con).period
+    on_engine = _engine_last_dates(con, viewer, engine)
     out = []
     for q in data_quality(con, viewer):
         if DATE_COLUMNS[q.table] is None or q.table == "customers":
             continue
-        latest = q.last_date
+        latest = on_engine.get(q.table, q.last_date)
         label = periods.label(latest, period) if latest else None
         out.append(Freshness(q.table, latest, label, latest is not None and periods.incomplete(latest, period, today)))
     return out

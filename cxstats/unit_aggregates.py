@@ -170,3 +170,12 @@ def reply_times(
         rows = rows.union(m.select(source=ibis.literal("mentions"), channel=channel_of(m.platform),
                                    hours=_hours(m.replied_at, m.posted_at)))
     return _reply_aggregate(rows, targets)
+
+
+def latest_date(t, table: ir.Table, column: str, units: Sequence[str] | None = None):
+    """The latest date of ``column`` (a date or timestamp, as a date) over ``units``' rows (None: all),
+    run on ``t`` (:class:`cxstats.engine.Tables`); None when there are no rows. ``units`` filters
+    on the rows' own unit_id, as the data-quality counts do."""
+    rows = only_units(table, units)
+    out = t.execute(rows.aggregate(last=rows[column].cast("date").max())).to_pylist()
+    return out[0]["last"] if out else None

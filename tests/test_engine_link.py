@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from test_linkage_data import build, load_feedback, survey
 
-from cxstats import ADMIN, Viewer, demo, engine, focus, ingest, linkage, metrics, overview, store
+from cxstats import ADMIN, Viewer, demo, engine, focus, ingest, linkage, metrics, overview, quality, store
 
 TOL = 1e-9
 
@@ -104,6 +104,8 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
             h = overview.headline(con, ADMIN, period_from="2024-Q3", engine=cfg)
             out["headline"] = {k: getattr(h, k) for k in ("engagement_index", "csat_pct", "csat_n", "nps", "nps_se",
                                                            "nps_n", "units", "periods", "incomplete_period")}
+            out["headline"]["freshness"] = [(f.kind, f.latest and f.latest.isoformat(), f.period, f.incomplete)
+                                            for f in h.freshness]
     return json.loads(json.dumps(out))
 
 
@@ -184,10 +186,14 @@ def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
                 (thin / name).symlink_to(lake / name)
     finally:
         con.close()
+    mgr = Viewer("manager", ("U003",))
     with store.connect(db) as con:
         frame = metrics.cx_counts(con, ADMIN, engine=_cfg("lake", db, thin))
         full = metrics.cx_counts(con, ADMIN)
+        fresh = {f.kind: f.latest for f in quality.freshness(con, mgr, engine=_cfg("lake", db, thin))}
+        fresh_full = {f.kind: f.latest for f in quality.freshness(con, mgr, engine=_cfg("lake", db, lake))}
     assert "U003" in set(full["unit_id"]) and "U003" not in set(frame["unit_id"])
+    assert fresh["feedback"] is None and fresh_full["feedback"] is not None  # the Overview's dates follow the lake
 
 
 @pytest.mark.slow
