@@ -1358,8 +1358,7 @@ def _skip_stored(a, con, out, items, labels, col_of):
         con.register("_incoming_rows", inc)
         try:
             rows = con.execute(
-                f"WITH s AS (SELECT * FROM {k.table} QUALIFY row_number() OVER (PARTITION BY {part} "
-                f"ORDER BY batch_id DESC, row_no DESC) = 1), i AS (SELECT _idx, {casted} FROM _incoming_rows) "
+                f"WITH s AS ({store.current_rows_sql(k.table, part)}), i AS (SELECT _idx, {casted} FROM _incoming_rows) "
                 f"SELECT i._idx, s.batch_id, {same} AS same FROM i JOIN s ON {on}"
             ).fetchall()
         finally:

@@ -24,7 +24,7 @@ from scipy import stats
 from statsmodels.regression.linear_model import OLS  # not statsmodels.api: it loads plotting too (slow start)
 from statsmodels.tools.tools import add_constant
 
-from . import ADMIN, CxStatsError, Viewer, metrics
+from . import ADMIN, CxStatsError, Viewer, metrics, store
 from .stats import (  # noqa: F401  (re-exported: linkage.fisher_ci, linkage.pearson, ...)
     MIN_N,
     MIN_RELIABILITY,
@@ -537,8 +537,7 @@ def _unit_covariates(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> 
         raise CxStatsError(f"unknown covariate {', '.join(bad)}; choose from {', '.join(COVARIATE_COLUMNS)} "
                            f"(columns of the units table)")
     frame = con.execute(
-        "SELECT unit_id, unit_name, region, headcount FROM units "
-        "QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC, row_no DESC) = 1"
+        f"SELECT unit_id, unit_name, region, headcount FROM ({store.current_units_sql()})"
     ).df()
     return frame[["unit_id", *names]]
 

@@ -12,7 +12,7 @@ import duckdb
 
 from . import Viewer, periods
 from .schema import KINDS
-from .store import Batch, current_customers_sql, list_batches, settings
+from .store import Batch, current_customers_sql, current_rows_sql, list_batches, settings
 
 period_label = periods.label  # the one definition of a period: cxstats.periods
 
@@ -58,8 +58,7 @@ def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOpti
     rows = con.execute(
         f"""
         WITH named AS (
-            SELECT unit_id, unit_name, region FROM {named_from}
-            QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC, row_no DESC) = 1),
+            SELECT unit_id, unit_name, region FROM ({current_rows_sql(named_from, "unit_id")})),
         seen AS ({seen})
         SELECT s.unit_id, n.unit_name, n.region
         FROM (SELECT unit_id FROM named UNION SELECT unit_id FROM seen) s LEFT JOIN named n USING (unit_id)

@@ -471,7 +471,7 @@ def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = Non
 def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Every spelling that names a unit -> unit_id (unit_id itself, then aliases), from `units`."""
     rows = con.execute(
-        "SELECT unit_id, aliases FROM units QUALIFY row_number() OVER (PARTITION BY unit_id ORDER BY batch_id DESC) = 1"
+        f"SELECT unit_id, aliases FROM ({current_units_sql()})"
     ).fetchall()
     out: dict[str, str] = {}
     for unit_id, _ in rows:
@@ -495,12 +495,25 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, st
     return out
 
 
+def current_rows_sql(source: str, key: str) -> str:
+    """SQL for the current row of each ``key`` in ``source``: the latest batch wins, then its latest row.
+
+    The one definition of "the current version" of a unit, a customer or any keyed row (a later upload
+    updates it). ``source`` is a canonical table name or a parenthesised subquery, ``key`` one column or
+    a comma-separated list of columns: code, never user input.
+    """
+    return (f"SELECT * FROM {source} QUALIFY row_number() OVER (PARTITION BY {key} "
+            "ORDER BY batch_id DESC, row_no DESC) = 1")
+
+
+def current_units_sql() -> str:
+    """SQL for the current version of each unit (latest batch wins, then its latest row)."""
+    return current_rows_sql("units", "unit_id")
+
+
 def current_customers_sql() -> str:
-    """SQL for the current version of each customer (latest batch wins)."""
-    return (
-        "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY customer_id "
-        "ORDER BY batch_id DESC, row_no DESC) AS rn FROM customers) WHERE rn = 1"
-    )
+    """SQL for the current version of each customer (latest batch wins, then its latest row)."""
+    return current_rows_sql("customers", "customer_id")
 
 
 # ---------------------------------------------------------------- hold-outs (written with an export's audit row)
