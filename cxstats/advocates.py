@@ -95,7 +95,7 @@ def tier(score: float) -> str:
     for name, lo in TIERS:
         if score >= lo:
             return name
-    return "Candidate"
+    return TIERS[-1][0]
 
 
 def reach(max_followers) -> float:
@@ -519,7 +519,7 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, pr
     idx = idx[pc.sort_indices(keys, sort_keys=[("score", "descending"), ("customer_id", "ascending")]).to_numpy()]
     out = df.iloc[idx].reset_index(drop=True)
     s = out["score"].to_numpy()
-    out["tier"] = np.select([s >= 80, s >= 60, s >= 40], ["Champion", "Advocate", "Rising"], "Candidate")
+    out["tier"] = np.select([s >= lo for _, lo in TIERS[:-1]], [t for t, _ in TIERS[:-1]], TIERS[-1][0])  # as tier()
     # Flags are explained, never scored away: the row keeps its score and place. reasons, flags and
     # flag_text hold arrays of strings as DuckDB returns them (converting 300k rows costs seconds).
     sat = [None if v != v else v for v in out["contribution_satisfaction"].tolist()]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from . import metrics
 from .stats import Z_975
 
 SUPPRESSED = "suppressed"
@@ -81,24 +82,7 @@ def _suppressed_mask(df: pd.DataFrame) -> pd.Series:
     return pd.Series(False, index=df.index)
 
 
-def in_selection(frame: pd.DataFrame, units: Iterable[str] | None = None, period_from: str | None = None,
-                 period_to: str | None = None) -> pd.DataFrame:
-    """Rows of whole units and whole periods in the sidebar's selection (None = no limit).
-
-    Period labels ('2025-Q1', '2025-03') sort as text in time order, so the range is a text range.
-    """
-    if frame is None or len(frame) == 0:
-        return frame
-    keep = pd.Series(True, index=frame.index)
-    if units is not None and "unit_id" in frame.columns:
-        keep &= frame["unit_id"].astype(str).isin([str(u) for u in units])
-    if "period" in frame.columns:
-        p = frame["period"].astype(str)
-        if period_from:
-            keep &= p >= str(period_from)
-        if period_to:
-            keep &= p <= str(period_to)
-    return frame[keep]
+in_selection = metrics.in_selection  # the one selection filter (whole units, whole periods)
 
 
 def pooled_index(groups: pd.DataFrame) -> float | None:

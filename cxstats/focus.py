@@ -631,12 +631,11 @@ def close_action(
 def _plans(con, viewer: Viewer, unit: str | None) -> list[Action]:
     if viewer.role == "marketing":
         raise AccessDenied("marketing may not see action plans (they rest on employee survey data)")
-    allowed = viewer.unit_filter()
     rows = con.execute(
         f"""SELECT {_ACTION_COLS} FROM actions
-            WHERE (? OR list_contains(?::VARCHAR[], unit_id)) AND (? OR unit_id = ?)
+            WHERE {store.VIEWER_UNITS_SQL} AND (? OR unit_id = ?)
             ORDER BY unit_id, action_id""",
-        [allowed is None, list(allowed or []), unit is None, unit or ""]).fetchall()
+        [*store.viewer_units(viewer), unit is None, unit or ""]).fetchall()
     return [_row_to_action(r) for r in rows]
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import duckdb
 import numpy as np
@@ -192,9 +192,28 @@ def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
     return frame
 
 
-def _viewer_units(viewer: Viewer) -> tuple[bool, list[str]]:
-    units = viewer.unit_filter()
-    return (units is None), list(units or [])
+def in_selection(frame: pd.DataFrame, units: Iterable[str] | None = None, period_from: str | None = None,
+                 period_to: str | None = None) -> pd.DataFrame:
+    """Rows of whole units and whole periods in the sidebar's selection (None = no limit).
+
+    The one selection filter (pages, the Overview's headline, the report, reply times). Period labels
+    ('2025-Q1', '2025-03') sort as text in time order, so the range is a text range.
+    """
+    if frame is None or len(frame) == 0:
+        return frame
+    keep = pd.Series(True, index=frame.index)
+    if units is not None and "unit_id" in frame.columns:
+        keep &= frame["unit_id"].astype(str).isin([str(u) for u in units])
+    if "period" in frame.columns:
+        p = frame["period"].astype(str)
+        if period_from:
+            keep &= p >= str(period_from)
+        if period_to:
+            keep &= p <= str(period_to)
+    return frame[keep]
+
+
+_viewer_units = store.viewer_units  # the one viewer-unit filter (store.VIEWER_UNITS_SQL)
 
 
 # The respondent-level relation every engagement figure starts from. Built from constant text only;
@@ -262,7 +281,7 @@ def _respondents_sql(sc: Scope) -> str:
                    pre_blocked OR EXISTS (SELECT 1 FROM suppressed_groups s WHERE s.unit_id = mapped_unit
                                           AND s.period_start = resp_flag.period_start) AS blocked
             FROM resp_flag)
-        WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+        WHERE {store.VIEWER_UNITS_SQL}
     ),
     shown_cells AS MATERIALIZED (
         SELECT r.unit_id, r.period_start, a.item
@@ -818,10 +837,7 @@ def comments(
 # ---------------------------------------------------------------- customer satisfaction
 
 
-def _cx_viewer(viewer: Viewer) -> tuple[bool, list[str]]:
-    if viewer.role == "manager":
-        return False, list(viewer.units)
-    return True, []
+_cx_viewer = store.viewer_units  # feedback rows a viewer may see: the same filter as engagement's
 
 
 def mapped_units_sql(table: str) -> str:
@@ -896,7 +912,7 @@ def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: st
     sql = f"""
     WITH f AS (
         SELECT unit_id, {chan} {periods.start_sql("date", per)} AS period_start, csat, nps
-        FROM {mapped_units_sql("feedback")} WHERE ? OR list_contains(?::VARCHAR[], unit_id)
+        FROM {mapped_units_sql("feedback")} WHERE {store.VIEWER_UNITS_SQL}
     )
     SELECT unit_id, {chan_g} period_start, {periods.ordinal_sql("period_start", per)} AS period_index,
            count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
@@ -977,7 +993,7 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
         f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
                    epoch(responded_at - contacted_at) / 3600.0 AS hours,
                    {periods.start_sql("date", period)} AS period_start
-            FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND (? OR list_contains(?::VARCHAR[], unit_id))
+            FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND {store.VIEWER_UNITS_SQL}
                   AND (? OR list_contains(?::VARCHAR[], unit_id))""",
         [all_units, allowed, chosen is None, chosen or []]).df()]
     if viewer.role != "manager" and chosen is None:
@@ -988,12 +1004,7 @@ def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units
                 FROM mentions WHERE posted_at IS NOT NULL""").df())
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if frame is not None:
-        # period labels sort as text in time order (as in charts.in_selection)
-        frame = _labels(frame, period)
-        if period_from:
-            frame = frame[frame["period"] >= str(period_from)]
-        if period_to:
-            frame = frame[frame["period"] <= str(period_to)]
+        frame = in_selection(_labels(frame, period), None, period_from, period_to)
         frame = frame.copy() if len(frame) else None
     cols = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
             "share_within_target", "median_hours"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date
 
 import duckdb
-import pandas as pd
 
 from . import Viewer, metrics, quality
 from .stats import Z_975
@@ -47,20 +46,6 @@ class Headline:
         return None if self.nps_se is None else Z95 * self.nps_se
 
 
-def _select(frame: pd.DataFrame, units, period_from, period_to) -> pd.DataFrame:
-    if frame.empty:
-        return frame
-    keep = pd.Series(True, index=frame.index)
-    if units is not None:
-        keep &= frame["unit_id"].astype(str).isin(set(units))
-    # labels of one period setting sort in time order ('2025-Q1' < '2025-Q2', '2025-03' < '2025-04')
-    if period_from:
-        keep &= frame["period"] >= period_from
-    if period_to:
-        keep &= frame["period"] <= period_to
-    return frame[keep]
-
-
 def headline(
     con: duckdb.DuckDBPyConnection,
     viewer: Viewer,
@@ -83,14 +68,14 @@ def headline(
     incomplete: set[str] = set()
     if viewer.sees_employee_data:
         g = metrics.unit_period_engagement(con, viewer)
-        sel = _select(g.groups, units, period_from, period_to)
+        sel = metrics.in_selection(g.groups, units, period_from, period_to)
         respondents = int(sel["respondents"].sum()) if len(sel) else 0
         idx = float(sel["score_sum"].sum() / respondents) if respondents else None
         groups_n, suppressed, min_group = len(sel), g.suppressed_groups, g.min_group
         eng_units = set(sel["unit_id"].astype(str))
         periods |= set(sel["period"])
         incomplete |= set(sel.loc[sel["incomplete"].astype(bool), "period"])
-    cx = _select(metrics.cx_by_unit_period(con, viewer, engine=engine), units, period_from, period_to)
+    cx = metrics.in_selection(metrics.cx_by_unit_period(con, viewer, engine=engine), units, period_from, period_to)
     csat_n = int(cx["csat_n"].sum()) if len(cx) else 0
     csat = 100.0 * float(cx["csat_top2"].sum()) / csat_n if csat_n else None
     n = metrics.nps_from_counts(int(cx["promoters"].sum()) if len(cx) else 0,

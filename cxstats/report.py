@@ -298,7 +298,7 @@ def _focus_section(con, viewer: Viewer, metric: str, units: tuple[str, ...] | No
 def _advocate_section(con, viewer: Viewer) -> Section:
     res = advocates.score(con, viewer)
     counts = res.customers["tier"].value_counts() if len(res.customers) else {}
-    tiers = ("Champion", "Advocate", "Rising", "Candidate")
+    tiers = tuple(name for name, _ in advocates.TIERS)
     as_of = res.as_of.isoformat() if res.as_of else "no orders yet"
     words = [
         f"Customers who pass the advocate gates (at least 2 orders, a positive post or promoter answer, nothing "

@@ -516,6 +516,16 @@ def current_customers_sql() -> str:
     return current_rows_sql("customers", "customer_id")
 
 
+VIEWER_UNITS_SQL = "(? OR list_contains(?::VARCHAR[], unit_id))"
+"""The one viewer-unit filter in SQL: a manager's rows are his units' only. Bind :func:`viewer_units`."""
+
+
+def viewer_units(viewer) -> tuple[bool, list[str]]:
+    """The parameters of :data:`VIEWER_UNITS_SQL`: (every unit?, the manager's units)."""
+    units = viewer.unit_filter()
+    return (units is None), list(units or [])
+
+
 # ---------------------------------------------------------------- hold-outs (written with an export's audit row)
 
 HOLDOUT_DAYS = 90  # a held-out customer stays out of every export this long after the list date

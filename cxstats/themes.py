@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from . import AccessDenied, CxStatsError, Viewer, metrics, sentiment
+from . import AccessDenied, CxStatsError, Viewer, metrics, sentiment, store
 from .stats import Z_975
 
 SOURCES = ("comments", "feedback", "mentions")
@@ -275,10 +275,10 @@ def _texts(con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer) -> tuple
         frame = metrics.comments(con, viewer)
         return [str(t) for t in frame["comment"]], None
     if source == "feedback":
-        all_units, units = metrics._cx_viewer(viewer)
+        all_units, units = store.viewer_units(viewer)
         rows = con.execute(
             f"""SELECT comment, csat FROM {metrics.mapped_units_sql("feedback")}
-               WHERE comment IS NOT NULL AND trim(comment) <> '' AND (? OR list_contains(?::VARCHAR[], unit_id))
+               WHERE comment IS NOT NULL AND trim(comment) <> '' AND {store.VIEWER_UNITS_SQL}
                ORDER BY date, response_id, batch_id, row_no""", [all_units, units]).fetchall()
         csat = np.array([np.nan if c is None else float(c) for _, c in rows], dtype="float64")
         return [str(t) for t, _ in rows], csat

@@ -16,7 +16,7 @@ from cxstats import CxStatsError, advocates, charts, export, programme, store
 ctx = ui.page_setup("Advocates", roles=("marketing", "leader", "admin"))
 
 DEFAULTS = dict(advocates.DEFAULT_WEIGHTS)
-TIERS = ["Champion", "Advocate", "Rising", "Candidate"]
+TIERS = [name for name, _ in advocates.TIERS]  # the one definition: cxstats.advocates.TIERS
 
 # ---------------------------------------------------------------- weights (applied together, not per slider move)
 with st.expander("Score weights and date", expanded=False):
