@@ -23,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from . import metrics
-from .stats import Z_975
+from .stats import Z_975, num
 
 SUPPRESSED = "suppressed"
 FAVOURABLE_SCALE = "RdYlGn"
@@ -38,15 +38,7 @@ def safe_text(value: Any) -> str:
     return html.escape(str(value), quote=False)
 
 
-def _num(value: Any) -> float | None:
-    """A finite float, or None (so Plotly leaves a gap instead of drawing NaN)."""
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_num = num  # a finite float, or None (so Plotly leaves a gap instead of drawing NaN): cxstats.stats.num
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

@@ -45,7 +45,7 @@ import pandas as pd
 from scipy import stats
 
 from . import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, periods, store
-from .stats import Z_975, bh_q, welch_from_moments
+from .stats import Z_975, bh_q, num, welch_from_moments
 
 Q_FOCUS = 0.10  # BH q below which a driver counts (DESIGN.md)
 Q_CHANGE = 0.10  # BH q below which a change is listed
@@ -58,15 +58,7 @@ MEASURES = ("engagement", "csat_pct", "nps")
 FOLLOW_UP_METRICS = ("csat_pct", "nps")
 
 
-def _f(x) -> float | None:
-    """A finite float or None (JSON has no NaN)."""
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+_f = num  # a finite float or None (JSON has no NaN): cxstats.stats.num
 
 
 def _check_unit(con: duckdb.DuckDBPyConnection, viewer: Viewer, unit_id: str) -> str:

@@ -32,7 +32,7 @@ import pandas as pd
 from . import Viewer
 from .advocates import SCORING_ROLES, _as_date, _orders_sql, latest_order_date
 from .export import HOLDOUT_ROLES, MAX_HOLDOUT_PCT, check_pct, draw_holdout  # noqa: F401  (the hold-out is drawn at export)
-from .stats import welch_diff
+from .stats import num, welch_diff
 
 WINDOW_DAYS = 90  # before and after windows of the effect
 EXCLUDE_BEFORE_DAYS = 180  # a control is neither rewarded nor held out from 180 days before ...
@@ -146,11 +146,7 @@ class ProgrammeEffect:
         return tuple(d for d in self.designs if d.design == "holdout")
 
 
-def _f(x) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+_f = num  # a finite float or None: cxstats.stats.num
 
 
 # ---------------------------------------------------------------- pure formulas

@@ -36,10 +36,14 @@ BOOT_SEED = 20240611
 
 
 def num(x) -> float | None:
-    """A finite float or None (JSON has no NaN)."""
+    """A finite float, or None for None, NaN, infinities and what is no number (pd.NA): JSON has no
+    NaN and Plotly leaves a gap for None. The one definition (charts, focus, programme use it)."""
     if x is None:
         return None
-    x = float(x)
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
     return x if math.isfinite(x) else None
 
 
