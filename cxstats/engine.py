@@ -286,7 +286,14 @@ def _duckdb_erasure_filter(rel, table: str, er: _Erasures):
 
 def _spark_erasure_filter(df, table: str, er: _Erasures):
     """The DataFrame without rows whose identifiers match an erasure (Spark column functions)."""
-    from pyspark.sql import functions as F
+    try:
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectFrame
+    except ImportError:  # no Connect client installed: a classic DataFrame
+        ConnectFrame = ()  # type: ignore[assignment,misc]
+    if isinstance(df, ConnectFrame):  # Connect's own functions (pyspark.sql.functions wants a local JVM here)
+        from pyspark.sql.connect import functions as F
+    else:
+        from pyspark.sql import functions as F
 
     ipad, opad = er.pads
     for col, what in ERASURE_COLUMNS[table]:
@@ -463,7 +470,11 @@ def spark_session(master: str):
 
         try:
             if master.startswith("sc://"):
-                s = SparkSession.builder.remote(master).getOrCreate()
+                # the Connect client's own builder: pyspark's classic builder would switch the whole
+                # process to Connect mode (and refuse while a local session exists)
+                from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+                s = ConnectSession.builder.remote(master).getOrCreate()
                 s.conf.set("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
                 s.conf.set("spark.sql.session.timeZone", "UTC")
             else:
