@@ -12,7 +12,15 @@ import duckdb
 
 from . import Viewer, periods
 from .schema import KINDS
-from .store import Batch, current_customers_sql, current_rows_sql, list_batches, settings
+from .store import (
+    VIEWER_UNITS_SQL,
+    Batch,
+    current_customers_sql,
+    current_rows_sql,
+    list_batches,
+    settings,
+    viewer_units,
+)
 
 period_label = periods.label  # the one definition of a period: cxstats.periods
 
@@ -156,7 +164,7 @@ def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQu
         exprs += [f"count(*) - count({c})" for c in optional]
         where, params = "", []
         if limit is not None:
-            where, params = " WHERE list_contains(?::VARCHAR[], unit_id)", [list(limit)]
+            where, params = f" WHERE {VIEWER_UNITS_SQL}", list(viewer_units(viewer))
         row = con.execute(f"SELECT {', '.join(exprs)} FROM {source} AS t{where}", params).fetchall()[0]
         if kind == "engagement":
             # anonymity: a blank eNPS or comment is an answer too, so a suppressed group's blanks must
