@@ -1,12 +1,18 @@
 """Seeded demo data with planted effects, the ``demo`` command, and first-start demo loading.
 
 The demo is a retail chain: ``units`` stores, ``quarters`` calendar quarters of employee pulse
-surveys, customer feedback, orders, social mentions, customer consent and a few rewards. Two
+surveys, customer feedback, orders, social mentions, customer consent and a few rewards. These
 things are planted so that the analyses have a known right answer:
 
 1. an engagement -> CSAT effect *inside* units (``planted_within_coef`` CSAT % points per
    engagement-index point), hidden behind a different, confounded relation *between* units;
-2. a set of true advocates (``true_advocates``) and an influencer decoy (``influencer_decoy``).
+2. a set of true advocates (``true_advocates``) and an influencer decoy (``influencer_decoy``);
+3. focus areas (``focus_stores``): in 3 stores the driver item ``FOCUS_DRIVER`` is low and the
+   non-driver ``FOCUS_NON_DRIVER`` (an item with no unit-level link to CSAT) lower still;
+4. what changed (``planted_changes``): 4 stores move by +-25 latent points (about +-21 on the
+   measured index) into the last quarter, while every other store stays where it was (sampling
+   noise only);
+5. churn: half of the ordinary customers stop buying at a random date (``dropouts``).
 
 Generative model (all draws from ``numpy.random.default_rng(seed)``)
 --------------------------------------------------------------------
@@ -21,6 +27,14 @@ Engagement, unit u and quarter t, on the 0..100 index scale::
     respondents n[u,t] ~ U{10..30}; about 5% of groups (at least 2) get 2..4 (below min_group 5)
     respondent latent  r = E[u,t] + N(0, 14)
     item j answer      round(1 + 4 r / 100 + d[j] + N(0, 0.7)) clipped to 1..5   (11 items)
+    last quarter       E[u,T] = E[u,T-1] (+-25 in the 4 ``planted_changes`` stores)
+
+The non-driver item uses ``62 + r - E[u,t]`` in place of r (the respondent's own deviation: no unit
+or quarter signal). In the 3 ``focus_stores`` (kept groups in every quarter, unit level a in the
+middle half) the driver's continuous answer is lowered by ``FOCUS_DROP[0]`` plus the store's excess
+over the chain's mean latent of the quarter (so it lags the chain and the store's own items), and
+the non-driver's by ``FOCUS_DROP[1]``. These stores and changes come from their own generator
+(``default_rng([seed, 13])``), so every other draw is as before.
     about 3% of answers are blank; about 2% of respondents answer only 3 items (left out of
     the index, DESIGN.md); eNPS = round(r / 10 + N(0, 1.5)) clipped to 0..10
 
@@ -32,7 +46,7 @@ CSAT, same unit and quarter::
     P(csat in {4,5}) in %  = 78 + c[u] + p[t] + beta * (I[u,t] - mean(I))
     c[u] = confound * a[u] + N(0, 4)   (location and clientele: engaged stores sit where customers
                                         are happier anyway, so comparisons between units overstate beta)
-    p[t] ~ N(0, 1.5)
+    p[t] ~ N(0, 1.5), with p[T] = p[T-1] (no chain-wide shift into the last quarter)
 
 with ``beta = planted_within_coef`` (default 0.3). CSAT depends on the measured index of the
 same (unit, quarter) group, not on the latent E, so a correctly specified two-way fixed-effects
@@ -43,9 +57,14 @@ per (unit, quarter) ~ Poisson(90 + 3 * headcount); 85% carry csat (satisfied: 4 
 40% carry nps (satisfied answers lean to 9-10, others to 0-6). Some rows are service contacts
 with contacted_at / responded_at; about a quarter name a (non-advocate) customer.
 
-Customers and advocates: ``customers`` customers; 45% buy once, the rest 2..7 orders of 1..4 lines
-(about 4% of orders get a later return, a few orders net to exactly zero such as
-10.10 + 20.20 - 30.30); about a third have a social handle and 0..3 mentions (at most 2
+Customers and advocates: ``customers`` customers; 45% plan one order, the rest 2..7 orders of 1..4 lines
+on days uniform over the span, each line lognormal(log 18, 0.6) times the customer's spend level
+~ Gamma(4, 1/4). Churn (BG/NBD-like): half of the ordinary customers stop buying for good after a
+day uniform over 5%..70% of the span; the orders they planned after it (and the returns after it)
+are not made, their first order always is (``dropouts`` re-draws who stopped). Spend levels and
+dropouts come from their own generators (``[seed, 15]``, ``[seed, 14]``), so every other draw stays.
+About 4% of orders get a later return, a few orders net to exactly zero such as
+10.10 + 20.20 - 30.30. About a third of customers have a social handle and 0..3 mentions (at most 2
 positive; negative and non-English posts too), and 85% gave marketing consent. True advocates (about 1 in 60 customers, at least 5) have
 10..20 orders with the last one in the final 30 days, 4..7 positive posts and no negative one,
 1..3 promoter NPS answers (9-10) through feedback.customer_id, and 90% marketing consent. The
@@ -94,6 +113,16 @@ ITEMS: tuple[str, ...] = (
 )
 # item difficulty offsets on the 1..5 answer scale (some items are harder to agree with)
 _ITEM_OFFSETS = (0.45, 0.0, 0.25, -0.45, 0.15, 0.35, 0.4, -0.3, -0.4, 0.1, -0.2)
+# Issue 13's plants (focus areas, what changed), drawn from their own generator so the rest of the
+# demo's draws stay as they were. The non-driver item follows only the respondent's own deviation
+# from his group's level, so its unit means carry no unit-level (or quarter-level) signal and it does
+# not go with CSAT across units; every other item does.
+FOCUS_DRIVER = ITEMS[1]  # "I have the tools I need to serve customers well"
+FOCUS_NON_DRIVER = ITEMS[7]  # "I have chances to learn and grow here"
+FOCUS_DROP = (0.8, 1.4)  # answer-scale points taken off the driver and the non-driver in the focus stores
+FOCUS_STORES = 3
+CHANGE_STORES = 4
+CHANGE_POINTS = 25.0  # latent points of the planted change into the last quarter (about 21 on the measured index)
 LIKERT_LABELS = ("Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree", "Strongly agree")
 
 _TOWNS = (
@@ -302,6 +331,8 @@ class DemoData:
     zero_net_orders: tuple[str, ...]  # order_ids whose lines net to exactly 0.00
     recently_rewarded: tuple[str, ...] = field(default=())  # rewarded within 90 days of `end`
     planted_reward_effect: float = 0.0  # extra orders per 90 days after a reward (none planted)
+    focus_stores: tuple[str, ...] = ()  # FOCUS_DRIVER low, FOCUS_NON_DRIVER lower still, every quarter
+    planted_changes: dict = field(default_factory=dict)  # unit_id -> latent index points into the last quarter
 
     def kinds(self) -> dict[str, pd.DataFrame]:
         """Kind -> its main frame (engagement answers are in ``engagement_answers``)."""
@@ -375,11 +406,12 @@ def generate(
         "aliases": [f"Store {i + 1}" for i in range(units)],
     })
 
-    engagement, answers, uq = _engagement(rng, unit_ids, a, qs)
+    engagement, answers, uq, plants = _engagement(rng, unit_ids, a, qs, np.random.default_rng([seed, 13]))
 
     # CSAT probability per (unit, quarter) from the measured index (module docstring)
     c = confound * a + rng.normal(0, 4, units)
     p_t = rng.normal(0, 1.5, quarters)
+    p_t[-1] = p_t[-2]  # no chain-wide CSAT shift into the last quarter (issue 13's plant: see _engagement)
     idx = uq["engagement_index"].to_numpy()
     centre = float(np.nanmean(idx))
     prob = 78 + c[uq["u"].to_numpy()] + p_t[uq["t"].to_numpy()] + effect * (np.nan_to_num(idx, nan=centre) - centre)
@@ -388,7 +420,7 @@ def generate(
     cust = _customers(rng, customers, units, start, last)
     feedback = _feedback(rng, uq, qs, unit_ids, headcount, cust)
     _plant_comment_themes(seed, engagement, feedback)
-    purchases, zero_net = _purchases(rng, cust, unit_ids, start, last)
+    purchases, zero_net = _purchases(rng, cust, unit_ids, start, last, seed)
     mentions = _mentions(rng, cust, towns, start, last)
     customers_df = cust["frame"]
     rewards, recent = _rewards(rng, cust, start, last)
@@ -403,10 +435,30 @@ def generate(
         confound=float(confound), true_advocates=tuple(cust["advocates"]), influencer_decoy=cust["decoy"],
         unit_quarter=uq_out.reset_index(drop=True), small_groups=small, zero_net_orders=tuple(zero_net),
         recently_rewarded=tuple(recent),
+        focus_stores=tuple(unit_ids[k] for k in plants["focus"]),
+        planted_changes={unit_ids[k]: d for k, d in plants["changes"].items()},
     )
 
 
-def _engagement(rng, unit_ids, a, qs):
+def _engagement_plants(prng, n, a) -> dict:
+    """Issue 13's stores, from the plants' own generator: ``focus`` (unit indexes with a kept group in
+    every quarter and a unit level ``a`` in the middle half, so the planted drop, not the store's general
+    level, makes the gaps; a low store would also tie the non-driver to low CSAT across units) and ``changes`` {unit index: latent points into the last quarter} (15 or more
+    respondents in each of the last two quarters, so a change is measured to within about +-11 index
+    points; half up, half down; none of them a focus store)."""
+    n_units = n.shape[0]
+    lo, hi = np.quantile(a, [0.25, 0.75])
+    kept_all = np.flatnonzero((n >= 5).all(axis=1) & (a >= lo) & (a <= hi))
+    k_focus = min(FOCUS_STORES, max(1, len(kept_all) // 4)) if len(kept_all) else 0
+    focus = np.sort(prng.choice(kept_all, k_focus, replace=False)) if k_focus else np.array([], int)
+    kept_last = np.setdiff1d(np.flatnonzero((n[:, -2:] >= 15).all(axis=1)), focus)
+    k_change = min(CHANGE_STORES, n_units // 4, len(kept_last))
+    picked = np.sort(prng.choice(kept_last, k_change, replace=False)) if k_change else np.array([], int)
+    signs = prng.permutation(np.resize([1.0, -1.0], k_change))
+    return {"focus": focus, "changes": {int(k): float(sg * CHANGE_POINTS) for k, sg in zip(picked, signs)}}
+
+
+def _engagement(rng, unit_ids, a, qs, plant_rng):
     n_units, n_q, n_items = len(unit_ids), len(qs), len(ITEMS)
     q_shift = rng.normal(0, 2, n_q)
     shock = rng.normal(0, 6, (n_units, n_q))
@@ -415,12 +467,26 @@ def _engagement(rng, unit_ids, a, qs):
     n_small = max(2, round(0.05 * n_units * n_q))
     small = rng.choice(n_units * n_q, n_small, replace=False)
     n.flat[small] = rng.integers(2, 5, n_small)
+    plants = _engagement_plants(plant_rng, n, a)
+    # into the last quarter nothing changes but in the planted stores (the rest is sampling noise only)
+    latent[:, -1] = latent[:, -2]
+    for k, d in plants["changes"].items():
+        latent[k, -1] += d
 
     u = np.repeat(np.arange(n_units), n.sum(axis=1))
     t = np.concatenate([np.repeat(np.arange(n_q), n[i]) for i in range(n_units)])
     m = len(u)
     r = latent[u, t] + rng.normal(0, 14, m)
     cont = 1 + 4 * r[:, None] / 100 + np.asarray(_ITEM_OFFSETS)[None, :] + rng.normal(0, 0.7, (m, n_items))
+    j_drv, j_non = ITEMS.index(FOCUS_DRIVER), ITEMS.index(FOCUS_NON_DRIVER)
+    cont[:, j_non] -= 4 * (latent[u, t] - 62) / 100  # the non-driver: the respondent's own deviation only
+    # the focus stores, every quarter: the driver sits FOCUS_DROP[0] below the chain's answer of that
+    # quarter, or below the store's own level when that is lower (so it lags the store's other items
+    # too); the non-driver FOCUS_DROP[1] below the chain, lower still
+    in_focus = np.isin(u, plants["focus"])
+    above = np.maximum(latent - latent.mean(axis=0, keepdims=True), 0)[u[in_focus], t[in_focus]]
+    cont[in_focus, j_drv] -= 4 * above / 100 + FOCUS_DROP[0]
+    cont[in_focus, j_non] -= FOCUS_DROP[1]
     scores = np.clip(np.round(cont), 1, 5)
     blank = rng.random((m, n_items)) < 0.03
     partial = rng.random(m) < 0.02  # answered only 3 items: stored, left out of the index
@@ -460,7 +526,7 @@ def _engagement(rng, unit_ids, a, qs):
         "item": _take(ITEMS, cols),
         "score": scores[rows, cols].astype(np.int16),
     })
-    return engagement, answers, uq
+    return engagement, answers, uq, plants
 
 
 def _customers(rng, n, n_units, start: date, last: date):
@@ -586,7 +652,32 @@ def _nps_probs(detractor: float, passive: float, promoter: float) -> list[float]
     return [detractor / 7] * 7 + [passive / 2] * 2 + [promoter / 2] * 2
 
 
-def _purchases(rng, cust, unit_ids, start: date, last: date):
+SPEND_SHAPE = 4.0  # a customer's spend level ~ Gamma(4, 1/4): mean 1, CV 0.5, multiplying his lines' amounts
+DROPOUT_SHARE = 0.5  # ordinary customers who stop buying at some point (issue 14: the demo has churn)
+DROPOUT_WINDOW = (0.05, 0.7)  # ... after a day uniform over this part of the demo's span
+
+
+def _dropout_days(seed: int, n: int, span: int) -> np.ndarray:
+    """Day (from the first day of the demo) after which each customer buys nothing, -1 for those who
+    never stop; from its own generator, so the other draws stay as they were. Advocates and the
+    influencer decoy are left out by the caller (they buy to the end). As in the BG/NBD model, a
+    customer buys at his own rate while alive and then never again; his orders before that day are
+    the ones he would have made anyway (the same draws)."""
+    prng = np.random.default_rng([seed, 14])
+    drop = prng.random(n) < DROPOUT_SHARE
+    day = np.round(span * prng.uniform(*DROPOUT_WINDOW, n)).astype(np.int64)
+    return np.where(drop, day, -1)
+
+
+def dropouts(data: DemoData) -> tuple[str, ...]:
+    """The customers of ``data`` who stopped buying (the churn's truth, for tests: re-drawn from the
+    seed, not stored with the data)."""
+    stop = _dropout_days(data.seed, len(data.customers), (data.end - data.start).days)
+    keep = ~data.customers["customer_id"].isin(set(data.true_advocates) | {data.influencer_decoy}).to_numpy()
+    return tuple(data.customers["customer_id"][(stop >= 0) & keep])
+
+
+def _purchases(rng, cust, unit_ids, start: date, last: date, seed: int):
     n = len(cust["ids"])
     adv = cust["adv_idx"]
     orders = np.where(rng.random(n) < 0.45, 1, 2 + np.minimum(rng.geometric(0.4, n) - 1, 5))
@@ -606,13 +697,23 @@ def _purchases(rng, cust, unit_ids, start: date, last: date):
     is_zero[zero] = True
     line_order = np.repeat(np.arange(len(who)), n_lines)
     line_no = np.arange(len(line_order)) - np.repeat(np.cumsum(n_lines) - n_lines, n_lines) + 1
-    cents = np.round(rng.lognormal(np.log(18), 0.6, len(line_order)) * 100).astype(np.int64)
+    # customers differ in what they spend (Gamma-Gamma's premise; its own generator: the draws stay)
+    level = np.random.default_rng([seed, 15]).gamma(SPEND_SHAPE, 1 / SPEND_SHAPE, n)
+    cents = np.round(rng.lognormal(np.log(18), 0.6, len(line_order)) * level[who[line_order]] * 100).astype(np.int64)
     z3 = np.flatnonzero(is_zero[line_order] & (line_no == 3))
     cents[z3] = -(cents[z3 - 1] + cents[z3 - 2])
     # about 4% of orders get a later return of their first line (a separate order, negative amount)
     ret = np.flatnonzero((rng.random(len(who)) < 0.04) & ~is_zero)
     first_line = np.cumsum(n_lines) - n_lines
     ret_day = np.minimum(day[ret] + rng.integers(1, 22, len(ret)), span)
+    # churn (after the last draw, so every draw stays as it was): a dropout buys nothing, and returns
+    # nothing, after the day he stops; his first order is kept (he was a customer)
+    stop = _dropout_days(seed, n, span)
+    stop[adv] = -1
+    stop[cust["decoy_idx"]] = -1
+    until = np.where(stop >= 0, np.maximum(stop, np.minimum.reduceat(day, first)), span)
+    keep_o = day <= until[who]
+    keep_r = keep_o[ret] & (ret_day <= until[who[ret]])
 
     # number orders and returns together, in date order
     all_who = np.concatenate([who, who[ret]])
@@ -626,7 +727,11 @@ def _purchases(rng, cust, unit_ids, start: date, last: date):
         "c": np.concatenate([who[line_order], who[ret]]),
         "day": np.concatenate([day[line_order], ret_day]),
         "cents": np.concatenate([cents, -cents[first_line[ret]]]),
-    }).sort_values(["o", "line_no"]).reset_index(drop=True)
+        "keep": np.concatenate([keep_o[line_order], keep_r]),
+    })
+    lines = lines[lines["keep"]].sort_values(["o", "line_no"]).reset_index(drop=True)
+    kept_numbers, lines["o"] = np.unique(lines["o"].to_numpy(), return_inverse=True)
+    lines["o"] += 1  # numbered 1.. in date order again, without the gaps of the orders not made
     frame = pd.DataFrame({
         "row_no": np.arange(2, len(lines) + 2),
         "line_no": lines["line_no"].to_numpy(),
@@ -637,7 +742,7 @@ def _purchases(rng, cust, unit_ids, start: date, last: date):
         "order_id": _numbered("O", lines["o"].to_numpy(), 6),
         "unit_id": _take(unit_ids, cust["home"][lines["c"].to_numpy()]),
     })
-    zero_net = sorted(f"O{k:06d}" for k in number[zero])
+    zero_net = sorted(f"O{k:06d}" for k in np.searchsorted(kept_numbers, number[zero[keep_o[zero]]]) + 1)
     return frame, zero_net
 
 
@@ -810,7 +915,9 @@ def build_demo(db=None, seed: int = 7, units: int = 40, customers: int = 3000, *
         f"unit-quarter groups below 5 respondents), {rows['feedback']:,} feedback rows, {rows['purchases']:,} "
         f"purchase lines, {rows['mentions']:,} mentions, {rows['customers']:,} customers and "
         f"{rows['rewards']:,} rewards. Planted: {data.planted_within_coef:+.2f} CSAT % points per "
-        f"engagement-index point within units, and {len(data.true_advocates)} true advocates."
+        f"engagement-index point within units, {len(data.true_advocates)} true advocates, a low "
+        f"'{FOCUS_DRIVER}' (a CSAT driver) in {', '.join(data.focus_stores) or 'no store'}, changes into "
+        f"{data.quarters[-1]} in {', '.join(data.planted_changes) or 'no store'}, and customers who stop buying."
     )
 
 
