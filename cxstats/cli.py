@@ -13,7 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from . import ADMIN, CxStatsError, store
+from . import ADMIN, CxStatsError, periods, store
 
 if TYPE_CHECKING:  # types only: each command imports its module when it runs (a fast start)
     from . import advocates, linkage, themes
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("linkage", help="engagement x customer satisfaction, per unit")
     _add_db(p)
     p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
-    p.add_argument("--period", choices=("quarter", "month"), default=None)
+    p.add_argument("--period", choices=periods.PERIODS, default=None)
     p.add_argument("--lag", type=int, default=0)
     p.add_argument("--min-group", type=int, default=None)
     p.add_argument("--covariates", default=None, help="comma-separated unit columns, e.g. region,headcount")

@@ -21,7 +21,7 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
-from . import CxStatsError
+from . import CxStatsError, periods
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
@@ -242,7 +242,7 @@ def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, viewer=
     value = str(value)
     if key == "min_group" and int(value) < MIN_GROUP_FLOOR:
         raise CxStatsError(f"min_group may not be below {MIN_GROUP_FLOOR} (anonymity)")
-    if key == "period" and value not in ("quarter", "month"):
+    if key == "period" and value not in periods.PERIODS:
         raise CxStatsError("period must be 'quarter' or 'month'")
     if key == "period" and value != settings(con).period and con.execute(
             "SELECT count(*) FROM engagement").fetchall()[0][0]:
