@@ -570,7 +570,10 @@ def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
     out = np.empty(len(uniq) + 1, dtype=object)
     saw_numbers = False
     for i, v in enumerate(uniq):
-        if _is_blank(v):
+        if type(v) is str:  # most cells of an id column: _is_blank and the strip below, inlined
+            t = v.strip()
+            out[i] = None if t.lower() in MISSING_TOKENS else t
+        elif _is_blank(v):
             out[i] = None
         elif isinstance(v, str):
             out[i] = v.strip()
@@ -1308,6 +1311,29 @@ def _content_hash(kind: str, out: pd.DataFrame, items: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def _keys_may_repeat(con, keys: pd.DataFrame) -> bool:
+    """False only when every key (one row of ``keys``) is distinct: DuckDB counts distinct key hashes
+    (multi-threaded, ~0.2 s CPU for a million ids). Two keys with one hash look repeated, and the exact
+    pandas check then runs, so a collision costs time, never a missed repeat."""
+    if len(keys) < 2:
+        return False
+    if any(isinstance(t, np.dtype) and t.kind == "O" for t in keys.dtypes):
+        return True
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(keys, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return True
+    args = ", ".join(f'"{c}"' for c in keys.columns)
+    con.register("_incoming_keys", table)
+    try:
+        distinct = con.execute(f"SELECT count(DISTINCT hash({args})) FROM _incoming_keys").fetchall()[0][0]
+    finally:
+        con.unregister("_incoming_keys")
+    return distinct < len(keys)
+
+
 def _skip_stored(a, con, out, items, labels, col_of):
     """Rows whose key is already stored: same values -> skipped and counted; other values -> error
     (customers and units: a later upload updates them)."""
@@ -1322,16 +1348,11 @@ def _skip_stored(a, con, out, items, labels, col_of):
     skip = np.zeros(len(out), dtype=bool)
 
     # repeated keys inside the file: identical rows are skipped, different ones are an error
-    keyed = out.loc[has_key, key + fields]
-    if len(key) == 1 and keyed[key[0]].dtype != object:  # Arrow counts distinct keys much faster
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        repeated = pc.count_distinct(pa.array(keyed[key[0]])).as_py() < len(keyed)
-    else:
-        repeated = True
-    dup_key = keyed.duplicated(subset=key, keep="first") if repeated else pd.Series(False, index=keyed.index)
-    if dup_key.any():
+    repeated = _keys_may_repeat(con, out.loc[has_key, key] if not has_key.all() else out[key])
+    # the keyed rows are copied only when some key repeats (a million unique ids need no copy)
+    keyed = out.loc[has_key, key + fields] if repeated else None
+    dup_key = keyed.duplicated(subset=key, keep="first") if keyed is not None else pd.Series(dtype=bool)
+    if keyed is not None and dup_key.any():
         exact = keyed.astype(object).duplicated(keep="first")
         conflict = dup_key & ~exact
         idx_keyed = np.flatnonzero(has_key)

@@ -658,10 +658,45 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
                 fmt="csv", delimiter=delim, encoding=encoding)
 
 
+# bytes that may start or end a cell that trimming would change: ASCII whitespace, and (conservatively)
+# any non-ASCII byte at the end or a lead byte of the multi-byte Unicode spaces at the start
+_TRIM_FIRST = np.zeros(256, dtype=bool)
+_TRIM_FIRST[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0xC2, 0xE1, 0xE2, 0xE3]] = True
+_TRIM_LAST = np.zeros(256, dtype=bool)
+_TRIM_LAST[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_TRIM_LAST[0x80:] = True
+
+
+def _needs_trim(col: pa.Array | pa.ChunkedArray) -> bool:
+    """False when no cell starts or ends with a byte that trimming could remove (then trimming, a copy
+    of the whole column, is skipped); a scan of two bytes per cell."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    for ch in chunks:
+        if not pa.types.is_large_string(ch.type) and not pa.types.is_string(ch.type):
+            return True
+        if len(ch) == 0:
+            continue
+        _, off_buf, data_buf = ch.buffers()
+        if data_buf is None:
+            continue
+        width = np.int64 if pa.types.is_large_string(ch.type) else np.int32
+        off = np.frombuffer(off_buf, dtype=width)[ch.offset: ch.offset + len(ch) + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8)
+        start, end = off[:-1], off[1:]
+        full = end > start
+        if _TRIM_FIRST[data[start[full]]].any() or _TRIM_LAST[data[end[full] - 1]].any():
+            return True
+    return False
+
+
 def _clean_text_column(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Trim cells; blank cells and missing tokens (N/A, -, null...) become missing."""
-    col = pc.utf8_trim_whitespace(col)
-    return pc.if_else(pc.is_in(col, value_set=_MISSING), pa.scalar(None, pa.string()), col)
+    if _needs_trim(col):
+        col = pc.utf8_trim_whitespace(col)
+    missing = pc.is_in(col, value_set=_MISSING)
+    if not pc.any(missing).as_py():  # no token in the column: no copy
+        return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
+    return pc.if_else(missing, pa.scalar(None, col.type), col)
 
 
 def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:
@@ -672,7 +707,7 @@ def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:
             pa.BufferReader(pa.py_buffer(rest)),
             read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowException):
@@ -681,6 +716,7 @@ def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
+    # large_string columns: pandas' str dtype holds large_string, so to_pandas does not cast (copy) them
     cleaned = pa.table({str(i): _clean_text_column(table.column(i)) for i in range(table.num_columns)})
     frame = cleaned.to_pandas()
     frame.columns = range(frame.shape[1])
@@ -708,4 +744,4 @@ def _python_frame(rest: str, delim: str, width: int, file_name: str, header_row:
         raise CxStatsError(f"{file_name}: cannot read row {header_row + len(records)} as CSV ({exc})") from exc
     if not records:
         records = [[""] * width]
-    return _to_frame(pa.table({f"c{i}": pa.array([r[i] for r in records], pa.string()) for i in range(width)}))
+    return _to_frame(pa.table({f"c{i}": pa.array([r[i] for r in records], pa.large_string()) for i in range(width)}))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from . import CxStatsError, periods
@@ -304,7 +305,17 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
         return
     cols = [c for c in frame.columns if c != "batch_id"]
     name = f"_load_{table}"
-    con.register(name, frame)
+    source = frame
+    if not any(isinstance(t, np.dtype) and t.kind == "O" for t in frame.dtypes):
+        # typed columns only: DuckDB scans Arrow faster than pandas' own arrays (~0.3 s CPU per 1M rows);
+        # object columns (Python values of mixed types) keep DuckDB's pandas scan, as before
+        import pyarrow as pa
+
+        try:
+            source = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            source = frame
+    con.register(name, source)
     try:
         col_list = ", ".join(cols)
         con.execute(f"INSERT INTO {table} (batch_id, {col_list}) SELECT ?, {col_list} FROM {name}", [batch_id])
