@@ -9,8 +9,10 @@ Two files (generated once into $TMPDIR/cxstats-bench, reused):
 The peer reads with pandas (read_csv / read_excel with the calamine engine), checks the same rules
 (required cells, ids as text, dates, whole numbers in range, known units, repeated keys, content
 hash against earlier batches) and inserts into DuckDB in one transaction. Each run is a fresh
-subprocess on a fresh database; the figures are wall seconds (best of --repeat), CPU seconds (user + system, all threads;
-the steadier figure on a busy machine) and peak RSS.
+subprocess on a fresh database, run under /usr/bin/time -v: whole-process figures (interpreter start and
+imports included), wall seconds, CPU seconds (user + system, all threads; the steadier figure on a busy
+machine) and peak RSS. The two sides alternate (cxstats, peer, cxstats, peer...) so that both see the same
+load; the table gives medians of --repeat runs and `uptime`'s load before and after.
 The machine is shared: expect noise.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -150,15 +153,32 @@ print(json.dumps({"seconds": took, "rows": len(df), "cpu": u.ru_utime + u.ru_sti
 """
 
 
+def _time_v(stderr: str) -> dict:
+    """Whole-process figures from /usr/bin/time -v."""
+    got = {}
+    for line in stderr.splitlines():
+        key, _, value = line.strip().rpartition(": ")
+        got[key] = value
+    h_m_s = [float(x) for x in got["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")]
+    wall = sum(x * 60 ** i for i, x in enumerate(reversed(h_m_s)))
+    return {"wall": wall, "cpu": float(got["User time (seconds)"]) + float(got["System time (seconds)"]),
+            "peak_mb": int(got["Maximum resident set size (kbytes)"]) / 1024}
+
+
 def run(code: str, db: Path, kind: str, path: Path) -> dict:
     if db.exists():
         db.unlink()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", "import json\n" + textwrap.dedent(code), str(db), kind, str(path)],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", "import json\n" + textwrap.dedent(code),
+                          str(db), kind, str(path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
     if out.returncode:
         raise SystemExit(out.stderr)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    inner = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**inner, **_time_v(out.stderr)}
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -171,15 +191,23 @@ def main() -> None:
     cases = [("feedback", feedback_csv(args.rows), f"{args.rows:,}-row feedback CSV"),
              ("purchases", purchases_xlsx(args.xlsx_rows), f"{args.xlsx_rows:,}-row purchases xlsx")]
     db = CACHE / "bench.duckdb"
-    print(f"{'file':<32} {'who':<8} {'best s':>7} {'runs (wall s)':<24} {'cpu s':>6} {'peak MB':>8}")
+    print("| file | side | wall s (median) | CPU s (median) | runs (wall / CPU s) | peak MB | load before, after |")
+    print("|---|---|---|---|---|---|---|")
     for kind, path, label in cases:
-        for who, code in (("cxstats", CXSTATS_RUN), ("pandas", PEER_RUN)):
-            runs = [run(code, db, kind, path) for _ in range(args.repeat)]
-            secs = [r["seconds"] for r in runs]
-            peak = max(r["peak_mb"] for r in runs)
-            cpu = min(r["cpu"] for r in runs)
-            print(f"{label:<32} {who:<8} {min(secs):>7.2f} {' '.join(f'{s:.2f}' for s in secs):<24} {cpu:>6.2f} "
-                  f"{peak:>8.0f}", flush=True)
+        runs: dict[str, list[dict]] = {"cxstats": [], "pandas peer": []}
+        before = _uptime().split("load average: ")[-1]
+        for _ in range(args.repeat):  # side by side: each round runs both
+            for who, code in (("cxstats", CXSTATS_RUN), ("pandas peer", PEER_RUN)):
+                runs[who].append(run(code, db, kind, path))
+        after = _uptime().split("load average: ")[-1]
+        med = {who: (statistics.median(r["wall"] for r in rs), statistics.median(r["cpu"] for r in rs))
+               for who, rs in runs.items()}
+        for who, rs in runs.items():
+            each = ", ".join(f"{r['wall']:.1f} / {r['cpu']:.2f}" for r in rs)
+            print(f"| {label} | {who} | {med[who][0]:.2f} | {med[who][1]:.2f} | {each} | "
+                  f"{max(r['peak_mb'] for r in rs):.0f} | {before}; {after} |", flush=True)
+        print(f"| {label} | ratio (peer / cxstats) | {med['pandas peer'][0] / med['cxstats'][0]:.2f}x | "
+              f"{med['pandas peer'][1] / med['cxstats'][1]:.2f}x | | | |", flush=True)
 
 
 if __name__ == "__main__":
