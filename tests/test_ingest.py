@@ -320,3 +320,10 @@ def test_parse_mapping(pairs, expected):
 def test_parse_mapping_refuses_a_pair_without_equals():
     with pytest.raises(CxStatsError, match="SOURCE=FIELD"):
         ingest.parse_mapping(["unit_id"])
+
+
+def test_docstring_example_runs():
+    """The package docstring's example (docs as doctests, issue 12 item 5)."""
+    import doctest
+
+    assert doctest.testmod(ingest).failed == 0
