@@ -26,9 +26,11 @@ lint:
 typecheck:
 	$(PY) -m mypy
 
-# the fast tier (under 5 minutes): lint, then every test that is not browser, slow or full-only
+# the fast tier (under 5 minutes): lint, then every test that is not browser, slow or full-only (FULL_ONLY
+# and FULL_ONLY_TESTS in tests/conftest.py); CXSTATS_FAST=1 runs the heavy properties with fewer examples;
+# the 15 slowest tests are printed at the end
 check: lint
-	$(PY) -m pytest $(FAST)
+	CXSTATS_FAST=1 $(PY) -m pytest $(FAST) --durations=15
 
 # everything: lint, then every test (browser journeys, fault injection, fuzzing, slow simulations)
 test: install-dev lint

@@ -321,15 +321,15 @@ def test_empty_database_scores_nothing(db):
     assert res.as_json() == {"as_of": None, "customers": [], "clv": None, "clv_reason": "no purchases yet"}
 
 
-def test_cli_json_and_bad_input(gate_db, cli, tmp_path):
+def test_cli_json_and_bad_input(gate_db, cli_inprocess, tmp_path):
     path, res = gate_db
-    out = cli("advocates", "--as-of", "2024-06-30", "--top", "2", "--json", db=path)
+    out = cli_inprocess("advocates", "--as-of", "2024-06-30", "--top", "2", "--json", db=path)
     assert out.returncode == 0, out.stderr
     js = json.loads(out.stdout)
     assert [c["customer_id"] for c in js["customers"]] == list(res.customers["customer_id"][:2])
-    bad = cli("advocates", "--as-of", "next tuesday", db=path)
+    bad = cli_inprocess("advocates", "--as-of", "next tuesday", db=path)
     assert bad.returncode == 2 and "as-of" in bad.stderr
-    bad = cli("advocates", "--out", str(tmp_path / "x.pdf"), db=path)
+    bad = cli_inprocess("advocates", "--out", str(tmp_path / "x.pdf"), db=path)
     assert bad.returncode == 2 and ".csv or .xlsx" in bad.stderr
     assert not (tmp_path / "x.pdf").exists()
 

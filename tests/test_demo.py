@@ -325,12 +325,12 @@ def test_is_demo_false_once_real_data_joins(tmp_path):
     assert not demo.is_demo(db)
 
 
-def test_demo_command(cli, tmp_path):
+def test_demo_command(cli_inprocess, tmp_path):
     db = tmp_path / "cli.duckdb"
-    r = cli("demo", "--seed", "2", "--units", "8", "--customers", "200", db=db)
+    r = cli_inprocess("demo", "--seed", "2", "--units", "8", "--customers", "200", db=db)
     assert r.returncode == 0, r.stderr
     assert "8 units" in r.stdout
-    r = cli("demo", db=db)
+    r = cli_inprocess("demo", db=db)
     assert r.returncode == 2 and "already has data" in r.stderr
     con = duckdb.connect(str(db), read_only=True)
     try:

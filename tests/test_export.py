@@ -138,10 +138,10 @@ def test_neutralise(value, expected):
     assert export.neutralise(value) == expected
 
 
-def test_cli_out_writes_and_audits(scored, cli, tmp_path):
+def test_cli_out_writes_and_audits(scored, cli_inprocess, tmp_path):
     db, _ = scored
     out = tmp_path / "list.xlsx"
-    r = cli("advocates", "--as-of", "2024-06-30", "--out", str(out), "--json", db=db)
+    r = cli_inprocess("advocates", "--as-of", "2024-06-30", "--out", str(out), "--json", db=db)
     assert r.returncode == 0, r.stderr
     _assert_safe(_xlsx_rows(out))
     with store.connect(db) as con:

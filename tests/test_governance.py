@@ -209,20 +209,20 @@ def test_import_refuses_when_the_erasure_key_is_lost(erased, tmp_path):
         ingest.import_file(db, "customers", b"customer_id\nC77\n", file_name="c.csv", viewer=ADMIN)
 
 
-def test_forget_cli_with_a_file_of_ids(tmp_path, cli):
+def test_forget_cli_with_a_file_of_ids(tmp_path, cli_inprocess):
     db = tmp_path / "data" / "cli.duckdb"
     ingest.import_file(db, "customers", b"customer_id,name\nQX1001,Ann Quirk\nQX1002,Ben\nQX1003,Cy\n",
                        file_name="c.csv")
     ids = tmp_path / "ids.csv"
     ids.write_text("customer_id\nQX1001\nQX1003\n")
-    res = cli("forget", "customer", "QX1002", "--file", str(ids), db=db)
+    res = cli_inprocess("forget", "customer", "QX1002", "--file", str(ids), db=db)
     assert res.returncode == 0, res.stderr
     assert "customer QX1001: 1 rows removed" in res.stdout and "rewritten" in res.stdout
     with store.connect(db) as con:
         assert con.execute("SELECT count(*) FROM customers").fetchall()[0][0] == 0
         assert con.execute("SELECT count(*) FROM erasures").fetchall()[0][0] == 3
     assert b"Ann Quirk" not in db.read_bytes()
-    bad = cli("forget", "customer", db=db)
+    bad = cli_inprocess("forget", "customer", db=db)
     assert bad.returncode == 2 and "at least one id" in bad.stderr
 
 

@@ -223,10 +223,10 @@ def test_refusal_lists_every_problem_and_counts_them(db):
     assert rows(db, "SELECT count(*) FROM batches") == [(0,)]
 
 
-def test_cli_caps_the_list_at_50(db, tmp_path, cli):
+def test_cli_caps_the_list_at_50(db, tmp_path, cli_inprocess):
     path = tmp_path / "many.csv"
     path.write_text("Store,Date,CSAT\n" + "S1,2024-01-01,9\n" * 80)
-    out = cli("import", "feedback", str(path), db=db)
+    out = cli_inprocess("import", "feedback", str(path), db=db)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("  ")]
     assert len(lines) == 51 and lines[-1].strip() == "... and 30 more problems"

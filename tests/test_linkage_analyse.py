@@ -36,8 +36,8 @@ def small_db(tmp_path_factory):
     return db
 
 
-def test_json_has_exactly_the_design_fields(small_db, cli):
-    out = cli("linkage", "--json", "--covariates", "region,headcount", db=small_db)
+def test_json_has_exactly_the_design_fields(small_db, cli_inprocess):
+    out = cli_inprocess("linkage", "--json", "--covariates", "region,headcount", db=small_db)
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert set(d) == JSON_FIELDS
@@ -61,14 +61,14 @@ def test_json_has_exactly_the_design_fields(small_db, cli):
     (["--period", "month"], "differs from the database setting"),
     (["--min-group", "4"], "below the database setting"),
 ])
-def test_refused_with_exit_2(small_db, cli, args, message):
-    out = cli("linkage", "--json", *args, db=small_db)
+def test_refused_with_exit_2(small_db, cli_inprocess, args, message):
+    out = cli_inprocess("linkage", "--json", *args, db=small_db)
     assert out.returncode == 2
     assert message in out.stderr and out.stdout == ""
 
 
-def test_readable_table_and_sentences(small_db, cli):
-    out = cli("linkage", "--metric", "nps", "--min-group", "6", db=small_db)
+def test_readable_table_and_sentences(small_db, cli_inprocess):
+    out = cli_inprocess("linkage", "--metric", "nps", "--min-group", "6", db=small_db)
     assert out.returncode == 0, out.stderr
     assert "within-unit coef" in out.stdout and "min_group 6" in out.stdout
     assert "not proof" in out.stdout or "causes" in out.stdout
@@ -184,12 +184,12 @@ def test_analyse_refuses_bad_input(small_db, kwargs):
         linkage.analyse(con, **kwargs)
 
 
-def test_demo_planted_effect_recovered_by_cli(tmp_path, cli):
+def test_demo_planted_effect_recovered_by_cli(tmp_path, cli_inprocess):
     demo = pytest.importorskip("cxstats.demo")
     db = tmp_path / "demo.duckdb"
-    made = cli("demo", db=db)
+    made = cli_inprocess("demo", db=db)
     assert made.returncode == 0, made.stderr
-    out = cli("linkage", "--json", db=db)
+    out = cli_inprocess("linkage", "--json", db=db)
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     data = demo.generate()  # the same defaults as the demo command: seed 7, 40 units

@@ -335,12 +335,12 @@ def test_thresholds_and_groupings_can_only_be_raised(tmp_path, min_group, period
                 linkage.analyse(con, ADMIN, min_group=min_group, period=period)
 
 
-def test_cli_refuses_lower_threshold_and_other_period(tmp_path, cli):
+def test_cli_refuses_lower_threshold_and_other_period(tmp_path, cli_inprocess):
     db = tmp_path / "x.duckdb"
     with store.connect(db):
         pass
     for args in (("--min-group", "3"), ("--period", "month")):
-        out = cli("linkage", "--json", *args, db=db)
+        out = cli_inprocess("linkage", "--json", *args, db=db)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
 
 

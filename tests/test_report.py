@@ -123,6 +123,11 @@ def test_a_suppressed_groups_answers_change_nothing_in_the_report(tmp_path):
         fa = None if sa.figure is None else json.dumps(sa.figure.to_plotly_json(), sort_keys=True, default=str)
         fb = None if sb.figure is None else json.dumps(sb.figure.to_plotly_json(), sort_keys=True, default=str)
         assert fa == fb, sa.title
+
+
+def test_a_suppressed_groups_pdf_and_slides_are_the_same(tmp_path):
+    """The rendered files of the two databases above (full tier: four renders)."""
+    ra, rb = _build(_small_db(tmp_path, "a", 1)), _build(_small_db(tmp_path, "b", 5))
     for fmt, extract in (("pdf", pdf_text), ("pptx", pptx_text)):
         ta, tb = extract(report.render(ra, fmt)), extract(report.render(rb, fmt))
         assert ta == tb

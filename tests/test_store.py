@@ -80,16 +80,16 @@ def test_second_process_gets_database_busy(db, cli):
         holder.wait()
 
 
-def test_cli_batches_json_and_undo(db, cli):
+def test_cli_batches_json_and_undo(db, cli_inprocess):
     with store.connect(db) as con:
         store.load_batch(con, "units", _units(["A"]), file_name="a.csv", sha256="h", rows=1)
     import json
 
-    out = cli("batches", "--json", db=db)
+    out = cli_inprocess("batches", "--json", db=db)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data["batches"][0]) == {"batch_id", "kind", "file_name", "rows", "loaded_at", "sha256", "undone"}
-    assert cli("undo", "1", db=db).returncode == 0
-    out = cli("undo", "1", db=db)
+    assert cli_inprocess("undo", "1", db=db).returncode == 0
+    out = cli_inprocess("undo", "1", db=db)
     assert out.returncode == 2 and "already undone" in out.stderr
-    assert cli("undo", "99", db=db).returncode == 2
+    assert cli_inprocess("undo", "99", db=db).returncode == 2

@@ -370,15 +370,15 @@ def test_to_reward_min_p_alive(cdnow_db):
     assert set(every["customer_id"]) - set(kept["customer_id"]) == set(every[every["p_alive"] < 0.5]["customer_id"])
 
 
-def test_cli_horizon_min_p_alive_and_export(cdnow_db, cli, tmp_path):
-    r52 = cli("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", db=cdnow_db)
-    r13 = cli("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", "--horizon-weeks", "13", db=cdnow_db)
+def test_cli_horizon_min_p_alive_and_export(cdnow_db, cli_inprocess, tmp_path):
+    r52 = cli_inprocess("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", db=cdnow_db)
+    r13 = cli_inprocess("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", "--horizon-weeks", "13", db=cdnow_db)
     assert r52.returncode == 0 and r13.returncode == 0, r13.stderr
     a, b = json.loads(r52.stdout), json.loads(r13.stdout)
     assert a["clv"]["horizon_weeks"] == 52 and b["clv"]["horizon_weeks"] == 13
     assert all(x["expected_orders"] >= y["expected_orders"] for x, y in zip(a["customers"], b["customers"]))
     out = tmp_path / "list.csv"
-    r = cli("advocates", "--as-of", "1997-09-30", "--out", str(out), "--min-p-alive", "0.5", db=cdnow_db)
+    r = cli_inprocess("advocates", "--as-of", "1997-09-30", "--out", str(out), "--min-p-alive", "0.5", db=cdnow_db)
     assert r.returncode == 0, r.stderr
     rows = pd.read_csv(out, dtype={"customer_id": str})
     assert list(rows.columns)[-3:] == ["P(alive)", "expected orders", "expected value"]
@@ -386,5 +386,5 @@ def test_cli_horizon_min_p_alive_and_export(cdnow_db, cli, tmp_path):
     n_low = sum(1 for c in a["customers"] if c["p_alive"] < 0.5)
     assert n_low > 0
     for bad in (["--horizon-weeks", "0"], ["--min-p-alive", "1.5"]):
-        r = cli("advocates", *bad, db=cdnow_db)
+        r = cli_inprocess("advocates", *bad, db=cdnow_db)
         assert r.returncode == 2 and "must be" in r.stderr
