@@ -315,9 +315,9 @@ def login() -> Viewer | None:
         if out.ok:
             slot.empty()
             return _start_session(directory, out, new_cookie=True)
-        st.error(out.message)
+        st.error(escape_md(out.message))  # the library's words today, but a message may quote what was typed
     elif notice:
-        st.info(notice)
+        st.info(escape_md(notice))
     return None
 
 

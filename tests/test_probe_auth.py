@@ -217,7 +217,7 @@ def test_unknown_names_get_the_same_answers_and_lock_as_known_ones(monkeypatch, 
         seen = []
         for _ in range(auth.LOCK_AFTER + 1):
             _submit(at, name, "not-the-password")
-            seen.append([e.value for e in at.error])
+            seen.append([re.sub(r"\\(.)", r"\1", e.value) for e in at.error])  # Markdown escapes undone
         answers[name] = seen
     assert answers["manager"] == answers["nobody-by-this-name"], answers
     assert "4 attempt(s) left" in answers["manager"][0][0]
