@@ -430,6 +430,40 @@ def test_the_advocates_table_offers_no_built_in_download(page, server):
            ).to_have_count(0)
 
 
+# ---------------------------------------------------------------- a hostile workbook (issue 18.1)
+
+
+def test_the_server_answers_other_users_while_a_hostile_workbook_is_refused(page, browser, server, tmp_path):
+    """The probe's 7 MB workbook that inflates to 1.1 GB: while the admin's upload is read (in the
+    capped worker) and refused with the usual message, a leader logs in and reads the Overview, and
+    the server is still up afterwards."""
+    import urllib.request
+
+    import hostile_files
+    from playwright.sync_api import expect
+
+    path = tmp_path / "long.xlsx"
+    path.write_bytes(hostile_files.long_xlsx())
+    log_in(page, server.url, USERS["admin"])
+    open_page(page, "Upload")
+    upload(page, path)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        leader = context.new_page()
+        log_in(leader, server.url, USERS["leader"])
+        expect(leader.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+        metric_value(leader, RESPONDENTS)
+        step(leader, "j9_01_leader_while_hostile_upload", "a leader's Overview during the upload")
+    finally:
+        context.close()
+    expect(page.get_by_test_id("stAlert").filter(has_text="5,000,030 rows")).to_be_visible(timeout=180_000)
+    step(page, "j9_02_hostile_upload_refused", "the hostile workbook refused")
+    assert server.proc.poll() is None, server.log_tail()
+    with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as r:
+        assert r.status == 200
+
+
 # ---------------------------------------------------------------- the server's side of the journeys
 
 

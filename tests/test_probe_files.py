@@ -226,21 +226,22 @@ def test_every_page_shows_hostile_file_unit_and_customer_names_escaped(hostile_d
     """Every page each role sees, with a hostile file name, unit name (the manager's own S001),
     region, item header, customer name and handle: no rendered Markdown holds a live link, image,
     HTML tag or emphasis from them (escaped, they show as text)."""
-    from app_fixtures import switch
 
     import ui
 
-    at = make_app(hostile_demo_db, role)
+    at = make_app(hostile_demo_db, role, run=False)
+    at.run(timeout=120)  # a page of the demo can take longer than 30 s on the shared machine at load 20
     assert not at.exception, [e.value for e in at.exception]
     pages = ui.visible_pages(role)
     assert len(pages) >= 3, pages
     seen = 0  # texts that show a hostile name (escaped): the walk did meet them
     for key in pages:
-        switch(at, ui.PAGES[key][0])
+        at.switch_page(ui.PAGES[key][0])
+        at.run(timeout=120)
         assert not at.exception, (key, [e.value for e in at.exception])
         regions = [w for w in at.sidebar.multiselect if w.key == "cx_f_regions"]
         if regions and EVIL in regions[0].options:  # a chosen region is echoed in the page's caption
-            regions[0].set_value([EVIL]).run()
+            regions[0].set_value([EVIL]).run(timeout=120)
             assert not at.exception, (key, [e.value for e in at.exception])
         for text in _markdown_sources(at):
             seen += "x\\]" in text
@@ -248,7 +249,7 @@ def test_every_page_shows_hostile_file_unit_and_customer_names_escaped(hostile_d
                 assert raw not in text, f"{role} on {key}: {raw!r} rendered as Markdown in {text[:200]!r}"
         if regions and EVIL in regions[0].options:
             regions = [w for w in at.sidebar.multiselect if w.key == "cx_f_regions"]
-            regions[0].set_value([]).run()
+            regions[0].set_value([]).run(timeout=120)
     assert seen, f"{role}: no page showed a hostile name at all"
 
 
