@@ -164,10 +164,10 @@ def test_an_empty_database_gives_a_short_report_that_says_what_to_load(tmp_path)
     ("board.docx", "must end in .pdf or .pptx"),
     ("missing/board.pdf", "does not exist"),
 ])
-def test_bad_out_is_refused_with_nothing_written(tmp_path, cli, out, message):
+def test_bad_out_is_refused_with_nothing_written(tmp_path, cli_inprocess, out, message):
     db = _small_db(tmp_path, "a", 2)
     before = sorted(p.name for p in tmp_path.iterdir())
-    r = cli("report", "--out", str(tmp_path / out), db=db)
+    r = cli_inprocess("report", "--out", str(tmp_path / out), db=db)
     assert r.returncode == 2 and message in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
