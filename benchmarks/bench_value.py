@@ -102,13 +102,13 @@ def run_parts(path: str) -> dict:
     with store.connect(path) as con:
         as_of = advocates.latest_order_date(con)
         t0 = time.perf_counter()
-        df = value.summary(con, as_of, advocates._orders_sql, viewer=ADMIN)
+        df = value.summary(con, as_of, viewer=ADMIN, days_sql=advocates._days_sql)
         t_sum = time.perf_counter() - t0
         t1 = time.perf_counter()
         bg, gg, reason = value._model_on(df, 52)
         t_fit = time.perf_counter() - t1
         t2 = time.perf_counter()
-        cv = value.customer_value(con, viewer=ADMIN, as_of=as_of, orders_sql=advocates._orders_sql)
+        cv = value.customer_value(con, viewer=ADMIN, as_of=as_of, days_sql=advocates._days_sql)
         t_all = time.perf_counter() - t2
     return {"summary_sql": t_sum, "fit": t_fit, "customer_value_total": t_all, "customers": len(df),
             "reason": reason or cv.reason}

@@ -225,18 +225,45 @@ def _orders_sql(con, as_of: date) -> str:
     return _ORDERS_FROM_TOTALS + (_ORDERS_STRADDLING if straddling else "")
 
 
+# Per (customer, order day) totals up to as_of (columns customer_id, d, orders = counted orders,
+# counted_net, net, gross, returned): store.day_totals when it is fresh and no order's lines
+# straddle as_of (the default as_of, the latest order date, never cuts an order), else grouped
+# from the orders above.
+_DAYS_FROM_TOTALS = """
+    SELECT customer_id, d, orders, counted_net, net, gross, returned FROM day_totals WHERE d <= $as_of
+"""
+_DAYS_FROM_ORDERS = """
+    SELECT customer_id, d, count(*) FILTER (WHERE net > 0) AS orders,
+           coalesce(sum(net) FILTER (WHERE net > 0), 0) AS counted_net, sum(net) AS net,
+           sum(gross) AS gross, sum(returned) AS returned
+    FROM (__ORDERS__) GROUP BY customer_id, d
+"""
+
+
+def _days_sql(con, as_of: date) -> str:
+    """The cheapest exact source of per (customer, day) totals up to as_of."""
+    orders_fresh, days_fresh = store.derived_fresh(con)
+    if days_fresh:
+        straddling = con.execute("SELECT count(*) FROM day_totals WHERE d <= ? AND last_date > ?",
+                                 [as_of, as_of]).fetchall()[0][0]
+        if not straddling:
+            return _DAYS_FROM_TOTALS
+    return _DAYS_FROM_ORDERS.replace("__ORDERS__", _orders_sql(con, as_of))
+
+
 # One row per customer with a counted order up to as_of; money is summed as DECIMAL, then leaves
-# as DOUBLE. __ORDERS__ is replaced by one of the order sources above.
+# as DOUBLE. __DAYS__ is replaced by one of the day sources above; the same pass gives the value
+# model's per-customer summary (value.SUMMARY_COLUMNS_SQL, columns value.SUMMARY_FIELDS).
 _CUSTOMER_SQL = """
-WITH ord AS (__ORDERS__), o AS (
+WITH dy AS (__DAYS__), o AS (
     SELECT customer_id,
-           count(*) FILTER (WHERE net > 0) AS orders,
+           CAST(sum(orders) AS BIGINT) AS orders,
            CAST(sum(net) AS DOUBLE) AS spend,
-           min(d) FILTER (WHERE net > 0) AS first_order,
-           max(d) FILTER (WHERE net > 0) AS last_order,
+           min(d) FILTER (WHERE orders > 0) AS first_order,
+           max(d) FILTER (WHERE orders > 0) AS last_order,
            CAST(sum(gross) AS DOUBLE) AS gross,
-           CAST(sum(returned) AS DOUBLE) AS returned
-    FROM ord GROUP BY customer_id HAVING count(*) FILTER (WHERE net > 0) > 0
+           CAST(sum(returned) AS DOUBLE) AS returned,""" + value.SUMMARY_COLUMNS_SQL + """
+    FROM dy GROUP BY customer_id HAVING sum(orders) > 0
 ), mg AS (
     SELECT cid, count(*) AS mentions,
            count(*) FILTER (WHERE s >= $pos) AS positive_mentions,
@@ -467,13 +494,15 @@ def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
     return df
 
 
-def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False):
+def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False,
+             cutoff: date | None = None):
     """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
     if not prepared:
         _prepare(con, as_of)
     params = {"as_of": as_of, "pos": POSITIVE, "neg": NEGATIVE, "quiet": QUIET_DAYS, "cooldown": cooldown,
               "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE, "repeat": REPEAT_POSTS}
-    df = _fetch(con, _CUSTOMER_SQL.replace("__ORDERS__", _orders_sql(con, as_of)), params)
+    params["cutoff"] = cutoff or as_of
+    df = _fetch(con, _CUSTOMER_SQL.replace("__DAYS__", _days_sql(con, as_of)), params)
     if not prepared:
         _cleanup(con)
     n = len(df)
@@ -509,8 +538,9 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepare
     return df, n, counts
 
 
-def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False):
-    df, n, counts = _compute(con, as_of, weights, cooldown, prepared)
+def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False,
+                  cutoff: date | None = None):
+    df, n, counts = _compute(con, as_of, weights, cooldown, prepared, cutoff)
     if n == 0:
         return df, n, counts, df
     idx = np.flatnonzero(df["passes"].to_numpy(dtype=bool))
@@ -550,16 +580,22 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
     cooldown = store.settings(con).reward_cooldown_days
     if as_of is None:
         return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
+    cutoff = value.backtest_window(con, as_of, horizon_weeks)[0] if clv else as_of
     try:
         _prepare(con, as_of)
-        out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown, prepared=True)
+        out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown, prepared=True, cutoff=cutoff)
         unmatched = con.execute(_UNMATCHED_SQL, {"pos": POSITIVE, "neg": NEGATIVE}).df()
     finally:
         _cleanup(con)
     cv = None
     if clv:
-        cv = value.customer_value(con, viewer=viewer, as_of=as_of, orders_sql=_orders_sql,
-                                  horizon_weeks=horizon_weeks)
+        # the summary came from the scoring pass (its columns are the model's, not the list's)
+        cv = value.customer_value(con, viewer=viewer, as_of=as_of, horizon_weeks=horizon_weeks,
+                                  summary_frame=_summary_of(everyone))
+    if n:
+        drop = [c for c in value.SUMMARY_FIELDS if c != "customer_id"]
+        out = out.drop(columns=drop, errors="ignore")
+        everyone = everyone.drop(columns=drop, errors="ignore")
     if n == 0:
         out = _empty_customers()
     elif cv is not None:
@@ -567,6 +603,14 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
     unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
     return AdvocateResult(as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts),
                           everyone, cv)
+
+
+def _summary_of(everyone: pd.DataFrame | None) -> pd.DataFrame:
+    """The value model's summary columns of the scoring pass (every customer with a counted order)."""
+    if everyone is None or not len(everyone):
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "float64")
+                             for c in value.SUMMARY_FIELDS})
+    return everyone[list(value.SUMMARY_FIELDS)].reset_index(drop=True)
 
 
 def _unmatched_empty() -> pd.DataFrame:

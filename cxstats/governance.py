@@ -191,15 +191,15 @@ def _erase_customer(con, cid: str) -> tuple[dict[str, int], set[str], set[str], 
         if store.normalise_identifier(handle, "handle"):
             handles.add(store.normalise_identifier(handle, "handle"))
     rows: dict[str, int] = {}
-    fresh = store.order_totals_fresh(con)
+    fresh = store.derived_fresh(con)
     rows["mentions"] = _delete(con, "mentions", f"customer_id = ? OR list_contains(?::VARCHAR[], {_HANDLE_SQL})",
                                [cid, sorted(handles)])
     for t in _tables_with(con, "customer_id"):
         if t == "mentions":
             continue
         rows[t] = _delete(con, t, "customer_id = ?", [cid])
-    if fresh:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('order_totals_source', ?)", [store.purchases_fingerprint(con)])
+    # the customer's rows left purchases, order_totals and day_totals alike: what was fresh still is
+    store.mark_derived_fresh(con, [t for t, f in zip(store.DERIVED_TABLES, fresh) if f])
     return rows, handles, emails, names
 
 

@@ -26,7 +26,7 @@ from . import CxStatsError, periods
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
-SCHEMA_VERSION = 5  # 2: order_totals; 3: holdouts; 4: actions; 5: erasures, purges, suppressed_groups, written_files, unit_map, reorgs
+SCHEMA_VERSION = 6  # 2: order_totals; 3: holdouts; 4: actions; 5: erasures, purges, suppressed_groups, written_files, unit_map, reorgs; 6: day_totals
 
 # kinds whose rows have a date, and that date's column (retention purges whole periods by it)
 RETENTION_DATES = {"engagement": "survey_date", "feedback": "date", "purchases": "order_date",
@@ -150,6 +150,10 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS order_totals (
         customer_id VARCHAR, order_id VARCHAR, batch_id INTEGER, first_date DATE, last_date DATE,
         net DECIMAL(38,2), gross DECIMAL(38,2), returned DECIMAL(38,2))""",
+    # one row per customer and order day (an order's day is its first line's), kept in step with order_totals
+    """CREATE TABLE IF NOT EXISTS day_totals (
+        customer_id VARCHAR, d DATE, orders BIGINT, counted_net DECIMAL(38,2), net DECIMAL(38,2),
+        gross DECIMAL(38,2), returned DECIMAL(38,2), last_date DATE)""",
     # randomised hold-outs of "to reward" exports (written with the export's audit row; seed and share kept)
     """CREATE TABLE IF NOT EXISTS holdouts (
         export_id INTEGER NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, list_date DATE NOT NULL,
@@ -191,7 +195,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(stmt)
         for key, value in DEFAULT_SETTINGS.items():
             con.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", [key, value])
-        if not order_totals_fresh(con):
+        if not all(derived_fresh(con)):
             sync_order_totals(con)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
@@ -356,7 +360,7 @@ def load_batch(
             [batch_id, kind, file_name, rows, datetime.now().replace(microsecond=0), sha256, loaded_by,
              skipped_rows, note],
         )
-        was_fresh = kind == "purchases" and order_totals_fresh(con)
+        was_fresh = kind == "purchases" and all(derived_fresh(con))
         for table, frame in tables.items():
             _insert_frame(con, table, frame, batch_id)
         if kind == "purchases":
@@ -392,7 +396,7 @@ def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None, before_hook
     con.execute("BEGIN TRANSACTION")
     try:
         if purchases:
-            was_fresh = order_totals_fresh(con)
+            was_fresh = all(derived_fresh(con))
             _touch_orders(con, int(batch_id))
         for table in BATCH_TABLES:
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [int(batch_id)])
@@ -446,27 +450,66 @@ def purchases_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return f"{n}:{h}"
 
 
+DERIVED_TABLES = ("order_totals", "day_totals")  # kept in step with purchases; meta '<table>_source' = fingerprint
+
+
+def derived_fresh(con: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
+    """(order_totals fresh, day_totals fresh): each built from exactly the purchases stored now
+    (the fingerprint is computed once)."""
+    src = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('order_totals_source', 'day_totals_source')")
+               .fetchall())
+    if not src:
+        return False, False
+    fp = purchases_fingerprint(con)
+    return src.get("order_totals_source") == fp, src.get("day_totals_source") == fp
+
+
 def order_totals_fresh(con: duckdb.DuckDBPyConnection) -> bool:
     """True when order_totals was built from exactly the purchases stored now."""
     r = con.execute("SELECT value FROM meta WHERE key = 'order_totals_source'").fetchall()
     return bool(r) and r[0][0] == purchases_fingerprint(con)
 
 
+def mark_derived_fresh(con: duckdb.DuckDBPyConnection, tables=DERIVED_TABLES) -> None:
+    """Record that ``tables`` match the purchases stored now (after they were brought in step, or
+    after rows were removed from purchases and from them alike, as an erasure does)."""
+    fp = purchases_fingerprint(con)
+    for t in tables:
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"{t}_source", fp])
+
+
 def _touch_orders(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
-    """Remember the orders a batch's lines belong to (call while the lines are stored)."""
+    """Remember the orders and customers a batch's lines belong to (call while the lines are stored)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT customer_id, order_id FROM purchases "
                 "WHERE batch_id = ? AND customer_id IS NOT NULL AND order_id IS NOT NULL", [batch_id])
+    con.execute("CREATE OR REPLACE TEMP TABLE _touched_customers AS SELECT DISTINCT customer_id FROM purchases "
+                "WHERE batch_id = ? AND customer_id IS NOT NULL", [batch_id])
+
+
+# Per (customer, order day) totals of the orders in order_totals (an order's day is its first line's):
+# counted orders (net > 0) and their net, every order's net, gross and returned, and the latest line
+# date of the day's orders (readers use a day only for an as_of at or after it: an order whose lines
+# straddle as_of must be summed from its lines).
+_DAY_TOTALS_SELECT = """
+SELECT customer_id, first_date AS d, count(*) FILTER (WHERE net > 0) AS orders,
+       coalesce(sum(net) FILTER (WHERE net > 0), 0) AS counted_net, sum(net) AS net, sum(gross) AS gross,
+       sum(returned) AS returned, max(last_date) AS last_date
+FROM order_totals {where} GROUP BY customer_id, first_date
+"""
 
 
 def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> None:
-    """Bring order_totals in step with purchases, inside the caller's transaction.
+    """Bring order_totals and day_totals in step with purchases, inside the caller's transaction.
 
     With ``batch_id`` (after that batch was loaded or undone, `_touch_orders` having run while its
-    lines were stored) only the orders it touched are recomputed; without, the table is rebuilt.
+    lines were stored) only the orders it touched are recomputed, and the day totals of the
+    customers it touched; without, both tables are rebuilt.
     """
     if batch_id is None:
         con.execute("DELETE FROM order_totals")
         con.execute("INSERT INTO order_totals " + order_totals_sql())
+        con.execute("DELETE FROM day_totals")
+        con.execute("INSERT INTO day_totals " + _DAY_TOTALS_SELECT.format(where=""))
     else:
         con.execute("DELETE FROM order_totals WHERE batch_id = ?", [batch_id])
         con.execute("DELETE FROM order_totals WHERE (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)")
@@ -475,8 +518,12 @@ def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = Non
                     [batch_id])
         con.execute("INSERT INTO order_totals "
                     + order_totals_sql("AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"))
+        con.execute("DELETE FROM day_totals WHERE customer_id IN (SELECT customer_id FROM _touched_customers)")
+        con.execute("INSERT INTO day_totals " + _DAY_TOTALS_SELECT.format(
+            where="WHERE customer_id IN (SELECT customer_id FROM _touched_customers)"))
     con.execute("DROP TABLE IF EXISTS _touched")
-    con.execute("INSERT OR REPLACE INTO meta VALUES ('order_totals_source', ?)", [purchases_fingerprint(con)])
+    con.execute("DROP TABLE IF EXISTS _touched_customers")
+    mark_derived_fresh(con)
 
 
 def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

@@ -522,29 +522,41 @@ def expected_spend(gg: GammaGamma, x, m) -> np.ndarray:
 
 # ---------------------------------------------------------------- summary from the database
 
-# One row per customer with a counted order. __ORDERS__ is an orders source (columns customer_id,
-# d, net; advocates' one definition of an order up to $as_of). Day spend is summed as DECIMAL.
-_SUMMARY_SQL = """
-WITH ord AS (__ORDERS__), days AS (
-    SELECT customer_id, d, sum(net) AS day_net FROM ord WHERE net > 0 GROUP BY customer_id, d
-)
-SELECT customer_id, CAST(count(*) - 1 AS BIGINT) AS x,
-       date_diff('day', min(d), max(d)) AS t_x_days,
-       date_diff('day', min(d), CAST($as_of AS DATE)) AS T_days,
-       CAST(sum(day_net) - arg_min(day_net, d) AS DOUBLE) / nullif(count(*) - 1, 0) AS m,
+# Transaction days from an orders source (columns customer_id, d, net; advocates' one definition of
+# an order up to $as_of): the shape of store.day_totals (orders = counted orders, counted_net their net).
+DAYS_FROM_ORDERS_SQL = """
+    SELECT customer_id, d, count(*) FILTER (WHERE net > 0) AS orders,
+           coalesce(sum(net) FILTER (WHERE net > 0), 0) AS counted_net, sum(net) AS net
+    FROM (__ORDERS__) GROUP BY customer_id, d
+"""
+
+# The value model's per-customer columns over a days source ``dy`` (one row per customer and day:
+# orders, counted_net), as aggregate expressions: advocates computes them in its own per-customer
+# pass (one pass over the days for both), summary() on its own. Day spend is summed as DECIMAL.
+SUMMARY_COLUMNS_SQL = """
+       CAST(count(*) FILTER (WHERE orders > 0) - 1 AS BIGINT) AS x,
+       date_diff('day', min(d) FILTER (WHERE orders > 0), max(d) FILTER (WHERE orders > 0)) AS t_x_days,
+       date_diff('day', min(d) FILTER (WHERE orders > 0), CAST($as_of AS DATE)) AS T_days,
+       CAST(sum(counted_net) - arg_min(counted_net, d) FILTER (WHERE orders > 0) AS DOUBLE)
+           / nullif(count(*) FILTER (WHERE orders > 0) - 1, 0) AS m,
        -- the backtest's calibration up to $cutoff and its actual repeat days after, from the same pass
-       count(*) FILTER (WHERE d <= CAST($cutoff AS DATE)) AS cal_days,
-       date_diff('day', min(d), max(d) FILTER (WHERE d <= CAST($cutoff AS DATE))) AS cal_t_x_days,
-       date_diff('day', min(d), CAST($cutoff AS DATE)) AS cal_T_days,
-       count(*) FILTER (WHERE d > CAST($cutoff AS DATE)) AS actual
-FROM days GROUP BY customer_id
+       count(*) FILTER (WHERE orders > 0 AND d <= CAST($cutoff AS DATE)) AS cal_days,
+       date_diff('day', min(d) FILTER (WHERE orders > 0),
+                 max(d) FILTER (WHERE orders > 0 AND d <= CAST($cutoff AS DATE))) AS cal_t_x_days,
+       date_diff('day', min(d) FILTER (WHERE orders > 0), CAST($cutoff AS DATE)) AS cal_T_days,
+       count(*) FILTER (WHERE orders > 0 AND d > CAST($cutoff AS DATE)) AS actual"""
+SUMMARY_FIELDS = ("customer_id", "x", "t_x_days", "T_days", "m", "cal_days", "cal_t_x_days", "cal_T_days", "actual")
+
+_SUMMARY_SQL = "WITH dy AS (__DAYS__) SELECT customer_id," + SUMMARY_COLUMNS_SQL + """
+FROM dy GROUP BY customer_id HAVING count(*) FILTER (WHERE orders > 0) > 0
 """
 
 
-def summary(con, as_of: date, orders_sql: Callable[[object, date], str], *, viewer: Viewer,
-            cutoff: date | None = None) -> pd.DataFrame:
+def summary(con, as_of: date, orders_sql: Callable[[object, date], str] | None = None, *, viewer: Viewer,
+            cutoff: date | None = None, days_sql: Callable[[object, date], str] | None = None) -> pd.DataFrame:
     """Per-customer x, t_x_days, T_days, m (NaN for x = 0) computed in DuckDB from the counted
-    orders up to as_of; ``orders_sql(con, as_of)`` gives the orders source (advocates' definition).
+    orders up to as_of: ``days_sql(con, as_of)`` gives per (customer, day) totals (advocates'
+    ``_days_sql``, store.day_totals when fresh), else ``orders_sql(con, as_of)`` gives the orders.
 
     In the same pass, for the backtest: cal_days, cal_t_x_days, cal_T_days (the summary as it was at
     ``cutoff``; cal_days 0 for customers whose first counted day is later) and actual (transaction
@@ -553,8 +565,23 @@ def summary(con, as_of: date, orders_sql: Callable[[object, date], str], *, view
     orders instead of three keeps the model within its time budget at 500k customers).
     """
     viewer.require(*VALUE_ROLES)
-    sql = _SUMMARY_SQL.replace("__ORDERS__", orders_sql(con, as_of))
+    if days_sql is not None:
+        days = days_sql(con, as_of)
+    elif orders_sql is not None:
+        days = DAYS_FROM_ORDERS_SQL.replace("__ORDERS__", orders_sql(con, as_of))
+    else:
+        raise TypeError("summary() needs days_sql or orders_sql")
+    sql = _SUMMARY_SQL.replace("__DAYS__", days)
     return con.execute(sql, {"as_of": as_of, "cutoff": cutoff or as_of}).df()
+
+
+def backtest_window(con, as_of: date, horizon_weeks: int) -> tuple[date, int, int]:
+    """(cutoff, weeks, history_days): the backtest holds out the last ``weeks`` = horizon_weeks, or
+    half the history (first order date up to as_of) when that is shorter."""
+    first = con.execute("SELECT min(order_date) FROM purchases WHERE order_date <= ?", [as_of]).fetchall()[0][0]
+    history_days = (as_of - first).days if first is not None else 0
+    weeks = min(int(horizon_weeks), history_days // 14)
+    return as_of - timedelta(days=7 * weeks), weeks, history_days
 
 
 def _model_on(df: pd.DataFrame, horizon_weeks: float) -> tuple[BGNBD | None, GammaGamma | None, str | None]:
@@ -586,8 +613,11 @@ def _empty(as_of, horizon_weeks, n, reason, customers=None) -> CustomerValue:
     return CustomerValue(as_of, horizon_weeks, n, None, None, None, reason, customers)
 
 
-def customer_value(con, *, viewer: Viewer, as_of: date | None, orders_sql: Callable[[object, date], str],
-                   horizon_weeks: int = HORIZON_WEEKS, backtest: bool = True) -> CustomerValue:
+def customer_value(con, *, viewer: Viewer, as_of: date | None,
+                   orders_sql: Callable[[object, date], str] | None = None,
+                   horizon_weeks: int = HORIZON_WEEKS, backtest: bool = True,
+                   days_sql: Callable[[object, date], str] | None = None,
+                   summary_frame: pd.DataFrame | None = None) -> CustomerValue:
     """BG/NBD + Gamma-Gamma as of ``as_of``, with a backtest on the same data.
 
     Backtest: the model is refitted on the counted orders up to ``cutoff = as_of - weeks`` (weeks =
@@ -595,16 +625,18 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None, orders_sql: Calla
     (cutoff, as_of] are compared with the actual ones, in total and by decile of prediction (decile
     1 = the tenth of customers with the lowest prediction). Fewer than 50 customers with x >= 1, or
     no convergence: every figure None and ``reason`` says why.
+
+    ``summary_frame``: the per-customer summary (SUMMARY_FIELDS, for ``backtest_window``'s cutoff)
+    when the caller computed it already (advocates does, in its own per-customer pass); else it is
+    computed here from ``days_sql`` or ``orders_sql`` (see :func:`summary`).
     """
     viewer.require(*VALUE_ROLES)
     horizon_weeks = int(horizon_weeks)
     if as_of is None:
         return _empty(None, horizon_weeks, 0, "no purchases yet")
-    first = con.execute("SELECT min(order_date) FROM purchases WHERE order_date <= ?", [as_of]).fetchall()[0][0]
-    history_days = (as_of - first).days if first is not None else 0
-    weeks = min(horizon_weeks, history_days // 14)
-    cutoff = as_of - timedelta(days=7 * weeks)
-    df = summary(con, as_of, orders_sql, viewer=viewer, cutoff=cutoff)
+    cutoff, weeks, history_days = backtest_window(con, as_of, horizon_weeks)
+    df = summary_frame if summary_frame is not None else summary(con, as_of, orders_sql, viewer=viewer,
+                                                                 cutoff=cutoff, days_sql=days_sql)
     n = len(df)
     bg, gg, reason = _model_on(df, horizon_weeks)
     if reason is not None or bg is None or gg is None:

@@ -93,6 +93,13 @@ def base(tmp_path_factory) -> dict:
     lines += [f"S{rng.randint(1, 10):03d},2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
               f"{rng.randint(1, 5)},{rng.randint(0, 10)},FZ{i}" for i in range(40_000)]
     big.write_text("\n".join(lines) + "\n")
+    # purchases touching existing customers' orders and days: order_totals and day_totals change with them
+    buys = d / "purchases_big.csv"
+    plines = ["customer_id,order_date,amount,order_id"]
+    for i in range(15_000):  # two lines per order, one customer and date each
+        cust, day = f"C{rng.randint(1, 400):05d}", f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        plines += [f"{cust},{day},{rng.randint(-500, 5000) / 100:.2f},FO{i}" for _ in range(2)]
+    buys.write_text("\n".join(plines) + "\n")
     # a large batch to undo, so that kills land inside the DELETEs rather than after them
     ingest.import_file(db, "feedback", "\n".join(lines).replace(",FZ", ",UZ").encode() + b"\n",
                        file_name="to_undo.csv")
@@ -103,7 +110,7 @@ def base(tmp_path_factory) -> dict:
             "SELECT customer_id FROM purchases GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40").fetchall()]
         store.set_setting(con, "retain_months_feedback", "12")
         store.set_setting(con, "retain_months_mentions", "12")
-    return {"dir": d, "db": db, "big": big, "undo_batch": last, "forget": forget}
+    return {"dir": d, "db": db, "big": big, "buys": buys, "undo_batch": last, "forget": forget}
 
 
 def _copy(base: dict, name: str) -> Path:
@@ -122,6 +129,8 @@ OPS = {
     # op -> CLI arguments (db and out paths filled in)
     "import": lambda b, db, out: ["import", "feedback", str(b["big"]), "--db", str(db)],
     "undo": lambda b, db, out: ["undo", str(b["undo_batch"]), "--db", str(db)],
+    # purchases: the lines, order_totals and day_totals in one transaction
+    "import_purchases": lambda b, db, out: ["import", "purchases", str(b["buys"]), "--db", str(db)],
     "export": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--db", str(db)],
     # the hold-out's arms and the audit row: one transaction (issue 11)
     "export_holdout": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--holdout", "20",

@@ -164,6 +164,8 @@ def test_forget_outputs_equal_a_database_that_never_held_the_person(erased):
             assert a.execute(q).fetchall() == b.execute(q).fetchall(), t
         assert a.execute("SELECT count(*) FROM order_totals WHERE customer_id = ?", [cid]).fetchall()[0][0] == 0
         assert store.order_totals_fresh(a)
+        assert store.derived_fresh(a) == (True, True)
+        assert a.execute("SELECT count(*) FROM day_totals WHERE customer_id = ?", [cid]).fetchall()[0][0] == 0
         rec = a.execute("SELECT kind, id_hmac, handle_hmacs, email_hmacs, erased_by, rows_removed FROM erasures"
                         ).fetchall()
     assert len(rec) == 1 and rec[0][0] == "customer" and len(rec[0][1]) == 64 and rec[0][2] and rec[0][3]

@@ -2,9 +2,10 @@
 
 Each case loads random purchase batches (orders spread over batches and dates, lines without an
 order_id, returns) through store.load_batch, undoes some, and checks after every step that
-(a) the incrementally kept table equals a rebuild from the lines, and (b) advocate scores read
-through it equal scores computed from the lines alone, for several as_of dates (some of which
-cut orders whose lines straddle them).
+(a) the incrementally kept tables (order_totals, and day_totals: per customer and order day) equal
+a rebuild from the lines, and (b) advocate scores and the value model's summary read through them
+equal those computed from the lines alone, for several as_of dates (some of which cut orders whose
+lines straddle them).
 """
 
 from __future__ import annotations
@@ -46,15 +47,30 @@ def _totals(con) -> list[tuple]:
     return con.execute("SELECT * FROM order_totals ORDER BY ALL").fetchall()
 
 
+def _days(con) -> list[tuple]:
+    return con.execute("SELECT * FROM day_totals ORDER BY ALL").fetchall()
+
+
+def _summaries_both_ways(con, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The value model's per-customer summary through day_totals and from the lines alone."""
+    from cxstats import ADMIN, value
+
+    cutoff = as_of - timedelta(days=14)
+    via_days = value.summary(con, as_of, viewer=ADMIN, cutoff=cutoff, days_sql=advocates._days_sql)
+    from_lines = value.summary(con, as_of, viewer=ADMIN, cutoff=cutoff,
+                               orders_sql=lambda c, a: advocates._ORDERS_FROM_LINES)
+    return (x.sort_values("customer_id").reset_index(drop=True) for x in (via_days, from_lines))
+
+
 def _scores_both_ways(con, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     w = advocates.check_weights(None)
-    via_totals, *_ = advocates._compute(con, as_of, w, 90)
+    via_totals, *_ = advocates._compute(con, as_of, w, 90, cutoff=as_of - timedelta(days=14))
     fresh = con.execute("SELECT value FROM meta WHERE key = 'order_totals_source'").fetchall()[0][0]
-    con.execute("UPDATE meta SET value = 'stale' WHERE key = 'order_totals_source'")
+    con.execute("UPDATE meta SET value = 'stale' WHERE key IN ('order_totals_source', 'day_totals_source')")
     try:
-        from_lines, *_ = advocates._compute(con, as_of, w, 90)
+        from_lines, *_ = advocates._compute(con, as_of, w, 90, cutoff=as_of - timedelta(days=14))
     finally:
-        con.execute("UPDATE meta SET value = ? WHERE key = 'order_totals_source'", [fresh])
+        con.execute("UPDATE meta SET value = ? WHERE key IN ('order_totals_source', 'day_totals_source')", [fresh])
     return via_totals, from_lines
 
 
@@ -62,7 +78,8 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert len(a) == len(b)
     if not len(a):  # no counted order up to as_of
         return
-    cols = ["customer_id", "orders", "spend", "first_order", "last_order", "gross", "returned", "score", "passes"]
+    cols = ["customer_id", "orders", "spend", "first_order", "last_order", "gross", "returned", "score", "passes",
+            "x", "t_x_days", "T_days", "m", "cal_days", "cal_t_x_days", "cal_T_days", "actual"]
     a, b = (x.sort_values("customer_id")[cols].reset_index(drop=True) for x in (a, b))
     pd.testing.assert_frame_equal(a, b)
 
@@ -78,14 +95,17 @@ def test_kept_table_equals_rebuild_and_scores_match_lines(tmp_path, seed):
             else:
                 loaded.append(_load(con, _batch(rng, int(rng.integers(5, 60)), order_pool=8)))
             assert store.order_totals_fresh(con), f"step {step}"
-            kept = _totals(con)
+            assert store.derived_fresh(con) == (True, True), f"step {step}"
+            kept, kept_days = _totals(con), _days(con)
             con.execute("BEGIN TRANSACTION")
             store.sync_order_totals(con)
-            rebuilt = _totals(con)
+            rebuilt, rebuilt_days = _totals(con), _days(con)
             con.execute("ROLLBACK")
             assert kept == rebuilt, f"step {step}"
+            assert kept_days == rebuilt_days, f"step {step}"
             for as_of in (START + timedelta(days=20), START + timedelta(days=45), START + timedelta(days=90)):
                 _same(*_scores_both_ways(con, as_of))
+                pd.testing.assert_frame_equal(*_summaries_both_ways(con, as_of))
 
 
 def test_straddling_order_counts_only_lines_up_to_as_of(tmp_path):
@@ -113,6 +133,7 @@ def test_rows_written_around_load_batch_make_the_table_stale(tmp_path):
         con.execute("INSERT INTO purchases (batch_id, row_no, line_no, customer_id, order_date, amount, order_id) "
                     "VALUES (99, 2, 1, 'C1', DATE '2024-01-03', 999.00, 'hand')")
         assert not store.order_totals_fresh(con)
+        assert store.derived_fresh(con) == (False, False)
         # scoring still sees the hand-written row (read from the lines)
         df, *_ = advocates._compute(con, date(2024, 3, 31), advocates.check_weights(None), 90)
         assert df.loc[df["customer_id"] == "C1", "spend"].iloc[0] == pytest.approx(
@@ -128,9 +149,12 @@ def test_database_from_before_order_totals_is_migrated(tmp_path):
         _load(con, _batch(np.random.default_rng(3), 40, order_pool=6))
         expected = _totals(con)
         # make it look like schema 1: no order_totals table, no source fingerprint
+        expected_days = _days(con)
         con.execute("DROP TABLE order_totals")
-        con.execute("DELETE FROM meta WHERE key = 'order_totals_source'")
+        con.execute("DROP TABLE day_totals")
+        con.execute("DELETE FROM meta WHERE key IN ('order_totals_source', 'day_totals_source')")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with store.connect(db) as con:
-        assert store.order_totals_fresh(con)
+        assert store.derived_fresh(con) == (True, True)
         assert _totals(con) == expected
+        assert _days(con) == expected_days and expected_days
