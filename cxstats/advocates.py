@@ -44,6 +44,7 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Mapping
 
+import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -51,6 +52,7 @@ import pyarrow.compute as pc
 from scipy.stats import rankdata
 
 from . import ADMIN, CxStatsError, Viewer, store, value
+from . import customer_aggregates as ca
 from .sentiment import NEGATIVE, POSITIVE
 
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -169,32 +171,10 @@ def _as_date(value, what: str = "as_of") -> date | None:
 
 # ---------------------------------------------------------------- SQL
 
-# All aggregation runs in DuckDB over temp tables built once per call (current customers and the
-# mentions attributed to customers); Python only ranks (scipy), weighs and sorts.
-
-_CUR_SQL = f"""
-CREATE OR REPLACE TEMP TABLE _adv_cur AS
-SELECT customer_id, name, email, handle, coalesce(marketing_consent, FALSE) AS consent,
-       nullif(lower(trim(email)), '') AS email_key, nullif(lower(ltrim(trim(handle), '@')), '') AS handle_key
-FROM ({store.current_customers_sql()})
-"""
-
-# Mentions up to as_of attributed to a customer: their own customer_id, else their handle through
-# the current customers (case-insensitive, without a leading @; a handle shared by several
-# customers is ambiguous and not matched).
-_MENTIONS_SQL = """
-CREATE OR REPLACE TEMP TABLE _adv_m AS
-WITH handles AS (
-    SELECT handle_key AS h, min(customer_id) AS cid, count(DISTINCT customer_id) AS n
-    FROM _adv_cur WHERE handle_key IS NOT NULL GROUP BY 1
-)
-SELECT coalesce(mn.customer_id, CASE WHEN hs.n = 1 THEN hs.cid END) AS cid,
-       nullif(lower(ltrim(trim(mn.handle), '@')), '') AS h, hs.n AS handle_owners,
-       CAST(mn.posted_at AS DATE) AS d, mn.text, mn.followers, {sentiment} AS s
-FROM mentions mn
-LEFT JOIN handles hs ON mn.customer_id IS NULL AND lower(ltrim(trim(mn.handle), '@')) = hs.h
-WHERE CAST(mn.posted_at AS DATE) <= $as_of
-"""
+# The per-customer aggregation runs on the engine (cxstats.customer_aggregates: the DuckDB file, a
+# Parquet lake or Spark; only one row per customer comes back); the gates and the plain-language
+# reasons are then formatted by DuckDB locally over those rows (with the rewards and the duplicate
+# groups), and Python weighs and sorts.
 
 # Orders up to as_of, one row each (columns customer_id, d, net, gross, returned). From the lines,
 # with store's one definition of an order's totals (a line without an order_id is an order):
@@ -217,7 +197,7 @@ _ORDERS_STRADDLING = f"""
 
 
 def _orders_sql(con, as_of: date) -> str:
-    """The cheapest exact source of per-order totals up to as_of."""
+    """The cheapest exact source of per-order totals up to as_of (SQL on the DuckDB file)."""
     if not store.order_totals_fresh(con):
         return _ORDERS_FROM_LINES
     straddling = con.execute("SELECT count(*) FROM order_totals WHERE first_date <= ? AND last_date > ?",
@@ -226,9 +206,8 @@ def _orders_sql(con, as_of: date) -> str:
 
 
 # Per (customer, order day) totals up to as_of (columns customer_id, d, orders = counted orders,
-# counted_net, net, gross, returned): store.day_totals when it is fresh and no order's lines
-# straddle as_of (the default as_of, the latest order date, never cuts an order), else grouped
-# from the orders above.
+# counted_net, net, gross, returned) in SQL on the DuckDB file: store.day_totals when it is fresh and
+# no order's lines straddle as_of, else grouped from the orders above.
 _DAYS_FROM_TOTALS = """
     SELECT customer_id, d, orders, counted_net, net, gross, returned FROM day_totals WHERE d <= $as_of
 """
@@ -241,81 +220,33 @@ _DAYS_FROM_ORDERS = """
 
 
 def _days_sql(con, as_of: date) -> str:
-    """The cheapest exact source of per (customer, day) totals up to as_of."""
-    orders_fresh, days_fresh = store.derived_fresh(con)
-    if days_fresh:
-        straddling = con.execute("SELECT count(*) FROM day_totals WHERE d <= ? AND last_date > ?",
-                                 [as_of, as_of]).fetchall()[0][0]
-        if not straddling:
-            return _DAYS_FROM_TOTALS
+    """The cheapest exact source of per (customer, day) totals up to as_of (SQL on the DuckDB file)."""
+    if ca.day_totals_usable(con, as_of):
+        return _DAYS_FROM_TOTALS
     return _DAYS_FROM_ORDERS.replace("__ORDERS__", _orders_sql(con, as_of))
 
 
-# One row per customer with a counted order up to as_of; money is summed as DECIMAL, then leaves
-# as DOUBLE. __DAYS__ is replaced by one of the day sources above; the same pass gives the value
-# model's per-customer summary (value.SUMMARY_COLUMNS_SQL, columns value.SUMMARY_FIELDS).
+# Over the engine's per-customer rows (_adv_j), the duplicate groups (_adv_dup) and the rewards of
+# the DuckDB file: gates, flags and reasons. Money arrives as DECIMAL and leaves as DOUBLE.
 _CUSTOMER_SQL = """
-WITH dy AS (__DAYS__), o AS (
-    SELECT customer_id,
-           CAST(sum(orders) AS BIGINT) AS orders,
-           CAST(sum(net) AS DOUBLE) AS spend,
-           min(d) FILTER (WHERE orders > 0) AS first_order,
-           max(d) FILTER (WHERE orders > 0) AS last_order,
-           CAST(sum(gross) AS DOUBLE) AS gross,
-           CAST(sum(returned) AS DOUBLE) AS returned,""" + value.SUMMARY_COLUMNS_SQL + """
-    FROM dy GROUP BY customer_id HAVING sum(orders) > 0
-), mg AS (
-    SELECT cid, count(*) AS mentions,
-           count(*) FILTER (WHERE s >= $pos) AS positive_mentions,
-           count(*) FILTER (WHERE s <= $neg) AS negative_mentions,
-           avg(s) AS mean_sentiment, max(followers) AS max_followers,
-           count(*) FILTER (WHERE s <= $neg AND date_diff('day', d, $as_of) <= $quiet) AS recent_negative
-    FROM _adv_m WHERE cid IS NOT NULL GROUP BY cid
-), rep AS (
-    SELECT cid, max(n) AS top_repeat FROM (
-        SELECT cid, count(*) AS n FROM _adv_m WHERE cid IS NOT NULL AND trim(text) <> ''
-        GROUP BY cid, lower(trim(text))) GROUP BY cid
-), fb AS (
-    SELECT customer_id,
-           arg_max(nps, (date, batch_id, row_no)) FILTER (WHERE nps IS NOT NULL) AS nps,
-           avg(csat) AS csat_mean, count(csat) AS csat_answers,
-           count(*) FILTER (WHERE nps >= 9) AS promoter_answers,
-           count(*) FILTER (WHERE nps <= 6 AND date_diff('day', date, $as_of) <= $quiet) AS recent_detractor
-    FROM feedback WHERE customer_id IS NOT NULL AND date <= $as_of GROUP BY customer_id
-), rw AS (
+WITH rw AS (
     -- a reward dated after as_of still counts: it was given, whatever date the list is scored for
     SELECT DISTINCT customer_id FROM rewards WHERE date_diff('day', reward_date, $as_of) < $cooldown
-), k AS (
-    SELECT customer_id, 'email' AS what, email_key AS v FROM _adv_cur WHERE email_key IS NOT NULL
-    UNION ALL
-    SELECT customer_id, 'handle', handle_key FROM _adv_cur WHERE handle_key IS NOT NULL
-), g AS (
-    SELECT what, v, list(customer_id ORDER BY customer_id) AS ids FROM k GROUP BY what, v HAVING count(*) > 1
 ), dup AS (
     SELECT customer_id, list('duplicate_' || what ORDER BY what) AS dup_codes, list(txt ORDER BY what) AS dup_texts
     FROM (
-        SELECT k.customer_id, k.what,
-               'flag: same ' || k.what || ' as customer '
-               || array_to_string(list_filter(g.ids, lambda x: x <> k.customer_id)[1:3], ', ')
-               || CASE WHEN len(g.ids) > 4 THEN ' and ' || (len(g.ids) - 4) || ' more' ELSE '' END AS txt
-        FROM k JOIN g USING (what, v))
+        SELECT customer_id, what,
+               'flag: same ' || what || ' as customer '
+               || array_to_string(list_filter(ids, lambda i: i <> customer_id)[1:3], ', ')
+               || CASE WHEN len(ids) > 4 THEN ' and ' || (len(ids) - 4) || ' more' ELSE '' END AS txt
+        FROM _adv_dup)
     GROUP BY customer_id
 ), j AS (
-    SELECT o.*, date_diff('day', o.last_order, $as_of) AS recency_days,
-           coalesce(mg.mentions, 0) AS mentions, coalesce(mg.positive_mentions, 0) AS positive_mentions,
-           coalesce(mg.negative_mentions, 0) AS negative_mentions, mg.mean_sentiment,
-           CAST(mg.max_followers AS DOUBLE) AS max_followers, coalesce(mg.recent_negative, 0) AS recent_negative,
-           coalesce(rep.top_repeat, 0) AS top_repeat,
-           CAST(fb.nps AS DOUBLE) AS nps, fb.csat_mean, coalesce(fb.csat_answers, 0) AS csat_answers,
-           coalesce(fb.promoter_answers, 0) AS promoter_answers,
-           coalesce(fb.recent_detractor, 0) AS recent_detractor,
-           cur.name, cur.email, cur.handle, coalesce(cur.consent, FALSE) AS consent,
+    SELECT o.* EXCLUDE (spend, gross, returned, repeat_net),
+           CAST(o.spend AS DOUBLE) AS spend, CAST(o.gross AS DOUBLE) AS gross,
+           CAST(o.returned AS DOUBLE) AS returned, CAST(o.repeat_net AS DOUBLE) AS repeat_net,
            rw.customer_id IS NOT NULL AS recently_rewarded, dup.dup_codes, dup.dup_texts
-    FROM o
-    LEFT JOIN mg ON mg.cid = o.customer_id
-    LEFT JOIN rep ON rep.cid = o.customer_id
-    LEFT JOIN fb ON fb.customer_id = o.customer_id
-    LEFT JOIN _adv_cur cur ON cur.customer_id = o.customer_id
+    FROM _adv_j o
     LEFT JOIN rw ON rw.customer_id = o.customer_id
     LEFT JOIN dup ON dup.customer_id = o.customer_id
 ), gates AS (
@@ -356,35 +287,31 @@ FROM (SELECT *, greatest(1, (year($as_of) - year(first_order)) * 12 + month($as_
       FROM listed)
 """
 
-_UNMATCHED_SQL = """
-SELECT h AS handle, count(*) AS mentions, count(*) FILTER (WHERE s >= $pos) AS positive_mentions,
-       count(*) FILTER (WHERE s <= $neg) AS negative_mentions, max(followers) AS max_followers,
-       CASE WHEN max(handle_owners) > 1 THEN 'handle belongs to ' || max(handle_owners) || ' customers'
-            ELSE 'no customer has this handle' END AS why
-FROM _adv_m WHERE cid IS NULL AND h IS NOT NULL
-GROUP BY h ORDER BY positive_mentions DESC, mentions DESC, handle
-"""
-
-
-def _sentiment_expr(con) -> str:
-    """Use stored sentiment; compute VADER for rows stored without one and never scored."""
-    todo = con.execute(
-        "SELECT DISTINCT text FROM mentions WHERE sentiment IS NULL AND sentiment_source IS NULL "
-        "AND text IS NOT NULL AND trim(text) <> ''"
-    ).fetchall()
-    if not todo:
-        return "mn.sentiment"
+def _vader_table(t):
+    """VADER scores of the mention texts stored without a sentiment and never scored (a small table
+    text, vader for the engine to join), or None when every mention carries one."""
+    m = t.table("mentions")
+    todo = m.filter(m.sentiment.isnull() & m.sentiment_source.isnull() & m.text.notnull()
+                    & (m.text.strip() != "")).select("text").distinct()
+    texts = sorted(t.execute(todo).column("text").to_pylist())
+    if not texts:
+        return None
     from .sentiment import compound
 
-    texts = [t[0] for t in todo]
-    frame = pd.DataFrame({"text": texts, "vader": compound(texts)})
-    con.execute("CREATE OR REPLACE TEMP TABLE _vader (text VARCHAR, vader DOUBLE)")
-    con.register("_vader_frame", frame)
-    try:
-        con.execute("INSERT INTO _vader SELECT text, vader FROM _vader_frame")
-    finally:
-        con.unregister("_vader_frame")
-    return "coalesce(mn.sentiment, (SELECT vader FROM _vader v WHERE v.text = mn.text))"
+    return ca.small_table(t, pd.DataFrame({"text": texts, "vader": np.asarray(compound(texts), dtype=float)}),
+                          "_adv_vader")
+
+
+def _unmatched(t, m) -> pd.DataFrame:
+    """Handles of mentions that reached no customer, most positive first."""
+    u = t.execute(ca.unmatched_handles(m, positive=POSITIVE, negative=NEGATIVE)).to_pandas()
+    if not len(u):
+        return _unmatched_empty()
+    owners = u.pop("owners")
+    u["why"] = [f"handle belongs to {int(o)} customers" if o == o and o is not None and o > 1
+                else "no customer has this handle" for o in owners]
+    u = u.sort_values(["positive_mentions", "mentions", "handle"], ascending=[False, False, True], kind="stable")
+    return u.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- result
@@ -462,24 +389,45 @@ def _empty_customers() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
-def latest_order_date(con) -> date | None:
+def latest_order_date(con, *, t=None) -> date | None:
+    """The latest order date (of the engine's purchases when ``t`` is given, else of the DuckDB file)."""
+    if t is not None:
+        return ca.scalar(t, t.table("purchases").order_date.max())
     r = con.execute("SELECT max(order_date) FROM purchases").fetchall()
     return r[0][0]
 
 
 # ---------------------------------------------------------------- scoring
 
-
-def _prepare(con, as_of: date) -> None:
-    """Temp tables shared by the queries of one scoring run."""
-    sent = _sentiment_expr(con)
-    con.execute(_CUR_SQL)
-    con.execute(_MENTIONS_SQL.format(sentiment=sent), {"as_of": as_of})
+_MATERIALIZED = ("_adv_o", "_adv_m", "_adv_vader")
 
 
-def _cleanup(con) -> None:
-    for t in ("_adv_cur", "_adv_m", "_vader"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+def _engine_rows(t, as_of: date, cutoff: date) -> tuple[pa.Table, pd.DataFrame, pa.Table]:
+    """On the engine: every customer with a counted order and his features, ranked (R, F, M);
+    the handles that reached no customer; the duplicate groups. Only these rows come back."""
+    o = ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)
+    o = ca.materialize(t, o.mutate(neg_recency=-o.recency_days), "_adv_o")
+    keys = ca.customer_keys(t.table("customers"))
+    m = ca.materialize(t, ca.attributed_mentions(t.table("mentions"), keys, as_of, _vader_table(t)), "_adv_m")
+    stats = t.execute(o.aggregate(n=o.count().cast("int64"), bR=ca.rank_bounds(o.neg_recency),
+                                  bF=ca.rank_bounds(o.orders), bM=ca.rank_bounds(o.spend))).to_pylist()[0]
+    n = int(stats["n"])
+    ranked = o
+    for name, col in (("R", "neg_recency"), ("F", "orders"), ("M", "spend")):
+        if not n:
+            ranked = ranked.mutate(**{name: ibis.null("float64")})
+            continue
+        r = ca.percentile_rank(o, col, n, stats["b" + name] or [])
+        ranked = ranked.left_join(r.rename(**{name: "pct"}), ranked[col] == r.value).drop("value")
+    feats = ca.customer_features(
+        ranked.drop("neg_recency"), keys,
+        ca.mention_features(m, as_of, positive=POSITIVE, negative=NEGATIVE, quiet_days=QUIET_DAYS),
+        ca.repeat_posts(m), ca.satisfaction(t.table("feedback"), as_of, quiet_days=QUIET_DAYS))
+    rows = t.execute(feats)
+    rows = rows.take(pc.sort_indices(rows, sort_keys=[("customer_id", "ascending")]))
+    unmatched = _unmatched(t, m)
+    dup = t.execute(ca.duplicate_keys(keys))
+    return rows, unmatched, dup
 
 
 def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
@@ -494,23 +442,32 @@ def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
     return df
 
 
-def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False,
-             cutoff: date | None = None):
-    """Every customer with a counted order, ranked and scored (gates evaluated, not applied)."""
-    if not prepared:
-        _prepare(con, as_of)
-    params = {"as_of": as_of, "pos": POSITIVE, "neg": NEGATIVE, "quiet": QUIET_DAYS, "cooldown": cooldown,
-              "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE, "repeat": REPEAT_POSTS}
-    params["cutoff"] = cutoff or as_of
-    df = _fetch(con, _CUSTOMER_SQL.replace("__DAYS__", _days_sql(con, as_of)), params)
-    if not prepared:
-        _cleanup(con)
+def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff: date | None = None, *,
+             t=None, viewer: Viewer = ADMIN):
+    """Every customer with a counted order, ranked and scored (gates evaluated, not applied).
+
+    Returns (frame, n, gate counts, unmatched handles). ``t``: the engine tables (default: the
+    engine of the environment for ``con``'s file)."""
+    if t is None:
+        with ca.engine_tables(con, viewer=viewer) as tt:
+            return _compute(con, as_of, weights, cooldown, cutoff, t=tt, viewer=viewer)
+    cutoff = cutoff or as_of
+    try:
+        rows, unmatched, dup = _engine_rows(t, as_of, cutoff)
+    finally:
+        ca.drop_materialized(t, _MATERIALIZED)
+    params = {"as_of": as_of, "cooldown": cooldown, "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE,
+              "repeat": REPEAT_POSTS}
+    con.register("_adv_j", rows)
+    con.register("_adv_dup", dup)
+    try:
+        df = _fetch(con, _CUSTOMER_SQL, params)
+    finally:
+        con.unregister("_adv_j")
+        con.unregister("_adv_dup")
     n = len(df)
     if n == 0:
-        return df, 0, {}
-    df["R"] = percentile_ranks(-df["recency_days"].to_numpy(dtype=float))
-    df["F"] = percentile_ranks(df["orders"].to_numpy(dtype=float))
-    df["M"] = percentile_ranks(df["spend"].to_numpy(dtype=float))
+        return df, 0, {}, unmatched
     df["loyalty"] = (df["R"] + df["F"] + df["M"]) / 3
 
     followers = df["max_followers"].fillna(0).clip(lower=0).to_numpy(dtype=float)
@@ -535,14 +492,14 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, prepare
     counts = {"customers_with_orders": n, "two_orders": int(df["gate_orders"].sum()),
               "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
               "passed": int(df["passes"].sum())}
-    return df, n, counts
+    return df, n, counts, unmatched
 
 
-def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, prepared: bool = False,
-                  cutoff: date | None = None):
-    df, n, counts = _compute(con, as_of, weights, cooldown, prepared, cutoff)
+def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff: date | None = None, *,
+                  t=None, viewer: Viewer = ADMIN):
+    df, n, counts, unmatched = _compute(con, as_of, weights, cooldown, cutoff, t=t, viewer=viewer)
     if n == 0:
-        return df, n, counts, df
+        return df, n, counts, df, unmatched
     idx = np.flatnonzero(df["passes"].to_numpy(dtype=bool))
     # highest score first, ties by customer_id (Arrow sorts 300k strings about 3x faster than pandas)
     keys = pa.table({"score": df["score"].to_numpy()[idx], "customer_id": pa.array(df["customer_id"].array).take(idx)})
@@ -556,11 +513,11 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, pr
     out["contributions"] = [{"loyalty": a, "advocacy": b, "satisfaction": c, "reach": d} for a, b, c, d in zip(
         out["contribution_loyalty"].tolist(), out["contribution_advocacy"].tolist(), sat,
         out["contribution_reach"].tolist())]
-    return out, n, counts, df
+    return out, n, counts, df, unmatched
 
 
 def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] | None = None, *,
-          horizon_weeks: int = value.HORIZON_WEEKS, clv: bool = True) -> AdvocateResult:
+          horizon_weeks: int = value.HORIZON_WEEKS, clv: bool = True, engine=None) -> AdvocateResult:
     """Score and gate every customer (see the module docstring for every formula).
 
     With ``clv`` (default) the repeat-buying model of :mod:`cxstats.value` runs on the same counted
@@ -573,29 +530,28 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
     the defaults by name; reach's weight above 0.1 of the total raises CxStatsError. Flagged
     customers keep their score and place, carry ``flags`` and a "flag: ..." reason, and are left
     out of :func:`to_reward` until reviewed.
+
+    ``engine`` (a :class:`cxstats.engine.EngineConfig`; None: the environment's, see
+    :func:`cxstats.engine.config_from_env`) says where the per-customer aggregation runs: the
+    DuckDB file of ``con``, a Parquet lake, or Spark; rewards and settings always come from ``con``.
     """
     viewer.require(*SCORING_ROLES)
     w = check_weights(weights)
-    as_of = _as_date(as_of) or latest_order_date(con)
     cooldown = store.settings(con).reward_cooldown_days
-    if as_of is None:
-        return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
-    cutoff = value.backtest_window(con, as_of, horizon_weeks)[0] if clv else as_of
-    try:
-        _prepare(con, as_of)
-        out, n, counts, everyone = _scored_frame(con, as_of, w, cooldown, prepared=True, cutoff=cutoff)
-        unmatched = con.execute(_UNMATCHED_SQL, {"pos": POSITIVE, "neg": NEGATIVE}).df()
-    finally:
-        _cleanup(con)
+    with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
+        as_of = _as_date(as_of) or latest_order_date(con, t=t)
+        if as_of is None:
+            return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
+        window = value.backtest_window(con, as_of, horizon_weeks, t=t) if clv else (as_of, 0, 0)
+        out, n, counts, everyone, unmatched = _scored_frame(con, as_of, w, cooldown, window[0], t=t, viewer=viewer)
     cv = None
     if clv:
-        # the summary came from the scoring pass (its columns are the model's, not the list's)
+        # the model's summary came from the scoring pass
         cv = value.customer_value(con, viewer=viewer, as_of=as_of, horizon_weeks=horizon_weeks,
-                                  summary_frame=_summary_of(everyone))
+                                  summary_frame=value.summary_from_rows(everyone, as_of, window[0]), window=window)
     if n:
-        drop = [c for c in value.SUMMARY_FIELDS if c != "customer_id"]
-        out = out.drop(columns=drop, errors="ignore")
-        everyone = everyone.drop(columns=drop, errors="ignore")
+        out = out.drop(columns=list(ENGINE_ONLY), errors="ignore")
+        everyone = everyone.drop(columns=list(ENGINE_ONLY), errors="ignore")
     if n == 0:
         out = _empty_customers()
     elif cv is not None:
@@ -605,12 +561,7 @@ def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] 
                           everyone, cv)
 
 
-def _summary_of(everyone: pd.DataFrame | None) -> pd.DataFrame:
-    """The value model's summary columns of the scoring pass (every customer with a counted order)."""
-    if everyone is None or not len(everyone):
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "float64")
-                             for c in value.SUMMARY_FIELDS})
-    return everyone[list(value.SUMMARY_FIELDS)].reset_index(drop=True)
+ENGINE_ONLY = ("days", "repeat_net", "cal_days", "cal_last", "actual")  # the value model's inputs of the pass
 
 
 def _unmatched_empty() -> pd.DataFrame:

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from . import Viewer
-from .advocates import SCORING_ROLES, _as_date, _orders_sql, latest_order_date
+from . import customer_aggregates as ca
+from .advocates import SCORING_ROLES, _as_date, latest_order_date
 from .export import HOLDOUT_ROLES, MAX_HOLDOUT_PCT, check_pct, draw_holdout  # noqa: F401  (the hold-out is drawn at export)
 from .stats import num, welch_diff
 
@@ -213,21 +214,24 @@ class OrderBook:
 
     SPAN = 1 << 20  # day numbers fit below 2**20 (year 4840)
 
-    def __init__(self, customer_id, day, net):
+    def __init__(self, customer_id, day, net, orders=None):
+        """One row per order (``orders`` None: it counts when net > 0), or per customer and day with
+        ``orders`` counted orders and the day's net spend."""
         cid = np.asarray(customer_id, dtype=object).astype(str)
         day = np.asarray(day, dtype=np.int64)
         net = np.asarray(net, dtype=float)
+        cnt = (net > 0).astype(np.int64) if orders is None else np.asarray(orders, dtype=np.int64)
         self.ids, inv = np.unique(cid, return_inverse=True)
         self.index = {c: i for i, c in enumerate(self.ids)}
         order = np.lexsort((day, inv))
-        inv, day, net = inv[order], day[order], net[order]
+        inv, day, net, cnt = inv[order], day[order], net[order], cnt[order]
         self._key_all = inv.astype(np.int64) * self.SPAN + day
         self._cum_spend = np.concatenate([[0.0], np.cumsum(net)])
-        counted = net > 0
-        self._key_cnt = self._key_all[counted]
-        self._day_cnt = day[counted]
+        # a day with k counted orders appears k times, so a window's count is a difference of positions
+        self._key_cnt = np.repeat(self._key_all, cnt)
+        self._day_cnt = np.repeat(day, cnt)
         first = np.full(len(self.ids), -1, dtype=np.int64)
-        ci = inv[counted]
+        ci = np.repeat(inv, cnt)
         if len(ci):
             starts = np.flatnonzero(np.r_[True, ci[1:] != ci[:-1]])
             first[ci[starts]] = self._day_cnt[starts]
@@ -237,7 +241,8 @@ class OrderBook:
     def from_frame(cls, df: pd.DataFrame) -> "OrderBook":
         days = (pd.to_datetime(df["d"]).to_numpy().astype("datetime64[D]").astype(np.int64)
                 if len(df) else np.zeros(0, dtype=np.int64))
-        return cls(df["customer_id"].to_numpy(), days, df["net"].to_numpy(dtype=float))
+        return cls(df["customer_id"].to_numpy(), days, df["net"].to_numpy(dtype=float),
+                   df["orders"].to_numpy() if "orders" in df else None)
 
     def idx(self, ids) -> np.ndarray:
         return np.array([self.index.get(str(c), -1) for c in ids], dtype=np.int64)
@@ -493,10 +498,14 @@ def _date(day: int) -> date:
 # ---------------------------------------------------------------- from the database
 
 
-def _book(con, as_of: date) -> OrderBook:
-    """Every order up to as_of, read once (the advocates' one definition of an order's totals)."""
-    sql = f"SELECT customer_id, d, CAST(net AS DOUBLE) AS net FROM ({_orders_sql(con, as_of)}) WHERE customer_id IS NOT NULL"
-    return OrderBook.from_frame(con.execute(sql, {"as_of": as_of}).df())
+def _book(con, as_of: date, *, t) -> OrderBook:
+    """Every customer's order days up to as_of, read once from the engine ``t``
+    (cxstats.customer_aggregates.order_days: counted orders and net spend per customer and day,
+    the advocates' one definition of an order)."""
+    days = ca.engine_order_days(t, as_of)
+    rows = t.execute(days.select("customer_id", "d", "orders", net=days.net.cast("float64"))).to_pandas()
+    rows = rows.sort_values(["customer_id", "d"], kind="stable").reset_index(drop=True)
+    return OrderBook.from_frame(rows)
 
 
 def holdout_lists(con) -> pd.DataFrame:
@@ -505,19 +514,23 @@ def holdout_lists(con) -> pd.DataFrame:
                        "ORDER BY export_id, arm, customer_id").df()
 
 
-def programme_effect(con, viewer: Viewer, as_of=None, *, n_boot: int = 2000, seed: int = 12345) -> ProgrammeEffect:
+def programme_effect(con, viewer: Viewer, as_of=None, *, n_boot: int = 2000, seed: int = 12345,
+                     engine=None) -> ProgrammeEffect:
     """Both designs in one pass over the orders: every hold-out export (newest first), then matched.
 
     Marketing, admin and leader; a manager gets AccessDenied. ``as_of`` defaults to the latest order
-    date. Rewards and hold-outs dated after as_of are not used.
+    date. The orders are read on ``engine`` (None: the environment's, cxstats.engine.config_from_env);
+    rewards and hold-outs always come from ``con``. Rewards and hold-outs dated after as_of are not used.
     """
     viewer.require(*SCORING_ROLES)
-    as_of = _as_date(as_of, "--as-of") or latest_order_date(con)
-    if as_of is None:
+    as_of = _as_date(as_of, "--as-of")
+    with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
+        as_of = as_of or latest_order_date(con, t=t)
+        book = _book(con, as_of, t=t) if as_of is not None else None
+    if as_of is None or book is None:
         empty = Design("matched", None, 0, 0, 0, NO_INTERVAL, NO_INTERVAL, None, (), "done",
                        ("no purchases yet: load purchases and rewards first",))
         return ProgrammeEffect(None, (empty,))
-    book = _book(con, as_of)
     as_of_day = _day(as_of)
     # every hold-out, newest first; one listed after as_of is simply still in progress
     hold = con.execute("SELECT export_id, customer_id, arm, list_date FROM holdouts "

@@ -575,13 +575,43 @@ def summary(con, as_of: date, orders_sql: Callable[[object, date], str] | None =
     return con.execute(sql, {"as_of": as_of, "cutoff": cutoff or as_of}).df()
 
 
-def backtest_window(con, as_of: date, horizon_weeks: int) -> tuple[date, int, int]:
+def backtest_window(con, as_of: date, horizon_weeks: int, *, t=None) -> tuple[date, int, int]:
     """(cutoff, weeks, history_days): the backtest holds out the last ``weeks`` = horizon_weeks, or
-    half the history (first order date up to as_of) when that is shorter."""
-    first = con.execute("SELECT min(order_date) FROM purchases WHERE order_date <= ?", [as_of]).fetchall()[0][0]
+    half the history (first order date up to as_of) when that is shorter. ``t``: the engine tables
+    whose purchases to read (default the DuckDB file of ``con``)."""
+    if t is not None:
+        from .customer_aggregates import scalar
+
+        p = t.table("purchases")
+        first = scalar(t, p.filter(p.order_date <= as_of).order_date.min())
+    else:
+        first = con.execute("SELECT min(order_date) FROM purchases WHERE order_date <= ?", [as_of]).fetchall()[0][0]
     history_days = (as_of - first).days if first is not None else 0
     weeks = min(int(horizon_weeks), history_days // 14)
     return as_of - timedelta(days=7 * weeks), weeks, history_days
+
+
+def summary_from_rows(rows: pd.DataFrame | None, as_of: date, cutoff: date) -> pd.DataFrame:
+    """The summary (SUMMARY_FIELDS) from the engine's per-customer rows
+    (cxstats.customer_aggregates.customer_orders: first_order, last_order, days, repeat_net,
+    cal_days, cal_last, actual): day differences in whole days, ``m = repeat_net / x``."""
+    if rows is None or not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "float64") for c in SUMMARY_FIELDS})
+
+    def day(col) -> np.ndarray:
+        return pd.to_datetime(rows[col]).to_numpy().astype("datetime64[D]").astype(np.int64)
+
+    first, last = day("first_order"), day("last_order")
+    a, c = (np.datetime64(v, "D").astype(np.int64) for v in (as_of, cutoff))
+    x = rows["days"].to_numpy(dtype=np.int64) - 1
+    cal_days = rows["cal_days"].to_numpy(dtype=np.int64)
+    cal_last = pd.to_datetime(rows["cal_last"]).to_numpy().astype("datetime64[D]")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(x > 0, rows["repeat_net"].to_numpy(dtype=float) / np.where(x > 0, x, 1), np.nan)
+    cal_t_x = np.where(cal_days > 0, cal_last.astype(np.int64) - first, np.nan)
+    return pd.DataFrame({"customer_id": rows["customer_id"].to_numpy(), "x": x, "t_x_days": last - first,
+                         "T_days": a - first, "m": m, "cal_days": cal_days, "cal_t_x_days": cal_t_x,
+                         "cal_T_days": c - first, "actual": rows["actual"].to_numpy(dtype=np.int64)})
 
 
 def _model_on(df: pd.DataFrame, horizon_weeks: float) -> tuple[BGNBD | None, GammaGamma | None, str | None]:
@@ -617,7 +647,8 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None,
                    orders_sql: Callable[[object, date], str] | None = None,
                    horizon_weeks: int = HORIZON_WEEKS, backtest: bool = True,
                    days_sql: Callable[[object, date], str] | None = None,
-                   summary_frame: pd.DataFrame | None = None) -> CustomerValue:
+                   summary_frame: pd.DataFrame | None = None, window: tuple | None = None,
+                   engine=None) -> CustomerValue:
     """BG/NBD + Gamma-Gamma as of ``as_of``, with a backtest on the same data.
 
     Backtest: the model is refitted on the counted orders up to ``cutoff = as_of - weeks`` (weeks =
@@ -634,9 +665,17 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None,
     horizon_weeks = int(horizon_weeks)
     if as_of is None:
         return _empty(None, horizon_weeks, 0, "no purchases yet")
-    cutoff, weeks, history_days = backtest_window(con, as_of, horizon_weeks)
-    df = summary_frame if summary_frame is not None else summary(con, as_of, orders_sql, viewer=viewer,
-                                                                 cutoff=cutoff, days_sql=days_sql)
+    if summary_frame is not None or days_sql is not None or orders_sql is not None:
+        cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks)
+        df = summary_frame if summary_frame is not None else summary(con, as_of, orders_sql, viewer=viewer,
+                                                                     cutoff=cutoff, days_sql=days_sql)
+    else:  # on the engine: the per-customer pass of cxstats.customer_aggregates
+        from . import customer_aggregates as ca
+
+        with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
+            cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks, t=t)
+            rows = t.execute(ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)).to_pandas()
+        df = summary_from_rows(rows.sort_values("customer_id", kind="stable").reset_index(drop=True), as_of, cutoff)
     n = len(df)
     bg, gg, reason = _model_on(df, horizon_weeks)
     if reason is not None or bg is None or gg is None:
