@@ -170,7 +170,8 @@ def pandas_peer(p, m, f, cust, as_of, weights):
     mg = mm.groupby("cid").agg(positive=("pos", "sum"), negative=("neg", "sum"), recent_neg=("recent_neg", "sum"),
                                max_followers=("followers", "max"))
 
-    f = f[f["customer_id"].notna() & (f["date"] <= as_of)].sort_values(["date", "batch_id", "row_no"])
+    # the latest NPS: the latest date, then (answers of one day) the highest
+    f = f[f["customer_id"].notna() & (f["date"] <= as_of)].sort_values(["date", "nps"])
     fg = f.groupby("customer_id")
     nps_latest = f.dropna(subset=["nps"]).groupby("customer_id")["nps"].last()
     fd = pd.DataFrame({"csat_mean": fg["csat"].mean(), "promoter": (f["nps"] >= 9).groupby(f["customer_id"]).sum(),

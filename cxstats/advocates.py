@@ -11,7 +11,8 @@ order date). Per customer:
 - mentions: positive when VADER compound >= 0.05, negative when <= -0.05;
   ``reach = log10(1 + max followers)``; ``advocacy = min(positive, 5) / 5``;
   ``reach_score = min(reach / 6, 1)``. A customer without mentions has reach 0.
-- satisfaction: latest NPS / 10, else (mean CSAT - 1) / 4, else missing.
+- satisfaction: latest NPS / 10, else (mean CSAT - 1) / 4, else missing (latest: the latest date; of
+  several answers on that day, the highest, so that every engine picks the same one).
 - ``score = 100 * sum(w_i * c_i) / sum(w_i over present components)``; only satisfaction can be
   missing. Default weights loyalty 0.5, advocacy 0.3, satisfaction 0.15, reach 0.05.
 
@@ -237,7 +238,7 @@ WITH rw AS (
     FROM (
         SELECT customer_id, what,
                'flag: same ' || what || ' as customer '
-               || array_to_string(list_filter(ids, lambda i: i <> customer_id)[1:3], ', ')
+               || array_to_string(list_filter(list_sort(ids), lambda i: i <> customer_id)[1:3], ', ')
                || CASE WHEN len(ids) > 4 THEN ' and ' || (len(ids) - 4) || ' more' ELSE '' END AS txt
         FROM _adv_dup)
     GROUP BY customer_id

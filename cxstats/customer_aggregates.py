@@ -256,12 +256,12 @@ def satisfaction(feedback: ir.Table, as_of: date, *, quiet_days: int) -> ir.Tabl
 
 def duplicate_keys(keys: ir.Table) -> ir.Table:
     """Customers sharing an e-mail or a handle with another current customer: customer_id, what
-    ('email' | 'handle'), ids (every customer id of the group, sorted)."""
+    ('email' | 'handle'), ids (every customer id of the group, in no particular order)."""
     e = keys.filter(keys.email_key.notnull()).select("customer_id", what=ibis.literal("email"), v=keys.email_key)
     h = keys.filter(keys.handle_key.notnull()).select("customer_id", what=ibis.literal("handle"), v=keys.handle_key)
     k = e.union(h)
-    groups = k.group_by(["what", "v"]).aggregate(ids=k.customer_id.collect(order_by=k.customer_id),
-                                                  n=k.count())
+    # collected in any order (Spark cannot order a collect): sorted where the text is made
+    groups = k.group_by(["what", "v"]).aggregate(ids=k.customer_id.collect(), n=k.count())
     groups = groups.filter(groups.n > 1).drop("n")
     j = k.join(groups, ["what", "v"])
     return j.select("customer_id", "what", "ids")
@@ -352,8 +352,10 @@ def scalar(t, expr):
 def small_table(t, frame, name: str):
     """A small local frame as a table of the engine ``t`` (on DuckDB a temp table, so that
     :func:`materialize` can refer to it; on Spark ``t.small``)."""
-    if t.kind == "spark":
-        return t.small(frame)
+    if t.kind == "spark":  # a temp view of the session (a memtable is not registered inside cached plans)
+        session = t.backend._session
+        session.createDataFrame(frame).createOrReplaceTempView(_spark_name(t, name))
+        return t.backend.table(_spark_name(t, name))
     con = t.backend.con
     con.register(f"{name}_frame", frame)
     try:
@@ -366,15 +368,32 @@ def small_table(t, frame, name: str):
 def materialize(t, expr, name: str):
     """``expr`` computed once and kept for the rest of the operation (a DuckDB temp table, or a
     cached Spark DataFrame): the per-customer rows are read by several expressions after it."""
-    if t.kind == "spark":
-        return expr.cache()
+    if t.kind == "spark":  # computed once, cached by Spark, read through a temp view of the session
+        df = t.backend._session.sql(t.backend.compile(expr))
+        df.cache()
+        df.createOrReplaceTempView(_spark_name(t, name))
+        return t.backend.table(_spark_name(t, name))
     sql = t.backend.compile(expr)
     t.backend.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
     return t.backend.table(name)
 
 
+def _spark_name(t, name: str) -> str:
+    """A temp view name unique to this operation (operations of one process share the session)."""
+    return f"{name}_{id(t):x}"
+
+
 def drop_materialized(t, names) -> None:
     if t.kind == "spark":
+        session = t.backend._session
+        for n in names:
+            v = _spark_name(t, n)
+            try:
+                if session.catalog.tableExists(v):
+                    session.table(v).unpersist()
+                session.catalog.dropTempView(v)
+            except Exception:  # a view never made: nothing to drop
+                pass
         return
     for n in names:
         t.backend.con.execute(f"DROP TABLE IF EXISTS {n}")

@@ -297,6 +297,7 @@ def test_percentile_ranks_are_the_advocates_ranks(on_duckdb):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # Spark local[2] on a loaded 2-core machine: many small jobs, each a few seconds
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_spark_over_the_lake_gives_the_same_results(dbs, on_duckdb, name):
     pytest.importorskip("pyspark")

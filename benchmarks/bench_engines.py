@@ -1,0 +1,163 @@
+"""Advocate scoring (with the value model) on the three engines at 10M purchase lines / 500k customers.
+
+    python benchmarks/bench_engines.py [--repeat 3] [--sides duckdb,lake,spark,pandas,sql]
+                                       [--baseline PATH]
+
+Uses benchmarks/bench_advocates.py's cached database (10M purchase lines, 1M mentions, 500k
+customers; built there if missing) and writes it once as a Parquet lake (``lake export``) beside it.
+Each side runs as a whole process under ``/usr/bin/time -v`` (wall, user + system CPU, peak RSS of
+the process: imports, engine start-up, reading, scoring, the value model, everything):
+
+- duckdb: ``advocates.score(con)`` on the DuckDB file (customer_aggregates' Ibis expressions,
+  store.day_totals behind them);
+- lake: the same on the Parquet lake read by DuckDB (``CXSTATS_LAKE``);
+- spark: the same on Spark local[2] over the lake (on this 2-core machine a correctness check, not a
+  speed figure: the JVM start and Spark's per-stage overheads dominate);
+- pandas: bench_advocates' pandas peer (same gates and ranks; no value model), data loading included;
+- sql: ``advocates.score(con)`` of the code at ``--baseline`` (a checkout of the commit before the
+  engine work: today's SQL), on the same file.
+
+Every side's gated customers (ids and scores of the top 1,000) are checked equal to the DuckDB
+file's before any figure is shown. Medians of --repeat runs are printed, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _score(db: str, engine_env: dict, clv: bool = True) -> dict:
+    from cxstats import advocates, engine, store
+
+    cfg = engine.config_from_env(db, env=engine_env)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with store.connect(db) as con:
+        res = advocates.score(con, clv=clv, engine=cfg)
+    c = res.customers
+    return {"score_s": time.perf_counter() - t0, "score_cpu": time.process_time() - c0, "gated": len(c),
+            "ranked": res.ranked, "clv": None if res.clv is None else res.clv.reason,
+            "ids": c["customer_id"].tolist()[:1000], "scores": c["score"].round(9).tolist()[:1000]}
+
+
+def child(side: str, db: str, lake: str) -> dict:
+    if side == "duckdb":
+        return _score(db, {})
+    if side == "duckdb_noclv":
+        return _score(db, {}, clv=False)
+    if side == "lake":
+        return _score(db, {"CXSTATS_LAKE": lake})
+    if side == "spark":
+        return _score(db, {"CXSTATS_LAKE": lake, "CXSTATS_ENGINE": "spark", "CXSTATS_SPARK": "local[2]"})
+    if side == "sql":  # the baseline checkout is first on sys.path (see main)
+        from cxstats import advocates, store
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        with store.connect(db) as con:
+            res = advocates.score(con)
+        c = res.customers
+        return {"score_s": time.perf_counter() - t0, "score_cpu": time.process_time() - c0, "gated": len(c),
+                "ranked": res.ranked, "ids": c["customer_id"].tolist()[:1000],
+                "scores": c["score"].round(9).tolist()[:1000]}
+    if side == "pandas":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import bench_advocates
+
+        out = bench_advocates.run_pandas(db)
+        return {"score_s": out["seconds"], "score_cpu": out["cpu"], "gated": out["gated"], "ids": out["ids"],
+                "scores": out["scores"]}
+    raise SystemExit(f"unknown side {side}")
+
+
+def _time_v(stderr: str) -> dict:
+    def grab(label: str) -> str:
+        m = re.search(rf"{re.escape(label)}: (.+)", stderr)
+        return m.group(1).strip() if m else "0"
+
+    wall = grab("Elapsed (wall clock) time (h:mm:ss or m:ss)")
+    parts = [float(x) for x in wall.split(":")]
+    secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return {"wall": secs, "cpu": float(grab("User time (seconds)")) + float(grab("System time (seconds)")),
+            "peak_mb": int(grab("Maximum resident set size (kbytes)")) / 1024}
+
+
+def spawn(side: str, db: Path, lake: Path, baseline: str | None) -> dict:
+    path = str(baseline) if side == "sql" else str(ROOT)
+    env = dict(os.environ, PYTHONPATH=path)
+    for k in ("CXSTATS_ENGINE", "CXSTATS_LAKE", "CXSTATS_SPARK"):
+        env.pop(k, None)
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, "--child", side, str(db), str(lake)],
+                       capture_output=True, text=True, env=env, cwd=path)
+    if r.returncode != 0:
+        raise SystemExit(f"{side} failed:\n{r.stderr[-3000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out.update(_time_v(r.stderr))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sides", default="duckdb,duckdb_noclv,lake,spark,pandas,sql")
+    ap.add_argument("--baseline", default=None, help="a checkout of the code before the engine work (side sql)")
+    ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(*a.child)))
+        return
+    tmp = Path(tempfile.gettempdir())
+    db = tmp / "cxstats_bench_10000000_1000000_500000.duckdb"
+    if not db.exists():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import bench_advocates
+
+        bench_advocates.build(db, 10_000_000, 1_000_000, 500_000)
+    lake = tmp / "cxstats_bench_lake_10000000"
+    if not lake.exists():
+        from cxstats import ADMIN, engine
+
+        t0 = time.perf_counter()
+        engine.export_lake(db, lake, viewer=ADMIN)
+        print(f"lake export: {time.perf_counter() - t0:.1f} s")
+    sides = [s for s in a.sides.split(",") if s and (s != "sql" or a.baseline)]
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    print(f"load before: {os.getloadavg()}", flush=True)
+    for i in range(a.repeat):
+        for s in sides:
+            r = spawn(s, db, lake, a.baseline)
+            runs[s].append(r)
+            print(f"  run {i + 1} {s}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak {r['peak_mb']:.0f} MB, "
+                  f"score {r['score_s']:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)
+    ref = runs.get("duckdb", [None])[0] or next(iter(runs.values()))[0]
+    for s, rs in runs.items():
+        r = rs[0]
+        if s == "sql":  # today's SQL breaks same-day NPS ties by load order, the engines by the answer
+            same = sum(x == y for x, y in zip(r["ids"], ref["ids"]))
+            print(f"sql baseline: {r['gated']:,} gated; {same} of the top 1,000 ids at the same place")
+            continue
+        assert r["gated"] == ref["gated"], (s, r["gated"], ref["gated"])
+        assert r["ids"] == ref["ids"], f"{s}: other customers or another order than the DuckDB file"
+        assert max(abs(x - y) for x, y in zip(r["scores"], ref["scores"])) < 1e-6, s
+    print(f"same {ref['gated']:,} gated customers (of {ref['ranked']:,} ranked) and top-1,000 scores on every side")
+    print("| side | wall s (median) | CPU s | peak MB | in-process score s | runs (wall) |")
+    print("|---|---|---|---|---|---|")
+    for s, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "peak_mb", "score_s")}
+        print(f"| {s} | {med['wall']:.1f} | {med['cpu']:.1f} | {med['peak_mb']:.0f} | {med['score_s']:.1f} | "
+              f"{', '.join(format(r['wall'], '.1f') for r in rs)} |")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
