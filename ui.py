@@ -476,7 +476,7 @@ def page_setup(title: str, *, employee_data: bool = False, roles: tuple[str, ...
     st.session_state.pop("cx_run_version", None)  # read the data version afresh once in this run
     try:
         is_demo = cached_demo_state(str(db))
-        options = cached(quality.filter_options, viewer)
+        options = cached(quality.filter_options, viewer=viewer)
     except CxStatsError as exc:
         show_error(exc)
         st.stop()

@@ -96,7 +96,7 @@ def scenario(db: str) -> dict:
     out: dict = {}
     t = time.perf_counter()
     with store.connect(db) as con:
-        h = overview.headline(con, ADMIN)
+        h = overview.headline(con, viewer=ADMIN)
         rows = con.execute("SELECT count(*) FROM feedback").fetchall()[0][0]
     out["feedback_rows"] = rows
     out["cxstats_headline_s"] = time.perf_counter() - t

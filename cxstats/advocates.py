@@ -517,7 +517,7 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, cu
     return out, n, counts, df, unmatched
 
 
-def score(con, viewer: Viewer = ADMIN, as_of=None, weights: Mapping[str, float] | None = None, *,
+def score(con, as_of=None, weights: Mapping[str, float] | None = None, *, viewer: Viewer,
           horizon_weeks: int = value.HORIZON_WEEKS, clv: bool = True, engine=None) -> AdvocateResult:
     """Score and gate every customer (see the module docstring for every formula).
 
@@ -596,8 +596,7 @@ def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_fl
 # ---------------------------------------------------------------- rewards
 
 
-def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=None, note=None,
-                  viewer: Viewer = ADMIN) -> int:
+def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=None, note=None, *, viewer: Viewer) -> int:
     """Store one reward as a ``rewards`` batch (undoable like any upload); returns the batch id.
 
     Marketing and admin only. ``db_or_con`` is a database path or an open connection.

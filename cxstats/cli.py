@@ -170,7 +170,7 @@ def cmd_undo(args) -> int:
     from . import governance
 
     with store.connect(args.db) as con:
-        b = governance.undo_batch(con, args.batch_id, ADMIN)
+        b = governance.undo_batch(con, args.batch_id, viewer=ADMIN)
     print(f"batch {b.batch_id} ({b.kind}, {b.rows:,} rows from {b.file_name}) undone")
     return 0
 
@@ -214,7 +214,7 @@ def cmd_linkage(args) -> int:
     covs = tuple(c for c in (args.covariates or "").split(",") if c.strip())
     with store.connect(args.db) as con:
         con.execute("SET enable_progress_bar = false")  # stdout carries JSON only
-        res = linkage.analyse(con, ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
+        res = linkage.analyse(con, viewer=ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
                               covariates=covs, period=args.period)
     if args.json:
         print(json.dumps(res.as_json()))
@@ -307,13 +307,13 @@ def cmd_advocates(args) -> int:
     if min_p is not None:
         value.check_p_alive(min_p)
     with store.connect(args.db) as con:
-        result = advocates.score(con, ADMIN, as_of=as_of, horizon_weeks=horizon)
+        result = advocates.score(con, viewer=ADMIN, as_of=as_of, horizon_weeks=horizon)
         exported = None
         if out_path:
             listed = result
             if holdout is not None or min_p is not None:  # "to reward"
                 listed = replace(result, customers=advocates.to_reward(result, min_p_alive=min_p))
-            exported = export.write_advocates(con, ADMIN, listed, out_path, filter_text=_advocates_filter_text(args),
+            exported = export.write_advocates(con, viewer=ADMIN, result=listed, path=out_path, filter_text=_advocates_filter_text(args),
                                               top=args.top, holdout_pct=holdout, seed=seed)
     if args.json:
         print(json.dumps(result.as_json(args.top)))
@@ -360,7 +360,7 @@ def cmd_effect(args) -> int:
 
     as_of = advocates._as_date(args.as_of, "--as-of")
     with store.connect(args.db) as con:
-        eff = programme.programme_effect(con, ADMIN, as_of)
+        eff = programme.programme_effect(con, viewer=ADMIN, as_of=as_of)
     if args.json:
         print(json.dumps(eff.as_json()))
         return 0

@@ -96,7 +96,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import CxStatsError, periods, store
+from . import ADMIN, CxStatsError, periods, store
 
 ITEMS: tuple[str, ...] = (
     "I know what is expected of me at work",
@@ -892,7 +892,7 @@ def _load(con, data: DemoData) -> dict[str, int]:
         # one batch per kind cannot share a transaction: take back the kinds already loaded,
         # so a failed demo never leaves half a demo that ensure_demo would then keep
         for batch_id in reversed(done):
-            store.undo(con, batch_id)
+            store.undo(con, batch_id, viewer=ADMIN)
         raise
     return rows
 

@@ -279,8 +279,8 @@ def _result(path, frame, export_id, fmt, plan) -> ExportResult:
     return ExportResult(path, len(frame), export_id, fmt, len(plan.holdout), plan.seed, tuple(plan.holdout))
 
 
-def export_bytes(con, viewer: Viewer, result: AdvocateResult, fmt: str = "csv", filter_text: str = "",
-                 top: int | None = None, file_name: str | None = None, *, holdout_pct: float | None = None,
+def export_bytes(con, result: AdvocateResult, fmt: str = "csv", filter_text: str = "",
+                 top: int | None = None, file_name: str | None = None, *, viewer: Viewer, holdout_pct: float | None = None,
                  seed: int | None = None) -> tuple[bytes, ExportResult]:
     """The export as bytes (for a download button); audited like a written file.
 
@@ -295,8 +295,8 @@ def export_bytes(con, viewer: Viewer, result: AdvocateResult, fmt: str = "csv", 
     return data, _result(None, frame, export_id, fmt, plan)
 
 
-def write_advocates(con, viewer: Viewer, result: AdvocateResult, path, fmt: str | None = None,
-                    filter_text: str = "", top: int | None = None, *, holdout_pct: float | None = None,
+def write_advocates(con, result: AdvocateResult, path, fmt: str | None = None,
+                    filter_text: str = "", top: int | None = None, *, viewer: Viewer, holdout_pct: float | None = None,
                     seed: int | None = None) -> ExportResult:
     """Write the consented advocate list to ``path`` (.csv or .xlsx) and audit it.
 
@@ -322,7 +322,7 @@ def write_advocates(con, viewer: Viewer, result: AdvocateResult, path, fmt: str 
     return _result(str(path), frame, export_id, fmt, plan)
 
 
-def audit_log(con, viewer: Viewer) -> pd.DataFrame:
+def audit_log(con, *, viewer: Viewer) -> pd.DataFrame:
     """Every export so far, newest first (admin and leader)."""
     viewer.require("admin", "leader")
     return con.execute("SELECT * FROM export_audit ORDER BY export_id DESC").df()

@@ -195,7 +195,7 @@ def focus_areas(
     suppressed_items = int(((hidden["unit_id"] == unit) & (hidden["period"] == period)
                             & hidden["item"].isin(index_items)).sum())
     if drivers is None:  # a caller looping over units passes them once (focus_counts)
-        drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group,
+        drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group,
                                                       engine=engine).drivers}
     warnings: list[str] = []
     manager = viewer.role == "manager"
@@ -251,8 +251,8 @@ def focus_areas(
 
 
 def _company_view(con: duckdb.DuckDBPyConnection, min_group: int):
-    eg = metrics.unit_period_engagement(con, ADMIN, min_group)
-    return eg, metrics.item_scores(con, ADMIN, min_group, groups=eg)
+    eg = metrics.unit_period_engagement(con, viewer=ADMIN, min_group=min_group)
+    return eg, metrics.item_scores(con, viewer=ADMIN, min_group=min_group, groups=eg)
 
 
 def focus_counts(
@@ -267,13 +267,13 @@ def focus_counts(
     """
     viewer.require_employee_data()
     sc = metrics.scope(con)
-    eg = metrics.unit_period_engagement(con, viewer, sc.min_group).groups
+    eg = metrics.unit_period_engagement(con, viewer=viewer, min_group=sc.min_group).groups
     if period is not None:
         eg = eg[eg["period"] == period]
     seen = sorted(set(eg["unit_id"].astype(str)))
     if units is not None:
         seen = [u for u in seen if u in set(units)]
-    drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric=metric, min_group=sc.min_group,
+    drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group,
                                                   engine=engine).drivers}
     company = _company_view(con, sc.min_group)  # one company view and one set of drivers for every unit
     counts: dict[str, int] = {}
@@ -362,7 +362,7 @@ def changes(
     """
     viewer.require_employee_data()
     sc = metrics.scope(con, min_group)
-    eg = metrics.unit_period_engagement(con, ADMIN, sc.min_group).groups
+    eg = metrics.unit_period_engagement(con, viewer=ADMIN, min_group=sc.min_group).groups
     listed = (eg[["period", "period_start"]].drop_duplicates().sort_values("period_start")["period"].tolist()
               if len(eg) else [])
     if period is None:
@@ -385,7 +385,7 @@ def changes(
     a = eg[eg["period"] == previous].set_index("unit_id")
     b = eg[eg["period"] == period].set_index("unit_id")
     units = sorted(set(a.index) & set(b.index))
-    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period, engine=engine))
+    cx = metrics.add_cx_metrics(metrics.cx_counts(con, viewer=ADMIN, period=sc.period, engine=engine))
     ps_a, ps_b = a["period_start"].iloc[0], b["period_start"].iloc[0] if len(b) else None
     cx["period_start"] = pd.to_datetime(cx["period_start"]).dt.date
     ca = cx[cx["period_start"] == ps_a].set_index("unit_id")
@@ -660,9 +660,9 @@ class _Company:
 
 def _company(con, min_group: int | None = None, engine=None) -> _Company:
     sc = metrics.scope(con, min_group)
-    eg = metrics.unit_period_engagement(con, ADMIN, sc.min_group)
-    cells = metrics.item_scores(con, ADMIN, sc.min_group, groups=eg).cells.copy()
-    cx = metrics.add_cx_metrics(metrics.cx_counts(con, ADMIN, sc.period, engine=engine))
+    eg = metrics.unit_period_engagement(con, viewer=ADMIN, min_group=sc.min_group)
+    cells = metrics.item_scores(con, viewer=ADMIN, min_group=sc.min_group, groups=eg).cells.copy()
+    cx = metrics.add_cx_metrics(metrics.cx_counts(con, viewer=ADMIN, period=sc.period, engine=engine))
     cx["period_start"] = pd.to_datetime(cx["period_start"]).dt.date
     groups = eg.groups.copy()
     groups["period_start"] = pd.to_datetime(groups["period_start"]).dt.date

@@ -381,16 +381,16 @@ def purge(db, *, viewer: Viewer, today: date | None = None) -> PurgeResult:
 # ---------------------------------------------------------------- undo and re-organisations
 
 
-def undo_batch(con: duckdb.DuckDBPyConnection, batch_id: int, viewer: Viewer) -> store.Batch:
+def undo_batch(con: duckdb.DuckDBPyConnection, batch_id: int, *, viewer: Viewer) -> store.Batch:
     """Undo a batch (admin), with the differencing guard: an undo (of a re-organisation, say) that
     moves a kept group by 1..min_group-1 respondents suppresses that group from then on."""
     viewer.require("admin")
     kinds = {b.batch_id: b.kind for b in store.list_batches(con)}
     if kinds.get(int(batch_id)) in ("engagement", "reorgs"):
         before = snapshot(con)
-        return store.undo(con, batch_id, viewer,
+        return store.undo(con, batch_id, viewer=viewer,
                           before_hook=lambda c: guard_groups(c, before, f"undo of batch {int(batch_id)}"))
-    return store.undo(con, batch_id, viewer)
+    return store.undo(con, batch_id, viewer=viewer)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from scipy import stats
 from statsmodels.regression.linear_model import OLS  # not statsmodels.api: it loads plotting too (slow start)
 from statsmodels.tools.tools import add_constant
 
-from . import ADMIN, CxStatsError, Viewer, metrics, store
+from . import CxStatsError, Viewer, metrics, store
 from .stats import (  # noqa: F401  (re-exported: linkage.fisher_ci, linkage.pearson, ...)
     MIN_N,
     MIN_RELIABILITY,
@@ -561,14 +561,13 @@ def _drivers(items: pd.DataFrame, units: pd.DataFrame) -> tuple[Driver, ...]:
 
 def analyse(
     con: duckdb.DuckDBPyConnection,
-    viewer: Viewer = ADMIN,
     metric: str = "csat_pct",
     lag: int = 0,
     min_group: int | None = None,
     covariates: tuple[str, ...] | list[str] = (),
     period: str | None = None,
     *,
-    engine=None,
+    viewer: Viewer, engine=None,
 ) -> LinkageResult:
     """Engagement index against a CX metric, within units (headline) and between units.
 
@@ -595,12 +594,12 @@ def analyse(
         raise CxStatsError(f"lag {lag} is too far; use a lag between -8 and 8 periods")
     covariates = tuple(c.strip() for c in covariates if c and c.strip())
     sc = metrics.scope(con, min_group, period)
-    eg = metrics.unit_period_engagement(con, viewer, sc.min_group)
-    cx = metrics.cx_counts(con, viewer, sc.period, engine=engine)
-    items = metrics.item_scores(con, viewer, sc.min_group, groups=eg).cells
+    eg = metrics.unit_period_engagement(con, viewer=viewer, min_group=sc.min_group)
+    cx = metrics.cx_counts(con, viewer=viewer, period=sc.period, engine=engine)
+    items = metrics.item_scores(con, viewer=viewer, min_group=sc.min_group, groups=eg).cells
 
     cxm = _with_metric(cx, metric)
-    noise = metrics.within_person_noise(con, viewer, sc.min_group)
+    noise = metrics.within_person_noise(con, viewer=viewer, min_group=sc.min_group)
     panels = {k: _panel(eg.groups, cxm, k) for k in sorted(set(LAGS) | {lag})}
     within, corr_reason = _within(panels[lag], corrected=True, noise=noise)
     fits = [within if k == lag else _within(panels[k])[0] for k in LAGS]

@@ -343,9 +343,8 @@ class EngagementGroups:
 
 
 def unit_period_engagement(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> EngagementGroups:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> EngagementGroups:
     """Engagement index, eNPS and respondent counts per kept (unit, period) group.
 
     index = mean over the group's respondents of ``100 * (respondent_mean - 1) / (k - 1)``.
@@ -399,9 +398,8 @@ LINKED_SHARE = 0.5  # the linked variant applies when at least this share of kep
 
 
 def within_person_noise(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> pd.DataFrame | None:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame | None:
     """Time-varying respondent noise per unit, where respondent_id links people across periods.
 
     When the same people answer a unit's survey period after period, a person's stable level is
@@ -554,8 +552,8 @@ class ItemScores:
 
 
 def item_scores(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None, *, groups: EngagementGroups | None = None,
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer, groups: EngagementGroups | None = None,
 ) -> ItemScores:
     """Favourable % (score >= k-1) and mean per item in each kept group, small item cells suppressed.
 
@@ -569,7 +567,7 @@ def item_scores(
     viewer.require_employee_data()
     sc = scope(con, min_group, period)
     if groups is None:
-        groups = unit_period_engagement(con, viewer, sc.min_group)
+        groups = unit_period_engagement(con, viewer=viewer, min_group=sc.min_group)
     elif (groups.min_group, groups.period) != (sc.min_group, sc.period):
         raise CxStatsError("item_scores: the groups given were made under another min_group or period")
     sql = f"""
@@ -611,15 +609,14 @@ def item_scores(
 
 
 def item_favourable(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
     """Favourable % per item over all shown cells (kept groups, cells with >= min_group answers).
 
     Columns: item, n, favourable, favourable_pct, mean_0_100. Suppressed cells are left out of the
     totals too, so a total minus the shown cells is never a hidden cell.
     """
-    cells = item_scores(con, viewer, min_group, period).cells
+    cells = item_scores(con, viewer=viewer, min_group=min_group, period=period).cells
     if cells.empty:
         return pd.DataFrame(columns=["item", "n", "favourable", "favourable_pct", "mean_0_100"])
     cells = cells.assign(weighted=cells["mean_0_100"] * cells["n"])
@@ -630,9 +627,8 @@ def item_favourable(
 
 
 def item_distribution(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
     """Answer counts per kept group, item and score, over shown cells only.
 
     Columns: unit_id, period_start, period, incomplete, item, k, score, answers. One row per
@@ -678,16 +674,15 @@ class EngagementSummary:
 
 
 def engagement_summary(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> EngagementSummary:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> EngagementSummary:
     """Overall index (mean over every kept respondent), eNPS, alpha and a per-period table.
 
     ``by_period`` columns: period, period_start, groups, respondents, index, incomplete.
     Example: kept groups of 5 respondents at index 50 and 7 at 75 -> (250 + 525) / 12 = 64.58; a
     suppressed group of 4 at 100 changes nothing.
     """
-    g = unit_period_engagement(con, viewer, min_group, period)
+    g = unit_period_engagement(con, viewer=viewer, min_group=min_group, period=period)
     frame = g.groups
     n = int(frame["respondents"].sum()) if len(frame) else 0
     index = float(frame["score_sum"].sum() / n) if n else None
@@ -700,7 +695,7 @@ def engagement_summary(
     else:
         bp = pd.DataFrame(columns=["period", "period_start", "groups", "respondents", "index", "incomplete"])
     return EngagementSummary(index, n, len(frame), g.suppressed_groups, g.excluded_respondents, e.nps, e.se,
-                             index_alpha(con, viewer, g.min_group), g.min_group, g.period, bp)
+                             index_alpha(con, viewer=viewer, min_group=g.min_group), g.min_group, g.period, bp)
 
 
 def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
@@ -719,7 +714,7 @@ def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
     return nps_from_counts(int(p), int(d), int(n))
 
 
-def index_alpha(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None) -> float | None:
+def index_alpha(con: duckdb.DuckDBPyConnection, min_group: int | None = None, *, viewer: Viewer) -> float | None:
     """Cronbach's alpha of the index items over kept respondents who answered every index item.
 
     Same formula as :func:`cronbach_alpha`, ``k/(k-1) * (1 - sum(var_i) / var(total))``, computed in
@@ -782,9 +777,7 @@ class WaveChange:
 
 
 def wave_change(
-    con: duckdb.DuckDBPyConnection, unit_id: str, period_from: str, period_to: str, viewer: Viewer = ADMIN,
-    min_group: int | None = None,
-) -> WaveChange:
+    con: duckdb.DuckDBPyConnection, unit_id: str, period_from: str, period_to: str, min_group: int | None = None, *, viewer: Viewer) -> WaveChange:
     """Index(to) - index(from) for one unit, with a Welch t 95% CI over respondent scores.
 
     Both groups must be kept (>= min_group respondents); a suppressed group cannot be compared.
@@ -814,8 +807,7 @@ def wave_change(
 
 
 def comments(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, *, viewer: Viewer) -> pd.DataFrame:
     """Free-text comments of groups with at least ``comment_min_group`` (10) respondents.
 
     Columns: unit_id, period, comment (shuffled order within a group is not promised; sorted by text
@@ -879,8 +871,8 @@ def _on_engine(cfg, viewer: Viewer, build) -> pd.DataFrame:
         return t.execute(build(t, unit_map)).to_pandas()
 
 
-def cx_counts(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
-              by_channel: bool = False, *, engine=None) -> pd.DataFrame:
+def cx_counts(con: duckdb.DuckDBPyConnection, period: str | None = None,
+              by_channel: bool = False, *, viewer: Viewer, engine=None) -> pd.DataFrame:
     """Feedback counts per (unit, period[, channel]): the sums CX metrics are built from.
 
     Columns: unit_id, [channel,] period_start, period_index, csat_n, csat_top2 (answers 4-5),
@@ -942,8 +934,8 @@ def add_cx_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, period: str | None = None,
-                      by_channel: bool = False, *, engine=None) -> pd.DataFrame:
+def cx_by_unit_period(con: duckdb.DuckDBPyConnection, period: str | None = None,
+                      by_channel: bool = False, *, viewer: Viewer, engine=None) -> pd.DataFrame:
     """CSAT %, CSAT mean, NPS and its SE per unit and period (and channel), for the Customers page.
 
     Customer feedback carries no employee answers, so no anonymity suppression applies; a manager
@@ -951,23 +943,23 @@ def cx_by_unit_period(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, pe
     SE = 100 * sqrt((.5 + .25 - .0625) / 4) = 41.5.
     """
     per = period or store.settings(con).period
-    frame = _labels(add_cx_metrics(cx_counts(con, viewer, per, by_channel, engine=engine)), per)
+    frame = _labels(add_cx_metrics(cx_counts(con, viewer=viewer, period=per, by_channel=by_channel, engine=engine)), per)
     lead = ["unit_id"] + (["channel"] if by_channel else [])
     return frame[lead + ["period", "period_start", "period_index", "incomplete"] + CX_COLUMNS
                  + ["csat_pct", "csat_mean", "nps", "nps_se"]]
 
 
-def cx_by_channel(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, *, engine=None) -> pd.DataFrame:
+def cx_by_channel(con: duckdb.DuckDBPyConnection, *, viewer: Viewer, engine=None) -> pd.DataFrame:
     """CSAT %, CSAT mean, NPS (with SE) per channel over all feedback the viewer may see."""
-    frame = cx_counts(con, viewer, by_channel=True, engine=engine)
+    frame = cx_counts(con, viewer=viewer, by_channel=True, engine=engine)
     if frame.empty:
         return add_cx_metrics(pd.DataFrame(columns=["channel"] + CX_COLUMNS))
     out = frame.groupby("channel", as_index=False)[CX_COLUMNS].sum()
     return add_cx_metrics(out)
 
 
-def response_times(con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, units: Sequence[str] | None = None,
-                   period_from: str | None = None, period_to: str | None = None, *, engine=None) -> pd.DataFrame:
+def response_times(con: duckdb.DuckDBPyConnection, units: Sequence[str] | None = None,
+                   period_from: str | None = None, period_to: str | None = None, *, viewer: Viewer, engine=None) -> pd.DataFrame:
     """Share of contacts answered within target, per source and channel, in a selection.
 
     Feedback: ``responded_at - contacted_at``; mentions: ``replied_at - posted_at``. Targets: Twitter/X
@@ -1043,9 +1035,8 @@ def _response_times_engine(cfg, viewer: Viewer, period: str, units: list[str] | 
 
 
 def suppressed_group_list(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer = ADMIN, min_group: int | None = None,
-    period: str | None = None,
-) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
+    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
     """Which (unit, period) groups are suppressed (below min_group): columns unit_id, period only.
 
     Lets a page label them "suppressed" rather than leave a blank the reader must guess at; their

@@ -48,13 +48,12 @@ class Headline:
 
 def headline(
     con: duckdb.DuckDBPyConnection,
-    viewer: Viewer,
     units: tuple[str, ...] | None = None,
     period_from: str | None = None,
     period_to: str | None = None,
     today: date | None = None,
     *,
-    engine=None,
+    viewer: Viewer, engine=None,
 ) -> Headline:
     """Engagement index, CSAT %, NPS with its standard error, counts and freshness of a selection.
 
@@ -67,7 +66,7 @@ def headline(
     periods: set[str] = set()
     incomplete: set[str] = set()
     if viewer.sees_employee_data:
-        g = metrics.unit_period_engagement(con, viewer)
+        g = metrics.unit_period_engagement(con, viewer=viewer)
         sel = metrics.in_selection(g.groups, units, period_from, period_to)
         respondents = int(sel["respondents"].sum()) if len(sel) else 0
         idx = float(sel["score_sum"].sum() / respondents) if respondents else None
@@ -75,7 +74,7 @@ def headline(
         eng_units = set(sel["unit_id"].astype(str))
         periods |= set(sel["period"])
         incomplete |= set(sel.loc[sel["incomplete"].astype(bool), "period"])
-    cx = metrics.in_selection(metrics.cx_by_unit_period(con, viewer, engine=engine), units, period_from, period_to)
+    cx = metrics.in_selection(metrics.cx_by_unit_period(con, viewer=viewer, engine=engine), units, period_from, period_to)
     csat_n = int(cx["csat_n"].sum()) if len(cx) else 0
     csat = 100.0 * float(cx["csat_top2"].sum()) / csat_n if csat_n else None
     n = metrics.nps_from_counts(int(cx["promoters"].sum()) if len(cx) else 0,
@@ -91,5 +90,5 @@ def headline(
         min_group=min_group, csat_pct=csat, csat_n=csat_n, nps=n.nps, nps_se=n.se, nps_n=n.n,
         units=len(all_units), periods=tuple(sorted(periods)),
         incomplete_period=latest if latest in incomplete else None,
-        freshness=tuple(quality.freshness(con, viewer, today, engine=engine)),
+        freshness=tuple(quality.freshness(con, viewer=viewer, today=today, engine=engine)),
     )

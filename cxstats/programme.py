@@ -514,7 +514,7 @@ def holdout_lists(con) -> pd.DataFrame:
                        "ORDER BY export_id, arm, customer_id").df()
 
 
-def programme_effect(con, viewer: Viewer, as_of=None, *, n_boot: int = 2000, seed: int = 12345,
+def programme_effect(con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, seed: int = 12345,
                      engine=None) -> ProgrammeEffect:
     """Both designs in one pass over the orders: every hold-out export (newest first), then matched.
 

@@ -48,7 +48,7 @@ class FilterOptions:
     period: str
 
 
-def filter_options(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> FilterOptions:
+def filter_options(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> FilterOptions:
     """Units (a manager sees only his), their regions, and the periods that hold any data.
 
     A viewer who may not see employee data (marketing) gets only units and periods of customer-side
@@ -140,7 +140,7 @@ class TableQuality:
         return "; ".join(parts) if parts else "none"
 
 
-def data_quality(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[TableQuality]:
+def data_quality(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> list[TableQuality]:
     """Rows, live batches, date range, distinct units and missing values per canonical table.
 
     Counts only (no answers, no names); marketing sees no engagement table, a manager only the
@@ -197,7 +197,7 @@ def _kept_engagement_missing(con: duckdb.DuckDBPyConnection, viewer: Viewer, col
     return tuple(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall()[0])
 
 
-def batches(con: duckdb.DuckDBPyConnection, viewer: Viewer) -> list[Batch]:
+def batches(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> list[Batch]:
     """The batch history as a viewer may see it (admin and leader; the Data page).
 
     Admins see every count as loaded. For anyone else an engagement batch's ``rows`` counts only
@@ -245,8 +245,8 @@ def _engine_last_dates(con: duckdb.DuckDBPyConnection, viewer: Viewer, engine) -
                 for k in kinds}
 
 
-def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None = None, *,
-              engine=None) -> list[Freshness]:
+def freshness(con: duckdb.DuckDBPyConnection, today: date | None = None, *,
+              viewer: Viewer, engine=None) -> list[Freshness]:
     """Latest date per kind, and whether its period is still running (so figures may move).
 
     On a lake or Spark (``engine``; None: from the environment) feedback, purchases and mentions are
@@ -256,7 +256,7 @@ def freshness(con: duckdb.DuckDBPyConnection, viewer: Viewer, today: date | None
     period = settings(con).period
     on_engine = _engine_last_dates(con, viewer, engine)
     out = []
-    for q in data_quality(con, viewer):
+    for q in data_quality(con, viewer=viewer):
         if DATE_COLUMNS[q.table] is None or q.table == "customers":
             continue
         latest = on_engine.get(q.table, q.last_date)

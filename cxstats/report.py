@@ -90,7 +90,7 @@ def _f(value: float | None, spec: str = ".1f") -> str:
 
 
 def _period_choice(con: duckdb.DuckDBPyConnection, viewer: Viewer, period: str | None) -> tuple[str | None, str | None]:
-    options = quality.filter_options(con, viewer)
+    options = quality.filter_options(con, viewer=viewer)
     listed = list(options.periods)
     if period is None:
         return (listed[0], listed[-1]) if listed else (None, None)
@@ -133,7 +133,7 @@ def build_report(
     sel = (units, period_from, period_to)
     sc = metrics.scope(con)
     title = "Engagement and customer satisfaction: board report"
-    h = overview.headline(con, viewer, *sel)
+    h = overview.headline(con, *sel, viewer=viewer)
     cover = Section(
         "cxstats board report",
         (
@@ -160,7 +160,7 @@ def build_report(
             ),
         )
     sections = [cover, _headline_section(h, sc.period)]
-    res = linkage.analyse(con, viewer, metric)
+    res = linkage.analyse(con, viewer=viewer, metric=metric)
     sections += _linkage_sections(res)
     sections += _engagement_sections(con, viewer, sel)
     sections.append(_changes_section(con, viewer, period_to))
@@ -224,9 +224,9 @@ def _linkage_sections(res: linkage.LinkageResult) -> list[Section]:
 
 
 def _engagement_sections(con, viewer: Viewer, sel: tuple) -> list[Section]:
-    eg = metrics.unit_period_engagement(con, viewer)
-    items = metrics.item_scores(con, viewer, groups=eg)
-    suppressed = charts.in_selection(metrics.suppressed_group_list(con, viewer), *sel)
+    eg = metrics.unit_period_engagement(con, viewer=viewer)
+    items = metrics.item_scores(con, viewer=viewer, groups=eg)
+    suppressed = charts.in_selection(metrics.suppressed_group_list(con, viewer=viewer), *sel)
     units, p_from, p_to = sel
     trend_groups = charts.in_selection(eg.groups, units, None, p_to)
     trend = Section(
@@ -296,7 +296,7 @@ def _focus_section(con, viewer: Viewer, metric: str, units: tuple[str, ...] | No
 
 
 def _advocate_section(con, viewer: Viewer) -> Section:
-    res = advocates.score(con, viewer)
+    res = advocates.score(con, viewer=viewer)
     counts = res.customers["tier"].value_counts() if len(res.customers) else {}
     tiers = tuple(name for name, _ in advocates.TIERS)
     as_of = res.as_of.isoformat() if res.as_of else "no orders yet"
@@ -306,7 +306,7 @@ def _advocate_section(con, viewer: Viewer) -> Section:
         "By tier: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}" for t in tiers) + ".",
         "Names and contact details stay on the Advocates page; exports hold consented customers only.",
     ]
-    effect = programme.programme_effect(con, viewer, res.as_of)
+    effect = programme.programme_effect(con, viewer=viewer, as_of=res.as_of)
     rows: tuple[tuple[str, ...], ...] = (("design", "rewarded / compared", "orders per 90 days (95% CI)", "status"),)
     for d in effect.designs:
         label = "hold-out (randomised)" if d.design == "holdout" else "matched (an estimate)"

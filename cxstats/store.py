@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import CxStatsError, periods
+from . import CxStatsError, Viewer, periods
 from .schema import KINDS
 
 DEFAULT_DB = Path("data") / "cxstats.duckdb"
@@ -238,10 +238,9 @@ def retention_months(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {k: int(raw.get(f"retain_months_{k}") or 0) for k in RETENTION_DATES}
 
 
-def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, viewer=None) -> None:
-    """Change a database-wide setting (admin only; min_group never below 3)."""
-    if viewer is not None:
-        viewer.require("admin")
+def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, *, viewer: Viewer) -> None:
+    """Change a database-wide setting (admin only, always checked; min_group never below 3)."""
+    viewer.require("admin")
     if key not in DEFAULT_SETTINGS:
         raise CxStatsError(f"unknown setting {key!r}; known: {', '.join(DEFAULT_SETTINGS)}")
     value = str(value)
@@ -380,13 +379,13 @@ def load_batch(
 BATCH_TABLES = tuple(KINDS) + ("engagement_answers", "engagement_items")
 
 
-def undo(con: duckdb.DuckDBPyConnection, batch_id: int, viewer=None, before_hook=None) -> Batch:
+def undo(con: duckdb.DuckDBPyConnection, batch_id: int, before_hook=None, *, viewer: Viewer) -> Batch:
     """Remove exactly one batch's rows and mark it undone, in one transaction.
 
     ``before_hook(con)`` runs inside the transaction just before COMMIT (the differencing check).
+    Admin only, always checked.
     """
-    if viewer is not None:
-        viewer.require("admin")
+    viewer.require("admin")
     found = [b for b in list_batches(con) if b.batch_id == int(batch_id)]
     if not found:
         raise CxStatsError(f"no batch {batch_id}; run 'python -m cxstats batches' to list them")

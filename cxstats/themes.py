@@ -272,7 +272,7 @@ def _texts(con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer) -> tuple
     """(texts, csat or None) of one source that this viewer may see, in a fixed order."""
     if source == "comments":
         # one definition of the >= 10 rule: metrics.comments (kept groups, comment_min_group)
-        frame = metrics.comments(con, viewer)
+        frame = metrics.comments(con, viewer=viewer)
         return [str(t) for t in frame["comment"]], None
     if source == "feedback":
         all_units, units = store.viewer_units(viewer)

@@ -26,7 +26,7 @@ def ci(lo, hi, spec=".2f"):
 
 
 try:
-    options = ui.cached(quality.filter_options, viewer)
+    options = ui.cached(quality.filter_options, viewer=viewer)
 except CxStatsError as exc:
     ui.show_error(exc)
     st.stop()

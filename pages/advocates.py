@@ -39,7 +39,7 @@ as_of = st.session_state.get("adv_as_of")
 
 def advocate_scores(con, viewer, as_of, weights):
     """advocates.score with plain dicts (its read-only mappings cannot be pickled into the cache)."""
-    res = advocates.score(con, viewer, as_of, weights)
+    res = advocates.score(con, viewer=viewer, as_of=as_of, weights=weights)
     return dataclasses.replace(res, weights=dict(res.weights), gate_counts=dict(res.gate_counts))
 
 
@@ -187,7 +187,7 @@ if e3.button("Prepare export of the shown list", key="adv_prepare"):
             if holdout_pct:  # a hold-out is drawn from the customers to reward now
                 listed = dataclasses.replace(result, customers=advocates.to_reward(
                     listed, min_p_alive=min_p_alive or None))
-            data, info = export.export_bytes(con, ctx.viewer, listed, fmt, filter_text,
+            data, info = export.export_bytes(con, viewer=ctx.viewer, result=listed, fmt=fmt, filter_text=filter_text,
                                              holdout_pct=holdout_pct or None)
     except CxStatsError as exc:
         ui.show_error(exc)
@@ -246,7 +246,7 @@ st.subheader("Did the rewards work?")
 
 def programme_effect(con, viewer, as_of, holdouts_made):
     """programme.programme_effect; ``holdouts_made`` moves the cache key after a hold-out export."""
-    return programme.programme_effect(con, viewer, as_of)
+    return programme.programme_effect(con, viewer=viewer, as_of=as_of)
 
 
 try:

@@ -13,9 +13,9 @@ ctx = ui.page_setup("Customers")
 
 
 try:
-    cx_all = ui.cached(metrics.cx_by_unit_period, ctx.viewer, None, True)  # the page sums over the selection
+    cx_all = ui.cached(metrics.cx_by_unit_period, viewer=ctx.viewer, period=None, by_channel=True)  # the page sums over the selection
     # a median does not add up over groups: reply times are computed for the selection itself
-    replies = ui.cached(metrics.response_times, ctx.viewer, ctx.units, ctx.period_from, ctx.period_to)
+    replies = ui.cached(metrics.response_times, viewer=ctx.viewer, units=ctx.units, period_from=ctx.period_from, period_to=ctx.period_to)
 except CxStatsError as exc:
     ui.show_error(exc)
     st.stop()

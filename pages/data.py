@@ -51,7 +51,7 @@ if ctx.viewer.role == "marketing":
 # ---------------------------------------------------------------- batches
 st.subheader("Loaded batches")
 try:
-    batches = ui.cached(quality.batches, ctx.viewer)  # a leader's counts leave out suppressed respondents
+    batches = ui.cached(quality.batches, viewer=ctx.viewer)  # a leader's counts leave out suppressed respondents
 except CxStatsError as exc:
     ui.show_error(exc)
     batches = []
@@ -77,7 +77,7 @@ else:
                 else:
                     try:
                         with store.connect(ctx.db) as con:
-                            b = governance.undo_batch(con, choice, ctx.viewer)
+                            b = governance.undo_batch(con, choice, viewer=ctx.viewer)
                     except CxStatsError as exc:
                         ui.show_error(exc)
                     else:
@@ -91,7 +91,7 @@ else:
 # ---------------------------------------------------------------- data quality
 st.subheader("Data quality")
 try:
-    tables = ui.cached(quality.data_quality, ctx.viewer)
+    tables = ui.cached(quality.data_quality, viewer=ctx.viewer)
 except CxStatsError as exc:
     ui.show_error(exc)
     tables = []
@@ -107,7 +107,7 @@ st.caption("Dates are survey dates (engagement), feedback dates, order dates, po
 # ---------------------------------------------------------------- export audit log
 st.subheader("Export audit log")
 try:
-    log = ui.cached(export.audit_log, ctx.viewer)
+    log = ui.cached(export.audit_log, viewer=ctx.viewer)
 except CxStatsError as exc:
     ui.show_error(exc)
 else:
@@ -136,9 +136,9 @@ else:
         if st.form_submit_button("Save settings"):
             try:
                 with store.connect(ctx.db) as con:
-                    store.set_setting(con, "min_group", int(min_group), ctx.viewer)
-                    store.set_setting(con, "period", period, ctx.viewer)
-                    store.set_setting(con, "reward_cooldown_days", int(cooldown), ctx.viewer)
+                    store.set_setting(con, "min_group", int(min_group), viewer=ctx.viewer)
+                    store.set_setting(con, "period", period, viewer=ctx.viewer)
+                    store.set_setting(con, "reward_cooldown_days", int(cooldown), viewer=ctx.viewer)
             except CxStatsError as exc:
                 ui.show_error(exc)
             else:
@@ -170,7 +170,7 @@ if is_admin:
             try:
                 with store.connect(ctx.db) as con:
                     for k, m in months.items():
-                        store.set_setting(con, f"retain_months_{k}", str(int(m)) if m else "", ctx.viewer)
+                        store.set_setting(con, f"retain_months_{k}", str(int(m)) if m else "", viewer=ctx.viewer)
                 res = governance.purge(ctx.db, viewer=ctx.viewer) if do_purge else None
             except CxStatsError as exc:
                 ui.show_error(exc)

@@ -16,9 +16,9 @@ ctx = ui.page_setup("Engagement", employee_data=True)
 
 def engagement_page_data(con, viewer):
     """Every library result this page shows, fetched on one connection and cached as one."""
-    return (metrics.unit_period_engagement(con, viewer), metrics.item_scores(con, viewer),
-            metrics.suppressed_group_list(con, viewer), metrics.index_alpha(con, viewer),
-            metrics.item_distribution(con, viewer), metrics.comments(con, viewer))
+    return (metrics.unit_period_engagement(con, viewer=viewer), metrics.item_scores(con, viewer=viewer),
+            metrics.suppressed_group_list(con, viewer=viewer), metrics.index_alpha(con, viewer=viewer),
+            metrics.item_distribution(con, viewer=viewer), metrics.comments(con, viewer=viewer))
 
 
 try:
@@ -102,7 +102,7 @@ with tab_change:
         later = [p for p in periods if p > p_from]
         p_to = col3.selectbox("To", later, index=len(later) - 1, key="eng_change_to")
         try:
-            change = ui.cached(metrics.wave_change, unit, p_from, p_to, ctx.viewer)
+            change = ui.cached(metrics.wave_change, unit, p_from, p_to, viewer=ctx.viewer)
         except CxStatsError as exc:
             ui.show_error(exc)
         else:

@@ -22,7 +22,7 @@ covariates = c3.multiselect("Adjust the between-unit correlation for", list(COVA
                             help="unit columns from the units file; a region enters as one column per region")
 
 try:
-    res = ui.cached(linkage.analyse, ctx.viewer, metric, lag, None, tuple(covariates))
+    res = ui.cached(linkage.analyse, viewer=ctx.viewer, metric=metric, lag=lag, min_group=None, covariates=tuple(covariates))
 except CxStatsError as exc:
     ui.show_error(exc)
     st.stop()

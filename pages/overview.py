@@ -9,7 +9,7 @@ ctx = ui.page_setup("Overview", roles=("admin", "leader", "manager"))
 st.caption(f"Selection: {ui.period_filter_text(ctx)}. Whole units and whole {ctx.period}s only (anonymity).")
 
 try:
-    h = ui.cached(overview.headline, ctx.viewer, ctx.units, ctx.period_from, ctx.period_to)
+    h = ui.cached(overview.headline, viewer=ctx.viewer, units=ctx.units, period_from=ctx.period_from, period_to=ctx.period_to)
 except CxStatsError as exc:
     ui.show_error(exc)
     st.stop()
@@ -56,7 +56,7 @@ for n in notes:
 if ctx.viewer.sees_employee_data:
     st.subheader("Do engaged teams have happier customers?")
     try:
-        result = ui.cached(linkage.analyse, ctx.viewer)
+        result = ui.cached(linkage.analyse, viewer=ctx.viewer)
     except CxStatsError as exc:
         st.info(f"No linkage finding yet: {ui.escape_md(exc)}")
     else:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxstats import AccessDenied, CxStatsError, Viewer, advocates, store
+from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, store
 
 AS_OF = date(2024, 6, 30)
 
@@ -157,7 +157,7 @@ def test_rfm_equals_independent_pandas(db, seed):
         df = p.copy()
         df.insert(0, "row_no", range(2, 2 + len(df)))
         store.load_batch(con, "purchases", {"purchases": df}, file_name="p.csv", sha256="x", rows=len(df))
-        res = advocates.score(con, as_of=AS_OF)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     ref = _pandas_rfm(p, AS_OF)
     got = res.everyone.set_index("customer_id").loc[ref.index]
     assert res.ranked == len(ref)
@@ -211,7 +211,7 @@ def gate_db(tmp_path_factory):
         load(con, "mentions", [r for case in GATE_CASES.values() for r in case[1]])
         load(con, "feedback", [r for case in GATE_CASES.values() for r in case[2]])
         load(con, "customers", [{"customer_id": "T", "name": "Tee", "handle": "tee_fan", "marketing_consent": True}])
-        res = advocates.score(con, Viewer("marketing"), as_of=AS_OF)
+        res = advocates.score(con, viewer=Viewer("marketing"), as_of=AS_OF)
     return path, res
 
 
@@ -240,7 +240,7 @@ def test_satisfaction_prefers_latest_nps_then_csat(db):
         load(con, "feedback", [answer("A", 300, nps=10), answer("A", 200, nps=9, csat=1),
                                answer("B", 200, csat=5), answer("B", 150, csat=4), answer("B", 100, nps=None, csat=4)])
         load(con, "mentions", [post("A"), post("B"), post("C")])
-        every = advocates.score(con, as_of=AS_OF).everyone.set_index("customer_id")
+        every = advocates.score(con, as_of=AS_OF, viewer=ADMIN).everyone.set_index("customer_id")
     assert every.loc["A", "satisfaction"] == pytest.approx(0.9)  # latest NPS 9, CSAT ignored
     assert every.loc["B", "satisfaction"] == pytest.approx((13 / 3 - 1) / 4)
     assert pd.isna(every.loc["C", "satisfaction"])
@@ -253,7 +253,7 @@ def test_handles_matched_case_insensitively_and_unmatched_listed(gate_db):
     assert res.unmatched_handles.empty
     with store.connect(gate_db[0]) as con:
         load(con, "mentions", [post(None, handle="@nobody", followers=5), post(None, handle="NoBody")])
-        res2 = advocates.score(con, as_of=AS_OF)
+        res2 = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     assert res2.unmatched_handles["handle"].tolist() == ["nobody"]
     assert res2.unmatched_handles["mentions"].tolist() == [2]
 
@@ -263,7 +263,7 @@ def test_follower_count_alone_never_makes_an_advocate(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("BIG", 3) + buy("FAN", 3, 4))
         load(con, "mentions", [post("BIG", followers=50_000_000, sentiment=0.0), post("FAN", followers=0)])
-        res = advocates.score(con, as_of=AS_OF)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     assert "BIG" not in set(res.customers["customer_id"])
     big = res.everyone.set_index("customer_id").loc["BIG"]
     assert big["contribution_reach"] <= 100 * 0.1 + 1e-9
@@ -292,10 +292,10 @@ def test_json_fields_exactly_as_design(gate_db):
 def test_roles(gate_db, role, allowed):
     with store.connect(gate_db[0]) as con:
         if allowed:
-            advocates.score(con, Viewer(role), as_of=AS_OF)
+            advocates.score(con, viewer=Viewer(role), as_of=AS_OF)
         else:
             with pytest.raises(AccessDenied):
-                advocates.score(con, Viewer(role, ("U1",)), as_of=AS_OF)
+                advocates.score(con, viewer=Viewer(role, ("U1",)), as_of=AS_OF)
 
 
 def test_reasons_in_plain_language(db):
@@ -303,7 +303,7 @@ def test_reasons_in_plain_language(db):
         load(con, "purchases", buy("A", 400, 200, 100, 30, 5, amount=25.0))
         load(con, "mentions", [post("A", 10 + i, text=f"great shop {i}") for i in range(4)])
         load(con, "feedback", [answer("A", 20, nps=10)])
-        r = advocates.score(con, as_of=AS_OF).customers.iloc[0]
+        r = advocates.score(con, as_of=AS_OF, viewer=ADMIN).customers.iloc[0]
     assert list(r["reasons"][:6]) == ["5 orders in 14 months", "spent 125.00", "last order 5 days ago",
                                 "4 positive posts", "NPS 10", "100 followers"]
 
@@ -311,12 +311,12 @@ def test_reasons_in_plain_language(db):
 def test_default_as_of_is_latest_order_date(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("A", 10, 3))
-        assert advocates.score(con).as_of == AS_OF - timedelta(days=3)
+        assert advocates.score(con, viewer=ADMIN).as_of == AS_OF - timedelta(days=3)
 
 
 def test_empty_database_scores_nothing(db):
     with store.connect(db) as con:
-        res = advocates.score(con)
+        res = advocates.score(con, viewer=ADMIN)
     assert res.as_of is None and res.customers.empty
     assert res.as_json() == {"as_of": None, "customers": [], "clv": None, "clv_reason": "no purchases yet"}
 
@@ -357,7 +357,7 @@ def test_duplicate_and_fraud_flags_explained_not_scored_away(db):
             {"customer_id": "D", "email": "d@example.com", "handle": "dee"},
         ])
         load(con, "mentions", [post(x) for x in "ABC"] + [post("D", 10 + i, text="Best shop ever!") for i in range(4)])
-        res = advocates.score(con, as_of=AS_OF)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     df = res.customers.set_index("customer_id")
     assert set(df.index) == set("ABCD")  # flagged customers stay listed, with their scores
     assert tuple(df.loc["A", "flags"]) == ("duplicate_email",) and "flag: same email as customer B" in df.loc["A", "reasons"]
@@ -379,7 +379,7 @@ def test_rewards_cooldown_and_to_reward(db):
         load(con, "mentions", [post("A"), post("B"), post("C")])
         advocates.record_reward(con, "A", AS_OF - timedelta(days=30), "voucher", 10, "thanks", viewer=Viewer("marketing"))
         advocates.record_reward(con, "B", AS_OF - timedelta(days=120), "gift", viewer=Viewer("marketing"))
-        res = advocates.score(con, as_of=AS_OF)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
         stored = con.execute("SELECT customer_id, reward_type, CAST(value AS DOUBLE) FROM rewards ORDER BY 1").fetchall()
         kinds = {b.kind for b in store.list_batches(con)}
     df = res.customers.set_index("customer_id")
@@ -393,9 +393,9 @@ def test_cooldown_follows_setting(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("A", 5, 50))
         load(con, "mentions", [post("A")])
-        advocates.record_reward(con, "A", AS_OF - timedelta(days=30), "voucher")
-        store.set_setting(con, "reward_cooldown_days", 20)
-        assert not advocates.score(con, as_of=AS_OF).customers.iloc[0]["recently_rewarded"]
+        advocates.record_reward(con, "A", AS_OF - timedelta(days=30), "voucher", viewer=ADMIN)
+        store.set_setting(con, "reward_cooldown_days", 20, viewer=ADMIN)
+        assert not advocates.score(con, as_of=AS_OF, viewer=ADMIN).customers.iloc[0]["recently_rewarded"]
 
 
 @pytest.mark.parametrize("role, kwargs, error", [
@@ -424,7 +424,7 @@ def test_demo_planted_advocates_rank_near_top(tmp_path):
     path = tmp_path / "demo.duckdb"
     demo.build_demo(path, seed=seed, units=units, customers=customers)
     with store.connect(path) as con:
-        res = advocates.score(con, Viewer("marketing"))
+        res = advocates.score(con, viewer=Viewer("marketing"))
     truth = {str(c) for c in data.true_advocates}
     k = len(truth)
     top = set(res.customers["customer_id"].head(k))
@@ -443,7 +443,7 @@ def test_vader_fills_sentiment_missing_from_the_file(db):
         rows = [post("A", sentiment=None, text="I love this shop, the staff are wonderful!"),
                 post("B", sentiment=None, text="Das Personal war sehr freundlich und hilfsbereit.")]
         load(con, "mentions", [dict(r, sentiment_source=None) for r in rows])
-        res = advocates.score(con, as_of=AS_OF)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     every = res.everyone.set_index("customer_id")
     assert every.loc["A", "positive_mentions"] == 1 and list(res.customers["customer_id"]) == ["A"]
     assert every.loc["B", "positive_mentions"] == 0  # not English: flagged unscored, never counted

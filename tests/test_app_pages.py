@@ -13,7 +13,7 @@ import json
 import pytest
 from app_fixtures import MANAGER_UNITS, ROOT, TIMEOUT, switch, texts
 
-from cxstats import CxStatsError, ingest, store
+from cxstats import ADMIN, CxStatsError, ingest, store
 
 # the shared AppTest fixtures (demo_db, fresh_demo_db, empty_db, make_app) of tests/app_fixtures.py
 pytest_plugins = ["app_fixtures"]
@@ -98,9 +98,9 @@ def planted_db(tmp_path):
     rows = ["unit_id,survey_date,respondent_id,pride,growth,comment"]
     rows += [f"U1,2025-02-10,r{i},5,4,fine" for i in range(10)]
     rows += [f"U2,2025-02-11,s{i},{a},{b},secret words" for i, (a, b) in enumerate([(5, 2), (4, 1), (2, 5)])]
-    ingest.import_file(db, "engagement", ("\n".join(rows) + "\n").encode(), file_name="e.csv")
+    ingest.import_file(db, "engagement", ("\n".join(rows) + "\n").encode(), file_name="e.csv", viewer=ADMIN)
     fb = ["unit_id,date,csat,nps"] + [f"U{u},2025-02-{10 + i % 9},{4 + i % 2},9" for u in (1, 2) for i in range(20)]
-    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="f.csv")
+    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="f.csv", viewer=ADMIN)
     return db
 
 
@@ -177,7 +177,7 @@ def test_engagement_distribution_follows_the_sidebar_selection(make_app, demo_db
     assert_clean(at, "one unit")
     one_unit = _distribution_counts(at)
     with store.connect(demo_db) as con:
-        dist = metrics.item_distribution(con)
+        dist = metrics.item_distribution(con, viewer=ADMIN)
     expected = dist[dist["unit_id"] == "S001"].groupby("item")["answers"].sum()
     assert one_unit == {i: int(n) for i, n in expected.items()}
     assert sum(one_unit.values()) < sum(everyone.values())
@@ -196,7 +196,7 @@ def test_customer_reply_times_follow_the_sidebar_selection(make_app, demo_db):
     assert_clean(at, "one unit")
     one_unit = reply_table(at)
     with store.connect(demo_db) as con:
-        expected = metrics.response_times(con, units=["S001"])
+        expected = metrics.response_times(con, units=["S001"], viewer=ADMIN)
     assert set(one_unit["source"]) == {"feedback"}  # posts carry no unit
     assert one_unit["contacts"].tolist() == expected["contacts"].tolist()
     assert one_unit["contacts"].sum() < everyone.loc[everyone["source"] == "feedback", "contacts"].sum()
@@ -238,7 +238,7 @@ def test_reach_weight_above_the_cap_is_refused_with_a_message(make_app, demo_db)
 def test_after_a_refused_upload_pages_are_clean_and_export_and_reward_work(make_app, fresh_demo_db):
     bad = b"unit_id,date,csat\nS001,2025-02-01,9\n"  # csat outside 1-5: the whole file is refused
     with pytest.raises(CxStatsError):
-        ingest.import_file(fresh_demo_db, "feedback", bad, file_name="bad.csv")
+        ingest.import_file(fresh_demo_db, "feedback", bad, file_name="bad.csv", viewer=ADMIN)
     with store.connect(fresh_demo_db) as con:
         audits = con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0]
         rewards = con.execute("SELECT count(*) FROM rewards").fetchall()[0][0]

@@ -49,9 +49,9 @@ def test_focus_ranks_the_driver_first_in_the_planted_stores(built):
     drv, non = demo.FOCUS_DRIVER, demo.FOCUS_NON_DRIVER
     assert len(data.focus_stores) == 3 and not set(data.focus_stores) & set(data.planted_changes)
     with store.connect(db) as con:
-        drivers = {d.item: d for d in linkage.analyse(con, ADMIN, metric="csat_pct").drivers}
+        drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN, metric="csat_pct").drivers}
         company = focus._company_view(con, metrics.scope(con).min_group)
-        groups = metrics.unit_period_engagement(con, ADMIN).groups
+        groups = metrics.unit_period_engagement(con, viewer=ADMIN).groups
         # the plant's premise: the driver goes with CSAT across units, the non-driver does not
         assert drivers[drv].r > 0.4 and drivers[drv].q < focus.Q_FOCUS
         assert drivers[non].q >= focus.Q_FOCUS
@@ -154,7 +154,7 @@ def test_p_alive_separates_the_customers_who_stopped(built):
     late = last.reindex(list(gone)) > np.maximum(first.reindex(list(gone)), cut)
     assert not late.any()
     with store.connect(db) as con:
-        res = advocates.score(con, Viewer("marketing"))
+        res = advocates.score(con, viewer=Viewer("marketing"))
     everyone = res.clv.customers
     rep = everyone[everyone["x"] >= 1]
     stopped = rep["customer_id"].isin(gone)

@@ -164,7 +164,7 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
     with store.connect(db) as con:
         cut = _cut(con)
         for tag, as_of in (("latest", None), ("cut", cut)):
-            r = advocates.score(con, ADMIN, as_of=as_of, engine=cfg)
+            r = advocates.score(con, viewer=ADMIN, as_of=as_of, engine=cfg)
             out[f"advocates_{tag}"] = r.as_json(0)
             out[f"unmatched_{tag}"] = r.unmatched_handles.drop(columns=["reach"]).to_dict("records")
             out[f"gates_{tag}"] = dict(r.gate_counts)
@@ -179,7 +179,7 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
         out["value_cut"] = {"json": cv.as_json(), "reason": cv.reason, "backtest_reason": cv.backtest_reason,
                             "summary": cv.customers[["customer_id", "x", "t_x_days", "T_days", "m", "cal_days",
                                                      "actual"]].to_dict("list")}
-        out["effect"] = programme.programme_effect(con, ADMIN, n_boot=200, engine=cfg).as_json()
+        out["effect"] = programme.programme_effect(con, viewer=ADMIN, n_boot=200, engine=cfg).as_json()
     return json.loads(json.dumps(out, default=str))
 
 

@@ -65,7 +65,7 @@ def _cfg(kind: str, db: Path, lake: Path) -> engine.EngineConfig:
 
 
 def _focus_units(con) -> list[str]:
-    g = metrics.unit_period_engagement(con, ADMIN).groups
+    g = metrics.unit_period_engagement(con, viewer=ADMIN).groups
     return sorted(set(g["unit_id"]))[:3]
 
 
@@ -77,22 +77,22 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
         con.execute("SET enable_progress_bar = false")
         out = {}
         for metric, lag in (("csat_pct", 0), ("nps", 1))[: 2 if full else 1]:
-            out[f"linkage {metric} {lag}"] = linkage.analyse(con, ADMIN, metric=metric, lag=lag,
+            out[f"linkage {metric} {lag}"] = linkage.analyse(con, viewer=ADMIN, metric=metric, lag=lag,
                                                              covariates=("region",) if metric == "nps" else (),
                                                              engine=cfg).as_json()
         for unit in _focus_units(con)[: 2 if full else 1]:
             out[f"focus {unit}"] = focus.focus_areas(con, unit, viewer=ADMIN, engine=cfg).as_json()
         out["changes"] = focus.changes(con, viewer=ADMIN, engine=cfg).as_json()
         mgr = Viewer("manager", ("U001", "S002"))
-        frames = {"cx_by_unit_period": lambda: metrics.cx_by_unit_period(con, ADMIN, by_channel=True, engine=cfg),
+        frames = {"cx_by_unit_period": lambda: metrics.cx_by_unit_period(con, viewer=ADMIN, by_channel=True, engine=cfg),
                   "response_times window": lambda: metrics.response_times(
-                      con, ADMIN, units=("S001", "U003"), period_from="2024-Q2", period_to="2025-Q4", engine=cfg)}
+                      con, viewer=ADMIN, units=("S001", "U003"), period_from="2024-Q2", period_to="2025-Q4", engine=cfg)}
         if full:
             out["changes manager"] = focus.changes(con, viewer=mgr, engine=cfg).as_json()
             frames.update({
-                "cx_by_unit_period manager": lambda: metrics.cx_by_unit_period(con, mgr, engine=cfg),
-                "cx_by_channel": lambda: metrics.cx_by_channel(con, ADMIN, engine=cfg),
-                "response_times": lambda: metrics.response_times(con, ADMIN, engine=cfg)})
+                "cx_by_unit_period manager": lambda: metrics.cx_by_unit_period(con, viewer=mgr, engine=cfg),
+                "cx_by_channel": lambda: metrics.cx_by_channel(con, viewer=ADMIN, engine=cfg),
+                "response_times": lambda: metrics.response_times(con, viewer=ADMIN, engine=cfg)})
         frames = {k: f() for k, f in (frames.items() if full or with_frames else ())}
         for k, f in frames.items():
             f = f.copy()
@@ -101,7 +101,7 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
                     f[c] = pd.to_datetime(f[c]).dt.strftime("%Y-%m-%d")
             out[k] = json.loads(f.to_json(orient="split", index=False, double_precision=15))
         if full:
-            h = overview.headline(con, ADMIN, period_from="2024-Q3", engine=cfg)
+            h = overview.headline(con, viewer=ADMIN, period_from="2024-Q3", engine=cfg)
             out["headline"] = {k: getattr(h, k) for k in ("engagement_index", "csat_pct", "csat_n", "nps", "nps_se",
                                                            "nps_n", "units", "periods", "incomplete_period")}
             out["headline"]["freshness"] = [(f.kind, f.latest and f.latest.isoformat(), f.period, f.incomplete)
@@ -188,10 +188,10 @@ def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
         con.close()
     mgr = Viewer("manager", ("U003",))
     with store.connect(db) as con:
-        frame = metrics.cx_counts(con, ADMIN, engine=_cfg("lake", db, thin))
-        full = metrics.cx_counts(con, ADMIN)
-        fresh = {f.kind: f.latest for f in quality.freshness(con, mgr, engine=_cfg("lake", db, thin))}
-        fresh_full = {f.kind: f.latest for f in quality.freshness(con, mgr, engine=_cfg("lake", db, lake))}
+        frame = metrics.cx_counts(con, viewer=ADMIN, engine=_cfg("lake", db, thin))
+        full = metrics.cx_counts(con, viewer=ADMIN)
+        fresh = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=_cfg("lake", db, thin))}
+        fresh_full = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=_cfg("lake", db, lake))}
     assert "U003" in set(full["unit_id"]) and "U003" not in set(frame["unit_id"])
     assert fresh["feedback"] is None and fresh_full["feedback"] is not None  # the Overview's dates follow the lake
 

@@ -47,7 +47,7 @@ def scored(db):
         _load(con, "customers", [{"customer_id": c, "name": n, "email": e, "handle": h, "marketing_consent": k}
                                  for c, n, e, h, k in CUSTOMERS])
         _load(con, "customers", [{"customer_id": "E", "name": "Eve Withdrawn", "marketing_consent": False}])
-        res = advocates.score(con, Viewer("marketing"), as_of=AS_OF)
+        res = advocates.score(con, viewer=Viewer("marketing"), as_of=AS_OF)
     assert len(res.customers) == len(CUSTOMERS)
     return db, res
 
@@ -81,7 +81,7 @@ def test_export_only_consented_and_formula_safe(scored, tmp_path, suffix):
     db, res = scored
     path = tmp_path / f"advocates.{suffix}"
     with store.connect(db) as con:
-        out = export.write_advocates(con, Viewer("marketing", name="Mia"), res, path, filter_text="tier>=Rising")
+        out = export.write_advocates(con, viewer=Viewer("marketing", name="Mia"), result=res, path=path, filter_text="tier>=Rising")
         audit = con.execute("SELECT export_id, who, role, format, filter, rows, file_name FROM export_audit").fetchall()
     rows = _xlsx_rows(path) if suffix == "xlsx" else _csv_rows(path.read_bytes())
     header, body = _assert_safe(rows)
@@ -101,8 +101,8 @@ def test_export_only_consented_and_formula_safe(scored, tmp_path, suffix):
 def test_export_bytes_audits_too(scored):
     db, res = scored
     with store.connect(db) as con:
-        data, out = export.export_bytes(con, Viewer("leader", name="Lee"), res, "xlsx", top=2)
-        data2, out2 = export.export_bytes(con, Viewer("admin"), res, "csv")
+        data, out = export.export_bytes(con, viewer=Viewer("leader", name="Lee"), result=res, fmt="xlsx", top=2)
+        data2, out2 = export.export_bytes(con, viewer=Viewer("admin"), result=res, fmt="csv")
         n = con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0]
     assert n == 2 and out2.export_id == out.export_id + 1
     assert len(_xlsx_rows(data)) == 1 + 2
@@ -114,9 +114,9 @@ def test_manager_may_not_export(scored, tmp_path, viewer):
     db, res = scored
     with store.connect(db) as con:
         with pytest.raises(AccessDenied):
-            export.write_advocates(con, viewer, res, tmp_path / "x.csv")
+            export.write_advocates(con, viewer=viewer, result=res, path=tmp_path / "x.csv")
         with pytest.raises(AccessDenied):
-            export.export_bytes(con, viewer, res)
+            export.export_bytes(con, viewer=viewer, result=res)
         assert con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0] == 0
     assert not (tmp_path / "x.csv").exists()
 
@@ -126,7 +126,7 @@ def test_bad_format_refused_before_writing(scored, tmp_path, name):
     db, res = scored
     with store.connect(db) as con:
         with pytest.raises(CxStatsError, match=r"\.csv or \.xlsx"):
-            export.write_advocates(con, Viewer("admin"), res, tmp_path / name)
+            export.write_advocates(con, viewer=Viewer("admin"), result=res, path=tmp_path / name)
         assert con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0] == 0
 
 

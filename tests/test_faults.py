@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from artifacts import stamp, update_counts
 
-from cxstats import demo, ingest, store
+from cxstats import ADMIN, demo, ingest, store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
@@ -102,14 +102,14 @@ def base(tmp_path_factory) -> dict:
     buys.write_text("\n".join(plines) + "\n")
     # a large batch to undo, so that kills land inside the DELETEs rather than after them
     ingest.import_file(db, "feedback", "\n".join(lines).replace(",FZ", ",UZ").encode() + b"\n",
-                       file_name="to_undo.csv")
+                       file_name="to_undo.csv", viewer=ADMIN)
     with store.connect(db) as con:
         last = max(b.batch_id for b in store.list_batches(con))
         # forget: the customers with the most rows; purge: retention that removes the 2024 feedback
         forget = [r[0] for r in con.execute(
             "SELECT customer_id FROM purchases GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40").fetchall()]
-        store.set_setting(con, "retain_months_feedback", "12")
-        store.set_setting(con, "retain_months_mentions", "12")
+        store.set_setting(con, "retain_months_feedback", "12", viewer=ADMIN)
+        store.set_setting(con, "retain_months_mentions", "12", viewer=ADMIN)
     return {"dir": d, "db": db, "big": big, "buys": buys, "undo_batch": last, "forget": forget}
 
 
@@ -238,7 +238,7 @@ def test_busy_database_in_process_is_a_cxstats_error(base):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(CxStatsError, match="database busy, try again"):
-            ingest.import_file(db, "feedback", b"Store,Date,CSAT\nS001,2024-03-05,4\n", file_name="x.csv")
+            ingest.import_file(db, "feedback", b"Store,Date,CSAT\nS001,2024-03-05,4\n", file_name="x.csv", viewer=ADMIN)
     finally:
         holder.kill()
         holder.wait()

@@ -55,9 +55,9 @@ def _rows(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
 def build(path, eng: pd.DataFrame, fb: pd.DataFrame) -> str:
     db = str(path)
     units = "unit_id,unit_name\n" + "".join(f"{u},Store {u}\n" for u in UNITS)
-    ingest.import_file(db, "units", units.encode(), file_name="units.csv")
-    ingest.import_file(db, "engagement", eng.to_csv(index=False).encode(), file_name="survey.csv", scale=5)
-    ingest.import_file(db, "feedback", fb.to_csv(index=False).encode(), file_name="feedback.csv")
+    ingest.import_file(db, "units", units.encode(), file_name="units.csv", viewer=ADMIN)
+    ingest.import_file(db, "engagement", eng.to_csv(index=False).encode(), file_name="survey.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(db, "feedback", fb.to_csv(index=False).encode(), file_name="feedback.csv", viewer=ADMIN)
     return db
 
 
@@ -120,7 +120,7 @@ def test_focus_figures_against_scipy(hand):
     db, eng, fb = hand
     with store.connect(db) as con:
         res = focus.focus_areas(con, "U01", viewer=ADMIN, period="2024-Q3")
-        drivers = {d.item: d for d in linkage.analyse(con, ADMIN).drivers}
+        drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN).drivers}
     kept = _kept(eng)
     q2 = kept[kept["survey_date"] == Q2]
     assert {i.item for i in res.items} == set(ITEMS)

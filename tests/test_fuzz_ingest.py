@@ -33,7 +33,7 @@ from artifacts import stamp, update_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxstats import CxStatsError, ingest, readers, store
+from cxstats import ADMIN, CxStatsError, ingest, readers, store
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
@@ -88,7 +88,7 @@ def attempt(db: Path, kind: str, data: bytes, name: str, category: str) -> str:
     before = fingerprint(db)
     try:
         with time_limit(HANG_S):
-            res = ingest.import_file(db, kind, data, file_name=name)
+            res = ingest.import_file(db, kind, data, file_name=name, viewer=ADMIN)
     except CxStatsError as exc:
         assert str(exc).strip(), f"{category}: refusal without a message"
         assert fingerprint(db) == before, f"{category}: a refused input changed the database ({exc})"
@@ -96,7 +96,7 @@ def attempt(db: Path, kind: str, data: bytes, name: str, category: str) -> str:
         return "refused"
     # any other exception (or Hang) fails the test with its traceback: that is the finding
     with store.connect(db) as con:
-        store.undo(con, res.batch_id)  # the next input starts from the same content
+        store.undo(con, res.batch_id, viewer=ADMIN)  # the next input starts from the same content
     OUTCOMES["loaded"] += 1
     return "loaded"
 
@@ -113,8 +113,8 @@ def _write_counts():
 def fuzz_db(tmp_path_factory) -> Path:
     """A database holding units and feedback, so duplicate and unit checks are exercised too."""
     db = tmp_path_factory.mktemp("fuzz") / "fuzz.duckdb"
-    ingest.import_file(db, "units", DEMO / "units.csv")
-    ingest.import_file(db, "feedback", DEMO / "feedback_messy.csv")
+    ingest.import_file(db, "units", DEMO / "units.csv", viewer=ADMIN)
+    ingest.import_file(db, "feedback", DEMO / "feedback_messy.csv", viewer=ADMIN)
     return db
 
 
@@ -273,7 +273,7 @@ def test_wrong_encodings_load_or_refuse_cleanly(fuzz_db, encoding, must_load):
     outcome = attempt(fuzz_db, "feedback", data, f"feedback-{encoding}.csv", "wrong encodings")
     if must_load is True:
         assert outcome == "loaded"
-        pv = ingest.preview(data, "f.csv", "feedback")
+        pv = ingest.preview(data, "f.csv", "feedback", viewer=ADMIN)
         assert "Zoë was très helpful" in set(pv.sample["comment"])
     elif must_load is False:
         assert outcome == "refused"
@@ -387,7 +387,7 @@ def test_named_hostile_workbooks(fuzz_db, label, rows, setup, expect):
 def test_excel_serial_dates_are_read_as_dates(fuzz_db):
     """A number in a date column of a workbook is Excel's day count (outside reference: day 0 = 1899-12-30)."""
     rows = [["Store", "Date", "CSAT"], ["S001", SERIAL, 4]]
-    pv = ingest.preview(xlsx_bytes(rows), "serial.xlsx", "feedback")
+    pv = ingest.preview(xlsx_bytes(rows), "serial.xlsx", "feedback", viewer=ADMIN)
     assert pv.ok, pv.problems
     assert pd_date(pv.sample["date"].iloc[0]) == date(1899, 12, 30) + timedelta(days=SERIAL) == date(2024, 3, 5)
 
@@ -403,7 +403,7 @@ def test_far_away_cell_is_refused_before_parsing(fuzz_db):
     assert len(data) < 4000
     assert attempt(fuzz_db, "feedback", data, "stray.xlsx", "named workbooks") == "refused"
     with pytest.raises(CxStatsError, match="XFD1048576"):
-        ingest.preview(data, "stray.xlsx", "feedback")
+        ingest.preview(data, "stray.xlsx", "feedback", viewer=ADMIN)
     # the limit is about cells, not about one legitimately wide or long sheet
     assert readers.MAX_CELLS >= 5_000_000 * 12
 
@@ -442,7 +442,7 @@ def test_heavy_inputs_through_the_command_line(tmp_path, cli, fuzz_db, label):
     path = tmp_path / name
     path.write_bytes(make())
     db = tmp_path / "heavy.duckdb"
-    ingest.import_file(db, "units", DEMO / "units.csv")
+    ingest.import_file(db, "units", DEMO / "units.csv", viewer=ADMIN)
     before = fingerprint(db)
     COUNTS["heavy inputs (command line)"] += 1
     out = cli("import", kind, str(path), db=db, timeout=CLI_TIMEOUT_S)  # TimeoutExpired = a hang: fails
@@ -459,7 +459,7 @@ def test_heavy_inputs_through_the_command_line(tmp_path, cli, fuzz_db, label):
 def test_mutated_files_through_the_command_line(tmp_path, cli):
     """A few mutated files through `python -m cxstats import`: exit 0 or 2 with a message, no traceback."""
     db = tmp_path / "cli.duckdb"
-    ingest.import_file(db, "units", DEMO / "units.csv")
+    ingest.import_file(db, "units", DEMO / "units.csv", viewer=ADMIN)
     rng = random.Random("cli")
     seed = (DEMO / "engagement_messy.xlsx").read_bytes()
     for i in range(3):

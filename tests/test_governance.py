@@ -94,8 +94,8 @@ def _without(frames, cid, handle) -> dict[str, pd.DataFrame]:
 
 def _outputs(db) -> tuple[dict, dict]:
     with store.connect(db) as con:
-        adv = advocates.score(con, ADMIN, as_of=AS_OF).as_json(top=0)
-        link = linkage.analyse(con, ADMIN).as_json()
+        adv = advocates.score(con, viewer=ADMIN, as_of=AS_OF).as_json(top=0)
+        link = linkage.analyse(con, viewer=ADMIN).as_json()
     return adv, link
 
 
@@ -181,7 +181,7 @@ def test_reimport_skips_the_erased_person_and_says_so(erased, tmp_path):
     cid = erased["person"][0]
     with store.connect(db) as con:
         batch = next(b.batch_id for b in store.list_batches(con) if b.kind == "customers")
-        governance.undo_batch(con, batch, ADMIN)
+        governance.undo_batch(con, batch, viewer=ADMIN)
         # undoing an older batch never brings erased rows back
         assert con.execute("SELECT count(*) FROM purchases WHERE customer_id = ?", [cid]).fetchall()[0][0] == 0
     src = erased["dir"] / "src" / "customers.csv"
@@ -194,7 +194,7 @@ def test_reimport_skips_the_erased_person_and_says_so(erased, tmp_path):
     one = m[m["customer_id"].astype(str) == cid].head(1).assign(customer_id=None)
     f = tmp_path / "m.csv"
     pd.concat([one, m[m["customer_id"].astype(str) != cid].head(2)]).to_csv(f, index=False)
-    pv = ingest.preview(f.read_bytes(), "m.csv", "mentions", db=db)
+    pv = ingest.preview(f.read_bytes(), "m.csv", "mentions", db=db, viewer=ADMIN)
     assert any("1 rows of erased people skipped" in w for w in pv.warnings)
     got = ingest.import_file(db, "mentions", f, viewer=ADMIN)
     assert (got.erased_skipped, got.rows_loaded) == (1, 2)
@@ -214,7 +214,7 @@ def test_import_refuses_when_the_erasure_key_is_lost(erased, tmp_path):
 def test_forget_cli_with_a_file_of_ids(tmp_path, cli_inprocess):
     db = tmp_path / "data" / "cli.duckdb"
     ingest.import_file(db, "customers", b"customer_id,name\nQX1001,Ann Quirk\nQX1002,Ben\nQX1003,Cy\n",
-                       file_name="c.csv")
+                       file_name="c.csv", viewer=ADMIN)
     ids = tmp_path / "ids.csv"
     ids.write_text("customer_id\nQX1001\nQX1003\n")
     res = cli_inprocess("forget", "customer", "QX1002", "--file", str(ids), db=db)
@@ -235,7 +235,7 @@ def test_forget_cli_with_a_file_of_ids(tmp_path, cli_inprocess):
 ])
 def test_forget_roles_in_the_library(tmp_path, role, kind, allowed):
     db = tmp_path / "r.duckdb"
-    ingest.import_file(db, "customers", b"customer_id\nC1\n", file_name="c.csv")
+    ingest.import_file(db, "customers", b"customer_id\nC1\n", file_name="c.csv", viewer=ADMIN)
     viewer = Viewer(role, ("S001",) if role == "manager" else ())
     if allowed:
         governance.forget(db, kind, ["C1"], viewer=viewer)
@@ -271,20 +271,20 @@ def test_forget_respondent_removes_answers_and_suppresses_the_group_from_then_on
     db = tmp_path / "data" / "e.duckdb"
     _load_csv(db, "engagement", _survey({"S001": 8, "S002": 12}), "q1.csv")
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con).groups
+        g = metrics.unit_period_engagement(con, viewer=ADMIN).groups
         assert set(g["unit_id"]) == {"S001", "S002"}
     res = governance.forget(db, "respondent", ["RS001003"], viewer=ADMIN)
     assert res.people[0].rows == {"engagement_answers": 2, "engagement": 1}
     assert res.suppressed_groups == 1
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN)
         assert list(g.groups["unit_id"]) == ["S002"] and g.suppressed_groups == 1
         assert con.execute("SELECT count(*) FROM suppressed_groups").fetchall()[0][0] == 1
     # a later batch that brings the group back over any size does not show it again
     _load_csv(db, "engagement", _survey({"S001": 6}, "2024-03-01", prefix="N"), "q1b.csv")
     with store.connect(db) as con:
-        assert list(metrics.unit_period_engagement(con).groups["unit_id"]) == ["S002"]
-        assert "S001" in set(metrics.suppressed_group_list(con)["unit_id"])
+        assert list(metrics.unit_period_engagement(con, viewer=ADMIN).groups["unit_id"]) == ["S002"]
+        assert "S001" in set(metrics.suppressed_group_list(con, viewer=ADMIN)["unit_id"])
     assert b"RS001003" not in db.read_bytes()
 
 
@@ -298,10 +298,10 @@ def test_purge_whole_periods_logged_and_gone_from_the_bytes(tmp_path):
     _load_csv(db, "engagement", _survey({"S001": 6}, "2024-02-01", "NEW"), "new.csv")
     assert governance.purge(db, viewer=ADMIN).purged == []  # no retention set: nothing
     with store.connect(db) as con:
-        store.set_setting(con, "retain_months_feedback", "14", ADMIN)
-        store.set_setting(con, "retain_months_engagement", "12", ADMIN)
+        store.set_setting(con, "retain_months_feedback", "14", viewer=ADMIN)
+        store.set_setting(con, "retain_months_engagement", "12", viewer=ADMIN)
         with pytest.raises(CxStatsError, match="whole number"):
-            store.set_setting(con, "retain_months_feedback", "-1", ADMIN)
+            store.set_setting(con, "retain_months_feedback", "-1", viewer=ADMIN)
     # today 2024-06-15: feedback keeps from the quarter holding 2023-04-15 (2023-Q2), engagement from 2023-Q2
     res = governance.purge(db, viewer=ADMIN, today=date(2024, 6, 15))
     by = {p.kind: p for p in res.purged}

@@ -14,7 +14,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from cxstats import AccessDenied, CxStatsError, Viewer, ingest, store
+from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, ingest, store
 from cxstats.ingest import Problem
 
 
@@ -63,7 +63,7 @@ def test_problem_reads_like_the_contract(problem, text):
 ])
 def test_dates_read_as_a_person_reads_them(cells, dayfirst, expected):
     text = "Store,Date,CSAT\n" + "".join(f"S1,{c},4\n" for c in cells)
-    p = ingest.preview(csv(text), "f.csv", "feedback", dayfirst=dayfirst)
+    p = ingest.preview(csv(text), "f.csv", "feedback", dayfirst=dayfirst, viewer=ADMIN)
     assert p.ok, p.problems
     assert [d.date() for d in p.sample["date"]] == expected
 
@@ -77,7 +77,7 @@ def test_amount_beyond_decimal_range_is_refused_by_row_and_column(amount, db):
     buf = io.BytesIO()
     wb.save(buf)
     with pytest.raises(CxStatsError) as err:
-        ingest.import_file(db, "purchases", buf.getvalue(), file_name="p.xlsx")
+        ingest.import_file(db, "purchases", buf.getvalue(), file_name="p.xlsx", viewer=ADMIN)
     assert err.value.problems == [f"row 2, column 'Amount': {amount:g} is outside -1e+12 to 1e+12"]
 
 
@@ -87,14 +87,14 @@ def test_amount_beyond_decimal_range_is_refused_by_row_and_column(amount, db):
 ])
 def test_money_in_a_comma_file(cell, expected, db):
     text = f'Customer,Order date,Amount\nC1,2024-01-01,"{cell}"\n'
-    ingest.import_file(db, "purchases", csv(text), file_name="p.csv")
+    ingest.import_file(db, "purchases", csv(text), file_name="p.csv", viewer=ADMIN)
     assert rows(db, "SELECT amount FROM purchases") == [(expected,)]
 
 
 @pytest.mark.parametrize("cell, expected", [("12,50", Decimal("12.50")), ("1.234,56", Decimal("1234.56")),
                                             ("7", Decimal("7.00"))])
 def test_decimal_comma_in_a_semicolon_file(cell, expected, db):
-    ingest.import_file(db, "purchases", csv(f"Customer;Order date;Amount\nC1;2024-01-01;{cell}\n"), file_name="p.csv")
+    ingest.import_file(db, "purchases", csv(f"Customer;Order date;Amount\nC1;2024-01-01;{cell}\n"), file_name="p.csv", viewer=ADMIN)
     assert rows(db, "SELECT amount FROM purchases") == [(expected,)]
 
 
@@ -104,7 +104,7 @@ def test_preview_reports_mapping_scale_and_never_writes(db):
                  ["S001", date(2024, 1, 5), "1 year", "Somewhat agree", "Agree", ""]])
     with store.connect(db) as con:
         before = store.table_fingerprint(con)
-    p = ingest.preview(data, "pulse.xlsx", "engagement", db=db)
+    p = ingest.preview(data, "pulse.xlsx", "engagement", db=db, viewer=ADMIN)
     assert p.header_row == 3 and p.sheets == ["Sheet"] and p.sheet == "Sheet"
     assert p.mapping == {"Store": "unit_id", "Survey date": "survey_date", "Tenure": "ignore", "Q1": "item",
                          "Q2": "item", "Comments": "comment"}
@@ -123,7 +123,7 @@ def test_preview_reports_mapping_scale_and_never_writes(db):
 ])
 def test_scale_and_where_it_came_from(answers, scale, expected):
     text = "Store,Date,Q1\n" + "".join(f"S1,2024-01-01,{a}\n" for a in answers)
-    p = ingest.preview(csv(text), "e.csv", "engagement", scale=scale)
+    p = ingest.preview(csv(text), "e.csv", "engagement", scale=scale, viewer=ADMIN)
     assert (p.scale, p.scale_source) == expected
 
 
@@ -131,7 +131,7 @@ def test_engagement_answers_reverse_keyed_and_half_answered_warning(db):
     text = ("Store,Date,Respondent,Q1,Q2,Q3,Q4\n"
             "S1,2024-01-01,P1,5,1,4,4\n"
             "S1,2024-01-01,P2,2,N/A,,\n")
-    res = ingest.import_file(db, "engagement", csv(text), file_name="e.csv", reverse=("q2",))
+    res = ingest.import_file(db, "engagement", csv(text), file_name="e.csv", reverse=("q2",), viewer=ADMIN)
     assert rows(db, "SELECT row_no, item, score FROM engagement_answers ORDER BY row_no, item") == [
         (2, "Q1", 5), (2, "Q2", 5), (2, "Q3", 4), (2, "Q4", 4), (3, "Q1", 2)]  # Q2 reversed: 6 - 1
     assert rows(db, "SELECT item, scale, reverse_keyed FROM engagement_items ORDER BY item") == [
@@ -141,31 +141,31 @@ def test_engagement_answers_reverse_keyed_and_half_answered_warning(db):
 
 def test_units_created_before_a_units_file_then_did_you_mean(db):
     r1 = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\nS009,2024-01-01,5\n"),
-                            file_name="a.csv")
+                            file_name="a.csv", viewer=ADMIN)
     assert r1.units_created == ["S001", "S009"]
     assert r1.summary() == "2 rows loaded as batch 1; 2 units created"
-    ingest.import_file(db, "units", UNITS, file_name="units.csv")
+    ingest.import_file(db, "units", UNITS, file_name="units.csv", viewer=ADMIN)
     with pytest.raises(CxStatsError) as err:
         ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nRiverside stor,2024-01-02,5\n"),
-                           file_name="b.csv")
+                           file_name="b.csv", viewer=ADMIN)
     assert "row 3, column 'Store': unknown unit 'Riverside stor'; did you mean 'Riverside store' (unit S001)?" in err.value.problems[0]
     r3 = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nstore 2,2024-01-02,5\n"),
-                            file_name="c.csv")
+                            file_name="c.csv", viewer=ADMIN)
     assert r3.units_created == []
     assert rows(db, "SELECT unit_id FROM feedback WHERE batch_id = ? ORDER BY row_no".replace("?", str(r3.batch_id))) \
         == [("S001",), ("S002",)]
 
 
 def test_created_units_go_with_their_batch_on_undo(db):
-    r = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\n"), file_name="a.csv")
+    r = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\n"), file_name="a.csv", viewer=ADMIN)
     with store.connect(db) as con:
-        store.undo(con, r.batch_id)
+        store.undo(con, r.batch_id, viewer=ADMIN)
     assert rows(db, "SELECT count(*) FROM units") == [(0,)]
 
 
 def test_manager_uploads_only_his_units(db):
     manager = Viewer("manager", ("S001",), "Mia")
-    ingest.import_file(db, "units", UNITS, file_name="units.csv")
+    ingest.import_file(db, "units", UNITS, file_name="units.csv", viewer=ADMIN)
     r = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\n"), file_name="a.csv",
                            viewer=manager)
     assert rows(db, f"SELECT loaded_by FROM batches WHERE batch_id = {r.batch_id}") == [("Mia",)]
@@ -194,7 +194,7 @@ def test_marketing_uploads_customer_data_only(kind, allowed):
 
 @pytest.mark.parametrize("kind", ["units", "engagement", "feedback", "purchases", "mentions", "customers", "rewards"])
 def test_every_template_previews_clean(kind):
-    p = ingest.preview(ingest.template_csv(kind), f"{kind}.csv", kind)
+    p = ingest.preview(ingest.template_csv(kind), f"{kind}.csv", kind, viewer=ADMIN)
     assert p.ok, p.problems
     assert p.rows == 1
     assert "ignore" not in p.mapping.values()
@@ -203,7 +203,7 @@ def test_every_template_previews_clean(kind):
 def test_skip_invalid_loads_good_rows_and_writes_rejected_beside_the_file(db, tmp_path):
     path = tmp_path / "march.csv"
     path.write_text("Store,Date,CSAT\nS001,2024-01-01,4\nS002,2024-01-01,9\nS003,2024-01-01,x\n")
-    res = ingest.import_file(db, "feedback", path, skip_invalid=True)
+    res = ingest.import_file(db, "feedback", path, skip_invalid=True, viewer=ADMIN)
     assert (res.rows_loaded, res.rejected) == (1, 2)
     assert res.rejected_path == str(tmp_path / "march.rejected.csv")
     text = (tmp_path / "march.rejected.csv").read_text()
@@ -216,7 +216,7 @@ def test_skip_invalid_loads_good_rows_and_writes_rejected_beside_the_file(db, tm
 def test_refusal_lists_every_problem_and_counts_them(db):
     text = "Store,Date,CSAT\n" + "".join(f"S1,2024-01-01,{6 + i % 3}\n" for i in range(120))
     with pytest.raises(CxStatsError) as err:
-        ingest.import_file(db, "feedback", csv(text), file_name="many.csv")
+        ingest.import_file(db, "feedback", csv(text), file_name="many.csv", viewer=ADMIN)
     assert "120 problems" in str(err.value)
     assert len(err.value.problems) == 120
     assert err.value.problems[0] == "row 2, column 'CSAT': 6 is outside 1-5"
@@ -235,16 +235,16 @@ def test_cli_caps_the_list_at_50(db, tmp_path, cli_inprocess):
 def test_purchase_lines_numbered_within_their_order(db):
     text = ("Order ID,Customer,Order date,Amount\nO1,C1,2024-01-02,10\nO2,C2,2024-01-03,5\n"
             "O1,C1,2024-01-02,-2.5\n,C3,2024-01-04,7\n")
-    ingest.import_file(db, "purchases", csv(text), file_name="p.csv")
+    ingest.import_file(db, "purchases", csv(text), file_name="p.csv", viewer=ADMIN)
     assert rows(db, "SELECT order_id, line_no, amount FROM purchases ORDER BY row_no") == [
         ("O1", 1, Decimal("10.00")), ("O2", 1, Decimal("5.00")), ("O1", 2, Decimal("-2.50")), (None, 1, Decimal("7.00"))]
 
 
 def test_customers_update_on_a_later_upload(db):
     ingest.import_file(db, "customers", csv("Customer ID,Email,Consent\nC1,a@x.org,yes\nC2,b@x.org,yes\n"),
-                       file_name="a.csv")
+                       file_name="a.csv", viewer=ADMIN)
     r = ingest.import_file(db, "customers", csv("Customer ID,Email,Consent\nC1,a@x.org,no\nC2,b@x.org,yes\n"),
-                           file_name="b.csv")
+                           file_name="b.csv", viewer=ADMIN)
     assert (r.rows_loaded, r.duplicates_skipped) == (1, 1)
     with store.connect(db) as con:
         cur = con.execute(f"SELECT customer_id, marketing_consent FROM ({store.current_customers_sql()}) "
@@ -253,7 +253,7 @@ def test_customers_update_on_a_later_upload(db):
 
 
 def test_xlsx_number_ids_become_text_with_a_warning():
-    p = ingest.preview(xlsx([["Customer ID", "Name"], [42.0, "Ann"], ["00043", "Bob"]]), "c.xlsx", "customers")
+    p = ingest.preview(xlsx([["Customer ID", "Name"], [42.0, "Ann"], ["00043", "Bob"]]), "c.xlsx", "customers", viewer=ADMIN)
     assert list(p.sample["customer_id"]) == ["42", "00043"]
     assert any("leading zeros" in w for w in p.warnings)
 
@@ -261,7 +261,7 @@ def test_xlsx_number_ids_become_text_with_a_warning():
 def test_mentions_sentiment_from_file_vader_or_unscored(db):
     text = ("Handle,Posted at,Text,Sentiment\n@a,2024-01-01 10:00,whatever,0.5\n"
             "@b,2024-01-01 11:00,Wonderful staff and great coffee!,\n@c,2024-01-01 12:00,Sehr gut und nicht teuer,\n")
-    ingest.import_file(db, "mentions", csv(text), file_name="m.csv")
+    ingest.import_file(db, "mentions", csv(text), file_name="m.csv", viewer=ADMIN)
     got = rows(db, "SELECT handle, sentiment, sentiment_source, posted_at FROM mentions ORDER BY row_no")
     assert [(g[0], g[2]) for g in got] == [("@a", "file"), ("@b", "vader"), ("@c", "unscored")]
     assert got[0][1] == 0.5 and got[1][1] > 0.5 and got[2][1] is None
@@ -269,15 +269,15 @@ def test_mentions_sentiment_from_file_vader_or_unscored(db):
 
 
 def test_same_rows_in_other_layout_are_the_same_content(db):
-    ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS1,2024-01-01,4\n"), file_name="a.csv")
+    ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS1,2024-01-01,4\n"), file_name="a.csv", viewer=ADMIN)
     with pytest.raises(CxStatsError, match="already loaded as batch 1"):
         ingest.import_file(db, "feedback", xlsx([["Report"], ["Branch", "Date", "Satisfaction"],
-                                                 ["S1", date(2024, 1, 1), 4]]), file_name="b.xlsx")
+                                                 ["S1", date(2024, 1, 1), 4]]), file_name="b.xlsx", viewer=ADMIN)
 
 
 def test_sample_and_problem_count_in_preview():
     text = "Store,Date,CSAT\n" + "".join(f"S1,2024-01-01,{1 + i % 5}\n" for i in range(30)) + "S1,2024-01-01,0\n"
-    p = ingest.preview(csv(text), "f.csv", "feedback")
+    p = ingest.preview(csv(text), "f.csv", "feedback", viewer=ADMIN)
     assert len(p.sample) == ingest.SAMPLE_ROWS and not p.ok and p.n_problems == 1
     assert str(p.problems[0]) == "row 32, column 'CSAT': 0 is outside 1-5"
     assert np.issubdtype(p.sample["date"].dtype, np.datetime64)
@@ -286,7 +286,7 @@ def test_sample_and_problem_count_in_preview():
 def test_timestamps_with_and_without_offsets_read_as_utc():
     text = ("Handle,Posted at,Text\n@a,2024-01-01T10:00:00Z,hi\n@b,2024-01-01 11:00,yo\n"
             "@c,2024-01-01T12:00:00+02:00,x\n@d,25/03/2024 2:30 PM,x\n")
-    p = ingest.preview(csv(text), "m.csv", "mentions")
+    p = ingest.preview(csv(text), "m.csv", "mentions", viewer=ADMIN)
     assert p.ok, p.problems
     assert list(p.sample["posted_at"]) == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 11),
                                            datetime(2024, 1, 1, 10), datetime(2024, 3, 25, 14, 30)]
@@ -297,15 +297,15 @@ def test_timestamps_with_and_without_offsets_read_as_utc():
     ({"shop": "unit_id", "DAY": "date", "score": "nps"}, {"Shop": "unit_id", "Day": "date", "Score": "nps"}),
 ])
 def test_user_mapping_by_header_text(mapping, expected):
-    p = ingest.preview(csv("Shop,Day,Score\nS1,2024-01-01,4\n"), "f.csv", "feedback", mapping=mapping)
+    p = ingest.preview(csv("Shop,Day,Score\nS1,2024-01-01,4\n"), "f.csv", "feedback", mapping=mapping, viewer=ADMIN)
     assert p.mapping == expected and p.ok
 
 
 def test_mapping_a_column_to_ignore_resolves_a_clash():
     data = csv("Store,Branch,Date,CSAT\nS1,B1,2024-01-01,4\n")
-    clash = ingest.preview(data, "f.csv", "feedback")
+    clash = ingest.preview(data, "f.csv", "feedback", viewer=ADMIN)
     assert not clash.ok and "both map to unit_id" in str(clash.problems[0])
-    p = ingest.preview(data, "f.csv", "feedback", mapping={"Branch": "ignore"})
+    p = ingest.preview(data, "f.csv", "feedback", mapping={"Branch": "ignore"}, viewer=ADMIN)
     assert p.ok and p.mapping["Branch"] == "ignore" and list(p.sample["unit_id"]) == ["S1"]
 
 

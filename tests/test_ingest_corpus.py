@@ -19,7 +19,7 @@ from decimal import Decimal
 import openpyxl
 import pytest
 
-from cxstats import ingest, store
+from cxstats import ADMIN, ingest, store
 
 # ---------------------------------------------------------------- builders
 
@@ -267,7 +267,7 @@ def base_dbs(tmp_path_factory):
     empty, with_units = root / "empty.duckdb", root / "units.duckdb"
     with store.connect(empty):
         pass
-    ingest.import_file(with_units, "units", UNITS_CSV, file_name="units.csv")
+    ingest.import_file(with_units, "units", UNITS_CSV, file_name="units.csv", viewer=ADMIN)
     return {False: empty, True: with_units}
 
 
@@ -276,9 +276,9 @@ def _prepare(case: Case, base_dbs, tmp_path):
     shutil.copy(base_dbs[case.units], db)
     with store.connect(db) as con:
         for key, value in case.settings.items():
-            store.set_setting(con, key, value)
+            store.set_setting(con, key, value, viewer=ADMIN)
     for kind, data, ext in case.preload:
-        ingest.import_file(db, kind, data, file_name=f"preload.{ext}")
+        ingest.import_file(db, kind, data, file_name=f"preload.{ext}", viewer=ADMIN)
     path = tmp_path / f"{case.name}.{case.ext}"
     path.write_bytes(case.bytes())
     with store.connect(db) as con:
@@ -386,7 +386,7 @@ CHECKS = {
 def test_fingerprint_sees_a_change(tmp_path):
     """Guard for the corpus: the fingerprint does notice one changed value."""
     db = tmp_path / "x.duckdb"
-    ingest.import_file(db, "feedback", csv_bytes(FEEDBACK_OK), file_name="a.csv")
+    ingest.import_file(db, "feedback", csv_bytes(FEEDBACK_OK), file_name="a.csv", viewer=ADMIN)
     with store.connect(db) as con:
         before = store.table_fingerprint(con)
         con.execute("UPDATE feedback SET csat = 3 WHERE response_id = 'R1'")

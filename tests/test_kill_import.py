@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxstats import ingest, store
+from cxstats import ADMIN, ingest, store
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 200_000
@@ -77,7 +77,7 @@ def test_sigkill_during_import_leaves_before_or_after(tmp_path):
     csv_path = tmp_path / "big_feedback.csv"
     big_feedback_csv(csv_path, ROWS)
     base = tmp_path / "base.duckdb"
-    ingest.import_file(base, "feedback", b"Store,Date,CSAT\nS001,2023-12-01,4\n", file_name="earlier.csv")
+    ingest.import_file(base, "feedback", b"Store,Date,CSAT\nS001,2023-12-01,4\n", file_name="earlier.csv", viewer=ADMIN)
     before = state(base)
 
     # one complete run: the "after" state, and how long reading and writing take

@@ -10,7 +10,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from test_linkage_data import build, survey
 
-from cxstats import AccessDenied, CxStatsError, Viewer, linkage, metrics, store
+from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, store
 
 JSON_FIELDS = {
     "metric", "period", "lag", "min_group", "n_units", "suppressed_groups", "units", "within_unit", "lags",
@@ -79,7 +79,7 @@ def test_within_unit_matches_pyfixest_crv3_on_the_panel(small_db):
     """12 units: CRV3 (pyfixest's, without its small-sample factor, times (G-1)/G), t with G-1 dof."""
     pf = pytest.importorskip("pyfixest")
     with store.connect(small_db) as con:
-        res = linkage.analyse(con)
+        res = linkage.analyse(con, viewer=ADMIN)
     p = res.panel.assign(engagement=res.panel["engagement"].astype(float), cx=res.panel["cx"].astype(float))
     fit = pf.feols("cx ~ engagement | unit_id + period_index", data=p, vcov={"CRV3": "unit_id"},
                    ssc=pf.ssc(k_adj=False, G_adj=False))
@@ -96,9 +96,9 @@ def test_within_unit_matches_pyfixest_crv3_on_the_panel(small_db):
 
 def test_panel_and_units_built_from_shown_groups(small_db):
     with store.connect(small_db) as con:
-        res = linkage.analyse(con, lag=1)
-        g = metrics.unit_period_engagement(con).groups
-        cx = metrics.cx_by_unit_period(con)
+        res = linkage.analyse(con, lag=1, viewer=ADMIN)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN).groups
+        cx = metrics.cx_by_unit_period(con, viewer=ADMIN)
     row = res.panel.iloc[0]
     grp = g[(g["unit_id"] == row["unit_id"]) & (g["period_index"] == row["period_index"])].iloc[0]
     nxt = cx[(cx["unit_id"] == row["unit_id"]) & (cx["period_index"] == row["period_index"] + 1)].iloc[0]
@@ -129,13 +129,13 @@ def test_suppressed_groups_never_change_any_output(tmp_path):
         db = tmp_path / f"v{variant}.duckdb"
         with store.connect(db) as con:
             build(con, type(sv)(e, sv.feedback, sv.units, sv.items, sv.coef))
-            res = linkage.analyse(con, covariates=("region",))
+            res = linkage.analyse(con, covariates=("region",), viewer=ADMIN)
             outputs.append((
                 json.dumps(res.as_json(), sort_keys=True),
-                metrics.unit_period_engagement(con).groups.to_json(),
-                metrics.item_scores(con).cells.to_json(),
-                metrics.item_distribution(con).to_json(),
-                repr(metrics.engagement_summary(con)),
+                metrics.unit_period_engagement(con, viewer=ADMIN).groups.to_json(),
+                metrics.item_scores(con, viewer=ADMIN).cells.to_json(),
+                metrics.item_distribution(con, viewer=ADMIN).to_json(),
+                repr(metrics.engagement_summary(con, viewer=ADMIN)),
             ))
     assert outputs[0] == outputs[1] == outputs[2]
 
@@ -143,8 +143,8 @@ def test_suppressed_groups_never_change_any_output(tmp_path):
 def test_marketing_refused_manager_filtered(small_db):
     with store.connect(small_db) as con:
         with pytest.raises(AccessDenied):
-            linkage.analyse(con, Viewer("marketing"))
-        res = linkage.analyse(con, Viewer("manager", ("U000", "U001", "U002", "U003", "U004"), "m"))
+            linkage.analyse(con, viewer=Viewer("marketing"))
+        res = linkage.analyse(con, viewer=Viewer("manager", ("U000", "U001", "U002", "U003", "U004"), "m"))
     assert set(res.units["unit_id"]) <= {"U000", "U001", "U002", "U003", "U004"}
     assert res.n_units <= 5 and res.within_unit.n_clusters <= 5
 
@@ -152,7 +152,7 @@ def test_marketing_refused_manager_filtered(small_db):
 @pytest.mark.parametrize("metric", ["csat_pct", "csat_mean", "nps"])
 def test_metrics_and_sentences(small_db, metric):
     with store.connect(small_db) as con:
-        res = linkage.analyse(con, metric=metric, covariates=["region"])
+        res = linkage.analyse(con, metric=metric, covariates=["region"], viewer=ADMIN)
     sentences = res.summary_sentences()
     text = " ".join(sentences)
     assert "confounded" in text and "thin evidence" in text  # 12 units
@@ -167,7 +167,7 @@ def test_too_thin_evidence_said_plainly(tmp_path):
     db = tmp_path / "thin.duckdb"
     with store.connect(db) as con:
         build(con, survey(3, n_units=3, n_periods=1))
-        res = linkage.analyse(con)
+        res = linkage.analyse(con, viewer=ADMIN)
     assert res.pearson.r is None and res.min_detectable_r is None and res.within_unit.coef is None
     text = " ".join(res.summary_sentences())
     assert "too little repeated data" in text and "too few" in text
@@ -181,7 +181,7 @@ def test_too_thin_evidence_said_plainly(tmp_path):
                                     {"min_group": 2}, {"covariates": ("salary",)}])
 def test_analyse_refuses_bad_input(small_db, kwargs):
     with store.connect(small_db) as con, pytest.raises(CxStatsError):
-        linkage.analyse(con, **kwargs)
+        linkage.analyse(con, **kwargs, viewer=ADMIN)
 
 
 def test_demo_planted_effect_recovered_by_cli(tmp_path, cli_inprocess):

@@ -9,7 +9,7 @@ import pytest
 import statsmodels.formula.api as smf
 from test_linkage_data import QUARTER_START, build, load_engagement, load_feedback, survey
 
-from cxstats import linkage, metrics, store
+from cxstats import ADMIN, linkage, metrics, store
 
 
 def _linked_survey(seed: int, units: int = 6, periods: int = 4, people: int = 8):
@@ -37,7 +37,7 @@ def test_linked_noise_equals_per_unit_two_way_regression(tmp_path):
     db = tmp_path / "linked.duckdb"
     with store.connect(db) as con:
         load_engagement(con, eng, ["q1", "q2", "q3"])
-        got = metrics.within_person_noise(con).set_index("unit_id")
+        got = metrics.within_person_noise(con, viewer=ADMIN).set_index("unit_id")
     scores = eng.assign(score=100 * (eng[["q1", "q2", "q3"]].mean(axis=1) - 1) / 4)
     counts = scores.groupby(["unit_id", "respondent_id"])["survey_date"].transform("nunique")
     linked = scores[counts >= 2]
@@ -52,7 +52,7 @@ def test_fresh_respondents_use_the_pooled_within_group_variance(tmp_path):
     db = tmp_path / "fresh.duckdb"
     with store.connect(db) as con:
         build(con, survey(4, n_units=12, n_periods=4))
-        assert metrics.within_person_noise(con) is None  # no respondent_id repeats
+        assert metrics.within_person_noise(con, viewer=ADMIN) is None  # no respondent_id repeats
 
 
 def test_between_reliabilities_match_a_direct_computation(tmp_path):
@@ -60,7 +60,7 @@ def test_between_reliabilities_match_a_direct_computation(tmp_path):
     db = tmp_path / "rel.duckdb"
     with store.connect(db) as con:
         build(con, sv)
-        res = linkage.analyse(con, metric="csat_mean")
+        res = linkage.analyse(con, metric="csat_mean", viewer=ADMIN)
     e = sv.engagement.assign(score=100 * (sv.engagement[sv.items].mean(axis=1) - 1) / 4)
     grp = e.groupby(["unit_id", "survey_date"])["score"]
     s2x = float(((grp.transform("count") - 1) * 0 + (e["score"] - grp.transform("mean")) ** 2).sum()
@@ -87,8 +87,8 @@ def test_linkage_uses_the_linked_variant_when_people_repeat(tmp_path):
     with store.connect(db) as con:
         load_engagement(con, eng, ["q1", "q2", "q3"])
         load_feedback(con, fb)
-        res = linkage.analyse(con)
-        noise = metrics.within_person_noise(con)
+        res = linkage.analyse(con, viewer=ADMIN)
+        noise = metrics.within_person_noise(con, viewer=ADMIN)
     tw = linkage._two_way(res.panel, noise)
     assert res.within_unit.coef is not None
     expected = tw.reliability()

@@ -14,7 +14,7 @@ import pytest
 from linkage_sims import PLANTED, corrected_of, noisy_panel, one_way_rm_p, shock_panel
 from test_linkage_data import build, survey
 
-from cxstats import cli, linkage, store
+from cxstats import ADMIN, cli, linkage, store
 
 SEEDS_FAST = range(20)
 SEEDS_SLOW = range(100)
@@ -79,7 +79,7 @@ def test_two_units_no_p_below_005_in_json_table_or_sentences(tmp_path, seed):
     db = tmp_path / "two.duckdb"
     with store.connect(db) as con:
         build(con, survey(seed, n_units=2, n_periods=6, coef=3.0))
-        res = linkage.analyse(con)
+        res = linkage.analyse(con, viewer=ADMIN)
     text = "\n".join([cli.linkage_table(res), *res.summary_sentences(), *res.warnings])
     _no_small_p(res.as_json(), text)
     assert res.within_unit.coef is not None and res.within_unit.p is None

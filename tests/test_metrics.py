@@ -134,7 +134,7 @@ def test_reply_targets(channel, hours):
 
 def test_unit_period_groups_hand_values(hand):
     with store.connect(hand) as con:
-        g = metrics.unit_period_engagement(con)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN)
     f = g.groups.set_index(["unit_id", "period"])
     assert list(f.index) == [("A", "2024-Q1"), ("A", "2024-Q2"), ("C", "2024-Q1")]
     assert g.suppressed_groups == 1  # B 2024-Q1
@@ -153,7 +153,7 @@ def test_unit_period_groups_hand_values(hand):
 
 def test_summary_excludes_suppressed_groups(hand):
     with store.connect(hand) as con:
-        s = metrics.engagement_summary(con)
+        s = metrics.engagement_summary(con, viewer=ADMIN)
     # (250 + 525 + 500) / 22; B's four 100s would raise it
     assert s.index == pytest.approx(1275 / 22)
     assert (s.respondents, s.groups, s.suppressed_groups) == (22, 3, 1)
@@ -165,9 +165,9 @@ def test_summary_excludes_suppressed_groups(hand):
 
 def test_item_cells_and_favourable(hand):
     with store.connect(hand) as con:
-        cells = metrics.item_scores(con)
-        fav = metrics.item_favourable(con).set_index("item")
-        dist = metrics.item_distribution(con)
+        cells = metrics.item_scores(con, viewer=ADMIN)
+        fav = metrics.item_favourable(con, viewer=ADMIN).set_index("item")
+        dist = metrics.item_distribution(con, viewer=ADMIN)
     assert cells.suppressed_cells == 1  # q4 in A 2024-Q2 (3 answers)
     c = cells.cells.set_index(["unit_id", "period", "item"])
     # A-Q1 q1: 5,4,3,2,1 and r6's 5 -> favourable 3 of 6
@@ -185,7 +185,7 @@ def test_item_cells_and_favourable(hand):
 
 def test_alpha_of_index_items(hand):
     with store.connect(hand) as con:
-        a = metrics.index_alpha(con)
+        a = metrics.index_alpha(con, viewer=ADMIN)
     # complete index respondents of kept groups: A-Q1 r1..r5, A-Q2 first 3, C all -> items identical
     # within each respondent, so alpha = 1
     assert a == pytest.approx(1.0)
@@ -200,7 +200,7 @@ def test_alpha_from_database_matches_pingouin(db, seed):
     e.loc[e.index % 7 == 0, "q2"] = np.nan  # some skip one item: left out of alpha, still in the index
     with store.connect(db) as con:
         load_engagement(con, e, sv.items)
-        a = metrics.index_alpha(con)
+        a = metrics.index_alpha(con, viewer=ADMIN)
     sizes = e.groupby(["unit_id", "survey_date"])["q1"].transform("size")
     wide = e.loc[sizes >= 5, sv.items].dropna()
     assert a == pytest.approx(pg.cronbach_alpha(wide)[0], rel=1e-9)
@@ -208,9 +208,9 @@ def test_alpha_from_database_matches_pingouin(db, seed):
 
 def test_index_items_setting_names_a_subset(hand):
     with store.connect(hand) as con:
-        store.set_setting(con, "index_items", "q1;q2")
-        g = metrics.unit_period_engagement(con).groups.set_index(["unit_id", "period"])
-        fav = metrics.item_favourable(con)
+        store.set_setting(con, "index_items", "q1;q2", viewer=ADMIN)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN).groups.set_index(["unit_id", "period"])
+        fav = metrics.item_favourable(con, viewer=ADMIN)
     # r6 answered q1 (1 of 2 index items = half): now in the index with score 100 -> (250 + 100) / 6
     assert g.loc[("A", "2024-Q1"), "respondents"] == 6
     assert g.loc[("A", "2024-Q1"), "index"] == pytest.approx(350 / 6)
@@ -219,17 +219,17 @@ def test_index_items_setting_names_a_subset(hand):
 
 def test_period_month_setting_and_wave(db):
     with store.connect(db) as con:
-        store.set_setting(con, "period", "month")  # fixed once engagement data exists: set it first
+        store.set_setting(con, "period", "month", viewer=ADMIN)  # fixed once engagement data exists: set it first
         load_engagement(con, _hand_survey(), ITEMS)
-        g = metrics.unit_period_engagement(con, min_group=5)
+        g = metrics.unit_period_engagement(con, min_group=5, viewer=ADMIN)
     assert set(g.groups["period"]) == {"2024-02", "2024-06", "2024-01"}
 
 
 def test_period_setting_is_fixed_once_engagement_exists(hand):
     with store.connect(hand) as con:
         with pytest.raises(CxStatsError, match="fixed once engagement data exists"):
-            store.set_setting(con, "period", "month")
-        store.set_setting(con, "period", "quarter")  # the same value is no change
+            store.set_setting(con, "period", "month", viewer=ADMIN)
+        store.set_setting(con, "period", "quarter", viewer=ADMIN)  # the same value is no change
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -239,13 +239,13 @@ def test_period_setting_is_fixed_once_engagement_exists(hand):
 ])
 def test_scope_refuses_lowering_or_regrouping(hand, kwargs, message):
     with store.connect(hand) as con, pytest.raises(CxStatsError, match=message):
-        metrics.unit_period_engagement(con, **kwargs)
+        metrics.unit_period_engagement(con, **kwargs, viewer=ADMIN)
 
 
 def test_suppressed_group_list_names_groups_without_figures(hand):
     with store.connect(hand) as con:
-        sup = metrics.suppressed_group_list(con)
-        sup7 = metrics.suppressed_group_list(con, min_group=7)
+        sup = metrics.suppressed_group_list(con, viewer=ADMIN)
+        sup7 = metrics.suppressed_group_list(con, min_group=7, viewer=ADMIN)
     assert list(sup.columns) == ["unit_id", "period"]  # no counts, no figures
     assert sup[["unit_id", "period"]].values.tolist() == [["B", "2024-Q1"]]
     assert sup7[["unit_id", "period"]].values.tolist() == [["A", "2024-Q1"], ["B", "2024-Q1"]]
@@ -253,15 +253,15 @@ def test_suppressed_group_list_names_groups_without_figures(hand):
 
 def test_raising_min_group_suppresses_more(hand):
     with store.connect(hand) as con:
-        g = metrics.unit_period_engagement(con, min_group=7)
+        g = metrics.unit_period_engagement(con, min_group=7, viewer=ADMIN)
     assert list(g.groups["unit_id"]) == ["A", "C"] and g.suppressed_groups == 2
 
 
 def test_wave_change_welch(hand):
     with store.connect(hand) as con:
-        ch = metrics.wave_change(con, "A", "2024-Q1", "2024-Q2")
+        ch = metrics.wave_change(con, "A", "2024-Q1", "2024-Q2", viewer=ADMIN)
         with pytest.raises(CxStatsError, match="suppressed"):
-            metrics.wave_change(con, "B", "2024-Q1", "2024-Q2")
+            metrics.wave_change(con, "B", "2024-Q1", "2024-Q2", viewer=ADMIN)
     ref = stats.ttest_ind([75.0] * 7, [100, 75, 50, 25, 0], equal_var=False)
     ci = ref.confidence_interval(0.95)
     assert (ch.change, ch.ci_low, ch.ci_high, ch.p) == pytest.approx((25.0, ci.low, ci.high, ref.pvalue))
@@ -270,7 +270,7 @@ def test_wave_change_welch(hand):
 
 def test_comments_only_for_groups_of_ten(hand):
     with store.connect(hand) as con:
-        c = metrics.comments(con)
+        c = metrics.comments(con, viewer=ADMIN)
     assert set(c["unit_id"]) == {"C"} and len(c) == 10
 
 
@@ -279,15 +279,15 @@ def test_comments_only_for_groups_of_ten(hand):
                                 metrics.index_alpha])
 def test_marketing_may_not_see_employee_data(hand, fn):
     with store.connect(hand) as con, pytest.raises(AccessDenied):
-        fn(con, Viewer("marketing"))
+        fn(con, viewer=Viewer("marketing"))
 
 
 def test_manager_sees_only_his_units(hand):
     mgr = Viewer("manager", ("B", "C"), "m")
     with store.connect(hand) as con:
-        g = metrics.unit_period_engagement(con, mgr)
-        cx = metrics.cx_by_unit_period(con, mgr)
-        rt = metrics.response_times(con, mgr)
+        g = metrics.unit_period_engagement(con, viewer=mgr)
+        cx = metrics.cx_by_unit_period(con, viewer=mgr)
+        rt = metrics.response_times(con, viewer=mgr)
     assert list(g.groups["unit_id"]) == ["C"] and g.suppressed_groups == 1
     assert set(cx["unit_id"]) == {"B"}
     assert set(rt["source"]) == {"feedback"} and rt["contacts"].sum() == 1
@@ -298,8 +298,8 @@ def test_manager_sees_only_his_units(hand):
 
 def test_cx_by_unit_period_hand_values(hand):
     with store.connect(hand) as con:
-        cx = metrics.cx_by_unit_period(con).set_index(["unit_id", "period"])
-        ch = metrics.cx_by_channel(con).set_index("channel")
+        cx = metrics.cx_by_unit_period(con, viewer=ADMIN).set_index(["unit_id", "period"])
+        ch = metrics.cx_by_channel(con, viewer=ADMIN).set_index("channel")
     a = cx.loc[("A", "2024-Q1")]
     assert (a["csat_n"], a["csat_pct"], a["csat_mean"]) == (5, pytest.approx(40.0), pytest.approx(3.0))
     # nps answers 10, 9, 8, 0: P 2/4, D 1/4 -> 25, SE 100*sqrt((.75 - .0625)/4)
@@ -311,7 +311,7 @@ def test_cx_by_unit_period_hand_values(hand):
 
 def test_response_times_by_channel(hand):
     with store.connect(hand) as con:
-        rt = metrics.response_times(con).set_index("channel")
+        rt = metrics.response_times(con, viewer=ADMIN).set_index("channel")
     # email: A 5 h (in 6 h), A unanswered, B 1 h -> 2 of 3 within target
     assert rt.loc["email", "contacts"] == 3 and rt.loc["email", "within_target"] == 2
     assert rt.loc["email", "share_within_target"] == pytest.approx(2 / 3)
@@ -330,7 +330,7 @@ def test_response_times_by_channel(hand):
 ])
 def test_response_times_in_a_selection(hand, viewer, units, p_from, p_to, expected):
     with store.connect(hand) as con:
-        rt = metrics.response_times(con, viewer, units, p_from, p_to)
+        rt = metrics.response_times(con, viewer=viewer, units=units, period_from=p_from, period_to=p_to)
     assert {r.channel: (r.contacts, r.within_target) for r in rt.itertuples()} == expected
 
 
@@ -341,7 +341,7 @@ def test_index_matches_demo_generator_computation(tmp_path):
     db = tmp_path / "demo.duckdb"
     demo.build_demo(db, seed=3, units=8, customers=50)
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN)
     ref = data.unit_quarter.rename(columns={"quarter": "period"})
     m = g.groups.merge(ref, on=["unit_id", "period"], how="left")
     assert len(m) and m["engagement_index"].notna().all()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxstats import advocates, store
+from cxstats import ADMIN, advocates, store
 
 START = date(2024, 1, 1)
 
@@ -104,7 +104,7 @@ def test_kept_table_equals_rebuild_and_scores_match_lines(tmp_path, seed):
         loaded = []
         for step in range(5):
             if loaded and rng.random() < 0.35:
-                store.undo(con, loaded.pop(int(rng.integers(0, len(loaded)))))
+                store.undo(con, loaded.pop(int(rng.integers(0, len(loaded)))), viewer=ADMIN)
             else:
                 loaded.append(_load(con, _batch(rng, int(rng.integers(5, 60)), order_pool=8)))
             assert store.order_totals_fresh(con), f"step {step}"

@@ -45,14 +45,14 @@ B,2025-02-02,2,0,f7,email
 @pytest.fixture(scope="module")
 def small_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("overview") / "small.duckdb"
-    ingest.import_file(db, "engagement", ENGAGEMENT.encode(), file_name="eng.csv")
-    ingest.import_file(db, "feedback", FEEDBACK.encode(), file_name="fb.csv")
+    ingest.import_file(db, "engagement", ENGAGEMENT.encode(), file_name="eng.csv", viewer=ADMIN)
+    ingest.import_file(db, "feedback", FEEDBACK.encode(), file_name="fb.csv", viewer=ADMIN)
     return db
 
 
 def headline(db, viewer=ADMIN, *args, **kw):
     with store.connect(db) as con:
-        return overview.headline(con, viewer, *args, **kw)
+        return overview.headline(con, *args, viewer=viewer, **kw)
 
 
 @pytest.mark.parametrize(
@@ -118,8 +118,8 @@ def test_period_label_is_the_calendar_period(d, period, label):
 
 def test_filter_options_list_whole_units_and_periods(small_db):
     with store.connect(small_db) as con:
-        everyone = quality.filter_options(con, ADMIN)
-        manager = quality.filter_options(con, Viewer("manager", ("B",), "m"))
+        everyone = quality.filter_options(con, viewer=ADMIN)
+        manager = quality.filter_options(con, viewer=Viewer("manager", ("B",), "m"))
     assert [u.unit_id for u in everyone.units] == ["A", "B"]
     assert everyone.periods == ("2025-Q1",) and everyone.period == "quarter"
     assert [u.unit_id for u in manager.units] == ["B"]
@@ -127,9 +127,9 @@ def test_filter_options_list_whole_units_and_periods(small_db):
 
 def test_data_quality_counts_rows_dates_units_and_missing_values(small_db):
     with store.connect(small_db) as con:
-        tables = {q.table: q for q in quality.data_quality(con, ADMIN)}
-        marketing = {q.table for q in quality.data_quality(con, Viewer("marketing", (), "mk"))}
-        manager = {q.table: q for q in quality.data_quality(con, Viewer("manager", ("A",), "m"))}
+        tables = {q.table: q for q in quality.data_quality(con, viewer=ADMIN)}
+        marketing = {q.table for q in quality.data_quality(con, viewer=Viewer("marketing", (), "mk"))}
+        manager = {q.table: q for q in quality.data_quality(con, viewer=Viewer("manager", ("A",), "m"))}
     fb = tables["feedback"]
     assert (fb.rows, fb.batches, fb.units) == (7, 1, 2)
     assert (fb.first_date, fb.last_date) == (date(2025, 2, 1), date(2025, 3, 5))
@@ -144,7 +144,7 @@ def test_data_quality_counts_rows_dates_units_and_missing_values(small_db):
 @pytest.mark.parametrize("today, incomplete", [(date(2025, 3, 20), True), (date(2025, 4, 1), False)])
 def test_freshness_flags_a_period_that_has_not_ended(small_db, today, incomplete):
     with store.connect(small_db) as con:
-        fresh = {f.kind: f for f in quality.freshness(con, ADMIN, today)}
+        fresh = {f.kind: f for f in quality.freshness(con, viewer=ADMIN, today=today)}
     assert fresh["feedback"].latest == date(2025, 3, 5)
     assert fresh["feedback"].period == "2025-Q1"
     assert fresh["feedback"].incomplete is incomplete
@@ -157,9 +157,9 @@ def test_data_version_moves_with_loads_undo_and_settings(small_db, tmp_path):
     shutil.copyfile(small_db, db)
     with store.connect(db) as con:
         v0 = quality.data_version(con)
-        store.set_setting(con, "min_group", 6)
+        store.set_setting(con, "min_group", 6, viewer=ADMIN)
         v1 = quality.data_version(con)
-        store.undo(con, 2)
+        store.undo(con, 2, viewer=ADMIN)
         v2 = quality.data_version(con)
     assert len({v0, v1, v2}) == 3
     assert not math.isnan(v2[0])

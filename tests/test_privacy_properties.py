@@ -120,10 +120,10 @@ def build(tmp_path, name: str, s: Survey) -> str:
     db = tmp_path / f"{name}.duckdb"
     units = "unit_id,unit_name,region\n" + "".join(f"{u},Store {u},{'North' if i % 2 else 'South'}\n"
                                                    for i, u in enumerate(s.units))
-    ingest.import_file(db, "units", units.encode(), file_name="units.csv")
+    ingest.import_file(db, "units", units.encode(), file_name="units.csv", viewer=ADMIN)
     # the scale is stated, as the Upload preview asks: a guessed scale would depend on every answer
-    ingest.import_file(db, "engagement", _engagement_csv(s), file_name="survey.csv", scale=5)
-    ingest.import_file(db, "feedback", _feedback_csv(s), file_name="feedback.csv")
+    ingest.import_file(db, "engagement", _engagement_csv(s), file_name="survey.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(db, "feedback", _feedback_csv(s), file_name="feedback.csv", viewer=ADMIN)
     with store.connect(db) as con:  # one action plan per unit, made between the first and the last period
         for u in s.units:
             focus.add_action(con, viewer=ADMIN, unit_id=u, item=ITEMS[0], title=f"plan for {u}",
@@ -154,26 +154,26 @@ def shown(db: str, viewer: Viewer = ADMIN) -> dict:
     """Everything a user can see about engagement, as plain data."""
     out = {}
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con, viewer)
+        g = metrics.unit_period_engagement(con, viewer=viewer)
         out["groups"] = (_frame(g.groups), g.suppressed_groups, g.excluded_respondents)
-        cells = metrics.item_scores(con, viewer)
+        cells = metrics.item_scores(con, viewer=viewer)
         out["cells"] = (_frame(cells.cells), cells.suppressed_cells)
-        out["favourable"] = _frame(metrics.item_favourable(con, viewer))
-        dist = metrics.item_distribution(con, viewer)
+        out["favourable"] = _frame(metrics.item_favourable(con, viewer=viewer))
+        dist = metrics.item_distribution(con, viewer=viewer)
         out["distribution"] = _frame(dist)
-        summ = metrics.engagement_summary(con, viewer)
+        summ = metrics.engagement_summary(con, viewer=viewer)
         out["summary"] = (summ.index, summ.respondents, summ.groups, summ.suppressed_groups,
                           summ.excluded_respondents, summ.enps, summ.enps_se, summ.alpha, _frame(summ.by_period))
-        out["comments"] = _frame(metrics.comments(con, viewer))
-        out["suppressed_list"] = _frame(metrics.suppressed_group_list(con, viewer))
-        h = overview.headline(con, viewer, today=date(2026, 1, 1))
+        out["comments"] = _frame(metrics.comments(con, viewer=viewer))
+        out["suppressed_list"] = _frame(metrics.suppressed_group_list(con, viewer=viewer))
+        h = overview.headline(con, viewer=viewer, today=date(2026, 1, 1))
         out["headline"] = (h.engagement_index, h.respondents, h.engagement_groups, h.suppressed_groups, h.csat_pct,
                            h.nps, h.units, h.periods)
         out["quality"] = [(q.table, q.rows, q.batches, str(q.first_date), str(q.last_date), q.units, q.missing)
-                          for q in quality.data_quality(con, viewer)]
+                          for q in quality.data_quality(con, viewer=viewer)]
         res = {}
         for metric in ("csat_pct", "nps"):
-            r = linkage.analyse(con, viewer, metric=metric)
+            r = linkage.analyse(con, viewer=viewer, metric=metric)
             res[metric] = r
             out[f"linkage_{metric}"] = (r.as_json(), _frame(r.units), _frame(r.panel), r.summary_sentences())
         figs = [
@@ -188,7 +188,7 @@ def shown(db: str, viewer: Viewer = ADMIN) -> dict:
         out["changes"] = focus.changes(con, viewer=viewer).as_json()
         # one set of drivers (as focus_areas asks them, as admin) and one company view for every group,
         # as focus.focus_counts passes them: the same figures as asking each group on its own
-        drivers_of = res["csat_pct"] if viewer.role == "admin" else linkage.analyse(con, ADMIN, metric="csat_pct")
+        drivers_of = res["csat_pct"] if viewer.role == "admin" else linkage.analyse(con, viewer=ADMIN, metric="csat_pct")
         drivers = {d.item: d for d in drivers_of.drivers}
         company = focus._company_view(con, g.min_group)
         out["focus"] = {f"{u} {p}": focus.focus_areas(con, u, viewer=viewer, period=p, drivers=drivers,
@@ -263,11 +263,11 @@ def test_shown_totals_are_sums_of_kept_groups_only(tmp_path_factory, s, as_manag
     viewer = Viewer("manager", units, "m") if as_manager else ADMIN
     ref = _reference(s, units)
     with store.connect(db) as con:
-        summ = metrics.engagement_summary(con, viewer)
-        g = metrics.unit_period_engagement(con, viewer)
-        dist = metrics.item_distribution(con, viewer)
-        res = linkage.analyse(con, viewer)
-        h = overview.headline(con, viewer)
+        summ = metrics.engagement_summary(con, viewer=viewer)
+        g = metrics.unit_period_engagement(con, viewer=viewer)
+        dist = metrics.item_distribution(con, viewer=viewer)
+        res = linkage.analyse(con, viewer=viewer)
+        h = overview.headline(con, viewer=viewer)
     assert summ.respondents == ref["respondents"] == h.respondents
     assert summ.groups == ref["groups"] and summ.suppressed_groups == ref["suppressed"]
     if ref["index"] is None:
@@ -297,10 +297,10 @@ def test_comments_only_from_groups_of_ten_or_more(tmp_path_factory, s):
     db = build(tmp_path_factory.mktemp("comments"), "c", s)
     expected = sorted((u, c) for (u, _), rows in s.answers.items() if len(rows) >= 10 for _, _, c in rows if c)
     with store.connect(db) as con:
-        got = metrics.comments(con, ADMIN)
+        got = metrics.comments(con, viewer=ADMIN)
         # even when the viewer raises min_group, comments never come from groups under 10
-        raised = metrics.comments(con, ADMIN, min_group=7)
-        res = linkage.analyse(con, ADMIN)
+        raised = metrics.comments(con, viewer=ADMIN, min_group=7)
+        res = linkage.analyse(con, viewer=ADMIN)
     assert sorted(zip(got["unit_id"], got["comment"])) == expected
     assert set(zip(raised["unit_id"], raised["comment"])) <= set(expected)
     small_only = {c for (g, rows) in s.answers.items() if len(rows) < 10 for _, _, c in rows if c} - {
@@ -319,20 +319,20 @@ def test_thresholds_and_groupings_can_only_be_raised(tmp_path, min_group, period
     it, and may not choose another period than the database setting."""
     s = Survey(["S001"], [QUARTERS[0]], {}, {("S001", QUARTERS[0]): [((4, 4, 4), 9, "")] * 6}, [], ("S001", QUARTERS[0]))
     db = tmp_path / "x.duckdb"
-    ingest.import_file(db, "engagement", _engagement_csv(s), file_name="e.csv", scale=5)
+    ingest.import_file(db, "engagement", _engagement_csv(s), file_name="e.csv", scale=5, viewer=ADMIN)
     with store.connect(db) as con:
         for fn in (metrics.unit_period_engagement, metrics.item_scores, metrics.engagement_summary,
                    metrics.suppressed_group_list, metrics.item_distribution):
             if ok:
-                fn(con, ADMIN, min_group, period)
+                fn(con, min_group, period, viewer=ADMIN)
             else:
                 with pytest.raises(CxStatsError):
-                    fn(con, ADMIN, min_group, period)
+                    fn(con, min_group, period, viewer=ADMIN)
         if ok:
-            linkage.analyse(con, ADMIN, min_group=min_group, period=period)
+            linkage.analyse(con, viewer=ADMIN, min_group=min_group, period=period)
         else:
             with pytest.raises(CxStatsError):
-                linkage.analyse(con, ADMIN, min_group=min_group, period=period)
+                linkage.analyse(con, viewer=ADMIN, min_group=min_group, period=period)
 
 
 def test_cli_refuses_lower_threshold_and_other_period(tmp_path, cli_inprocess):
@@ -397,13 +397,13 @@ def test_a_batch_changing_a_kept_group_by_fewer_than_min_group_is_refused(tmp_pa
     db = build(tmp_path_factory.mktemp("small"), "s", s)
     few = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=1, max_size=MIN_GROUP - 1)))
     before = _fingerprint(db)
-    pv = ingest.preview(few, "late.csv", "engagement", db=db, scale=5)
+    pv = ingest.preview(few, "late.csv", "engagement", db=db, scale=5, viewer=ADMIN)
     assert not pv.ok and any(group[0] in str(p) and "at least 5" in str(p) for p in pv.problems), pv.problems
     with pytest.raises(CxStatsError, match="may only change by at least"):
-        ingest.import_file(db, "engagement", few, file_name="late.csv", scale=5)
+        ingest.import_file(db, "engagement", few, file_name="late.csv", scale=5, viewer=ADMIN)
     assert _fingerprint(db) == before
     enough = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=MIN_GROUP, max_size=MIN_GROUP + 2)), 95000)
-    assert ingest.import_file(db, "engagement", enough, file_name="more.csv", scale=5).rows_loaded >= MIN_GROUP
+    assert ingest.import_file(db, "engagement", enough, file_name="more.csv", scale=5, viewer=ADMIN).rows_loaded >= MIN_GROUP
 
 
 @PROPERTY_SETTINGS

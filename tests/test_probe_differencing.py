@@ -37,9 +37,9 @@ def survey(rows: list[tuple], start: int = 1) -> bytes:
 @pytest.fixture
 def base(db):
     """S001 2024-Q1: 4 respondents (suppressed); S002 2024-Q1: 6 (kept)."""
-    ingest.import_file(db, "units", b"unit_id\nS001\nS002\nS003\n", file_name="units.csv")
+    ingest.import_file(db, "units", b"unit_id\nS001\nS002\nS003\n", file_name="units.csv", viewer=ADMIN)
     rows = [("S001", "2024-02-01", 3, 2, 1, 2)] * 4 + [("S002", "2024-02-01", 9, 4, 5, 4)] * 6
-    ingest.import_file(db, "engagement", survey(rows), file_name="wave1.csv", scale=5)
+    ingest.import_file(db, "engagement", survey(rows), file_name="wave1.csv", scale=5, viewer=ADMIN)
     return db
 
 
@@ -80,7 +80,7 @@ def test_padding_a_suppressed_group_is_refused_to_a_manager(base):
         ingest.import_file(base, "engagement", pad, file_name="pad.csv", viewer=MANAGER, scale=5)
     assert fingerprint(base) == before
     with store.connect(base) as con:
-        shown = metrics.unit_period_engagement(con, MANAGER).groups
+        shown = metrics.unit_period_engagement(con, viewer=MANAGER).groups
     assert "S001" not in set(shown["unit_id"])
 
 
@@ -92,34 +92,34 @@ def test_a_batch_changing_a_kept_group_by_fewer_than_min_group_is_refused(base, 
     before = fingerprint(base)
     rows = [("S002", "2024-03-10", 0, 1, 1, 1)] * added
     data = survey(rows, start=500)
-    pv = ingest.preview(data, "late.csv", "engagement", db=base, scale=5)
+    pv = ingest.preview(data, "late.csv", "engagement", db=base, scale=5, viewer=ADMIN)
     assert not pv.ok and any("S002, 2024-Q1" in str(p) and "at least 5" in str(p) for p in pv.problems), pv.problems
     with pytest.raises(CxStatsError, match="A reported group may only change by at least 5"):
-        ingest.import_file(base, "engagement", data, file_name="late.csv", scale=5)
+        ingest.import_file(base, "engagement", data, file_name="late.csv", scale=5, viewer=ADMIN)
     assert fingerprint(base) == before
 
 
 def test_a_batch_of_min_group_or_more_into_a_kept_group_loads(base):
     rows = [("S002", "2024-03-10", 0, 1, 1, 1)] * 5
-    res = ingest.import_file(base, "engagement", survey(rows, start=500), file_name="late.csv", scale=5)
+    res = ingest.import_file(base, "engagement", survey(rows, start=500), file_name="late.csv", scale=5, viewer=ADMIN)
     assert res.rows_loaded == 5
 
 
 def test_new_groups_and_suppressed_groups_may_grow_by_any_number(base):
     # a new group (S003) and the suppressed S001 (4 -> 5, loaded by an admin) are not reported groups
     rows = [("S003", "2024-02-02", 5, 3, 3, 3)] * 2 + [("S001", "2024-02-03", 5, 3, 3, 3)]
-    assert ingest.import_file(base, "engagement", survey(rows, start=700), file_name="x.csv", scale=5).rows_loaded == 3
+    assert ingest.import_file(base, "engagement", survey(rows, start=700), file_name="x.csv", scale=5, viewer=ADMIN).rows_loaded == 3
 
 
 def test_an_earlier_wave_date_moving_respondents_counts_as_a_change(db):
-    ingest.import_file(db, "units", b"unit_id\nS002\n", file_name="units.csv")
+    ingest.import_file(db, "units", b"unit_id\nS002\n", file_name="units.csv", viewer=ADMIN)
     head = "Unit,Survey date,Respondent,Wave,q1,q2\n"
     first = head + "".join(f"S002,2024-04-0{i % 9 + 1},R{i},W2,4,4\n" for i in range(6))
-    ingest.import_file(db, "engagement", first.encode(), file_name="w2.csv", scale=5)
+    ingest.import_file(db, "engagement", first.encode(), file_name="w2.csv", scale=5, viewer=ADMIN)
     # one late row of wave W2 dated in Q1: the whole wave (6 kept respondents) would move to Q1
     late = head + "S002,2024-03-30,R99,W2,1,1\n"
     with pytest.raises(CxStatsError, match="move 6 of them"):
-        ingest.import_file(db, "engagement", late.encode(), file_name="late.csv", scale=5)
+        ingest.import_file(db, "engagement", late.encode(), file_name="late.csv", scale=5, viewer=ADMIN)
 
 
 # ---------------------------------------------------------------- 5c: a suppressed item cell
@@ -129,19 +129,19 @@ def _hidden_cell_db(db, hidden: int):
     """S002 2024-Q1 (kept, 6 respondents) answers q1 = q2 = 4, and only R0001 answers q3 (``hidden``):
     the q3 cell has 1 answer (< min_group 5) and is suppressed. S003 is kept with every item answered,
     so that alpha has complete respondents; its q3 is answered by 2 only (suppressed too)."""
-    ingest.import_file(db, "units", b"unit_id\nS002\nS003\n", file_name="units.csv")
+    ingest.import_file(db, "units", b"unit_id\nS002\nS003\n", file_name="units.csv", viewer=ADMIN)
     rows = [("S002", "2024-02-01", 8, 4, 4, hidden)] + [("S002", "2024-02-01", 8, 4, 4, None)] * 5
     rows += [("S003", "2024-02-01", 7, q, q % 5 + 1, None) for q in (1, 2, 3, 4, 5)]
     rows += [("S003", "2024-02-01", 7, 5, 3, q3) for q3 in (hidden, 6 - hidden)]
-    ingest.import_file(db, "engagement", survey(rows), file_name="wave1.csv", scale=5)
+    ingest.import_file(db, "engagement", survey(rows), file_name="wave1.csv", scale=5, viewer=ADMIN)
     return db
 
 
 def _seen_by_leader(db) -> dict:
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con, LEADER).groups
-        cells = metrics.item_scores(con, LEADER)
-        summ = metrics.engagement_summary(con, LEADER)
+        g = metrics.unit_period_engagement(con, viewer=LEADER).groups
+        cells = metrics.item_scores(con, viewer=LEADER)
+        summ = metrics.engagement_summary(con, viewer=LEADER)
     return {"groups": g.drop(columns=["period_start"]).to_dict("records"),
             "cells": cells.cells.drop(columns=["period_start"]).to_dict("records"),
             "suppressed": (cells.suppressed_cells, sorted(map(tuple, cells.suppressed.values.tolist()))),
@@ -174,7 +174,7 @@ def test_suppressed_item_cells_leave_alpha(tmp_path):
     pingouin on the same answers)."""
     db = _hidden_cell_db(tmp_path / "a.duckdb", 1)
     with store.connect(db) as con:
-        alpha = metrics.engagement_summary(con, LEADER).alpha
+        alpha = metrics.engagement_summary(con, viewer=LEADER).alpha
     import pandas as pd
     import pingouin
 
@@ -187,12 +187,12 @@ def test_suppressed_item_cells_leave_alpha(tmp_path):
 
 def test_batch_and_table_counts_leave_out_suppressed_respondents_for_a_leader(base):
     with store.connect(base) as con:
-        admin = {b.kind: b.rows for b in quality.batches(con, ADMIN)}
-        leader = {b.kind: b.rows for b in quality.batches(con, LEADER)}
-        tables_admin = {q.table: q.rows for q in quality.data_quality(con, ADMIN)}
-        tables_leader = {q.table: q.rows for q in quality.data_quality(con, LEADER)}
+        admin = {b.kind: b.rows for b in quality.batches(con, viewer=ADMIN)}
+        leader = {b.kind: b.rows for b in quality.batches(con, viewer=LEADER)}
+        tables_admin = {q.table: q.rows for q in quality.data_quality(con, viewer=ADMIN)}
+        tables_leader = {q.table: q.rows for q in quality.data_quality(con, viewer=LEADER)}
         with pytest.raises(AccessDenied):
-            quality.batches(con, MANAGER)
+            quality.batches(con, viewer=MANAGER)
     assert admin["engagement"] == 10 and tables_admin["engagement"] == 10  # the admin checks uploads
     assert leader["engagement"] == 6 and tables_leader["engagement"] == 6  # S001's 4 are not counted
 
@@ -200,7 +200,7 @@ def test_batch_and_table_counts_leave_out_suppressed_respondents_for_a_leader(ba
 def test_the_data_page_shows_a_leader_kept_counts(make_app, fresh_demo_db):
     with store.connect(fresh_demo_db) as con:
         listed = {b.batch_id: b for b in store.list_batches(con) if b.kind == "engagement"}
-        kept = {b.batch_id: b.rows for b in quality.batches(con, LEADER) if b.kind == "engagement"}
+        kept = {b.batch_id: b.rows for b in quality.batches(con, viewer=LEADER) if b.kind == "engagement"}
     assert any(kept[i] < listed[i].rows for i in kept), "the demo has suppressed groups"
     at = switch(make_app(fresh_demo_db, "leader"), "pages/data.py")
     table = at.dataframe[0].value

@@ -45,8 +45,8 @@ def test_marketing_filters_hold_no_unit_or_period_known_only_from_survey_data(tm
     ingest.import_file(db, "engagement", _csv(eng), file_name="eng.csv", viewer=ADMIN)
     ingest.import_file(db, "purchases", _csv(buy), file_name="buy.csv", viewer=ADMIN)
     with store.connect(db) as con:
-        admin = quality.filter_options(con, ADMIN)
-        mkt = quality.filter_options(con, MARKETING)
+        admin = quality.filter_options(con, viewer=ADMIN)
+        mkt = quality.filter_options(con, viewer=MARKETING)
     assert "SURVEY9" in {u.unit_id for u in admin.units} and "2024-Q3" in admin.periods
     assert {u.unit_id for u in mkt.units} == {"S001", "S002"}
     assert mkt.periods == ("2025-Q1",)
@@ -102,7 +102,7 @@ def test_hostile_workbook_is_refused_before_any_reader_builds_cells(name):
     make, message = HOSTILE[name]
     data = make()
     with pytest.raises(CxStatsError, match=message):
-        ingest.preview(data, name, "feedback")
+        ingest.preview(data, name, "feedback", viewer=ADMIN)
 
 
 @pytest.mark.parametrize("name", ["wide.xlsx", "wide.ods"])
@@ -125,14 +125,14 @@ def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
                  hostile_files.xlsx(hostile_files.XLSX_HEADER.replace("<row>", '<row r="1">') + rows.replace(
                      "<row>", "<x:row xmlns:x=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">"
                  ).replace("</row>", "</x:row>"))):
-        pv = ingest.preview(data, "ok.xlsx", "feedback")
+        pv = ingest.preview(data, "ok.xlsx", "feedback", viewer=ADMIN)
         assert pv.rows == 3
     # LibreOffice ends every sheet with ~1M repeated empty rows of 1,024 empty cells: not counted
     trailer = ('<table:table-row table:number-rows-repeated="1048570"><table:table-cell '
                'table:number-columns-repeated="1024"/></table:table-row>')
     body = "".join(f"<table:table-row>{hostile_files._ts('S001')}{hostile_files._tf(45000)}{hostile_files._tf(4)}"
                    "<table:table-cell table:number-columns-repeated=\"1021\"/></table:table-row>" for _ in range(3))
-    pv = ingest.preview(hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback")
+    pv = ingest.preview(hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback", viewer=ADMIN)
     assert pv.rows == 3
     assert readers.MAX_CELLS >= 5_000_000 * 12
 
@@ -144,12 +144,12 @@ def test_a_file_that_needs_more_memory_than_the_cap_is_refused_and_the_caller_su
                    for i in range(300_000))
     monkeypatch.setenv("CXSTATS_PARSE_MB", "64")
     with pytest.raises(CxStatsError, match="needs more memory than the limit of 64 MB"):
-        ingest.preview(hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True)
+        ingest.preview(hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True, viewer=ADMIN)
     monkeypatch.delenv("CXSTATS_PARSE_MB")
     ok = hostile_files.xlsx(hostile_files.XLSX_HEADER + rows[: rows.index("</row>") + 6])
-    assert ingest.preview(ok, "ok.xlsx", "feedback", isolated=True).rows == 1
+    assert ingest.preview(ok, "ok.xlsx", "feedback", isolated=True, viewer=ADMIN).rows == 1
     with pytest.raises(CxStatsError, match="16,381 columns"):
-        ingest.preview(hostile_files.wide_xlsx(), "wide.xlsx", "feedback", isolated=True)
+        ingest.preview(hostile_files.wide_xlsx(), "wide.xlsx", "feedback", isolated=True, viewer=ADMIN)
 
 
 def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path, make_app):

@@ -153,10 +153,10 @@ def test_matched_effect_recovers_planted_orders(db, planted):
         load(con, "purchases", purchases)
         load(con, "mentions", mentions)
         load(con, "rewards", [{"customer_id": c, "reward_date": t, "reward_type": "voucher"} for c in rewarded])
-        eff = programme.programme_effect(con, Viewer("marketing"), as_of=AS_OF, n_boot=500)
+        eff = programme.programme_effect(con, viewer=Viewer("marketing"), as_of=AS_OF, n_boot=500)
         with pytest.raises(AccessDenied):
-            programme.programme_effect(con, Viewer("manager", ("U1",)))
-        again = programme.programme_effect(con, Viewer("leader"), as_of=AS_OF, n_boot=500)
+            programme.programme_effect(con, viewer=Viewer("manager", ("U1",)))
+        again = programme.programme_effect(con, viewer=Viewer("leader"), as_of=AS_OF, n_boot=500)
     m = eff.matched
     assert m.n_treated + m.n_unmatched == 60 and m.n_treated >= 30
     assert m.orders.ci_low <= planted <= m.orders.ci_high
@@ -173,8 +173,8 @@ def test_matched_effect_recovers_planted_orders(db, planted):
 def test_effect_without_rewards(db):
     with store.connect(db) as con:
         load(con, "purchases", [{"customer_id": "A", "order_date": AS_OF, "amount": 5.0, "order_id": "1"}])
-        eff = programme.programme_effect(con, Viewer("admin"), as_of=AS_OF)
-        empty = programme.programme_effect(con, Viewer("admin"), as_of=None)
+        eff = programme.programme_effect(con, viewer=Viewer("admin"), as_of=AS_OF)
+        empty = programme.programme_effect(con, viewer=Viewer("admin"), as_of=None)
     assert eff.matched.n_treated == 0 and eff.matched.orders.estimate is None
     assert eff.matched.warnings == ("no rewards recorded yet",)
     assert empty.matched.status == "done"
@@ -272,7 +272,7 @@ def test_cli_holdout_refusals_exit_2(db, capsys, tmp_path, args, message):
 def test_holdout_and_audit_are_one_transaction(db, monkeypatch):
     with store.connect(db) as con:
         _listable(con, 20)
-        res = advocates.score(con, Viewer("marketing"), as_of=AS_OF)
+        res = advocates.score(con, viewer=Viewer("marketing"), as_of=AS_OF)
         res = dataclasses.replace(res, customers=advocates.to_reward(res))
 
         def boom(*a, **k):
@@ -280,13 +280,13 @@ def test_holdout_and_audit_are_one_transaction(db, monkeypatch):
 
         monkeypatch.setattr(store, "record_holdout", boom)
         with pytest.raises(RuntimeError):
-            export.export_bytes(con, Viewer("marketing"), res, "csv", holdout_pct=10, seed=1)
+            export.export_bytes(con, viewer=Viewer("marketing"), result=res, fmt="csv", holdout_pct=10, seed=1)
         assert con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0] == 0
         assert con.execute("SELECT count(*) FROM holdouts").fetchall()[0][0] == 0
         monkeypatch.undo()
         with pytest.raises(AccessDenied):
-            export.export_bytes(con, Viewer("leader"), res, "csv", holdout_pct=10, seed=1)
-        data, info = export.export_bytes(con, Viewer("marketing"), res, "xlsx", holdout_pct=10, seed=1)
+            export.export_bytes(con, viewer=Viewer("leader"), result=res, fmt="csv", holdout_pct=10, seed=1)
+        data, info = export.export_bytes(con, viewer=Viewer("marketing"), result=res, fmt="xlsx", holdout_pct=10, seed=1)
         assert info.held_out == 2 and info.rows == 18 and info.seed == 1
         assert con.execute("SELECT count(*) FROM holdouts").fetchall()[0][0] == 20
 

@@ -53,20 +53,20 @@ def test_reorgs_file_gives_the_linkage_of_data_relabelled_by_hand(tmp_path):
     res = _reorgs(loaded, [(a, b, "2024-07-01") for a, b in merge.items()])
     assert res.rows_loaded == 3
     with store.connect(hand) as a, store.connect(loaded) as b:
-        ja, jb = linkage.analyse(a, ADMIN).as_json(), linkage.analyse(b, ADMIN).as_json()
+        ja, jb = linkage.analyse(a, viewer=ADMIN).as_json(), linkage.analyse(b, viewer=ADMIN).as_json()
         _close(ja, jb)
         assert {u["unit_id"] for u in jb["units"]} == {f"U{u:03d}" for u in (1, 3, 5, 6, 7, 8, 9)}
-        ga = metrics.unit_period_engagement(a).groups.drop(columns=["incomplete"])
-        gb = metrics.unit_period_engagement(b).groups.drop(columns=["incomplete"])
+        ga = metrics.unit_period_engagement(a, viewer=ADMIN).groups.drop(columns=["incomplete"])
+        gb = metrics.unit_period_engagement(b, viewer=ADMIN).groups.drop(columns=["incomplete"])
         pd.testing.assert_frame_equal(ga, gb)
-        pd.testing.assert_frame_equal(metrics.cx_by_unit_period(a), metrics.cx_by_unit_period(b))
+        pd.testing.assert_frame_equal(metrics.cx_by_unit_period(a, viewer=ADMIN), metrics.cx_by_unit_period(b, viewer=ADMIN))
         # the filter lists the successor with its former names, not the old unit
-        units = {u.unit_id: u for u in quality.filter_options(b, ADMIN).units}
+        units = {u.unit_id: u for u in quality.filter_options(b, viewer=ADMIN).units}
         assert "U000" not in units and units["U001"].former == ("U000",)
         assert "formerly U000" in units["U001"].label
         # undo brings the old units back
-        governance.undo_batch(b, res.batch_id, ADMIN)
-        assert "U000" in set(metrics.unit_period_engagement(b).groups["unit_id"])
+        governance.undo_batch(b, res.batch_id, viewer=ADMIN)
+        assert "U000" in set(metrics.unit_period_engagement(b, viewer=ADMIN).groups["unit_id"])
         assert store.unit_mapping(b) == {}
 
 
@@ -78,10 +78,10 @@ def test_a_suppressed_predecessor_never_joins_the_successor(tmp_path):
     e = pd.concat([small, e[e["unit_id"] == "U001"]])
     with store.connect(db) as con:
         load_engagement(con, e, sv.items)
-        before = metrics.unit_period_engagement(con).groups.set_index("unit_id")
+        before = metrics.unit_period_engagement(con, viewer=ADMIN).groups.set_index("unit_id")
     _reorgs(db, [("U000", "U001", "2024-01-01")])
     with store.connect(db) as con:
-        g = metrics.unit_period_engagement(con)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN)
         after = g.groups.set_index("unit_id")
         assert list(after.index) == ["U001"]
         assert after.loc["U001", "respondents"] == 6
@@ -99,7 +99,7 @@ def test_split_keeps_the_old_history_and_chains_follow(tmp_path):
     _reorgs(db, [("U002", "U003", "2025-01-01")], name="later.csv")  # U001 -> U002 -> U003
     with store.connect(db) as con:
         assert store.unit_mapping(con) == {"U001": "U003", "U002": "U003"}
-        units = set(metrics.unit_period_engagement(con).groups["unit_id"])
+        units = set(metrics.unit_period_engagement(con, viewer=ADMIN).groups["unit_id"])
         assert units == {"U000", "U003"}
         hist = governance.unit_histories(con)
         assert hist["U003"].former == ("U001", "U002") and hist["U000"].split_into == ("U010", "U011")
@@ -131,12 +131,12 @@ def test_erasure_under_a_merge_suppresses_the_successor_and_the_original_group(t
         load_engagement(con, e, sv.items)
     res = _reorgs(db, [("U000", "U001", "2024-01-01")])
     with store.connect(db) as con:
-        assert list(metrics.unit_period_engagement(con).groups["respondents"]) == [13]
+        assert list(metrics.unit_period_engagement(con, viewer=ADMIN).groups["respondents"]) == [13]
     out = governance.forget(db, "respondent", ["RX000"], viewer=ADMIN)
     assert out.suppressed_groups == 2
     with store.connect(db) as con:
         assert sorted(r[0] for r in con.execute("SELECT unit_id FROM suppressed_groups").fetchall()) == ["U000", "U001"]
-        assert metrics.unit_period_engagement(con).groups.empty
-        governance.undo_batch(con, res.batch_id, ADMIN)
-        g = metrics.unit_period_engagement(con)
+        assert metrics.unit_period_engagement(con, viewer=ADMIN).groups.empty
+        governance.undo_batch(con, res.batch_id, viewer=ADMIN)
+        g = metrics.unit_period_engagement(con, viewer=ADMIN)
         assert g.groups.empty and g.suppressed_groups == 2

@@ -66,8 +66,8 @@ def _small_db(tmp_path, name: str, hidden_answers: int) -> str:
             for _ in range(12):
                 fb.append(f"{u},{q.isoformat()},{rng.randint(1, 5)},{rng.randint(0, 10)}")
     db = tmp_path / f"{name}.duckdb"
-    ingest.import_file(db, "engagement", ("\n".join(lines) + "\n").encode(), file_name="survey.csv", scale=5)
-    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="feedback.csv")
+    ingest.import_file(db, "engagement", ("\n".join(lines) + "\n").encode(), file_name="survey.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="feedback.csv", viewer=ADMIN)
     return str(db)
 
 
@@ -88,8 +88,8 @@ def test_pdf_and_slides_carry_the_dashboards_headline_numbers(demo_db, demo_repo
     assert len(PdfReader(io.BytesIO(pdf)).pages) == len(rep.sections)
     assert len(Presentation(io.BytesIO(pptx)).slides) == len(rep.sections)
     with store.connect(demo_db) as con:
-        h = overview.headline(con, ADMIN, None, *report._period_choice(con, ADMIN, None))
-        res = linkage.analyse(con, ADMIN, "csat_pct")
+        h = overview.headline(con, None, *report._period_choice(con, ADMIN, None), viewer=ADMIN)
+        res = linkage.analyse(con, viewer=ADMIN, metric="csat_pct")
     expected = [f"{h.engagement_index:.1f}", f"{h.csat_pct:.1f}", f"{h.nps:+.1f}", f"{h.nps_margin:.1f}",
                 f"{h.respondents:,} respondents", f"{10 * res.within_unit.coef:+.2f}",
                 f"r = {res.pearson.r:.2f}", f"{res.pearson.ci_low:.2f} to {res.pearson.ci_high:.2f}",

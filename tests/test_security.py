@@ -167,19 +167,19 @@ def hostile_db(tmp_path_factory) -> Path:
     units = "unit_id,unit_name,region\n" + "".join(
         f'S00{i},"{name}","{region}"\n' for i, (name, region) in
         enumerate([(IMG, LINK), (LINK, IMG), ("Plain", SCRIPT), ("Also plain", "North")], start=1))
-    ingest.import_file(db, "units", units.encode(), file_name=f"{IMG}.csv")
+    ingest.import_file(db, "units", units.encode(), file_name=f"{IMG}.csv", viewer=ADMIN)
     rows = ["unit_id,survey_date,respondent_id,comment,q1,q2"]
     for u in ("S001", "S002", "S003", "S004"):
         for q, day in (("01", 10), ("04", 10)):
             for r in range(10):
                 rows.append(f'{u},2024-{q}-{day},{u}{q}r{r},"{PAYLOADS[r % 3]}",{1 + r % 5},{1 + (r * 3) % 5}')
-    ingest.import_file(db, "engagement", ("\n".join(rows) + "\n").encode(), file_name=f"{LINK}.csv", scale=5)
+    ingest.import_file(db, "engagement", ("\n".join(rows) + "\n").encode(), file_name=f"{LINK}.csv", scale=5, viewer=ADMIN)
     fb = ["unit_id,date,csat,nps,channel,comment"]
     for u in ("S001", "S002", "S003", "S004"):
         for q in ("01", "04"):
             for r in range(4):
                 fb.append(f'{u},2024-{q}-12,{1 + (r + int(u[-1])) % 5},{(r * 3 + int(u[-1])) % 11},"{IMG}","{LINK}"')
-    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="fb.csv")
+    ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="fb.csv", viewer=ADMIN)
     return db
 
 
@@ -293,16 +293,16 @@ def test_failed_logins_lock_the_name_server_side(tmp_path):
 
 MARKETING = Viewer("marketing", (), "mk")
 EMPLOYEE_DATA_CALLS = {
-    "unit_period_engagement": lambda con, v: metrics.unit_period_engagement(con, v),
-    "item_scores": lambda con, v: metrics.item_scores(con, v),
-    "item_favourable": lambda con, v: metrics.item_favourable(con, v),
-    "item_distribution": lambda con, v: metrics.item_distribution(con, v),
-    "engagement_summary": lambda con, v: metrics.engagement_summary(con, v),
-    "index_alpha": lambda con, v: metrics.index_alpha(con, v),
-    "comments": lambda con, v: metrics.comments(con, v),
-    "suppressed_group_list": lambda con, v: metrics.suppressed_group_list(con, v),
-    "wave_change": lambda con, v: metrics.wave_change(con, "S001", "2024-Q1", "2024-Q2", v),
-    "linkage.analyse": lambda con, v: linkage.analyse(con, v),
+    "unit_period_engagement": lambda con, v: metrics.unit_period_engagement(con, viewer=v),
+    "item_scores": lambda con, v: metrics.item_scores(con, viewer=v),
+    "item_favourable": lambda con, v: metrics.item_favourable(con, viewer=v),
+    "item_distribution": lambda con, v: metrics.item_distribution(con, viewer=v),
+    "engagement_summary": lambda con, v: metrics.engagement_summary(con, viewer=v),
+    "index_alpha": lambda con, v: metrics.index_alpha(con, viewer=v),
+    "comments": lambda con, v: metrics.comments(con, viewer=v),
+    "suppressed_group_list": lambda con, v: metrics.suppressed_group_list(con, viewer=v),
+    "wave_change": lambda con, v: metrics.wave_change(con, "S001", "2024-Q1", "2024-Q2", viewer=v),
+    "linkage.analyse": lambda con, v: linkage.analyse(con, viewer=v),
 }
 
 
@@ -315,8 +315,8 @@ def test_marketing_is_refused_employee_data_by_the_library(hostile_db, call):
 
 def test_marketing_sees_no_engagement_in_headline_or_data_quality(hostile_db):
     with store.connect(hostile_db) as con:
-        h = overview.headline(con, MARKETING)
-        tables = {q.table for q in quality.data_quality(con, MARKETING)}
+        h = overview.headline(con, viewer=MARKETING)
+        tables = {q.table for q in quality.data_quality(con, viewer=MARKETING)}
     assert h.engagement_index is None and h.respondents == 0
     assert "engagement" not in tables
 
@@ -324,14 +324,14 @@ def test_marketing_sees_no_engagement_in_headline_or_data_quality(hostile_db):
 def test_manager_gets_only_his_units(hostile_db):
     mgr = Viewer("manager", ("S002",), "m")
     with store.connect(hostile_db) as con:
-        groups = metrics.unit_period_engagement(con, mgr).groups
-        cells = metrics.item_scores(con, mgr).cells
-        cx = metrics.cx_by_unit_period(con, mgr)
-        com = metrics.comments(con, mgr)
-        res = linkage.analyse(con, mgr)
-        opts = quality.filter_options(con, mgr)
+        groups = metrics.unit_period_engagement(con, viewer=mgr).groups
+        cells = metrics.item_scores(con, viewer=mgr).cells
+        cx = metrics.cx_by_unit_period(con, viewer=mgr)
+        com = metrics.comments(con, viewer=mgr)
+        res = linkage.analyse(con, viewer=mgr)
+        opts = quality.filter_options(con, viewer=mgr)
         with pytest.raises(CxStatsError):
-            metrics.wave_change(con, "S001", "2024-Q1", "2024-Q2", mgr)
+            metrics.wave_change(con, "S001", "2024-Q1", "2024-Q2", viewer=mgr)
     for frame in (groups, cells, cx, com, res.units, res.panel):
         assert set(frame["unit_id"]) <= {"S002"}
     assert set(groups["unit_id"]) == {"S002"}
@@ -345,15 +345,15 @@ def test_manager_gets_only_his_units(hostile_db):
 ])
 def test_admin_only_actions_are_refused_by_the_library(tmp_path, viewer, action):
     db = tmp_path / "roles.duckdb"
-    res = ingest.import_file(db, "units", b"unit_id\nS001\n", file_name="u.csv")
+    res = ingest.import_file(db, "units", b"unit_id\nS001\n", file_name="u.csv", viewer=ADMIN)
     with store.connect(db) as con:
         with pytest.raises(AccessDenied):
             if action == "undo":
-                store.undo(con, res.batch_id, viewer)
+                store.undo(con, res.batch_id, viewer=viewer)
             elif action == "setting":
-                store.set_setting(con, "min_group", 3, viewer)
+                store.set_setting(con, "min_group", 3, viewer=viewer)
             else:
-                export.export_bytes(con, viewer, None)
+                export.export_bytes(con, viewer=viewer, result=None)
 
 
 @pytest.mark.parametrize("viewer, kind, data", [
@@ -364,7 +364,7 @@ def test_admin_only_actions_are_refused_by_the_library(tmp_path, viewer, action)
 ])
 def test_uploads_are_limited_by_role_in_the_library(tmp_path, viewer, kind, data):
     db = tmp_path / "up.duckdb"
-    ingest.import_file(db, "units", b"unit_id\nS001\nS002\n", file_name="u.csv")
+    ingest.import_file(db, "units", b"unit_id\nS001\nS002\n", file_name="u.csv", viewer=ADMIN)
     with store.connect(db) as con:
         before = store.table_fingerprint(con)
     with pytest.raises(CxStatsError):

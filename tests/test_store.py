@@ -7,7 +7,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from cxstats import CxStatsError, Viewer, store
+from cxstats import ADMIN, CxStatsError, Viewer, store
 
 
 def _units(ids):
@@ -20,9 +20,9 @@ def test_load_and_undo_one_batch_exactly(db):
         b1 = store.load_batch(con, "units", _units(["A", "B"]), file_name="a.csv", sha256="h1", rows=2)
         mid = store.table_fingerprint(con)
         b2 = store.load_batch(con, "units", _units(["C"]), file_name="b.csv", sha256="h2", rows=1)
-        store.undo(con, b2)
+        store.undo(con, b2, viewer=ADMIN)
         assert store.table_fingerprint(con)["units"] == mid["units"]
-        store.undo(con, b1)
+        store.undo(con, b1, viewer=ADMIN)
         assert store.table_fingerprint(con)["units"] == before["units"]
         assert [b.undone for b in store.list_batches(con)] == [True, True]
 
@@ -33,7 +33,7 @@ def test_same_hash_refused_but_allowed_after_undo(db):
         with pytest.raises(CxStatsError, match="already loaded"):
             store.load_batch(con, "units", _units(["A"]), file_name="other-name.csv", sha256="h", rows=1)
         assert len(store.list_batches(con)) == 1  # a refused import writes no history row
-        store.undo(con, b)
+        store.undo(con, b, viewer=ADMIN)
         store.load_batch(con, "units", _units(["A"]), file_name="a.csv", sha256="h", rows=1)
 
 
@@ -41,20 +41,20 @@ def test_same_hash_refused_but_allowed_after_undo(db):
 def test_min_group_never_below_three(db, value, ok):
     with store.connect(db) as con:
         if ok:
-            store.set_setting(con, "min_group", value)
+            store.set_setting(con, "min_group", value, viewer=ADMIN)
             assert store.settings(con).min_group == value
         else:
             with pytest.raises(CxStatsError):
-                store.set_setting(con, "min_group", value)
+                store.set_setting(con, "min_group", value, viewer=ADMIN)
 
 
 def test_only_admin_changes_settings_and_undoes(db):
     with store.connect(db) as con:
         with pytest.raises(CxStatsError):
-            store.set_setting(con, "min_group", 7, Viewer("leader"))
+            store.set_setting(con, "min_group", 7, viewer=Viewer("leader"))
         b = store.load_batch(con, "units", _units(["A"]), file_name="a.csv", sha256="h", rows=1)
         with pytest.raises(CxStatsError):
-            store.undo(con, b, Viewer("manager", ("A",)))
+            store.undo(con, b, viewer=Viewer("manager", ("A",)))
 
 
 def test_second_process_gets_database_busy(db, cli):

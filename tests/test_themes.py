@@ -165,7 +165,7 @@ def _feedback_db(tmp_path, comments, name="f"):
     db = tmp_path / f"{name}.duckdb"
     rows = ["unit_id,date,csat,comment"] + [f"S001,2024-02-{1 + i % 28:02d},{1 + i % 5},\"{c}\""
                                             for i, c in enumerate(comments)]
-    ingest.import_file(db, "feedback", ("\n".join(rows) + "\n").encode(), file_name="fb.csv")
+    ingest.import_file(db, "feedback", ("\n".join(rows) + "\n").encode(), file_name="fb.csv", viewer=ADMIN)
     return db
 
 
@@ -212,7 +212,7 @@ def _survey_db(path, groups) -> str:
         for c in comments:
             k += 1
             lines.append(f"{u},{d},R{k:05d},\"{c}\"," + ",".join("4" for _ in ITEMS))
-    ingest.import_file(path, "engagement", ("\n".join(lines) + "\n").encode(), file_name="s.csv", scale=5)
+    ingest.import_file(path, "engagement", ("\n".join(lines) + "\n").encode(), file_name="s.csv", scale=5, viewer=ADMIN)
     return str(path)
 
 

@@ -338,7 +338,7 @@ def cdnow_db(tmp_path_factory):
 
 def test_advocates_carry_the_model(cdnow_db, cdnow_value):
     with store.connect(cdnow_db) as con:
-        res = advocates.score(con, ADMIN, as_of=CAL_END, horizon_weeks=39)
+        res = advocates.score(con, viewer=ADMIN, as_of=CAL_END, horizon_weeks=39)
     js = res.as_json(top=0)
     assert js["clv"]["bgnbd"] == pytest.approx(cdnow_value.as_json()["bgnbd"], rel=1e-9)
     assert js["clv_reason"] is None
@@ -355,14 +355,14 @@ def test_advocates_carry_the_model(cdnow_db, cdnow_value):
     assert any("probably lapsed" in t for c in js["customers"] for t in c["reasons"])
     # the score is unchanged by the model
     with store.connect(cdnow_db) as con:
-        plain = advocates.score(con, ADMIN, as_of=CAL_END, clv=False)
+        plain = advocates.score(con, viewer=ADMIN, as_of=CAL_END, clv=False)
     assert plain.customers["score"].tolist() == res.customers["score"].tolist()
     assert all("P(alive)" not in t for r in plain.customers["reasons"] for t in r)
 
 
 def test_to_reward_min_p_alive(cdnow_db):
     with store.connect(cdnow_db) as con:
-        res = advocates.score(con, ADMIN, as_of=CAL_END)
+        res = advocates.score(con, viewer=ADMIN, as_of=CAL_END)
     every = advocates.to_reward(res)
     kept = advocates.to_reward(res, min_p_alive=0.5)
     assert 0 < len(kept) < len(every)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxstats import ADMIN, CxStatsError, Viewer, readers, store
+from cxstats import CxStatsError, Viewer, readers, store
 
 from .header import _kind, _limits
 from .keys import UPDATABLE_KINDS
@@ -81,7 +81,7 @@ def preview(
     scale: int | None = None,
     reverse=(),
     db=None,
-    viewer: Viewer = ADMIN,
+    viewer: Viewer,
     isolated: bool = False,
 ) -> Preview:
     """Read and validate without writing: what an import would do, and every problem found.
@@ -112,7 +112,7 @@ def import_file(
     scale: int | None = None,
     reverse=(),
     skip_invalid: bool = False,
-    viewer: Viewer = ADMIN,
+    viewer: Viewer,
     loaded_by: str | None = None,
     isolated: bool = False,
 ) -> ImportResult:
