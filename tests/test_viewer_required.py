@@ -35,6 +35,9 @@ EXEMPT = {
     "governance.unit_histories": "unit ids and dates for the re-organisation steps",
     "metrics.scope": "the settings' thresholds, no data",
     "metrics.engine_config": "which engine runs the aggregation, no data",
+    "customer_aggregates.database_path": "the database file's path, no data",
+    "customer_aggregates.day_totals_usable": "whether the derived day totals are fresh, no data",
+    "value.backtest_window": "the backtest's dates (first order date, as-of), a step of customer_value",
     "advocates.latest_order_date": "one date (the default as-of), no person's data",
     "programme.holdout_lists": "a step of programme_effect, which checks the viewer",
     "quality.data_version": "a cache key (counts and ids of batches), no data",
@@ -43,7 +46,7 @@ EXEMPT = {
         "migrate", "settings", "retention_months", "list_batches", "find_active_hash", "load_batch",
         "purchases_fingerprint", "order_totals_fresh", "sync_order_totals", "known_units", "table_fingerprint",
         "held_out", "record_holdout", "sync_unit_map", "unit_mapping", "erased_hmacs", "mark_rewrite_pending",
-        "scrub_written_files", "record_written_file")},
+        "scrub_written_files", "record_written_file", "derived_fresh", "mark_derived_fresh")},
 }
 
 # helpers that take a viewer only to turn it into something else (SQL parameters), returning no data
