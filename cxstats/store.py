@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import duckdb
 import numpy as np
@@ -240,7 +240,28 @@ def retention_months(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, *, viewer: Viewer) -> None:
     """Change a database-wide setting (admin only, always checked; min_group never below 3)."""
+    set_settings(con, {key: value}, viewer=viewer)
+
+
+def set_settings(con: duckdb.DuckDBPyConnection, values: Mapping[str, object], *, viewer: Viewer) -> None:
+    """Change several settings at once: all are checked first, then written in one transaction (all or none).
+
+    Admin only, always checked. Example: ``set_settings(con, {"min_group": 6, "period": "month"}, viewer=ADMIN)``.
+    """
     viewer.require("admin")
+    checked = [(key, _checked_setting(con, key, value)) for key, value in values.items()]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for key, value in checked:
+            con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _checked_setting(con: duckdb.DuckDBPyConnection, key: str, value: object) -> str:
+    """The value as stored, or CxStatsError saying what to fix."""
     if key not in DEFAULT_SETTINGS:
         raise CxStatsError(f"unknown setting {key!r}; known: {', '.join(DEFAULT_SETTINGS)}")
     value = str(value)
@@ -257,7 +278,7 @@ def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: object, *, view
         if not value.strip().isdigit() or int(value) < 1:
             raise CxStatsError(f"{key} must be a whole number of months (1 or more), or empty to keep everything")
         value = str(int(value))
-    con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])
+    return value
 
 
 # ---------------------------------------------------------------- batches

@@ -136,9 +136,8 @@ else:
         if st.form_submit_button("Save settings"):
             try:
                 with store.connect(ctx.db) as con:
-                    store.set_setting(con, "min_group", int(min_group), viewer=ctx.viewer)
-                    store.set_setting(con, "period", period, viewer=ctx.viewer)
-                    store.set_setting(con, "reward_cooldown_days", int(cooldown), viewer=ctx.viewer)
+                    store.set_settings(con, {"min_group": int(min_group), "period": period,
+                                             "reward_cooldown_days": int(cooldown)}, viewer=ctx.viewer)
             except CxStatsError as exc:
                 ui.show_error(exc)
             else:
@@ -169,8 +168,8 @@ if is_admin:
         if do_save or do_purge:
             try:
                 with store.connect(ctx.db) as con:
-                    for k, m in months.items():
-                        store.set_setting(con, f"retain_months_{k}", str(int(m)) if m else "", viewer=ctx.viewer)
+                    store.set_settings(con, {f"retain_months_{k}": str(int(m)) if m else "" for k, m in months.items()},
+                                       viewer=ctx.viewer)
                 res = governance.purge(ctx.db, viewer=ctx.viewer) if do_purge else None
             except CxStatsError as exc:
                 ui.show_error(exc)
