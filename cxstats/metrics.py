@@ -342,6 +342,30 @@ class EngagementGroups:
     period: str
 
 
+def comparable_periods(groups: EngagementGroups, units: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Units with at least two shown periods, each with its shown period labels in order (the choices of
+    "change between periods"; ``units`` narrows to a selection, None means every unit in ``groups``).
+
+    >>> import pandas as pd
+    >>> g = EngagementGroups(pd.DataFrame({"unit_id": ["A", "A", "B"], "period": ["2024-Q2", "2024-Q1", "2024-Q1"]}),
+    ...                      0, 0, 5, "quarter")
+    >>> comparable_periods(g)
+    {'A': ('2024-Q1', '2024-Q2')}
+    """
+    frame = groups.groups
+    if frame is None or not len(frame):
+        return {}
+    ids = frame["unit_id"].astype(str)
+    if units is not None:
+        frame, ids = frame[ids.isin([str(u) for u in units])], ids[ids.isin([str(u) for u in units])]
+    out: dict[str, tuple[str, ...]] = {}
+    for unit, labels in frame["period"].astype(str).groupby(ids):
+        shown = tuple(sorted(set(labels)))
+        if len(shown) >= 2:
+            out[str(unit)] = shown
+    return dict(sorted(out.items()))
+
+
 def unit_period_engagement(
     con: duckdb.DuckDBPyConnection, min_group: int | None = None,
     period: str | None = None, *, viewer: Viewer) -> EngagementGroups:

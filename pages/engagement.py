@@ -87,17 +87,14 @@ with tab_dist:
 
 with tab_change:
     st.write("Did a unit's engagement really move between two periods, or is it noise?")
-    unit_periods = groups_all.groups
-    if ctx.units is not None:
-        unit_periods = unit_periods[unit_periods["unit_id"].astype(str).isin(ctx.units)]
-    counts = unit_periods.groupby("unit_id")["period"].nunique() if len(unit_periods) else None
-    candidates = sorted(counts[counts >= 2].index.astype(str)) if counts is not None else []
+    comparable = metrics.comparable_periods(groups_all, ctx.units)
+    candidates = list(comparable)
     if not candidates:
         st.info("No unit in this selection has two periods with enough respondents to compare.")
     else:
         col1, col2, col3 = st.columns(3)
         unit = col1.selectbox("Unit", candidates, key="eng_change_unit")
-        periods = sorted(unit_periods.loc[unit_periods["unit_id"].astype(str) == unit, "period"].astype(str))
+        periods = list(comparable[unit])
         p_from = col2.selectbox("From", periods[:-1], index=max(len(periods) - 2, 0), key="eng_change_from")
         later = [p for p in periods if p > p_from]
         p_to = col3.selectbox("To", later, index=len(later) - 1, key="eng_change_to")
