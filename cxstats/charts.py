@@ -286,18 +286,20 @@ def _fmt(v: Any, spec: str) -> str:
 def pool_cx(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
     """Sum feedback counts (``metrics.CX_COLUMNS``) by ``by`` and recompute CSAT %, CSAT mean, NPS.
 
-    Adds the NPS 95% interval ``nps +- 1.959964 * nps_se`` (nps_low, nps_high) and n (answers).
+    Adds the NPS 95% margin of error ``nps_margin = 1.959964 * nps_se``, the interval ``nps +- nps_margin``
+    (nps_low, nps_high) and n (answers).
     Pooling counts, not averaging rates, weights every answer equally.
     """
     from .metrics import CX_COLUMNS, add_cx_metrics
 
     keys = [by] if isinstance(by, str) else list(by)
     if frame is None or len(frame) == 0:
-        return pd.DataFrame(columns=keys + CX_COLUMNS + ["csat_pct", "csat_mean", "nps", "nps_se", "nps_low",
-                                                         "nps_high", "n"])
+        return pd.DataFrame(columns=keys + CX_COLUMNS + ["csat_pct", "csat_mean", "nps", "nps_se", "nps_margin",
+                                                         "nps_low", "nps_high", "n"])
     out = add_cx_metrics(frame.groupby(keys, as_index=False)[CX_COLUMNS].sum())
-    out["nps_low"] = out["nps"] - Z95 * out["nps_se"]
-    out["nps_high"] = out["nps"] + Z95 * out["nps_se"]
+    out["nps_margin"] = Z95 * out["nps_se"]  # the 95% margin of error shown as "NPS +- margin"
+    out["nps_low"] = out["nps"] - out["nps_margin"]
+    out["nps_high"] = out["nps"] + out["nps_margin"]
     return out
 
 

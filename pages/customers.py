@@ -40,7 +40,7 @@ c[0].metric("CSAT %", fmt(None if row is None else row["csat_pct"]), border=True
             help="share of CSAT answers that are 4 or 5 (of 5)")
 c[1].metric("CSAT mean", fmt(None if row is None else row["csat_mean"], ".2f"), border=True, help="mean of 1-5")
 nps_text = "—" if row is None or row["nps"] != row["nps"] else \
-    f"{row['nps']:+.1f} ± {charts.Z95 * row['nps_se']:.1f}"
+    f"{row['nps']:+.1f} ± {row['nps_margin']:.1f}"
 c[2].metric("NPS", nps_text, border=True,
             help="% promoters (9-10) minus % detractors (0-6); ± is the 95% margin of error")
 c[3].metric("Answers", f"{int(row['csat_n']) if row is not None else 0:,} CSAT · "
