@@ -634,5 +634,39 @@ def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=N
         return _load(con)
 
 
-__all__ = ["score", "to_reward", "record_reward", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
+# ---------------------------------------------------------------- the Advocates page's filters
+
+
+def filter_customers(result: AdvocateResult, *, tiers=None, min_score: float = 0, consent_only: bool = False,
+                     hide_flagged: bool = False) -> pd.DataFrame:
+    """The scored customers that pass the page's filters (tiers, minimum score, consent, flags), in rank
+    order; every column of ``result.customers`` (the contribution columns too, NaN when the result is empty)."""
+    df = result.customers
+    for col in ("contribution_loyalty", "contribution_advocacy", "contribution_satisfaction", "contribution_reach"):
+        if col not in df.columns:  # an empty result carries only the JSON columns
+            df = df.assign(**{col: float("nan")})
+    mask = df["score"] >= min_score
+    if tiers is not None:
+        mask &= df["tier"].isin(list(tiers))
+    if consent_only:
+        mask &= df["consent"].astype(bool)
+    if hide_flagged:
+        mask &= df["flags"].map(len) == 0
+    return df[mask]
+
+
+def filter_text(*, as_of, weights: Mapping[str, float], tiers=None, min_score: float = 0,
+                consent_only: bool = False, hide_flagged: bool = False, min_p_alive: float | None = None) -> str:
+    """The filters of an export in words, as the audit log records them, e.g.
+    "tiers Champion/Advocate; score >= 40; consent only; as of 2026-09-30; weights loyalty 0.35, ..."."""
+    names = list(tiers) if tiers is not None else [name for name, _ in TIERS]
+    text = (f"tiers {'/'.join(names)}; score >= {min_score:g}"
+            + ("; consent only" if consent_only else "") + ("; flagged hidden" if hide_flagged else "")
+            + f"; as of {as_of}; weights " + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
+    if min_p_alive:
+        text += f"; to reward: P(alive) >= {min_p_alive:g}"
+    return text
+
+
+__all__ = ["score", "to_reward", "record_reward", "filter_customers", "filter_text", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
            "DEFAULT_WEIGHTS"]

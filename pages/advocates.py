@@ -63,23 +63,13 @@ if result.as_of is None:
 
 # ---------------------------------------------------------------- filters (on the cached result)
 df = result.customers
-for col in ("contribution_loyalty", "contribution_advocacy", "contribution_satisfaction", "contribution_reach"):
-    if col not in df.columns:  # an empty result carries only the JSON columns
-        df = df.assign(**{col: float("nan")})
 f1, f2, f3, f4 = st.columns([5, 3, 2, 2])
 tiers = f1.multiselect("Tier", TIERS, default=TIERS, key="adv_tiers")
 min_score = f2.slider("Minimum score", 0, 100, 0, key="adv_min_score")
 consent_only = f3.checkbox("Marketing consent only", value=False, key="adv_consent")
 hide_flagged = f4.checkbox("Hide flagged", value=False, key="adv_hide_flagged")
-mask = df["tier"].isin(tiers) & (df["score"] >= min_score)
-if consent_only:
-    mask &= df["consent"].astype(bool)
-if hide_flagged:
-    mask &= df["flags"].map(len) == 0
-shown = df[mask]
-filter_text = (f"tiers {'/'.join(tiers)}; score >= {min_score}" + ("; consent only" if consent_only else "")
-               + ("; flagged hidden" if hide_flagged else "") + f"; as of {result.as_of}; weights "
-               + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
+filters = dict(tiers=tiers, min_score=min_score, consent_only=consent_only, hide_flagged=hide_flagged)
+shown = advocates.filter_customers(result, **filters)
 
 gc = result.gate_counts
 c = st.columns(4)
@@ -157,10 +147,9 @@ else:
     min_p_alive = v2.number_input("Leave out of 'to reward' below P(alive)", min_value=0.0, max_value=1.0,
                                   value=0.0, step=0.05, key="adv_min_p_alive",
                                   help="customers the model thinks have probably stopped buying")
-    if min_p_alive:
-        filter_text += f"; to reward: P(alive) >= {min_p_alive:g}"
 
 # ---------------------------------------------------------------- export (consented only, audited, with a hold-out)
+filter_text = advocates.filter_text(as_of=result.as_of, weights=weights, min_p_alive=min_p_alive or None, **filters)
 st.subheader("Export")
 e1, e2, e3 = st.columns([1, 1, 3])
 fmt = e1.radio("Format", ["csv", "xlsx"], horizontal=True, key="adv_fmt")
