@@ -4,7 +4,6 @@ Nothing is written until the Load button: the preview lists every problem by row
 """
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -157,22 +156,15 @@ else:
 
 
 def do_import(skip_invalid: bool) -> None:
-    # the library writes rejected rows beside the file: give it a private folder, then offer them as a download
-    with tempfile.TemporaryDirectory(prefix="cxstats-upload-") as tmp:
-        src = Path(tmp) / file_name
-        src.write_bytes(data)
-        try:
-            res = ingest.import_file(ctx.db, kind, src, file_name=file_name, sheet=pv.sheet,
-                                     mapping=pv.mapping, dayfirst=dayfirst, scale=scale, reverse=tuple(reverse),
-                                     skip_invalid=skip_invalid, viewer=viewer, loaded_by=viewer.name,
-                                     isolated=True)
-        except CxStatsError as exc:
-            ui.show_error(exc)
-            return
-        rejected = Path(res.rejected_path).read_bytes() if res.rejected_path and Path(res.rejected_path).is_file() \
-            else None
-        if res.rejected_path and Path(res.rejected_path).parent != Path(tmp):
-            Path(res.rejected_path).unlink(missing_ok=True)  # never leave rejected rows lying around the server
+    # the library imports the bytes from a private folder and hands back the rejected rows for a download
+    try:
+        up = ingest.import_upload(ctx.db, kind, data, file_name=file_name, sheet=pv.sheet, mapping=pv.mapping,
+                                  dayfirst=dayfirst, scale=scale, reverse=tuple(reverse), skip_invalid=skip_invalid,
+                                  viewer=viewer, loaded_by=viewer.name)
+    except CxStatsError as exc:
+        ui.show_error(exc)
+        return
+    res, rejected = up.result, up.rejected_csv
     ui.invalidate()
     st.session_state["cx_upload_flash"] = {
         "summary": res.summary().split(" (see ")[0] + ".", "warnings": list(res.warnings), "rejected": rejected,

@@ -4,6 +4,8 @@ and their audit text, and the Data page's settings in one transaction."""
 
 from __future__ import annotations
 
+import io
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, charts, metrics, store
+from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, charts, ingest, metrics, store
 
 
 def test_nps_margin_is_the_95pct_margin_of_the_promoter_minus_detractor_mean():
@@ -68,6 +70,21 @@ def test_filter_text_says_every_filter():
                     "weights loyalty 0.4, reach 0.1; to reward: P(alive) >= 0.25")
     assert advocates.filter_text(as_of="2026-09-30", weights={}).startswith(
         "tiers Champion/Advocate/Rising/Candidate; score >= 0; as of")
+
+
+def test_import_upload_returns_the_rejected_rows_and_leaves_no_file(db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = b"Store,Date,CSAT\nS001,2024-01-01,4\nS001,2024-01-02,9\nS002,2024-01-03,5\n"
+    up = ingest.import_upload(db, "feedback", data, file_name="week.csv", skip_invalid=True, viewer=ADMIN)
+    assert up.result.rows_loaded == 2 and up.result.rejected == 1
+    rejected = pd.read_csv(io.BytesIO(up.rejected_csv))
+    assert len(rejected) == 1 and "9" in rejected.astype(str).to_csv()
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".rejected.csv")] == []
+    clean = ingest.import_upload(db, "feedback", b"Store,Date,CSAT\nS001,2024-02-01,4\n", file_name="b.csv",
+                                 viewer=ADMIN)
+    assert clean.rejected_csv is None and clean.result.rows_loaded == 1
+    with pytest.raises(AccessDenied):
+        ingest.import_upload(db, "engagement", data, file_name="w.csv", viewer=Viewer("marketing", ()))
 
 
 def test_set_settings_writes_all_or_nothing_in_one_call(db):

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -165,6 +166,33 @@ def import_file(
         units_created=list(a.units_created), warnings=list(a.warnings), rejected_path=rejected_path,
         rejected=0 if a.rejected is None else len(a.rejected), erased_skipped=a.erased_skipped,
     )
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An upload's import result and its rejected rows as CSV bytes (None when none were rejected)."""
+
+    result: ImportResult
+    rejected_csv: bytes | None
+
+
+def import_upload(db, kind: str, data: bytes, *, file_name: str, viewer: Viewer, **options) -> UploadResult:
+    """import_file for an uploaded file's bytes (the Upload page): the file goes into a private temporary
+    folder, so that rejected rows are written there, read back as CSV bytes, and never left on the server.
+    ``options`` are import_file's (sheet, mapping, dayfirst, scale, reverse, skip_invalid, loaded_by)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cxstats-upload-") as tmp:
+        src = Path(tmp) / Path(file_name).name
+        src.write_bytes(data)
+        res = import_file(db, kind, src, file_name=file_name, viewer=viewer, isolated=True, **options)
+        rejected = None
+        if res.rejected_path:
+            written = Path(res.rejected_path)
+            rejected = written.read_bytes() if written.is_file() else None
+            if written.parent != Path(tmp):
+                written.unlink(missing_ok=True)  # a fallback beside the working folder: removed too
+    return UploadResult(res, rejected)
 
 
 def parse_mapping(pairs) -> dict[str, str]:
