@@ -26,11 +26,11 @@ import hostile_files  # noqa: E402
 APP_CALL = """
 import sys, time
 from pathlib import Path
-from cxstats import CxStatsError, ingest
+from cxstats import ADMIN, CxStatsError, ingest
 data = Path(sys.argv[1]).read_bytes()
 t = time.perf_counter()
 try:
-    ingest.preview(data, sys.argv[2], "feedback", isolated=True)
+    ingest.preview(data, sys.argv[2], "feedback", isolated=True, viewer=ADMIN)
     refused = "no"
 except CxStatsError:
     refused = "yes"

@@ -4,7 +4,7 @@
 
 Builds the demo database once (not timed), then, each in a fresh subprocess (peak = ru_maxrss):
 
-- cxstats: open the database, ``programme.programme_effect(con, ADMIN)`` (orders read once into
+- cxstats: open the database, ``programme.programme_effect(con, viewer=ADMIN)`` (orders read once into
   prefix sums; every hold-out export and the matched design with its placebo). "cold" is the first
   call in the process (imports done), "warm" the best of the next calls.
 - pandas peer: the purchases read into a DataFrame (not timed, which favours the peer), per-order
@@ -33,7 +33,7 @@ import numpy as np, pandas as pd
 
 def cx():
     with store.connect(db) as con:
-        return programme.programme_effect(con, ADMIN).matched
+        return programme.programme_effect(con, viewer=ADMIN).matched
 
 def peer_prepare():
     with store.connect(db) as con:
