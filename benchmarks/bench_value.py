@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cxstats import ADMIN
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cxstats import ADMIN  # noqa: E402  (after the path: the benchmarks run from a checkout)
 
 
 def simulate(n: int, seed: int = 1):
