@@ -151,7 +151,7 @@ def import_file(
         if rejected_path:
             hooks.append(lambda c, b: store.record_written_file(c, rejected_path, b))
         if kind == "reorgs":  # differencing through re-organisations (DESIGN.md)
-            from . import governance
+            from cxstats import governance
 
             before = governance.snapshot(con)
             hooks.append(lambda c, b: governance.guard_groups(c, before, f"re-organisation batch {b}"))
