@@ -12,8 +12,8 @@ names live here.
 
 Example
 -------
->>> from cxstats import ingest
->>> p = ingest.preview(b"Store;Date;CSAT\\nS1;05/03/2024;4\\nS2;25/03/2024;5\\n", "march.csv", "feedback")
+>>> from cxstats import ADMIN, ingest
+>>> p = ingest.preview(b"Store;Date;CSAT\\nS1;05/03/2024;4\\nS2;25/03/2024;5\\n", "march.csv", "feedback", viewer=ADMIN)
 >>> p.mapping, p.rows, p.ok
 ({'Store': 'unit_id', 'Date': 'date', 'CSAT': 'csat'}, 2, True)
 """
