@@ -29,7 +29,7 @@ KILLS = 8
 
 DRIVER = textwrap.dedent("""
     import sys, time
-    from cxstats import ingest, store
+    from cxstats import ADMIN, ingest, store
 
     original = store.load_batch
 
@@ -41,7 +41,7 @@ DRIVER = textwrap.dedent("""
 
     store.load_batch = traced
     print("started", time.monotonic(), flush=True)
-    ingest.import_file(sys.argv[1], "feedback", sys.argv[2])
+    ingest.import_file(sys.argv[1], "feedback", sys.argv[2], viewer=ADMIN)
     print("done", time.monotonic(), flush=True)
 """)
 
