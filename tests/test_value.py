@@ -344,13 +344,13 @@ def test_advocates_carry_the_model(cdnow_db, cdnow_value):
     assert js["clv_reason"] is None
     ref = cdnow_value.customers.set_index("customer_id")
     assert len(js["customers"]) > 20
-    # 1e-9 as for the fitted parameters above: the two fits sum the same floats in DuckDB's (threaded,
-    # so not fixed) order, which moves the optimum by ~1e-10 relative from run to run
+    # the two fits sum the same floats in DuckDB's (threaded, so not fixed) order, which moves each
+    # optimum within the optimiser's tolerance (seen: 4e-10 on p_alive, 4e-9 on expected_value)
     for c in js["customers"]:
         r = ref.loc[c["customer_id"]]
-        assert c["p_alive"] == pytest.approx(r["p_alive"], rel=1e-9)
-        assert c["expected_orders"] == pytest.approx(r["expected_orders"], rel=1e-9)
-        assert c["expected_value"] == pytest.approx(r["expected_value"], rel=1e-9)
+        assert c["p_alive"] == pytest.approx(r["p_alive"], rel=1e-6)
+        assert c["expected_orders"] == pytest.approx(r["expected_orders"], rel=1e-6)
+        assert c["expected_value"] == pytest.approx(r["expected_value"], rel=1e-6)
         want = value.reason_text(r["p_alive"], r["expected_orders"], int(r["x"]), 39)
         got = [t for t in c["reasons"] if "P(alive)" in t]
         assert got == ([want] if want else [])
