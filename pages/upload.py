@@ -105,18 +105,7 @@ if len(pv.sheets) > 1:
 
 # ---------------------------------------------------------------- what was found
 st.subheader("Preview")
-facts = [f"{pv.rows:,} data rows", f"header found on row {pv.header_row}"]
-if pv.sheet:
-    facts.append(f"sheet {pv.sheet}")
-if kind == "engagement" and pv.scale:
-    facts.append(f"answers on a {pv.scale}-point scale ({pv.scale_source or 'detected'})")
-if pv.totals_dropped:
-    facts.append(f"{pv.totals_dropped} totals row(s) dropped")
-if pv.duplicates_skipped:
-    facts.append(f"{pv.duplicates_skipped:,} rows already stored (will be skipped)")
-if pv.units_created:
-    facts.append(f"{len(pv.units_created)} new unit(s) will be created")
-st.write(ui.escape_md("; ".join(facts) + "."))
+st.write(ui.escape_md("; ".join(pv.facts()) + "."))
 for w in pv.warnings:
     st.caption(ui.escape_md(w))
 

@@ -98,3 +98,11 @@ def test_set_settings_writes_all_or_nothing_in_one_call(db):
         store.set_settings(con, {"min_group": 7, "period": "month", "reward_cooldown_days": 30}, viewer=ADMIN)
         after = store.settings(con)
     assert (after.min_group, after.period, after.reward_cooldown_days) == (7, "month", 30)
+
+
+def test_preview_facts_name_what_the_upload_page_shows():
+    from cxstats import ADMIN, ingest
+
+    pv = ingest.preview(b"Store;Date;CSAT\nS1;05/03/2024;4\nS2;25/03/2024;5\n", "march.csv", "feedback",
+                        viewer=ADMIN)
+    assert pv.facts()[:2] == ["2 data rows", f"header found on row {pv.header_row}"]

@@ -49,6 +49,21 @@ class Preview:
     units_created: list[str]
     ok: bool
 
+    def facts(self) -> list[str]:
+        """What the preview found, one phrase each ("2,314 data rows", "header found on row 3", ...)."""
+        out = [f"{self.rows:,} data rows", f"header found on row {self.header_row}"]
+        if self.sheet:
+            out.append(f"sheet {self.sheet}")
+        if self.kind == "engagement" and self.scale:
+            out.append(f"answers on a {self.scale}-point scale ({self.scale_source or 'detected'})")
+        if self.totals_dropped:
+            out.append(f"{self.totals_dropped} totals row(s) dropped")
+        if self.duplicates_skipped:
+            out.append(f"{self.duplicates_skipped:,} rows already stored (will be skipped)")
+        if self.units_created:
+            out.append(f"{len(self.units_created)} new unit(s) will be created")
+        return out
+
 @dataclass(frozen=True)
 class ImportResult:
     batch_id: int
