@@ -17,9 +17,10 @@ install-dev:
 run: install
 	$(PY) -m streamlit run app.py
 
-# ruff (which also enforces the import rule) and the import-linter layer contracts (.importlinter)
+# ruff (which also enforces the import rule), ruff's formatter and the import-linter layer contracts (.importlinter)
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	lint-imports
 
 # mypy on cxstats/ (non-strict): clean at 5bb83d9, not yet again after this round's modules (see docs/DEVELOPING.md)

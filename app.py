@@ -63,8 +63,9 @@ if viewer is None:
 ui.logout_button()
 keys = ui.visible_pages(viewer.role)
 st.session_state["cx_nav_pages"] = tuple(keys)  # what page links may point at in this run
-pages = [st.Page(ui.PAGES[k][0], title=ui.PAGES[k][1], icon=ui.PAGES[k][2], default=(i == 0))
-         for i, k in enumerate(keys)]
+pages = [
+    st.Page(ui.PAGES[k][0], title=ui.PAGES[k][1], icon=ui.PAGES[k][2], default=(i == 0)) for i, k in enumerate(keys)
+]
 if not pages:
     st.error(f"No page is available to the {viewer.role} role yet.")
     st.stop()

@@ -166,8 +166,10 @@ def users_file() -> Path | None:
     if p is None:
         return None
     if not p.strip():
-        raise LoginUnavailable("cxstats will not start: CXSTATS_USERS is set but empty. Point it at the user "
-                               "file, or unset it to run as the single local admin on your own machine.")
+        raise LoginUnavailable(
+            "cxstats will not start: CXSTATS_USERS is set but empty. Point it at the user "
+            "file, or unset it to run as the single local admin on your own machine."
+        )
     return Path(p)
 
 
@@ -194,8 +196,10 @@ def user_directory() -> auth.UserDirectory | None:
         _log.error("user file %s refused: %s%s", p, exc, "".join(f"\n  - {q}" for q in exc.problems))
         if str(exc).startswith("cxstats will not start"):  # the cookie key: its message names no path
             raise LoginUnavailable(str(exc)) from None
-        raise LoginUnavailable("cxstats will not start: the user file cannot be used (the server log says why). "
-                               "Nobody can log in until an administrator fixes it.") from None
+        raise LoginUnavailable(
+            "cxstats will not start: the user file cannot be used (the server log says why). "
+            "Nobody can log in until an administrator fixes it."
+        ) from None
 
 
 def _test_user(directory: auth.UserDirectory) -> Viewer | None:
@@ -233,8 +237,13 @@ def _cookie_manager():
 def _set_cookie(directory: auth.UserDirectory, token: str) -> None:
     if directory.cookie_expiry_days == 0:
         return
-    _cookie_manager().set(directory.cookie_name, token, key="cx_cookie_set", same_site="strict",
-                          expires_at=datetime.now() + timedelta(days=directory.cookie_expiry_days))
+    _cookie_manager().set(
+        directory.cookie_name,
+        token,
+        key="cx_cookie_set",
+        same_site="strict",
+        expires_at=datetime.now() + timedelta(days=directory.cookie_expiry_days),
+    )
 
 
 def _clear_cookie(directory: auth.UserDirectory) -> None:
@@ -401,14 +410,18 @@ def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions, page: str) 
     regions_sel: list[str] = []
     if options.regions:
         _remembered("cx_f_regions", "cx_saved_regions", list(options.regions), new_page)
-        regions_sel = sb.multiselect("Region", list(options.regions), key="cx_f_regions",
-                                     placeholder="all regions")
+        regions_sel = sb.multiselect("Region", list(options.regions), key="cx_f_regions", placeholder="all regions")
         st.session_state["cx_saved_regions"] = list(regions_sel)
     in_region = [u for u in options.units if not regions_sel or u.region in regions_sel]
     labels = {u.unit_id: u.label for u in in_region}
     _remembered("cx_f_units", "cx_saved_units", list(labels), new_page)
-    units_sel = sb.multiselect("Units", list(labels), format_func=lambda u: labels.get(u, u), key="cx_f_units",
-                               placeholder="all your units" if viewer.role == "manager" else "all units")
+    units_sel = sb.multiselect(
+        "Units",
+        list(labels),
+        format_func=lambda u: labels.get(u, u),
+        key="cx_f_units",
+        placeholder="all your units" if viewer.role == "manager" else "all units",
+    )
     st.session_state["cx_saved_units"] = list(units_sel)
     periods = list(options.periods)
     p_from = p_to = None
@@ -416,7 +429,8 @@ def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions, page: str) 
         saved = st.session_state.get("cx_saved_periods")
         if new_page or "cx_f_periods" not in st.session_state:
             st.session_state["cx_f_periods"] = (
-                tuple(saved) if saved and all(p in periods for p in saved) else (periods[0], periods[-1]))
+                tuple(saved) if saved and all(p in periods for p in saved) else (periods[0], periods[-1])
+            )
         elif any(p not in periods for p in st.session_state["cx_f_periods"]):
             st.session_state["cx_f_periods"] = (periods[0], periods[-1])
         last_seen = st.session_state.get("cx_last_period_seen")
@@ -424,8 +438,7 @@ def _sidebar_filters(viewer: Viewer, options: quality.FilterOptions, page: str) 
             # a range that ended at the latest period follows new data (e.g. after an upload)
             st.session_state["cx_f_periods"] = (st.session_state["cx_f_periods"][0], periods[-1])
         st.session_state["cx_last_period_seen"] = periods[-1]
-        p_from, p_to = sb.select_slider(f"Periods ({options.period}s, whole periods only)", periods,
-                                        key="cx_f_periods")
+        p_from, p_to = sb.select_slider(f"Periods ({options.period}s, whole periods only)", periods, key="cx_f_periods")
         st.session_state["cx_saved_periods"] = (p_from, p_to)
     elif periods:
         p_from = p_to = periods[0]
@@ -536,28 +549,49 @@ def show_themes(result, *, key: str) -> None:
         st.info(escape_md(result.message))
         return
     how = "chosen from the texts" if result.k_chosen else "as set"
-    st.caption(f"{result.k:d} themes ({escape_md(how)}); each text belongs to its strongest theme when that theme holds at "
-               "least 30% of its weight, else to 'other'. Labels are each theme's top terms. Sentiment is VADER's "
-               "compound score, -1 (negative) to +1 (positive).")
+    st.caption(
+        f"{result.k:d} themes ({escape_md(how)}); each text belongs to its strongest theme when that theme holds at "
+        "least 30% of its weight, else to 'other'. Labels are each theme's top terms. Sentiment is VADER's "
+        "compound score, -1 (negative) to +1 (positive)."
+    )
     csat = result.source == "feedback"
     rows = []
     for t in result.themes:
-        row = {"theme": "other" if t.theme_id == 0 else str(t.theme_id), "label": t.label, "share": t.share,
-               "texts": t.n, "sentiment": t.sentiment}
+        row = {
+            "theme": "other" if t.theme_id == 0 else str(t.theme_id),
+            "label": t.label,
+            "share": t.share,
+            "texts": t.n,
+            "sentiment": t.sentiment,
+        }
         if csat:
-            row.update({"CSAT % with": t.csat_with, "CSAT % without": t.csat_without, "difference": t.diff,
-                        "95% CI": "" if t.diff is None else f"{t.ci_low:+.1f} to {t.ci_high:+.1f}"})
+            row.update(
+                {
+                    "CSAT % with": t.csat_with,
+                    "CSAT % without": t.csat_without,
+                    "difference": t.diff,
+                    "95% CI": "" if t.diff is None else f"{t.ci_low:+.1f} to {t.ci_high:+.1f}",
+                }
+            )
         rows.append(row)
-    st.dataframe(rows, hide_index=True, width="stretch", key=f"{key}_table", column_config={
-        "share": st.column_config.ProgressColumn("share", format="percent", min_value=0.0, max_value=1.0),
-        "sentiment": st.column_config.NumberColumn("sentiment", format="%+.2f"),
-        "CSAT % with": st.column_config.NumberColumn(format="%.1f"),
-        "CSAT % without": st.column_config.NumberColumn(format="%.1f"),
-        "difference": st.column_config.NumberColumn("difference (points)", format="%+.1f"),
-    })
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        key=f"{key}_table",
+        column_config={
+            "share": st.column_config.ProgressColumn("share", format="percent", min_value=0.0, max_value=1.0),
+            "sentiment": st.column_config.NumberColumn("sentiment", format="%+.2f"),
+            "CSAT % with": st.column_config.NumberColumn(format="%.1f"),
+            "CSAT % without": st.column_config.NumberColumn(format="%.1f"),
+            "difference": st.column_config.NumberColumn("difference (points)", format="%+.1f"),
+        },
+    )
     if csat:
-        st.caption("CSAT % of the answers whose comment has the theme against the other commented answers; the "
-                   "difference comes with a 95% (Wald) interval. A theme is a pattern of words, not a cause.")
+        st.caption(
+            "CSAT % of the answers whose comment has the theme against the other commented answers; the "
+            "difference comes with a 95% (Wald) interval. A theme is a pattern of words, not a cause."
+        )
     examples = [{"theme": str(t.theme_id), "label": t.label, "example": e} for t in result.themes for e in t.examples]
     if examples:
         st.dataframe(examples, hide_index=True, width="stretch", key=f"{key}_examples")

@@ -64,8 +64,16 @@ def build(path: Path, purchases: int, mentions: int, customers: int) -> None:
                    'fan' || i, i % 3 <> 0
             FROM range({customers}) t(i)
         """)
-        texts = ["love this shop", "great staff", "never again", "ok I guess", "best coffee in town",
-                 "slow checkout", "friendly and fast", "meh"]
+        texts = [
+            "love this shop",
+            "great staff",
+            "never again",
+            "ok I guess",
+            "best coffee in town",
+            "slow checkout",
+            "friendly and fast",
+            "meh",
+        ]
         text_list = "[" + ", ".join(f"'{t}'" for t in texts) + "]"
         con.execute(f"""
             INSERT INTO mentions (batch_id, row_no, customer_id, handle, posted_at, platform, text, followers,
@@ -88,9 +96,11 @@ def build(path: Path, purchases: int, mentions: int, customers: int) -> None:
                    'C' || lpad(CAST(CAST(floor({customers} * random()) AS BIGINT) AS VARCHAR), 7, '0')
             FROM range({customers // 2}) t(i)
         """)
-        con.execute("INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256) VALUES "
-                    "(1, 'purchases', 'bench', 0, now(), 'b1'), (2, 'customers', 'bench', 0, now(), 'b2'), "
-                    "(3, 'mentions', 'bench', 0, now(), 'b3'), (4, 'feedback', 'bench', 0, now(), 'b4')")
+        con.execute(
+            "INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256) VALUES "
+            "(1, 'purchases', 'bench', 0, now(), 'b1'), (2, 'customers', 'bench', 0, now(), 'b2'), "
+            "(3, 'mentions', 'bench', 0, now(), 'b3'), (4, 'feedback', 'bench', 0, now(), 'b4')"
+        )
         con.execute("CHECKPOINT")
 
 
@@ -132,8 +142,14 @@ def run_cxstats(path: str) -> dict:
         res = advocates.score(con, viewer=ADMIN)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     c = res.customers
-    return {"seconds": secs, "cpu": cpu, "gated": len(c), "ranked": res.ranked,
-            "ids": c["customer_id"].tolist()[:1000], "scores": c["score"].round(9).tolist()[:1000]}
+    return {
+        "seconds": secs,
+        "cpu": cpu,
+        "gated": len(c),
+        "ranked": res.ranked,
+        "ids": c["customer_id"].tolist()[:1000],
+        "scores": c["score"].round(9).tolist()[:1000],
+    }
 
 
 def pandas_peer(p, m, f, cust, as_of, weights):
@@ -166,19 +182,34 @@ def pandas_peer(p, m, f, cust, as_of, weights):
     cid = m["customer_id"].fillna(mh.map(single))
     d = m["posted_at"].dt.normalize()
     recent = (as_of - d).dt.days <= 90
-    mm = pd.DataFrame({"cid": cid, "s": m["sentiment"], "followers": m["followers"],
-                       "pos": m["sentiment"] >= 0.05, "neg": m["sentiment"] <= -0.05,
-                       "recent_neg": (m["sentiment"] <= -0.05) & recent}).dropna(subset=["cid"])
-    mg = mm.groupby("cid").agg(positive=("pos", "sum"), negative=("neg", "sum"), recent_neg=("recent_neg", "sum"),
-                               max_followers=("followers", "max"))
+    mm = pd.DataFrame(
+        {
+            "cid": cid,
+            "s": m["sentiment"],
+            "followers": m["followers"],
+            "pos": m["sentiment"] >= 0.05,
+            "neg": m["sentiment"] <= -0.05,
+            "recent_neg": (m["sentiment"] <= -0.05) & recent,
+        }
+    ).dropna(subset=["cid"])
+    mg = mm.groupby("cid").agg(
+        positive=("pos", "sum"),
+        negative=("neg", "sum"),
+        recent_neg=("recent_neg", "sum"),
+        max_followers=("followers", "max"),
+    )
 
     # the latest NPS: the latest date, then (answers of one day) the highest
     f = f[f["customer_id"].notna() & (f["date"] <= as_of)].sort_values(["date", "nps"])
     fg = f.groupby("customer_id")
     nps_latest = f.dropna(subset=["nps"]).groupby("customer_id")["nps"].last()
-    fd = pd.DataFrame({"csat_mean": fg["csat"].mean(), "promoter": (f["nps"] >= 9).groupby(f["customer_id"]).sum(),
-                       "recent_det": ((f["nps"] <= 6) & ((as_of - f["date"]).dt.days <= 90))
-                       .groupby(f["customer_id"]).sum()})
+    fd = pd.DataFrame(
+        {
+            "csat_mean": fg["csat"].mean(),
+            "promoter": (f["nps"] >= 9).groupby(f["customer_id"]).sum(),
+            "recent_det": ((f["nps"] <= 6) & ((as_of - f["date"]).dt.days <= 90)).groupby(f["customer_id"]).sum(),
+        }
+    )
     fd["nps"] = nps_latest
 
     df = base.join(mg).join(fd)
@@ -188,12 +219,20 @@ def pandas_peer(p, m, f, cust, as_of, weights):
     df["advocacy"] = np.minimum(df["positive"], 5) / 5
     df["satisfaction"] = np.where(df["nps"].notna(), df["nps"] / 10, (df["csat_mean"] - 1) / 4)
     has = df["satisfaction"].notna()
-    num = (weights["loyalty"] * df["loyalty"] + weights["advocacy"] * df["advocacy"]
-           + weights["reach"] * df["reach_score"] + weights["satisfaction"] * df["satisfaction"].fillna(0))
+    num = (
+        weights["loyalty"] * df["loyalty"]
+        + weights["advocacy"] * df["advocacy"]
+        + weights["reach"] * df["reach_score"]
+        + weights["satisfaction"] * df["satisfaction"].fillna(0)
+    )
     den = weights["loyalty"] + weights["advocacy"] + weights["reach"] + np.where(has, weights["satisfaction"], 0)
     df["score"] = 100 * num / den
-    gated = df[(df["orders"] >= 2) & ((df["positive"] >= 1) | (df["promoter"] >= 1))
-               & (df["recent_neg"] == 0) & (df["recent_det"] == 0)]
+    gated = df[
+        (df["orders"] >= 2)
+        & ((df["positive"] >= 1) | (df["promoter"] >= 1))
+        & (df["recent_neg"] == 0)
+        & (df["recent_det"] == 0)
+    ]
     return gated.reset_index(names="customer_id").sort_values(["score", "customer_id"], ascending=[False, True])
 
 
@@ -216,8 +255,13 @@ def run_pandas(path: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     g = pandas_peer(p, m, f, cust, as_of, dict(advocates.DEFAULT_WEIGHTS))
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": secs, "cpu": cpu, "gated": len(g), "ids": g["customer_id"].tolist()[:1000],
-            "scores": g["score"].round(9).tolist()[:1000]}
+    return {
+        "seconds": secs,
+        "cpu": cpu,
+        "gated": len(g),
+        "ids": g["customer_id"].tolist()[:1000],
+        "scores": g["score"].round(9).tolist()[:1000],
+    }
 
 
 def run_vader(n: int) -> dict:
@@ -226,11 +270,24 @@ def run_vader(n: int) -> dict:
     from cxstats import sentiment
 
     rnd = random.Random(1)
-    words = ("the staff were {a} and the coffee was {b}", "{a} service, {b} prices", "I {v} this store",
-             "checkout was {a} today", "{b} experience, would {m} come back")
+    words = (
+        "the staff were {a} and the coffee was {b}",
+        "{a} service, {b} prices",
+        "I {v} this store",
+        "checkout was {a} today",
+        "{b} experience, would {m} come back",
+    )
     adj = ("great", "slow", "friendly", "rude", "lovely", "terrible", "ok", "excellent", "awful", "fine")
-    texts = [rnd.choice(words).format(a=rnd.choice(adj), b=rnd.choice(adj), v=rnd.choice(("love", "hate", "like")),
-                                      m=rnd.choice(("not", "definitely"))) + f" #{i}" for i in range(n)]
+    texts = [
+        rnd.choice(words).format(
+            a=rnd.choice(adj),
+            b=rnd.choice(adj),
+            v=rnd.choice(("love", "hate", "like")),
+            m=rnd.choice(("not", "definitely")),
+        )
+        + f" #{i}"
+        for i in range(n)
+    ]
     sentiment._analyzer()
     t0 = time.perf_counter()
     sentiment.compound(texts)
@@ -238,15 +295,20 @@ def run_vader(n: int) -> dict:
 
 
 def _child(which: str, arg: str) -> None:
-    out = {"cxstats": run_cxstats, "pandas": run_pandas, "upkeep": upkeep,
-           "vader": lambda a: run_vader(int(a))}[which](arg)
+    out = {"cxstats": run_cxstats, "pandas": run_pandas, "upkeep": upkeep, "vader": lambda a: run_vader(int(a))}[which](
+        arg
+    )
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 
 def _spawn(which: str, arg: str) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", which, arg], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", which, arg],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     if r.returncode != 0:
         raise SystemExit(r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -270,8 +332,10 @@ def main() -> None:
         build(path, a.purchases, a.mentions, a.customers)
         print(f"built {path} in {time.perf_counter() - t0:.1f} s")
     up = _spawn("upkeep", str(path))  # first: it also migrates a file cached by an older version
-    print(f"order_totals upkeep (import time, not in the score): full rebuild {up['full']:.2f} s; "
-          f"a {up['batch_lines']:,}-line batch {up['batch']:.2f} s")
+    print(
+        f"order_totals upkeep (import time, not in the score): full rebuild {up['full']:.2f} s; "
+        f"a {up['batch_lines']:,}-line batch {up['batch']:.2f} s"
+    )
     cx = [_spawn("cxstats", str(path)) for _ in range(a.repeat)]
     pd_ = [_spawn("pandas", str(path)) for _ in range(a.repeat)]
     best_cx = min(cx, key=lambda r: r["seconds"])
@@ -279,21 +343,32 @@ def main() -> None:
     assert best_cx["gated"] == best_pd["gated"], (best_cx["gated"], best_pd["gated"])
     assert best_cx["ids"] == best_pd["ids"], "the peer ranks differently: not equal work"
     assert max(abs(x - y) for x, y in zip(best_cx["scores"], best_pd["scores"])) < 1e-6
-    print(f"data: {a.purchases:,} purchase rows, {a.mentions:,} mentions, {a.customers:,} customers; "
-          f"{best_cx['ranked']:,} with an order, {best_cx['gated']:,} pass the gates (same in both)")
+    print(
+        f"data: {a.purchases:,} purchase rows, {a.mentions:,} mentions, {a.customers:,} customers; "
+        f"{best_cx['ranked']:,} with an order, {best_cx['gated']:,} pass the gates (same in both)"
+    )
+
     def runs(rs):
         return ", ".join(f"{r['seconds']:.2f}" for r in rs)
 
-    print(f"cxstats score: {best_cx['seconds']:.2f} s wall, {best_cx['cpu']:.2f} s CPU (runs {runs(cx)}), "
-          f"peak {max(r['peak_mb'] for r in cx):,.0f} MB")
-    print(f"pandas peer:   {best_pd['seconds']:.2f} s wall, {best_pd['cpu']:.2f} s CPU (runs {runs(pd_)}), "
-          f"peak {max(r['peak_mb'] for r in pd_):,.0f} MB (data already in memory, load not timed)")
-    print(f"speed-up: {best_pd['seconds'] / best_cx['seconds']:.1f}x wall, "
-          f"{best_pd['cpu'] / best_cx['cpu']:.1f}x CPU (CPU sums DuckDB's threads)")
+    print(
+        f"cxstats score: {best_cx['seconds']:.2f} s wall, {best_cx['cpu']:.2f} s CPU (runs {runs(cx)}), "
+        f"peak {max(r['peak_mb'] for r in cx):,.0f} MB"
+    )
+    print(
+        f"pandas peer:   {best_pd['seconds']:.2f} s wall, {best_pd['cpu']:.2f} s CPU (runs {runs(pd_)}), "
+        f"peak {max(r['peak_mb'] for r in pd_):,.0f} MB (data already in memory, load not timed)"
+    )
+    print(
+        f"speed-up: {best_pd['seconds'] / best_cx['seconds']:.1f}x wall, "
+        f"{best_pd['cpu'] / best_cx['cpu']:.1f}x CPU (CPU sums DuckDB's threads)"
+    )
     if a.vader:
         v = _spawn("vader", str(a.vader))
-        print(f"VADER: {v['texts']:,} texts in {v['seconds']:.1f} s ({v['texts'] / v['seconds']:,.0f} texts/s), "
-              f"peak {v['peak_mb']:,.0f} MB")
+        print(
+            f"VADER: {v['texts']:,} texts in {v['seconds']:.1f} s ({v['texts'] / v['seconds']:,.0f} texts/s), "
+            f"peak {v['peak_mb']:,.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -42,17 +42,26 @@ def _grow_feedback(db: Path, total_rows: int) -> int:
             return have
         rng = np.random.default_rng(1)
         days = (hi - lo).days
-        frame = pd.DataFrame({
-            "row_no": np.arange(2, n + 2, dtype=np.int32),
-            "unit_id": np.array(units)[rng.integers(0, len(units), n)],
-            "date": pd.to_datetime(lo) + pd.to_timedelta(rng.integers(0, days + 1, n), unit="D"),
-            "csat": np.where(rng.random(n) < 0.85, rng.integers(1, 6, n), None).astype("float64"),
-            "nps": np.where(rng.random(n) < 0.5, rng.integers(0, 11, n), None).astype("float64"),
-            "response_id": [f"B{i:08d}" for i in range(n)],
-            "channel": np.array(["email", "web", "in-store", "twitter"])[rng.integers(0, 4, n)],
-        })
-        store.load_batch(con, "feedback", {"feedback": frame}, file_name="bench:feedback", sha256=f"bench{n}",
-                         rows=n, loaded_by="bench")
+        frame = pd.DataFrame(
+            {
+                "row_no": np.arange(2, n + 2, dtype=np.int32),
+                "unit_id": np.array(units)[rng.integers(0, len(units), n)],
+                "date": pd.to_datetime(lo) + pd.to_timedelta(rng.integers(0, days + 1, n), unit="D"),
+                "csat": np.where(rng.random(n) < 0.85, rng.integers(1, 6, n), None).astype("float64"),
+                "nps": np.where(rng.random(n) < 0.5, rng.integers(0, 11, n), None).astype("float64"),
+                "response_id": [f"B{i:08d}" for i in range(n)],
+                "channel": np.array(["email", "web", "in-store", "twitter"])[rng.integers(0, 4, n)],
+            }
+        )
+        store.load_batch(
+            con,
+            "feedback",
+            {"feedback": frame},
+            file_name="bench:feedback",
+            sha256=f"bench{n}",
+            rows=n,
+            loaded_by="bench",
+        )
     return total_rows
 
 
@@ -67,7 +76,8 @@ def _pandas_peer(db: Path) -> dict:
     eng = con.execute(
         "SELECT e.unit_id, e.survey_date, e.batch_id, e.row_no, a.score, i.scale FROM engagement e "
         "JOIN engagement_answers a USING (batch_id, row_no) JOIN engagement_items i "
-        "ON i.batch_id = a.batch_id AND i.item = a.item").df()
+        "ON i.batch_id = a.batch_id AND i.item = a.item"
+    ).df()
     con.close()
     csat = fb["csat"].dropna()
     csat_pct = 100 * (csat >= 4).mean()
@@ -76,7 +86,8 @@ def _pandas_peer(db: Path) -> dict:
     nps_v = 100 * (pp - pd_)
     se = 100 * np.sqrt((pp + pd_ - (pp - pd_) ** 2) / len(nps))
     per = eng.groupby(["batch_id", "row_no", "unit_id", "survey_date", "scale"], as_index=False)["score"].agg(
-        ["mean", "count"])
+        ["mean", "count"]
+    )
     per["score"] = 100 * (per["mean"] - 1) / (per["scale"] - 1)
     per["q"] = per["survey_date"].astype("datetime64[ns]").dt.to_period("Q")
     g = per.groupby(["unit_id", "q"])["score"].agg(["sum", "count"])
@@ -137,19 +148,24 @@ def main() -> int:
             _grow_feedback(big, args.rows)
             runs.append((f"{args.rows:,} feedback rows", big))
         for label, db in runs:
-            res = subprocess.run([sys.executable, __file__, "--scenario", str(db)], capture_output=True, text=True,
-                                 cwd=ROOT)
+            res = subprocess.run(
+                [sys.executable, __file__, "--scenario", str(db)], capture_output=True, text=True, cwd=ROOT
+            )
             if res.returncode:
                 print(res.stderr[-3000:], file=sys.stderr)
                 return 1
             r = json.loads(res.stdout.strip().splitlines()[-1])
             peer = r["pandas_peer"]
             print(f"\n## {label} ({r['feedback_rows']:,} feedback rows)")
-            print(f"headline figures: cxstats {r['cxstats_headline_s']:.2f} s, pandas peer {peer['seconds']:.2f} s "
-                  f"(CSAT % {r['cxstats']['csat_pct']:.2f} vs {peer['csat_pct']:.2f}, NPS {r['cxstats']['nps']:.2f} "
-                  f"vs {peer['nps']:.2f})")
-            print(f"app: overview cold {r['overview_cold_s']:.2f} s; warm overview {r['overview_warm_s']:.2f} s, "
-                  f"data {r['data_warm_s']:.2f} s, upload {r['upload_warm_s']:.2f} s; peak RSS {r['peak_rss_mb']:.0f} MB")
+            print(
+                f"headline figures: cxstats {r['cxstats_headline_s']:.2f} s, pandas peer {peer['seconds']:.2f} s "
+                f"(CSAT % {r['cxstats']['csat_pct']:.2f} vs {peer['csat_pct']:.2f}, NPS {r['cxstats']['nps']:.2f} "
+                f"vs {peer['nps']:.2f})"
+            )
+            print(
+                f"app: overview cold {r['overview_cold_s']:.2f} s; warm overview {r['overview_warm_s']:.2f} s, "
+                f"data {r['data_warm_s']:.2f} s, upload {r['upload_warm_s']:.2f} s; peak RSS {r['peak_rss_mb']:.0f} MB"
+            )
     return 0
 
 

@@ -58,8 +58,12 @@ def run(which: str, units: int, customers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "bench.duckdb")
         code = CHILD.format(root=str(ROOT))
-        out = subprocess.run([sys.executable, "-c", code, which, str(units), str(customers), db],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, which, str(units), str(customers), db],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -68,16 +72,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="40:3000,200:30000", help="units:customers pairs, comma-separated")
     ap.add_argument("--repeat", type=int, default=2, help="runs per size and side (best is reported)")
     args = ap.parse_args()
-    print(f"{'units':>5} {'customers':>9}  {'cxstats s':>9} {'peer s':>7} {'ratio':>6}  "
-          f"{'cx MB':>6} {'peer MB':>7}  (peer generate s)")
+    print(
+        f"{'units':>5} {'customers':>9}  {'cxstats s':>9} {'peer s':>7} {'ratio':>6}  "
+        f"{'cx MB':>6} {'peer MB':>7}  (peer generate s)"
+    )
     for pair in args.sizes.split(","):
         units, customers = (int(x) for x in pair.split(":"))
         t0 = time.perf_counter()
         cx = min((run("cxstats", units, customers) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         peer = min((run("peer", units, customers) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-        print(f"{units:>5} {customers:>9}  {cx['seconds']:>9.2f} {peer['seconds']:>7.2f} "
-              f"{peer['seconds'] / cx['seconds']:>6.2f}  {cx['peak_mb']:>6.0f} {peer['peak_mb']:>7.0f}  "
-              f"({peer['generate_s']:.2f}; wall {time.perf_counter() - t0:.0f} s)")
+        print(
+            f"{units:>5} {customers:>9}  {cx['seconds']:>9.2f} {peer['seconds']:>7.2f} "
+            f"{peer['seconds'] / cx['seconds']:>6.2f}  {cx['peak_mb']:>6.0f} {peer['peak_mb']:>7.0f}  "
+            f"({peer['generate_s']:.2f}; wall {time.perf_counter() - t0:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,15 @@ def _score(db: str, engine_env: dict, clv: bool = True) -> dict:
     with store.connect(db) as con:
         res = advocates.score(con, clv=clv, engine=cfg, viewer=ADMIN)
     c = res.customers
-    return {"score_s": time.perf_counter() - t0, "score_cpu": time.process_time() - c0, "gated": len(c),
-            "ranked": res.ranked, "clv": None if res.clv is None else res.clv.reason,
-            "ids": c["customer_id"].tolist()[:1000], "scores": c["score"].round(9).tolist()[:1000]}
+    return {
+        "score_s": time.perf_counter() - t0,
+        "score_cpu": time.process_time() - c0,
+        "gated": len(c),
+        "ranked": res.ranked,
+        "clv": None if res.clv is None else res.clv.reason,
+        "ids": c["customer_id"].tolist()[:1000],
+        "scores": c["score"].round(9).tolist()[:1000],
+    }
 
 
 def child(side: str, db: str, lake: str) -> dict:
@@ -69,16 +75,26 @@ def child(side: str, db: str, lake: str) -> dict:
         with store.connect(db) as con:
             res = advocates.score(con, viewer=ADMIN)
         c = res.customers
-        return {"score_s": time.perf_counter() - t0, "score_cpu": time.process_time() - c0, "gated": len(c),
-                "ranked": res.ranked, "ids": c["customer_id"].tolist()[:1000],
-                "scores": c["score"].round(9).tolist()[:1000]}
+        return {
+            "score_s": time.perf_counter() - t0,
+            "score_cpu": time.process_time() - c0,
+            "gated": len(c),
+            "ranked": res.ranked,
+            "ids": c["customer_id"].tolist()[:1000],
+            "scores": c["score"].round(9).tolist()[:1000],
+        }
     if side == "pandas":
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import bench_advocates
 
         out = bench_advocates.run_pandas(db)
-        return {"score_s": out["seconds"], "score_cpu": out["cpu"], "gated": out["gated"], "ids": out["ids"],
-                "scores": out["scores"]}
+        return {
+            "score_s": out["seconds"],
+            "score_cpu": out["cpu"],
+            "gated": out["gated"],
+            "ids": out["ids"],
+            "scores": out["scores"],
+        }
     raise SystemExit(f"unknown side {side}")
 
 
@@ -89,9 +105,12 @@ def _time_v(stderr: str) -> dict:
 
     wall = grab("Elapsed (wall clock) time (h:mm:ss or m:ss)")
     parts = [float(x) for x in wall.split(":")]
-    secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    return {"wall": secs, "cpu": float(grab("User time (seconds)")) + float(grab("System time (seconds)")),
-            "peak_mb": int(grab("Maximum resident set size (kbytes)")) / 1024}
+    secs = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    return {
+        "wall": secs,
+        "cpu": float(grab("User time (seconds)")) + float(grab("System time (seconds)")),
+        "peak_mb": int(grab("Maximum resident set size (kbytes)")) / 1024,
+    }
 
 
 def spawn(side: str, db: Path, lake: Path, baseline: str | None) -> dict:
@@ -99,8 +118,13 @@ def spawn(side: str, db: Path, lake: Path, baseline: str | None) -> dict:
     env = dict(os.environ, PYTHONPATH=path)
     for k in ("CXSTATS_ENGINE", "CXSTATS_LAKE", "CXSTATS_SPARK"):
         env.pop(k, None)
-    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, "--child", side, str(db), str(lake)],
-                       capture_output=True, text=True, env=env, cwd=path)
+    r = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, __file__, "--child", side, str(db), str(lake)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path,
+    )
     if r.returncode != 0:
         raise SystemExit(f"{side} failed:\n{r.stderr[-3000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -139,8 +163,11 @@ def main() -> None:
         for s in sides:
             r = spawn(s, db, lake, a.baseline)
             runs[s].append(r)
-            print(f"  run {i + 1} {s}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak {r['peak_mb']:.0f} MB, "
-                  f"score {r['score_s']:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"  run {i + 1} {s}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak {r['peak_mb']:.0f} MB, "
+                f"score {r['score_s']:.1f} s; load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     ref = runs.get("duckdb", [None])[0] or next(iter(runs.values()))[0]
     for s, rs in runs.items():
         r = rs[0]
@@ -156,8 +183,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for s, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "peak_mb", "score_s")}
-        print(f"| {s} | {med['wall']:.1f} | {med['cpu']:.1f} | {med['peak_mb']:.0f} | {med['score_s']:.1f} | "
-              f"{', '.join(format(r['wall'], '.1f') for r in rs)} |")
+        print(
+            f"| {s} | {med['wall']:.1f} | {med['cpu']:.1f} | {med['peak_mb']:.0f} | {med['score_s']:.1f} | "
+            f"{', '.join(format(r['wall'], '.1f') for r in rs)} |"
+        )
     print(f"load after: {os.getloadavg()}")
 
 

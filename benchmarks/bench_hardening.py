@@ -51,11 +51,25 @@ def workbook(rows: int) -> bytes:
 
     parts = ['<row r="1">' + "".join(cell(f"{c}1", h) for c, h in zip(cols, head)) + "</row>"]
     for r in range(2, rows + 2):
-        vals = [f"S{r % 40:03d}", f"2024-03-{1 + r % 28:02d}", 1 + r % 5, r % 11, f"R{r}", f"C{r % 5000}",
-                "email", "fine", 1, 2, 3, 4]
+        vals = [
+            f"S{r % 40:03d}",
+            f"2024-03-{1 + r % 28:02d}",
+            1 + r % 5,
+            r % 11,
+            f"R{r}",
+            f"C{r % 5000}",
+            "email",
+            "fine",
+            1,
+            2,
+            3,
+            4,
+        ]
         parts.append(f'<row r="{r}">' + "".join(cell(f"{c}{r}", v) for c, v in zip(cols, vals)) + "</row>")
-    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-             'spreadsheetml/2006/main"><sheetData>' + "".join(parts) + "</sheetData></worksheet>")
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        'spreadsheetml/2006/main"><sheetData>' + "".join(parts) + "</sheetData></worksheet>"
+    )
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     from test_fuzz_ingest import minimal_xlsx  # the same hand-written workbook shell as the fuzz tests
 
@@ -75,8 +89,9 @@ def main() -> None:
         path.write_bytes(workbook(ROWS))
         print(f"workbook: {ROWS:,} rows x 12 columns, {path.stat().st_size / 1e6:.1f} MB")
         for what in ("extent", "cxstats", "pandas"):
-            res = subprocess.run([sys.executable, "-c", CHILD, what, str(path), str(ROOT)], capture_output=True,
-                                 text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", CHILD, what, str(path), str(ROOT)], capture_output=True, text=True, check=True
+            )
             r = json.loads(res.stdout)
             print(f"{what:>8}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB")
 

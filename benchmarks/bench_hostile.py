@@ -43,8 +43,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for name, make in (("wide.xlsx", hostile_files.wide_xlsx), ("long.xlsx", hostile_files.long_xlsx),
-                           ("wide.ods", hostile_files.wide_ods), ("long.ods", hostile_files.long_ods)):
+        for name, make in (
+            ("wide.xlsx", hostile_files.wide_xlsx),
+            ("long.xlsx", hostile_files.long_xlsx),
+            ("wide.ods", hostile_files.wide_ods),
+            ("long.ods", hostile_files.long_ods),
+        ):
             import io
             import zipfile
 
@@ -54,22 +58,39 @@ def main() -> None:
             path.write_bytes(data)
             t = time.perf_counter()
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            out = subprocess.run([sys.executable, "-m", "cxstats", "import", "feedback", str(path), "--db",
-                                  str(Path(tmp) / f"{name}.duckdb")], capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cxstats",
+                    "import",
+                    "feedback",
+                    str(path),
+                    "--db",
+                    str(Path(tmp) / f"{name}.duckdb"),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             secs = time.perf_counter() - t
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             peak = after.ru_maxrss / 1024  # largest process so far
-            print(f"| {name} | {len(data) / 1e6:.2f} | {inflated / 1e6:,.0f} | {out.returncode} | {secs:.1f} | "
-                  f"{cpu:.1f} | {peak:.0f} |", flush=True)
+            print(
+                f"| {name} | {len(data) / 1e6:.2f} | {inflated / 1e6:,.0f} | {out.returncode} | {secs:.1f} | "
+                f"{cpu:.1f} | {peak:.0f} |",
+                flush=True,
+            )
             rows.append((name, path))
         print()
         print("| file (app: Upload page's preview) | refused | seconds in the call | CPU seconds | peak RSS MB |")
         print("|---|---|---|---|---|")
         for name, path in rows:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            out = subprocess.run([sys.executable, "-c", APP_CALL, str(path), name], capture_output=True, text=True,
-                                 cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, "-c", APP_CALL, str(path), name], capture_output=True, text=True, cwd=ROOT
+            )
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
             refused, secs = (out.stdout.split() + ["?", "?"])[:2]

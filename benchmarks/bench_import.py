@@ -42,15 +42,17 @@ def feedback_csv(n: int) -> Path:
     import pandas as pd
 
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({
-        "Response ID": [f"R{i:08d}" for i in range(n)],
-        "Store": np.array(UNITS)[rng.integers(0, len(UNITS), n)],
-        "Date": (np.datetime64("2024-01-01") + rng.integers(0, 700, n)).astype(str),
-        "CSAT": rng.integers(1, 6, n),
-        "NPS": rng.integers(0, 11, n),
-        "Customer ID": [f"C{c:06d}" for c in rng.integers(0, 200_000, n)],
-        "Channel": np.array(["web", "email", "in-store", "phone"])[rng.integers(0, 4, n)],
-    })
+    frame = pd.DataFrame(
+        {
+            "Response ID": [f"R{i:08d}" for i in range(n)],
+            "Store": np.array(UNITS)[rng.integers(0, len(UNITS), n)],
+            "Date": (np.datetime64("2024-01-01") + rng.integers(0, 700, n)).astype(str),
+            "CSAT": rng.integers(1, 6, n),
+            "NPS": rng.integers(0, 11, n),
+            "Customer ID": [f"C{c:06d}" for c in rng.integers(0, 200_000, n)],
+            "Channel": np.array(["web", "email", "in-store", "phone"])[rng.integers(0, 4, n)],
+        }
+    )
     frame.to_csv(path, index=False)
     return path
 
@@ -66,8 +68,22 @@ def purchases_xlsx(n: int) -> Path:
     rng = np.random.default_rng(2)
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("Orders")
-    ws.append(["Order ID", "Customer ID", "Order date", "Amount", "Store", "Product", "SKU", "Qty", "Unit price",
-               "Category", "Payment", "Cashier"])
+    ws.append(
+        [
+            "Order ID",
+            "Customer ID",
+            "Order date",
+            "Amount",
+            "Store",
+            "Product",
+            "SKU",
+            "Qty",
+            "Unit price",
+            "Category",
+            "Payment",
+            "Cashier",
+        ]
+    )
     start = datetime.date(2024, 1, 1)
     cats = ["food", "drink", "home", "gift"]
     pays = ["card", "cash", "voucher"]
@@ -80,8 +96,22 @@ def purchases_xlsx(n: int) -> Path:
             store = UNITS[int(rng.integers(0, len(UNITS)))]
         qty = int(rng.integers(1, 5))
         price = round(float(rng.uniform(1, 80)), 2)
-        ws.append([f"O{order:07d}", cust, day, round(qty * price, 2), store, f"Product {i % 500}", f"SKU{i % 997}",
-                   qty, price, cats[i % 4], pays[i % 3], f"E{i % 60:03d}"])
+        ws.append(
+            [
+                f"O{order:07d}",
+                cust,
+                day,
+                round(qty * price, 2),
+                store,
+                f"Product {i % 500}",
+                f"SKU{i % 997}",
+                qty,
+                price,
+                cats[i % 4],
+                pays[i % 3],
+                f"E{i % 60:03d}",
+            ]
+        )
     wb.save(path)
     return path
 
@@ -160,17 +190,35 @@ def _time_v(stderr: str) -> dict:
         key, _, value = line.strip().rpartition(": ")
         got[key] = value
     h_m_s = [float(x) for x in got["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")]
-    wall = sum(x * 60 ** i for i, x in enumerate(reversed(h_m_s)))
-    return {"wall": wall, "cpu": float(got["User time (seconds)"]) + float(got["System time (seconds)"]),
-            "peak_mb": int(got["Maximum resident set size (kbytes)"]) / 1024}
+    wall = sum(x * 60**i for i, x in enumerate(reversed(h_m_s)))
+    return {
+        "wall": wall,
+        "cpu": float(got["User time (seconds)"]) + float(got["System time (seconds)"]),
+        "peak_mb": int(got["Maximum resident set size (kbytes)"]) / 1024,
+    }
 
 
 def run(code: str, db: Path, kind: str, path: Path) -> dict:
     if db.exists():
         db.unlink()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", "import json\n" + textwrap.dedent(code),
-                          str(db), kind, str(path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    out = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-c",
+            "import json\n" + textwrap.dedent(code),
+            str(db),
+            kind,
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1800,
+    )
     if out.returncode:
         raise SystemExit(out.stderr)
     inner = json.loads(out.stdout.strip().splitlines()[-1])
@@ -188,8 +236,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
-    cases = [("feedback", feedback_csv(args.rows), f"{args.rows:,}-row feedback CSV"),
-             ("purchases", purchases_xlsx(args.xlsx_rows), f"{args.xlsx_rows:,}-row purchases xlsx")]
+    cases = [
+        ("feedback", feedback_csv(args.rows), f"{args.rows:,}-row feedback CSV"),
+        ("purchases", purchases_xlsx(args.xlsx_rows), f"{args.xlsx_rows:,}-row purchases xlsx"),
+    ]
     db = CACHE / "bench.duckdb"
     print("| file | side | wall s (median) | CPU s (median) | runs (wall / CPU s) | peak MB | load before, after |")
     print("|---|---|---|---|---|---|---|")
@@ -200,14 +250,22 @@ def main() -> None:
             for who, code in (("cxstats", CXSTATS_RUN), ("pandas peer", PEER_RUN)):
                 runs[who].append(run(code, db, kind, path))
         after = _uptime().split("load average: ")[-1]
-        med = {who: (statistics.median(r["wall"] for r in rs), statistics.median(r["cpu"] for r in rs))
-               for who, rs in runs.items()}
+        med = {
+            who: (statistics.median(r["wall"] for r in rs), statistics.median(r["cpu"] for r in rs))
+            for who, rs in runs.items()
+        }
         for who, rs in runs.items():
             each = ", ".join(f"{r['wall']:.1f} / {r['cpu']:.2f}" for r in rs)
-            print(f"| {label} | {who} | {med[who][0]:.2f} | {med[who][1]:.2f} | {each} | "
-                  f"{max(r['peak_mb'] for r in rs):.0f} | {before}; {after} |", flush=True)
-        print(f"| {label} | ratio (peer / cxstats) | {med['pandas peer'][0] / med['cxstats'][0]:.2f}x | "
-              f"{med['pandas peer'][1] / med['cxstats'][1]:.2f}x | | | |", flush=True)
+            print(
+                f"| {label} | {who} | {med[who][0]:.2f} | {med[who][1]:.2f} | {each} | "
+                f"{max(r['peak_mb'] for r in rs):.0f} | {before}; {after} |",
+                flush=True,
+            )
+        print(
+            f"| {label} | ratio (peer / cxstats) | {med['pandas peer'][0] / med['cxstats'][0]:.2f}x | "
+            f"{med['pandas peer'][1] / med['cxstats'][1]:.2f}x | | | |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,25 +42,37 @@ def build(db: Path, respondents: int, feedback: int, units: int, quarters: int, 
         db.unlink()
     with store.connect(db) as con:
         con.execute("SELECT setseed(0.42)")
-        con.execute("""
+        con.execute(
+            """
             CREATE TEMP TABLE uq AS
-            SELECT u, q, random() * 2 - 1 AS level FROM range(?) t(u), range(?) s(q)""", [units, quarters])
-        con.execute("""
+            SELECT u, q, random() * 2 - 1 AS level FROM range(?) t(u), range(?) s(q)""",
+            [units, quarters],
+        )
+        con.execute(
+            """
             INSERT INTO engagement (batch_id, row_no, unit_id, survey_date, enps)
             SELECT 1, i + 2, 'U' || lpad(CAST(i % ? AS VARCHAR), 4, '0'),
                    CAST(DATE '2023-01-10' + to_months(CAST(3 * ((i // ?) % ?) AS INTEGER)) AS DATE),
                    CAST(floor(random() * 11) AS INTEGER)
-            FROM range(?) t(i)""", [units, units, quarters, respondents])
-        con.execute("""
+            FROM range(?) t(i)""",
+            [units, units, quarters, respondents],
+        )
+        con.execute(
+            """
             INSERT INTO engagement_answers (batch_id, row_no, item, score)
             SELECT 1, i + 2, 'item' || CAST(j AS VARCHAR),
                    CAST(least(5, greatest(1, round(3 + uq.level + random() * 2 - 1))) AS SMALLINT)
             FROM range(?) t(i) CROSS JOIN range(?) s(j)
             JOIN uq ON uq.u = i % ? AND uq.q = (i // ?) % ?""",
-                    [respondents, items, units, units, quarters])
-        con.execute("""INSERT INTO engagement_items SELECT 1, 'item' || CAST(j AS VARCHAR), 5, FALSE
-                       FROM range(?) s(j)""", [items])
-        con.execute("""
+            [respondents, items, units, units, quarters],
+        )
+        con.execute(
+            """INSERT INTO engagement_items SELECT 1, 'item' || CAST(j AS VARCHAR), 5, FALSE
+                       FROM range(?) s(j)""",
+            [items],
+        )
+        con.execute(
+            """
             INSERT INTO feedback (batch_id, row_no, unit_id, date, csat, nps, channel)
             SELECT 2, i + 2, 'U' || lpad(CAST(i % ? AS VARCHAR), 4, '0'),
                    CAST(DATE '2023-01-05' + to_months(CAST(3 * ((i // ?) % ?) AS INTEGER))
@@ -69,10 +81,14 @@ def build(db: Path, respondents: int, feedback: int, units: int, quarters: int, 
                    CAST(floor(random() * 11) AS INTEGER),
                    CASE WHEN i % 3 = 0 THEN 'email' WHEN i % 3 = 1 THEN 'phone' ELSE 'twitter' END
             FROM range(?) t(i) JOIN uq ON uq.u = i % ? AND uq.q = (i // ?) % ?""",
-                    [units, units, quarters, feedback, units, units, quarters])
-        con.execute("""INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256, undone)
+            [units, units, quarters, feedback, units, units, quarters],
+        )
+        con.execute(
+            """INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256, undone)
                        VALUES (1, 'engagement', 'bench', ?, now(), 'b1', FALSE),
-                              (2, 'feedback', 'bench', ?, now(), 'b2', FALSE)""", [respondents, feedback])
+                              (2, 'feedback', 'bench', ?, now(), 'b2', FALSE)""",
+            [respondents, feedback],
+        )
         con.execute("CHECKPOINT")
 
 
@@ -83,8 +99,14 @@ def run_cxstats(db: Path) -> dict:
     with store.connect(db) as con:
         res = linkage.analyse(con, viewer=ADMIN)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": seconds, "cpu": cpu, "n_units": res.n_units, "n_obs": res.within_unit.n_obs,
-            "coef": res.within_unit.coef, "r": res.pearson.r}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "n_units": res.n_units,
+        "n_obs": res.within_unit.n_obs,
+        "coef": res.within_unit.coef,
+        "r": res.pearson.r,
+    }
 
 
 def run_pandas(db: Path) -> dict:
@@ -142,8 +164,15 @@ def run_pandas(db: Path) -> dict:
         m = f.groupby("unit_id")["mean"].mean()
         stats.pearsonr(m.reindex(u.index), u["cx"])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": seconds, "cpu": cpu, "n_units": len(u), "n_obs": int(fe.n_obs), "coef": fe.coef, "r": float(pr.statistic),
-            "cells": int(np.int64(len(cells)))}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "n_units": len(u),
+        "n_obs": int(fe.n_obs),
+        "coef": fe.coef,
+        "r": float(pr.statistic),
+        "cells": int(np.int64(len(cells))),
+    }
 
 
 def child(side: str, db: Path) -> None:
@@ -171,20 +200,29 @@ def main() -> None:
         t = time.perf_counter()
         build(db, args.respondents, args.feedback, args.units, args.quarters, args.items)
         print(f"built {db} in {time.perf_counter() - t:.1f} s")
-    print(f"{args.respondents:,} respondents x {args.items} items, {args.feedback:,} feedback rows, "
-          f"{args.units} units x {args.quarters} quarters; best of {args.repeat} (each in a fresh process)")
+    print(
+        f"{args.respondents:,} respondents x {args.items} items, {args.feedback:,} feedback rows, "
+        f"{args.units} units x {args.quarters} quarters; best of {args.repeat} (each in a fresh process)"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for side in ("cxstats", "pandas"):
         runs = []
         for _ in range(args.repeat):
-            p = subprocess.run([sys.executable, __file__, "--child", side, "--db", str(db)], capture_output=True,
-                               text=True, env=env, check=True)
+            p = subprocess.run(
+                [sys.executable, __file__, "--child", side, "--db", str(db)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
         best = min(runs, key=lambda x: x["seconds"])
         times = ", ".join(f"{x['seconds']:.2f}" for x in runs)
-        print(f"{side:<8} {best['seconds']:6.2f} s wall, {best['cpu']:.2f} s CPU (runs: {times})  "
-              f"peak {max(x['peak_mb'] for x in runs):,.0f} MB  units {best['n_units']}  n_obs {best['n_obs']}  "
-              f"coef {best['coef']:.4f}  r {best['r']:.4f}")
+        print(
+            f"{side:<8} {best['seconds']:6.2f} s wall, {best['cpu']:.2f} s CPU (runs: {times})  "
+            f"peak {max(x['peak_mb'] for x in runs):,.0f} MB  units {best['n_units']}  n_obs {best['n_obs']}  "
+            f"coef {best['coef']:.4f}  r {best['r']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,22 +49,32 @@ def add_feedback(db: Path, total_rows: int) -> int:
         day = pd.to_datetime(lo) + pd.to_timedelta(rng.integers(0, (hi - lo).days + 1, n), unit="D")
         contacted = day + pd.to_timedelta(rng.integers(8 * 60, 18 * 60, n), unit="min")
         answered = rng.random(n) < 0.3
-        frame = pd.DataFrame({
-            "row_no": np.arange(2, n + 2, dtype=np.int32),
-            "unit_id": np.array(units)[rng.integers(0, len(units), n)],
-            "date": day.date,
-            "csat": pd.array(np.where(rng.random(n) < 0.85, rng.integers(1, 6, n), -1), dtype="Int64"),
-            "nps": pd.array(np.where(rng.random(n) < 0.5, rng.integers(0, 11, n), -1), dtype="Int64"),
-            "response_id": [f"BENCH{i:08d}" for i in range(n)],
-            "channel": np.array(["email", "web", "phone", "twitter", "facebook"])[rng.integers(0, 5, n)],
-            "contacted_at": contacted.where(answered),
-            "responded_at": (contacted + pd.to_timedelta(rng.exponential(4 * 60, n).astype(int), unit="min"))
-            .where(answered),
-        })
+        frame = pd.DataFrame(
+            {
+                "row_no": np.arange(2, n + 2, dtype=np.int32),
+                "unit_id": np.array(units)[rng.integers(0, len(units), n)],
+                "date": day.date,
+                "csat": pd.array(np.where(rng.random(n) < 0.85, rng.integers(1, 6, n), -1), dtype="Int64"),
+                "nps": pd.array(np.where(rng.random(n) < 0.5, rng.integers(0, 11, n), -1), dtype="Int64"),
+                "response_id": [f"BENCH{i:08d}" for i in range(n)],
+                "channel": np.array(["email", "web", "phone", "twitter", "facebook"])[rng.integers(0, 5, n)],
+                "contacted_at": contacted.where(answered),
+                "responded_at": (contacted + pd.to_timedelta(rng.exponential(4 * 60, n).astype(int), unit="min")).where(
+                    answered
+                ),
+            }
+        )
         frame["csat"] = frame["csat"].mask(frame["csat"] < 0)
         frame["nps"] = frame["nps"].mask(frame["nps"] < 0)
-        store.load_batch(con, "feedback", {"feedback": frame}, file_name="bench_pages feedback",
-                         sha256=f"bench-pages-{n}", rows=n, loaded_by="benchmark")
+        store.load_batch(
+            con,
+            "feedback",
+            {"feedback": frame},
+            file_name="bench_pages feedback",
+            sha256=f"bench-pages-{n}",
+            rows=n,
+            loaded_by="benchmark",
+        )
     return total_rows
 
 
@@ -87,8 +97,14 @@ def child_page(db: str, page: str, repeat: int) -> dict:
         at.run()
         warm.append(time.perf_counter() - t)
     problems = [e.value for e in at.exception]
-    return {"page": page, "cold_s": cold, "warm_s": min(warm), "charts": len(at.get("plotly_chart")),
-            "exceptions": problems, "peak_mb": peak_mb()}
+    return {
+        "page": page,
+        "cold_s": cold,
+        "warm_s": min(warm),
+        "charts": len(at.get("plotly_chart")),
+        "exceptions": problems,
+        "peak_mb": peak_mb(),
+    }
 
 
 def child_peer(db: str, repeat: int) -> dict:
@@ -104,14 +120,27 @@ def child_peer(db: str, repeat: int) -> dict:
         load = time.perf_counter() - t
 
     def figures(fb: pd.DataFrame) -> list[pd.DataFrame]:
-        f = fb.assign(period=pd.PeriodIndex(pd.to_datetime(fb["date"]), freq="Q").astype(str),
-                      channel=fb["channel"].fillna("unknown"),
-                      top2=fb["csat"] >= 4, prom=fb["nps"] >= 9, detr=fb["nps"] <= 6)
+        f = fb.assign(
+            period=pd.PeriodIndex(pd.to_datetime(fb["date"]), freq="Q").astype(str),
+            channel=fb["channel"].fillna("unknown"),
+            top2=fb["csat"] >= 4,
+            prom=fb["nps"] >= 9,
+            detr=fb["nps"] <= 6,
+        )
         out = []
         for keys in (["unit_id"], ["channel"], ["period"], ["all"]):
-            g = f.assign(all="all").groupby(keys).agg(csat_n=("csat", "count"), csat_sum=("csat", "sum"),
-                                                       top2=("top2", "sum"), nps_n=("nps", "count"),
-                                                       prom=("prom", "sum"), detr=("detr", "sum"))
+            g = (
+                f.assign(all="all")
+                .groupby(keys)
+                .agg(
+                    csat_n=("csat", "count"),
+                    csat_sum=("csat", "sum"),
+                    top2=("top2", "sum"),
+                    nps_n=("nps", "count"),
+                    prom=("prom", "sum"),
+                    detr=("detr", "sum"),
+                )
+            )
             pp, pdt = g["prom"] / g["nps_n"], g["detr"] / g["nps_n"]
             g["csat_pct"] = 100 * g["top2"] / g["csat_n"]
             g["csat_mean"] = g["csat_sum"] / g["csat_n"]
@@ -121,8 +150,11 @@ def child_peer(db: str, repeat: int) -> dict:
         r = f[f["contacted_at"].notna()]
         hours = (r["responded_at"] - r["contacted_at"]).dt.total_seconds() / 3600
         target = r["channel"].str.lower().map({"twitter": 1.0, "x": 1.0, "facebook": 6.0, "email": 6.0}).fillna(12.0)
-        out.append(pd.DataFrame({"channel": r["channel"], "within": hours <= target, "hours": hours})
-                   .groupby("channel").agg(share=("within", "mean"), median=("hours", "median")))
+        out.append(
+            pd.DataFrame({"channel": r["channel"], "within": hours <= target, "hours": hours})
+            .groupby("channel")
+            .agg(share=("within", "mean"), median=("hours", "median"))
+        )
         return out
 
     t = time.perf_counter()
@@ -133,8 +165,14 @@ def child_peer(db: str, repeat: int) -> dict:
         t = time.perf_counter()
         figures(fb)
         runs.append(time.perf_counter() - t)
-    return {"page": "pandas peer (Customers figures)", "load_s": load, "cold_s": load + first, "warm_s": min(runs),
-            "rows": len(fb), "peak_mb": peak_mb()}
+    return {
+        "page": "pandas peer (Customers figures)",
+        "load_s": load,
+        "cold_s": load + first,
+        "warm_s": min(runs),
+        "rows": len(fb),
+        "peak_mb": peak_mb(),
+    }
 
 
 def peak_mb() -> float:
@@ -186,11 +224,17 @@ def main() -> None:
             for page in PAGES:
                 r = run_child("--child", str(db), page, "--repeat", str(args.repeat))
                 flag = f" (exceptions: {r['exceptions']})" if r["exceptions"] else ""
-                print(f"| {name} ({n:,} feedback) | {page} | {r['cold_s']:.2f} | {r['warm_s']:.2f} | "
-                      f"{r['peak_mb']:.0f} | {r['charts']}{flag} |", flush=True)
+                print(
+                    f"| {name} ({n:,} feedback) | {page} | {r['cold_s']:.2f} | {r['warm_s']:.2f} | "
+                    f"{r['peak_mb']:.0f} | {r['charts']}{flag} |",
+                    flush=True,
+                )
             p = run_child("--peer", str(db), "--repeat", str(args.repeat))
-            print(f"| {name} ({n:,} feedback) | {p['page']} | {p['cold_s']:.2f} | {p['warm_s']:.2f} | "
-                  f"{p['peak_mb']:.0f} | - |", flush=True)
+            print(
+                f"| {name} ({n:,} feedback) | {p['page']} | {p['cold_s']:.2f} | {p['warm_s']:.2f} | "
+                f"{p['peak_mb']:.0f} | - |",
+                flush=True,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

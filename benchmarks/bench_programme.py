@@ -142,8 +142,12 @@ print(json.dumps(res))
 
 
 def child(which: str, db: str, repeat: int) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD.replace("__ROOT__", repr(str(ROOT))), which, db, str(repeat)],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD.replace("__ROOT__", repr(str(ROOT))), which, db, str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -50,11 +50,16 @@ def build(path: Path, n: int, seed: int) -> None:
     kind = rng.choice(["queue", "friendly", "parking", "feedback_other"], n, p=[0.25, 0.25, 0.2, 0.3])
     satisfied = rng.random(n) < np.select([kind == "queue", kind == "friendly"], [0.35, 0.9], 0.72)
     csat = np.where(satisfied, rng.choice([4, 5], n), rng.choice([1, 2, 3], n))
-    frame = pd.DataFrame({
-        "row_no": np.arange(2, n + 2), "unit_id": [f"S{1 + i % 50:03d}" for i in range(n)],
-        "date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-        "csat": csat, "response_id": [f"F{i:07d}" for i in range(n)], "comment": demo.theme_texts(rng, kind),
-    })
+    frame = pd.DataFrame(
+        {
+            "row_no": np.arange(2, n + 2),
+            "unit_id": [f"S{1 + i % 50:03d}" for i in range(n)],
+            "date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+            "csat": csat,
+            "response_id": [f"F{i:07d}" for i in range(n)],
+            "comment": demo.theme_texts(rng, kind),
+        }
+    )
     with store.connect(path) as con:
         con.register("frame", frame)
         con.execute("""INSERT INTO feedback (batch_id, row_no, unit_id, date, csat, response_id, comment)
@@ -77,8 +82,12 @@ def run_cxstats(db: str) -> dict:
 
     with store.connect(db) as con:
         r, texts, assignment = themes._run(con, "feedback", ADMIN, None)
-    return {"k": r.k, "n_texts": r.n_texts, "labels": [t.label for t in r.themes],
-            "recovery": recovery(texts, assignment)}
+    return {
+        "k": r.k,
+        "n_texts": r.n_texts,
+        "labels": [t.label for t in r.themes],
+        "recovery": recovery(texts, assignment),
+    }
 
 
 def run_peer(db: str, k: int) -> dict:
@@ -107,22 +116,34 @@ def run_peer(db: str, k: int) -> dict:
         mask = topic == j
         labels.append(", ".join(names[i] for i in np.argsort(-lda.components_[j])[:3]))
         c = csat[mask]
-        table.append((float(mask.mean()), float(sent[mask].mean()) if mask.any() else None,
-                      float(100 * (c[~np.isnan(c)] >= 4).mean()) if mask.any() else None))
+        table.append(
+            (
+                float(mask.mean()),
+                float(sent[mask].mean()) if mask.any() else None,
+                float(100 * (c[~np.isnan(c)] >= 4).mean()) if mask.any() else None,
+            )
+        )
     return {"k": k, "n_texts": len(texts), "labels": labels, "recovery": recovery(texts, topic)}
 
 
 def child(side: str, db: str, k: int) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     out = run_cxstats(db) if side == "cxstats" else run_peer(db, k)
-    out.update(wall=time.perf_counter() - t0, cpu=time.process_time() - c0,
-               peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out.update(
+        wall=time.perf_counter() - t0,
+        cpu=time.process_time() - c0,
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
     print(json.dumps(out))
 
 
 def spawn(side: str, db: Path, k: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", side, "--db", str(db), "--k", str(k)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, "--db", str(db), "--k", str(k)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -163,12 +184,16 @@ def main() -> None:
         last = rs[-1]
         rec = ", ".join(f"{key} {v:.0%}" for key, v in last["recovery"].items())
         walls = ", ".join(f"{r['wall']:.2f}" for r in rs)
-        print(f"{side:8s} k={last['k']} texts={last['n_texts']:,} median wall {med[side]['wall']:.2f} s "
-              f"(runs {walls}), CPU {med[side]['cpu']:.2f} s, "
-              f"peak {med[side]['peak_mb']:.0f} MB; planted in one theme: {rec}")
+        print(
+            f"{side:8s} k={last['k']} texts={last['n_texts']:,} median wall {med[side]['wall']:.2f} s "
+            f"(runs {walls}), CPU {med[side]['cpu']:.2f} s, "
+            f"peak {med[side]['peak_mb']:.0f} MB; planted in one theme: {rec}"
+        )
         print(f"         labels: {' | '.join(last['labels'])}")
-    print(f"peer/cxstats wall {med['peer']['wall'] / med['cxstats']['wall']:.2f}x, "
-          f"CPU {med['peer']['cpu'] / med['cxstats']['cpu']:.2f}x")
+    print(
+        f"peer/cxstats wall {med['peer']['wall'] / med['cxstats']['wall']:.2f}x, "
+        f"CPU {med['peer']['cpu'] / med['cxstats']['cpu']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

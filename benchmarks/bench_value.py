@@ -80,9 +80,20 @@ def run_fit(n: int) -> dict:
     for _ in range(3):
         d.nll(th)
     pooled_eval = (time.perf_counter() - t4) / 3
-    return {"n": n, "repeaters": int((x > 0).sum()), "fit_bgnbd": fit_bg, "fit_gamma_gamma": fit_gg,
-            "predict": predict, "total": total, "cpu": cpu, "bgnbd": bg.as_json(), "gamma_gamma": gg.as_json(),
-            "plain_eval": plain_eval, "pooled_eval_with_gradient": pooled_eval, "value_sum": float((eo * es).sum())}
+    return {
+        "n": n,
+        "repeaters": int((x > 0).sum()),
+        "fit_bgnbd": fit_bg,
+        "fit_gamma_gamma": fit_gg,
+        "predict": predict,
+        "total": total,
+        "cpu": cpu,
+        "bgnbd": bg.as_json(),
+        "gamma_gamma": gg.as_json(),
+        "plain_eval": plain_eval,
+        "pooled_eval_with_gradient": pooled_eval,
+        "value_sum": float((eo * es).sum()),
+    }
 
 
 def run_score(path: str, clv: str) -> dict:
@@ -112,8 +123,13 @@ def run_parts(path: str) -> dict:
         t2 = time.perf_counter()
         cv = value.customer_value(con, viewer=ADMIN, as_of=as_of, days_sql=advocates._days_sql)
         t_all = time.perf_counter() - t2
-    return {"summary_sql": t_sum, "fit": t_fit, "customer_value_total": t_all, "customers": len(df),
-            "reason": reason or cv.reason}
+    return {
+        "summary_sql": t_sum,
+        "fit": t_fit,
+        "customer_value_total": t_all,
+        "customers": len(df),
+        "reason": reason or cv.reason,
+    }
 
 
 def _child(which: str, arg: str) -> None:
@@ -131,8 +147,12 @@ def _child(which: str, arg: str) -> None:
 
 
 def _spawn(which: str, arg: str) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", which, arg], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", which, arg],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     if r.returncode != 0:
         raise SystemExit(r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -150,30 +170,40 @@ def main() -> None:
         return
     fits = [_spawn("fit", str(a.customers)) for _ in range(a.repeat)]
     f = min(fits, key=lambda r: r["total"])
-    print(f"simulated summary, {f['n']:,} customers ({f['repeaters']:,} with repeat days): BG/NBD fit "
-          f"{f['fit_bgnbd']:.2f} s, Gamma-Gamma fit {f['fit_gamma_gamma']:.2f} s, P(alive)+expectations "
-          f"{f['predict']:.2f} s; total {f['total']:.2f} s wall, {f['cpu']:.2f} s CPU "
-          f"(runs {', '.join(format(r['total'], '.2f') for r in fits)})")
-    print(f"  recovered BG/NBD {json.dumps({k: round(v, 4) for k, v in f['bgnbd'].items()})} (planted r 0.5, "
-          f"alpha 8, a 0.8, b 3); Gamma-Gamma {json.dumps({k: round(v, 3) for k, v in f['gamma_gamma'].items()})} "
-          "(planted p 4, q 3, gamma 40)")
-    print(f"  one log-likelihood evaluation over everyone: plain per-customer formula {f['plain_eval'] * 1000:.0f} ms, "
-          f"pooled (with its gradient) {f['pooled_eval_with_gradient'] * 1000:.0f} ms")
+    print(
+        f"simulated summary, {f['n']:,} customers ({f['repeaters']:,} with repeat days): BG/NBD fit "
+        f"{f['fit_bgnbd']:.2f} s, Gamma-Gamma fit {f['fit_gamma_gamma']:.2f} s, P(alive)+expectations "
+        f"{f['predict']:.2f} s; total {f['total']:.2f} s wall, {f['cpu']:.2f} s CPU "
+        f"(runs {', '.join(format(r['total'], '.2f') for r in fits)})"
+    )
+    print(
+        f"  recovered BG/NBD {json.dumps({k: round(v, 4) for k, v in f['bgnbd'].items()})} (planted r 0.5, "
+        f"alpha 8, a 0.8, b 3); Gamma-Gamma {json.dumps({k: round(v, 3) for k, v in f['gamma_gamma'].items()})} "
+        "(planted p 4, q 3, gamma 40)"
+    )
+    print(
+        f"  one log-likelihood evaluation over everyone: plain per-customer formula {f['plain_eval'] * 1000:.0f} ms, "
+        f"pooled (with its gradient) {f['pooled_eval_with_gradient'] * 1000:.0f} ms"
+    )
     if a.skip_db:
         return
     path = Path(tempfile.gettempdir()) / f"cxstats_bench_10000000_1000000_{a.customers}.duckdb"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run benchmarks/bench_advocates.py first (it builds the file)")
     parts = _spawn("parts", str(path))
-    print(f"advocates benchmark file ({parts['customers']:,} customers): summary SQL {parts['summary_sql']:.2f} s, "
-          f"fit {parts['fit']:.2f} s ({parts['reason'] or 'fitted'}), customer_value with backtest "
-          f"{parts['customer_value_total']:.2f} s")
+    print(
+        f"advocates benchmark file ({parts['customers']:,} customers): summary SQL {parts['summary_sql']:.2f} s, "
+        f"fit {parts['fit']:.2f} s ({parts['reason'] or 'fitted'}), customer_value with backtest "
+        f"{parts['customer_value_total']:.2f} s"
+    )
     plain = [_spawn("score", f"{path}|0") for _ in range(a.repeat)]
     full = [_spawn("score", f"{path}|1") for _ in range(a.repeat)]
     bp, bf = min(plain, key=lambda r: r["seconds"]), min(full, key=lambda r: r["seconds"])
-    print(f"advocates.score without the model: {bp['seconds']:.2f} s wall, {bp['cpu']:.2f} s CPU; with it: "
-          f"{bf['seconds']:.2f} s wall, {bf['cpu']:.2f} s CPU; the model adds {bf['seconds'] - bp['seconds']:.2f} s "
-          f"wall, {bf['cpu'] - bp['cpu']:.2f} s CPU ({bf.get('clv_reason') or 'fitted'})")
+    print(
+        f"advocates.score without the model: {bp['seconds']:.2f} s wall, {bp['cpu']:.2f} s CPU; with it: "
+        f"{bf['seconds']:.2f} s wall, {bf['cpu']:.2f} s CPU; the model adds {bf['seconds'] - bp['seconds']:.2f} s "
+        f"wall, {bf['cpu'] - bp['cpu']:.2f} s CPU ({bf.get('clv_reason') or 'fitted'})"
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,22 @@ RETURN_SHARE = 0.5  # returned value at least this share of purchased value is f
 SCORING_ROLES = ("marketing", "admin", "leader")
 REWARD_ROLES = ("marketing", "admin")
 
-JSON_FIELDS = ("customer_id", "score", "tier", "orders", "spend", "recency_days", "positive_mentions",
-               "negative_mentions", "reach", "nps", "consent", "recently_rewarded", "reasons", "contributions")
+JSON_FIELDS = (
+    "customer_id",
+    "score",
+    "tier",
+    "orders",
+    "spend",
+    "recency_days",
+    "positive_mentions",
+    "negative_mentions",
+    "reach",
+    "nps",
+    "consent",
+    "recently_rewarded",
+    "reasons",
+    "contributions",
+)
 
 
 # ---------------------------------------------------------------- small pure functions
@@ -138,8 +152,13 @@ def check_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     return w
 
 
-def weighted_score(loyalty: float, advocacy: float, satisfaction: float | None, reach_score: float,
-                   weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> float:
+def weighted_score(
+    loyalty: float,
+    advocacy: float,
+    satisfaction: float | None,
+    reach_score: float,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> float:
     """``100 * sum(w_i * c_i) / sum(w_i over present components)`` (satisfaction may be missing).
 
     >>> round(weighted_score(0.8, 0.6, 1.0, 0.5), 2)
@@ -191,9 +210,12 @@ _ORDERS_FROM_TOTALS = """
 _ORDERS_STRADDLING = f"""
     UNION ALL
     SELECT customer_id, first_date, net, gross, returned
-    FROM ({store.order_totals_sql(
+    FROM ({
+    store.order_totals_sql(
         "AND order_date <= $as_of AND (customer_id, order_id) IN (SELECT (customer_id, order_id) "
-        "FROM order_totals WHERE first_date <= $as_of AND last_date > $as_of)")})
+        "FROM order_totals WHERE first_date <= $as_of AND last_date > $as_of)"
+    )
+})
 """
 
 
@@ -201,8 +223,9 @@ def _orders_sql(con, as_of: date) -> str:
     """The cheapest exact source of per-order totals up to as_of (SQL on the DuckDB file)."""
     if not store.order_totals_fresh(con):
         return _ORDERS_FROM_LINES
-    straddling = con.execute("SELECT count(*) FROM order_totals WHERE first_date <= ? AND last_date > ?",
-                             [as_of, as_of]).fetchall()[0][0]
+    straddling = con.execute(
+        "SELECT count(*) FROM order_totals WHERE first_date <= ? AND last_date > ?", [as_of, as_of]
+    ).fetchall()[0][0]
     return _ORDERS_FROM_TOTALS + (_ORDERS_STRADDLING if straddling else "")
 
 
@@ -288,19 +311,24 @@ FROM (SELECT *, greatest(1, (year($as_of) - year(first_order)) * 12 + month($as_
       FROM listed)
 """
 
+
 def _vader_table(t):
     """VADER scores of the mention texts stored without a sentiment and never scored (a small table
     text, vader for the engine to join), or None when every mention carries one."""
     m = t.table("mentions")
-    todo = m.filter(m.sentiment.isnull() & m.sentiment_source.isnull() & m.text.notnull()
-                    & (m.text.strip() != "")).select("text").distinct()
+    todo = (
+        m.filter(m.sentiment.isnull() & m.sentiment_source.isnull() & m.text.notnull() & (m.text.strip() != ""))
+        .select("text")
+        .distinct()
+    )
     texts = sorted(t.execute(todo).column("text").to_pylist())
     if not texts:
         return None
     from .sentiment import compound
 
-    return ca.small_table(t, pd.DataFrame({"text": texts, "vader": np.asarray(compound(texts), dtype=float)}),
-                          "_adv_vader")
+    return ca.small_table(
+        t, pd.DataFrame({"text": texts, "vader": np.asarray(compound(texts), dtype=float)}), "_adv_vader"
+    )
 
 
 def _unmatched(t, m) -> pd.DataFrame:
@@ -309,8 +337,10 @@ def _unmatched(t, m) -> pd.DataFrame:
     if not len(u):
         return _unmatched_empty()
     owners = u.pop("owners")
-    u["why"] = [f"handle belongs to {int(o)} customers" if o == o and o is not None and o > 1
-                else "no customer has this handle" for o in owners]
+    u["why"] = [
+        f"handle belongs to {int(o)} customers" if o == o and o is not None and o > 1 else "no customer has this handle"
+        for o in owners
+    ]
     u = u.sort_values(["positive_mentions", "mentions", "handle"], ascending=[False, False, True], kind="stable")
     return u.reset_index(drop=True)
 
@@ -350,28 +380,34 @@ class AdvocateResult:
         """DESIGN.md advocates JSON: as_of and the top N gated customers (0 = all), whatever the consent."""
         rows = []
         for r in self.top(top).itertuples(index=False):
-            rows.append({
-                "customer_id": str(r.customer_id),
-                "score": float(r.score),
-                "tier": r.tier,
-                "orders": int(r.orders),
-                "spend": float(r.spend),
-                "recency_days": int(r.recency_days),
-                "positive_mentions": int(r.positive_mentions),
-                "negative_mentions": int(r.negative_mentions),
-                "reach": float(r.reach),
-                "nps": None if pd.isna(r.nps) else int(r.nps),
-                "consent": bool(r.consent),
-                "recently_rewarded": bool(r.recently_rewarded),
-                "reasons": [str(x) for x in r.reasons],
-                "contributions": {k: (None if v is None or pd.isna(v) else float(v))
-                                  for k, v in r.contributions.items()},
-                **{k: _num_or_none(getattr(r, k, None)) for k in value.CUSTOMER_FIELDS},
-            })
+            rows.append(
+                {
+                    "customer_id": str(r.customer_id),
+                    "score": float(r.score),
+                    "tier": r.tier,
+                    "orders": int(r.orders),
+                    "spend": float(r.spend),
+                    "recency_days": int(r.recency_days),
+                    "positive_mentions": int(r.positive_mentions),
+                    "negative_mentions": int(r.negative_mentions),
+                    "reach": float(r.reach),
+                    "nps": None if pd.isna(r.nps) else int(r.nps),
+                    "consent": bool(r.consent),
+                    "recently_rewarded": bool(r.recently_rewarded),
+                    "reasons": [str(x) for x in r.reasons],
+                    "contributions": {
+                        k: (None if v is None or pd.isna(v) else float(v)) for k, v in r.contributions.items()
+                    },
+                    **{k: _num_or_none(getattr(r, k, None)) for k in value.CUSTOMER_FIELDS},
+                }
+            )
         clv = self.clv
-        return {"as_of": self.as_of.isoformat() if self.as_of else None, "customers": rows,
-                "clv": None if clv is None else clv.as_json(),
-                "clv_reason": _clv_reason(self)}
+        return {
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "customers": rows,
+            "clv": None if clv is None else clv.as_json(),
+            "clv_reason": _clv_reason(self),
+        }
 
 
 def _clv_reason(result: AdvocateResult) -> str | None:
@@ -385,8 +421,11 @@ def _num_or_none(v) -> float | None:
 
 
 def _empty_customers() -> pd.DataFrame:
-    cols = (list(JSON_FIELDS) + ["name", "email", "handle", "first_order", "last_order", "flags", "flag_text"]
-            + list(value.CUSTOMER_FIELDS))
+    cols = (
+        list(JSON_FIELDS)
+        + ["name", "email", "handle", "first_order", "last_order", "flags", "flag_text"]
+        + list(value.CUSTOMER_FIELDS)
+    )
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
@@ -410,8 +449,14 @@ def _engine_rows(t, as_of: date, cutoff: date) -> tuple[pa.Table, pd.DataFrame, 
     o = ca.materialize(t, o.mutate(neg_recency=-o.recency_days), "_adv_o")
     keys = ca.customer_keys(t.table("customers"))
     m = ca.materialize(t, ca.attributed_mentions(t.table("mentions"), keys, as_of, _vader_table(t)), "_adv_m")
-    stats = t.execute(o.aggregate(n=o.count().cast("int64"), bR=ca.rank_bounds(o.neg_recency),
-                                  bF=ca.rank_bounds(o.orders), bM=ca.rank_bounds(o.spend))).to_pylist()[0]
+    stats = t.execute(
+        o.aggregate(
+            n=o.count().cast("int64"),
+            bR=ca.rank_bounds(o.neg_recency),
+            bF=ca.rank_bounds(o.orders),
+            bM=ca.rank_bounds(o.spend),
+        )
+    ).to_pylist()[0]
     n = int(stats["n"])
     ranked = o
     for name, col in (("R", "neg_recency"), ("F", "orders"), ("M", "spend")):
@@ -421,9 +466,12 @@ def _engine_rows(t, as_of: date, cutoff: date) -> tuple[pa.Table, pd.DataFrame, 
         r = ca.percentile_rank(o, col, n, stats["b" + name] or [])
         ranked = ranked.left_join(r.rename(**{name: "pct"}), ranked[col] == r.value).drop("value")
     feats = ca.customer_features(
-        ranked.drop("neg_recency"), keys,
+        ranked.drop("neg_recency"),
+        keys,
         ca.mention_features(m, as_of, positive=POSITIVE, negative=NEGATIVE, quiet_days=QUIET_DAYS),
-        ca.repeat_posts(m), ca.satisfaction(t.table("feedback"), as_of, quiet_days=QUIET_DAYS))
+        ca.repeat_posts(m),
+        ca.satisfaction(t.table("feedback"), as_of, quiet_days=QUIET_DAYS),
+    )
     rows = t.execute(feats)
     rows = rows.take(pc.sort_indices(rows, sort_keys=[("customer_id", "ascending")]))
     unmatched = _unmatched(t, m)
@@ -435,16 +483,23 @@ def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
     """Run ``sql`` into pandas through Arrow; list columns stay Arrow-backed (an element reads as a
     list of str) because turning 300k lists into numpy arrays cost about 1.5 s of a 10 s score."""
     table = con.sql(sql, params=params).to_arrow_table().combine_chunks()
-    df = table.to_pandas(date_as_object=False,
-                         types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
+    df = table.to_pandas(date_as_object=False, types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
     for c in df.columns:  # the same datetime unit as DuckDB's .df()
         if df[c].dtype.kind == "M":
             df[c] = df[c].astype("datetime64[us]")
     return df
 
 
-def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff: date | None = None, *,
-             t=None, viewer: Viewer = ADMIN):
+def _compute(
+    con,
+    as_of: date,
+    weights: dict[str, float],
+    cooldown: int,
+    cutoff: date | None = None,
+    *,
+    t=None,
+    viewer: Viewer = ADMIN,
+):
     """Every customer with a counted order, ranked and scored (gates evaluated, not applied).
 
     Returns (frame, n, gate counts, unmatched handles). ``t``: the engine tables (default: the
@@ -457,8 +512,13 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff:
         rows, unmatched, dup = _engine_rows(t, as_of, cutoff)
     finally:
         ca.drop_materialized(t, _MATERIALIZED)
-    params = {"as_of": as_of, "cooldown": cooldown, "min_orders": MIN_ORDERS, "return_share": RETURN_SHARE,
-              "repeat": REPEAT_POSTS}
+    params = {
+        "as_of": as_of,
+        "cooldown": cooldown,
+        "min_orders": MIN_ORDERS,
+        "return_share": RETURN_SHARE,
+        "repeat": REPEAT_POSTS,
+    }
     con.register("_adv_j", rows)
     con.register("_adv_dup", dup)
     try:
@@ -481,23 +541,41 @@ def _compute(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff:
     sat = df["satisfaction"].to_numpy()
     has_sat = ~np.isnan(sat)
     # With satisfaction missing, reach's share of the present weights could pass 0.1; keep it at the cap.
-    w_reach = np.where(has_sat, weights["reach"],
-                       min(weights["reach"], REACH_CAP / (1 - REACH_CAP) * (weights["loyalty"] + weights["advocacy"])))
+    w_reach = np.where(
+        has_sat,
+        weights["reach"],
+        min(weights["reach"], REACH_CAP / (1 - REACH_CAP) * (weights["loyalty"] + weights["advocacy"])),
+    )
     denom = weights["loyalty"] + weights["advocacy"] + w_reach + np.where(has_sat, weights["satisfaction"], 0.0)
     df["contribution_loyalty"] = 100 * weights["loyalty"] * df["loyalty"].to_numpy() / denom
     df["contribution_advocacy"] = 100 * weights["advocacy"] * df["advocacy"].to_numpy() / denom
     df["contribution_satisfaction"] = np.where(has_sat, 100 * weights["satisfaction"] * sat / denom, np.nan)
     df["contribution_reach"] = 100 * w_reach * df["reach_score"].to_numpy() / denom
-    df["score"] = (df["contribution_loyalty"] + df["contribution_advocacy"] + df["contribution_reach"]
-                   + df["contribution_satisfaction"].fillna(0))
-    counts = {"customers_with_orders": n, "two_orders": int(df["gate_orders"].sum()),
-              "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
-              "passed": int(df["passes"].sum())}
+    df["score"] = (
+        df["contribution_loyalty"]
+        + df["contribution_advocacy"]
+        + df["contribution_reach"]
+        + df["contribution_satisfaction"].fillna(0)
+    )
+    counts = {
+        "customers_with_orders": n,
+        "two_orders": int(df["gate_orders"].sum()),
+        "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
+        "passed": int(df["passes"].sum()),
+    }
     return df, n, counts, unmatched
 
 
-def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, cutoff: date | None = None, *,
-                  t=None, viewer: Viewer = ADMIN):
+def _scored_frame(
+    con,
+    as_of: date,
+    weights: dict[str, float],
+    cooldown: int,
+    cutoff: date | None = None,
+    *,
+    t=None,
+    viewer: Viewer = ADMIN,
+):
     df, n, counts, unmatched = _compute(con, as_of, weights, cooldown, cutoff, t=t, viewer=viewer)
     if n == 0:
         return df, n, counts, df, unmatched
@@ -511,14 +589,28 @@ def _scored_frame(con, as_of: date, weights: dict[str, float], cooldown: int, cu
     # Flags are explained, never scored away: the row keeps its score and place. reasons, flags and
     # flag_text hold arrays of strings as DuckDB returns them (converting 300k rows costs seconds).
     sat = [None if v != v else v for v in out["contribution_satisfaction"].tolist()]
-    out["contributions"] = [{"loyalty": a, "advocacy": b, "satisfaction": c, "reach": d} for a, b, c, d in zip(
-        out["contribution_loyalty"].tolist(), out["contribution_advocacy"].tolist(), sat,
-        out["contribution_reach"].tolist())]
+    out["contributions"] = [
+        {"loyalty": a, "advocacy": b, "satisfaction": c, "reach": d}
+        for a, b, c, d in zip(
+            out["contribution_loyalty"].tolist(),
+            out["contribution_advocacy"].tolist(),
+            sat,
+            out["contribution_reach"].tolist(),
+        )
+    ]
     return out, n, counts, df, unmatched
 
 
-def score(con, as_of=None, weights: Mapping[str, float] | None = None, *, viewer: Viewer,
-          horizon_weeks: int = value.HORIZON_WEEKS, clv: bool = True, engine=None) -> AdvocateResult:
+def score(
+    con,
+    as_of=None,
+    weights: Mapping[str, float] | None = None,
+    *,
+    viewer: Viewer,
+    horizon_weeks: int = value.HORIZON_WEEKS,
+    clv: bool = True,
+    engine=None,
+) -> AdvocateResult:
     """Score and gate every customer (see the module docstring for every formula).
 
     With ``clv`` (default) the repeat-buying model of :mod:`cxstats.value` runs on the same counted
@@ -548,8 +640,14 @@ def score(con, as_of=None, weights: Mapping[str, float] | None = None, *, viewer
     cv = None
     if clv:
         # the model's summary came from the scoring pass
-        cv = value.customer_value(con, viewer=viewer, as_of=as_of, horizon_weeks=horizon_weeks,
-                                  summary_frame=value.summary_from_rows(everyone, as_of, window[0]), window=window)
+        cv = value.customer_value(
+            con,
+            viewer=viewer,
+            as_of=as_of,
+            horizon_weeks=horizon_weeks,
+            summary_frame=value.summary_from_rows(everyone, as_of, window[0]),
+            window=window,
+        )
     if n:
         out = out.drop(columns=list(ENGINE_ONLY), errors="ignore")
         everyone = everyone.drop(columns=list(ENGINE_ONLY), errors="ignore")
@@ -558,20 +656,30 @@ def score(con, as_of=None, weights: Mapping[str, float] | None = None, *, viewer
     elif cv is not None:
         out = value.attach(out, cv)
     unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
-    return AdvocateResult(as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts),
-                          everyone, cv)
+    return AdvocateResult(
+        as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts), everyone, cv
+    )
 
 
 ENGINE_ONLY = ("days", "repeat_net", "cal_days", "cal_last", "actual")  # the value model's inputs of the pass
 
 
 def _unmatched_empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in
-                         ("handle", "mentions", "positive_mentions", "negative_mentions", "max_followers", "why", "reach")})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=object)
+            for c in ("handle", "mentions", "positive_mentions", "negative_mentions", "max_followers", "why", "reach")
+        }
+    )
 
 
-def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_flagged: bool = False,
-              min_p_alive: float | None = None) -> pd.DataFrame:
+def to_reward(
+    result: AdvocateResult,
+    *,
+    min_tier: str = "Candidate",
+    include_flagged: bool = False,
+    min_p_alive: float | None = None,
+) -> pd.DataFrame:
     """Gated customers to thank now: not rewarded within the cooldown, not flagged (unless reviewed).
 
     ``min_tier`` keeps that tier and better ("Advocate" keeps Champions and Advocates).
@@ -596,7 +704,9 @@ def to_reward(result: AdvocateResult, *, min_tier: str = "Candidate", include_fl
 # ---------------------------------------------------------------- rewards
 
 
-def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=None, note=None, *, viewer: Viewer) -> int:
+def record_reward(
+    db_or_con, customer_id, reward_date, reward_type: str, value=None, note=None, *, viewer: Viewer
+) -> int:
     """Store one reward as a ``rewards`` batch (undoable like any upload); returns the batch id.
 
     Marketing and admin only. ``db_or_con`` is a database path or an open connection.
@@ -620,13 +730,22 @@ def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=N
             raise CxStatsError("reward value must be a finite number")
     else:
         value = None
-    frame = pd.DataFrame({"row_no": [1], "customer_id": [cid], "reward_date": [d], "reward_type": [rtype],
-                          "value": pd.array([value], dtype="float64"), "note": [note]})
+    frame = pd.DataFrame(
+        {
+            "row_no": [1],
+            "customer_id": [cid],
+            "reward_date": [d],
+            "reward_type": [rtype],
+            "value": pd.array([value], dtype="float64"),
+            "note": [note],
+        }
+    )
     digest = hashlib.sha256(f"{cid}|{d}|{rtype}|{value}|{note}|{datetime.now().isoformat()}".encode()).hexdigest()
 
     def _load(con):
-        return store.load_batch(con, "rewards", {"rewards": frame}, file_name="reward form", sha256=digest,
-                                rows=1, loaded_by=viewer.name)
+        return store.load_batch(
+            con, "rewards", {"rewards": frame}, file_name="reward form", sha256=digest, rows=1, loaded_by=viewer.name
+        )
 
     if hasattr(db_or_con, "execute"):
         return _load(db_or_con)
@@ -637,8 +756,9 @@ def record_reward(db_or_con, customer_id, reward_date, reward_type: str, value=N
 # ---------------------------------------------------------------- the Advocates page's filters
 
 
-def filter_customers(result: AdvocateResult, *, tiers=None, min_score: float = 0, consent_only: bool = False,
-                     hide_flagged: bool = False) -> pd.DataFrame:
+def filter_customers(
+    result: AdvocateResult, *, tiers=None, min_score: float = 0, consent_only: bool = False, hide_flagged: bool = False
+) -> pd.DataFrame:
     """The scored customers that pass the page's filters (tiers, minimum score, consent, flags), in rank
     order; every column of ``result.customers`` (the contribution columns too, NaN when the result is empty)."""
     df = result.customers
@@ -655,18 +775,42 @@ def filter_customers(result: AdvocateResult, *, tiers=None, min_score: float = 0
     return df[mask]
 
 
-def filter_text(*, as_of, weights: Mapping[str, float], tiers=None, min_score: float = 0,
-                consent_only: bool = False, hide_flagged: bool = False, min_p_alive: float | None = None) -> str:
+def filter_text(
+    *,
+    as_of,
+    weights: Mapping[str, float],
+    tiers=None,
+    min_score: float = 0,
+    consent_only: bool = False,
+    hide_flagged: bool = False,
+    min_p_alive: float | None = None,
+) -> str:
     """The filters of an export in words, as the audit log records them, e.g.
     "tiers Champion/Advocate; score >= 40; consent only; as of 2026-09-30; weights loyalty 0.35, ..."."""
     names = list(tiers) if tiers is not None else [name for name, _ in TIERS]
-    text = (f"tiers {'/'.join(names)}; score >= {min_score:g}"
-            + ("; consent only" if consent_only else "") + ("; flagged hidden" if hide_flagged else "")
-            + f"; as of {as_of}; weights " + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
+    text = (
+        f"tiers {'/'.join(names)}; score >= {min_score:g}"
+        + ("; consent only" if consent_only else "")
+        + ("; flagged hidden" if hide_flagged else "")
+        + f"; as of {as_of}; weights "
+        + ", ".join(f"{k} {v:g}" for k, v in weights.items())
+    )
     if min_p_alive:
         text += f"; to reward: P(alive) >= {min_p_alive:g}"
     return text
 
 
-__all__ = ["score", "to_reward", "record_reward", "filter_customers", "filter_text", "AdvocateResult", "percentile_ranks", "tier", "reach", "weighted_score", "check_weights",
-           "DEFAULT_WEIGHTS"]
+__all__ = [
+    "score",
+    "to_reward",
+    "record_reward",
+    "filter_customers",
+    "filter_text",
+    "AdvocateResult",
+    "percentile_ranks",
+    "tier",
+    "reach",
+    "weighted_score",
+    "check_weights",
+    "DEFAULT_WEIGHTS",
+]

@@ -57,8 +57,9 @@ EXAMPLE_USERS = Path(__file__).resolve().parents[1] / "users.example.yaml"
 EXAMPLE_COOKIE_KEY = "change-me-to-a-long-random-secret-before-real-use"
 TOKEN_ALGORITHM = "HS256"
 
-COUNTER_UNAVAILABLE = ("login is not possible right now: the failed-login counter could not be written; "
-                       "try again in a minute")
+COUNTER_UNAVAILABLE = (
+    "login is not possible right now: the failed-login counter could not be written; try again in a minute"
+)
 
 _DUMMY_HASHES: dict[bytes, bytes] = {}
 
@@ -195,14 +196,20 @@ def check_cookie_key(directory: UserDirectory) -> None:
     The message names no path (it is shown to whoever opens the page).
     """
     key = directory.cookie_key
-    fix = (f"set cookie.key in the user file to a random secret of at least {MIN_COOKIE_KEY} characters, e.g. "
-           "the output of: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    fix = (
+        f"set cookie.key in the user file to a random secret of at least {MIN_COOKIE_KEY} characters, e.g. "
+        'the output of: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    )
     if key in _example_keys():
-        raise CxStatsError(f"cxstats will not start: the user file's cookie key is the one published in "
-                           f"users.example.yaml, so anyone could forge a login; {fix}")
+        raise CxStatsError(
+            f"cxstats will not start: the user file's cookie key is the one published in "
+            f"users.example.yaml, so anyone could forge a login; {fix}"
+        )
     if len(key) < MIN_COOKIE_KEY:
-        raise CxStatsError(f"cxstats will not start: the user file's cookie key is shorter than {MIN_COOKIE_KEY} "
-                           f"characters, too easy to guess; {fix}")
+        raise CxStatsError(
+            f"cxstats will not start: the user file's cookie key is shorter than {MIN_COOKIE_KEY} "
+            f"characters, too easy to guess; {fix}"
+        )
 
 
 def hash_password(password: str) -> str:
@@ -290,10 +297,14 @@ def record_success(con: duckdb.DuckDBPyConnection, username: str) -> None:
 
 def _forget_old_failures(con: duckdb.DuckDBPyConnection, now: datetime) -> None:
     """Rows of names and addresses whose failures and locks are over (guessed names pile up otherwise)."""
-    con.execute("DELETE FROM login_attempts WHERE (locked_until IS NULL OR locked_until <= ?) AND last_failure < ?",
-                [now, now - timedelta(minutes=LOCK_MINUTES)])
-    con.execute("DELETE FROM login_addresses WHERE (locked_until IS NULL OR locked_until <= ?) AND first_failure < ?",
-                [now, now - timedelta(minutes=ADDRESS_LOCK_MINUTES)])
+    con.execute(
+        "DELETE FROM login_attempts WHERE (locked_until IS NULL OR locked_until <= ?) AND last_failure < ?",
+        [now, now - timedelta(minutes=LOCK_MINUTES)],
+    )
+    con.execute(
+        "DELETE FROM login_addresses WHERE (locked_until IS NULL OR locked_until <= ?) AND first_failure < ?",
+        [now, now - timedelta(minutes=ADDRESS_LOCK_MINUTES)],
+    )
 
 
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -347,8 +358,9 @@ def address_state(con: duckdb.DuckDBPyConnection, address: str | None, now: date
     now = now or now_utc()
     if not address:
         return AddressState(None, 0, None)
-    rows = con.execute("SELECT failures, first_failure, locked_until FROM login_addresses WHERE address = ?",
-                       [address]).fetchall()
+    rows = con.execute(
+        "SELECT failures, first_failure, locked_until FROM login_addresses WHERE address = ?", [address]
+    ).fetchall()
     if not rows:
         return AddressState(address, 0, None)
     failures, first, locked_until = rows[0]
@@ -359,8 +371,9 @@ def address_state(con: duckdb.DuckDBPyConnection, address: str | None, now: date
     return AddressState(address, int(failures or 0), locked_until)
 
 
-def record_address_failure(con: duckdb.DuckDBPyConnection, address: str | None,
-                           now: datetime | None = None) -> AddressState:
+def record_address_failure(
+    con: duckdb.DuckDBPyConnection, address: str | None, now: datetime | None = None
+) -> AddressState:
     """Count one failed login from an address; the ADDRESS_LOCK_AFTER-th in the window locks it."""
     now = now or now_utc()
     state = address_state(con, address, now)
@@ -371,16 +384,21 @@ def record_address_failure(con: duckdb.DuckDBPyConnection, address: str | None,
         first = con.execute("SELECT first_failure FROM login_addresses WHERE address = ?", [address]).fetchall()[0][0]
     failures = state.failures + 1
     locked_until = now + timedelta(minutes=ADDRESS_LOCK_MINUTES) if failures >= ADDRESS_LOCK_AFTER else None
-    con.execute("INSERT OR REPLACE INTO login_addresses (address, failures, first_failure, locked_until) "
-                "VALUES (?, ?, ?, ?)", [address, failures, first, locked_until])
+    con.execute(
+        "INSERT OR REPLACE INTO login_addresses (address, failures, first_failure, locked_until) VALUES (?, ?, ?, ?)",
+        [address, failures, first, locked_until],
+    )
     return AddressState(address, failures, locked_until)
 
 
 def _unrecord_address_failure(con: duckdb.DuckDBPyConnection, address: str | None) -> None:
     """A login that succeeded was counted in advance: take it back from the address count."""
     if address:
-        con.execute("UPDATE login_addresses SET failures = failures - 1 WHERE address = ? AND locked_until IS NULL "
-                    "AND failures > 0", [address])
+        con.execute(
+            "UPDATE login_addresses SET failures = failures - 1 WHERE address = ? AND locked_until IS NULL "
+            "AND failures > 0",
+            [address],
+        )
 
 
 # ---------------------------------------------------------------- logging in
@@ -401,7 +419,12 @@ def _refused(uname: str, message: str, lock: LockState | None = None) -> LoginOu
 
 
 def attempt_login(
-    db, directory: UserDirectory, username: str, password: str, now: datetime | None = None, *,
+    db,
+    directory: UserDirectory,
+    username: str,
+    password: str,
+    now: datetime | None = None,
+    *,
     address: str | None = None,
 ) -> LoginOutcome:
     """Check a login against the user file and the lockouts, and record it.
@@ -467,24 +490,30 @@ def session_generation(con: duckdb.DuckDBPyConnection, username: str) -> str:
 def session_is_current(con: duckdb.DuckDBPyConnection, username: str, generation: str | None) -> bool:
     """True while no log out has happened since the session (or token) got this generation."""
     _ensure_tables(con)
-    rows = con.execute("SELECT generation FROM login_sessions WHERE username = ?",
-                       [normalise_username(username)]).fetchall()
+    rows = con.execute(
+        "SELECT generation FROM login_sessions WHERE username = ?", [normalise_username(username)]
+    ).fetchall()
     return bool(rows and generation and rows[0][0] == generation)
 
 
 def end_sessions(con: duckdb.DuckDBPyConnection, username: str) -> None:
     """Log out: a new generation, so every session and token the user had stops working."""
     _ensure_tables(con)
-    con.execute("INSERT OR REPLACE INTO login_sessions (username, generation) VALUES (?, ?)",
-                [normalise_username(username), os.urandom(16).hex()])
+    con.execute(
+        "INSERT OR REPLACE INTO login_sessions (username, generation) VALUES (?, ?)",
+        [normalise_username(username), os.urandom(16).hex()],
+    )
 
 
 def issue_token(directory: UserDirectory, username: str, generation: str, now: datetime | None = None) -> str:
     """The login cookie's value: user name, session generation and expiry, signed with the cookie key."""
     now = now or now_utc()
     exp = now + timedelta(days=directory.cookie_expiry_days)
-    claims = {"sub": normalise_username(username), "gen": generation,
-              "exp": int(exp.replace(tzinfo=timezone.utc).timestamp())}
+    claims = {
+        "sub": normalise_username(username),
+        "gen": generation,
+        "exp": int(exp.replace(tzinfo=timezone.utc).timestamp()),
+    }
     return jwt.encode(claims, directory.cookie_key, algorithm=TOKEN_ALGORITHM)
 
 
@@ -494,8 +523,12 @@ def read_token(directory: UserDirectory, token: str | None, now: datetime | None
         return None
     now = now or now_utc()
     try:
-        claims = jwt.decode(str(token), directory.cookie_key, algorithms=[TOKEN_ALGORITHM],
-                            options={"require": ["exp", "sub", "gen"], "verify_exp": False})
+        claims = jwt.decode(
+            str(token),
+            directory.cookie_key,
+            algorithms=[TOKEN_ALGORITHM],
+            options={"require": ["exp", "sub", "gen"], "verify_exp": False},
+        )
     except jwt.PyJWTError:
         return None
     exp = claims.get("exp")
@@ -507,8 +540,9 @@ def read_token(directory: UserDirectory, token: str | None, now: datetime | None
     return uname, generation
 
 
-def token_login(db, directory: UserDirectory, token: str | None, now: datetime | None = None, *,
-                address: str | None = None) -> LoginOutcome:
+def token_login(
+    db, directory: UserDirectory, token: str | None, now: datetime | None = None, *, address: str | None = None
+) -> LoginOutcome:
     """Log in from a token (the login cookie): valid signature, not expired, the current session
     generation, and neither the name nor the address locked."""
     from . import store

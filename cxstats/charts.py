@@ -87,7 +87,9 @@ def pooled_index(groups: pd.DataFrame) -> float | None:
     n = float(groups["respondents"].sum())
     if n <= 0:
         return None
-    total = groups["score_sum"].sum() if "score_sum" in groups.columns else (groups["index"] * groups["respondents"]).sum()
+    total = (
+        groups["score_sum"].sum() if "score_sum" in groups.columns else (groups["index"] * groups["respondents"]).sum()
+    )
     return float(total / n)
 
 
@@ -103,14 +105,18 @@ def pool_item_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """
     if cells is None or len(cells) == 0:
         return pd.DataFrame(columns=["unit_id", "item", "n", "favourable", "favourable_pct"])
-    out = cells.assign(unit_id=cells["unit_id"].astype(str), item=cells["item"].astype(str)).groupby(
-        ["unit_id", "item"], as_index=False)[["n", "favourable"]].sum()
+    out = (
+        cells.assign(unit_id=cells["unit_id"].astype(str), item=cells["item"].astype(str))
+        .groupby(["unit_id", "item"], as_index=False)[["n", "favourable"]]
+        .sum()
+    )
     out["favourable_pct"] = 100.0 * out["favourable"] / out["n"]
     return out
 
 
-def engagement_heatmap(cells: pd.DataFrame, *, suppressed_units: Iterable[str] = (),
-                       items: Sequence[str] | None = None) -> go.Figure:
+def engagement_heatmap(
+    cells: pd.DataFrame, *, suppressed_units: Iterable[str] = (), items: Sequence[str] | None = None
+) -> go.Figure:
     """Units x items heatmap of favourable % (score >= k-1); suppressed cells are blank and say so.
 
     ``cells``: shown cells with unit_id, item and either favourable + n (pooled over periods with
@@ -129,12 +135,16 @@ def engagement_heatmap(cells: pd.DataFrame, *, suppressed_units: Iterable[str] =
         if "favourable_pct" not in d.columns or "n" in d.columns:
             d = pool_item_cells(d)
     units = sorted(set(d["unit_id"].astype(str)) if len(d) else set()) + sorted(
-        set(extra) - (set(d["unit_id"].astype(str)) if len(d) else set()))
+        set(extra) - (set(d["unit_id"].astype(str)) if len(d) else set())
+    )
     cols = list(items) if items else (sorted(set(d["item"].astype(str))) if len(d) else [])
     if not cols:
         return empty_figure("Every group in this selection is suppressed (fewer respondents than the threshold)")
-    grid = (d.pivot_table(index="unit_id", columns="item", values="favourable_pct", aggfunc="first")
-            if len(d) else pd.DataFrame()).reindex(index=units, columns=cols)
+    grid = (
+        d.pivot_table(index="unit_id", columns="item", values="favourable_pct", aggfunc="first")
+        if len(d)
+        else pd.DataFrame()
+    ).reindex(index=units, columns=cols)
     z = [[_num(v) for v in row] for row in grid.to_numpy()]
     text = [[SUPPRESSED if v is None else f"{v:.0f}%" for v in row] for row in z]
     fig = go.Figure(
@@ -181,21 +191,32 @@ def engagement_trend(groups: pd.DataFrame, *, by_unit: bool = False) -> go.Figur
         for name, g in d.groupby(d["unit_id"].astype(str), sort=True):
             s = g.set_index(g["period"].astype(str))["index"].reindex(periods)
             ys = [_num(v) for v in s]
-            fig.add_trace(go.Scatter(
-                x=periods, y=ys, mode="lines+markers", name=safe_text(name), connectgaps=False,
-                text=[SUPPRESSED if v is None else f"{v:.1f}" for v in ys],
-                hovertemplate="%{x}: %{text}<extra>" + safe_text(name) + "</extra>",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=periods,
+                    y=ys,
+                    mode="lines+markers",
+                    name=safe_text(name),
+                    connectgaps=False,
+                    text=[SUPPRESSED if v is None else f"{v:.1f}" for v in ys],
+                    hovertemplate="%{x}: %{text}<extra>" + safe_text(name) + "</extra>",
+                )
+            )
     else:
         if "score_sum" not in d.columns:
             d["score_sum"] = d["index"] * d["respondents"]
         p = d.groupby(d["period"].astype(str))[["score_sum", "respondents"]].sum().reindex(periods)
         ys = [_num(v) for v in p["score_sum"] / p["respondents"]]
-        fig.add_trace(go.Scatter(
-            x=periods, y=ys, mode="lines+markers", name="all selected units",
-            customdata=p["respondents"].fillna(0).astype(int).tolist(),
-            hovertemplate="%{x}: %{y:.1f} (%{customdata} respondents)<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=periods,
+                y=ys,
+                mode="lines+markers",
+                name="all selected units",
+                customdata=p["respondents"].fillna(0).astype(int).tolist(),
+                hovertemplate="%{x}: %{y:.1f} (%{customdata} respondents)<extra></extra>",
+            )
+        )
     fig.update_layout(
         title="Engagement index by period (gaps = suppressed or no survey)",
         yaxis=dict(title="engagement index (0-100)", range=[0, 100]),
@@ -261,16 +282,28 @@ def wave_change(change: Any) -> go.Figure:
     """
     if change is None:
         return empty_figure("Choose a unit and two periods with enough respondents")
-    labels = [f"{_get(change, 'period_from')} (n={_get(change, 'n_from')})",
-              f"{_get(change, 'period_to')} (n={_get(change, 'n_to')})"]
-    fig = go.Figure(go.Bar(x=[safe_text(v) for v in labels],
-                           y=[_num(_get(change, "index_from")), _num(_get(change, "index_to"))],
-                           marker_color=["#9ecae1", "#3182bd"], hovertemplate="%{x}: %{y:.1f}<extra></extra>"))
+    labels = [
+        f"{_get(change, 'period_from')} (n={_get(change, 'n_from')})",
+        f"{_get(change, 'period_to')} (n={_get(change, 'n_to')})",
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=[safe_text(v) for v in labels],
+            y=[_num(_get(change, "index_from")), _num(_get(change, "index_to"))],
+            marker_color=["#9ecae1", "#3182bd"],
+            hovertemplate="%{x}: %{y:.1f}<extra></extra>",
+        )
+    )
     fig.update_layout(
-        title=(f"Change {_fmt(_get(change, 'change'), '+.1f')} points (95% CI {_fmt(_get(change, 'ci_low'), '+.1f')}"
-               f" to {_fmt(_get(change, 'ci_high'), '+.1f')}, Welch)"),
-        yaxis=dict(title="engagement index (0-100)", range=[0, 100]), xaxis=dict(type="category"),
-        height=320, margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
+        title=(
+            f"Change {_fmt(_get(change, 'change'), '+.1f')} points (95% CI {_fmt(_get(change, 'ci_low'), '+.1f')}"
+            f" to {_fmt(_get(change, 'ci_high'), '+.1f')}, Welch)"
+        ),
+        yaxis=dict(title="engagement index (0-100)", range=[0, 100]),
+        xaxis=dict(type="category"),
+        height=320,
+        margin=dict(l=10, r=10, t=50, b=10),
+        showlegend=False,
     )
     return fig
 
@@ -294,8 +327,11 @@ def pool_cx(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
 
     keys = [by] if isinstance(by, str) else list(by)
     if frame is None or len(frame) == 0:
-        return pd.DataFrame(columns=keys + CX_COLUMNS + ["csat_pct", "csat_mean", "nps", "nps_se", "nps_margin",
-                                                         "nps_low", "nps_high", "n"])
+        return pd.DataFrame(
+            columns=keys
+            + CX_COLUMNS
+            + ["csat_pct", "csat_mean", "nps", "nps_se", "nps_margin", "nps_low", "nps_high", "n"]
+        )
     out = add_cx_metrics(frame.groupby(keys, as_index=False)[CX_COLUMNS].sum())
     out["nps_margin"] = Z95 * out["nps_se"]  # the 95% margin of error shown as "NPS +- margin"
     out["nps_low"] = out["nps"] - out["nps_margin"]
@@ -306,8 +342,17 @@ def pool_cx(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
 Z95 = Z_975  # one definition of the 1.959964 constant (cxstats.stats)
 
 
-def cx_bars(df: pd.DataFrame, *, by: str, value: str, low: str | None = None, high: str | None = None,
-            n: str | None = None, title: str = "", axis_title: str = "") -> go.Figure:
+def cx_bars(
+    df: pd.DataFrame,
+    *,
+    by: str,
+    value: str,
+    low: str | None = None,
+    high: str | None = None,
+    n: str | None = None,
+    title: str = "",
+    axis_title: str = "",
+) -> go.Figure:
     """A bar per category (unit, channel) with an optional interval (e.g. NPS margin of error).
 
     ``df`` columns: ``by``, ``value``, optionally ``low``/``high`` (interval ends) and ``n``.
@@ -324,13 +369,19 @@ def cx_bars(df: pd.DataFrame, *, by: str, value: str, low: str | None = None, hi
         down = [None if (lo is None or y is None) else y - lo for lo, y in zip(map(_num, d[low]), ys)]
         bar["error_y"] = dict(type="data", array=up, arrayminus=down, visible=True)
     fig = go.Figure(go.Bar(**bar))
-    fig.update_layout(title=title, yaxis=dict(title=axis_title), xaxis=dict(type="category"),
-                      height=360, margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(
+        title=title,
+        yaxis=dict(title=axis_title),
+        xaxis=dict(type="category"),
+        height=360,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
-def cx_trend(df: pd.DataFrame, *, value: str, group: str | None = None, title: str = "",
-             axis_title: str = "") -> go.Figure:
+def cx_trend(
+    df: pd.DataFrame, *, value: str, group: str | None = None, title: str = "", axis_title: str = ""
+) -> go.Figure:
     """A CX metric by period, one line per group (or one line)."""
     if df is None or len(df) == 0:
         return empty_figure("No customer feedback for this selection")
@@ -338,11 +389,22 @@ def cx_trend(df: pd.DataFrame, *, value: str, group: str | None = None, title: s
     groups = df.groupby(group, sort=True) if group else [("all", df)]
     for name, g in groups:
         g = g.sort_values("period")
-        fig.add_trace(go.Scatter(x=[str(p) for p in g["period"]], y=[_num(v) for v in g[value]],
-                                 mode="lines+markers", name=safe_text(name),
-                                 hovertemplate="%{x}: %{y:.1f}<extra>" + safe_text(name) + "</extra>"))
-    fig.update_layout(title=title, yaxis=dict(title=axis_title), xaxis=dict(title="period", type="category"),
-                      height=360, margin=dict(l=10, r=10, t=50, b=10))
+        fig.add_trace(
+            go.Scatter(
+                x=[str(p) for p in g["period"]],
+                y=[_num(v) for v in g[value]],
+                mode="lines+markers",
+                name=safe_text(name),
+                hovertemplate="%{x}: %{y:.1f}<extra>" + safe_text(name) + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        yaxis=dict(title=axis_title),
+        xaxis=dict(title="period", type="category"),
+        height=360,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
@@ -360,15 +422,25 @@ def response_times(df: pd.DataFrame) -> go.Figure:
         label = label + " (" + d["source"].map(safe_text) + ")"
     med = d["median_hours"] if "median_hours" in d.columns else pd.Series(np.nan, index=d.index)
     custom = np.column_stack([d["target_hours"].astype(float), d["contacts"].astype(int), med.astype(float)])
-    fig = go.Figure(go.Bar(
-        x=label.tolist(), y=[_num(v) for v in 100 * d["share_within_target"].astype(float)], customdata=custom,
-        marker_color="#31a354", text=[f"target {t:g} h" for t in d["target_hours"].astype(float)],
-        textposition="outside",
-        hovertemplate="%{x}: %{y:.0f}% within %{customdata[0]:g} h (of %{customdata[1]} contacts; "
-                      "median reply %{customdata[2]:.1f} h)<extra></extra>",
-    ))
-    fig.update_layout(title="Contacts answered within the expected time", yaxis=dict(title="% within target",
-                      range=[0, 110]), xaxis=dict(type="category"), height=360, margin=dict(l=10, r=10, t=50, b=10))
+    fig = go.Figure(
+        go.Bar(
+            x=label.tolist(),
+            y=[_num(v) for v in 100 * d["share_within_target"].astype(float)],
+            customdata=custom,
+            marker_color="#31a354",
+            text=[f"target {t:g} h" for t in d["target_hours"].astype(float)],
+            textposition="outside",
+            hovertemplate="%{x}: %{y:.0f}% within %{customdata[0]:g} h (of %{customdata[1]} contacts; "
+            "median reply %{customdata[2]:.1f} h)<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Contacts answered within the expected time",
+        yaxis=dict(title="% within target", range=[0, 110]),
+        xaxis=dict(type="category"),
+        height=360,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
@@ -395,8 +467,14 @@ def fit_band(x: Sequence[float], y: Sequence[float], *, points: int = 50, level:
     model = sm.OLS(ya, sm.add_constant(xa)).fit()
     grid = np.linspace(xa.min(), xa.max(), points)
     pred = model.get_prediction(sm.add_constant(grid, has_constant="add")).summary_frame(alpha=1 - level)
-    return pd.DataFrame({"x": grid, "fit": pred["mean"].to_numpy(), "low": pred["mean_ci_lower"].to_numpy(),
-                         "high": pred["mean_ci_upper"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "x": grid,
+            "fit": pred["mean"].to_numpy(),
+            "low": pred["mean_ci_lower"].to_numpy(),
+            "high": pred["mean_ci_upper"].to_numpy(),
+        }
+    )
 
 
 def linkage_scatter(units: Any, *, metric: str = "csat_pct") -> go.Figure:
@@ -406,8 +484,11 @@ def linkage_scatter(units: Any, *, metric: str = "csat_pct") -> go.Figure:
     (``LinkageResult.units``). Between-unit view: confounded by everything that differs between units.
     """
     rows = _records(units)
-    d = pd.DataFrame(rows, columns=["unit_id", "engagement", "cx", "respondents", "cx_responses"]) if rows \
+    d = (
+        pd.DataFrame(rows, columns=["unit_id", "engagement", "cx", "respondents", "cx_responses"])
+        if rows
         else pd.DataFrame()
+    )
     if len(d) == 0:
         return empty_figure("No unit has both a kept engagement group and customer feedback")
     d = d.dropna(subset=["engagement", "cx"])
@@ -415,27 +496,53 @@ def linkage_scatter(units: Any, *, metric: str = "csat_pct") -> go.Figure:
     ylabel = CX_LABELS.get(metric, metric)
     fig = go.Figure()
     if len(band):
-        fig.add_trace(go.Scatter(
-            x=np.concatenate([band["x"], band["x"][::-1]]), y=np.concatenate([band["high"], band["low"][::-1]]),
-            fill="toself", fillcolor="rgba(49,130,189,0.15)", line=dict(width=0), hoverinfo="skip",
-            name="95% band of the fit",
-        ))
-        fig.add_trace(go.Scatter(x=band["x"], y=band["fit"], mode="lines", line=dict(color="#3182bd"),
-                                 name="fit (OLS)", hoverinfo="skip"))
-    custom = np.column_stack([
-        d["respondents"].fillna(0).astype(int), d["cx_responses"].fillna(0).astype(int),
-    ]) if len(d) else None
-    fig.add_trace(go.Scatter(
-        x=d["engagement"], y=d["cx"], mode="markers", name="unit",
-        marker=dict(size=9, color="#08519c", line=dict(width=1, color="white")),
-        text=[safe_text(u) for u in d["unit_id"]], customdata=custom,
-        hovertemplate="<b>%{text}</b><br>engagement %{x:.1f}<br>" + safe_text(ylabel)
-                      + " %{y:.1f}<br>%{customdata[0]} respondents, %{customdata[1]} CX responses<extra></extra>",
-    ))
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([band["x"], band["x"][::-1]]),
+                y=np.concatenate([band["high"], band["low"][::-1]]),
+                fill="toself",
+                fillcolor="rgba(49,130,189,0.15)",
+                line=dict(width=0),
+                hoverinfo="skip",
+                name="95% band of the fit",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=band["x"], y=band["fit"], mode="lines", line=dict(color="#3182bd"), name="fit (OLS)", hoverinfo="skip"
+            )
+        )
+    custom = (
+        np.column_stack(
+            [
+                d["respondents"].fillna(0).astype(int),
+                d["cx_responses"].fillna(0).astype(int),
+            ]
+        )
+        if len(d)
+        else None
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=d["engagement"],
+            y=d["cx"],
+            mode="markers",
+            name="unit",
+            marker=dict(size=9, color="#08519c", line=dict(width=1, color="white")),
+            text=[safe_text(u) for u in d["unit_id"]],
+            customdata=custom,
+            hovertemplate="<b>%{text}</b><br>engagement %{x:.1f}<br>"
+            + safe_text(ylabel)
+            + " %{y:.1f}<br>%{customdata[0]} respondents, %{customdata[1]} CX responses<extra></extra>",
+        )
+    )
     fig.update_layout(
         title="Units: engagement against customer satisfaction (between units; confounded)",
-        xaxis=dict(title="engagement index (0-100)"), yaxis=dict(title=ylabel),
-        height=440, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.15),
+        xaxis=dict(title="engagement index (0-100)"),
+        yaxis=dict(title=ylabel),
+        height=440,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", y=-0.15),
     )
     return fig
 
@@ -463,19 +570,26 @@ def lag_chart(lags: Iterable[Any], *, metric: str = "csat_pct") -> go.Figure:
         return empty_figure("Not enough periods to estimate lags")
     xs, ys, up, down = _interval_points(rows, "lag", "coef")
     custom = [[_num(_get(r, "p")), _get(r, "n") or 0, _num(_get(r, "r")), _num(_get(r, "p_holm"))] for r in rows]
-    fig = go.Figure(go.Scatter(
-        x=xs, y=ys, mode="markers+lines", marker=dict(size=10, color="#3182bd"),
-        error_y=dict(type="data", array=up, arrayminus=down, visible=True), customdata=custom,
-        hovertemplate="lag %{x}: %{y:.3f} per index point<br>p=%{customdata[0]:.3f} (Holm %{customdata[3]:.3f}), "
-                      "n=%{customdata[1]}, within r=%{customdata[2]:.2f}<extra></extra>",
-        name="within-unit coefficient",
-    ))
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers+lines",
+            marker=dict(size=10, color="#3182bd"),
+            error_y=dict(type="data", array=up, arrayminus=down, visible=True),
+            customdata=custom,
+            hovertemplate="lag %{x}: %{y:.3f} per index point<br>p=%{customdata[0]:.3f} (Holm %{customdata[3]:.3f}), "
+            "n=%{customdata[1]}, within r=%{customdata[2]:.2f}<extra></extra>",
+            name="within-unit coefficient",
+        )
+    )
     fig.add_hline(y=0, line=dict(color="grey", dash="dot"))
     fig.update_layout(
         title="Within-unit effect by lag (CX measured k periods after engagement; not proof of direction)",
         xaxis=dict(title="lag (periods)", tickmode="array", tickvals=[-2, -1, 0, 1, 2]),
         yaxis=dict(title=f"{CX_LABELS.get(metric, metric)} per engagement point"),
-        height=360, margin=dict(l=10, r=10, t=50, b=10),
+        height=360,
+        margin=dict(l=10, r=10, t=50, b=10),
     )
     return fig
 
@@ -489,16 +603,23 @@ def drivers_chart(drivers: Iterable[Any]) -> go.Figure:
     xs, ys, up, down = _interval_points(rows, "item", "r")
     qs = [_num(_get(r, "q")) for r in rows]
     colours = ["#3182bd" if (q is not None and q < 0.05) else "#9ecae1" for q in qs]
-    fig = go.Figure(go.Bar(
-        y=[safe_text(i) for i in xs], x=ys, orientation="h", marker_color=colours,
-        error_x=dict(type="data", array=up, arrayminus=down, visible=True),
-        customdata=[[_num(_get(r, "p")), q] for r, q in zip(rows, qs)],
-        hovertemplate="%{y}: r=%{x:.2f}, p=%{customdata[0]:.3f}, q=%{customdata[1]:.3f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            y=[safe_text(i) for i in xs],
+            x=ys,
+            orientation="h",
+            marker_color=colours,
+            error_x=dict(type="data", array=up, arrayminus=down, visible=True),
+            customdata=[[_num(_get(r, "p")), q] for r, q in zip(rows, qs)],
+            hovertemplate="%{y}: r=%{x:.2f}, p=%{customdata[0]:.3f}, q=%{customdata[1]:.3f}<extra></extra>",
+        )
+    )
     fig.update_layout(
         title="Driver items: correlation with CX across units (dark = q < 0.05; items overlap)",
-        xaxis=dict(title="r (95% CI)", range=[-1, 1]), yaxis=dict(autorange="reversed"),
-        height=max(300, 28 * len(rows) + 140), margin=dict(l=10, r=10, t=50, b=10),
+        xaxis=dict(title="r (95% CI)", range=[-1, 1]),
+        yaxis=dict(autorange="reversed"),
+        height=max(300, 28 * len(rows) + 140),
+        margin=dict(l=10, r=10, t=50, b=10),
     )
     return fig
 
@@ -509,14 +630,22 @@ def quartile_chart(quartiles: Any, *, metric: str = "csat_pct") -> go.Figure:
     if top is None or bottom is None:
         return empty_figure("Too few units for a quartile comparison")
     diff = _get(quartiles, "diff")
-    fig = go.Figure(go.Bar(
-        x=["bottom quartile (least engaged)", "top quartile (most engaged)"], y=[bottom, top],
-        marker_color=["#9ecae1", "#08519c"], hovertemplate="%{x}: %{y:.1f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=["bottom quartile (least engaged)", "top quartile (most engaged)"],
+            y=[bottom, top],
+            marker_color=["#9ecae1", "#08519c"],
+            hovertemplate="%{x}: %{y:.1f}<extra></extra>",
+        )
+    )
     fig.update_layout(
-        title=(f"Top minus bottom: {_fmt(diff, '+.1f')} (95% CI {_fmt(_get(quartiles, 'ci_low'), '+.1f')} "
-               f"to {_fmt(_get(quartiles, 'ci_high'), '+.1f')})"),
-        yaxis=dict(title=CX_LABELS.get(metric, metric)), height=340, margin=dict(l=10, r=10, t=50, b=10),
+        title=(
+            f"Top minus bottom: {_fmt(diff, '+.1f')} (95% CI {_fmt(_get(quartiles, 'ci_low'), '+.1f')} "
+            f"to {_fmt(_get(quartiles, 'ci_high'), '+.1f')})"
+        ),
+        yaxis=dict(title=CX_LABELS.get(metric, metric)),
+        height=340,
+        margin=dict(l=10, r=10, t=50, b=10),
     )
     return fig
 
@@ -543,12 +672,24 @@ def contributions_chart(df: pd.DataFrame, *, top: int = 20) -> go.Figure:
         col = f"contribution_{c}" if f"contribution_{c}" in d.columns else c
         if col not in d.columns:
             continue
-        fig.add_trace(go.Bar(y=ids, x=[_num(v) or 0.0 for v in d[col]], name=c, orientation="h",
-                             marker_color=colours[c], hovertemplate="%{y}: " + c + " %{x:.1f} points<extra></extra>"))
-    fig.update_layout(barmode="stack", title=f"Score contributions, top {len(d)}",
-                      xaxis=dict(title="score points (0-100)", range=[0, 100]),
-                      yaxis=dict(autorange="reversed", type="category"),
-                      height=max(300, 22 * len(d) + 140), margin=dict(l=10, r=10, t=50, b=10))
+        fig.add_trace(
+            go.Bar(
+                y=ids,
+                x=[_num(v) or 0.0 for v in d[col]],
+                name=c,
+                orientation="h",
+                marker_color=colours[c],
+                hovertemplate="%{y}: " + c + " %{x:.1f} points<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        title=f"Score contributions, top {len(d)}",
+        xaxis=dict(title="score points (0-100)", range=[0, 100]),
+        yaxis=dict(autorange="reversed", type="category"),
+        height=max(300, 22 * len(d) + 140),
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
@@ -558,9 +699,14 @@ def tier_counts(df: pd.DataFrame) -> go.Figure:
         return empty_figure("No customers pass the advocate gates")
     order = list(TIER_COLOURS)
     counts = df["tier"].value_counts()
-    fig = go.Figure(go.Bar(x=order, y=[int(counts.get(t, 0)) for t in order],
-                           marker_color=[TIER_COLOURS[t] for t in order],
-                           hovertemplate="%{x}: %{y} customers<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=order,
+            y=[int(counts.get(t, 0)) for t in order],
+            marker_color=[TIER_COLOURS[t] for t in order],
+            hovertemplate="%{x}: %{y} customers<extra></extra>",
+        )
+    )
     fig.update_layout(title="Customers by tier", height=300, margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
@@ -583,18 +729,34 @@ def programme_effect_chart(design: Any) -> go.Figure:
     fig = go.Figure()
     styles = (dict(color="#31a354", width=3), dict(color="#969696", dash="dash"))
     for r, style in zip(rows[:2], styles):
-        fig.add_trace(go.Scatter(x=["90 days before", "90 days after"], y=[_num(r.orders_before), _num(r.orders_after)],
-                                 mode="lines+markers", name=safe_text(str(r.group)), line=style,
-                                 hovertemplate="%{x}: %{y:.2f} orders<extra>" + safe_text(str(r.group)) + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=["90 days before", "90 days after"],
+                y=[_num(r.orders_before), _num(r.orders_after)],
+                mode="lines+markers",
+                name=safe_text(str(r.group)),
+                line=style,
+                hovertemplate="%{x}: %{y:.2f} orders<extra>" + safe_text(str(r.group)) + "</extra>",
+            )
+        )
     lo, hi = _get(orders, "ci_low"), _get(orders, "ci_high")
     if kind == "holdout":
-        what = (f"Hold-out (randomised): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
-                f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} listed vs {_get(design, 'n_control', 0)} held out)")
+        what = (
+            f"Hold-out (randomised): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
+            f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} listed vs {_get(design, 'n_control', 0)} held out)"
+        )
     else:
-        what = (f"Matched (estimate): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
-                f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} matched pairs)")
-    fig.update_layout(title="Programme effect, " + what, yaxis=dict(title="orders per 90 days"),
-                      xaxis=dict(type="category"), height=340, margin=dict(l=10, r=10, t=50, b=10))
+        what = (
+            f"Matched (estimate): {_fmt(est, '+.2f')} orders per 90 days (95% CI {_fmt(lo, '+.2f')} to "
+            f"{_fmt(hi, '+.2f')}; {_get(design, 'n_treated', 0)} matched pairs)"
+        )
+    fig.update_layout(
+        title="Programme effect, " + what,
+        yaxis=dict(title="orders per 90 days"),
+        xaxis=dict(type="category"),
+        height=340,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
@@ -609,13 +771,32 @@ def backtest_chart(backtest: Any) -> go.Figure:
         return empty_figure("No backtest: the data are too short or too few customers bought twice")
     x = [f"D{int(_get(d, 'decile'))}" for d in deciles]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=[_num(_get(d, "predicted")) for d in deciles], name="expected by the model",
-                         marker_color="#9ecae1", hovertemplate="%{x}: %{y:,.0f} expected<extra></extra>"))
-    fig.add_trace(go.Bar(x=x, y=[_num(_get(d, "actual")) for d in deciles], name="actual",
-                         marker_color="#08519c", hovertemplate="%{x}: %{y:,.0f} actual<extra></extra>"))
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[_num(_get(d, "predicted")) for d in deciles],
+            name="expected by the model",
+            marker_color="#9ecae1",
+            hovertemplate="%{x}: %{y:,.0f} expected<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[_num(_get(d, "actual")) for d in deciles],
+            name="actual",
+            marker_color="#08519c",
+            hovertemplate="%{x}: %{y:,.0f} actual<extra></extra>",
+        )
+    )
     weeks = _get(backtest, "weeks")
-    fig.update_layout(title=f"Backtest: repeat purchase days in the last {weeks} weeks, by decile of prediction",
-                      barmode="group", yaxis=dict(title="repeat purchase days"),
-                      xaxis=dict(type="category", title="customers by predicted value (D10 = highest)"),
-                      height=320, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h"))
+    fig.update_layout(
+        title=f"Backtest: repeat purchase days in the last {weeks} weeks, by decile of prediction",
+        barmode="group",
+        yaxis=dict(title="repeat purchase days"),
+        xaxis=dict(type="category", title="customers by predicted value (D10 = highest)"),
+        height=320,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h"),
+    )
     return fig

@@ -43,13 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     _add_db(p)
     p.add_argument("--sheet", default=None, help="sheet name (default: the first non-empty sheet)")
-    p.add_argument("--map", nargs="*", default=[], metavar="SOURCE=FIELD",
-                   help="map a column header to a field (FIELD 'ignore' drops the column)")
+    p.add_argument(
+        "--map",
+        nargs="*",
+        default=[],
+        metavar="SOURCE=FIELD",
+        help="map a column header to a field (FIELD 'ignore' drops the column)",
+    )
     p.add_argument("--dayfirst", action="store_true", help="read ambiguous dates as day/month/year")
     p.add_argument("--scale", type=int, choices=(5, 7), default=None, help="Likert scale of the items")
     p.add_argument("--reverse", nargs="*", default=[], metavar="ITEM", help="reverse-keyed items (k+1-score)")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="load the good rows; write rejected rows with reasons beside the file")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="load the good rows; write rejected rows with reasons beside the file",
+    )
 
     p = sub.add_parser("batches", help="list loaded batches")
     _add_db(p)
@@ -73,13 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", default=None, help="evidence up to this date (default: latest order date)")
     p.add_argument("--top", type=int, default=100, help="how many (0 = all)")
     p.add_argument("--out", default=None, help="export consented advocates to FILE.csv or FILE.xlsx")
-    p.add_argument("--holdout", type=float, default=None, metavar="PCT",
-                   help="with --out: hold out PCT%% (0-50) of the 'to reward' list at random, recorded")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="with --out: hold out PCT%% (0-50) of the 'to reward' list at random, recorded",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the hold-out (default: random, stored)")
-    p.add_argument("--horizon-weeks", type=int, default=None, metavar="N",
-                   help="customer value: expected orders over the next N weeks (default 52)")
-    p.add_argument("--min-p-alive", type=float, default=None, metavar="X",
-                   help="with --out: leave customers whose P(alive) is below X (0-1) out of the 'to reward' list")
+    p.add_argument(
+        "--horizon-weeks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="customer value: expected orders over the next N weeks (default 52)",
+    )
+    p.add_argument(
+        "--min-p-alive",
+        type=float,
+        default=None,
+        metavar="X",
+        help="with --out: leave customers whose P(alive) is below X (0-1) out of the 'to reward' list",
+    )
     p.add_argument("--json", action="store_true")
 
     # --- effect ---
@@ -92,8 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("focus", help="a unit's focus areas: items below the other units that go with CX")
     p.add_argument("unit")
     _add_db(p)
-    p.add_argument("--in", dest="period", default=None, metavar="PERIOD",
-                   help="one period, e.g. 2026-Q3 (default: the unit's latest shown period)")
+    p.add_argument(
+        "--in",
+        dest="period",
+        default=None,
+        metavar="PERIOD",
+        help="one period, e.g. 2026-Q3 (default: the unit's latest shown period)",
+    )
     p.add_argument("--metric", choices=("csat_pct", "csat_mean", "nps"), default="csat_pct")
     p.add_argument("--json", action="store_true")
 
@@ -106,10 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     # --- changes ---
     p = sub.add_parser("changes", help="what changed since the previous period (BH q < 0.10)")
     _add_db(p)
-    p.add_argument("--in", dest="period", default=None, metavar="PERIOD",
-                   help="the period to compare (default: the latest with survey data)")
-    p.add_argument("--previous", default=None, metavar="PERIOD",
-                   help="the period to compare with (default: the latest earlier one with survey data)")
+    p.add_argument(
+        "--in",
+        dest="period",
+        default=None,
+        metavar="PERIOD",
+        help="the period to compare (default: the latest with survey data)",
+    )
+    p.add_argument(
+        "--previous",
+        default=None,
+        metavar="PERIOD",
+        help="the period to compare with (default: the latest earlier one with survey data)",
+    )
     p.add_argument("--json", action="store_true")
 
     # --- report ---
@@ -123,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("themes", help="comment themes of one source (TF-IDF + NMF, offline)")
     p.add_argument("source", choices=("comments", "feedback", "mentions"))
     _add_db(p)
-    p.add_argument("--themes", type=int, default=None, metavar="N",
-                   help="number of themes (default: chosen from the texts, 4-12)")
+    p.add_argument(
+        "--themes", type=int, default=None, metavar="N", help="number of themes (default: chosen from the texts, 4-12)"
+    )
     p.add_argument("--json", action="store_true")
 
     # --- forget ---
@@ -144,8 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = lake_sub.add_parser("export", help="write the database's tables as a Parquet lake (admin)")
     q.add_argument("--to", required=True, metavar="PATH", help="a new (or empty) folder for the lake")
     _add_db(q)
-    q.add_argument("--include-engagement", action="store_true",
-                   help="also write the engagement survey tables (left out by default)")
+    q.add_argument(
+        "--include-engagement",
+        action="store_true",
+        help="also write the engagement survey tables (left out by default)",
+    )
 
     return ap
 
@@ -189,9 +230,18 @@ def cmd_import(args) -> int:
 
     try:
         res = ingest.import_file(
-            args.db, args.kind, args.file, sheet=args.sheet, mapping=ingest.parse_mapping(args.map),
-            dayfirst=True if args.dayfirst else None, scale=args.scale, reverse=tuple(args.reverse or ()),
-            skip_invalid=args.skip_invalid, viewer=ADMIN, loaded_by="command line", isolated=True,
+            args.db,
+            args.kind,
+            args.file,
+            sheet=args.sheet,
+            mapping=ingest.parse_mapping(args.map),
+            dayfirst=True if args.dayfirst else None,
+            scale=args.scale,
+            reverse=tuple(args.reverse or ()),
+            skip_invalid=args.skip_invalid,
+            viewer=ADMIN,
+            loaded_by="command line",
+            isolated=True,
         )
     except CxStatsError as exc:
         shown = [p for p in exc.problems[:50] if p not in str(exc)]
@@ -214,8 +264,15 @@ def cmd_linkage(args) -> int:
     covs = tuple(c for c in (args.covariates or "").split(",") if c.strip())
     with store.connect(args.db) as con:
         con.execute("SET enable_progress_bar = false")  # stdout carries JSON only
-        res = linkage.analyse(con, viewer=ADMIN, metric=args.metric, lag=args.lag, min_group=args.min_group,
-                              covariates=covs, period=args.period)
+        res = linkage.analyse(
+            con,
+            viewer=ADMIN,
+            metric=args.metric,
+            lag=args.lag,
+            min_group=args.min_group,
+            covariates=covs,
+            period=args.period,
+        )
     if args.json:
         print(json.dumps(res.as_json()))
         return 0
@@ -232,51 +289,84 @@ def linkage_table(res: linkage.LinkageResult) -> str:
     """The linkage result as the text table the command prints (numbers rounded only here)."""
     w = res.within_unit
     rows = [
-        ("metric", f"{res.metric} ({res.metric_label}), period {res.period}, lag {res.lag}, "
-                   f"min_group {res.min_group}"),
+        ("metric", f"{res.metric} ({res.metric_label}), period {res.period}, lag {res.lag}, min_group {res.min_group}"),
         ("units", f"{res.n_units} (suppressed unit-period groups: {res.suppressed_groups})"),
-        ("within-unit coef", f"{_fmt(w.coef, '.4f')} per index point  95% CI [{_fmt(w.ci_low, '.4f')}, "
-                             f"{_fmt(w.ci_high, '.4f')}]  p {_fmt(w.p, '.3g')}  n {w.n_obs}, {w.n_clusters} units"),
+        (
+            "within-unit coef",
+            f"{_fmt(w.coef, '.4f')} per index point  95% CI [{_fmt(w.ci_low, '.4f')}, "
+            f"{_fmt(w.ci_high, '.4f')}]  p {_fmt(w.p, '.3g')}  n {w.n_obs}, {w.n_clusters} units",
+        ),
         ("vcov", f"{w.vcov or 'none'} ({w.n_singletons} single-period units left out)"),
-        ("within-unit r", f"{_fmt(w.r, '.3f')}  dof {w.r_dof if w.r_dof is not None else 'n/a'}  "
-                          f"p {_fmt(w.r_p, '.3g')} (unit and period effects removed)"),
-        ("corrected coef", "n/a" if w.corrected is None else
-         f"{_fmt(w.corrected.coef, '.4f')}  95% CI [{_fmt(w.corrected.ci_low, '.4f')}, "
-         f"{_fmt(w.corrected.ci_high, '.4f')}]  reliability {_fmt(w.corrected.reliability, '.3f')} "
-         f"(corrected for small-group noise)"),
-        ("between-unit r", f"{_fmt(res.pearson.r, '.3f')}  95% CI [{_fmt(res.pearson.ci_low, '.3f')}, "
-                           f"{_fmt(res.pearson.ci_high, '.3f')}]  p {_fmt(res.pearson.p, '.3g')}"),
-        ("between r corrected", f"{_fmt(res.pearson_corrected.r, '.3f')}  95% CI "
-                                f"[{_fmt(res.pearson_corrected.ci_low, '.3f')}, {_fmt(res.pearson_corrected.ci_high, '.3f')}]"
-                                f"  rel_x {_fmt(res.pearson_corrected.rel_x, '.3f')}  "
-                                f"rel_y {_fmt(res.pearson_corrected.rel_y, '.3f')}"),
+        (
+            "within-unit r",
+            f"{_fmt(w.r, '.3f')}  dof {w.r_dof if w.r_dof is not None else 'n/a'}  "
+            f"p {_fmt(w.r_p, '.3g')} (unit and period effects removed)",
+        ),
+        (
+            "corrected coef",
+            "n/a"
+            if w.corrected is None
+            else f"{_fmt(w.corrected.coef, '.4f')}  95% CI [{_fmt(w.corrected.ci_low, '.4f')}, "
+            f"{_fmt(w.corrected.ci_high, '.4f')}]  reliability {_fmt(w.corrected.reliability, '.3f')} "
+            f"(corrected for small-group noise)",
+        ),
+        (
+            "between-unit r",
+            f"{_fmt(res.pearson.r, '.3f')}  95% CI [{_fmt(res.pearson.ci_low, '.3f')}, "
+            f"{_fmt(res.pearson.ci_high, '.3f')}]  p {_fmt(res.pearson.p, '.3g')}",
+        ),
+        (
+            "between r corrected",
+            f"{_fmt(res.pearson_corrected.r, '.3f')}  95% CI "
+            f"[{_fmt(res.pearson_corrected.ci_low, '.3f')}, {_fmt(res.pearson_corrected.ci_high, '.3f')}]"
+            f"  rel_x {_fmt(res.pearson_corrected.rel_x, '.3f')}  "
+            f"rel_y {_fmt(res.pearson_corrected.rel_y, '.3f')}",
+        ),
         ("Spearman rho", f"{_fmt(res.spearman.rho, '.3f')}  p {_fmt(res.spearman.p, '.3g')}"),
         ("min detectable r", _fmt(res.min_detectable_r, ".3f")),
-        ("slope per +10", f"{_fmt(res.slope_per_10.estimate, '.3f')}  95% CI [{_fmt(res.slope_per_10.ci_low, '.3f')}, "
-                          f"{_fmt(res.slope_per_10.ci_high, '.3f')}]"),
-        ("elasticity", res.elasticity_reason if res.elasticity is None else
-         f"{res.elasticity.beta:.3f} (+10% engagement -> {100 * res.elasticity.effect_of_10pct:+.2f}% CX)"),
-        ("quartiles", f"top {_fmt(res.quartiles.top)}  bottom {_fmt(res.quartiles.bottom)}  diff "
-                      f"{_fmt(res.quartiles.diff)} [{_fmt(res.quartiles.ci_low)}, {_fmt(res.quartiles.ci_high)}]"),
+        (
+            "slope per +10",
+            f"{_fmt(res.slope_per_10.estimate, '.3f')}  95% CI [{_fmt(res.slope_per_10.ci_low, '.3f')}, "
+            f"{_fmt(res.slope_per_10.ci_high, '.3f')}]",
+        ),
+        (
+            "elasticity",
+            res.elasticity_reason
+            if res.elasticity is None
+            else f"{res.elasticity.beta:.3f} (+10% engagement -> {100 * res.elasticity.effect_of_10pct:+.2f}% CX)",
+        ),
+        (
+            "quartiles",
+            f"top {_fmt(res.quartiles.top)}  bottom {_fmt(res.quartiles.bottom)}  diff "
+            f"{_fmt(res.quartiles.diff)} [{_fmt(res.quartiles.ci_low)}, {_fmt(res.quartiles.ci_high)}]",
+        ),
     ]
     if res.partial is not None:
-        rows.append((f"partial r | {', '.join(res.partial.covariates)}",
-                     f"{_fmt(res.partial.r, '.3f')}  95% CI [{_fmt(res.partial.ci_low, '.3f')}, "
-                     f"{_fmt(res.partial.ci_high, '.3f')}]  p {_fmt(res.partial.p, '.3g')}"))
+        rows.append(
+            (
+                f"partial r | {', '.join(res.partial.covariates)}",
+                f"{_fmt(res.partial.r, '.3f')}  95% CI [{_fmt(res.partial.ci_low, '.3f')}, "
+                f"{_fmt(res.partial.ci_high, '.3f')}]  p {_fmt(res.partial.p, '.3g')}",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("")
     lines.append(f"{'lag':>4}  {'coef':>10}  {'r':>7}  {'p':>8}  {'p_holm':>8}  {'n':>6}")
     for x in res.lags:
-        lines.append(f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  "
-                     f"{_fmt(x.p_holm, '.3g'):>8}  {x.n:>6}")
+        lines.append(
+            f"{x.lag:>4}  {_fmt(x.coef, '.4f'):>10}  {_fmt(x.r, '.3f'):>7}  {_fmt(x.p, '.3g'):>8}  "
+            f"{_fmt(x.p_holm, '.3g'):>8}  {x.n:>6}"
+        )
     lines.append("(each lag uses the rows it has, so n differs; p_holm allows for looking at five lags)")
     if res.drivers:
         lines.append("")
         lines.append(f"{'driver item':<24}  {'r':>7}  {'95% CI':>17}  {'q':>7}")
         for d in res.drivers:
-            lines.append(f"{d.item[:24]:<24}  {_fmt(d.r, '.3f'):>7}  [{_fmt(d.ci_low, '.2f'):>6}, "
-                         f"{_fmt(d.ci_high, '.2f'):>6}]  {_fmt(d.q, '.3g'):>7}")
+            lines.append(
+                f"{d.item[:24]:<24}  {_fmt(d.r, '.3f'):>7}  [{_fmt(d.ci_low, '.2f'):>6}, "
+                f"{_fmt(d.ci_high, '.2f'):>6}]  {_fmt(d.q, '.3g'):>7}"
+            )
         lines.append("(items overlap: their correlations are not separate effects)")
     return "\n".join(lines)
 
@@ -313,8 +403,16 @@ def cmd_advocates(args) -> int:
             listed = result
             if holdout is not None or min_p is not None:  # "to reward"
                 listed = replace(result, customers=advocates.to_reward(result, min_p_alive=min_p))
-            exported = export.write_advocates(con, viewer=ADMIN, result=listed, path=out_path, filter_text=_advocates_filter_text(args),
-                                              top=args.top, holdout_pct=holdout, seed=seed)
+            exported = export.write_advocates(
+                con,
+                viewer=ADMIN,
+                result=listed,
+                path=out_path,
+                filter_text=_advocates_filter_text(args),
+                top=args.top,
+                holdout_pct=holdout,
+                seed=seed,
+            )
     if args.json:
         print(json.dumps(result.as_json(args.top)))
     else:
@@ -322,8 +420,10 @@ def cmd_advocates(args) -> int:
     if exported is not None:
         msg = f"exported {exported.rows} consented customers to {exported.path} (export {exported.export_id})"
         if holdout is not None:
-            msg += (f"; {exported.held_out} held out at random (seed {exported.seed}): leave them out of "
-                    "rewards for 90 days, then see: python -m cxstats effect")
+            msg += (
+                f"; {exported.held_out} held out at random (seed {exported.seed}): leave them out of "
+                "rewards for 90 days, then see: python -m cxstats effect"
+            )
         print(msg, file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -341,14 +441,18 @@ def _print_advocates(result: advocates.AdvocateResult, top: int | None) -> None:
         print("no purchases yet; load some with: python -m cxstats import purchases FILE")
         return
     df = result.top(top)
-    print(f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
-          f"(of {result.ranked:,} customers with an order); showing {len(df):,}")
+    print(
+        f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
+        f"(of {result.ranked:,} customers with an order); showing {len(df):,}"
+    )
     if df.empty:
         return
     print(f"{'#':>4}  {'customer':<12} {'score':>6}  {'tier':<9} {'orders':>6} {'spend':>11}  reasons")
     for i, r in enumerate(df.itertuples(index=False), 1):
-        print(f"{i:>4}  {str(r.customer_id)[:12]:<12} {r.score:>6.1f}  {r.tier:<9} {r.orders:>6} "
-              f"{r.spend:>11,.2f}  {'; '.join(r.reasons)}")
+        print(
+            f"{i:>4}  {str(r.customer_id)[:12]:<12} {r.score:>6.1f}  {r.tier:<9} {r.orders:>6} "
+            f"{r.spend:>11,.2f}  {'; '.join(r.reasons)}"
+        )
     if len(result.unmatched_handles):
         print(f"{len(result.unmatched_handles):,} handles with mentions matched no customer")
 
@@ -400,9 +504,11 @@ def cmd_focus(args) -> int:
     print(f"{res.unit_id}, {res.period}, metric {res.metric}")
     print(f"{'item':<48}  {'unit':>5}  {'others':>6}  {'gap':>6}  {'95% CI':>15}  {'r':>6}  {'q':>7}  focus")
     for i in res.items:
-        print(f"{i.item[:48]:<48}  {i.unit_mean:>5.2f}  {_fmt(i.others_mean):>6}  {_fmt(i.gap):>6}  "
-              f"[{_fmt(i.gap_ci_low):>5}, {_fmt(i.gap_ci_high):>5}]  {_fmt(i.r):>6}  {_fmt(i.q, '.3g'):>7}  "
-              f"{'yes' if i.focus else ''}")
+        print(
+            f"{i.item[:48]:<48}  {i.unit_mean:>5.2f}  {_fmt(i.others_mean):>6}  {_fmt(i.gap):>6}  "
+            f"[{_fmt(i.gap_ci_low):>5}, {_fmt(i.gap_ci_high):>5}]  {_fmt(i.r):>6}  {_fmt(i.q, '.3g'):>7}  "
+            f"{'yes' if i.focus else ''}"
+        )
     print()
     for s in res.summary:
         print(s)
@@ -428,10 +534,13 @@ def cmd_actions(args) -> int:
         return 0
     for a in res.actions:
         fu = a.follow_up
-        change = ("no follow-up yet" if fu is None else
-                  f"item {_fmt(fu.item_change, '+.2f')} [{_fmt(fu.ci_low)}, {_fmt(fu.ci_high)}], "
-                  f"CSAT % {_fmt(fu.cx_change, '+.1f')} [{_fmt(fu.cx_ci_low, '.1f')}, {_fmt(fu.cx_ci_high, '.1f')}] "
-                  f"({fu.baseline} -> {fu.outcome})")
+        change = (
+            "no follow-up yet"
+            if fu is None
+            else f"item {_fmt(fu.item_change, '+.2f')} [{_fmt(fu.ci_low)}, {_fmt(fu.ci_high)}], "
+            f"CSAT % {_fmt(fu.cx_change, '+.1f')} [{_fmt(fu.cx_ci_low, '.1f')}, {_fmt(fu.cx_ci_high, '.1f')}] "
+            f"({fu.baseline} -> {fu.outcome})"
+        )
         print(f"{a.action_id:>4}  {a.unit_id:<8}  {a.status:<7}  due {a.due_date or '-'}  {a.title}")
         print(f"      {a.item}: {change}")
     return 0
@@ -447,11 +556,15 @@ def cmd_changes(args) -> int:
     if args.json:
         print(json.dumps(res.as_json()))
         return 0
-    print(f"{res.previous} -> {res.period}: {len(res.changes)} change(s) with BH q < {focus.Q_CHANGE} among "
-          f"{res.compared} comparisons")
+    print(
+        f"{res.previous} -> {res.period}: {len(res.changes)} change(s) with BH q < {focus.Q_CHANGE} among "
+        f"{res.compared} comparisons"
+    )
     for c in res.changes:
-        print(f"{c.unit_id:<8}  {c.measure:<10}  {c.before:8.1f} -> {c.after:8.1f}  {c.diff:+7.1f} "
-              f"[{c.ci_low:+.1f}, {c.ci_high:+.1f}]  q {c.q:.3g}")
+        print(
+            f"{c.unit_id:<8}  {c.measure:<10}  {c.before:8.1f} -> {c.after:8.1f}  {c.diff:+7.1f} "
+            f"[{c.ci_low:+.1f}, {c.ci_high:+.1f}]  q {c.q:.3g}"
+        )
     return 0
 
 
@@ -483,14 +596,18 @@ def themes_text(r: themes.ThemeResult) -> str:
     """The themes command's plain-text table of one result."""
     from . import themes
 
-    lines = [f"{r.source}: {r.n_texts:,} English texts modelled"
-             + (f", {r.n_non_english:,} in other languages left out" if r.n_non_english else "")
-             + (f", {r.n_cut:,} long texts cut to {themes.MAX_CHARS} characters" if r.n_cut else "")]
+    lines = [
+        f"{r.source}: {r.n_texts:,} English texts modelled"
+        + (f", {r.n_non_english:,} in other languages left out" if r.n_non_english else "")
+        + (f", {r.n_cut:,} long texts cut to {themes.MAX_CHARS} characters" if r.n_cut else "")
+    ]
     if r.message:
         lines.append(r.message)
         return "\n".join(lines)
-    lines.append(f"{r.k} themes ({'chosen on the reconstruction error' if r.k_chosen else 'set with --themes'}); "
-                 f"a text belongs to its strongest theme when its weight is at least {themes.ASSIGN_MIN}, else 'other'")
+    lines.append(
+        f"{r.k} themes ({'chosen on the reconstruction error' if r.k_chosen else 'set with --themes'}); "
+        f"a text belongs to its strongest theme when its weight is at least {themes.ASSIGN_MIN}, else 'other'"
+    )
     csat = r.source == "feedback"
     head = f"{'id':>3}  {'share':>6}  {'sentiment':>9}"
     if csat:
@@ -506,7 +623,7 @@ def themes_text(r: themes.ThemeResult) -> str:
             row += f"  {cw:>9}  {co:>7}  {d:<22}"
         lines.append(row + "  " + t.label)
         for e in t.examples:
-            lines.append(f"       \"{e}\"")
+            lines.append(f'       "{e}"')
     if r.source == "comments":
         lines.append("Employee comments are never quoted; only groups of at least 10 respondents count.")
     return "\n".join(lines)
@@ -548,31 +665,22 @@ COMMANDS = {
     "undo": cmd_undo,
     "linkage": cmd_linkage,
     "advocates": cmd_advocates,
-
     # --- effect ---
     "effect": cmd_effect,
-
     # --- focus ---
     "focus": cmd_focus,
-
     # --- actions ---
     "actions": cmd_actions,
-
     # --- changes ---
     "changes": cmd_changes,
-
     # --- report ---
     "report": cmd_report,
-
     # --- themes ---
     "themes": cmd_themes,
-
     # --- forget ---
     "forget": cmd_forget,
-
     # --- purge ---
     "purge": cmd_purge,
-
     # --- lake ---
     "lake": cmd_lake,
 }
@@ -587,4 +695,3 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-

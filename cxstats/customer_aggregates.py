@@ -84,16 +84,31 @@ def orders(purchases: ir.Table, as_of: date | None = None) -> ir.Table:
     p = p.mutate(amount=amt)
     with_id = p.filter(p.order_id.notnull())
     grouped = with_id.group_by(["customer_id", "order_id"]).aggregate(
-        d=with_id.order_date.min(), last_date=with_id.order_date.max(), net=with_id.amount.sum(),
-        gross=with_id.amount.sum(where=with_id.amount > 0), returned=-with_id.amount.sum(where=with_id.amount < 0))
+        d=with_id.order_date.min(),
+        last_date=with_id.order_date.max(),
+        net=with_id.amount.sum(),
+        gross=with_id.amount.sum(where=with_id.amount > 0),
+        returned=-with_id.amount.sum(where=with_id.amount < 0),
+    )
     zero = p.amount - p.amount  # a DECIMAL zero of the column's type (Spark's decimal literals differ)
     single = p.filter(p.order_id.isnull()).select(
-        "customer_id", d=p.order_date, last_date=p.order_date, net=p.amount,
-        gross=ibis.greatest(p.amount, zero), returned=ibis.greatest(-p.amount, zero))
+        "customer_id",
+        d=p.order_date,
+        last_date=p.order_date,
+        net=p.amount,
+        gross=ibis.greatest(p.amount, zero),
+        returned=ibis.greatest(-p.amount, zero),
+    )
 
     def shape(t: ir.Table) -> ir.Table:
-        return t.select(customer_id=t.customer_id, d=t.d, last_date=t.last_date, net=t.net.cast(MONEY),
-                        gross=t.gross.cast(MONEY).fill_null(0), returned=t.returned.cast(MONEY).fill_null(0))
+        return t.select(
+            customer_id=t.customer_id,
+            d=t.d,
+            last_date=t.last_date,
+            net=t.net.cast(MONEY),
+            gross=t.gross.cast(MONEY).fill_null(0),
+            returned=t.returned.cast(MONEY).fill_null(0),
+        )
 
     return shape(grouped.drop("order_id")).union(shape(single))
 
@@ -103,17 +118,27 @@ def order_days(ords: ir.Table) -> ir.Table:
     counted_net (their net, null when none), net, gross, returned: store.day_totals' columns."""
     o = ords
     return o.group_by(["customer_id", "d"]).aggregate(
-        orders=_count(o.net, o.net > 0), counted_net=o.net.sum(where=o.net > 0).cast(MONEY),
-        net=o.net.sum().cast(MONEY), gross=o.gross.sum().cast(MONEY), returned=o.returned.sum().cast(MONEY))
+        orders=_count(o.net, o.net > 0),
+        counted_net=o.net.sum(where=o.net > 0).cast(MONEY),
+        net=o.net.sum().cast(MONEY),
+        gross=o.gross.sum().cast(MONEY),
+        returned=o.returned.sum().cast(MONEY),
+    )
 
 
 def day_totals(table: ir.Table, as_of: date) -> ir.Table:
     """store.day_totals (the DuckDB file's per-day totals kept at import) up to ``as_of``, in the
     shape of :func:`order_days` (readers check first that no order straddles as_of)."""
     t = table.filter(table.d <= as_of)
-    return t.select(customer_id=t.customer_id, d=t.d, orders=t.orders.cast("int64"),
-                    counted_net=ibis.cases((t.orders > 0, t.counted_net.cast(MONEY)), else_=ibis.null(MONEY)),
-                    net=t.net.cast(MONEY), gross=t.gross.cast(MONEY), returned=t.returned.cast(MONEY))
+    return t.select(
+        customer_id=t.customer_id,
+        d=t.d,
+        orders=t.orders.cast("int64"),
+        counted_net=ibis.cases((t.orders > 0, t.counted_net.cast(MONEY)), else_=ibis.null(MONEY)),
+        net=t.net.cast(MONEY),
+        gross=t.gross.cast(MONEY),
+        returned=t.returned.cast(MONEY),
+    )
 
 
 def customer_orders(days: ir.Table, as_of: date, cutoff: date | None = None) -> ir.Table:
@@ -126,17 +151,24 @@ def customer_orders(days: ir.Table, as_of: date, cutoff: date | None = None) -> 
     y = days
     counted = y.orders > 0
     g = y.group_by("customer_id").aggregate(
-        orders=_int_sum(y.orders), spend=y.net.sum().cast(MONEY), gross=y.gross.sum().cast(MONEY),
+        orders=_int_sum(y.orders),
+        spend=y.net.sum().cast(MONEY),
+        gross=y.gross.sum().cast(MONEY),
         returned=y.returned.sum().cast(MONEY),
-        first_order=y.d.min(where=counted), last_order=y.d.max(where=counted),
-        days=_count(y.d, counted), counted_sum=y.counted_net.sum(where=counted).cast(MONEY),
+        first_order=y.d.min(where=counted),
+        last_order=y.d.max(where=counted),
+        days=_count(y.d, counted),
+        counted_sum=y.counted_net.sum(where=counted).cast(MONEY),
         first_net=y.counted_net.argmin(y.d, where=counted).cast(MONEY),
-        cal_days=_count(y.d, counted & (y.d <= cutoff)), cal_last=y.d.max(where=counted & (y.d <= cutoff)),
-        actual=_count(y.d, counted & (y.d > cutoff)))
+        cal_days=_count(y.d, counted & (y.d <= cutoff)),
+        cal_last=y.d.max(where=counted & (y.d <= cutoff)),
+        actual=_count(y.d, counted & (y.d > cutoff)),
+    )
     g = g.filter(g.orders > 0)
-    return g.mutate(repeat_net=(g.counted_sum - g.first_net).cast(MONEY),
-                    recency_days=ibis.literal(as_of).delta(g.last_order, unit="day").cast("int64")
-                    ).drop("counted_sum", "first_net")
+    return g.mutate(
+        repeat_net=(g.counted_sum - g.first_net).cast(MONEY),
+        recency_days=ibis.literal(as_of).delta(g.last_order, unit="day").cast("int64"),
+    ).drop("counted_sum", "first_net")
 
 
 # ---------------------------------------------------------------- percentile ranks
@@ -170,8 +202,10 @@ def percentile_rank(table: ir.Table, column: str, n, bounds) -> ir.Table:
     j = local.join(totals, "part")
     # rank = values below + (c + 1) / 2 = before + cum - c + (c + 1) / 2
     rank = (j.before + j.cum - j.c).cast("float64") + (j.c.cast("float64") + 1.0) / 2.0
-    return j.select(value=j.value, pct=rank / ibis.literal(n).cast("float64") if not isinstance(n, ir.Expr)
-                    else rank / n.cast("float64"))
+    return j.select(
+        value=j.value,
+        pct=rank / ibis.literal(n).cast("float64") if not isinstance(n, ir.Expr) else rank / n.cast("float64"),
+    )
 
 
 # ---------------------------------------------------------------- customers, mentions, feedback
@@ -185,10 +219,15 @@ def customer_keys(customers: ir.Table) -> ir.Table:
     """Current customers with consent (false when missing) and the matching keys: email_key
     (trimmed, lower case), handle_key (trimmed, without leading @, lower case); empty -> null."""
     c = customers
-    return c.select(customer_id=c.customer_id, name=c.name, email=c.email, handle=c.handle,
-                    consent=c.marketing_consent.fill_null(False),
-                    email_key=c.email.strip().lower().nullif(""),
-                    handle_key=c.handle.strip().lower().re_replace(r"^@+", "").nullif(""))
+    return c.select(
+        customer_id=c.customer_id,
+        name=c.name,
+        email=c.email,
+        handle=c.handle,
+        consent=c.marketing_consent.fill_null(False),
+        email_key=c.email.strip().lower().nullif(""),
+        handle_key=c.handle.strip().lower().re_replace(r"^@+", "").nullif(""),
+    )
 
 
 def attributed_mentions(mentions: ir.Table, keys: ir.Table, as_of: date, vader: ir.Table | None = None) -> ir.Table:
@@ -197,7 +236,8 @@ def attributed_mentions(mentions: ir.Table, keys: ir.Table, as_of: date, vader: 
     stored, else ``vader``'s score of the text, a table text, vader)."""
     k = keys.filter(keys.handle_key.notnull())
     handles = k.group_by(k.handle_key.name("hk")).aggregate(
-        hcid=k.customer_id.min(), owners=k.customer_id.nunique().cast("int64"))
+        hcid=k.customer_id.min(), owners=k.customer_id.nunique().cast("int64")
+    )
     m = mentions.mutate(_h=_norm_handle(mentions.handle), _d=mentions.posted_at.date())
     m = m.filter(m._d <= as_of)
     j = m.left_join(handles, (m.customer_id.isnull()) & (m._h == handles.hk))
@@ -207,7 +247,13 @@ def attributed_mentions(mentions: ir.Table, keys: ir.Table, as_of: date, vader: 
         s = ibis.coalesce(j.sentiment, j.vader)
     return j.select(
         cid=ibis.coalesce(j.customer_id, ibis.ifelse(j.owners == 1, j.hcid, ibis.null("string"))),
-        h=j._h, handle_owners=j.owners, d=j._d, text=j.text, followers=j.followers, s=s.cast("float64"))
+        h=j._h,
+        handle_owners=j.owners,
+        d=j._d,
+        text=j.text,
+        followers=j.followers,
+        s=s.cast("float64"),
+    )
 
 
 def mention_features(m: ir.Table, as_of: date, *, positive: float, negative: float, quiet_days: int) -> ir.Table:
@@ -216,10 +262,13 @@ def mention_features(m: ir.Table, as_of: date, *, positive: float, negative: flo
     m = m.filter(m.cid.notnull())
     since = as_of - timedelta(days=quiet_days)
     return m.group_by("cid").aggregate(
-        mentions=m.count().cast("int64"), positive_mentions=_count(m.s, m.s >= positive),
-        negative_mentions=_count(m.s, m.s <= negative), mean_sentiment=m.s.mean(),
+        mentions=m.count().cast("int64"),
+        positive_mentions=_count(m.s, m.s >= positive),
+        negative_mentions=_count(m.s, m.s <= negative),
+        mean_sentiment=m.s.mean(),
         max_followers=m.followers.max().cast("float64"),
-        recent_negative=_count(m.s, (m.s <= negative) & (m.d >= since)))
+        recent_negative=_count(m.s, (m.s <= negative) & (m.d >= since)),
+    )
 
 
 def repeat_posts(m: ir.Table) -> ir.Table:
@@ -235,9 +284,12 @@ def unmatched_handles(m: ir.Table, *, positive: float, negative: float) -> ir.Ta
     negative_mentions, max_followers, owners (how many customers share the handle; null for none)."""
     u = m.filter(m.cid.isnull() & m.h.notnull())
     return u.group_by(u.h.name("handle")).aggregate(
-        mentions=u.count().cast("int64"), positive_mentions=_count(u.s, u.s >= positive),
-        negative_mentions=_count(u.s, u.s <= negative), max_followers=u.followers.max(),
-        owners=u.handle_owners.max())
+        mentions=u.count().cast("int64"),
+        positive_mentions=_count(u.s, u.s >= positive),
+        negative_mentions=_count(u.s, u.s <= negative),
+        max_followers=u.followers.max(),
+        owners=u.handle_owners.max(),
+    )
 
 
 def satisfaction(feedback: ir.Table, as_of: date, *, quiet_days: int) -> ir.Table:
@@ -249,9 +301,12 @@ def satisfaction(feedback: ir.Table, as_of: date, *, quiet_days: int) -> ir.Tabl
     # "latest": the date, then the answer itself (engines order ties of arg_max differently)
     key = f.date.delta(ibis.literal(EPOCH), unit="day").cast("int64") * 16 + f.nps.cast("int64")
     return f.group_by("customer_id").aggregate(
-        nps=f.nps.argmax(key, where=f.nps.notnull()).cast("float64"), csat_mean=f.csat.mean(),
-        csat_answers=_count(f.csat, f.csat.notnull()), promoter_answers=_count(f.nps, f.nps >= 9),
-        recent_detractor=_count(f.nps, (f.nps <= 6) & (f.date >= since)))
+        nps=f.nps.argmax(key, where=f.nps.notnull()).cast("float64"),
+        csat_mean=f.csat.mean(),
+        csat_answers=_count(f.csat, f.csat.notnull()),
+        promoter_answers=_count(f.nps, f.nps >= 9),
+        recent_detractor=_count(f.nps, (f.nps <= 6) & (f.date >= since)),
+    )
 
 
 def duplicate_keys(keys: ir.Table) -> ir.Table:
@@ -267,21 +322,32 @@ def duplicate_keys(keys: ir.Table) -> ir.Table:
     return j.select("customer_id", "what", "ids")
 
 
-def customer_features(orders_per_customer: ir.Table, keys: ir.Table, mention_feats: ir.Table,
-                      repeats: ir.Table, sat: ir.Table) -> ir.Table:
+def customer_features(
+    orders_per_customer: ir.Table, keys: ir.Table, mention_feats: ir.Table, repeats: ir.Table, sat: ir.Table
+) -> ir.Table:
     """Every customer with a counted order joined with the keys (name, email, handle, consent),
     mention features, repeated posts and satisfaction (absent counts 0)."""
     o = orders_per_customer
     j = o.left_join(mention_feats, o.customer_id == mention_feats.cid).drop("cid")
     j = j.left_join(repeats, j.customer_id == repeats.cid).drop("cid")
     j = j.left_join(sat, "customer_id").drop("customer_id_right")
-    j = j.left_join(keys.select("customer_id", "name", "email", "handle", "consent"), "customer_id"
-                    ).drop("customer_id_right")
-    zero = {c: j[c].fill_null(0) for c in ("mentions", "positive_mentions", "negative_mentions", "recent_negative",
-                                           "top_repeat", "csat_answers", "promoter_answers", "recent_detractor")}
+    j = j.left_join(keys.select("customer_id", "name", "email", "handle", "consent"), "customer_id").drop(
+        "customer_id_right"
+    )
+    zero = {
+        c: j[c].fill_null(0)
+        for c in (
+            "mentions",
+            "positive_mentions",
+            "negative_mentions",
+            "recent_negative",
+            "top_repeat",
+            "csat_answers",
+            "promoter_answers",
+            "recent_detractor",
+        )
+    }
     return j.mutate(consent=j.consent.fill_null(False), **zero)
-
-
 
 
 # ---------------------------------------------------------------- opening the engine for a connection
@@ -294,8 +360,9 @@ def day_totals_usable(con, as_of: date) -> bool:
 
     if not store.derived_fresh(con)[1]:
         return False
-    return not con.execute("SELECT count(*) FROM day_totals WHERE d <= ? AND last_date > ?",
-                           [as_of, as_of]).fetchall()[0][0]
+    return not con.execute("SELECT count(*) FROM day_totals WHERE d <= ? AND last_date > ?", [as_of, as_of]).fetchall()[
+        0
+    ][0]
 
 
 def engine_order_days(t, as_of: date) -> ir.Table:
@@ -305,7 +372,6 @@ def engine_order_days(t, as_of: date) -> ir.Table:
     if t.kind == "duckdb" and day_totals_usable(t.con, as_of):
         return day_totals(t.backend.table("day_totals"), as_of)
     return order_days(orders(t.table("purchases"), as_of))
-
 
 
 def database_path(con):
@@ -399,8 +465,25 @@ def drop_materialized(t, names) -> None:
         t.backend.con.execute(f"DROP TABLE IF EXISTS {n}")
 
 
-__all__ = ["orders", "order_days", "day_totals", "customer_orders", "rank_bounds", "percentile_rank",
-           "customer_keys", "attributed_mentions", "mention_features", "repeat_posts", "unmatched_handles",
-           "satisfaction", "duplicate_keys", "customer_features", "engine_tables", "engine_order_days",
-           "day_totals_usable", "materialize", "MONEY",
-           "RANK_PARTITIONS"]
+__all__ = [
+    "orders",
+    "order_days",
+    "day_totals",
+    "customer_orders",
+    "rank_bounds",
+    "percentile_rank",
+    "customer_keys",
+    "attributed_mentions",
+    "mention_features",
+    "repeat_posts",
+    "unmatched_handles",
+    "satisfaction",
+    "duplicate_keys",
+    "customer_features",
+    "engine_tables",
+    "engine_order_days",
+    "day_totals_usable",
+    "materialize",
+    "MONEY",
+    "RANK_PARTITIONS",
+]

@@ -126,16 +126,96 @@ CHANGE_POINTS = 25.0  # latent points of the planted change into the last quarte
 LIKERT_LABELS = ("Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree", "Strongly agree")
 
 _TOWNS = (
-    "Leeds", "York", "Bristol", "Bath", "Derby", "Exeter", "Norwich", "Chester", "Durham", "Lincoln",
-    "Oxford", "Cambridge", "Reading", "Brighton", "Hull", "Preston", "Carlisle", "Truro", "Ipswich", "Luton",
-    "Stoke", "Wigan", "Salford", "Sheffield", "Leicester", "Coventry", "Plymouth", "Swindon", "Dover", "Kendal",
-    "Harrogate", "Whitby", "Ely", "Hereford", "Worcester", "Gloucester", "Taunton", "Poole", "Crawley", "Woking",
+    "Leeds",
+    "York",
+    "Bristol",
+    "Bath",
+    "Derby",
+    "Exeter",
+    "Norwich",
+    "Chester",
+    "Durham",
+    "Lincoln",
+    "Oxford",
+    "Cambridge",
+    "Reading",
+    "Brighton",
+    "Hull",
+    "Preston",
+    "Carlisle",
+    "Truro",
+    "Ipswich",
+    "Luton",
+    "Stoke",
+    "Wigan",
+    "Salford",
+    "Sheffield",
+    "Leicester",
+    "Coventry",
+    "Plymouth",
+    "Swindon",
+    "Dover",
+    "Kendal",
+    "Harrogate",
+    "Whitby",
+    "Ely",
+    "Hereford",
+    "Worcester",
+    "Gloucester",
+    "Taunton",
+    "Poole",
+    "Crawley",
+    "Woking",
 )
 _REGIONS = ("North", "South", "East", "West", "Central")
-_FIRST = ("Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Mia", "Leo", "Zoë", "José", "Chloé", "Liam",
-          "Grace", "Arthur", "Freya", "Oscar", "Ivy", "Jack", "Renée", "Omar", "Priya", "Tomás", "Ella", "Finn")
-_LAST = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Davies", "Evans", "Müller", "Khan",
-         "Patel", "García", "Murphy", "O'Neill", "Clarke", "Walker", "Wright", "Hughes", "Novák", "Hall")
+_FIRST = (
+    "Amelia",
+    "Oliver",
+    "Isla",
+    "George",
+    "Ava",
+    "Noah",
+    "Mia",
+    "Leo",
+    "Zoë",
+    "José",
+    "Chloé",
+    "Liam",
+    "Grace",
+    "Arthur",
+    "Freya",
+    "Oscar",
+    "Ivy",
+    "Jack",
+    "Renée",
+    "Omar",
+    "Priya",
+    "Tomás",
+    "Ella",
+    "Finn",
+)
+_LAST = (
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Davies",
+    "Evans",
+    "Müller",
+    "Khan",
+    "Patel",
+    "García",
+    "Murphy",
+    "O'Neill",
+    "Clarke",
+    "Walker",
+    "Wright",
+    "Hughes",
+    "Novák",
+    "Hall",
+)
 _POSITIVE = (
     "Loved my visit to {s} today, the staff were so helpful!",
     "Big thanks to the team at {s}, brilliant service as always.",
@@ -165,10 +245,21 @@ _FOREIGN = (
     "Das Personal bei {s} war sehr freundlich und hilfsbereit.",
     "Le service chez {s} est très rapide et les vendeurs sont sympas.",
 )
-_FEEDBACK_COMMENTS = ("Quick and friendly.", "Could not find what I needed.", "Great help at the till.",
-                      "Long queue at lunchtime.", "Staff went out of their way.", "Shelves were a mess.")
-_ENGAGEMENT_COMMENTS = ("More staff on Saturdays please.", "Great team.", "Rota changes at short notice.",
-                        "Training has been useful.", "Tills keep breaking.")
+_FEEDBACK_COMMENTS = (
+    "Quick and friendly.",
+    "Could not find what I needed.",
+    "Great help at the till.",
+    "Long queue at lunchtime.",
+    "Staff went out of their way.",
+    "Shelves were a mess.",
+)
+_ENGAGEMENT_COMMENTS = (
+    "More staff on Saturdays please.",
+    "Great team.",
+    "Rota changes at short notice.",
+    "Training has been useful.",
+    "Tills keep breaking.",
+)
 # Comment themes planted in the demo (issue 17): customer comments about queues (given with low
 # CSAT), friendly staff (high CSAT) and parking; employee comments about staffing and tools. Wording
 # varies through slot templates (exact repeated phrases would become themes of their own); every
@@ -179,78 +270,192 @@ COMMENT_THEMES = {"feedback": ("queue", "friendly", "parking"), "comments": ("st
 # varied ways; words shared within a theme (not fixed phrases) are what the themes find.
 _CLAUSES = {
     "queue": (
-        ("the queue was far too long", "waited ages in the queue", "the queue went round the shop",
-         "the checkout queue barely moved", "there is always a queue at lunchtime", "gave up on the queue",
-         "the queue for the tills was huge", "stood in a queue for twenty minutes", "there was another long queue today",
-         "the queue at customer services never moves"),
-        ("only two tills were open", "the wait to pay took forever", "nobody opened any more tills",
-         "the wait was ridiculous", "waited over ten minutes to pay", "the self checkout tills kept freezing",
-         "too few tills at busy times", "the wait to pay was half an hour", "waited and waited at the tills",
-         "please open more tills"),
+        (
+            "the queue was far too long",
+            "waited ages in the queue",
+            "the queue went round the shop",
+            "the checkout queue barely moved",
+            "there is always a queue at lunchtime",
+            "gave up on the queue",
+            "the queue for the tills was huge",
+            "stood in a queue for twenty minutes",
+            "there was another long queue today",
+            "the queue at customer services never moves",
+        ),
+        (
+            "only two tills were open",
+            "the wait to pay took forever",
+            "nobody opened any more tills",
+            "the wait was ridiculous",
+            "waited over ten minutes to pay",
+            "the self checkout tills kept freezing",
+            "too few tills at busy times",
+            "the wait to pay was half an hour",
+            "waited and waited at the tills",
+            "please open more tills",
+        ),
     ),
     "friendly": (
-        ("the staff were really friendly", "friendly and helpful as always", "such a friendly team",
-         "a friendly welcome at the door", "the lady at the till was so friendly", "very friendly service",
-         "friendly people on the shop floor", "the friendly young man found what I needed",
-         "friendly advice in the garden section", "always friendly and patient"),
-        ("nothing was too much trouble", "they went out of their way to help", "lovely helpful people",
-         "kind and patient with my questions", "made me feel welcome", "really knowledgeable and kind",
-         "a smile from everyone", "the manager came over to help", "so helpful and polite",
-         "great customer service"),
+        (
+            "the staff were really friendly",
+            "friendly and helpful as always",
+            "such a friendly team",
+            "a friendly welcome at the door",
+            "the lady at the till was so friendly",
+            "very friendly service",
+            "friendly people on the shop floor",
+            "the friendly young man found what I needed",
+            "friendly advice in the garden section",
+            "always friendly and patient",
+        ),
+        (
+            "nothing was too much trouble",
+            "they went out of their way to help",
+            "lovely helpful people",
+            "kind and patient with my questions",
+            "made me feel welcome",
+            "really knowledgeable and kind",
+            "a smile from everyone",
+            "the manager came over to help",
+            "so helpful and polite",
+            "great customer service",
+        ),
     ),
     "parking": (
-        ("parking was impossible", "could not find a parking space", "the parking fees are too high",
-         "the parking machine was broken", "parking costs more than my shopping", "no disabled parking left",
-         "drove round looking for parking", "parking near the store is a nightmare",
-         "the parking barrier was stuck", "parking spaces are far too narrow"),
-        ("the car park is tiny", "the car park was full again", "had to park two streets away",
-         "the pay machine only takes coins", "spaces are always taken by commuters", "got a ticket in the car park",
-         "the car park lighting is poor", "ended up parking on the road", "the exit from the car park is dangerous",
-         "cars blocking the entrance"),
+        (
+            "parking was impossible",
+            "could not find a parking space",
+            "the parking fees are too high",
+            "the parking machine was broken",
+            "parking costs more than my shopping",
+            "no disabled parking left",
+            "drove round looking for parking",
+            "parking near the store is a nightmare",
+            "the parking barrier was stuck",
+            "parking spaces are far too narrow",
+        ),
+        (
+            "the car park is tiny",
+            "the car park was full again",
+            "had to park two streets away",
+            "the pay machine only takes coins",
+            "spaces are always taken by commuters",
+            "got a ticket in the car park",
+            "the car park lighting is poor",
+            "ended up parking on the road",
+            "the exit from the car park is dangerous",
+            "cars blocking the entrance",
+        ),
     ),
     "feedback_other": (
-        ("could not find the paint I wanted", "prices have gone up a lot", "the website said it was in stock",
-         "good range of garden furniture", "my order arrived late", "the shop was clean and tidy",
-         "returned a lamp without any fuss", "would like a wider choice of bedding", "the loyalty points never arrived",
-         "the shelves were half empty", "the app crashed at payment", "delivery was quicker than expected"),
-        ("the shelves were a mess", "the price on the label was wrong", "the click and collect desk was closed",
-         "the new range looks good", "the toilets were out of order", "the online chat sorted it quickly",
-         "the receipt came by email", "the lighting department was well laid out"),
+        (
+            "could not find the paint I wanted",
+            "prices have gone up a lot",
+            "the website said it was in stock",
+            "good range of garden furniture",
+            "my order arrived late",
+            "the shop was clean and tidy",
+            "returned a lamp without any fuss",
+            "would like a wider choice of bedding",
+            "the loyalty points never arrived",
+            "the shelves were half empty",
+            "the app crashed at payment",
+            "delivery was quicker than expected",
+        ),
+        (
+            "the shelves were a mess",
+            "the price on the label was wrong",
+            "the click and collect desk was closed",
+            "the new range looks good",
+            "the toilets were out of order",
+            "the online chat sorted it quickly",
+            "the receipt came by email",
+            "the lighting department was well laid out",
+        ),
     ),
     "staffing": (
-        ("staffing is too thin at weekends", "we need better staffing on the late shift", "poor staffing again",
-         "staffing levels make it hard to cover the floor", "staffing has been short since the summer",
-         "please look at staffing", "staffing on Saturdays is a real problem", "our staffing never matches the rota",
-         "staffing cuts have gone too far", "the staffing plan ignores holidays"),
-        ("breaks get skipped", "we are always two people down", "nobody can take leave",
-         "people are getting burnt out", "we cannot cover sickness", "new starters are not replaced",
-         "the same few people do every late shift", "we rush every job", "customers wait because we are short",
-         "agency cover does not know the store"),
+        (
+            "staffing is too thin at weekends",
+            "we need better staffing on the late shift",
+            "poor staffing again",
+            "staffing levels make it hard to cover the floor",
+            "staffing has been short since the summer",
+            "please look at staffing",
+            "staffing on Saturdays is a real problem",
+            "our staffing never matches the rota",
+            "staffing cuts have gone too far",
+            "the staffing plan ignores holidays",
+        ),
+        (
+            "breaks get skipped",
+            "we are always two people down",
+            "nobody can take leave",
+            "people are getting burnt out",
+            "we cannot cover sickness",
+            "new starters are not replaced",
+            "the same few people do every late shift",
+            "we rush every job",
+            "customers wait because we are short",
+            "agency cover does not know the store",
+        ),
     ),
     "tools": (
-        ("the tools we use are out of date", "we need better tools", "our tools keep crashing",
-         "old tools slow us down", "the scanners and other tools are always breaking", "give us the right tools",
-         "the tools for stock checks are hard to use", "half our tools do not work", "the ordering tools freeze",
-         "the tools on the tills are ancient"),
-        ("the handheld scanners lose our work", "printing labels takes ages", "the stock system is slow",
-         "the tablets run out of battery", "the software needs an update", "price changes are done by hand",
-         "we lose time waiting for the system", "the label printer jams every day", "the old laptops are painful",
-         "looking up orders is a struggle"),
+        (
+            "the tools we use are out of date",
+            "we need better tools",
+            "our tools keep crashing",
+            "old tools slow us down",
+            "the scanners and other tools are always breaking",
+            "give us the right tools",
+            "the tools for stock checks are hard to use",
+            "half our tools do not work",
+            "the ordering tools freeze",
+            "the tools on the tills are ancient",
+        ),
+        (
+            "the handheld scanners lose our work",
+            "printing labels takes ages",
+            "the stock system is slow",
+            "the tablets run out of battery",
+            "the software needs an update",
+            "price changes are done by hand",
+            "we lose time waiting for the system",
+            "the label printer jams every day",
+            "the old laptops are painful",
+            "looking up orders is a struggle",
+        ),
     ),
     "comments_other": (
-        ("my manager is supportive", "training was useful", "rota changes come at short notice",
-         "a great team to work with", "pay has not kept up with prices", "I would like more chances to learn",
-         "communication from head office could be better", "I am proud of what we did this year",
-         "the new uniforms are comfortable", "the staff room needs a clean"),
-        ("my manager listens to us", "the first aid course was good", "I enjoy helping customers",
-         "head office rarely explains changes", "the bonus scheme is unclear", "the team pulls together"),
+        (
+            "my manager is supportive",
+            "training was useful",
+            "rota changes come at short notice",
+            "a great team to work with",
+            "pay has not kept up with prices",
+            "I would like more chances to learn",
+            "communication from head office could be better",
+            "I am proud of what we did this year",
+            "the new uniforms are comfortable",
+            "the staff room needs a clean",
+        ),
+        (
+            "my manager listens to us",
+            "the first aid course was good",
+            "I enjoy helping customers",
+            "head office rarely explains changes",
+            "the bonus scheme is unclear",
+            "the team pulls together",
+        ),
     ),
 }
 _JOIN = (". ", ", ", " and ", "; ", " - ", ", and ")
 _END = (".", ".", ".", "!", "")
 # not English: counted and left out by the themes, as by sentiment
-_FOREIGN_COMMENTS = ("Die Warteschlange war sehr lang und nicht gut.", "Le personnel est très sympa et rapide.",
-                     "El aparcamiento es muy caro para los clientes.")
+_FOREIGN_COMMENTS = (
+    "Die Warteschlange war sehr lang und nicht gut.",
+    "Le personnel est très sympa et rapide.",
+    "El aparcamiento es muy caro para los clientes.",
+)
 
 
 def theme_texts(rng: np.random.Generator, themes) -> list[str]:
@@ -279,12 +484,17 @@ def _plant_comment_themes(seed: int, engagement: pd.DataFrame, feedback: pd.Data
     csat = feedback["csat"].to_numpy(dtype="float64", na_value=np.nan)[has]
     low, high = csat <= 3, csat >= 4
     names = np.array(["queue", "friendly", "parking", "feedback_other", "foreign"])
-    probs = np.where(low[:, None], [0.6, 0.0, 0.15, 0.23, 0.02],
-                     np.where(high[:, None], [0.0, 0.35, 0.15, 0.48, 0.02], [0.3, 0.2, 0.2, 0.28, 0.02]))
+    probs = np.where(
+        low[:, None],
+        [0.6, 0.0, 0.15, 0.23, 0.02],
+        np.where(high[:, None], [0.0, 0.35, 0.15, 0.48, 0.02], [0.3, 0.2, 0.2, 0.28, 0.02]),
+    )
     pick = (rng.random(len(csat))[:, None] < probs.cumsum(axis=1)).argmax(axis=1)
     texts = theme_texts(rng, [str(n) if n != "foreign" else "feedback_other" for n in names[pick]])
-    texts = [_FOREIGN_COMMENTS[i % len(_FOREIGN_COMMENTS)] if names[p] == "foreign" else t
-             for i, (p, t) in enumerate(zip(pick, texts))]
+    texts = [
+        _FOREIGN_COMMENTS[i % len(_FOREIGN_COMMENTS)] if names[p] == "foreign" else t
+        for i, (p, t) in enumerate(zip(pick, texts))
+    ]
     feedback.loc[has, "comment"] = pd.array(texts, dtype="str")
     has_e = engagement["comment"].notna().to_numpy()
     e_pick = rng.choice(["staffing", "tools", "comments_other"], int(has_e.sum()), p=[0.35, 0.3, 0.35])
@@ -295,8 +505,15 @@ _PLATFORMS = ("twitter", "facebook", "instagram", "forum")
 _CHANNELS = ("in-store", "web", "app", "email", "phone", "chat")
 _SERVICE_CHANNELS = ("email", "phone", "chat")
 # mean hours to a first reply: some teams meet their response-time target more often than others
-_RESPONSE_HOURS = {"twitter": 1.2, "facebook": 4.0, "instagram": 7.0, "forum": 10.0,
-                   "email": 5.0, "phone": 3.0, "chat": 0.5}
+_RESPONSE_HOURS = {
+    "twitter": 1.2,
+    "facebook": 4.0,
+    "instagram": 7.0,
+    "forum": 10.0,
+    "email": 5.0,
+    "phone": 3.0,
+    "chat": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -336,9 +553,15 @@ class DemoData:
 
     def kinds(self) -> dict[str, pd.DataFrame]:
         """Kind -> its main frame (engagement answers are in ``engagement_answers``)."""
-        return {"units": self.units, "engagement": self.engagement, "feedback": self.feedback,
-                "purchases": self.purchases, "mentions": self.mentions, "customers": self.customers,
-                "rewards": self.rewards}
+        return {
+            "units": self.units,
+            "engagement": self.engagement,
+            "feedback": self.feedback,
+            "purchases": self.purchases,
+            "mentions": self.mentions,
+            "customers": self.customers,
+            "rewards": self.rewards,
+        }
 
     def engagement_wide(self) -> pd.DataFrame:
         """One row per respondent with one column per item (blank answers are NaN)."""
@@ -397,14 +620,16 @@ def generate(
     unit_ids = [f"S{i + 1:03d}" for i in range(units)]
     towns = [_TOWNS[i % len(_TOWNS)] + ("" if i < len(_TOWNS) else f" {i // len(_TOWNS) + 1}") for i in range(units)]
     headcount = np.clip(np.round(35 - a + rng.normal(0, 8, units)), 8, 80).astype(int)
-    units_df = pd.DataFrame({
-        "row_no": np.arange(2, units + 2),
-        "unit_id": unit_ids,
-        "unit_name": towns,
-        "region": [_REGIONS[i] for i in rng.integers(0, len(_REGIONS), units)],
-        "headcount": headcount,
-        "aliases": [f"Store {i + 1}" for i in range(units)],
-    })
+    units_df = pd.DataFrame(
+        {
+            "row_no": np.arange(2, units + 2),
+            "unit_id": unit_ids,
+            "unit_name": towns,
+            "region": [_REGIONS[i] for i in rng.integers(0, len(_REGIONS), units)],
+            "headcount": headcount,
+            "aliases": [f"Store {i + 1}" for i in range(units)],
+        }
+    )
 
     engagement, answers, uq, plants = _engagement(rng, unit_ids, a, qs, np.random.default_rng([seed, 13]))
 
@@ -429,11 +654,26 @@ def generate(
     uq_out = uq_out[["unit_id", "quarter", "respondents", "engagement_index", "csat_prob"]]
     small = tuple((r.unit_id, r.quarter) for r in uq_out.itertuples() if r.respondents < 5)
     return DemoData(
-        seed=seed, quarters=labels, start=start, end=last, items=ITEMS, units=units_df,
-        engagement=engagement, engagement_answers=answers, feedback=feedback, purchases=purchases,
-        mentions=mentions, customers=customers_df, rewards=rewards, planted_within_coef=float(effect),
-        confound=float(confound), true_advocates=tuple(cust["advocates"]), influencer_decoy=cust["decoy"],
-        unit_quarter=uq_out.reset_index(drop=True), small_groups=small, zero_net_orders=tuple(zero_net),
+        seed=seed,
+        quarters=labels,
+        start=start,
+        end=last,
+        items=ITEMS,
+        units=units_df,
+        engagement=engagement,
+        engagement_answers=answers,
+        feedback=feedback,
+        purchases=purchases,
+        mentions=mentions,
+        customers=customers_df,
+        rewards=rewards,
+        planted_within_coef=float(effect),
+        confound=float(confound),
+        true_advocates=tuple(cust["advocates"]),
+        influencer_decoy=cust["decoy"],
+        unit_quarter=uq_out.reset_index(drop=True),
+        small_groups=small,
+        zero_net_orders=tuple(zero_net),
         recently_rewarded=tuple(recent),
         focus_stores=tuple(unit_ids[k] for k in plants["focus"]),
         planted_changes={unit_ids[k]: d for k, d in plants["changes"].items()},
@@ -500,8 +740,11 @@ def _engagement(rng, unit_ids, a, qs, plant_rng):
     resp_mean = np.nanmean(scores, axis=1)
     in_index = answered >= n_items / 2
     resp_index = np.where(in_index, 100 * (resp_mean - 1) / 4, np.nan)
-    uq = pd.DataFrame({"u": u, "t": t, "ri": resp_index}).groupby(["u", "t"], as_index=False).agg(
-        respondents=("ri", "size"), engagement_index=("ri", "mean"))
+    uq = (
+        pd.DataFrame({"u": u, "t": t, "ri": resp_index})
+        .groupby(["u", "t"], as_index=False)
+        .agg(respondents=("ri", "size"), engagement_index=("ri", "mean"))
+    )
 
     # survey dates: each unit's wave opens 5..6 weeks into the quarter and runs for two weeks
     opens = rng.integers(35, 42, (n_units, n_q))
@@ -509,23 +752,29 @@ def _engagement(rng, unit_ids, a, qs, plant_rng):
     survey = q_start[t] + (opens[u, t] + rng.integers(0, 14, m)).astype("timedelta64[D]")
     enps = np.clip(np.round(r / 10 + rng.normal(0, 1.5, m)), 0, 10)
     enps_missing = rng.random(m) < 0.05
-    comment = _take(_ENGAGEMENT_COMMENTS, np.where(rng.random(m) < 0.08, rng.integers(0, len(_ENGAGEMENT_COMMENTS), m), -1))
+    comment = _take(
+        _ENGAGEMENT_COMMENTS, np.where(rng.random(m) < 0.08, rng.integers(0, len(_ENGAGEMENT_COMMENTS), m), -1)
+    )
     row_no = np.arange(2, m + 2)
-    engagement = pd.DataFrame({
-        "row_no": row_no,
-        "unit_id": _take(unit_ids, u),
-        "survey_date": survey.astype("datetime64[s]"),
-        "respondent_id": _numbered("R", np.arange(1, m + 1), 6),
-        "wave": _take([q[0] for q in qs], t),
-        "enps": pd.array(np.where(enps_missing, np.nan, enps), dtype="Int64"),
-        "comment": comment,
-    })
+    engagement = pd.DataFrame(
+        {
+            "row_no": row_no,
+            "unit_id": _take(unit_ids, u),
+            "survey_date": survey.astype("datetime64[s]"),
+            "respondent_id": _numbered("R", np.arange(1, m + 1), 6),
+            "wave": _take([q[0] for q in qs], t),
+            "enps": pd.array(np.where(enps_missing, np.nan, enps), dtype="Int64"),
+            "comment": comment,
+        }
+    )
     rows, cols = np.nonzero(~blank)
-    answers = pd.DataFrame({
-        "row_no": row_no[rows],
-        "item": _take(ITEMS, cols),
-        "score": scores[rows, cols].astype(np.int16),
-    })
+    answers = pd.DataFrame(
+        {
+            "row_no": row_no[rows],
+            "item": _take(ITEMS, cols),
+            "score": scores[rows, cols].astype(np.int16),
+        }
+    )
     return engagement, answers, uq, plants
 
 
@@ -545,25 +794,39 @@ def _customers(rng, n, n_units, start: date, last: date):
     social = rng.random(n) < 0.35
     social[adv_idx] = True
     social[decoy_idx] = True
-    handles = [f"@{_ascii(f)}_{_ascii(s)}{i}" if social[i - 1] else None
-               for i, (f, s) in enumerate(zip(first, surname), 1)]
+    handles = [
+        f"@{_ascii(f)}_{_ascii(s)}{i}" if social[i - 1] else None for i, (f, s) in enumerate(zip(first, surname), 1)
+    ]
     handles[decoy_idx] = "@the_big_voice"
     consent = rng.random(n) < 0.85
     consent[adv_idx] = rng.random(n_adv) < 0.9
     consent[decoy_idx] = True
-    frame = pd.DataFrame({
-        "row_no": np.arange(2, n + 2),
-        "customer_id": ids,
-        "name": names,
-        "email": emails,
-        "handle": handles,
-        "marketing_consent": consent,
-        "consent_date": pd.Series(np.where(consent, _random_dates(rng, start - timedelta(days=365), last, n),
-                                           np.datetime64("NaT")), dtype="datetime64[s]"),
-    })
-    return {"frame": frame, "ids": ids, "home": home, "is_adv": is_adv, "adv_idx": adv_idx,
-            "decoy_idx": decoy_idx, "advocates": [ids[i] for i in adv_idx], "decoy": ids[decoy_idx],
-            "social": social, "handles": handles}
+    frame = pd.DataFrame(
+        {
+            "row_no": np.arange(2, n + 2),
+            "customer_id": ids,
+            "name": names,
+            "email": emails,
+            "handle": handles,
+            "marketing_consent": consent,
+            "consent_date": pd.Series(
+                np.where(consent, _random_dates(rng, start - timedelta(days=365), last, n), np.datetime64("NaT")),
+                dtype="datetime64[s]",
+            ),
+        }
+    )
+    return {
+        "frame": frame,
+        "ids": ids,
+        "home": home,
+        "is_adv": is_adv,
+        "adv_idx": adv_idx,
+        "decoy_idx": decoy_idx,
+        "advocates": [ids[i] for i in adv_idx],
+        "decoy": ids[decoy_idx],
+        "social": social,
+        "handles": handles,
+    }
 
 
 def _take(values, codes) -> pd.api.extensions.ExtensionArray:
@@ -609,14 +872,16 @@ def _feedback(rng, uq, qs, unit_ids, headcount, cust):
         rows = named[u[named] == k]
         if len(rows) and len(by_unit[k]):
             cidx[rows] = rng.choice(by_unit[k], len(rows))
-    frame = pd.DataFrame({
-        "unit_id": _take(unit_ids, u),
-        "date": day,
-        "csat": pd.array(np.where(has_csat, csat, np.nan), dtype="Int64"),
-        "nps": pd.array(np.where(has_nps, nps, np.nan), dtype="Int64"),
-        "customer_id": _take(cust["ids"], cidx),
-        "channel": channel,
-    })
+    frame = pd.DataFrame(
+        {
+            "unit_id": _take(unit_ids, u),
+            "date": day,
+            "csat": pd.array(np.where(has_csat, csat, np.nan), dtype="Int64"),
+            "nps": pd.array(np.where(has_nps, nps, np.nan), dtype="Int64"),
+            "customer_id": _take(cust["ids"], cidx),
+            "channel": channel,
+        }
+    )
     # true advocates: 1..3 promoter answers (nps only, so the planted CSAT effect stays clean)
     last = qs[-1][2]
     adv_rows = []
@@ -625,8 +890,16 @@ def _feedback(rng, uq, qs, unit_ids, headcount, cust):
         dates = _random_dates(rng, qs[0][1], last - timedelta(days=120), k - 1).tolist()
         dates.append(np.datetime64(last) - np.timedelta64(int(rng.integers(5, 110)), "D"))
         for d in dates:
-            adv_rows.append({"unit_id": unit_ids[cust["home"][i]], "date": np.datetime64(d, "D"), "csat": pd.NA,
-                             "nps": int(rng.integers(9, 11)), "customer_id": cust["ids"][i], "channel": "email"})
+            adv_rows.append(
+                {
+                    "unit_id": unit_ids[cust["home"][i]],
+                    "date": np.datetime64(d, "D"),
+                    "csat": pd.NA,
+                    "nps": int(rng.integers(9, 11)),
+                    "customer_id": cust["ids"][i],
+                    "channel": "email",
+                }
+            )
     frame = pd.concat([frame, pd.DataFrame(adv_rows).astype(frame.dtypes.to_dict())], ignore_index=True)
     frame = frame.sort_values(["date", "unit_id"], kind="stable").reset_index(drop=True)
     m = len(frame)
@@ -643,8 +916,9 @@ def _feedback(rng, uq, qs, unit_ids, headcount, cust):
     frame.insert(5, "response_id", _numbered("F", np.arange(1, m + 1), 7))
     frame["comment"] = comment
     frame["contacted_at"] = pd.Series(np.where(service, contacted, np.datetime64("NaT")), dtype="datetime64[s]")
-    frame["responded_at"] = pd.Series(np.where(service & ~never, responded, np.datetime64("NaT")),
-                                      dtype="datetime64[s]")
+    frame["responded_at"] = pd.Series(
+        np.where(service & ~never, responded, np.datetime64("NaT")), dtype="datetime64[s]"
+    )
     return frame
 
 
@@ -721,27 +995,33 @@ def _purchases(rng, cust, unit_ids, start: date, last: date, seed: int):
     seq = np.lexsort((all_who, all_day))
     number = np.empty(len(seq), np.int64)
     number[seq] = np.arange(1, len(seq) + 1)
-    lines = pd.DataFrame({
-        "o": np.concatenate([number[line_order], number[len(who):]]),
-        "line_no": np.concatenate([line_no, np.ones(len(ret), np.int64)]),
-        "c": np.concatenate([who[line_order], who[ret]]),
-        "day": np.concatenate([day[line_order], ret_day]),
-        "cents": np.concatenate([cents, -cents[first_line[ret]]]),
-        "keep": np.concatenate([keep_o[line_order], keep_r]),
-    })
+    lines = pd.DataFrame(
+        {
+            "o": np.concatenate([number[line_order], number[len(who) :]]),
+            "line_no": np.concatenate([line_no, np.ones(len(ret), np.int64)]),
+            "c": np.concatenate([who[line_order], who[ret]]),
+            "day": np.concatenate([day[line_order], ret_day]),
+            "cents": np.concatenate([cents, -cents[first_line[ret]]]),
+            "keep": np.concatenate([keep_o[line_order], keep_r]),
+        }
+    )
     lines = lines[lines["keep"]].sort_values(["o", "line_no"]).reset_index(drop=True)
     kept_numbers, lines["o"] = np.unique(lines["o"].to_numpy(), return_inverse=True)
     lines["o"] += 1  # numbered 1.. in date order again, without the gaps of the orders not made
-    frame = pd.DataFrame({
-        "row_no": np.arange(2, len(lines) + 2),
-        "line_no": lines["line_no"].to_numpy(),
-        "customer_id": _take(cust["ids"], lines["c"].to_numpy()),
-        "order_date": (np.datetime64(start) + lines["day"].to_numpy().astype("timedelta64[D]")).astype("datetime64[s]"),
-        # stored as DECIMAL(18,2): whole cents / 100 cast exactly
-        "amount": lines["cents"].to_numpy() / 100,
-        "order_id": _numbered("O", lines["o"].to_numpy(), 6),
-        "unit_id": _take(unit_ids, cust["home"][lines["c"].to_numpy()]),
-    })
+    frame = pd.DataFrame(
+        {
+            "row_no": np.arange(2, len(lines) + 2),
+            "line_no": lines["line_no"].to_numpy(),
+            "customer_id": _take(cust["ids"], lines["c"].to_numpy()),
+            "order_date": (np.datetime64(start) + lines["day"].to_numpy().astype("timedelta64[D]")).astype(
+                "datetime64[s]"
+            ),
+            # stored as DECIMAL(18,2): whole cents / 100 cast exactly
+            "amount": lines["cents"].to_numpy() / 100,
+            "order_id": _numbered("O", lines["o"].to_numpy(), 6),
+            "unit_id": _take(unit_ids, cust["home"][lines["c"].to_numpy()]),
+        }
+    )
     zero_net = sorted(f"O{k:06d}" for k in np.searchsorted(kept_numbers, number[zero[keep_o[zero]]]) + 1)
     return frame, zero_net
 
@@ -788,25 +1068,31 @@ def _mentions(rng, cust, towns, start: date, last: date):
     home = cust["home"][c]
     texts = [_POOLS[k][t % len(_POOLS[k])].format(s=towns[h]) for k, t, h in zip(kind, template, home)]
     fol = np.where(is_decoy[who], 2_500_000, followers[who])
-    frame = pd.DataFrame({
-        "customer_id": _take(cust["ids"], c),
-        "handle": _take(cust["handles"], c),
-        "posted_at": np.datetime64(start, "s") + when.astype("timedelta64[s]"),
-        "platform": _take(_PLATFORMS, rng.integers(0, len(_PLATFORMS), len(who))),
-        "text": pd.array(texts, dtype="str"),
-        "followers": fol,
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": _take(cust["ids"], c),
+            "handle": _take(cust["handles"], c),
+            "posted_at": np.datetime64(start, "s") + when.astype("timedelta64[s]"),
+            "platform": _take(_PLATFORMS, rng.integers(0, len(_PLATFORMS), len(who))),
+            "text": pd.array(texts, dtype="str"),
+            "followers": fol,
+        }
+    )
     # a few posts by people who are not (yet) customers: handle only
     n_out = max(3, len(frame) // 30)
-    out = pd.DataFrame({
-        "customer_id": pd.array([None] * n_out, dtype="str"),
-        "handle": pd.array([f"@passer_by{j}" for j in range(n_out)], dtype="str"),
-        "posted_at": np.datetime64(start, "s") + rng.integers(0, span_s, n_out).astype("timedelta64[s]"),
-        "platform": _take(_PLATFORMS, np.arange(n_out) % len(_PLATFORMS)),
-        "text": pd.array([(_NEUTRAL if j % 2 else _POSITIVE)[j % 5].format(s=towns[j % len(towns)])
-                          for j in range(n_out)], dtype="str"),
-        "followers": np.round(rng.lognormal(np.log(120), 1.0, n_out)).astype(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "customer_id": pd.array([None] * n_out, dtype="str"),
+            "handle": pd.array([f"@passer_by{j}" for j in range(n_out)], dtype="str"),
+            "posted_at": np.datetime64(start, "s") + rng.integers(0, span_s, n_out).astype("timedelta64[s]"),
+            "platform": _take(_PLATFORMS, np.arange(n_out) % len(_PLATFORMS)),
+            "text": pd.array(
+                [(_NEUTRAL if j % 2 else _POSITIVE)[j % 5].format(s=towns[j % len(towns)]) for j in range(n_out)],
+                dtype="str",
+            ),
+            "followers": np.round(rng.lognormal(np.log(120), 1.0, n_out)).astype(np.int64),
+        }
+    )
     frame = pd.concat([frame, out], ignore_index=True)
     m = len(frame)
     f = frame["followers"].to_numpy()
@@ -826,7 +1112,7 @@ def _rewards(rng, cust, start: date, last: date):
     rng.shuffle(adv)
     n_adv = len(adv)
     old = adv[: max(1, n_adv * 3 // 10)]
-    recent = adv[len(old): len(old) + max(1, n_adv // 12)]
+    recent = adv[len(old) : len(old) + max(1, n_adv // 12)]
     ordinary = np.flatnonzero(~cust["is_adv"])
     others = rng.choice(ordinary, min(8, len(ordinary)), replace=False)
     rows = []
@@ -871,8 +1157,10 @@ def _load(con, data: DemoData) -> dict[str, int]:
     items = pd.DataFrame({"item": list(data.items), "scale": 5, "reverse_keyed": False})
     plan = [
         ("units", {"units": data.units}),
-        ("engagement", {"engagement": data.engagement, "engagement_answers": data.engagement_answers,
-                        "engagement_items": items}),
+        (
+            "engagement",
+            {"engagement": data.engagement, "engagement_answers": data.engagement_answers, "engagement_items": items},
+        ),
         ("feedback", {"feedback": data.feedback}),
         ("purchases", {"purchases": data.purchases}),
         ("mentions", {"mentions": mentions}),
@@ -884,9 +1172,18 @@ def _load(con, data: DemoData) -> dict[str, int]:
     try:
         for kind, tables in plan:
             main = tables[kind]
-            done.append(store.load_batch(con, kind, tables, file_name=f"demo:{kind}",
-                                         sha256=_sha256(*tables.values()), rows=len(main), loaded_by="demo",
-                                         note=f"demo seed {data.seed}"))
+            done.append(
+                store.load_batch(
+                    con,
+                    kind,
+                    tables,
+                    file_name=f"demo:{kind}",
+                    sha256=_sha256(*tables.values()),
+                    rows=len(main),
+                    loaded_by="demo",
+                    note=f"demo seed {data.seed}",
+                )
+            )
             rows[kind] = len(main)
     except Exception:
         # one batch per kind cannot share a transaction: take back the kinds already loaded,
@@ -1013,8 +1310,11 @@ def _stable_zip(xlsx: bytes) -> bytes:
             data = src.read(info.filename)
             if info.filename == "docProps/core.xml":
                 data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2026-01-01T00:00:00Z", data)
-            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0)), data,
-                         compress_type=zipfile.ZIP_DEFLATED)
+            dst.writestr(
+                zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0)),
+                data,
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
     return out.getvalue()
 
 
@@ -1047,8 +1347,16 @@ def write_messy_files(out_dir="data/demo", seed: int = 7, end: date = MESSY_FILE
 
     # feedback: semicolons, cp1252, decimal commas, day-first dates with days above 12
     ordinary = [c for c in data.customers["customer_id"] if c not in set(data.true_advocates)]
-    comments = ["Zoë at the till was lovely", "Served by José, très rapide", "Queue was too long",
-                "Café corner was closed", "", "Great help from Renée", "", "Could not find my size"]
+    comments = [
+        "Zoë at the till was lovely",
+        "Served by José, très rapide",
+        "Queue was too long",
+        "Café corner was closed",
+        "",
+        "Great help from Renée",
+        "",
+        "Could not find my size",
+    ]
     lines = ["Feedback ID;Branch;Date;Satisfaction;Likelihood to recommend;Customer;Channel;Comments;Basket value"]
     for i in range(30):
         d = new_q + timedelta(days=int(rng.integers(0, 50)))
@@ -1058,8 +1366,21 @@ def write_messy_files(out_dir="data/demo", seed: int = 7, end: date = MESSY_FILE
         nps = "" if i % 3 == 1 else str(int(rng.integers(0, 11)))
         cust = ordinary[int(rng.integers(0, len(ordinary)))] if i % 2 == 0 else ""
         basket = f"{rng.integers(300, 12000) / 100:.2f}".replace(".", ",")
-        lines.append(";".join([f"W-{7001 + i}", MESSY_UNITS[i % len(MESSY_UNITS)], d.strftime("%d/%m/%Y"), csat,
-                               nps, cust, ["in-store", "email", "web"][i % 3], comments[i % len(comments)], basket]))
+        lines.append(
+            ";".join(
+                [
+                    f"W-{7001 + i}",
+                    MESSY_UNITS[i % len(MESSY_UNITS)],
+                    d.strftime("%d/%m/%Y"),
+                    csat,
+                    nps,
+                    cust,
+                    ["in-store", "email", "web"][i % 3],
+                    comments[i % len(comments)],
+                    basket,
+                ]
+            )
+        )
     p = out / "feedback_messy.csv"
     p.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
     written.append(p)
@@ -1070,13 +1391,15 @@ def write_messy_files(out_dir="data/demo", seed: int = 7, end: date = MESSY_FILE
         "purchases.csv": _clean_purchases(rng, ordinary, new_q),
         "mentions.csv": _clean_mentions(data, new_q),
         "customers.csv": _clean_customers(data, new_q),
-        "rewards.csv": pd.DataFrame({
-            "customer_id": list(data.true_advocates[:3]),
-            "reward_date": [(new_q + timedelta(days=d)).isoformat() for d in (12, 19, 26)],
-            "reward_type": ["voucher", "voucher", "gift box"],
-            "value": ["20.00", "20.00", "35.00"],
-            "note": ["thanks for the lovely posts", "", "champion of the quarter"],
-        }),
+        "rewards.csv": pd.DataFrame(
+            {
+                "customer_id": list(data.true_advocates[:3]),
+                "reward_date": [(new_q + timedelta(days=d)).isoformat() for d in (12, 19, 26)],
+                "reward_type": ["voucher", "voucher", "gift box"],
+                "value": ["20.00", "20.00", "35.00"],
+                "note": ["thanks for the lovely posts", "", "champion of the quarter"],
+            }
+        ),
     }
     for name, frame in clean.items():
         p = out / name
@@ -1102,19 +1425,35 @@ def _clean_mentions(data: DemoData, new_q: date) -> pd.DataFrame:
     rows = []
     for k, t in enumerate(texts):
         c = with_handle.iloc[k * 11 % len(with_handle)]
-        rows.append((c["customer_id"], c["handle"], f"{(new_q + timedelta(days=4 + 6 * k)).isoformat()} 1{k}:15:00",
-                     _PLATFORMS[k % 4], t.format(s=data.units["unit_name"].iloc[k]), 100 + 37 * k))
+        rows.append(
+            (
+                c["customer_id"],
+                c["handle"],
+                f"{(new_q + timedelta(days=4 + 6 * k)).isoformat()} 1{k}:15:00",
+                _PLATFORMS[k % 4],
+                t.format(s=data.units["unit_name"].iloc[k]),
+                100 + 37 * k,
+            )
+        )
     return pd.DataFrame(rows, columns=["customer_id", "handle", "posted_at", "platform", "text", "followers"])
 
 
 def _clean_customers(data: DemoData, new_q: date) -> pd.DataFrame:
     n = len(data.customers)
-    rows = [(f"C{n + k + 1:05d}", name, f"{_ascii(name).replace(' ', '.')}@example.com", "yes" if k % 3 else "no",
-             (new_q + timedelta(days=k)).isoformat() if k % 3 else "")
-            for k, name in enumerate(("Ada Lovelace", "Renée Dubois", "Tomás Ortega", "Grace Hopper", "Omar Haddad"))]
+    rows = [
+        (
+            f"C{n + k + 1:05d}",
+            name,
+            f"{_ascii(name).replace(' ', '.')}@example.com",
+            "yes" if k % 3 else "no",
+            (new_q + timedelta(days=k)).isoformat() if k % 3 else "",
+        )
+        for k, name in enumerate(("Ada Lovelace", "Renée Dubois", "Tomás Ortega", "Grace Hopper", "Omar Haddad"))
+    ]
     # an existing customer withdrawing consent: applies at once (DESIGN.md)
-    c = data.customers[data.customers["marketing_consent"]
-                       & ~data.customers["customer_id"].isin(data.true_advocates)].iloc[0]
+    c = data.customers[
+        data.customers["marketing_consent"] & ~data.customers["customer_id"].isin(data.true_advocates)
+    ].iloc[0]
     rows.append((c["customer_id"], c["name"], c["email"], "no", ""))
     return pd.DataFrame(rows, columns=["customer_id", "name", "email", "marketing_consent", "consent_date"])
 

@@ -101,7 +101,7 @@ def _lake_is_local(lake: str) -> bool:
 
 
 def _local_path(lake: str) -> Path:
-    return Path(lake[len("file://"):] if lake.lower().startswith("file://") else lake)
+    return Path(lake[len("file://") :] if lake.lower().startswith("file://") else lake)
 
 
 def config_from_env(db: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> EngineConfig:
@@ -113,16 +113,22 @@ def config_from_env(db: str | os.PathLike | None = None, env: dict[str, str] | N
     lake = (env.get(ENV_LAKE) or "").strip() or None
     spark = (env.get(ENV_SPARK) or "").strip() or None
     if engine not in ("",) + ENGINES:
-        raise CxStatsError(f"unknown {ENV_ENGINE}={env.get(ENV_ENGINE)!r}: use duckdb (the default; with "
-                           f"{ENV_LAKE} set it reads the lake), lake or spark")
+        raise CxStatsError(
+            f"unknown {ENV_ENGINE}={env.get(ENV_ENGINE)!r}: use duckdb (the default; with "
+            f"{ENV_LAKE} set it reads the lake), lake or spark"
+        )
     if engine == "spark":
         if not lake:
-            raise CxStatsError(f"{ENV_ENGINE}=spark needs {ENV_LAKE}: set it to the Parquet lake Spark should "
-                               "read (python -m cxstats lake export --to PATH writes one)")
+            raise CxStatsError(
+                f"{ENV_ENGINE}=spark needs {ENV_LAKE}: set it to the Parquet lake Spark should "
+                "read (python -m cxstats lake export --to PATH writes one)"
+            )
         spark = spark or DEFAULT_SPARK
         if not _SPARK_MASTER.match(spark):
-            raise CxStatsError(f"{ENV_SPARK}={spark!r} is not a Spark master: use local[2], spark://HOST:7077 "
-                               "or sc://HOST:15002 (Spark Connect)")
+            raise CxStatsError(
+                f"{ENV_SPARK}={spark!r} is not a Spark master: use local[2], spark://HOST:7077 "
+                "or sc://HOST:15002 (Spark Connect)"
+            )
         kind = "spark"
     elif engine == "lake" and not lake:
         raise CxStatsError(f"{ENV_ENGINE}=lake needs {ENV_LAKE}: set it to the folder of the Parquet lake")
@@ -132,9 +138,11 @@ def config_from_env(db: str | os.PathLike | None = None, env: dict[str, str] | N
     if lake and _lake_is_local(lake):
         p = _local_path(lake)
         if not p.is_dir():
-            raise CxStatsError(f"{ENV_LAKE}={lake}: no such folder; point it at a folder holding "
-                               f"{', '.join(t + '/' for t in LAKE_TABLES)} (python -m cxstats lake export "
-                               "--to PATH writes one)")
+            raise CxStatsError(
+                f"{ENV_LAKE}={lake}: no such folder; point it at a folder holding "
+                f"{', '.join(t + '/' for t in LAKE_TABLES)} (python -m cxstats lake export "
+                "--to PATH writes one)"
+            )
         lake = str(p)
     return EngineConfig(kind, path, lake, spark)
 
@@ -146,8 +154,14 @@ def _ibis_type(schema_type: str):
     import ibis.expr.datatypes as dt
 
     return {
-        "id": dt.string, "text": dt.string, "date": dt.date, "timestamp": dt.Timestamp(),
-        "int": dt.int32, "bigint": dt.int64, "float": dt.float64, "money": dt.Decimal(18, 2),
+        "id": dt.string,
+        "text": dt.string,
+        "date": dt.date,
+        "timestamp": dt.Timestamp(),
+        "int": dt.int32,
+        "bigint": dt.int64,
+        "float": dt.float64,
+        "money": dt.Decimal(18, 2),
         "bool": dt.boolean,
     }[schema_type]
 
@@ -167,8 +181,11 @@ def _accepts(schema_type: str, found) -> bool:
     if schema_type == "money":  # money stays DECIMAL: a float column would sum to 1e-15 residues
         if found.is_integer():
             return True
-        return found.is_decimal() and (found.scale or 0) <= 2 and (
-            found.precision is None or found.precision - (found.scale or 0) <= 16)
+        return (
+            found.is_decimal()
+            and (found.scale or 0) <= 2
+            and (found.precision is None or found.precision - (found.scale or 0) <= 16)
+        )
     if schema_type == "bool":
         return found.is_boolean()
     raise KeyError(schema_type)
@@ -220,10 +237,16 @@ def current_customers(customers):
 
     c = customers
     withdrawn_first = ibis.cases((c.marketing_consent == False, 0), else_=1)  # noqa: E712 (an ibis expression)
-    w = ibis.window(group_by=c.customer_id,
-                    order_by=[ibis.desc(c.updated_at, nulls_first=False), withdrawn_first,
-                              ibis.asc(c.email, nulls_first=False), ibis.asc(c.handle, nulls_first=False),
-                              ibis.asc(c.name, nulls_first=False)])
+    w = ibis.window(
+        group_by=c.customer_id,
+        order_by=[
+            ibis.desc(c.updated_at, nulls_first=False),
+            withdrawn_first,
+            ibis.asc(c.email, nulls_first=False),
+            ibis.asc(c.handle, nulls_first=False),
+            ibis.asc(c.name, nulls_first=False),
+        ],
+    )
     ranked = c.mutate(_cx_rn=ibis.row_number().over(w))
     return ranked.filter(ranked._cx_rn == 0).drop("_cx_rn")
 
@@ -251,14 +274,20 @@ class _Erasures:
 
 def _erasures(con, db: Path) -> _Erasures:
     erased = store.erased_hmacs(con)
-    by_what = {"id": tuple(sorted(erased["customer"])), "respondent": tuple(sorted(erased["respondent"])),
-               "email": tuple(sorted(erased["email"])), "handle": tuple(sorted(erased["handle"]))}
+    by_what = {
+        "id": tuple(sorted(erased["customer"])),
+        "respondent": tuple(sorted(erased["respondent"])),
+        "email": tuple(sorted(erased["email"])),
+        "handle": tuple(sorted(erased["handle"])),
+    }
     if not any(by_what.values()):
         return _Erasures(None, by_what)
     key = store.erasure_key(db)
     if key is None:
-        raise CxStatsError(f"{db} records erasures but its erasure key is missing: set {store.KEY_ENV} or restore "
-                           f"{store.erasure_key_path(db)} (without it erased people cannot be left out of the lake)")
+        raise CxStatsError(
+            f"{db} records erasures but its erasure key is missing: set {store.KEY_ENV} or restore "
+            f"{store.erasure_key_path(db)} (without it erased people cannot be left out of the lake)"
+        )
     return _Erasures(_hmac_pads(key), by_what)
 
 
@@ -329,8 +358,10 @@ class Tables:
     def table(self, name: str):
         """One of LAKE_TABLES as an ibis.Table (erasures left out, customers current)."""
         if name not in self._tables:
-            raise CxStatsError(f"no engine table {name!r}: use one of {', '.join(LAKE_TABLES)} "
-                               "(other tables come from the DuckDB file: t.local)")
+            raise CxStatsError(
+                f"no engine table {name!r}: use one of {', '.join(LAKE_TABLES)} "
+                "(other tables come from the DuckDB file: t.local)"
+            )
         return self._tables[name]
 
     def local(self, sql: str, params: list | tuple | None = None):
@@ -384,8 +415,10 @@ def _check_dataset(cfg: EngineConfig, name: str) -> None:
         return
     d = Path(_dataset_path(cfg, name))
     if not d.is_dir():
-        raise CxStatsError(f"{_lake_where(cfg)}missing dataset {name}/ (a folder of Parquet files); "
-                           "python -m cxstats lake export --to PATH writes every dataset")
+        raise CxStatsError(
+            f"{_lake_where(cfg)}missing dataset {name}/ (a folder of Parquet files); "
+            "python -m cxstats lake export --to PATH writes every dataset"
+        )
     if not any(d.rglob("*.parquet")):
         raise CxStatsError(f"{_lake_where(cfg)}dataset {name}/ holds no Parquet files (*.parquet)")
 
@@ -401,8 +434,9 @@ def _lake_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, Any, dict[str, 
     for name in LAKE_TABLES:
         _check_dataset(cfg, name)
         try:
-            rel = lake_con.read_parquet(_dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True,
-                                        union_by_name=True)
+            rel = lake_con.read_parquet(
+                _dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True, union_by_name=True
+            )
         except duckdb.Error as exc:
             raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}") from exc
         raw_view = f"cx_raw_{name}"
@@ -426,6 +460,7 @@ def _require_spark_extra(master: str) -> None:
     try:
         import ibis.backends.pyspark  # noqa: F401
         import pyspark  # noqa: F401
+
         if master.startswith("sc://"):
             import pyspark.sql.connect.session  # noqa: F401  (needs grpcio, the connect part of the extra)
     except ImportError as exc:
@@ -450,9 +485,11 @@ def _check_reachable(master: str, timeout: float) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise CxStatsError(f"{ENV_SPARK}={master}: Spark {'master' if m.group(1) == 'spark' else 'Connect server'} "
-                           f"{host}:{port} unreachable within {timeout:g} s ({exc}); start it or fix "
-                           f"{ENV_SPARK}") from exc
+        raise CxStatsError(
+            f"{ENV_SPARK}={master}: Spark {'master' if m.group(1) == 'spark' else 'Connect server'} "
+            f"{host}:{port} unreachable within {timeout:g} s ({exc}); start it or fix "
+            f"{ENV_SPARK}"
+        ) from exc
 
 
 def spark_session(master: str):
@@ -463,8 +500,10 @@ def spark_session(master: str):
         if s is not None:
             return s
         if not master.startswith("sc://") and _java() is None:
-            raise CxStatsError(f"{ENV_ENGINE}=spark with {ENV_SPARK}={master} needs Java 17: install it "
-                               "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+            raise CxStatsError(
+                f"{ENV_ENGINE}=spark with {ENV_SPARK}={master} needs Java 17: install it "
+                "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+            )
         _check_reachable(master, SPARK_CONNECT_TIMEOUT_S)
         from pyspark.sql import SparkSession
 
@@ -478,19 +517,24 @@ def spark_session(master: str):
                 s.conf.set("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
                 s.conf.set("spark.sql.session.timeZone", "UTC")
             else:
-                b = (SparkSession.builder.master(master).appName("cxstats")
-                     .config("spark.ui.enabled", "false")
-                     .config("spark.ui.showConsoleProgress", "false")
-                     .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
-                     .config("spark.sql.session.timeZone", "UTC")
-                     .config("spark.sql.ansi.enabled", "false"))
+                b = (
+                    SparkSession.builder.master(master)
+                    .appName("cxstats")
+                    .config("spark.ui.enabled", "false")
+                    .config("spark.ui.showConsoleProgress", "false")
+                    .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
+                    .config("spark.sql.session.timeZone", "UTC")
+                    .config("spark.sql.ansi.enabled", "false")
+                )
                 if master.startswith("local"):
                     b = b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
                 s = b.getOrCreate()
                 s.sparkContext.setLogLevel("ERROR")
         except Exception as exc:  # the JVM did not start or the cluster refused us
-            raise CxStatsError(f"{ENV_SPARK}={master}: Spark did not start ({str(exc).splitlines()[0][:300]}); "
-                               f"check {ENV_SPARK}, Java 17 and the pyspark version (4.0)") from exc
+            raise CxStatsError(
+                f"{ENV_SPARK}={master}: Spark did not start ({str(exc).splitlines()[0][:300]}); "
+                f"check {ENV_SPARK}, Java 17 and the pyspark version (4.0)"
+            ) from exc
         _SPARK_SESSIONS[master] = s
         return s
 
@@ -510,8 +554,9 @@ def _spark_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, list[str], dic
             try:
                 df = session.read.option("basePath", path).parquet(path)
             except Exception as exc:  # AnalysisException: path does not exist, not Parquet
-                raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: "
-                                   f"{str(exc).splitlines()[0][:300]}") from exc
+                raise CxStatsError(
+                    f"{_lake_where(cfg)}cannot read dataset {name}/: {str(exc).splitlines()[0][:300]}"
+                ) from exc
             raw_view = f"cx_raw_{name}_{tag}"
             df.createOrReplaceTempView(raw_view)
             views.append(raw_view)
@@ -594,8 +639,10 @@ def _export_select(name: str) -> str:
     cols = [c for c, _, _ in table_columns(name)] if name in LAKE_TABLES else None
     if name == "customers":
         inner = ", ".join(f"c.{c}" for c in cols if c != "updated_at")
-        return (f"SELECT {inner}, b.loaded_at AS updated_at FROM ({store.current_customers_sql()}) c "
-                "LEFT JOIN batches b USING (batch_id) ORDER BY c.customer_id")
+        return (
+            f"SELECT {inner}, b.loaded_at AS updated_at FROM ({store.current_customers_sql()}) c "
+            "LEFT JOIN batches b USING (batch_id) ORDER BY c.customer_id"
+        )
     if name in LAKE_TABLES:
         sel = ", ".join(cols)
         if name in PARTITIONED_BY_YEAR:
@@ -604,8 +651,9 @@ def _export_select(name: str) -> str:
     return f"SELECT * FROM {name} ORDER BY ALL"
 
 
-def export_lake(db: str | os.PathLike | None, to: str | os.PathLike, *, viewer: Viewer,
-                include_engagement: bool = False) -> LakeExport:
+def export_lake(
+    db: str | os.PathLike | None, to: str | os.PathLike, *, viewer: Viewer, include_engagement: bool = False
+) -> LakeExport:
     """Write the DuckDB file's LAKE_TABLES (and, with ``include_engagement``, the survey tables) as a
     Parquet lake at ``to``: purchases and feedback partitioned by year (``year=2026/``), customers'
     current rows with ``updated_at``, erased people left out. Admin only. Written into a temporary
@@ -619,8 +667,10 @@ def export_lake(db: str | os.PathLike | None, to: str | os.PathLike, *, viewer: 
         raise CxStatsError(f"--to {to}: lake export writes a local folder; copy it to {to} afterwards")
     target = _local_path(str(to))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CxStatsError(f"--to {target}: {'is a file' if not target.is_dir() else 'folder is not empty'}; "
-                           "choose a new folder (lake export never overwrites)")
+        raise CxStatsError(
+            f"--to {target}: {'is a file' if not target.is_dir() else 'folder is not empty'}; "
+            "choose a new folder (lake export never overwrites)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     names = list(LAKE_TABLES) + (list(ENGAGEMENT_TABLES) if include_engagement else [])

@@ -46,8 +46,22 @@ MAX_HOLDOUT_PCT = 50.0
 EXPORT_ROLES = ("marketing", "leader", "admin")
 FORMATS = ("csv", "xlsx")
 DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
-COLUMNS = ("customer_id", "name", "email", "handle", "tier", "score", "reasons", "orders", "spend", "last order",
-           "positive posts", "P(alive)", "expected orders", "expected value")
+COLUMNS = (
+    "customer_id",
+    "name",
+    "email",
+    "handle",
+    "tier",
+    "score",
+    "reasons",
+    "orders",
+    "spend",
+    "last order",
+    "positive posts",
+    "P(alive)",
+    "expected orders",
+    "expected value",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,9 @@ def neutralise(value):
     >>> neutralise("=HYPERLINK(\\"http://x\\")"), neutralise("-1"), neutralise(-1), neutralise("Ann")
     ('\\'=HYPERLINK("http://x")', "'-1", -1, 'Ann')
     """
-    if isinstance(value, str) and (value.startswith(DANGEROUS_START)
-                                   or _visible_start(value).startswith(DANGEROUS_START)):
+    if isinstance(value, str) and (
+        value.startswith(DANGEROUS_START) or _visible_start(value).startswith(DANGEROUS_START)
+    ):
         return "'" + value
     return value
 
@@ -123,9 +138,7 @@ def format_for(path, fmt: str | None) -> str:
 
 
 def _consented(con) -> set[str]:
-    rows = con.execute(
-        f"SELECT customer_id FROM ({store.current_customers_sql()}) WHERE marketing_consent"
-    ).fetchall()
+    rows = con.execute(f"SELECT customer_id FROM ({store.current_customers_sql()}) WHERE marketing_consent").fetchall()
     return {r[0] for r in rows}
 
 
@@ -143,7 +156,9 @@ def _listed(con, result: AdvocateResult, top: int | None) -> pd.DataFrame:
     return df
 
 
-def export_frame(con, result: AdvocateResult, top: int | None = None, *, leave_out: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
+def export_frame(
+    con, result: AdvocateResult, top: int | None = None, *, leave_out: frozenset[str] | set[str] = frozenset()
+) -> pd.DataFrame:
     """The rows a marketer gets: consented customers of the result, columns as in COLUMNS, neutralised.
 
     Customers held out of a running hold-out never appear; ``leave_out`` removes more (this export's
@@ -152,23 +167,25 @@ def export_frame(con, result: AdvocateResult, top: int | None = None, *, leave_o
     df = _listed(con, result, top)
     if leave_out:
         df = df[~df["customer_id"].astype(str).isin(leave_out)]
-    out = pd.DataFrame({
-        "customer_id": df["customer_id"].astype(str),
-        "name": df["name"].astype(object).where(df["name"].notna(), ""),
-        "email": df["email"].astype(object).where(df["email"].notna(), ""),
-        "handle": df["handle"].astype(object).where(df["handle"].notna(), ""),
-        "tier": df["tier"].astype(object),
-        "score": df["score"].astype(float).round(1),
-        "reasons": ["; ".join(r) for r in df["reasons"]],
-        "orders": df["orders"].astype(int),
-        "spend": df["spend"].astype(float).round(2),
-        "last order": pd.to_datetime(df["last_order"]).dt.strftime("%Y-%m-%d").fillna(""),
-        "positive posts": df["positive_mentions"].astype(int),
-        # the repeat-buying model (cxstats.value); empty cells when it could not be fitted
-        "P(alive)": _optional(df, "p_alive", 3),
-        "expected orders": _optional(df, "expected_orders", 2),
-        "expected value": _optional(df, "expected_value", 2),
-    })
+    out = pd.DataFrame(
+        {
+            "customer_id": df["customer_id"].astype(str),
+            "name": df["name"].astype(object).where(df["name"].notna(), ""),
+            "email": df["email"].astype(object).where(df["email"].notna(), ""),
+            "handle": df["handle"].astype(object).where(df["handle"].notna(), ""),
+            "tier": df["tier"].astype(object),
+            "score": df["score"].astype(float).round(1),
+            "reasons": ["; ".join(r) for r in df["reasons"]],
+            "orders": df["orders"].astype(int),
+            "spend": df["spend"].astype(float).round(2),
+            "last order": pd.to_datetime(df["last_order"]).dt.strftime("%Y-%m-%d").fillna(""),
+            "positive posts": df["positive_mentions"].astype(int),
+            # the repeat-buying model (cxstats.value); empty cells when it could not be fitted
+            "P(alive)": _optional(df, "p_alive", 3),
+            "expected orders": _optional(df, "expected_orders", 2),
+            "expected value": _optional(df, "expected_value", 2),
+        }
+    )
     for c in ("customer_id", "name", "email", "handle", "tier", "reasons"):
         out[c] = [neutralise(str(v)) for v in out[c]]
     return out.reset_index(drop=True)
@@ -221,16 +238,24 @@ def _audit(con, viewer: Viewer, fmt: str, filter_text: str, rows: int, file_name
         if plan is not None:
             filter_text = (filter_text + "; " if filter_text else "") + (
                 f"hold-out {plan.pct:g}% (seed {plan.seed}): {len(plan.holdout)} of "
-                f"{len(plan.reward) + len(plan.holdout)} held out")
+                f"{len(plan.reward) + len(plan.holdout)} held out"
+            )
         con.execute(
             "INSERT INTO export_audit (export_id, exported_at, who, role, format, filter, rows, file_name) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [export_id, datetime.now().replace(microsecond=0), viewer.name, viewer.role, fmt, filter_text, rows,
-             file_name],
+            [
+                export_id,
+                datetime.now().replace(microsecond=0),
+                viewer.name,
+                viewer.role,
+                fmt,
+                filter_text,
+                rows,
+                file_name,
+            ],
         )
         if plan is not None:
-            store.record_holdout(con, int(export_id), plan.reward, plan.holdout, plan.list_date, plan.seed,
-                                     plan.pct)
+            store.record_holdout(con, int(export_id), plan.reward, plan.holdout, plan.list_date, plan.seed, plan.pct)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -279,9 +304,18 @@ def _result(path, frame, export_id, fmt, plan) -> ExportResult:
     return ExportResult(path, len(frame), export_id, fmt, len(plan.holdout), plan.seed, tuple(plan.holdout))
 
 
-def export_bytes(con, result: AdvocateResult, fmt: str = "csv", filter_text: str = "",
-                 top: int | None = None, file_name: str | None = None, *, viewer: Viewer, holdout_pct: float | None = None,
-                 seed: int | None = None) -> tuple[bytes, ExportResult]:
+def export_bytes(
+    con,
+    result: AdvocateResult,
+    fmt: str = "csv",
+    filter_text: str = "",
+    top: int | None = None,
+    file_name: str | None = None,
+    *,
+    viewer: Viewer,
+    holdout_pct: float | None = None,
+    seed: int | None = None,
+) -> tuple[bytes, ExportResult]:
     """The export as bytes (for a download button); audited like a written file.
 
     ``holdout_pct`` (0-50): the customers of the result (the caller passes the "to reward" list),
@@ -295,9 +329,18 @@ def export_bytes(con, result: AdvocateResult, fmt: str = "csv", filter_text: str
     return data, _result(None, frame, export_id, fmt, plan)
 
 
-def write_advocates(con, result: AdvocateResult, path, fmt: str | None = None,
-                    filter_text: str = "", top: int | None = None, *, viewer: Viewer, holdout_pct: float | None = None,
-                    seed: int | None = None) -> ExportResult:
+def write_advocates(
+    con,
+    result: AdvocateResult,
+    path,
+    fmt: str | None = None,
+    filter_text: str = "",
+    top: int | None = None,
+    *,
+    viewer: Viewer,
+    holdout_pct: float | None = None,
+    seed: int | None = None,
+) -> ExportResult:
     """Write the consented advocate list to ``path`` (.csv or .xlsx) and audit it.
 
     The file appears whole or not at all (written beside it, then renamed); the audit row (and a

@@ -93,9 +93,18 @@ class FocusItem:
     other_units: int
 
     def as_json(self) -> dict:
-        return {"item": self.item, "unit_mean": _f(self.unit_mean), "others_mean": _f(self.others_mean),
-                "gap": _f(self.gap), "gap_ci_low": _f(self.gap_ci_low), "gap_ci_high": _f(self.gap_ci_high),
-                "r": _f(self.r), "q": _f(self.q), "priority": _f(self.priority), "focus": bool(self.focus)}
+        return {
+            "item": self.item,
+            "unit_mean": _f(self.unit_mean),
+            "others_mean": _f(self.others_mean),
+            "gap": _f(self.gap),
+            "gap_ci_low": _f(self.gap_ci_low),
+            "gap_ci_high": _f(self.gap_ci_high),
+            "r": _f(self.r),
+            "q": _f(self.q),
+            "priority": _f(self.priority),
+            "focus": bool(self.focus),
+        }
 
 
 @dataclass(frozen=True)
@@ -123,16 +132,24 @@ class FocusResult:
 
     def as_json(self) -> dict:
         """Exactly the fields of DESIGN.md ("Focus areas and action plans")."""
-        return {"unit_id": self.unit_id, "period": self.period, "metric": self.metric,
-                "items": [i.as_json() for i in self.items], "strengths": list(self.strengths),
-                "suppressed_items": int(self.suppressed_items), "warnings": list(self.warnings)}
+        return {
+            "unit_id": self.unit_id,
+            "period": self.period,
+            "metric": self.metric,
+            "items": [i.as_json() for i in self.items],
+            "strengths": list(self.strengths),
+            "suppressed_items": int(self.suppressed_items),
+            "warnings": list(self.warnings),
+        }
 
     @property
     def summary(self) -> list[str]:
         """One sentence per focus area, or "no clear focus area"."""
         if not self.areas:
-            return [f"No clear focus area for {self.unit_id} in {self.period}: no item is both clearly below the "
-                    f"other units and linked with {linkage.METRICS[self.metric]} across units."]
+            return [
+                f"No clear focus area for {self.unit_id} in {self.period}: no item is both clearly below the "
+                f"other units and linked with {linkage.METRICS[self.metric]} across units."
+            ]
         return [a.sentence for a in self.areas]
 
 
@@ -157,9 +174,16 @@ def _index_items(con: duckdb.DuckDBPyConnection, sc: metrics.Scope) -> list[str]
 
 
 def focus_areas(
-    con: duckdb.DuckDBPyConnection, unit_id: str, *, viewer: Viewer, period: str | None = None,
-    metric: str = "csat_pct", min_group: int | None = None, drivers: dict | None = None,
-    company: tuple | None = None, engine=None,
+    con: duckdb.DuckDBPyConnection,
+    unit_id: str,
+    *,
+    viewer: Viewer,
+    period: str | None = None,
+    metric: str = "csat_pct",
+    min_group: int | None = None,
+    drivers: dict | None = None,
+    company: tuple | None = None,
+    engine=None,
 ) -> FocusResult:
     """Focus areas of one unit in one period (default: the unit's latest shown period).
 
@@ -181,22 +205,29 @@ def focus_areas(
     shown = list(mine.sort_values("period_start")["period"])
     if period is None:
         if not shown:
-            raise CxStatsError(f"unit {unit!r} has no shown survey group (groups under {sc.min_group} respondents "
-                               f"are suppressed); nothing to focus on yet")
+            raise CxStatsError(
+                f"unit {unit!r} has no shown survey group (groups under {sc.min_group} respondents "
+                f"are suppressed); nothing to focus on yet"
+            )
         period = shown[-1]
     period = periods.normalise(period, sc.period)  # a malformed --in label says how to write one
     if period not in shown:
-        raise CxStatsError(f"unit {unit!r} has no shown group in {period} (groups under {sc.min_group} "
-                           f"respondents are suppressed); shown periods: {', '.join(shown) or 'none'}")
+        raise CxStatsError(
+            f"unit {unit!r} has no shown group in {period} (groups under {sc.min_group} "
+            f"respondents are suppressed); shown periods: {', '.join(shown) or 'none'}"
+        )
     index_items = set(_index_items(con, sc))
     cells = cells[(cells["period"] == period) & cells["item"].isin(index_items)]
     own = cells[cells["unit_id"] == unit].set_index("item")
     hidden = scores.suppressed
-    suppressed_items = int(((hidden["unit_id"] == unit) & (hidden["period"] == period)
-                            & hidden["item"].isin(index_items)).sum())
+    suppressed_items = int(
+        ((hidden["unit_id"] == unit) & (hidden["period"] == period) & hidden["item"].isin(index_items)).sum()
+    )
     if drivers is None:  # a caller looping over units passes them once (focus_counts)
-        drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group,
-                                                      engine=engine).drivers}
+        drivers = {
+            d.item: d
+            for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group, engine=engine).drivers
+        }
     warnings: list[str] = []
     manager = viewer.role == "manager"
     items = []
@@ -214,40 +245,79 @@ def focus_areas(
         n_o = 0
         if n_other_units and not (manager and n_other_units < MIN_BENCHMARK_UNITS):
             om, ov, n_o = _pooled(others)
-            gap, lo, hi, _, _ = welch_from_moments(float(u["mean_score"]), float(u["var_score"]),
-                                                           int(u["n"]), om, ov, n_o)
+            gap, lo, hi, _, _ = welch_from_moments(
+                float(u["mean_score"]), float(u["var_score"]), int(u["n"]), om, ov, n_o
+            )
         elif n_other_units:
             few_others = True
         pr = gap * r if gap is not None and r is not None else None
-        items.append(dict(item=str(item), unit_mean=float(u["mean_score"]), others_mean=om, gap=gap, gap_ci_low=lo,
-                          gap_ci_high=hi, r=r, q=q, priority=pr, n_unit=int(u["n"]), n_others=n_o,
-                          other_units=n_other_units))
-    candidates = [i for i in items if i["gap_ci_low"] is not None and i["gap_ci_low"] > 0 and i["r"] is not None
-                  and i["r"] > 0 and i["q"] is not None and i["q"] < Q_FOCUS]
+        items.append(
+            dict(
+                item=str(item),
+                unit_mean=float(u["mean_score"]),
+                others_mean=om,
+                gap=gap,
+                gap_ci_low=lo,
+                gap_ci_high=hi,
+                r=r,
+                q=q,
+                priority=pr,
+                n_unit=int(u["n"]),
+                n_others=n_o,
+                other_units=n_other_units,
+            )
+        )
+    candidates = [
+        i
+        for i in items
+        if i["gap_ci_low"] is not None
+        and i["gap_ci_low"] > 0
+        and i["r"] is not None
+        and i["r"] > 0
+        and i["q"] is not None
+        and i["q"] < Q_FOCUS
+    ]
     candidates.sort(key=lambda i: (-i["priority"], i["item"]))
     top = {i["item"] for i in candidates[:TOP_AREAS]}
     items.sort(key=lambda i: (i["priority"] is None, -(i["priority"] or 0.0), i["item"]))
     label = linkage.METRICS[metric]
-    areas = tuple(FocusArea(i["item"], i["gap"], i["r"], i["priority"],
-                            f"Your unit scores {i['gap']:.1f} points below the other units on '{i['item']}', an item "
-                            f"that goes with {label} across units (r = {i['r']:.2f}).")
-                  for i in candidates[:TOP_AREAS])
+    areas = tuple(
+        FocusArea(
+            i["item"],
+            i["gap"],
+            i["r"],
+            i["priority"],
+            f"Your unit scores {i['gap']:.1f} points below the other units on '{i['item']}', an item "
+            f"that goes with {label} across units (r = {i['r']:.2f}).",
+        )
+        for i in candidates[:TOP_AREAS]
+    )
     strong = [i for i in items if i["gap_ci_high"] is not None and i["gap_ci_high"] < 0]
     strong.sort(key=lambda i: (i["gap"], i["item"]))
     if few_others:
-        warnings.append(f"the company benchmark is shown only when it pools at least {MIN_BENCHMARK_UNITS} other "
-                        f"units; some items have fewer in {period}")
+        warnings.append(
+            f"the company benchmark is shown only when it pools at least {MIN_BENCHMARK_UNITS} other "
+            f"units; some items have fewer in {period}"
+        )
     if suppressed_items:
-        warnings.append(f"{suppressed_items} item(s) answered by fewer than {sc.min_group} of this group's "
-                        f"respondents are suppressed and left out")
+        warnings.append(
+            f"{suppressed_items} item(s) answered by fewer than {sc.min_group} of this group's "
+            f"respondents are suppressed and left out"
+        )
     if not drivers:
         warnings.append(f"no driver figures: too few units with both survey results and {label}")
     warnings.append("items overlap and a driver correlation between units is not proof of cause")
     return FocusResult(
-        unit_id=unit, period=period, metric=metric,
-        items=tuple(FocusItem(focus=i["item"] in top, **i) for i in items), areas=areas,
-        strengths=tuple(i["item"] for i in strong[:TOP_AREAS]), suppressed_items=int(suppressed_items),
-        warnings=tuple(warnings), min_group=sc.min_group)
+        unit_id=unit,
+        period=period,
+        metric=metric,
+        items=tuple(FocusItem(focus=i["item"] in top, **i) for i in items),
+        areas=areas,
+        strengths=tuple(i["item"] for i in strong[:TOP_AREAS]),
+        suppressed_items=int(suppressed_items),
+        warnings=tuple(warnings),
+        min_group=sc.min_group,
+    )
 
 
 def _company_view(con: duckdb.DuckDBPyConnection, min_group: int):
@@ -256,8 +326,13 @@ def _company_view(con: duckdb.DuckDBPyConnection, min_group: int):
 
 
 def focus_counts(
-    con: duckdb.DuckDBPyConnection, *, viewer: Viewer, period: str | None = None, metric: str = "csat_pct",
-    units: tuple[str, ...] | None = None, engine=None,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    viewer: Viewer,
+    period: str | None = None,
+    metric: str = "csat_pct",
+    units: tuple[str, ...] | None = None,
+    engine=None,
 ) -> tuple[int, dict[str, int]]:
     """Across units: how many units have each item among their focus areas (the report's summary).
 
@@ -273,8 +348,10 @@ def focus_counts(
     seen = sorted(set(eg["unit_id"].astype(str)))
     if units is not None:
         seen = [u for u in seen if u in set(units)]
-    drivers = {d.item: d for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group,
-                                                  engine=engine).drivers}
+    drivers = {
+        d.item: d
+        for d in linkage.analyse(con, viewer=ADMIN, metric=metric, min_group=sc.min_group, engine=engine).drivers
+    }
     company = _company_view(con, sc.min_group)  # one company view and one set of drivers for every unit
     counts: dict[str, int] = {}
     for unit in seen:
@@ -302,10 +379,19 @@ class Change:
     q: float
 
     def as_json(self) -> dict:
-        return {"unit_id": self.unit_id, "measure": self.measure, "before": _f(self.before),
-                "after": _f(self.after), "n_before": int(self.n_before), "n_after": int(self.n_after),
-                "diff": _f(self.diff), "ci_low": _f(self.ci_low), "ci_high": _f(self.ci_high), "p": _f(self.p),
-                "q": _f(self.q)}
+        return {
+            "unit_id": self.unit_id,
+            "measure": self.measure,
+            "before": _f(self.before),
+            "after": _f(self.after),
+            "n_before": int(self.n_before),
+            "n_after": int(self.n_after),
+            "diff": _f(self.diff),
+            "ci_low": _f(self.ci_low),
+            "ci_high": _f(self.ci_high),
+            "p": _f(self.p),
+            "q": _f(self.q),
+        }
 
 
 @dataclass(frozen=True)
@@ -319,8 +405,12 @@ class ChangesResult:
     min_group: int
 
     def as_json(self) -> dict:
-        return {"period": self.period, "previous": self.previous, "compared": int(self.compared),
-                "changes": [c.as_json() for c in self.changes]}
+        return {
+            "period": self.period,
+            "previous": self.previous,
+            "compared": int(self.compared),
+            "changes": [c.as_json() for c in self.changes],
+        }
 
 
 def wald_pct_change(top_a: int, n_a: int, top_b: int, n_b: int) -> tuple[float, float, float, float]:
@@ -348,8 +438,13 @@ def _z_result(diff: float, se: float) -> tuple[float, float, float, float]:
 
 
 def changes(
-    con: duckdb.DuckDBPyConnection, *, viewer: Viewer, period: str | None = None, previous: str | None = None,
-    min_group: int | None = None, engine=None,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    viewer: Viewer,
+    period: str | None = None,
+    previous: str | None = None,
+    min_group: int | None = None,
+    engine=None,
 ) -> ChangesResult:
     """Units whose engagement index, CSAT % or NPS moved from ``previous`` to ``period``.
 
@@ -363,8 +458,11 @@ def changes(
     viewer.require_employee_data()
     sc = metrics.scope(con, min_group)
     eg = metrics.unit_period_engagement(con, viewer=ADMIN, min_group=sc.min_group).groups
-    listed = (eg[["period", "period_start"]].drop_duplicates().sort_values("period_start")["period"].tolist()
-              if len(eg) else [])
+    listed = (
+        eg[["period", "period_start"]].drop_duplicates().sort_values("period_start")["period"].tolist()
+        if len(eg)
+        else []
+    )
     if period is None:
         period = listed[-1] if listed else None
     else:
@@ -393,15 +491,21 @@ def changes(
     rows = []
     for u in units:
         ga, gb = a.loc[u], b.loc[u]
-        diff, lo, hi, p, _ = welch_from_moments(float(ga["index"]), float(ga["index_sd"]) ** 2,
-                                                        int(ga["respondents"]), float(gb["index"]),
-                                                        float(gb["index_sd"]) ** 2, int(gb["respondents"]))
+        diff, lo, hi, p, _ = welch_from_moments(
+            float(ga["index"]),
+            float(ga["index_sd"]) ** 2,
+            int(ga["respondents"]),
+            float(gb["index"]),
+            float(gb["index_sd"]) ** 2,
+            int(gb["respondents"]),
+        )
         rows.append((u, "engagement", ga["index"], gb["index"], ga["respondents"], gb["respondents"], diff, lo, hi, p))
         if u in ca.index and u in cb.index:
             xa, xb = ca.loc[u], cb.loc[u]
             if xa["csat_n"] > 0 and xb["csat_n"] > 0:
-                d, lo, hi, p = wald_pct_change(int(xa["csat_top2"]), int(xa["csat_n"]), int(xb["csat_top2"]),
-                                               int(xb["csat_n"]))
+                d, lo, hi, p = wald_pct_change(
+                    int(xa["csat_top2"]), int(xa["csat_n"]), int(xb["csat_top2"]), int(xb["csat_n"])
+                )
                 rows.append((u, "csat_pct", xa["csat_pct"], xb["csat_pct"], xa["csat_n"], xb["csat_n"], d, lo, hi, p))
             if xa["nps_n"] > 0 and xb["nps_n"] > 0:
                 d, lo, hi, p = nps_change(float(xa["nps"]), float(xa["nps_se"]), float(xb["nps"]), float(xb["nps_se"]))
@@ -410,9 +514,22 @@ def changes(
     qs = bh_q([r[9] for r in rows]) if rows else []
     allowed = viewer.unit_filter()
     out = tuple(
-        Change(str(r[0]), r[1], float(r[2]), float(r[3]), int(r[4]), int(r[5]), float(r[6]), float(r[7]),
-               float(r[8]), float(r[9]), float(q))
-        for r, q in zip(rows, qs) if q < Q_CHANGE and (allowed is None or r[0] in allowed))
+        Change(
+            str(r[0]),
+            r[1],
+            float(r[2]),
+            float(r[3]),
+            int(r[4]),
+            int(r[5]),
+            float(r[6]),
+            float(r[7]),
+            float(r[8]),
+            float(r[9]),
+            float(q),
+        )
+        for r, q in zip(rows, qs)
+        if q < Q_CHANGE and (allowed is None or r[0] in allowed)
+    )
     return ChangesResult(period, previous, len(rows), out, sc.min_group)
 
 
@@ -438,8 +555,14 @@ class FollowUp:
     metric: str
 
     def as_json(self) -> dict:
-        return {"item_change": _f(self.item_change), "ci_low": _f(self.ci_low), "ci_high": _f(self.ci_high),
-                "cx_change": _f(self.cx_change), "cx_ci_low": _f(self.cx_ci_low), "cx_ci_high": _f(self.cx_ci_high)}
+        return {
+            "item_change": _f(self.item_change),
+            "ci_low": _f(self.ci_low),
+            "ci_high": _f(self.ci_high),
+            "cx_change": _f(self.cx_change),
+            "cx_ci_low": _f(self.cx_ci_low),
+            "cx_ci_high": _f(self.cx_ci_high),
+        }
 
 
 @dataclass(frozen=True)
@@ -458,9 +581,16 @@ class Action:
     follow_up: FollowUp | None = None
 
     def as_json(self) -> dict:
-        return {"action_id": int(self.action_id), "unit_id": self.unit_id, "item": self.item, "title": self.title,
-                "owner": self.owner, "due_date": None if self.due_date is None else self.due_date.isoformat(),
-                "status": self.status, "follow_up": None if self.follow_up is None else self.follow_up.as_json()}
+        return {
+            "action_id": int(self.action_id),
+            "unit_id": self.unit_id,
+            "item": self.item,
+            "title": self.title,
+            "owner": self.owner,
+            "due_date": None if self.due_date is None else self.due_date.isoformat(),
+            "status": self.status,
+            "follow_up": None if self.follow_up is None else self.follow_up.as_json(),
+        }
 
 
 @dataclass(frozen=True)
@@ -494,8 +624,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
-def _clean_fields(con, *, unit_id=None, item=None, title=None, owner=None, due_date=None, status=None,
-                  note=None, partial: bool = False) -> dict:
+def _clean_fields(
+    con,
+    *,
+    unit_id=None,
+    item=None,
+    title=None,
+    owner=None,
+    due_date=None,
+    status=None,
+    note=None,
+    partial: bool = False,
+) -> dict:
     """Validate plan fields; every problem in one CxStatsError."""
     problems: list[str] = []
     out: dict = {}
@@ -503,8 +643,11 @@ def _clean_fields(con, *, unit_id=None, item=None, title=None, owner=None, due_d
         items = _index_items(con, metrics.scope(con))
         it = str(item or "").strip()
         if it not in items:
-            problems.append(f"item {it!r} is not an index item of the survey; choose one of: " + "; ".join(items)
-                            if items else "no survey items are loaded yet; load an engagement file first")
+            problems.append(
+                f"item {it!r} is not an index item of the survey; choose one of: " + "; ".join(items)
+                if items
+                else "no survey items are loaded yet; load an engagement file first"
+            )
         out["item"] = it
     if title is not None or not partial:
         t = str(title or "").strip()
@@ -539,27 +682,49 @@ def _clean_fields(con, *, unit_id=None, item=None, title=None, owner=None, due_d
             problems.append(f"status {status!r} is not one of {', '.join(STATUSES)}")
         out["status"] = s
     if problems:
-        raise CxStatsError(problems[0] if len(problems) == 1 else f"{len(problems)} problems with the plan",
-                           problems if len(problems) > 1 else None)
+        raise CxStatsError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} problems with the plan",
+            problems if len(problems) > 1 else None,
+        )
     return out
 
 
 def _may_write(viewer: Viewer) -> None:
     if viewer.role not in ("manager", "admin"):
-        raise AccessDenied(f"the {viewer.role} role may not add or change action plans (managers keep their own "
-                           f"units' plans; admins any)")
+        raise AccessDenied(
+            f"the {viewer.role} role may not add or change action plans (managers keep their own "
+            f"units' plans; admins any)"
+        )
 
 
 def _row_to_action(row) -> Action:
     d = row[5]
-    return Action(int(row[0]), str(row[1]), str(row[2]), str(row[3]), row[4],
-                  d if d is None or isinstance(d, date) else pd.Timestamp(d).date(), str(row[6]), row[7], row[8],
-                  row[9], row[10])
+    return Action(
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        row[4],
+        d if d is None or isinstance(d, date) else pd.Timestamp(d).date(),
+        str(row[6]),
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+    )
 
 
 def add_action(
-    con: duckdb.DuckDBPyConnection, *, viewer: Viewer, unit_id: str, item: str, title: str,
-    owner: str | None = None, due_date=None, status: str = "open", note: str | None = None,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    viewer: Viewer,
+    unit_id: str,
+    item: str,
+    title: str,
+    owner: str | None = None,
+    due_date=None,
+    status: str = "open",
+    note: str | None = None,
     now: datetime | None = None,
 ) -> Action:
     """Add a plan for one of the viewer's units (managers: own units; admins: any). One statement."""
@@ -567,15 +732,34 @@ def add_action(
     unit = _check_unit(con, viewer, unit_id)
     if unit not in set(store.known_units(con).values()):
         raise CxStatsError(f"unknown unit {str(unit_id)!r}")
-    f = _clean_fields(con, unit_id=unit, item=item, title=title, owner=owner if owner is not None else "",
-                      due_date=due_date, status=status, note=note if note is not None else "")
+    f = _clean_fields(
+        con,
+        unit_id=unit,
+        item=item,
+        title=title,
+        owner=owner if owner is not None else "",
+        due_date=due_date,
+        status=status,
+        note=note if note is not None else "",
+    )
     ts = now or _now()
     row = con.execute(
         f"""INSERT INTO actions ({_ACTION_COLS})
             SELECT coalesce(max(action_id), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM actions
             RETURNING {_ACTION_COLS}""",
-        [unit, f["item"], f["title"], f.get("owner"), f.get("due_date"), f["status"], viewer.name, ts, ts,
-         f.get("note")]).fetchall()[0]
+        [
+            unit,
+            f["item"],
+            f["title"],
+            f.get("owner"),
+            f.get("due_date"),
+            f["status"],
+            viewer.name,
+            ts,
+            ts,
+            f.get("note"),
+        ],
+    ).fetchall()[0]
     return _row_to_action(row)
 
 
@@ -589,30 +773,59 @@ def _get(con, action_id: int, viewer: Viewer) -> Action:
 
 
 def update_action(
-    con: duckdb.DuckDBPyConnection, action_id: int, *, viewer: Viewer, item: str | None = None,
-    title: str | None = None, owner: str | None = None, due_date=None, status: str | None = None,
-    note: str | None = None, now: datetime | None = None,
+    con: duckdb.DuckDBPyConnection,
+    action_id: int,
+    *,
+    viewer: Viewer,
+    item: str | None = None,
+    title: str | None = None,
+    owner: str | None = None,
+    due_date=None,
+    status: str | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
 ) -> Action:
     """Change a plan's fields (None leaves a field as it is; "" clears owner, due date or note)."""
     _may_write(viewer)
     viewer.require_employee_data()
     old = _get(con, action_id, viewer)
-    f = _clean_fields(con, item=item, title=title, owner=owner, due_date=due_date, status=status, note=note,
-                      partial=True)
-    new = {"item": old.item, "title": old.title, "owner": old.owner, "due_date": old.due_date,
-           "status": old.status, "note": old.note}
+    f = _clean_fields(
+        con, item=item, title=title, owner=owner, due_date=due_date, status=status, note=note, partial=True
+    )
+    new = {
+        "item": old.item,
+        "title": old.title,
+        "owner": old.owner,
+        "due_date": old.due_date,
+        "status": old.status,
+        "note": old.note,
+    }
     new.update(f)
     row = con.execute(
         f"""UPDATE actions SET item = ?, title = ?, owner = ?, due_date = ?, status = ?, note = ?, updated_at = ?
             WHERE action_id = ? RETURNING {_ACTION_COLS}""",
-        [new["item"], new["title"], new["owner"], new["due_date"], new["status"], new["note"], now or _now(),
-         int(action_id)]).fetchall()[0]
+        [
+            new["item"],
+            new["title"],
+            new["owner"],
+            new["due_date"],
+            new["status"],
+            new["note"],
+            now or _now(),
+            int(action_id),
+        ],
+    ).fetchall()[0]
     return _row_to_action(row)
 
 
 def close_action(
-    con: duckdb.DuckDBPyConnection, action_id: int, *, viewer: Viewer, status: str = "done",
-    note: str | None = None, now: datetime | None = None,
+    con: duckdb.DuckDBPyConnection,
+    action_id: int,
+    *,
+    viewer: Viewer,
+    status: str = "done",
+    note: str | None = None,
+    now: datetime | None = None,
 ) -> Action:
     """Close a plan as 'done' or 'dropped'."""
     if status not in ("done", "dropped"):
@@ -627,7 +840,8 @@ def _plans(con, viewer: Viewer, unit: str | None) -> list[Action]:
         f"""SELECT {_ACTION_COLS} FROM actions
             WHERE {store.VIEWER_UNITS_SQL} AND (? OR unit_id = ?)
             ORDER BY unit_id, action_id""",
-        [*store.viewer_units(viewer), unit is None, unit or ""]).fetchall()
+        [*store.viewer_units(viewer), unit is None, unit or ""],
+    ).fetchall()
     return [_row_to_action(r) for r in rows]
 
 
@@ -691,8 +905,9 @@ def _follow_up(co: _Company, a: Action, metric: str) -> FollowUp | None:
     if b in c.index and o in c.index:
         cb, ca = c.loc[b], c.loc[o]
         ib, ia = float(cb["mean_score"]), float(ca["mean_score"])
-        ich, lo, hi, _, _ = welch_from_moments(ib, float(cb["var_score"]), int(cb["n"]), ia,
-                                                       float(ca["var_score"]), int(ca["n"]))
+        ich, lo, hi, _, _ = welch_from_moments(
+            ib, float(cb["var_score"]), int(cb["n"]), ia, float(ca["var_score"]), int(ca["n"])
+        )
     x = co.cx[co.cx["unit_id"] == a.unit_id].set_index("period_start")
     xb = xa = xch = xlo = xhi = None
     if b in x.index and o in x.index:
@@ -700,12 +915,17 @@ def _follow_up(co: _Company, a: Action, metric: str) -> FollowUp | None:
         if mb and ma:
             xb, xa = mb[0], ma[0]
             xch, xlo, xhi, _, _ = welch_from_moments(*mb, *ma)
-    return FollowUp(periods.label(b, co.period), periods.label(o, co.period), ib, ia, ich, lo, hi,
-                    xb, xa, xch, xlo, xhi, metric)
+    return FollowUp(
+        periods.label(b, co.period), periods.label(o, co.period), ib, ia, ich, lo, hi, xb, xa, xch, xlo, xhi, metric
+    )
 
 
 def list_actions(
-    con: duckdb.DuckDBPyConnection, *, viewer: Viewer, unit: str | None = None, metric: str = "csat_pct",
+    con: duckdb.DuckDBPyConnection,
+    *,
+    viewer: Viewer,
+    unit: str | None = None,
+    metric: str = "csat_pct",
     engine=None,
 ) -> ActionsResult:
     """Plans the viewer may see (managers: own units; leaders, admins: all; marketing: none), with follow-up.
@@ -724,8 +944,13 @@ def list_actions(
     co = _company(con, engine=engine) if plans else None
     out = tuple(Action(**{**a.__dict__, "follow_up": _follow_up(co, a, metric)}) for a in plans)
     if viewer.role in ("leader", "admin") and out:
-        counts = (pd.DataFrame({"item": [a.item for a in out], "status": [a.status for a in out]})
-                  .value_counts().rename("plans").reset_index().sort_values(["item", "status"]))
+        counts = (
+            pd.DataFrame({"item": [a.item for a in out], "status": [a.status for a in out]})
+            .value_counts()
+            .rename("plans")
+            .reset_index()
+            .sort_values(["item", "status"])
+        )
     else:
         counts = pd.DataFrame(columns=["item", "status", "plans"])
     return ActionsResult(out, counts.reset_index(drop=True))
@@ -797,11 +1022,23 @@ def plan_effect(con: duckdb.DuckDBPyConnection, *, viewer: Viewer, engine=None) 
         n_plan = sum(1 for v in arm.values() if v == 1)
         n_other = sum(1 for v in arm.values() if v == 0)
         if n_plan < MIN_BENCHMARK_UNITS or n_other < MIN_BENCHMARK_UNITS:
-            out.append(PlanEffect(item, None, None, None, None, n_plan, n_other, len(keys),
-                                  f"needs at least {MIN_BENCHMARK_UNITS} units with a followed-up plan and "
-                                  f"{MIN_BENCHMARK_UNITS} without ({n_plan} and {n_other} so far)"))
+            out.append(
+                PlanEffect(
+                    item,
+                    None,
+                    None,
+                    None,
+                    None,
+                    n_plan,
+                    n_other,
+                    len(keys),
+                    f"needs at least {MIN_BENCHMARK_UNITS} units with a followed-up plan and "
+                    f"{MIN_BENCHMARK_UNITS} without ({n_plan} and {n_other} so far)",
+                )
+            )
             continue
-        coef, _, lo, hi, p = ancova_clustered([rows[k][1] for k in keys], [rows[k][0] for k in keys],
-                                              [rows[k][2] for k in keys], [k[0] for k in keys])
+        coef, _, lo, hi, p = ancova_clustered(
+            [rows[k][1] for k in keys], [rows[k][0] for k in keys], [rows[k][2] for k in keys], [k[0] for k in keys]
+        )
         out.append(PlanEffect(item, coef, _f(lo), _f(hi), _f(p), n_plan, n_other, len(keys), None))
     return tuple(out)

@@ -50,10 +50,12 @@ def _group_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict]:
 
     sc = metrics.scope(con)
     params = metrics._resp_params(sc, ADMIN)
-    shown = con.execute(f"WITH {metrics._respondents_sql(sc)} SELECT unit_id, period_start, respondents FROM grp",
-                        params).fetchall()
-    orig = con.execute(f"WITH {metrics._respondents_sql(sc)} SELECT orig_unit, period_start, n FROM orig_grp",
-                       params).fetchall()
+    shown = con.execute(
+        f"WITH {metrics._respondents_sql(sc)} SELECT unit_id, period_start, respondents FROM grp", params
+    ).fetchall()
+    orig = con.execute(
+        f"WITH {metrics._respondents_sql(sc)} SELECT orig_unit, period_start, n FROM orig_grp", params
+    ).fetchall()
     return {(u, p): int(n) for u, p, n in shown}, {(u, p): int(n) for u, p, n in orig}
 
 
@@ -83,8 +85,9 @@ def guard_groups(con: duckdb.DuckDBPyConnection, before: tuple[dict, dict], reas
         if not new:
             break
         now = datetime.now().replace(microsecond=0)
-        con.executemany("INSERT INTO suppressed_groups VALUES (?, ?, ?, ?)",
-                        [[u, p, reason, now] for u, p in sorted(new)])
+        con.executemany(
+            "INSERT INTO suppressed_groups VALUES (?, ?, ?, ?)", [[u, p, reason, now] for u, p in sorted(new)]
+        )
         have |= new
         added.extend(sorted(new))
     return added
@@ -125,8 +128,10 @@ class ErasureResult:
         if self.files_rows:
             lines.append(f"{self.files_rows:,} rows removed from rejected-row files")
         if self.suppressed_groups:
-            lines.append(f"{self.suppressed_groups:,} engagement groups suppressed from now on (they changed by "
-                         "fewer than min_group respondents)")
+            lines.append(
+                f"{self.suppressed_groups:,} engagement groups suppressed from now on (they changed by "
+                "fewer than min_group respondents)"
+            )
         lines.append("database file rewritten: the erased values are gone from its bytes")
         return "\n".join(lines)
 
@@ -161,9 +166,14 @@ def _check_forget_role(viewer: Viewer, kind: str) -> None:
 
 
 def _tables_with(con, column: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'main' AND column_name = ? "
-        "AND table_name NOT IN ('erasures') ORDER BY 1", [column]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'main' AND column_name = ? "
+            "AND table_name NOT IN ('erasures') ORDER BY 1",
+            [column],
+        ).fetchall()
+    ]
 
 
 def _delete(con, table: str, where: str, params: list) -> int:
@@ -179,21 +189,24 @@ _HANDLE_SQL = "lower(ltrim(trim(handle), '@'))"
 def _erase_customer(con, cid: str) -> tuple[dict[str, int], set[str], set[str], set[str]]:
     handles, emails, names = set(), set(), set()
     for name, email, handle in con.execute(
-            "SELECT name, email, handle FROM customers WHERE customer_id = ?", [cid]).fetchall():
+        "SELECT name, email, handle FROM customers WHERE customer_id = ?", [cid]
+    ).fetchall():
         if name and str(name).strip():
             names.add(str(name).strip())
         if store.normalise_identifier(email, "email"):
             emails.add(store.normalise_identifier(email, "email"))
         if store.normalise_identifier(handle, "handle"):
             handles.add(store.normalise_identifier(handle, "handle"))
-    for (handle,) in con.execute("SELECT DISTINCT handle FROM mentions WHERE customer_id = ? AND handle IS NOT NULL",
-                                 [cid]).fetchall():
+    for (handle,) in con.execute(
+        "SELECT DISTINCT handle FROM mentions WHERE customer_id = ? AND handle IS NOT NULL", [cid]
+    ).fetchall():
         if store.normalise_identifier(handle, "handle"):
             handles.add(store.normalise_identifier(handle, "handle"))
     rows: dict[str, int] = {}
     fresh = store.derived_fresh(con)
-    rows["mentions"] = _delete(con, "mentions", f"customer_id = ? OR list_contains(?::VARCHAR[], {_HANDLE_SQL})",
-                               [cid, sorted(handles)])
+    rows["mentions"] = _delete(
+        con, "mentions", f"customer_id = ? OR list_contains(?::VARCHAR[], {_HANDLE_SQL})", [cid, sorted(handles)]
+    )
     for t in _tables_with(con, "customer_id"):
         if t == "mentions":
             continue
@@ -204,9 +217,14 @@ def _erase_customer(con, cid: str) -> tuple[dict[str, int], set[str], set[str], 
 
 
 def _erase_respondent(con, rid: str) -> dict[str, int]:
-    rows = {"engagement_answers": _delete(
-        con, "engagement_answers",
-        "(batch_id, row_no) IN (SELECT (batch_id, row_no) FROM engagement WHERE respondent_id = ?)", [rid])}
+    rows = {
+        "engagement_answers": _delete(
+            con,
+            "engagement_answers",
+            "(batch_id, row_no) IN (SELECT (batch_id, row_no) FROM engagement WHERE respondent_id = ?)",
+            [rid],
+        )
+    }
     for t in _tables_with(con, "respondent_id"):
         rows[t] = _delete(con, t, "respondent_id = ?", [rid])
     return rows
@@ -218,8 +236,9 @@ def _scrub_audit(con, values: set[str]) -> None:
         if len(v) < 3:
             continue
         for col in ("filter", "file_name", "who"):
-            con.execute(f"UPDATE export_audit SET {col} = replace({col}, ?, '[erased]') WHERE contains({col}, ?)",
-                        [v, v])
+            con.execute(
+                f"UPDATE export_audit SET {col} = replace({col}, ?, '[erased]') WHERE contains({col}, ?)", [v, v]
+            )
 
 
 def forget(db, kind: str, ids, *, viewer: Viewer) -> ErasureResult:
@@ -256,11 +275,17 @@ def forget(db, kind: str, ids, *, viewer: Viewer) -> ErasureResult:
                     audit_values.add(pid)
                 con.execute(
                     "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [next_id + i, kind, store.identifier_hmac(key, pid, "id"),
-                     ";".join(sorted(store.identifier_hmac(key, h, "handle") for h in handles)),
-                     ";".join(sorted(store.identifier_hmac(key, e, "email") for e in emails)),
-                     datetime.now().replace(microsecond=0), viewer.name,
-                     json.dumps({t: n for t, n in sorted(rows.items())})])
+                    [
+                        next_id + i,
+                        kind,
+                        store.identifier_hmac(key, pid, "id"),
+                        ";".join(sorted(store.identifier_hmac(key, h, "handle") for h in handles)),
+                        ";".join(sorted(store.identifier_hmac(key, e, "email") for e in emails)),
+                        datetime.now().replace(microsecond=0),
+                        viewer.name,
+                        json.dumps({t: n for t, n in sorted(rows.items())}),
+                    ],
+                )
                 people.append(Erased(kind, pid, {t: n for t, n in rows.items() if n} or {}))
             _scrub_audit(con, audit_values)
             if before is not None:
@@ -305,9 +330,12 @@ class PurgeResult:
 
     def summary(self) -> str:
         if not self.purged:
-            return ("no retention set (settings retain_months_<kind>): nothing purged")
-        lines = [f"{p.kind}: {p.rows:,} rows before {p.cutoff.isoformat()} removed (kept {p.retain_months} months, "
-                 "whole periods)" for p in self.purged]
+            return "no retention set (settings retain_months_<kind>): nothing purged"
+        lines = [
+            f"{p.kind}: {p.rows:,} rows before {p.cutoff.isoformat()} removed (kept {p.retain_months} months, "
+            "whole periods)"
+            for p in self.purged
+        ]
         if self.suppressed_groups:
             lines.append(f"{self.suppressed_groups:,} engagement groups suppressed from now on")
         if any(p.rows for p in self.purged):
@@ -323,10 +351,13 @@ def retention_cutoff(today: date, months: int, period: str) -> date:
 
 
 def _engagement_old(con, cutoff: date, period: str) -> None:
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _purge_rows AS
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _purge_rows AS
         WITH waves AS ({periods.waves_sql()})
         SELECT e.batch_id, e.row_no FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
-        WHERE {periods.survey_start_sql(period)} < ?""", [cutoff])
+        WHERE {periods.survey_start_sql(period)} < ?""",
+        [cutoff],
+    )
 
 
 def purge(db, *, viewer: Viewer, today: date | None = None) -> PurgeResult:
@@ -340,8 +371,11 @@ def purge(db, *, viewer: Viewer, today: date | None = None) -> PurgeResult:
     with store.connect(p) as con:
         raw = dict(con.execute("SELECT key, value FROM settings").fetchall())
         period = store.settings(con).period
-        plan = [(k, int(raw[f"retain_months_{k}"])) for k in store.RETENTION_DATES
-                if str(raw.get(f"retain_months_{k}") or "").strip()]
+        plan = [
+            (k, int(raw[f"retain_months_{k}"]))
+            for k in store.RETENTION_DATES
+            if str(raw.get(f"retain_months_{k}") or "").strip()
+        ]
         if not plan:
             return PurgeResult([])
         before = snapshot(con)
@@ -353,18 +387,22 @@ def purge(db, *, viewer: Viewer, today: date | None = None) -> PurgeResult:
                 col = store.RETENTION_DATES[kind]
                 if kind == "engagement":
                     _engagement_old(con, cutoff, period)
-                    con.execute("DELETE FROM engagement_answers WHERE (batch_id, row_no) IN "
-                                "(SELECT (batch_id, row_no) FROM _purge_rows)")
-                    n = _delete(con, "engagement", "(batch_id, row_no) IN (SELECT (batch_id, row_no) FROM _purge_rows)",
-                                [])
+                    con.execute(
+                        "DELETE FROM engagement_answers WHERE (batch_id, row_no) IN "
+                        "(SELECT (batch_id, row_no) FROM _purge_rows)"
+                    )
+                    n = _delete(
+                        con, "engagement", "(batch_id, row_no) IN (SELECT (batch_id, row_no) FROM _purge_rows)", []
+                    )
                     con.execute("DROP TABLE _purge_rows")
                 else:
                     n = _delete(con, kind, f"CAST({col} AS DATE) < ?", [cutoff])
                     if kind == "purchases" and n:
                         store.sync_order_totals(con)
-                con.execute("INSERT INTO purges VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [next_id + i, kind, cutoff, months, datetime.now().replace(microsecond=0), viewer.name,
-                             n])
+                con.execute(
+                    "INSERT INTO purges VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [next_id + i, kind, cutoff, months, datetime.now().replace(microsecond=0), viewer.name, n],
+                )
                 done.append(Purged(kind, months, cutoff, n))
             n_sup = len(guard_groups(con, before, "retention purge"))
             if any(d.rows for d in done):
@@ -388,8 +426,12 @@ def undo_batch(con: duckdb.DuckDBPyConnection, batch_id: int, *, viewer: Viewer)
     kinds = {b.batch_id: b.kind for b in store.list_batches(con)}
     if kinds.get(int(batch_id)) in ("engagement", "reorgs"):
         before = snapshot(con)
-        return store.undo(con, batch_id, viewer=viewer,
-                          before_hook=lambda c: guard_groups(c, before, f"undo of batch {int(batch_id)}"))
+        return store.undo(
+            con,
+            batch_id,
+            viewer=viewer,
+            before_hook=lambda c: guard_groups(c, before, f"undo of batch {int(batch_id)}"),
+        )
     return store.undo(con, batch_id, viewer=viewer)
 
 
@@ -411,8 +453,9 @@ def unit_histories(con: duckdb.DuckDBPyConnection) -> dict[str, UnitHistory]:
     for a, b in mapping.items():
         former.setdefault(b, []).append(a)
     for u in set(former) | {a for a, t in splits.items() if len(t) > 1}:
-        out[u] = UnitHistory(u, tuple(sorted(former.get(u, []))),
-                             tuple(sorted(splits[u])) if len(splits.get(u, ())) > 1 else ())
+        out[u] = UnitHistory(
+            u, tuple(sorted(former.get(u, []))), tuple(sorted(splits[u])) if len(splits.get(u, ())) > 1 else ()
+        )
     return out
 
 
@@ -445,11 +488,12 @@ def reorg_cycle_rows(stored: list[tuple[str, str]], incoming: list[tuple[int, st
         if a == b:
             out[i] = f"unit {a!r} cannot be merged into itself"
         elif reaches(b, a):
-            out[i] = f"{a!r} -> {b!r} makes a cycle ({b!r} already leads back to {a!r}); a unit's successor " \
-                     "cannot be its predecessor"
+            out[i] = (
+                f"{a!r} -> {b!r} makes a cycle ({b!r} already leads back to {a!r}); a unit's successor "
+                "cannot be its predecessor"
+            )
     return out
 
 
 def environment_key_note() -> str:
-    return (f"key from ${store.KEY_ENV}" if os.environ.get(store.KEY_ENV)
-            else "key file beside the database (mode 0600)")
+    return f"key from ${store.KEY_ENV}" if os.environ.get(store.KEY_ENV) else "key file beside the database (mode 0600)"

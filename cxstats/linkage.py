@@ -171,8 +171,9 @@ def partial_corr(x, y, covariates: pd.DataFrame, names: tuple[str, ...] = ()) ->
     | cv1, cv2, cv3 -> r = 0.493, p = 0.009.
     """
     cov = covariate_matrix(pd.DataFrame(covariates).reset_index(drop=True))
-    f = pd.concat([pd.DataFrame({"_x": np.asarray(x, "float64"), "_y": np.asarray(y, "float64")}), cov],
-                  axis=1).dropna()
+    f = pd.concat(
+        [pd.DataFrame({"_x": np.asarray(x, "float64"), "_y": np.asarray(y, "float64")}), cov], axis=1
+    ).dropna()
     n, k = len(f), cov.shape[1]
     names = tuple(names) or tuple(map(str, pd.DataFrame(covariates).columns))
     dof = n - k - 2
@@ -232,16 +233,39 @@ def quartiles(x, y) -> Quartiles:
     top, bottom = y[x >= hi_cut], y[x <= lo_cut]
     nt, nb = int(top.size), int(bottom.size)
     if hi_cut == lo_cut:
-        return Quartiles(None, None, None, None, None, nt, nb,
-                         "engagement is too similar across units to form a top and a bottom quartile")
+        return Quartiles(
+            None,
+            None,
+            None,
+            None,
+            None,
+            nt,
+            nb,
+            "engagement is too similar across units to form a top and a bottom quartile",
+        )
     if nt < MIN_QUARTILE or nb < MIN_QUARTILE:
-        return Quartiles(None, None, None, None, None, nt, nb,
-                         f"the top and bottom quartiles hold {nt} and {nb} units; each needs at least "
-                         f"{MIN_QUARTILE} for a comparison")
+        return Quartiles(
+            None,
+            None,
+            None,
+            None,
+            None,
+            nt,
+            nb,
+            f"the top and bottom quartiles hold {nt} and {nb} units; each needs at least "
+            f"{MIN_QUARTILE} for a comparison",
+        )
     if np.ptp(top) == 0 and np.ptp(bottom) == 0:
-        return Quartiles(None, None, None, None, None, nt, nb,
-                         "customer satisfaction does not vary inside either quartile, so the difference has "
-                         "no interval")
+        return Quartiles(
+            None,
+            None,
+            None,
+            None,
+            None,
+            nt,
+            nb,
+            "customer satisfaction does not vary inside either quartile, so the difference has no interval",
+        )
     diff, lo, hi, _, _ = welch_diff(bottom, top)
     return Quartiles(float(top.mean()), float(bottom.mean()), diff, _num(lo), _num(hi), nt, nb)
 
@@ -344,8 +368,13 @@ class LinkageResult:
         w = self.within_unit
         pc = self.pearson_corrected
         units = [
-            {"unit_id": str(r.unit_id), "engagement": _num(r.engagement), "cx": _num(r.cx),
-             "respondents": int(r.respondents), "cx_responses": int(r.cx_responses)}
+            {
+                "unit_id": str(r.unit_id),
+                "engagement": _num(r.engagement),
+                "cx": _num(r.cx),
+                "respondents": int(r.respondents),
+                "cx_responses": int(r.cx_responses),
+            }
             for r in self.units.itertuples(index=False)
         ]
         el = self.elasticity
@@ -359,34 +388,85 @@ class LinkageResult:
             "n_units": self.n_units,
             "suppressed_groups": self.suppressed_groups,
             "units": units,
-            "within_unit": {"coef": _num(w.coef), "ci_low": _num(w.ci_low), "ci_high": _num(w.ci_high),
-                            "p": _num(w.p), "n_obs": w.n_obs, "n_clusters": w.n_clusters, "vcov": w.vcov,
-                            "r": _num(w.r), "r_dof": w.r_dof, "r_p": _num(w.r_p),
-                            "corrected": None if w.corrected is None else {
-                                "coef": _num(w.corrected.coef), "ci_low": _num(w.corrected.ci_low),
-                                "ci_high": _num(w.corrected.ci_high),
-                                "reliability": _num(w.corrected.reliability)}},
-            "lags": [{"lag": x.lag, "coef": _num(x.coef), "r": _num(x.r), "p": _num(x.p),
-                      "p_holm": _num(x.p_holm), "n": x.n} for x in self.lags],
-            "pearson": {"r": _num(self.pearson.r), "ci_low": _num(self.pearson.ci_low),
-                        "ci_high": _num(self.pearson.ci_high), "p": _num(self.pearson.p),
-                        "r_corrected": _num(pc.r), "r_corrected_ci_low": _num(pc.ci_low),
-                        "r_corrected_ci_high": _num(pc.ci_high), "rel_x": _num(pc.rel_x), "rel_y": _num(pc.rel_y)},
+            "within_unit": {
+                "coef": _num(w.coef),
+                "ci_low": _num(w.ci_low),
+                "ci_high": _num(w.ci_high),
+                "p": _num(w.p),
+                "n_obs": w.n_obs,
+                "n_clusters": w.n_clusters,
+                "vcov": w.vcov,
+                "r": _num(w.r),
+                "r_dof": w.r_dof,
+                "r_p": _num(w.r_p),
+                "corrected": None
+                if w.corrected is None
+                else {
+                    "coef": _num(w.corrected.coef),
+                    "ci_low": _num(w.corrected.ci_low),
+                    "ci_high": _num(w.corrected.ci_high),
+                    "reliability": _num(w.corrected.reliability),
+                },
+            },
+            "lags": [
+                {"lag": x.lag, "coef": _num(x.coef), "r": _num(x.r), "p": _num(x.p), "p_holm": _num(x.p_holm), "n": x.n}
+                for x in self.lags
+            ],
+            "pearson": {
+                "r": _num(self.pearson.r),
+                "ci_low": _num(self.pearson.ci_low),
+                "ci_high": _num(self.pearson.ci_high),
+                "p": _num(self.pearson.p),
+                "r_corrected": _num(pc.r),
+                "r_corrected_ci_low": _num(pc.ci_low),
+                "r_corrected_ci_high": _num(pc.ci_high),
+                "rel_x": _num(pc.rel_x),
+                "rel_y": _num(pc.rel_y),
+            },
             "spearman": {"rho": _num(self.spearman.rho), "p": _num(self.spearman.p)},
             "min_detectable_r": _num(self.min_detectable_r),
-            "slope_per_10": {"estimate": _num(self.slope_per_10.estimate), "ci_low": _num(self.slope_per_10.ci_low),
-                             "ci_high": _num(self.slope_per_10.ci_high)},
-            "elasticity": None if el is None else {
-                "beta": _num(el.beta), "ci_low": _num(el.ci_low), "ci_high": _num(el.ci_high), "p": _num(el.p),
-                "effect_of_10pct": _num(el.effect_of_10pct)},
+            "slope_per_10": {
+                "estimate": _num(self.slope_per_10.estimate),
+                "ci_low": _num(self.slope_per_10.ci_low),
+                "ci_high": _num(self.slope_per_10.ci_high),
+            },
+            "elasticity": None
+            if el is None
+            else {
+                "beta": _num(el.beta),
+                "ci_low": _num(el.ci_low),
+                "ci_high": _num(el.ci_high),
+                "p": _num(el.p),
+                "effect_of_10pct": _num(el.effect_of_10pct),
+            },
             "elasticity_reason": self.elasticity_reason,
-            "partial": None if pa is None else {
-                "r": _num(pa.r), "ci_low": _num(pa.ci_low), "ci_high": _num(pa.ci_high), "p": _num(pa.p),
-                "covariates": list(pa.covariates)},
-            "drivers": [{"item": d.item, "r": _num(d.r), "ci_low": _num(d.ci_low), "ci_high": _num(d.ci_high),
-                         "p": _num(d.p), "q": _num(d.q)} for d in self.drivers],
-            "quartiles": {"top": _num(q.top), "bottom": _num(q.bottom), "diff": _num(q.diff),
-                          "ci_low": _num(q.ci_low), "ci_high": _num(q.ci_high)},
+            "partial": None
+            if pa is None
+            else {
+                "r": _num(pa.r),
+                "ci_low": _num(pa.ci_low),
+                "ci_high": _num(pa.ci_high),
+                "p": _num(pa.p),
+                "covariates": list(pa.covariates),
+            },
+            "drivers": [
+                {
+                    "item": d.item,
+                    "r": _num(d.r),
+                    "ci_low": _num(d.ci_low),
+                    "ci_high": _num(d.ci_high),
+                    "p": _num(d.p),
+                    "q": _num(d.q),
+                }
+                for d in self.drivers
+            ],
+            "quartiles": {
+                "top": _num(q.top),
+                "bottom": _num(q.bottom),
+                "diff": _num(q.diff),
+                "ci_low": _num(q.ci_low),
+                "ci_high": _num(q.ci_high),
+            },
             "warnings": list(self.warnings),
         }
 
@@ -418,7 +498,8 @@ def _panel(groups: pd.DataFrame, cxm: pd.DataFrame, lag: int) -> pd.DataFrame:
     if groups.empty or cxm.empty:
         return pd.DataFrame(columns=cols)
     g = groups[["unit_id", "period", "period_index", "index", "respondents", "index_sd"]].rename(
-        columns={"index": "engagement"})
+        columns={"index": "engagement"}
+    )
     c = cxm[["unit_id", "period_index", "cx", "cx_responses"]]
     m = g.merge(c.assign(period_index=c["period_index"] - lag), on=["unit_id", "period_index"], how="inner")
     return m[cols].sort_values(["unit_id", "period_index"]).reset_index(drop=True)
@@ -436,13 +517,20 @@ def _two_way(panel: pd.DataFrame, noise: pd.DataFrame | None = None) -> TwoWayPa
         per = noise.set_index("unit_id")
         ss = np.where(first, panel["unit_id"].map(per["ss"]).fillna(0).to_numpy("float64"), 0.0)
         dof = np.where(first, panel["unit_id"].map(per["dof"]).fillna(0).to_numpy("float64"), 0.0)
-    return TwoWayPanel(panel["cx"].to_numpy("float64"), panel["engagement"].to_numpy("float64"),
-                       panel["unit_id"].astype(str).to_numpy(), panel["period_index"].to_numpy(),
-                       n_resp=n, noise_ss=ss, noise_dof=dof)
+    return TwoWayPanel(
+        panel["cx"].to_numpy("float64"),
+        panel["engagement"].to_numpy("float64"),
+        panel["unit_id"].astype(str).to_numpy(),
+        panel["period_index"].to_numpy(),
+        n_resp=n,
+        noise_ss=ss,
+        noise_dof=dof,
+    )
 
 
-def _within(panel: pd.DataFrame, corrected: bool = False,
-            noise: pd.DataFrame | None = None) -> tuple[WithinUnit, str | None]:
+def _within(
+    panel: pd.DataFrame, corrected: bool = False, noise: pd.DataFrame | None = None
+) -> tuple[WithinUnit, str | None]:
     """The within-unit figures of one panel, and why the corrected figure is null or has no CI."""
     tw = _two_way(panel, noise)
     fe = tw.fit()
@@ -451,8 +539,21 @@ def _within(panel: pd.DataFrame, corrected: bool = False,
         c = corrected_slope(tw, fe.coef)
         corr = c if c.coef is not None else None
         corr_reason = c.reason
-    return WithinUnit(fe.coef, fe.ci_low, fe.ci_high, fe.p, fe.n_obs, fe.n_clusters, fe.vcov, fe.r, fe.r_dof, corr,
-                      fe.se, fe.n_singletons, fe.reason), corr_reason
+    return WithinUnit(
+        fe.coef,
+        fe.ci_low,
+        fe.ci_high,
+        fe.p,
+        fe.n_obs,
+        fe.n_clusters,
+        fe.vcov,
+        fe.r,
+        fe.r_dof,
+        corr,
+        fe.se,
+        fe.n_singletons,
+        fe.reason,
+    ), corr_reason
 
 
 def _noise_ss(c: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -483,8 +584,9 @@ def _between(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> t
     cols = ["unit_id", "engagement", "cx", "respondents", "cx_responses"]
     if groups.empty or cx.empty:
         return pd.DataFrame(columns=cols), {}
-    eng = groups.groupby("unit_id", as_index=False).agg(respondents=("respondents", "sum"),
-                                                        score_sum=("score_sum", "sum"))
+    eng = groups.groupby("unit_id", as_index=False).agg(
+        respondents=("respondents", "sum"), score_sum=("score_sum", "sum")
+    )
     eng["engagement"] = eng["score_sum"] / eng["respondents"]
     wanted = groups[["unit_id", "period_index"]].assign(period_index=groups["period_index"] + lag)
     c = cx.merge(wanted, on=["unit_id", "period_index"], how="inner")
@@ -498,8 +600,10 @@ def _between(groups: pd.DataFrame, cx: pd.DataFrame, metric: str, lag: int) -> t
     kept = groups[groups["unit_id"].isin(set(out["unit_id"]))]
     n_g = kept["respondents"].to_numpy("float64")
     sd = kept["index_sd"].to_numpy("float64")
-    noise = {"s2_x": pooled_variance((n_g - 1) * sd * sd, n_g - 1),
-             "s2_y": pooled_variance(out["_y_ss"], out["_y_dof"])}
+    noise = {
+        "s2_x": pooled_variance((n_g - 1) * sd * sd, n_g - 1),
+        "s2_y": pooled_variance(out["_y_ss"], out["_y_dof"]),
+    }
     return out[cols].sort_values("unit_id").reset_index(drop=True), noise
 
 
@@ -518,15 +622,23 @@ def between_corrected(units: pd.DataFrame, r: Pearson, noise: dict) -> BetweenCo
     if rel_x is None or rel_y is None or rel_x < MIN_RELIABILITY or rel_y < MIN_RELIABILITY:
         which = "engagement" if (rel_x is None or rel_x < MIN_RELIABILITY) else "customer satisfaction"
         rel = rel_x if which == "engagement" else rel_y
-        return BetweenCorrected(None, None, None, rel_x, rel_y,
-                                f"the between-unit differences in {which} are mostly noise from few answers per unit "
-                                f"(reliability {_fmt(rel)}, below {MIN_RELIABILITY}), so no corrected r is given")
+        return BetweenCorrected(
+            None,
+            None,
+            None,
+            rel_x,
+            rel_y,
+            f"the between-unit differences in {which} are mostly noise from few answers per unit "
+            f"(reliability {_fmt(rel)}, below {MIN_RELIABILITY}), so no corrected r is given",
+        )
     scale = math.sqrt(rel_x * rel_y)
     vals = [v / scale if v is not None else None for v in (r.r, r.ci_low, r.ci_high)]
     reason = None
     if any(v is not None and abs(v) > 1 for v in vals):
-        reason = ("the corrected between-unit r reaches beyond +-1 and is capped there: the reliabilities are "
-                  "estimated from few answers, so read it as 'about as strong as it can be', not as an exact figure")
+        reason = (
+            "the corrected between-unit r reaches beyond +-1 and is capped there: the reliabilities are "
+            "estimated from few answers, so read it as 'about as strong as it can be', not as an exact figure"
+        )
         vals = [None if v is None else max(-1.0, min(1.0, v)) for v in vals]
     return BetweenCorrected(vals[0], vals[1], vals[2], rel_x, rel_y, reason)
 
@@ -534,11 +646,11 @@ def between_corrected(units: pd.DataFrame, r: Pearson, noise: dict) -> BetweenCo
 def _unit_covariates(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> pd.DataFrame:
     bad = [c for c in names if c not in COVARIATE_COLUMNS]
     if bad:
-        raise CxStatsError(f"unknown covariate {', '.join(bad)}; choose from {', '.join(COVARIATE_COLUMNS)} "
-                           f"(columns of the units table)")
-    frame = con.execute(
-        f"SELECT unit_id, unit_name, region, headcount FROM ({store.current_units_sql()})"
-    ).df()
+        raise CxStatsError(
+            f"unknown covariate {', '.join(bad)}; choose from {', '.join(COVARIATE_COLUMNS)} "
+            f"(columns of the units table)"
+        )
+    frame = con.execute(f"SELECT unit_id, unit_name, region, headcount FROM ({store.current_units_sql()})").df()
     return frame[["unit_id", *names]]
 
 
@@ -567,7 +679,8 @@ def analyse(
     covariates: tuple[str, ...] | list[str] = (),
     period: str | None = None,
     *,
-    viewer: Viewer, engine=None,
+    viewer: Viewer,
+    engine=None,
 ) -> LinkageResult:
     """Engagement index against a CX metric, within units (headline) and between units.
 
@@ -604,8 +717,9 @@ def analyse(
     within, corr_reason = _within(panels[lag], corrected=True, noise=noise)
     fits = [within if k == lag else _within(panels[k])[0] for k in LAGS]
     p_holm = holm([w.p for w in fits])
-    lag_results = [LagResult(k, w.coef, w.r, w.p, w.n_obs, w.ci_low, w.ci_high, ph)
-                   for k, w, ph in zip(LAGS, fits, p_holm)]
+    lag_results = [
+        LagResult(k, w.coef, w.r, w.p, w.n_obs, w.ci_low, w.ci_high, ph) for k, w, ph in zip(LAGS, fits, p_holm)
+    ]
 
     units, between_noise = _between(eg.groups, cx, metric, lag)
     n = len(units)
@@ -623,38 +737,63 @@ def analyse(
 
     warnings = []
     if n < MIN_N:
-        warnings.append(f"only {n} units have both a shown engagement group and customer feedback; "
-                        f"at least {MIN_N} are needed for any between-unit figure")
+        warnings.append(
+            f"only {n} units have both a shown engagement group and customer feedback; "
+            f"at least {MIN_N} are needed for any between-unit figure"
+        )
     elif n < FEW_UNITS:
-        warnings.append(f"only {n} units: between-unit correlations are very uncertain below {FEW_UNITS} "
-                        f"(the smallest correlation this can detect reliably is {min_detectable_r(n):.2f})")
+        warnings.append(
+            f"only {n} units: between-unit correlations are very uncertain below {FEW_UNITS} "
+            f"(the smallest correlation this can detect reliably is {min_detectable_r(n):.2f})"
+        )
     if within.reason:
         warnings.append(f"within units: {within.reason}")
     elif within.vcov == "CRV3":
-        warnings.append(f"only {within.n_clusters} units in the within-unit model: below {FEW_UNITS} the interval and "
-                        f"p use the jackknife (CRV3) with {within.n_clusters - 1} degrees of freedom, and the evidence "
-                        f"is thin")
+        warnings.append(
+            f"only {within.n_clusters} units in the within-unit model: below {FEW_UNITS} the interval and "
+            f"p use the jackknife (CRV3) with {within.n_clusters - 1} degrees of freedom, and the evidence "
+            f"is thin"
+        )
     if within.n_singletons:
-        warnings.append(f"{within.n_singletons} unit{'s' if within.n_singletons != 1 else ''} with a single period "
-                        f"left out of the within-unit model (a unit needs two periods to change)")
+        warnings.append(
+            f"{within.n_singletons} unit{'s' if within.n_singletons != 1 else ''} with a single period "
+            f"left out of the within-unit model (a unit needs two periods to change)"
+        )
     if corr_reason:
         warnings.append(f"corrected within-unit figure: {corr_reason}")
     for reason in (slope.reason, quart.reason, pc.reason):
         if reason and n >= MIN_N:
             warnings.append(reason)
     if eg.suppressed_groups:
-        warnings.append(f"{eg.suppressed_groups} unit-period groups with fewer than {sc.min_group} respondents "
-                        f"are suppressed and left out of every figure")
+        warnings.append(
+            f"{eg.suppressed_groups} unit-period groups with fewer than {sc.min_group} respondents "
+            f"are suppressed and left out of every figure"
+        )
     if partial is not None and partial.r is None:
         warnings.append("the partial correlation needs more units than covariate columns plus 4")
 
     return LinkageResult(
-        metric=metric, period=sc.period, lag=lag, min_group=sc.min_group, n_units=n,
-        suppressed_groups=eg.suppressed_groups, within_unit=within, lags=tuple(lag_results),
-        pearson=pr, pearson_corrected=pc, spearman=spearman(x, y), min_detectable_r=min_detectable_r(n),
-        slope_per_10=slope, elasticity=el, elasticity_reason=el_reason, partial=partial,
-        drivers=_drivers(items, units), quartiles=quart, warnings=tuple(warnings),
-        units=units, panel=panels[lag],
+        metric=metric,
+        period=sc.period,
+        lag=lag,
+        min_group=sc.min_group,
+        n_units=n,
+        suppressed_groups=eg.suppressed_groups,
+        within_unit=within,
+        lags=tuple(lag_results),
+        pearson=pr,
+        pearson_corrected=pc,
+        spearman=spearman(x, y),
+        min_detectable_r=min_detectable_r(n),
+        slope_per_10=slope,
+        elasticity=el,
+        elasticity_reason=el_reason,
+        partial=partial,
+        drivers=_drivers(items, units),
+        quartiles=quart,
+        warnings=tuple(warnings),
+        units=units,
+        panel=panels[lag],
     )
 
 
@@ -667,11 +806,16 @@ def corrected_sentence(res: LinkageResult) -> str | None:
     c = res.within_unit.corrected
     if c is None or c.coef is None:
         return None
-    ci = (f" (95% CI {10 * c.ci_low:+.2f} to {10 * c.ci_high:+.2f})" if c.ci_low is not None and c.ci_high is not None
-          else " (no interval: too few units for the bootstrap)")
-    return (f"Corrected for small-group noise: about {10 * c.coef:+.2f} points per 10 engagement points{ci}. A group's "
-            f"index is an average over few people; if customers respond to true engagement rather than to the "
-            f"measured index, that noise shrinks the figure above (reliability {c.reliability:.2f}).")
+    ci = (
+        f" (95% CI {10 * c.ci_low:+.2f} to {10 * c.ci_high:+.2f})"
+        if c.ci_low is not None and c.ci_high is not None
+        else " (no interval: too few units for the bootstrap)"
+    )
+    return (
+        f"Corrected for small-group noise: about {10 * c.coef:+.2f} points per 10 engagement points{ci}. A group's "
+        f"index is an average over few people; if customers respond to true engagement rather than to the "
+        f"measured index, that noise shrinks the figure above (reliability {c.reliability:.2f})."
+    )
 
 
 def summary_sentences(res: LinkageResult) -> list[str]:
@@ -679,12 +823,17 @@ def summary_sentences(res: LinkageResult) -> list[str]:
     label = res.metric_label
     out = []
     w = res.within_unit
-    lag_txt = "" if res.lag == 0 else (f" {abs(res.lag)} period(s) later" if res.lag > 0
-                                      else f" {abs(res.lag)} period(s) earlier")
+    lag_txt = (
+        ""
+        if res.lag == 0
+        else (f" {abs(res.lag)} period(s) later" if res.lag > 0 else f" {abs(res.lag)} period(s) earlier")
+    )
     if w.coef is None:
         if w.n_clusters < 2:
-            out.append("Within units: there is too little repeated data (a unit measured in two or more periods) to "
-                       "say whether changes in engagement go with changes in " + label + ".")
+            out.append(
+                "Within units: there is too little repeated data (a unit measured in two or more periods) to "
+                "say whether changes in engagement go with changes in " + label + "."
+            )
         else:
             out.append(f"Within units: no figure can be given: {w.reason}.")
     elif w.ci_low is None or w.ci_high is None or w.p is None:
@@ -693,8 +842,9 @@ def summary_sentences(res: LinkageResult) -> list[str]:
             f"{lag_txt} was {10 * w.coef:+.2f} points different ({w.n_clusters} units, {w.n_obs} unit-periods), "
             f"but {w.reason or 'no interval can be given'}."
         )
-        out.append("Without an interval this figure cannot be told apart from chance; treat it as no evidence either "
-                   "way.")
+        out.append(
+            "Without an interval this figure cannot be told apart from chance; treat it as no evidence either way."
+        )
     else:
         per10 = 10 * w.coef
         out.append(
@@ -703,11 +853,15 @@ def summary_sentences(res: LinkageResult) -> list[str]:
             f"{10 * w.ci_high:+.2f}; {w.n_clusters} units, {w.n_obs} unit-periods)."
         )
         if w.p < 0.05:
-            out.append("This within-unit association is unlikely to be chance alone (p = "
-                       f"{w.p:.3g}), but it is an association, not proof that engagement causes it.")
+            out.append(
+                "This within-unit association is unlikely to be chance alone (p = "
+                f"{w.p:.3g}), but it is an association, not proof that engagement causes it."
+            )
         else:
-            out.append("The data cannot tell this within-unit association apart from none at all (p = "
-                       f"{w.p:.3g}); absence of evidence is not evidence of no link.")
+            out.append(
+                "The data cannot tell this within-unit association apart from none at all (p = "
+                f"{w.p:.3g}); absence of evidence is not evidence of no link."
+            )
         if w.n_clusters < FEW_UNITS:
             out.append(f"With only {w.n_clusters} units, treat this as thin evidence.")
     cs = corrected_sentence(res)
@@ -724,11 +878,17 @@ def summary_sentences(res: LinkageResult) -> list[str]:
             f"(location, size, clientele), so this comparison is confounded."
         )
         if pr.p is not None and pr.p >= 0.05:
-            out.append(f"The 95% interval includes no relation at all (p = {pr.p:.3g}), so between units this "
-                       f"could well be chance.")
+            out.append(
+                f"The 95% interval includes no relation at all (p = {pr.p:.3g}), so between units this "
+                f"could well be chance."
+            )
         if res.min_detectable_r is not None:
-            out.append(f"With {res.n_units} units, only correlations of about {res.min_detectable_r:.2f} or larger "
-                       f"would reliably show up.")
-    out.append("Neither figure shows that engagement causes customer satisfaction, and a pattern across lags "
-               "does not show which way any influence runs.")
+            out.append(
+                f"With {res.n_units} units, only correlations of about {res.min_detectable_r:.2f} or larger "
+                f"would reliably show up."
+            )
+    out.append(
+        "Neither figure shows that engagement causes customer satisfaction, and a pattern across lags "
+        "does not show which way any influence runs."
+    )
     return out

@@ -192,8 +192,12 @@ def _labels(frame: pd.DataFrame, period: str) -> pd.DataFrame:
     return frame
 
 
-def in_selection(frame: pd.DataFrame, units: Iterable[str] | None = None, period_from: str | None = None,
-                 period_to: str | None = None) -> pd.DataFrame:
+def in_selection(
+    frame: pd.DataFrame,
+    units: Iterable[str] | None = None,
+    period_from: str | None = None,
+    period_to: str | None = None,
+) -> pd.DataFrame:
     """Rows of whole units and whole periods in the sidebar's selection (None = no limit).
 
     The one selection filter (pages, the Overview's headline, the report, reply times). Period labels
@@ -367,8 +371,8 @@ def comparable_periods(groups: EngagementGroups, units: Sequence[str] | None = N
 
 
 def unit_period_engagement(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> EngagementGroups:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> EngagementGroups:
     """Engagement index, eNPS and respondent counts per kept (unit, period) group.
 
     index = mean over the group's respondents of ``100 * (respondent_mean - 1) / (k - 1)``.
@@ -401,29 +405,53 @@ def unit_period_engagement(
     """
     params = _resp_params(sc, viewer)
     groups = con.execute(sql, params + [sc.min_group, sc.min_group]).df()
-    suppressed = int(groups["n_suppressed"].iloc[0]) if len(groups) else con.execute(
-        f"WITH {_respondents_sql(sc)} SELECT count(*) FROM grp WHERE respondents < ?",
-        params + [sc.min_group]).fetchall()[0][0]
+    suppressed = (
+        int(groups["n_suppressed"].iloc[0])
+        if len(groups)
+        else con.execute(
+            f"WITH {_respondents_sql(sc)} SELECT count(*) FROM grp WHERE respondents < ?", params + [sc.min_group]
+        ).fetchall()[0][0]
+    )
     groups = _labels(groups, sc.period)
-    e = [nps_from_counts(p, d, n) if n >= sc.min_group else NPS(None, None, int(n), 0, 0)
-         for p, d, n in zip(groups["enps_promoters"], groups["enps_detractors"], groups["enps_n"])]
+    e = [
+        nps_from_counts(p, d, n) if n >= sc.min_group else NPS(None, None, int(n), 0, 0)
+        for p, d, n in zip(groups["enps_promoters"], groups["enps_detractors"], groups["enps_n"])
+    ]
     groups["enps"] = [x.nps for x in e]
     groups["enps_se"] = [x.se for x in e]
     groups = groups.drop(columns=["enps_promoters", "enps_detractors"])
     for c in ("respondents", "excluded_respondents", "enps_n", "period_index"):
         groups[c] = groups[c].astype("int64")
-    cols = ["unit_id", "period", "period_start", "period_index", "respondents", "excluded_respondents",
-            "index", "index_sd", "score_sum", "enps", "enps_se", "enps_n", "incomplete"]
-    return EngagementGroups(groups[cols].reset_index(drop=True), int(suppressed),
-                            int(groups["excluded_respondents"].sum()), sc.min_group, sc.period)
+    cols = [
+        "unit_id",
+        "period",
+        "period_start",
+        "period_index",
+        "respondents",
+        "excluded_respondents",
+        "index",
+        "index_sd",
+        "score_sum",
+        "enps",
+        "enps_se",
+        "enps_n",
+        "incomplete",
+    ]
+    return EngagementGroups(
+        groups[cols].reset_index(drop=True),
+        int(suppressed),
+        int(groups["excluded_respondents"].sum()),
+        sc.min_group,
+        sc.period,
+    )
 
 
 LINKED_SHARE = 0.5  # the linked variant applies when at least this share of kept answers is linked
 
 
 def within_person_noise(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame | None:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> pd.DataFrame | None:
     """Time-varying respondent noise per unit, where respondent_id links people across periods.
 
     When the same people answer a unit's survey period after period, a person's stable level is
@@ -478,8 +506,9 @@ def within_person_noise(
     graph = coo_matrix((np.ones(len(f)), (r_codes, nr + g_codes)), shape=(nr + ng, nr + ng))
     _, comp = connected_components(graph, directed=False)
     w = pd.DataFrame({"unit_id": f["unit_id"], "e2": v * v, "r": r_codes, "g": g_codes, "c": comp[r_codes]})
-    per = w.groupby("unit_id").agg(ss=("e2", "sum"), n=("e2", "size"), r=("r", "nunique"), g=("g", "nunique"),
-                                   c=("c", "nunique"))
+    per = w.groupby("unit_id").agg(
+        ss=("e2", "sum"), n=("e2", "size"), r=("r", "nunique"), g=("g", "nunique"), c=("c", "nunique")
+    )
     per["dof"] = (per["n"] - per["r"] - per["g"] + per["c"]).astype("float64")
     return per.reset_index()[["unit_id", "ss", "dof"]]
 
@@ -498,13 +527,18 @@ def small_changes_to_kept_groups(
     """
     viewer.require("admin")
     sc = scope(con)
-    frame = pd.DataFrame({
-        "row_no": np.arange(len(incoming), dtype="int64"),
-        "unit_id": incoming["unit_id"].astype(object).to_numpy(),
-        "survey_date": pd.to_datetime(incoming["survey_date"]).dt.date.to_numpy(),
-        "wave": (incoming["wave"].astype(object).where(incoming["wave"].notna(), None).to_numpy()
-                 if "wave" in incoming.columns else None),
-    })
+    frame = pd.DataFrame(
+        {
+            "row_no": np.arange(len(incoming), dtype="int64"),
+            "unit_id": incoming["unit_id"].astype(object).to_numpy(),
+            "survey_date": pd.to_datetime(incoming["survey_date"]).dt.date.to_numpy(),
+            "wave": (
+                incoming["wave"].astype(object).where(incoming["wave"].notna(), None).to_numpy()
+                if "wave" in incoming.columns
+                else None
+            ),
+        }
+    )
     frame["wave"] = frame["wave"].astype(object)
     sql = f"""
     WITH {_respondents_sql(sc)},
@@ -576,8 +610,12 @@ class ItemScores:
 
 
 def item_scores(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer, groups: EngagementGroups | None = None,
+    con: duckdb.DuckDBPyConnection,
+    min_group: int | None = None,
+    period: str | None = None,
+    *,
+    viewer: Viewer,
+    groups: EngagementGroups | None = None,
 ) -> ItemScores:
     """Favourable % (score >= k-1) and mean per item in each kept group, small item cells suppressed.
 
@@ -623,18 +661,31 @@ def item_scores(
     finally:
         con.unregister("_cxstats_kept_groups")
     n_suppressed = int((~cells["shown"].astype(bool)).sum()) if len(cells) else 0
-    hidden = _labels(cells.loc[~cells["shown"].astype(bool), ["unit_id", "period_start", "item"]].reset_index(drop=True),
-                     sc.period)[["unit_id", "period", "item"]]
+    hidden = _labels(
+        cells.loc[~cells["shown"].astype(bool), ["unit_id", "period_start", "item"]].reset_index(drop=True), sc.period
+    )[["unit_id", "period", "item"]]
     cells = cells[cells["shown"].astype(bool)].drop(columns=["shown"]).reset_index(drop=True)
     cells = _labels(cells, sc.period)
-    cols = ["unit_id", "period", "period_start", "period_index", "item", "n", "favourable", "favourable_pct",
-            "mean_score", "var_score", "mean_0_100", "k"]
+    cols = [
+        "unit_id",
+        "period",
+        "period_start",
+        "period_index",
+        "item",
+        "n",
+        "favourable",
+        "favourable_pct",
+        "mean_score",
+        "var_score",
+        "mean_0_100",
+        "k",
+    ]
     return ItemScores(cells[cols], n_suppressed, sc.min_group, sc.period, hidden)
 
 
 def item_favourable(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> pd.DataFrame:
     """Favourable % per item over all shown cells (kept groups, cells with >= min_group answers).
 
     Columns: item, n, favourable, favourable_pct, mean_0_100. Suppressed cells are left out of the
@@ -651,8 +702,8 @@ def item_favourable(
 
 
 def item_distribution(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> pd.DataFrame:
     """Answer counts per kept group, item and score, over shown cells only.
 
     Columns: unit_id, period_start, period, incomplete, item, k, score, answers. One row per
@@ -698,8 +749,8 @@ class EngagementSummary:
 
 
 def engagement_summary(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> EngagementSummary:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> EngagementSummary:
     """Overall index (mean over every kept respondent), eNPS, alpha and a per-period table.
 
     ``by_period`` columns: period, period_start, groups, respondents, index, incomplete.
@@ -713,13 +764,25 @@ def engagement_summary(
     e = _enps_over_groups(con, viewer, g)
     if len(frame):
         bp = frame.groupby(["period", "period_start", "incomplete"], as_index=False).agg(
-            groups=("unit_id", "size"), respondents=("respondents", "sum"), score_sum=("score_sum", "sum"))
+            groups=("unit_id", "size"), respondents=("respondents", "sum"), score_sum=("score_sum", "sum")
+        )
         bp["index"] = bp["score_sum"] / bp["respondents"]
         bp = bp.drop(columns=["score_sum"])[["period", "period_start", "groups", "respondents", "index", "incomplete"]]
     else:
         bp = pd.DataFrame(columns=["period", "period_start", "groups", "respondents", "index", "incomplete"])
-    return EngagementSummary(index, n, len(frame), g.suppressed_groups, g.excluded_respondents, e.nps, e.se,
-                             index_alpha(con, viewer=viewer, min_group=g.min_group), g.min_group, g.period, bp)
+    return EngagementSummary(
+        index,
+        n,
+        len(frame),
+        g.suppressed_groups,
+        g.excluded_respondents,
+        e.nps,
+        e.se,
+        index_alpha(con, viewer=viewer, min_group=g.min_group),
+        g.min_group,
+        g.period,
+        bp,
+    )
 
 
 def _enps_over_groups(con, viewer: Viewer, g: EngagementGroups) -> NPS:
@@ -801,7 +864,14 @@ class WaveChange:
 
 
 def wave_change(
-    con: duckdb.DuckDBPyConnection, unit_id: str, period_from: str, period_to: str, min_group: int | None = None, *, viewer: Viewer) -> WaveChange:
+    con: duckdb.DuckDBPyConnection,
+    unit_id: str,
+    period_from: str,
+    period_to: str,
+    min_group: int | None = None,
+    *,
+    viewer: Viewer,
+) -> WaveChange:
     """Index(to) - index(from) for one unit, with a Welch t 95% CI over respondent scores.
 
     Both groups must be kept (>= min_group respondents); a suppressed group cannot be compared.
@@ -826,12 +896,22 @@ def wave_change(
             f"(groups under {sc.min_group} respondents are suppressed); shown periods: {', '.join(shown) or 'none'}"
         )
     diff, lo, hi, p, _ = welch_diff(a, b)
-    return WaveChange(str(unit_id), period_from, period_to, float(a.mean()), float(b.mean()), diff, lo, hi, p,
-                      int(a.size), int(b.size))
+    return WaveChange(
+        str(unit_id),
+        period_from,
+        period_to,
+        float(a.mean()),
+        float(b.mean()),
+        diff,
+        lo,
+        hi,
+        p,
+        int(a.size),
+        int(b.size),
+    )
 
 
-def comments(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None, *, viewer: Viewer) -> pd.DataFrame:
+def comments(con: duckdb.DuckDBPyConnection, min_group: int | None = None, *, viewer: Viewer) -> pd.DataFrame:
     """Free-text comments of groups with at least ``comment_min_group`` (10) respondents.
 
     Columns: unit_id, period, comment (shuffled order within a group is not promised; sorted by text
@@ -845,8 +925,9 @@ def comments(
     WHERE kept.respondents >= ? AND r.comment IS NOT NULL AND trim(r.comment) <> ''
     ORDER BY r.unit_id, r.period_start, r.comment
     """
-    frame = _labels(con.execute(sql, _resp_params(sc, viewer) + [max(sc.comment_min_group, sc.min_group)]).df(),
-                    sc.period)
+    frame = _labels(
+        con.execute(sql, _resp_params(sc, viewer) + [max(sc.comment_min_group, sc.min_group)]).df(), sc.period
+    )
     return frame[["unit_id", "period", "comment"]]
 
 
@@ -861,8 +942,10 @@ def mapped_units_sql(table: str) -> str:
     merges (``unit_map``; DESIGN.md "Re-organisations"): the one place CX rows get their unit."""
     if table not in ("feedback", "purchases"):
         raise ValueError(table)
-    return (f"(SELECT t.* REPLACE (coalesce(um.to_unit, t.unit_id) AS unit_id) FROM {table} t "
-            f"LEFT JOIN unit_map um ON um.from_unit = t.unit_id)")
+    return (
+        f"(SELECT t.* REPLACE (coalesce(um.to_unit, t.unit_id) AS unit_id) FROM {table} t "
+        f"LEFT JOIN unit_map um ON um.from_unit = t.unit_id)"
+    )
 
 
 CX_COLUMNS = ["csat_n", "csat_top2", "csat_sum", "nps_n", "promoters", "detractors"]
@@ -895,8 +978,9 @@ def _on_engine(cfg, viewer: Viewer, build) -> pd.DataFrame:
         return t.execute(build(t, unit_map)).to_pandas()
 
 
-def cx_counts(con: duckdb.DuckDBPyConnection, period: str | None = None,
-              by_channel: bool = False, *, viewer: Viewer, engine=None) -> pd.DataFrame:
+def cx_counts(
+    con: duckdb.DuckDBPyConnection, period: str | None = None, by_channel: bool = False, *, viewer: Viewer, engine=None
+) -> pd.DataFrame:
     """Feedback counts per (unit, period[, channel]): the sums CX metrics are built from.
 
     Columns: unit_id, [channel,] period_start, period_index, csat_n, csat_top2 (answers 4-5),
@@ -917,8 +1001,13 @@ def cx_counts(con: duckdb.DuckDBPyConnection, period: str | None = None,
     if cfg.kind != "duckdb":
         from . import unit_aggregates as ua
 
-        frame = _on_engine(cfg, viewer, lambda t, um: ua.cx_counts(
-            t.table("feedback"), um, period=per, units=None if all_units else units, by_channel=by_channel))
+        frame = _on_engine(
+            cfg,
+            viewer,
+            lambda t, um: ua.cx_counts(
+                t.table("feedback"), um, period=per, units=None if all_units else units, by_channel=by_channel
+            ),
+        )
         keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
         frame["period_start"] = pd.to_datetime(frame["period_start"])
         frame = frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
@@ -958,8 +1047,9 @@ def add_cx_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def cx_by_unit_period(con: duckdb.DuckDBPyConnection, period: str | None = None,
-                      by_channel: bool = False, *, viewer: Viewer, engine=None) -> pd.DataFrame:
+def cx_by_unit_period(
+    con: duckdb.DuckDBPyConnection, period: str | None = None, by_channel: bool = False, *, viewer: Viewer, engine=None
+) -> pd.DataFrame:
     """CSAT %, CSAT mean, NPS and its SE per unit and period (and channel), for the Customers page.
 
     Customer feedback carries no employee answers, so no anonymity suppression applies; a manager
@@ -967,10 +1057,16 @@ def cx_by_unit_period(con: duckdb.DuckDBPyConnection, period: str | None = None,
     SE = 100 * sqrt((.5 + .25 - .0625) / 4) = 41.5.
     """
     per = period or store.settings(con).period
-    frame = _labels(add_cx_metrics(cx_counts(con, viewer=viewer, period=per, by_channel=by_channel, engine=engine)), per)
+    frame = _labels(
+        add_cx_metrics(cx_counts(con, viewer=viewer, period=per, by_channel=by_channel, engine=engine)), per
+    )
     lead = ["unit_id"] + (["channel"] if by_channel else [])
-    return frame[lead + ["period", "period_start", "period_index", "incomplete"] + CX_COLUMNS
-                 + ["csat_pct", "csat_mean", "nps", "nps_se"]]
+    return frame[
+        lead
+        + ["period", "period_start", "period_index", "incomplete"]
+        + CX_COLUMNS
+        + ["csat_pct", "csat_mean", "nps", "nps_se"]
+    ]
 
 
 def cx_by_channel(con: duckdb.DuckDBPyConnection, *, viewer: Viewer, engine=None) -> pd.DataFrame:
@@ -982,8 +1078,15 @@ def cx_by_channel(con: duckdb.DuckDBPyConnection, *, viewer: Viewer, engine=None
     return add_cx_metrics(out)
 
 
-def response_times(con: duckdb.DuckDBPyConnection, units: Sequence[str] | None = None,
-                   period_from: str | None = None, period_to: str | None = None, *, viewer: Viewer, engine=None) -> pd.DataFrame:
+def response_times(
+    con: duckdb.DuckDBPyConnection,
+    units: Sequence[str] | None = None,
+    period_from: str | None = None,
+    period_to: str | None = None,
+    *,
+    viewer: Viewer,
+    engine=None,
+) -> pd.DataFrame:
     """Share of contacts answered within target, per source and channel, in a selection.
 
     Feedback: ``responded_at - contacted_at``; mentions: ``replied_at - posted_at``. Targets: Twitter/X
@@ -1003,51 +1106,101 @@ def response_times(con: duckdb.DuckDBPyConnection, units: Sequence[str] | None =
         chosen = [u for u in chosen if u in allowed]
     cfg = engine_config(con, engine)
     if cfg.kind != "duckdb":
-        return _response_times_engine(cfg, viewer, period, chosen if chosen is not None else (
-            None if all_units else allowed), viewer.role != "manager" and chosen is None, period_from, period_to)
-    parts = [con.execute(
-        f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
+        return _response_times_engine(
+            cfg,
+            viewer,
+            period,
+            chosen if chosen is not None else (None if all_units else allowed),
+            viewer.role != "manager" and chosen is None,
+            period_from,
+            period_to,
+        )
+    parts = [
+        con.execute(
+            f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
                    epoch(responded_at - contacted_at) / 3600.0 AS hours,
                    {periods.start_sql("date", period)} AS period_start
             FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND {store.VIEWER_UNITS_SQL}
                   AND (? OR list_contains(?::VARCHAR[], unit_id))""",
-        [all_units, allowed, chosen is None, chosen or []]).df()]
+            [all_units, allowed, chosen is None, chosen or []],
+        ).df()
+    ]
     if viewer.role != "manager" and chosen is None:
-        parts.append(con.execute(
-            f"""SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
+        parts.append(
+            con.execute(
+                f"""SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
                        epoch(replied_at - posted_at) / 3600.0 AS hours,
                        {periods.start_sql("posted_at", period)} AS period_start
-                FROM mentions WHERE posted_at IS NOT NULL""").df())
+                FROM mentions WHERE posted_at IS NOT NULL"""
+            ).df()
+        )
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if frame is not None:
         frame = in_selection(_labels(frame, period), None, period_from, period_to)
         frame = frame.copy() if len(frame) else None
-    cols = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
-            "share_within_target", "median_hours"]
+    cols = [
+        "source",
+        "channel",
+        "target_hours",
+        "contacts",
+        "answered",
+        "within_target",
+        "share_within_target",
+        "median_hours",
+    ]
     if frame is None:
         return pd.DataFrame(columns=cols)
     frame["target_hours"] = [reply_target_hours(c) for c in frame["channel"]]
     frame["answered"] = frame["hours"].notna()
     frame["within"] = frame["answered"] & (frame["hours"] <= frame["target_hours"])
     out = frame.groupby(["source", "channel", "target_hours"], as_index=False).agg(
-        contacts=("hours", "size"), answered=("answered", "sum"), within_target=("within", "sum"),
-        median_hours=("hours", "median"))
+        contacts=("hours", "size"),
+        answered=("answered", "sum"),
+        within_target=("within", "sum"),
+        median_hours=("hours", "median"),
+    )
     out["share_within_target"] = out["within_target"] / out["contacts"]
     return out[cols].sort_values(["source", "channel"]).reset_index(drop=True)
 
 
-REPLY_COLUMNS = ["source", "channel", "target_hours", "contacts", "answered", "within_target",
-                 "share_within_target", "median_hours"]
+REPLY_COLUMNS = [
+    "source",
+    "channel",
+    "target_hours",
+    "contacts",
+    "answered",
+    "within_target",
+    "share_within_target",
+    "median_hours",
+]
 
 
-def _response_times_engine(cfg, viewer: Viewer, period: str, units: list[str] | None, with_mentions: bool,
-                           period_from: str | None, period_to: str | None) -> pd.DataFrame:
+def _response_times_engine(
+    cfg,
+    viewer: Viewer,
+    period: str,
+    units: list[str] | None,
+    with_mentions: bool,
+    period_from: str | None,
+    period_to: str | None,
+) -> pd.DataFrame:
     from . import unit_aggregates as ua
 
     targets = tuple(sorted(set(REPLY_TARGET_HOURS.values()) | {DEFAULT_REPLY_TARGET_HOURS}))
-    out = _on_engine(cfg, viewer, lambda t, um: ua.reply_times(
-        t.table("feedback"), um, t.table("mentions") if with_mentions else None, period=period, units=units,
-        period_from=period_from, period_to=period_to, targets=targets))
+    out = _on_engine(
+        cfg,
+        viewer,
+        lambda t, um: ua.reply_times(
+            t.table("feedback"),
+            um,
+            t.table("mentions") if with_mentions else None,
+            period=period,
+            units=units,
+            period_from=period_from,
+            period_to=period_to,
+            targets=targets,
+        ),
+    )
     if out.empty:
         return pd.DataFrame(columns=REPLY_COLUMNS)
     out["target_hours"] = [reply_target_hours(c) for c in out["channel"]]
@@ -1059,8 +1212,8 @@ def _response_times_engine(cfg, viewer: Viewer, period: str, units: list[str] | 
 
 
 def suppressed_group_list(
-    con: duckdb.DuckDBPyConnection, min_group: int | None = None,
-    period: str | None = None, *, viewer: Viewer) -> pd.DataFrame:
+    con: duckdb.DuckDBPyConnection, min_group: int | None = None, period: str | None = None, *, viewer: Viewer
+) -> pd.DataFrame:
     """Which (unit, period) groups are suppressed (below min_group): columns unit_id, period only.
 
     Lets a page label them "suppressed" rather than leave a blank the reader must guess at; their

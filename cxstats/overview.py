@@ -53,7 +53,8 @@ def headline(
     period_to: str | None = None,
     today: date | None = None,
     *,
-    viewer: Viewer, engine=None,
+    viewer: Viewer,
+    engine=None,
 ) -> Headline:
     """Engagement index, CSAT %, NPS with its standard error, counts and freshness of a selection.
 
@@ -74,21 +75,34 @@ def headline(
         eng_units = set(sel["unit_id"].astype(str))
         periods |= set(sel["period"])
         incomplete |= set(sel.loc[sel["incomplete"].astype(bool), "period"])
-    cx = metrics.in_selection(metrics.cx_by_unit_period(con, viewer=viewer, engine=engine), units, period_from, period_to)
+    cx = metrics.in_selection(
+        metrics.cx_by_unit_period(con, viewer=viewer, engine=engine), units, period_from, period_to
+    )
     csat_n = int(cx["csat_n"].sum()) if len(cx) else 0
     csat = 100.0 * float(cx["csat_top2"].sum()) / csat_n if csat_n else None
-    n = metrics.nps_from_counts(int(cx["promoters"].sum()) if len(cx) else 0,
-                                int(cx["detractors"].sum()) if len(cx) else 0,
-                                int(cx["nps_n"].sum()) if len(cx) else 0)
+    n = metrics.nps_from_counts(
+        int(cx["promoters"].sum()) if len(cx) else 0,
+        int(cx["detractors"].sum()) if len(cx) else 0,
+        int(cx["nps_n"].sum()) if len(cx) else 0,
+    )
     if len(cx):
         periods |= set(cx["period"])
         incomplete |= set(cx.loc[cx["incomplete"].astype(bool), "period"])
     all_units = eng_units | set(cx["unit_id"].astype(str)) if len(cx) else eng_units
     latest = max(periods) if periods else None
     return Headline(
-        engagement_index=idx, respondents=respondents, engagement_groups=groups_n, suppressed_groups=suppressed,
-        min_group=min_group, csat_pct=csat, csat_n=csat_n, nps=n.nps, nps_se=n.se, nps_n=n.n,
-        units=len(all_units), periods=tuple(sorted(periods)),
+        engagement_index=idx,
+        respondents=respondents,
+        engagement_groups=groups_n,
+        suppressed_groups=suppressed,
+        min_group=min_group,
+        csat_pct=csat,
+        csat_n=csat_n,
+        nps=n.nps,
+        nps_se=n.se,
+        nps_n=n.n,
+        units=len(all_units),
+        periods=tuple(sorted(periods)),
         incomplete_period=latest if latest in incomplete else None,
         freshness=tuple(quality.freshness(con, viewer=viewer, today=today, engine=engine)),
     )

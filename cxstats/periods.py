@@ -108,8 +108,9 @@ def parse(text: str, period: str) -> date:
         if mm and 1 <= int(mm.group(2)) <= 12:
             return date(int(mm.group(1)), int(mm.group(2)), 1)
         example = "2026-07"
-    raise CxStatsError(f"{t!r} is not a {period} label: write a {period} like {example} "
-                       f"(the database groups by {period})")
+    raise CxStatsError(
+        f"{t!r} is not a {period} label: write a {period} like {example} (the database groups by {period})"
+    )
 
 
 def normalise(text: str, period: str) -> str:
@@ -152,8 +153,10 @@ def waves_sql(source: str = "engagement") -> str:
 
     ``source`` is a table or CTE name with columns wave and survey_date (code, never user input).
     """
-    return (f"SELECT wave, min(survey_date) AS first_date FROM {source} "
-            "WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave")
+    return (
+        f"SELECT wave, min(survey_date) AS first_date FROM {source} "
+        "WHERE wave IS NOT NULL AND trim(wave) <> '' GROUP BY wave"
+    )
 
 
 def survey_start_sql(period: str, e: str = "e", w: str = "w") -> str:

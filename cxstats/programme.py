@@ -116,12 +116,19 @@ class Design:
     means: pd.DataFrame | None = field(default=None, compare=False)
 
     def as_json(self) -> dict:
-        return {"design": self.design, "export_id": self.export_id, "n_treated": int(self.n_treated),
-                "n_control": int(self.n_control), "n_unmatched": int(self.n_unmatched),
-                "orders": self.orders.as_json(), "spend": self.spend.as_json(),
-                "pretrend": None if self.pretrend is None else self.pretrend.as_json(),
-                "balance": [b.as_json() for b in self.balance], "status": self.status,
-                "warnings": list(self.warnings)}
+        return {
+            "design": self.design,
+            "export_id": self.export_id,
+            "n_treated": int(self.n_treated),
+            "n_control": int(self.n_control),
+            "n_unmatched": int(self.n_unmatched),
+            "orders": self.orders.as_json(),
+            "spend": self.spend.as_json(),
+            "pretrend": None if self.pretrend is None else self.pretrend.as_json(),
+            "balance": [b.as_json() for b in self.balance],
+            "status": self.status,
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ def smd(x_t, x_c, sd_t: float | None = None, sd_c: float | None = None) -> float
     st = x_t.std(ddof=1) if sd_t is None and len(x_t) > 1 else (sd_t or 0.0)
     sc = x_c.std(ddof=1) if sd_c is None and len(x_c) > 1 else (sd_c or 0.0)
     d = float(x_t.mean() - x_c.mean())
-    den = math.sqrt((st ** 2 + sc ** 2) / 2)
+    den = math.sqrt((st**2 + sc**2) / 2)
     if den == 0:
         return 0.0 if abs(d) < 1e-12 else None
     return d / den
@@ -239,10 +246,17 @@ class OrderBook:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> "OrderBook":
-        days = (pd.to_datetime(df["d"]).to_numpy().astype("datetime64[D]").astype(np.int64)
-                if len(df) else np.zeros(0, dtype=np.int64))
-        return cls(df["customer_id"].to_numpy(), days, df["net"].to_numpy(dtype=float),
-                   df["orders"].to_numpy() if "orders" in df else None)
+        days = (
+            pd.to_datetime(df["d"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+            if len(df)
+            else np.zeros(0, dtype=np.int64)
+        )
+        return cls(
+            df["customer_id"].to_numpy(),
+            days,
+            df["net"].to_numpy(dtype=float),
+            df["orders"].to_numpy() if "orders" in df else None,
+        )
 
     def idx(self, ids) -> np.ndarray:
         return np.array([self.index.get(str(c), -1) for c in ids], dtype=np.int64)
@@ -295,8 +309,9 @@ class OrderBook:
 # ---------------------------------------------------------------- the hold-out design
 
 
-def holdout_design(book: OrderBook, export_id: int | None, list_day: int, reward_ids, holdout_ids,
-                   as_of_day: int) -> Design:
+def holdout_design(
+    book: OrderBook, export_id: int | None, list_day: int, reward_ids, holdout_ids, as_of_day: int
+) -> Design:
     """ITT difference between the arms in the change of orders and spend per 90 days (Welch CI)."""
     r_idx, h_idx = book.idx(reward_ids), book.idx(holdout_ids)
     list_date = date(1970, 1, 1) + timedelta(days=int(list_day))
@@ -310,22 +325,47 @@ def holdout_design(book: OrderBook, export_id: int | None, list_day: int, reward
         balance.append(Balance(name, v, v))  # randomised: nothing was matched, before = after
     if list_day + WINDOW_DAYS > as_of_day:
         left = list_day + WINDOW_DAYS - as_of_day
-        return Design("holdout", export_id, len(r_idx), len(h_idx), 0, NO_INTERVAL, NO_INTERVAL, None,
-                      tuple(balance), "in progress",
-                      (f"in progress: the 90 days after the list of {list_date} end in {left} days",),
-                      list_date=list_date)
+        return Design(
+            "holdout",
+            export_id,
+            len(r_idx),
+            len(h_idx),
+            0,
+            NO_INTERVAL,
+            NO_INTERVAL,
+            None,
+            tuple(balance),
+            "in progress",
+            (f"in progress: the 90 days after the list of {list_date} end in {left} days",),
+            list_date=list_date,
+        )
     dor, dsr = book.change(r_idx, list_day)
     doh, dsh = book.change(h_idx, list_day)
     orders, spend = arm_difference(dor, doh), arm_difference(dsr, dsh)
     if len(r_idx) < 2 or len(h_idx) < 2:
         warnings.append("each arm needs at least 2 customers for an interval")
     elif min(len(r_idx), len(h_idx)) < 30:
-        warnings.append(f"a small hold-out ({min(len(r_idx), len(h_idx))} customers in the smaller arm): "
-                        "the interval is wide")
-    means = _means(book, r_idx, h_idx, np.full(len(r_idx), list_day), np.full(len(h_idx), list_day),
-                   ("reward", "holdout"))
-    return Design("holdout", export_id, len(r_idx), len(h_idx), 0, orders, spend, None, tuple(balance), "done",
-                  tuple(warnings), list_date=list_date, means=means)
+        warnings.append(
+            f"a small hold-out ({min(len(r_idx), len(h_idx))} customers in the smaller arm): the interval is wide"
+        )
+    means = _means(
+        book, r_idx, h_idx, np.full(len(r_idx), list_day), np.full(len(h_idx), list_day), ("reward", "holdout")
+    )
+    return Design(
+        "holdout",
+        export_id,
+        len(r_idx),
+        len(h_idx),
+        0,
+        orders,
+        spend,
+        None,
+        tuple(balance),
+        "done",
+        tuple(warnings),
+        list_date=list_date,
+        means=means,
+    )
 
 
 def _means(book, t_idx, c_idx, t_day, c_day, names=("rewarded", "comparison")) -> pd.DataFrame:
@@ -333,11 +373,16 @@ def _means(book, t_idx, c_idx, t_day, c_day, names=("rewarded", "comparison")) -
     for name, idx, day in ((names[0], t_idx, t_day), (names[1], c_idx, c_day)):
         ob, sb = book.window(idx, day - WINDOW_DAYS, day)
         oa, sa = book.window(idx, day, day + WINDOW_DAYS)
-        rows.append({"group": name, "customers": len(idx),
-                     "orders_before": float(ob.mean()) if len(idx) else None,
-                     "orders_after": float(oa.mean()) if len(idx) else None,
-                     "spend_before": float(sb.mean()) if len(idx) else None,
-                     "spend_after": float(sa.mean()) if len(idx) else None})
+        rows.append(
+            {
+                "group": name,
+                "customers": len(idx),
+                "orders_before": float(ob.mean()) if len(idx) else None,
+                "orders_after": float(oa.mean()) if len(idx) else None,
+                "spend_before": float(sb.mean()) if len(idx) else None,
+                "spend_after": float(sa.mean()) if len(idx) else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -420,8 +465,13 @@ def _match(book: OrderBook, treated: list[tuple[int, str]], excluded: dict[str, 
         for k, name in enumerate(COVARIATES):
             sd_t = tc[:, k].std(ddof=1) if len(tc) > 1 else 0.0
             sd_c = pc[:, k].std(ddof=1) if len(pc) > 1 else 0.0
-            balance.append(Balance(name, smd(tc[:, k], pc[:, k], sd_t, sd_c),
-                                   smd(mt[:, k], mc[:, k], sd_t, sd_c) if len(t_idx) else None))
+            balance.append(
+                Balance(
+                    name,
+                    smd(tc[:, k], pc[:, k], sd_t, sd_c),
+                    smd(mt[:, k], mc[:, k], sd_t, sd_c) if len(t_idx) else None,
+                )
+            )
     return _Match(t_idx, c_idx, day, unmatched, tuple(balance))
 
 
@@ -435,12 +485,22 @@ def _did(book: OrderBook, m: _Match, n_boot: int, rng) -> tuple[Interval, Interv
         return Interval(float(d_o.mean()), None, None), Interval(float(d_s.mean()), None, None)
     idx = rng.integers(0, len(d_o), size=(n_boot, len(d_o)))
     bo, bs = d_o[idx].mean(axis=1), d_s[idx].mean(axis=1)
-    return (Interval(float(d_o.mean()), float(np.percentile(bo, 2.5)), float(np.percentile(bo, 97.5))),
-            Interval(float(d_s.mean()), float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))))
+    return (
+        Interval(float(d_o.mean()), float(np.percentile(bo, 2.5)), float(np.percentile(bo, 97.5))),
+        Interval(float(d_s.mean()), float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))),
+    )
 
 
-def matched_design(book: OrderBook, rewards: dict[str, int], excluded: dict[str, np.ndarray], as_of_day: int, *,
-                   n_boot: int = 2000, seed: int = 12345, skipped: int = 0) -> Design:
+def matched_design(
+    book: OrderBook,
+    rewards: dict[str, int],
+    excluded: dict[str, np.ndarray],
+    as_of_day: int,
+    *,
+    n_boot: int = 2000,
+    seed: int = 12345,
+    skipped: int = 0,
+) -> Design:
     """Matched difference-in-differences of rewards on orders and spend per 90 days.
 
     ``rewards``: customer_id -> day of the first reward (up to as_of); ``excluded``: customer_id ->
@@ -459,15 +519,30 @@ def matched_design(book: OrderBook, rewards: dict[str, int], excluded: dict[str,
     treated = [(d, c) for c, d in rewards.items() if d <= cutoff]
     warnings: list[str] = []
     if too_recent:
-        warnings.append(f"{too_recent} rewards less than 90 days before {_date(as_of_day)} are left out "
-                        "(their 90 days after have not ended)")
+        warnings.append(
+            f"{too_recent} rewards less than 90 days before {_date(as_of_day)} are left out "
+            "(their 90 days after have not ended)"
+        )
     if skipped:
         warnings.append(f"{skipped} rewards inside a hold-out's 90 days are left to the hold-out design")
     if not treated:
-        warnings.insert(0, "no rewards recorded early enough to judge" if rewards or skipped else
-                        "no rewards recorded yet")
-        return Design("matched", None, 0, 0, 0, NO_INTERVAL, NO_INTERVAL, None, (), "done", tuple(warnings),
-                      n_too_recent=too_recent)
+        warnings.insert(
+            0, "no rewards recorded early enough to judge" if rewards or skipped else "no rewards recorded yet"
+        )
+        return Design(
+            "matched",
+            None,
+            0,
+            0,
+            0,
+            NO_INTERVAL,
+            NO_INTERVAL,
+            None,
+            (),
+            "done",
+            tuple(warnings),
+            n_too_recent=too_recent,
+        )
     rng = np.random.default_rng(seed)
     m = _match(book, treated, excluded)
     orders, spend = _did(book, m, n_boot, rng)
@@ -477,18 +552,34 @@ def matched_design(book: OrderBook, rewards: dict[str, int], excluded: dict[str,
     if n_pairs == 0:
         warnings.insert(0, "no rewarded customer could be matched to a comparable customer")
     if 0 < n_pairs < MIN_PAIRS or n_pairs < len(treated) / 2:
-        warnings.append(f"only {n_pairs} of {len(treated)} rewarded customers have a comparable customer: the "
-                        "estimate rests on few look-alikes (rewards aimed at the very best buyers leave few)")
+        warnings.append(
+            f"only {n_pairs} of {len(treated)} rewarded customers have a comparable customer: the "
+            "estimate rests on few look-alikes (rewards aimed at the very best buyers leave few)"
+        )
     off = [b.covariate for b in m.balance if b.smd_after is not None and abs(b.smd_after) > SMD_WARN]
     if off and n_pairs:
         warnings.append("after matching the groups still differ on " + ", ".join(off) + " (|SMD| > 0.1)")
     if pretrend.excludes_zero():
-        warnings.append("placebo 180 days earlier finds a difference where the reward had not happened yet: "
-                        "the estimate is unreliable")
+        warnings.append(
+            "placebo 180 days earlier finds a difference where the reward had not happened yet: "
+            "the estimate is unreliable"
+        )
     means = _means(book, m.t_idx, m.c_idx, m.day, m.day) if n_pairs else None
-    return Design("matched", None, n_pairs, len(m.c_idx), m.n_unmatched, orders, spend,
-                  pretrend if len(p.t_idx) else NO_INTERVAL, m.balance, "done", tuple(warnings),
-                  n_too_recent=too_recent, means=means)
+    return Design(
+        "matched",
+        None,
+        n_pairs,
+        len(m.c_idx),
+        m.n_unmatched,
+        orders,
+        spend,
+        pretrend if len(p.t_idx) else NO_INTERVAL,
+        m.balance,
+        "done",
+        tuple(warnings),
+        n_too_recent=too_recent,
+        means=means,
+    )
 
 
 def _date(day: int) -> date:
@@ -510,12 +601,14 @@ def _book(con, as_of: date, *, t) -> OrderBook:
 
 def holdout_lists(con) -> pd.DataFrame:
     """The recorded hold-outs: export_id, customer_id, arm, list_date, seed, pct."""
-    return con.execute("SELECT export_id, customer_id, arm, list_date, seed, pct FROM holdouts "
-                       "ORDER BY export_id, arm, customer_id").df()
+    return con.execute(
+        "SELECT export_id, customer_id, arm, list_date, seed, pct FROM holdouts ORDER BY export_id, arm, customer_id"
+    ).df()
 
 
-def programme_effect(con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, seed: int = 12345,
-                     engine=None) -> ProgrammeEffect:
+def programme_effect(
+    con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, seed: int = 12345, engine=None
+) -> ProgrammeEffect:
     """Both designs in one pass over the orders: every hold-out export (newest first), then matched.
 
     Marketing, admin and leader; a manager gets AccessDenied. ``as_of`` defaults to the latest order
@@ -528,15 +621,28 @@ def programme_effect(con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, see
         as_of = as_of or latest_order_date(con, t=t)
         book = _book(con, as_of, t=t) if as_of is not None else None
     if as_of is None or book is None:
-        empty = Design("matched", None, 0, 0, 0, NO_INTERVAL, NO_INTERVAL, None, (), "done",
-                       ("no purchases yet: load purchases and rewards first",))
+        empty = Design(
+            "matched",
+            None,
+            0,
+            0,
+            0,
+            NO_INTERVAL,
+            NO_INTERVAL,
+            None,
+            (),
+            "done",
+            ("no purchases yet: load purchases and rewards first",),
+        )
         return ProgrammeEffect(None, (empty,))
     as_of_day = _day(as_of)
     # every hold-out, newest first; one listed after as_of is simply still in progress
-    hold = con.execute("SELECT export_id, customer_id, arm, list_date FROM holdouts "
-                       "ORDER BY export_id DESC, customer_id").df()
-    rewards = con.execute("SELECT customer_id, reward_date FROM rewards WHERE reward_date <= ? "
-                          "AND customer_id IS NOT NULL", [as_of]).df()
+    hold = con.execute(
+        "SELECT export_id, customer_id, arm, list_date FROM holdouts ORDER BY export_id DESC, customer_id"
+    ).df()
+    rewards = con.execute(
+        "SELECT customer_id, reward_date FROM rewards WHERE reward_date <= ? AND customer_id IS NOT NULL", [as_of]
+    ).df()
     designs = []
     excluded: dict[str, list[int]] = {}
     covered: dict[str, list[int]] = {}
@@ -544,8 +650,16 @@ def programme_effect(con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, see
         hold["day"] = pd.to_datetime(hold["list_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         for eid, g in hold.groupby("export_id", sort=False):
             day = int(g["day"].iloc[0])
-            designs.append(holdout_design(book, int(eid), day, g.loc[g["arm"] == "reward", "customer_id"],
-                                          g.loc[g["arm"] == "holdout", "customer_id"], as_of_day))
+            designs.append(
+                holdout_design(
+                    book,
+                    int(eid),
+                    day,
+                    g.loc[g["arm"] == "reward", "customer_id"],
+                    g.loc[g["arm"] == "holdout", "customer_id"],
+                    as_of_day,
+                )
+            )
         for c, arm, day in zip(hold["customer_id"], hold["arm"], hold["day"]):
             covered.setdefault(c, []).append(int(day))
             if arm == "holdout":
@@ -566,6 +680,21 @@ def programme_effect(con, as_of=None, *, viewer: Viewer, n_boot: int = 2000, see
     return ProgrammeEffect(as_of, tuple(designs))
 
 
-__all__ = ["programme_effect", "holdout_design", "matched_design", "arm_difference", "smd", "draw_holdout",
-           "check_pct", "holdout_lists", "OrderBook", "ProgrammeEffect", "Design", "Interval",
-           "Balance", "HOLDOUT_TEXT", "MATCHED_TEXT", "PAGE_HOLDOUT_PCT"]
+__all__ = [
+    "programme_effect",
+    "holdout_design",
+    "matched_design",
+    "arm_difference",
+    "smd",
+    "draw_holdout",
+    "check_pct",
+    "holdout_lists",
+    "OrderBook",
+    "ProgrammeEffect",
+    "Design",
+    "Interval",
+    "Balance",
+    "HOLDOUT_TEXT",
+    "MATCHED_TEXT",
+    "PAGE_HOLDOUT_PCT",
+]

@@ -34,7 +34,9 @@ class UnitChoice:
 
     @property
     def label(self) -> str:
-        base = f"{self.unit_id} · {self.unit_name}" if self.unit_name and self.unit_name != self.unit_id else self.unit_id
+        base = (
+            f"{self.unit_id} · {self.unit_name}" if self.unit_name and self.unit_name != self.unit_id else self.unit_id
+        )
         return f"{base} (formerly {', '.join(self.former)})" if self.former else base
 
 
@@ -59,10 +61,16 @@ def filter_options(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> FilterO
     period = settings(con).period
     employee = viewer.sees_employee_data
     # units rows written by an engagement batch are units that the survey file created
-    named_from = "units" if employee else (
-        "(SELECT * FROM units WHERE batch_id NOT IN (SELECT batch_id FROM batches WHERE kind = 'engagement'))")
-    seen = ("SELECT unit_id FROM engagement UNION SELECT unit_id FROM feedback" if employee else
-            "SELECT unit_id FROM feedback UNION SELECT unit_id FROM purchases")
+    named_from = (
+        "units"
+        if employee
+        else ("(SELECT * FROM units WHERE batch_id NOT IN (SELECT batch_id FROM batches WHERE kind = 'engagement'))")
+    )
+    seen = (
+        "SELECT unit_id FROM engagement UNION SELECT unit_id FROM feedback"
+        if employee
+        else "SELECT unit_id FROM feedback UNION SELECT unit_id FROM purchases"
+    )
     rows = con.execute(
         f"""
         WITH named AS (
@@ -82,19 +90,25 @@ def filter_options(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> FilterO
         former.setdefault(b, []).append(a)
     names = {str(u) for u, _, _ in rows}
     extra = [(b, None, None) for b in former if b not in names]
-    units = tuple(UnitChoice(str(u), n, r, tuple(sorted(former.get(str(u), ()))))
-                  for u, n, r in sorted(list(rows) + extra, key=lambda t: str(t[0]))
-                  if str(u) not in mapping and (allowed is None or str(u) in allowed))
+    units = tuple(
+        UnitChoice(str(u), n, r, tuple(sorted(former.get(str(u), ()))))
+        for u, n, r in sorted(list(rows) + extra, key=lambda t: str(t[0]))
+        if str(u) not in mapping and (allowed is None or str(u) in allowed)
+    )
     regions = tuple(sorted({u.region for u in units if u.region}))
     # engagement periods follow the wave's first survey date, so a wave never splits (DESIGN.md)
-    eng_periods = (f"""SELECT {periods.label_sql(periods.survey_start_sql(period), period)} AS p
+    eng_periods = (
+        f"""SELECT {periods.label_sql(periods.survey_start_sql(period), period)} AS p
             FROM engagement e LEFT JOIN waves w ON e.wave = w.wave
-            UNION ALL """ if employee else "")
+            UNION ALL """
+        if employee
+        else ""
+    )
     per = con.execute(
         f"""
         WITH waves AS ({periods.waves_sql()})
         SELECT DISTINCT p FROM (
-            {eng_periods}SELECT {periods.label_sql('date', period)} AS p FROM feedback)
+            {eng_periods}SELECT {periods.label_sql("date", period)} AS p FROM feedback)
         WHERE p IS NOT NULL ORDER BY p
         """
     ).fetchall()
@@ -172,15 +186,17 @@ def data_quality(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> list[Tabl
             # Anyone but an admin gets the row count over kept groups too (as in `batches`)
             kept = _kept_engagement_missing(con, viewer, optional)
             row = ((row[0] if viewer.role == "admin" else kept[0]),) + row[1:5] + kept[1:]
-        out.append(TableQuality(
-            table=kind,
-            rows=int(row[0]),
-            batches=int(row[1]),
-            first_date=row[2],
-            last_date=row[3],
-            units=None if row[4] is None else int(row[4]),
-            missing={c: int(n) for c, n in zip(optional, row[5:])},
-        ))
+        out.append(
+            TableQuality(
+                table=kind,
+                rows=int(row[0]),
+                batches=int(row[1]),
+                first_date=row[2],
+                last_date=row[3],
+                units=None if row[4] is None else int(row[4]),
+                missing={c: int(n) for c, n in zip(optional, row[5:])},
+            )
+        )
     return out
 
 
@@ -191,9 +207,11 @@ def _kept_engagement_missing(con: duckdb.DuckDBPyConnection, viewer: Viewer, col
     sc = metrics.scope(con)
     # rows in kept groups, then the missing values per column (schema field names only)
     counts = ", ".join(["count(*)"] + [f"count(*) - count(e.{c})" for c in columns])
-    sql = (f"WITH {metrics._respondents_sql(sc)} SELECT {counts} FROM engagement e "
-           "JOIN resp r ON e.batch_id = r.batch_id AND e.row_no = r.row_no "
-           "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start")
+    sql = (
+        f"WITH {metrics._respondents_sql(sc)} SELECT {counts} FROM engagement e "
+        "JOIN resp r ON e.batch_id = r.batch_id AND e.row_no = r.row_no "
+        "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start"
+    )
     return tuple(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall()[0])
 
 
@@ -212,11 +230,14 @@ def batches(con: duckdb.DuckDBPyConnection, *, viewer: Viewer) -> list[Batch]:
     from . import metrics
 
     sc = metrics.scope(con)
-    sql = (f"WITH {metrics._respondents_sql(sc)} SELECT r.batch_id, count(*) FROM resp r "
-           "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start GROUP BY r.batch_id")
+    sql = (
+        f"WITH {metrics._respondents_sql(sc)} SELECT r.batch_id, count(*) FROM resp r "
+        "JOIN kept k ON k.unit_id = r.unit_id AND k.period_start = r.period_start GROUP BY r.batch_id"
+    )
     kept = dict(con.execute(sql, metrics._resp_params(sc, viewer)).fetchall())
-    return [replace(b, rows=int(kept.get(b.batch_id, 0)), skipped_rows=0) if b.kind == "engagement" else b
-            for b in listed]
+    return [
+        replace(b, rows=int(kept.get(b.batch_id, 0)), skipped_rows=0) if b.kind == "engagement" else b for b in listed
+    ]
 
 
 @dataclass(frozen=True)
@@ -241,12 +262,14 @@ def _engine_last_dates(con: duckdb.DuckDBPyConnection, viewer: Viewer, engine) -
     limit = viewer.unit_filter()
     kinds = [k for k in ("feedback", "purchases", "mentions") if limit is None or k != "mentions"]
     with engines.open_tables(cfg, viewer=viewer) as t:
-        return {k: ua.latest_date(t, t.table(k), DATE_COLUMNS[k], None if limit is None else list(limit))
-                for k in kinds}
+        return {
+            k: ua.latest_date(t, t.table(k), DATE_COLUMNS[k], None if limit is None else list(limit)) for k in kinds
+        }
 
 
-def freshness(con: duckdb.DuckDBPyConnection, today: date | None = None, *,
-              viewer: Viewer, engine=None) -> list[Freshness]:
+def freshness(
+    con: duckdb.DuckDBPyConnection, today: date | None = None, *, viewer: Viewer, engine=None
+) -> list[Freshness]:
     """Latest date per kind, and whether its period is still running (so figures may move).
 
     On a lake or Spark (``engine``; None: from the environment) feedback, purchases and mentions are

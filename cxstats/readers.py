@@ -240,8 +240,10 @@ def _chunks(zf: zipfile.ZipFile, info, file_name: str):
             cut = buf.rfind(b"<")
             if cut <= 0:
                 if len(buf) > 4 * _CHUNK:  # a single tag or text of 16 MB: no spreadsheet writes that
-                    raise CxStatsError(f"{file_name}: {info.filename} holds a single XML tag or text of more "
-                                       "than 16 MB; it is not a genuine spreadsheet")
+                    raise CxStatsError(
+                        f"{file_name}: {info.filename} holds a single XML tag or text of more "
+                        "than 16 MB; it is not a genuine spreadsheet"
+                    )
                 tail = buf
                 continue
             yield buf[:cut]
@@ -253,7 +255,6 @@ def _chunks(zf: zipfile.ZipFile, info, file_name: str):
 def _delimiter(x: np.ndarray) -> np.ndarray:
     """After a tag name: space, tab, CR, LF, '>' or '/'."""
     return (x == 32) | (x == 62) | (x == 47) | (x == 9) | (x == 10) | (x == 13)
-
 
 
 class _XlsxExtent:
@@ -378,7 +379,7 @@ class _OdsExtent:
         for what, n in _ODS_REPEAT.findall(seg[: end + 1]):
             if what == b"rows":
                 rep = max(1, int(n))
-        body = seg[end + 1:]
+        body = seg[end + 1 :]
         if b"value-type" in body:
             if b"repeated" in body:
                 cols = used = 0
@@ -410,8 +411,10 @@ class _OdsExtent:
         else:
             self._feed_plain(buf)
         if len(self.open) > 8 * _CHUNK:
-            raise CxStatsError(f"{self.file_name}: one row of content.xml holds more than 32 MB of XML; "
-                               "it is not a genuine spreadsheet")
+            raise CxStatsError(
+                f"{self.file_name}: one row of content.xml holds more than 32 MB of XML; "
+                "it is not a genuine spreadsheet"
+            )
 
     def _feed_rows(self, buf: bytes) -> None:
         """Row by row (chunks with repeats or a new sheet)."""
@@ -435,7 +438,8 @@ class _OdsExtent:
         table = (at(1) == 116) & (at(6) == 58)  # <t....:
         row = table & (at(12) == 45) & (at(13) == 114) & (at(15) == 119) & _delimiter(at(16))  # <table:table-row
         cell = (table & (at(12) == 45) & (at(13) == 99) & (at(16) == 108) & _delimiter(at(17))) | (
-            table & (at(7) == 99) & (at(14) == 45) & (at(20) == 99) & (at(24) == 108) & _delimiter(at(25)))
+            table & (at(7) == 99) & (at(14) == 45) & (at(20) == 99) & (at(24) == 108) & _delimiter(at(25))
+        )
         starts = lt[row]
         if not len(starts):
             self.open = data
@@ -450,7 +454,7 @@ class _OdsExtent:
             self.used_rows = self.rows + n
             self.used_cols = max(self.used_cols, widest)
         self.rows += n
-        self.open = data[int(starts[-1]) + len(_ODS_ROW):]
+        self.open = data[int(starts[-1]) + len(_ODS_ROW) :]
 
     def finish(self) -> None:
         if self.open[:1] in _TAG_END:
@@ -549,12 +553,22 @@ def _read_workbook(data, file_name, fmt, sheet, max_rows, score_row, expected) -
         raise CxStatsError(f"{file_name}: {which} is empty; nothing to load")
     h = _find_header([[_cell_text(c) for c in r] for r in rows[:HEADER_SEARCH_ROWS]], score_row, file_name, expected)
     header = [_cell_text(c) for c in rows[h]]
-    body = rows[h + 1:]
+    body = rows[h + 1 :]
     width = len(header)
-    frame = pd.DataFrame(body, columns=range(width), dtype=object) if body else pd.DataFrame(
-        {i: pd.Series([], dtype=object) for i in range(width)})
-    return Grid(header=header, data=frame, row_no=np.arange(h + 2, h + 2 + len(body)), header_row=h + 1,
-                fmt=fmt, sheets=names, sheet=chosen)
+    frame = (
+        pd.DataFrame(body, columns=range(width), dtype=object)
+        if body
+        else pd.DataFrame({i: pd.Series([], dtype=object) for i in range(width)})
+    )
+    return Grid(
+        header=header,
+        data=frame,
+        row_no=np.arange(h + 2, h + 2 + len(body)),
+        header_row=h + 1,
+        fmt=fmt,
+        sheets=names,
+        sheet=chosen,
+    )
 
 
 def _find_header(first_rows: list[list[str]], score_row, file_name: str, expected: str) -> int:
@@ -623,7 +637,7 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
         raise CxStatsError(f"{file_name} is empty; export the sheet again with a header row and data rows")
     delim = _sniff_delimiter(sample_lines[:400])
     # records of the first lines, blank lines included, so row numbers match a spreadsheet view
-    reader = csv.reader(iter(ln + "\n" for ln in sample_lines[:HEADER_SEARCH_ROWS * 4]), delimiter=delim)
+    reader = csv.reader(iter(ln + "\n" for ln in sample_lines[: HEADER_SEARCH_ROWS * 4]), delimiter=delim)
     first: list[list[str]] = []
     starts: list[int] = []
     for _ in range(HEADER_SEARCH_ROWS):
@@ -654,8 +668,15 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     header = header + [""] * (frame.shape[1] - len(header))
     body = frame.iloc[1:].reset_index(drop=True)
     body.columns = range(body.shape[1])
-    return Grid(header=header, data=body, row_no=np.arange(h + 2, h + 2 + len(body)), header_row=h + 1,
-                fmt="csv", delimiter=delim, encoding=encoding)
+    return Grid(
+        header=header,
+        data=body,
+        row_no=np.arange(h + 2, h + 2 + len(body)),
+        header_row=h + 1,
+        fmt="csv",
+        delimiter=delim,
+        encoding=encoding,
+    )
 
 
 # bytes that may start or end a cell that trimming would change: ASCII whitespace, and (conservatively)
@@ -680,7 +701,7 @@ def _needs_trim(col: pa.Array | pa.ChunkedArray) -> bool:
         if data_buf is None:
             continue
         width = np.int64 if pa.types.is_large_string(ch.type) else np.int32
-        off = np.frombuffer(off_buf, dtype=width)[ch.offset: ch.offset + len(ch) + 1]
+        off = np.frombuffer(off_buf, dtype=width)[ch.offset : ch.offset + len(ch) + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8)
         start, end = off[:-1], off[1:]
         full = end > start
@@ -707,8 +728,11 @@ def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:
             pa.BufferReader(pa.py_buffer(rest)),
             read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.large_string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowException):
         return None

@@ -271,8 +271,14 @@ def _changes_section(con, viewer: Viewer, period: str | None) -> Section:
     rows: tuple[tuple[str, ...], ...] = ()
     if ch.changes:
         rows = (("unit", "measure", "before", "after", "change (95% CI)", "q"),) + tuple(
-            (c.unit_id, MEASURES.get(c.measure, c.measure), f"{c.before:.1f}", f"{c.after:.1f}",
-             f"{c.diff:+.1f} ({c.ci_low:+.1f} to {c.ci_high:+.1f})", f"{c.q:.3f}")
+            (
+                c.unit_id,
+                MEASURES.get(c.measure, c.measure),
+                f"{c.before:.1f}",
+                f"{c.after:.1f}",
+                f"{c.diff:+.1f} ({c.ci_low:+.1f} to {c.ci_high:+.1f})",
+                f"{c.q:.3f}",
+            )
             for c in ch.changes
         )
     return Section("What changed", words, table=rows)

@@ -80,10 +80,36 @@ class Kind:
         return tuple(f.name for f in self.fields if f.required)
 
 
-UNIT_SYNONYMS = ("unit", "unitid", "store", "storeid", "storenumber", "storeno", "branch", "branchid",
-                 "team", "teamid", "site", "siteid", "location", "locationid", "shop", "shopid", "outlet")
-CUSTOMER_SYNONYMS = ("customer", "customerid", "customerno", "customernumber", "clientid", "client",
-                     "memberid", "accountid", "custid")
+UNIT_SYNONYMS = (
+    "unit",
+    "unitid",
+    "store",
+    "storeid",
+    "storenumber",
+    "storeno",
+    "branch",
+    "branchid",
+    "team",
+    "teamid",
+    "site",
+    "siteid",
+    "location",
+    "locationid",
+    "shop",
+    "shopid",
+    "outlet",
+)
+CUSTOMER_SYNONYMS = (
+    "customer",
+    "customerid",
+    "customerno",
+    "customernumber",
+    "clientid",
+    "client",
+    "memberid",
+    "accountid",
+    "custid",
+)
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -104,12 +130,30 @@ KINDS: dict[str, Kind] = {
             "engagement",
             (
                 Field("unit_id", "id", True, synonyms=UNIT_SYNONYMS),
-                Field("survey_date", "date", True, synonyms=("date", "surveydate", "responsedate", "submitted",
-                                                             "submittedat", "completed", "completedat", "timestamp")),
+                Field(
+                    "survey_date",
+                    "date",
+                    True,
+                    synonyms=(
+                        "date",
+                        "surveydate",
+                        "responsedate",
+                        "submitted",
+                        "submittedat",
+                        "completed",
+                        "completedat",
+                        "timestamp",
+                    ),
+                ),
                 Field("respondent_id", "id", synonyms=("respondent", "responseid", "employeeid", "anonid")),
                 Field("wave", "text", synonyms=("surveywave", "round", "survey", "cycle")),
-                Field("enps", "int", lo=0, hi=10, synonyms=("enpsscore", "recommendasplacetowork",
-                                                            "employeenps", "wouldrecommend")),
+                Field(
+                    "enps",
+                    "int",
+                    lo=0,
+                    hi=10,
+                    synonyms=("enpsscore", "recommendasplacetowork", "employeenps", "wouldrecommend"),
+                ),
                 Field("comment", "text", synonyms=("comments", "freetext", "remarks", "verbatim")),
             ),
             key=("respondent_id", "survey_date"),
@@ -119,18 +163,36 @@ KINDS: dict[str, Kind] = {
             "feedback",
             (
                 Field("unit_id", "id", True, synonyms=UNIT_SYNONYMS),
-                Field("date", "date", True, synonyms=("date", "feedbackdate", "responsedate", "surveydate",
-                                                      "visitdate", "createdat", "created")),
-                Field("csat", "int", lo=1, hi=5, synonyms=("csatscore", "satisfaction", "customersatisfaction",
-                                                           "overallsatisfaction", "rating")),
-                Field("nps", "int", lo=0, hi=10, synonyms=("npsscore", "likelihoodtorecommend", "recommend",
-                                                           "ltr")),
+                Field(
+                    "date",
+                    "date",
+                    True,
+                    synonyms=(
+                        "date",
+                        "feedbackdate",
+                        "responsedate",
+                        "surveydate",
+                        "visitdate",
+                        "createdat",
+                        "created",
+                    ),
+                ),
+                Field(
+                    "csat",
+                    "int",
+                    lo=1,
+                    hi=5,
+                    synonyms=("csatscore", "satisfaction", "customersatisfaction", "overallsatisfaction", "rating"),
+                ),
+                Field("nps", "int", lo=0, hi=10, synonyms=("npsscore", "likelihoodtorecommend", "recommend", "ltr")),
                 Field("response_id", "id", synonyms=("responseid", "feedbackid", "ticketid", "caseid", "id")),
                 Field("customer_id", "id", synonyms=CUSTOMER_SYNONYMS),
                 Field("channel", "text", synonyms=("source", "medium", "contactchannel")),
                 Field("comment", "text", synonyms=("comments", "feedback", "verbatim", "remarks", "text")),
                 Field("contacted_at", "timestamp", synonyms=("contacted", "receivedat", "openedat", "contactedat")),
-                Field("responded_at", "timestamp", synonyms=("responded", "answeredat", "repliedat", "firstresponseat")),
+                Field(
+                    "responded_at", "timestamp", synonyms=("responded", "answeredat", "repliedat", "firstresponseat")
+                ),
             ),
             one_of=(("csat", "nps"),),
             key=("response_id",),
@@ -140,12 +202,25 @@ KINDS: dict[str, Kind] = {
             "purchases",
             (
                 Field("customer_id", "id", True, synonyms=CUSTOMER_SYNONYMS),
-                Field("order_date", "date", True, synonyms=("orderdate", "date", "purchasedate", "purchasedat",
-                                                            "transactiondate", "orderedat")),
-                Field("amount", "money", True, lo=-1e12, hi=1e12,
-                      synonyms=("amount", "total", "value", "netamount", "revenue", "sales", "price", "linetotal")),
-                Field("order_id", "id", synonyms=("orderid", "orderno", "ordernumber", "transactionid",
-                                                  "invoice", "invoiceno", "receipt")),
+                Field(
+                    "order_date",
+                    "date",
+                    True,
+                    synonyms=("orderdate", "date", "purchasedate", "purchasedat", "transactiondate", "orderedat"),
+                ),
+                Field(
+                    "amount",
+                    "money",
+                    True,
+                    lo=-1e12,
+                    hi=1e12,
+                    synonyms=("amount", "total", "value", "netamount", "revenue", "sales", "price", "linetotal"),
+                ),
+                Field(
+                    "order_id",
+                    "id",
+                    synonyms=("orderid", "orderno", "ordernumber", "transactionid", "invoice", "invoiceno", "receipt"),
+                ),
                 Field("unit_id", "id", synonyms=UNIT_SYNONYMS),
             ),
             key=("order_id", "line_no"),
@@ -156,8 +231,12 @@ KINDS: dict[str, Kind] = {
             (
                 Field("customer_id", "id", synonyms=CUSTOMER_SYNONYMS),
                 Field("handle", "text", synonyms=("username", "user", "author", "screenname", "account")),
-                Field("posted_at", "timestamp", True, synonyms=("posted", "date", "postdate", "createdat",
-                                                                "publishedat", "timestamp")),
+                Field(
+                    "posted_at",
+                    "timestamp",
+                    True,
+                    synonyms=("posted", "date", "postdate", "createdat", "publishedat", "timestamp"),
+                ),
                 Field("platform", "text", synonyms=("network", "site", "source", "channel")),
                 Field("text", "text", synonyms=("post", "message", "content", "body", "mention", "comment")),
                 Field("followers", "bigint", lo=0, hi=1e12, synonyms=("followercount", "followerscount", "audience")),
@@ -176,8 +255,11 @@ KINDS: dict[str, Kind] = {
                 Field("name", "text", synonyms=("customername", "fullname", "clientname")),
                 Field("email", "text", synonyms=("emailaddress", "mail", "e-mail")),
                 Field("handle", "text", synonyms=("socialhandle", "username", "twitter", "instagram")),
-                Field("marketing_consent", "bool", synonyms=("consent", "marketingconsent", "optin", "marketingoptin",
-                                                             "emailoptin", "gdprconsent")),
+                Field(
+                    "marketing_consent",
+                    "bool",
+                    synonyms=("consent", "marketingconsent", "optin", "marketingoptin", "emailoptin", "gdprconsent"),
+                ),
                 Field("consent_date", "date", synonyms=("consentdate", "optindate", "consentedat")),
             ),
             key=("customer_id",),
@@ -197,12 +279,34 @@ KINDS: dict[str, Kind] = {
         Kind(
             "reorgs",
             (
-                Field("from_unit", "id", True, synonyms=("from", "fromunit", "oldunit", "oldstore", "predecessor",
-                                                         "formerunit", "fromstore", "unit", "store")),
-                Field("to_unit", "id", True, synonyms=("to", "tounit", "newunit", "newstore", "successor",
-                                                       "intounit", "tostore")),
-                Field("effective_date", "date", True, synonyms=("date", "effective", "effectivedate", "asof",
-                                                                "from_date", "startdate")),
+                Field(
+                    "from_unit",
+                    "id",
+                    True,
+                    synonyms=(
+                        "from",
+                        "fromunit",
+                        "oldunit",
+                        "oldstore",
+                        "predecessor",
+                        "formerunit",
+                        "fromstore",
+                        "unit",
+                        "store",
+                    ),
+                ),
+                Field(
+                    "to_unit",
+                    "id",
+                    True,
+                    synonyms=("to", "tounit", "newunit", "newstore", "successor", "intounit", "tostore"),
+                ),
+                Field(
+                    "effective_date",
+                    "date",
+                    True,
+                    synonyms=("date", "effective", "effectivedate", "asof", "from_date", "startdate"),
+                ),
                 Field("note", "text", synonyms=("notes", "comment", "reason", "description")),
             ),
             key=("from_unit", "to_unit"),
@@ -231,13 +335,26 @@ def header_lookup(kind: str) -> dict[str, str]:
 
 # Likert labels -> position on a k-point scale (the preview says which scale was inferred).
 LIKERT_5 = {
-    "stronglydisagree": 1, "disagree": 2, "neutral": 3, "neitheragreenordisagree": 3,
-    "neitheragreeordisagree": 3, "agree": 4, "stronglyagree": 5,
+    "stronglydisagree": 1,
+    "disagree": 2,
+    "neutral": 3,
+    "neitheragreenordisagree": 3,
+    "neitheragreeordisagree": 3,
+    "agree": 4,
+    "stronglyagree": 5,
 }
 LIKERT_7 = {
-    "stronglydisagree": 1, "disagree": 2, "somewhatdisagree": 3, "slightlydisagree": 3,
-    "neutral": 4, "neitheragreenordisagree": 4, "neitheragreeordisagree": 4,
-    "somewhatagree": 5, "slightlyagree": 5, "agree": 6, "stronglyagree": 7,
+    "stronglydisagree": 1,
+    "disagree": 2,
+    "somewhatdisagree": 3,
+    "slightlydisagree": 3,
+    "neutral": 4,
+    "neitheragreenordisagree": 4,
+    "neitheragreeordisagree": 4,
+    "somewhatagree": 5,
+    "slightlyagree": 5,
+    "agree": 6,
+    "stronglyagree": 7,
 }
 MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null", "-", "—", "#n/a", "dontknow", "don't know"}
 TOTAL_TOKENS = {"total", "grandtotal", "totals", "sum", "overall", "alltotal", "subtotal"}

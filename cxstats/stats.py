@@ -182,12 +182,20 @@ def welch_diff(a, b, confidence: float = 0.95) -> tuple[float, float, float, flo
     """
     a = np.asarray(a, dtype="float64")
     b = np.asarray(b, dtype="float64")
-    return welch_from_moments(float(a.mean()), float(a.var(ddof=1)), int(a.size), float(b.mean()),
-                              float(b.var(ddof=1)), int(b.size), confidence)
+    return welch_from_moments(
+        float(a.mean()),
+        float(a.var(ddof=1)),
+        int(a.size),
+        float(b.mean()),
+        float(b.var(ddof=1)),
+        int(b.size),
+        confidence,
+    )
 
 
-def welch_from_moments(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int,
-                       confidence: float = 0.95) -> tuple[float, float, float, float, float]:
+def welch_from_moments(
+    mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int, confidence: float = 0.95
+) -> tuple[float, float, float, float, float]:
     """:func:`welch_diff` from group moments (mean, sample variance ddof 1, n): b - a with its Welch CI.
 
     ``se = sqrt(var_a/n_a + var_b/n_b)``, Welch-Satterthwaite dof
@@ -265,8 +273,15 @@ class TwoWayPanel:
         per_unit = np.bincount(pairs // (len(periods) + 1), minlength=len(units))
         self.n_singletons = int((per_unit == 1).sum())
         ok &= (uc >= 0) & (per_unit[np.maximum(uc, 0)] >= 2)
-        f = pd.DataFrame({"y": yv[ok], "x": xv[ok], "u": np.asarray(units)[uc[ok]], "t": np.asarray(periods)[tc[ok]],
-                          **{k: v[ok] for k, v in cols.items()}})
+        f = pd.DataFrame(
+            {
+                "y": yv[ok],
+                "x": xv[ok],
+                "u": np.asarray(units)[uc[ok]],
+                "t": np.asarray(periods)[tc[ok]],
+                **{k: v[ok] for k, v in cols.items()},
+            }
+        )
         self.has_noise = noise_ss is not None and n_resp is not None
         ucodes, self.units = pd.factorize(f["u"], sort=True)
         tcodes, self.periods = pd.factorize(f["t"], sort=True)
@@ -348,20 +363,28 @@ class TwoWayPanel:
             return TwoWayFit(**vals, **base, reason=reason)
 
         if g < 2:
-            return null(f"the within-unit model needs at least two units with engagement and feedback in two or "
-                        f"more periods; {g} unit{'' if g == 1 else 's'} {'has' if g == 1 else 'have'} them")
+            return null(
+                f"the within-unit model needs at least two units with engagement and feedback in two or "
+                f"more periods; {g} unit{'' if g == 1 else 's'} {'has' if g == 1 else 'have'} them"
+            )
         k = g + t
         if n <= k:
-            return null(f"the within-unit model has {n} unit-periods for {k} parameters (units, periods and the "
-                        f"slope): an exact fit leaves nothing to judge the slope by")
+            return null(
+                f"the within-unit model has {n} unit-periods for {k} parameters (units, periods and the "
+                f"slope): an exact fit leaves nothing to judge the slope by"
+            )
         sxx, sxy, syy, ap, _, _ = self._sums(np.ones(g))
         sxx, sxy, syy = float(sxx[0]), float(sxy[0]), float(syy[0])
         if self.x_scale == 0 or sxx <= 1e-10 * self.x_scale:
-            return null("engagement does not change within units once unit and company-wide period effects are "
-                        "removed, so the within-unit slope cannot be estimated")
+            return null(
+                "engagement does not change within units once unit and company-wide period effects are "
+                "removed, so the within-unit slope cannot be estimated"
+            )
         if self.y_scale == 0 or syy <= 1e-10 * self.y_scale:
-            return null("customer satisfaction does not change within units once unit and company-wide period effects "
-                        "are removed, so the within-unit slope cannot be estimated")
+            return null(
+                "customer satisfaction does not change within units once unit and company-wide period effects "
+                "are removed, so the within-unit slope cannot be estimated"
+            )
         beta = sxy / sxx
         xt, yt = self.residuals()
         e = yt - beta * xt
@@ -369,20 +392,31 @@ class TwoWayPanel:
         rank = g + (int(np.linalg.matrix_rank(ap[0], hermitian=True)) if t > 1 else 0)
         r_dof = n - rank - 1
         if float(e @ e) <= 1e-12 * syy:
-            return null("customer satisfaction moves in exact step with engagement once unit and period effects are "
-                        "removed (a standard error of zero): there is no noise to judge the slope by, so no "
-                        "coefficient is given")
+            return null(
+                "customer satisfaction moves in exact step with engagement once unit and period effects are "
+                "removed (a standard error of zero): there is no noise to judge the slope by, so no "
+                "coefficient is given"
+            )
         if g < MIN_CLUSTERS:
-            return null(f"only {g} units have two or more periods: with fewer than {MIN_CLUSTERS} the clustered "
-                        f"variance is exactly zero, so no CI or p-value can be given", coef=beta, r=r, r_dof=r_dof)
+            return null(
+                f"only {g} units have two or more periods: with fewer than {MIN_CLUSTERS} the clustered "
+                f"variance is exactly zero, so no CI or p-value can be given",
+                coef=beta,
+                r=r,
+                r_dof=r_dof,
+            )
         if g < FEW_CLUSTERS:
             w = np.ones((g, g)) - np.eye(g)
             lx, lxy, _, _, _, _ = self._sums(w)
             bad = np.nonzero(lx <= 1e-10 * self.x_scale)[0]
             if bad.size:
-                return null(f"leaving out unit {self.units[bad[0]]} leaves no within-unit change in engagement, so the "
-                            f"jackknife (CRV3) variance cannot be computed and no CI or p-value is given",
-                            coef=beta, r=r, r_dof=r_dof)
+                return null(
+                    f"leaving out unit {self.units[bad[0]]} leaves no within-unit change in engagement, so the "
+                    f"jackknife (CRV3) variance cannot be computed and no CI or p-value is given",
+                    coef=beta,
+                    r=r,
+                    r_dof=r_dof,
+                )
             loo = lxy / lx
             se = math.sqrt((g - 1) / g * float(((loo - beta) ** 2).sum()))
             vcov = "CRV3"
@@ -392,8 +426,12 @@ class TwoWayPanel:
             se = math.sqrt(c * float(scores @ scores)) / sxx
             vcov = "CRV1"
         if not math.isfinite(se) or se <= 1e-10 * abs(beta):
-            return null("the standard error of the within-unit slope is (nearly) zero, which would make any p-value "
-                        "false; no coefficient is given", r=r, r_dof=r_dof)
+            return null(
+                "the standard error of the within-unit slope is (nearly) zero, which would make any p-value "
+                "false; no coefficient is given",
+                r=r,
+                r_dof=r_dof,
+            )
         dof = g - 1
         tq = float(_st.t.ppf(0.975, dof))
         p = float(2 * _st.t.sf(abs(beta / se), dof))
@@ -449,22 +487,46 @@ def corrected_slope(panel: TwoWayPanel, coef: float | None, b: int = BOOT_B, see
         return Corrected(None, None, None, None, None)
     rel = panel.reliability()
     if rel is None:
-        return Corrected(None, None, None, None, "no respondent-level spread is known for the engagement groups, so "
-                                                 "the small-group noise cannot be estimated")
+        return Corrected(
+            None,
+            None,
+            None,
+            None,
+            "no respondent-level spread is known for the engagement groups, so "
+            "the small-group noise cannot be estimated",
+        )
     if rel < MIN_RELIABILITY:
-        return Corrected(None, None, None, rel, f"the within-unit engagement changes are mostly small-group noise "
-                                                f"(reliability {rel:.2f}, below {MIN_RELIABILITY}), so no corrected "
-                                                f"figure is given")
+        return Corrected(
+            None,
+            None,
+            None,
+            rel,
+            f"the within-unit engagement changes are mostly small-group noise "
+            f"(reliability {rel:.2f}, below {MIN_RELIABILITY}), so no corrected "
+            f"figure is given",
+        )
     est = coef / rel
     if panel.G < BOOT_MIN_CLUSTERS:
-        return Corrected(est, None, None, rel, f"the corrected figure has no interval with fewer than "
-                                               f"{BOOT_MIN_CLUSTERS} units (the unit bootstrap needs more)")
+        return Corrected(
+            est,
+            None,
+            None,
+            rel,
+            f"the corrected figure has no interval with fewer than "
+            f"{BOOT_MIN_CLUSTERS} units (the unit bootstrap needs more)",
+        )
     cb, rb = panel.bootstrap(b, seed)
     ok = np.isfinite(cb) & np.isfinite(rb) & (rb >= MIN_RELIABILITY)
     if ok.mean() < 0.95:
-        return Corrected(est, None, None, rel, f"in {100 * (1 - ok.mean()):.0f}% of the bootstrap replicates the "
-                                               f"reliability falls below {MIN_RELIABILITY}, so the corrected figure "
-                                               f"has no interval")
+        return Corrected(
+            est,
+            None,
+            None,
+            rel,
+            f"in {100 * (1 - ok.mean()):.0f}% of the bootstrap replicates the "
+            f"reliability falls below {MIN_RELIABILITY}, so the corrected figure "
+            f"has no interval",
+        )
     lo, hi = np.percentile(cb[ok] / rb[ok], [2.5, 97.5])
     return Corrected(est, float(lo), float(hi), rel)
 

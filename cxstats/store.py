@@ -29,8 +29,13 @@ DEFAULT_DB = Path("data") / "cxstats.duckdb"
 SCHEMA_VERSION = 6  # 2: order_totals; 3: holdouts; 4: actions; 5: erasures, purges, suppressed_groups, written_files, unit_map, reorgs; 6: day_totals
 
 # kinds whose rows have a date, and that date's column (retention purges whole periods by it)
-RETENTION_DATES = {"engagement": "survey_date", "feedback": "date", "purchases": "order_date",
-                   "mentions": "posted_at", "rewards": "reward_date"}
+RETENTION_DATES = {
+    "engagement": "survey_date",
+    "feedback": "date",
+    "purchases": "order_date",
+    "mentions": "posted_at",
+    "rewards": "reward_date",
+}
 
 DEFAULT_SETTINGS: dict[str, str] = {
     "min_group": "5",  # anonymity threshold, never below 3 (DESIGN.md)
@@ -75,9 +80,7 @@ def connect(path: str | os.PathLike | None = None, *, wait_s: float = 5.0) -> It
             if not _is_lock_error(exc):
                 raise CxStatsError(f"cannot open database {p}: {exc}") from exc
             if time.monotonic() >= deadline:
-                raise CxStatsError(
-                    f"database busy, try again: {p} is in use by another cxstats process"
-                ) from exc
+                raise CxStatsError(f"database busy, try again: {p} is in use by another cxstats process") from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
     try:
@@ -127,59 +130,64 @@ AUTH_DDL = [
     """CREATE TABLE IF NOT EXISTS login_sessions (username VARCHAR PRIMARY KEY, generation VARCHAR NOT NULL)""",
 ]
 
-DDL = [
-    """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS batches (
+DDL = (
+    [
+        """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS batches (
         batch_id INTEGER PRIMARY KEY, kind VARCHAR NOT NULL, file_name VARCHAR, rows INTEGER,
         loaded_at TIMESTAMP, sha256 VARCHAR, undone BOOLEAN DEFAULT FALSE, undone_at TIMESTAMP,
         loaded_by VARCHAR, skipped_rows INTEGER DEFAULT 0, note VARCHAR)""",
-    # engagement item answers, long format: one row per respondent and item
-    """CREATE TABLE IF NOT EXISTS engagement_answers (
+        # engagement item answers, long format: one row per respondent and item
+        """CREATE TABLE IF NOT EXISTS engagement_answers (
         batch_id INTEGER NOT NULL, row_no INTEGER NOT NULL, item VARCHAR NOT NULL, score SMALLINT NOT NULL)""",
-    # per-batch item metadata: scale (5 or 7) and whether the item was reverse-keyed on import
-    """CREATE TABLE IF NOT EXISTS engagement_items (
+        # per-batch item metadata: scale (5 or 7) and whether the item was reverse-keyed on import
+        """CREATE TABLE IF NOT EXISTS engagement_items (
         batch_id INTEGER NOT NULL, item VARCHAR NOT NULL, scale SMALLINT NOT NULL, reverse_keyed BOOLEAN)""",
-    """CREATE TABLE IF NOT EXISTS export_audit (
+        """CREATE TABLE IF NOT EXISTS export_audit (
         export_id INTEGER, exported_at TIMESTAMP, who VARCHAR, role VARCHAR, format VARCHAR,
         filter VARCHAR, rows INTEGER, file_name VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS login_attempts (
+        """CREATE TABLE IF NOT EXISTS login_attempts (
         username VARCHAR PRIMARY KEY, failures INTEGER, last_failure TIMESTAMP, locked_until TIMESTAMP)""",
-] + AUTH_DDL + [
-    # one row per order (or per line without an order_id), kept in step with purchases: see order totals below
-    """CREATE TABLE IF NOT EXISTS order_totals (
+    ]
+    + AUTH_DDL
+    + [
+        # one row per order (or per line without an order_id), kept in step with purchases: see order totals below
+        """CREATE TABLE IF NOT EXISTS order_totals (
         customer_id VARCHAR, order_id VARCHAR, batch_id INTEGER, first_date DATE, last_date DATE,
         net DECIMAL(38,2), gross DECIMAL(38,2), returned DECIMAL(38,2))""",
-    # one row per customer and order day (an order's day is its first line's), kept in step with order_totals
-    """CREATE TABLE IF NOT EXISTS day_totals (
+        # one row per customer and order day (an order's day is its first line's), kept in step with order_totals
+        """CREATE TABLE IF NOT EXISTS day_totals (
         customer_id VARCHAR, d DATE, orders BIGINT, counted_net DECIMAL(38,2), net DECIMAL(38,2),
         gross DECIMAL(38,2), returned DECIMAL(38,2), last_date DATE)""",
-    # randomised hold-outs of "to reward" exports (written with the export's audit row; seed and share kept)
-    """CREATE TABLE IF NOT EXISTS holdouts (
+        # randomised hold-outs of "to reward" exports (written with the export's audit row; seed and share kept)
+        """CREATE TABLE IF NOT EXISTS holdouts (
         export_id INTEGER NOT NULL, customer_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, list_date DATE NOT NULL,
         seed BIGINT, pct DOUBLE)""",
-    # action plans (DESIGN.md "Focus areas and action plans"); written by cxstats.focus, one statement each
-    """CREATE TABLE IF NOT EXISTS actions (
+        # action plans (DESIGN.md "Focus areas and action plans"); written by cxstats.focus, one statement each
+        """CREATE TABLE IF NOT EXISTS actions (
         action_id INTEGER PRIMARY KEY, unit_id VARCHAR NOT NULL, item VARCHAR NOT NULL, title VARCHAR NOT NULL,
         owner VARCHAR, due_date DATE, status VARCHAR NOT NULL, created_by VARCHAR, created_at TIMESTAMP,
         updated_at TIMESTAMP, note VARCHAR)""",
-    # erasure (DESIGN.md "Erasure, retention and re-organisations"): one row per person erased; the id,
-    # handle and e-mail only as HMAC-SHA256 (key: CXSTATS_ERASURE_KEY or a 0600 key file beside the database)
-    """CREATE TABLE IF NOT EXISTS erasures (
+        # erasure (DESIGN.md "Erasure, retention and re-organisations"): one row per person erased; the id,
+        # handle and e-mail only as HMAC-SHA256 (key: CXSTATS_ERASURE_KEY or a 0600 key file beside the database)
+        """CREATE TABLE IF NOT EXISTS erasures (
         erasure_id INTEGER, kind VARCHAR, id_hmac VARCHAR, handle_hmacs VARCHAR, email_hmacs VARCHAR,
         erased_at TIMESTAMP, erased_by VARCHAR, rows_removed VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS purges (
+        """CREATE TABLE IF NOT EXISTS purges (
         purge_id INTEGER, kind VARCHAR, cutoff DATE, retain_months INTEGER, purged_at TIMESTAMP,
         purged_by VARCHAR, rows_removed INTEGER)""",
-    # (unit, period) groups suppressed from then on because a non-batch change (erasure, purge,
-    # re-organisation or an undo) moved them by 1..min_group-1 respondents (differencing)
-    """CREATE TABLE IF NOT EXISTS suppressed_groups (
+        # (unit, period) groups suppressed from then on because a non-batch change (erasure, purge,
+        # re-organisation or an undo) moved them by 1..min_group-1 respondents (differencing)
+        """CREATE TABLE IF NOT EXISTS suppressed_groups (
         unit_id VARCHAR, period_start DATE, reason VARCHAR, since TIMESTAMP)""",
-    # files the project wrote that may hold people's rows (rejected-row files): erasure scrubs them
-    """CREATE TABLE IF NOT EXISTS written_files (path VARCHAR, batch_id INTEGER, written_at TIMESTAMP)""",
-    # derived from the live reorgs rows: old unit -> successor after renames and merges (not splits)
-    """CREATE TABLE IF NOT EXISTS unit_map (from_unit VARCHAR, to_unit VARCHAR)""",
-] + [_table_ddl(k) for k in KINDS]
+        # files the project wrote that may hold people's rows (rejected-row files): erasure scrubs them
+        """CREATE TABLE IF NOT EXISTS written_files (path VARCHAR, batch_id INTEGER, written_at TIMESTAMP)""",
+        # derived from the live reorgs rows: old unit -> successor after renames and merges (not splits)
+        """CREATE TABLE IF NOT EXISTS unit_map (from_unit VARCHAR, to_unit VARCHAR)""",
+    ]
+    + [_table_ddl(k) for k in KINDS]
+)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -269,11 +277,15 @@ def _checked_setting(con: duckdb.DuckDBPyConnection, key: str, value: object) ->
         raise CxStatsError(f"min_group may not be below {MIN_GROUP_FLOOR} (anonymity)")
     if key == "period" and value not in periods.PERIODS:
         raise CxStatsError("period must be 'quarter' or 'month'")
-    if key == "period" and value != settings(con).period and con.execute(
-            "SELECT count(*) FROM engagement").fetchall()[0][0]:
+    if (
+        key == "period"
+        and value != settings(con).period
+        and con.execute("SELECT count(*) FROM engagement").fetchall()[0][0]
+    ):
         # groups under two groupings could be differenced (DESIGN.md, "Differencing through non-batch changes")
-        raise CxStatsError("the period setting is fixed once engagement data exists; undo the engagement "
-                           "batches first to change it")
+        raise CxStatsError(
+            "the period setting is fixed once engagement data exists; undo the engagement batches first to change it"
+        )
     if key.startswith("retain_months_") and value.strip():
         if not value.strip().isdigit() or int(value) < 1:
             raise CxStatsError(f"{key} must be a whole number of months (1 or more), or empty to keep everything")
@@ -377,8 +389,17 @@ def load_batch(
         con.execute(
             "INSERT INTO batches (batch_id, kind, file_name, rows, loaded_at, sha256, undone, loaded_by, "
             "skipped_rows, note) VALUES (?, ?, ?, ?, ?, ?, FALSE, ?, ?, ?)",
-            [batch_id, kind, file_name, rows, datetime.now().replace(microsecond=0), sha256, loaded_by,
-             skipped_rows, note],
+            [
+                batch_id,
+                kind,
+                file_name,
+                rows,
+                datetime.now().replace(microsecond=0),
+                sha256,
+                loaded_by,
+                skipped_rows,
+                note,
+            ],
         )
         was_fresh = kind == "purchases" and all(derived_fresh(con))
         for table, frame in tables.items():
@@ -465,8 +486,9 @@ def order_totals_sql(where: str = "") -> str:
 
 def purchases_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """Row count and checksum of the purchases table (its key columns, dates and amounts)."""
-    n, h = con.execute("SELECT count(*), coalesce(sum(hash(batch_id, row_no, line_no, order_date, amount)), 0) "
-                       "FROM purchases").fetchall()[0]
+    n, h = con.execute(
+        "SELECT count(*), coalesce(sum(hash(batch_id, row_no, line_no, order_date, amount)), 0) FROM purchases"
+    ).fetchall()[0]
     return f"{n}:{h}"
 
 
@@ -476,8 +498,9 @@ DERIVED_TABLES = ("order_totals", "day_totals")  # kept in step with purchases; 
 def derived_fresh(con: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
     """(order_totals fresh, day_totals fresh): each built from exactly the purchases stored now
     (the fingerprint is computed once)."""
-    src = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('order_totals_source', 'day_totals_source')")
-               .fetchall())
+    src = dict(
+        con.execute("SELECT key, value FROM meta WHERE key IN ('order_totals_source', 'day_totals_source')").fetchall()
+    )
     if not src:
         return False, False
     fp = purchases_fingerprint(con)
@@ -500,10 +523,16 @@ def mark_derived_fresh(con: duckdb.DuckDBPyConnection, tables=DERIVED_TABLES) ->
 
 def _touch_orders(con: duckdb.DuckDBPyConnection, batch_id: int) -> None:
     """Remember the orders and customers a batch's lines belong to (call while the lines are stored)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT customer_id, order_id FROM purchases "
-                "WHERE batch_id = ? AND customer_id IS NOT NULL AND order_id IS NOT NULL", [batch_id])
-    con.execute("CREATE OR REPLACE TEMP TABLE _touched_customers AS SELECT DISTINCT customer_id FROM purchases "
-                "WHERE batch_id = ? AND customer_id IS NOT NULL", [batch_id])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT customer_id, order_id FROM purchases "
+        "WHERE batch_id = ? AND customer_id IS NOT NULL AND order_id IS NOT NULL",
+        [batch_id],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _touched_customers AS SELECT DISTINCT customer_id FROM purchases "
+        "WHERE batch_id = ? AND customer_id IS NOT NULL",
+        [batch_id],
+    )
 
 
 # Per (customer, order day) totals of the orders in order_totals (an order's day is its first line's):
@@ -532,15 +561,22 @@ def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = Non
         con.execute("INSERT INTO day_totals " + _DAY_TOTALS_SELECT.format(where=""))
     else:
         con.execute("DELETE FROM order_totals WHERE batch_id = ?", [batch_id])
-        con.execute("DELETE FROM order_totals WHERE (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)")
+        con.execute(
+            "DELETE FROM order_totals WHERE (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"
+        )
         # two inserts, not one with OR: each then runs as a plain filter or semi-join over the lines
-        con.execute("INSERT INTO order_totals " + order_totals_sql("AND p.batch_id = ? AND order_id IS NULL"),
-                    [batch_id])
-        con.execute("INSERT INTO order_totals "
-                    + order_totals_sql("AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)"))
+        con.execute(
+            "INSERT INTO order_totals " + order_totals_sql("AND p.batch_id = ? AND order_id IS NULL"), [batch_id]
+        )
+        con.execute(
+            "INSERT INTO order_totals "
+            + order_totals_sql("AND (customer_id, order_id) IN (SELECT (customer_id, order_id) FROM _touched)")
+        )
         con.execute("DELETE FROM day_totals WHERE customer_id IN (SELECT customer_id FROM _touched_customers)")
-        con.execute("INSERT INTO day_totals " + _DAY_TOTALS_SELECT.format(
-            where="WHERE customer_id IN (SELECT customer_id FROM _touched_customers)"))
+        con.execute(
+            "INSERT INTO day_totals "
+            + _DAY_TOTALS_SELECT.format(where="WHERE customer_id IN (SELECT customer_id FROM _touched_customers)")
+        )
     con.execute("DROP TABLE IF EXISTS _touched")
     con.execute("DROP TABLE IF EXISTS _touched_customers")
     mark_derived_fresh(con)
@@ -548,9 +584,7 @@ def sync_order_totals(con: duckdb.DuckDBPyConnection, batch_id: int | None = Non
 
 def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Every spelling that names a unit -> unit_id (unit_id itself, then aliases), from `units`."""
-    rows = con.execute(
-        f"SELECT unit_id, aliases FROM ({current_units_sql()})"
-    ).fetchall()
+    rows = con.execute(f"SELECT unit_id, aliases FROM ({current_units_sql()})").fetchall()
     out: dict[str, str] = {}
     for unit_id, _ in rows:
         out[str(unit_id)] = str(unit_id)
@@ -565,8 +599,12 @@ def known_units(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 def table_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent checksum of every table: tests compare before/after."""
     out = {}
-    names = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+        ).fetchall()
+    ]
     for t in names:
         n, h = con.execute(f"SELECT count(*), coalesce(sum(hash(t))::HUGEINT, 0)::VARCHAR FROM {t} AS t").fetchall()[0]
         out[t] = (n, h)
@@ -580,8 +618,9 @@ def current_rows_sql(source: str, key: str) -> str:
     updates it). ``source`` is a canonical table name or a parenthesised subquery, ``key`` one column or
     a comma-separated list of columns: code, never user input.
     """
-    return (f"SELECT * FROM {source} QUALIFY row_number() OVER (PARTITION BY {key} "
-            "ORDER BY batch_id DESC, row_no DESC) = 1")
+    return (
+        f"SELECT * FROM {source} QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY batch_id DESC, row_no DESC) = 1"
+    )
 
 
 def current_units_sql() -> str:
@@ -611,8 +650,10 @@ HOLDOUT_DAYS = 90  # a held-out customer stays out of every export this long aft
 
 def held_out(con, list_date: date) -> set[str]:
     """Customers held out of a list whose 90 days have not ended at ``list_date``: no export lists them."""
-    rows = con.execute("SELECT DISTINCT customer_id FROM holdouts WHERE arm = 'holdout' AND ? < list_date + ?",
-                       [list_date, HOLDOUT_DAYS]).fetchall()
+    rows = con.execute(
+        "SELECT DISTINCT customer_id FROM holdouts WHERE arm = 'holdout' AND ? < list_date + ?",
+        [list_date, HOLDOUT_DAYS],
+    ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -621,8 +662,11 @@ def record_holdout(con, export_id: int, reward_ids, holdout_ids, list_date: date
     rows = [(export_id, c, "reward", list_date, int(seed), float(pct)) for c in reward_ids]
     rows += [(export_id, c, "holdout", list_date, int(seed), float(pct)) for c in holdout_ids]
     if rows:
-        con.executemany("INSERT INTO holdouts (export_id, customer_id, arm, list_date, seed, pct) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO holdouts (export_id, customer_id, arm, list_date, seed, pct) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+
+
 # ---------------------------------------------------------------- re-organisations
 
 
@@ -631,8 +675,9 @@ def sync_unit_map(con: duckdb.DuckDBPyConnection) -> None:
     transaction. A from_unit with one to_unit (a rename, or one side of a merge) maps its whole
     history onto the successor, followed through chains (A -> B, later B -> C: A -> C); a from_unit
     with several to_units is a split and keeps its history under its own id."""
-    rows = con.execute("SELECT DISTINCT from_unit, to_unit FROM reorgs WHERE from_unit IS NOT NULL "
-                       "AND to_unit IS NOT NULL").fetchall()
+    rows = con.execute(
+        "SELECT DISTINCT from_unit, to_unit FROM reorgs WHERE from_unit IS NOT NULL AND to_unit IS NOT NULL"
+    ).fetchall()
     targets: dict[str, set[str]] = {}
     for a, b in rows:
         targets.setdefault(str(a), set()).add(str(b))
@@ -717,7 +762,8 @@ def erased_hmacs(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     """Every erased HMAC by what it names: customer ids, respondent ids, e-mails, handles."""
     out: dict[str, set[str]] = {"customer": set(), "respondent": set(), "email": set(), "handle": set()}
     for kind, idh, handles, emails in con.execute(
-            "SELECT kind, id_hmac, handle_hmacs, email_hmacs FROM erasures").fetchall():
+        "SELECT kind, id_hmac, handle_hmacs, email_hmacs FROM erasures"
+    ).fetchall():
         if idh:
             out[kind].add(idh)
         out["handle"].update(h for h in str(handles or "").split(";") if h)
@@ -835,12 +881,17 @@ def cells_erased(key: bytes, erased: dict[str, set[str]], ids: set[str], cells) 
     for c in cells:
         if c is None or not str(c).strip() or str(c) == "nan":
             continue
-        if (identifier_hmac(key, c, "id") in ids or identifier_hmac(key, c, "email") in erased["email"]
-                or identifier_hmac(key, c, "handle") in erased["handle"]):
+        if (
+            identifier_hmac(key, c, "id") in ids
+            or identifier_hmac(key, c, "email") in erased["email"]
+            or identifier_hmac(key, c, "handle") in erased["handle"]
+        ):
             return True
     return False
 
 
 def record_written_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, batch_id: int | None) -> None:
-    con.execute("INSERT INTO written_files VALUES (?, ?, ?)",
-                [str(Path(path).resolve()), batch_id, datetime.now().replace(microsecond=0)])
+    con.execute(
+        "INSERT INTO written_files VALUES (?, ?, ?)",
+        [str(Path(path).resolve()), batch_id, datetime.now().replace(microsecond=0)],
+    )

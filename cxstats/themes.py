@@ -86,10 +86,20 @@ class Theme:
     examples: tuple[str, ...] = ()
 
     def as_json(self) -> dict:
-        return {"theme_id": self.theme_id, "label": self.label, "terms": list(self.terms), "n": self.n,
-                "share": self.share, "sentiment": self.sentiment, "csat_with": self.csat_with,
-                "csat_without": self.csat_without, "diff": self.diff, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "examples": list(self.examples)}
+        return {
+            "theme_id": self.theme_id,
+            "label": self.label,
+            "terms": list(self.terms),
+            "n": self.n,
+            "share": self.share,
+            "sentiment": self.sentiment,
+            "csat_with": self.csat_with,
+            "csat_without": self.csat_without,
+            "diff": self.diff,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "examples": list(self.examples),
+        }
 
 
 @dataclass(frozen=True)
@@ -123,10 +133,17 @@ class ThemeResult:
     errors: dict[int, float] = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"source": self.source, "n_texts": self.n_texts, "n_non_english": self.n_non_english,
-                "n_cut": self.n_cut, "k": self.k, "k_chosen": self.k_chosen,
-                "themes": [t.as_json() for t in self.themes], "message": self.message,
-                "errors": {str(k): v for k, v in self.errors.items()}}
+        return {
+            "source": self.source,
+            "n_texts": self.n_texts,
+            "n_non_english": self.n_non_english,
+            "n_cut": self.n_cut,
+            "k": self.k,
+            "k_chosen": self.k_chosen,
+            "themes": [t.as_json() for t in self.themes],
+            "message": self.message,
+            "errors": {str(k): v for k, v in self.errors.items()},
+        }
 
 
 # ---------------------------------------------------------------- formulas
@@ -152,8 +169,9 @@ def choose_k(errors: dict[int, float], k_min: int = K_MIN, k_max: int = K_MAX, d
     return min(k_max, ks[-1])
 
 
-def csat_difference(with_theme, without_theme) -> tuple[float | None, float | None, float | None,
-                                                        float | None, float | None]:
+def csat_difference(
+    with_theme, without_theme
+) -> tuple[float | None, float | None, float | None, float | None, float | None]:
     """CSAT % with a theme and without it, their difference and its Wald 95% interval (% points).
 
     ``p1 = share of answers in {4, 5} among answers with the theme``, ``p0`` the same among the
@@ -202,8 +220,9 @@ def fit_themes(texts, n_themes: int | None = None) -> ThemeModel:
     try:
         x = vec.fit_transform(texts)
     except ValueError:
-        raise CxStatsError("these texts have too few words in common to find themes "
-                           f"(no word appears in {MIN_DF} or more texts)") from None
+        raise CxStatsError(
+            f"these texts have too few words in common to find themes (no word appears in {MIN_DF} or more texts)"
+        ) from None
     names = vec.get_feature_names_out()
     n_terms = len(names)
     limit = min(n_terms, n) - 1  # NMF with k >= terms or texts fits nothing meaningful
@@ -211,13 +230,16 @@ def fit_themes(texts, n_themes: int | None = None) -> ThemeModel:
     if n_themes is not None:
         k = int(n_themes)
         if k > limit:
-            raise CxStatsError(f"these texts support at most {max(limit, 0)} themes ({n_terms} terms in "
-                               f"{MIN_DF}+ texts); ask for fewer with --themes")
+            raise CxStatsError(
+                f"these texts support at most {max(limit, 0)} themes ({n_terms} terms in "
+                f"{MIN_DF}+ texts); ask for fewer with --themes"
+            )
         chosen = False
     else:
         if limit < K_MIN:
-            raise CxStatsError(f"these texts have only {n_terms} terms in {MIN_DF} or more texts: too few "
-                               f"for {K_MIN} themes")
+            raise CxStatsError(
+                f"these texts have only {n_terms} terms in {MIN_DF} or more texts: too few for {K_MIN} themes"
+            )
         rng = np.random.default_rng(SEED)
         sample = np.sort(rng.choice(n, size=SAMPLE_SIZE, replace=False)) if n > SAMPLE_SIZE else np.arange(n)
         xs = x[sample]
@@ -259,8 +281,16 @@ def fit_themes(texts, n_themes: int | None = None) -> ThemeModel:
             continue  # no text belongs to it: not a theme of these texts
         top = np.argsort(-h[j - 1], kind="stable")[:TOP_TERMS]
         terms = tuple(str(names[t]) for t in top if h[j - 1, t] > 0)
-        themes.append(Theme(int(new_id[j]), ", ".join(terms[:LABEL_TERMS]) or f"theme {new_id[j]}", terms,
-                            int(sizes[j]), float(sizes[j] / n) if n else 0.0, None))
+        themes.append(
+            Theme(
+                int(new_id[j]),
+                ", ".join(terms[:LABEL_TERMS]) or f"theme {new_id[j]}",
+                terms,
+                int(sizes[j]),
+                float(sizes[j] / n) if n else 0.0,
+                None,
+            )
+        )
     themes.append(Theme(0, "other", (), int(sizes[0]), float(sizes[0] / n) if n else 0.0, None))
     return ThemeModel(tuple(themes), assignment, best_w.astype("float64"), k, chosen, errors)
 
@@ -279,14 +309,17 @@ def _texts(con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer) -> tuple
         rows = con.execute(
             f"""SELECT comment, csat FROM {metrics.mapped_units_sql("feedback")}
                WHERE comment IS NOT NULL AND trim(comment) <> '' AND {store.VIEWER_UNITS_SQL}
-               ORDER BY date, response_id, batch_id, row_no""", [all_units, units]).fetchall()
+               ORDER BY date, response_id, batch_id, row_no""",
+            [all_units, units],
+        ).fetchall()
         csat = np.array([np.nan if c is None else float(c) for _, c in rows], dtype="float64")
         return [str(t) for t, _ in rows], csat
     if viewer.role == "manager":
         raise AccessDenied("social mentions carry no unit, so they are not shown to managers")
     rows = con.execute(
         """SELECT text FROM mentions WHERE text IS NOT NULL AND trim(text) <> ''
-           ORDER BY posted_at, batch_id, row_no""").fetchall()
+           ORDER BY posted_at, batch_id, row_no"""
+    ).fetchall()
     return [str(t) for (t,) in rows], None
 
 
@@ -323,9 +356,21 @@ def _run(con, source: str, viewer: Viewer, n_themes: int | None) -> tuple[ThemeR
     n_other_lang = len(cut) - len(keep)
     texts = [cut[i] for i in keep]
     if len(texts) < MIN_TEXTS:
-        return (ThemeResult(source, len(texts), n_other_lang, n_cut, None, n_themes is None, (),
-                            f"only {len(texts)} English texts in {source} (at least {MIN_TEXTS} are needed "
-                            "to find themes); no themes are shown"), texts, np.zeros(len(texts), dtype=np.int64))
+        return (
+            ThemeResult(
+                source,
+                len(texts),
+                n_other_lang,
+                n_cut,
+                None,
+                n_themes is None,
+                (),
+                f"only {len(texts)} English texts in {source} (at least {MIN_TEXTS} are needed "
+                "to find themes); no themes are shown",
+            ),
+            texts,
+            np.zeros(len(texts), dtype=np.int64),
+        )
     model = fit_themes(texts, n_themes)
     sent = np.array([score[t] for t in texts], dtype="float64")
     sat = csat[keep] if csat is not None else None
@@ -351,5 +396,8 @@ def _run(con, source: str, viewer: Viewer, n_themes: int | None) -> tuple[ThemeR
                     break
             examples = tuple(seen)
         out.append(Theme(th.theme_id, th.label, th.terms, th.n, th.share, mean_sent, examples=examples, **extra))
-    return (ThemeResult(source, len(texts), n_other_lang, n_cut, model.k, model.k_chosen, tuple(out), None,
-                        model.errors), texts, model.assignment)
+    return (
+        ThemeResult(source, len(texts), n_other_lang, n_cut, model.k, model.k_chosen, tuple(out), None, model.errors),
+        texts,
+        model.assignment,
+    )

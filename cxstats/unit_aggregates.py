@@ -89,7 +89,11 @@ def _sum(col: ir.NumericValue) -> ir.IntegerScalar:
 
 
 def cx_counts(
-    feedback: ir.Table, unit_map: ir.Table | None, *, period: str, units: Sequence[str] | None = None,
+    feedback: ir.Table,
+    unit_map: ir.Table | None,
+    *,
+    period: str,
+    units: Sequence[str] | None = None,
     by_channel: bool = False,
 ) -> ir.Table:
     """Feedback counts per (unit_id, [channel,] period_start, period_index): the sums CX metrics use.
@@ -142,8 +146,14 @@ def _label_between(label: ir.StringValue, period_from: str | None, period_to: st
 
 
 def reply_times(
-    feedback: ir.Table, unit_map: ir.Table | None, mentions: ir.Table | None, *, period: str,
-    units: Sequence[str] | None = None, period_from: str | None = None, period_to: str | None = None,
+    feedback: ir.Table,
+    unit_map: ir.Table | None,
+    mentions: ir.Table | None,
+    *,
+    period: str,
+    units: Sequence[str] | None = None,
+    period_from: str | None = None,
+    period_to: str | None = None,
     targets: Sequence[float] = REPLY_TARGETS,
 ) -> ir.Table:
     """Response-time inputs per (source, channel): contacts, answered, answered within each of
@@ -160,15 +170,19 @@ def reply_times(
     cond = _label_between(periods.label_expr(f.date, period), period_from, period_to)
     if cond is not None:
         f = f.filter(cond)
-    rows = f.select(source=ibis.literal("feedback"), channel=channel_of(f.channel),
-                    hours=_hours(f.responded_at, f.contacted_at))
+    rows = f.select(
+        source=ibis.literal("feedback"), channel=channel_of(f.channel), hours=_hours(f.responded_at, f.contacted_at)
+    )
     if mentions is not None:
         m = mentions.filter(mentions.posted_at.notnull())
         cond = _label_between(periods.label_expr(m.posted_at.date(), period), period_from, period_to)
         if cond is not None:
             m = m.filter(cond)
-        rows = rows.union(m.select(source=ibis.literal("mentions"), channel=channel_of(m.platform),
-                                   hours=_hours(m.replied_at, m.posted_at)))
+        rows = rows.union(
+            m.select(
+                source=ibis.literal("mentions"), channel=channel_of(m.platform), hours=_hours(m.replied_at, m.posted_at)
+            )
+        )
     return _reply_aggregate(rows, targets)
 
 

@@ -129,14 +129,21 @@ class Backtest:
     deciles: tuple  # ({decile, customers, predicted, actual}, ...), decile 1 = lowest prediction
 
     def as_json(self) -> dict:
-        return {"predicted": self.predicted, "actual": self.actual, "weeks": self.weeks,
-                "deciles": [{"decile": d["decile"], "predicted": d["predicted"], "actual": d["actual"]}
-                            for d in self.deciles]}
+        return {
+            "predicted": self.predicted,
+            "actual": self.actual,
+            "weeks": self.weeks,
+            "deciles": [
+                {"decile": d["decile"], "predicted": d["predicted"], "actual": d["actual"]} for d in self.deciles
+            ],
+        }
 
     def sentence(self) -> str:
-        """"over the last 26 weeks the model expected 1,650 repeat purchase days; there were 1,880"."""
-        return (f"over the last {self.weeks} weeks the model expected {self.predicted:,.0f} repeat purchase days; "
-                f"there were {self.actual:,}")
+        """ "over the last 26 weeks the model expected 1,650 repeat purchase days; there were 1,880"."""
+        return (
+            f"over the last {self.weeks} weeks the model expected {self.predicted:,.0f} repeat purchase days; "
+            f"there were {self.actual:,}"
+        )
 
 
 @dataclass(frozen=True)
@@ -162,9 +169,13 @@ class CustomerValue:
         """DESIGN.md ``clv{bgnbd{...}, gamma_gamma{...}, horizon_weeks, n_customers, backtest{...}}`` or None."""
         if self.bgnbd is None or self.gamma_gamma is None:
             return None
-        return {"bgnbd": self.bgnbd.as_json(), "gamma_gamma": self.gamma_gamma.as_json(),
-                "horizon_weeks": self.horizon_weeks, "n_customers": self.n_customers,
-                "backtest": None if self.backtest is None else self.backtest.as_json()}
+        return {
+            "bgnbd": self.bgnbd.as_json(),
+            "gamma_gamma": self.gamma_gamma.as_json(),
+            "horizon_weeks": self.horizon_weeks,
+            "n_customers": self.n_customers,
+            "backtest": None if self.backtest is None else self.backtest.as_json(),
+        }
 
 
 # ---------------------------------------------------------------- BG/NBD
@@ -218,8 +229,9 @@ class _BGNBDData:
         ux = self.ux.astype(float)
         cnt = self.ux_count
         # terms of x alone, summed with the number of customers at each x
-        ll = float(cnt @ (gammaln(r + ux) + betaln(a, b + ux))) + self.n * (-gammaln(r) + r * math.log(alpha)
-                                                                            - betaln(a, b))
+        ll = float(cnt @ (gammaln(r + ux) + betaln(a, b + ux))) + self.n * (
+            -gammaln(r) + r * math.log(alpha) - betaln(a, b)
+        )
         psi_rx, psi_bx, psi_abx = digamma(r + ux), digamma(b + ux), digamma(a + b + ux)
         g_r = float(cnt @ psi_rx) + self.n * (-digamma(r) + math.log(alpha))
         g_alpha = self.n * r / alpha
@@ -255,8 +267,12 @@ class _BGNBDData:
 
 def _starts(mean_x: float, mean_T: float) -> list[np.ndarray]:
     rate = max(mean_x, 0.05) / max(mean_T, 1.0)
-    return [np.log([1.0, 1.0 / rate, 1.0, 1.0]), np.log([0.5, 5.0, 0.8, 2.5]),
-            np.log([2.0, 20.0, 0.3, 1.0]), np.log([0.2, 1.0, 3.0, 10.0])]
+    return [
+        np.log([1.0, 1.0 / rate, 1.0, 1.0]),
+        np.log([0.5, 5.0, 0.8, 2.5]),
+        np.log([2.0, 20.0, 0.3, 1.0]),
+        np.log([0.2, 1.0, 3.0, 10.0]),
+    ]
 
 
 def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
@@ -291,8 +307,12 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
     for th0 in _starts(float(np.mean(x)), float(np.mean(T_days)) / 7):
         res = optimize.minimize(sub.nll, th0, jac=True, method="BFGS", options={"gtol": 1e-6, "maxiter": 200})
         if not np.isfinite(res.fun) or np.max(np.abs(res.x)) > _LOG_BOUND:
-            res = optimize.minimize(lambda th: sub.nll(th)[0], th0, method="Nelder-Mead",
-                                    options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 300})
+            res = optimize.minimize(
+                lambda th: sub.nll(th)[0],
+                th0,
+                method="Nelder-Mead",
+                options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 300},
+            )
         if np.isfinite(res.fun) and np.max(np.abs(res.x)) <= _LOG_BOUND and (best is None or res.fun < best.fun):
             best = res
     if best is None:
@@ -303,8 +323,13 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
         if full.n > FIT_SAMPLE:
             idx = np.random.default_rng(20050102).choice(full.n, FIT_SAMPLE, replace=False)
             final = _BGNBDData(x[idx], t_days[idx], T_days[idx])
-        theta = optimize.minimize(final.nll, theta, jac=True, method="BFGS",  # from the basin: a few steps
-                                  options={"gtol": 1e-6, "maxiter": 30}).x
+        theta = optimize.minimize(
+            final.nll,
+            theta,
+            jac=True,
+            method="BFGS",  # from the basin: a few steps
+            options={"gtol": 1e-6, "maxiter": 30},
+        ).x
     f, g = final.nll(theta)
     if not np.isfinite(f) or np.max(np.abs(g)) > 1e-4 or np.max(np.abs(theta)) > _LOG_BOUND:
         return None
@@ -316,6 +341,7 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False) -> BGNBD | None:
 
 def _fit_weeks(x, t_x, T) -> BGNBD | None:
     """The same estimator for summaries whose times are not whole days (plain evaluation)."""
+
     def nll(th):
         if np.any(np.abs(th) > 50):
             return np.inf
@@ -339,8 +365,11 @@ def _log_odds_dead(m: BGNBD, x, t_x, T) -> np.ndarray:
     """log of [x > 0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x); -inf when x = 0."""
     x = np.asarray(x, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = (math.log(m.a) - np.log(np.where(x > 0, m.b + x - 1, 1.0))
-             + (m.r + x) * (np.log(m.alpha + np.asarray(T, float)) - np.log(m.alpha + np.asarray(t_x, float))))
+        v = (
+            math.log(m.a)
+            - np.log(np.where(x > 0, m.b + x - 1, 1.0))
+            + (m.r + x) * (np.log(m.alpha + np.asarray(T, float)) - np.log(m.alpha + np.asarray(t_x, float)))
+        )
     return np.where(x > 0, v, -np.inf)
 
 
@@ -431,8 +460,15 @@ def gamma_gamma_loglik(p: float, q: float, gamma: float, x, m) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     m = np.asarray(m, dtype=float)
     px = p * x
-    return (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma) + (px - 1) * np.log(m)
-            + px * np.log(x) - (px + q) * np.log(gamma + m * x))
+    return (
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(gamma)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * np.log(gamma + m * x)
+    )
 
 
 def _gg_nll(x: np.ndarray, m: np.ndarray):
@@ -448,8 +484,14 @@ def _gg_nll(x: np.ndarray, m: np.ndarray):
         px = p * ux
         lg = np.log(g + m * x)
         pxi = px[xi]
-        ll = (float(np.bincount(xi, minlength=len(ux)) @ (gammaln(px + q) - gammaln(px))) - n * gammaln(q)
-              + n * q * math.log(g) + float((pxi - 1) @ lm) + float(pxi @ lx) - float((pxi + q) @ lg))
+        ll = (
+            float(np.bincount(xi, minlength=len(ux)) @ (gammaln(px + q) - gammaln(px)))
+            - n * gammaln(q)
+            + n * q * math.log(g)
+            + float((pxi - 1) @ lm)
+            + float(pxi @ lx)
+            - float((pxi + q) @ lg)
+        )
         cnt = np.bincount(xi, minlength=len(ux))
         dp = float(cnt @ (ux * (digamma(px + q) - digamma(px)))) + float(x @ lm) + float(x @ lx) - float(x @ lg)
         dq = float(cnt @ digamma(px + q)) - n * digamma(q) + n * math.log(g) - float(lg.sum())
@@ -487,8 +529,12 @@ def fit_gamma_gamma(x, m) -> GammaGamma | None:
     for th0 in (np.log([1.0, 2.0, mean_m]), np.log([5.0, 4.0, mean_m * 2]), np.log([0.5, 10.0, mean_m * 5])):
         res = optimize.minimize(start_nll, th0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 300})
         if not np.isfinite(res.fun) or np.max(np.abs(res.x)) > _LOG_BOUND:
-            res = optimize.minimize(lambda th: start_nll(th)[0], th0, method="Nelder-Mead",
-                                    options={"xatol": 1e-5, "fatol": 1e-10, "maxiter": 1500})
+            res = optimize.minimize(
+                lambda th: start_nll(th)[0],
+                th0,
+                method="Nelder-Mead",
+                options={"xatol": 1e-5, "fatol": 1e-10, "maxiter": 1500},
+            )
         if np.isfinite(res.fun) and np.max(np.abs(res.x)) <= _LOG_BOUND and (best is None or res.fun < best.fun):
             best = res
         if best is not None and np.max(np.abs(start_nll(best.x)[1])) < 1e-6:
@@ -547,13 +593,24 @@ SUMMARY_COLUMNS_SQL = """
        count(*) FILTER (WHERE orders > 0 AND d > CAST($cutoff AS DATE)) AS actual"""
 SUMMARY_FIELDS = ("customer_id", "x", "t_x_days", "T_days", "m", "cal_days", "cal_t_x_days", "cal_T_days", "actual")
 
-_SUMMARY_SQL = "WITH dy AS (__DAYS__) SELECT customer_id," + SUMMARY_COLUMNS_SQL + """
+_SUMMARY_SQL = (
+    "WITH dy AS (__DAYS__) SELECT customer_id,"
+    + SUMMARY_COLUMNS_SQL
+    + """
 FROM dy GROUP BY customer_id HAVING count(*) FILTER (WHERE orders > 0) > 0
 """
+)
 
 
-def summary(con, as_of: date, orders_sql: Callable[[object, date], str] | None = None, *, viewer: Viewer,
-            cutoff: date | None = None, days_sql: Callable[[object, date], str] | None = None) -> pd.DataFrame:
+def summary(
+    con,
+    as_of: date,
+    orders_sql: Callable[[object, date], str] | None = None,
+    *,
+    viewer: Viewer,
+    cutoff: date | None = None,
+    days_sql: Callable[[object, date], str] | None = None,
+) -> pd.DataFrame:
     """Per-customer x, t_x_days, T_days, m (NaN for x = 0) computed in DuckDB from the counted
     orders up to as_of: ``days_sql(con, as_of)`` gives per (customer, day) totals (advocates'
     ``_days_sql``, store.day_totals when fresh), else ``orders_sql(con, as_of)`` gives the orders.
@@ -609,17 +666,30 @@ def summary_from_rows(rows: pd.DataFrame | None, as_of: date, cutoff: date) -> p
     with np.errstate(invalid="ignore", divide="ignore"):
         m = np.where(x > 0, rows["repeat_net"].to_numpy(dtype=float) / np.where(x > 0, x, 1), np.nan)
     cal_t_x = np.where(cal_days > 0, cal_last.astype(np.int64) - first, np.nan)
-    return pd.DataFrame({"customer_id": rows["customer_id"].to_numpy(), "x": x, "t_x_days": last - first,
-                         "T_days": a - first, "m": m, "cal_days": cal_days, "cal_t_x_days": cal_t_x,
-                         "cal_T_days": c - first, "actual": rows["actual"].to_numpy(dtype=np.int64)})
+    return pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].to_numpy(),
+            "x": x,
+            "t_x_days": last - first,
+            "T_days": a - first,
+            "m": m,
+            "cal_days": cal_days,
+            "cal_t_x_days": cal_t_x,
+            "cal_T_days": c - first,
+            "actual": rows["actual"].to_numpy(dtype=np.int64),
+        }
+    )
 
 
 def _model_on(df: pd.DataFrame, horizon_weeks: float) -> tuple[BGNBD | None, GammaGamma | None, str | None]:
     x = df["x"].to_numpy(dtype=np.int64)
     repeaters = int((x >= 1).sum())
     if repeaters < MIN_REPEATERS:
-        return None, None, (f"only {repeaters} customers bought on more than one day (the model needs at least "
-                            f"{MIN_REPEATERS})")
+        return (
+            None,
+            None,
+            (f"only {repeaters} customers bought on more than one day (the model needs at least {MIN_REPEATERS})"),
+        )
     bg = fit_bgnbd(x, df["t_x_days"].to_numpy(), df["T_days"].to_numpy(), days=True)
     if bg is None:
         return None, None, "the repeat-buying model (BG/NBD) did not converge on these customers"
@@ -643,12 +713,19 @@ def _empty(as_of, horizon_weeks, n, reason, customers=None) -> CustomerValue:
     return CustomerValue(as_of, horizon_weeks, n, None, None, None, reason, customers)
 
 
-def customer_value(con, *, viewer: Viewer, as_of: date | None,
-                   orders_sql: Callable[[object, date], str] | None = None,
-                   horizon_weeks: int = HORIZON_WEEKS, backtest: bool = True,
-                   days_sql: Callable[[object, date], str] | None = None,
-                   summary_frame: pd.DataFrame | None = None, window: tuple | None = None,
-                   engine=None) -> CustomerValue:
+def customer_value(
+    con,
+    *,
+    viewer: Viewer,
+    as_of: date | None,
+    orders_sql: Callable[[object, date], str] | None = None,
+    horizon_weeks: int = HORIZON_WEEKS,
+    backtest: bool = True,
+    days_sql: Callable[[object, date], str] | None = None,
+    summary_frame: pd.DataFrame | None = None,
+    window: tuple | None = None,
+    engine=None,
+) -> CustomerValue:
     """BG/NBD + Gamma-Gamma as of ``as_of``, with a backtest on the same data.
 
     Backtest: the model is refitted on the counted orders up to ``cutoff = as_of - weeks`` (weeks =
@@ -667,8 +744,11 @@ def customer_value(con, *, viewer: Viewer, as_of: date | None,
         return _empty(None, horizon_weeks, 0, "no purchases yet")
     if summary_frame is not None or days_sql is not None or orders_sql is not None:
         cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks)
-        df = summary_frame if summary_frame is not None else summary(con, as_of, orders_sql, viewer=viewer,
-                                                                     cutoff=cutoff, days_sql=days_sql)
+        df = (
+            summary_frame
+            if summary_frame is not None
+            else summary(con, as_of, orders_sql, viewer=viewer, cutoff=cutoff, days_sql=days_sql)
+        )
     else:  # on the engine: the per-customer pass of cxstats.customer_aggregates
         from . import customer_aggregates as ca
 
@@ -694,9 +774,15 @@ def _backtest(df: pd.DataFrame, cutoff: date, weeks: int, history_days: int) -> 
     if weeks < MIN_BACKTEST_WEEKS:
         return None, f"the data cover {history_days} days: too short to hold out {MIN_BACKTEST_WEEKS} weeks and refit"
     cal = df[df["cal_days"] > 0]
-    cal = pd.DataFrame({"customer_id": cal["customer_id"].to_numpy(), "x": cal["cal_days"].to_numpy() - 1,
-                        "t_x_days": cal["cal_t_x_days"].to_numpy(), "T_days": cal["cal_T_days"].to_numpy(),
-                        "actual": cal["actual"].to_numpy()})
+    cal = pd.DataFrame(
+        {
+            "customer_id": cal["customer_id"].to_numpy(),
+            "x": cal["cal_days"].to_numpy() - 1,
+            "t_x_days": cal["cal_t_x_days"].to_numpy(),
+            "T_days": cal["cal_T_days"].to_numpy(),
+            "actual": cal["actual"].to_numpy(),
+        }
+    )
     bg = None
     x = cal["x"].to_numpy(dtype=np.int64)
     if int((x >= 1).sum()) >= MIN_REPEATERS:
@@ -708,8 +794,16 @@ def _backtest(df: pd.DataFrame, cutoff: date, weeks: int, history_days: int) -> 
     order = np.lexsort((cal["customer_id"].to_numpy(dtype=str), pred))
     dec = np.empty(len(pred), dtype=np.int64)
     dec[order] = np.arange(len(pred)) * 10 // max(len(pred), 1) + 1
-    deciles = tuple({"decile": int(d), "customers": int((dec == d).sum()), "predicted": float(pred[dec == d].sum()),
-                     "actual": int(actual[dec == d].sum())} for d in range(1, 11) if (dec == d).any())
+    deciles = tuple(
+        {
+            "decile": int(d),
+            "customers": int((dec == d).sum()),
+            "predicted": float(pred[dec == d].sum()),
+            "actual": int(actual[dec == d].sum()),
+        }
+        for d in range(1, 11)
+        if (dec == d).any()
+    )
     return Backtest(cutoff, weeks, float(pred.sum()), int(actual.sum()), len(cal), deciles), None
 
 
@@ -785,8 +879,9 @@ def _reason_column(cv: CustomerValue, pos: np.ndarray) -> np.ndarray:
         return out
     pairs = pd.DataFrame({"p": p2[want], "k": key[want]})
     codes, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs))
-    texts = np.array([reason_text(pp, (kk + 100 if kk < -50 else kk), 1, cv.horizon_weeks) for pp, kk in uniq],
-                     dtype=object)
+    texts = np.array(
+        [reason_text(pp, (kk + 100 if kk < -50 else kk), 1, cv.horizon_weeks) for pp, kk in uniq], dtype=object
+    )
     out[want] = texts[codes]
     return out
 
@@ -826,10 +921,16 @@ def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
         out[col] = np.where(pos >= 0, v[np.where(pos >= 0, pos, 0)], np.nan)
     texts = _reason_column(cv, pos)
     if any(t is not None for t in texts):
-        reasons = pa.array(out["reasons"].array) if not isinstance(out["reasons"].dtype, pd.ArrowDtype) \
+        reasons = (
+            pa.array(out["reasons"].array)
+            if not isinstance(out["reasons"].dtype, pd.ArrowDtype)
             else out["reasons"].array._pa_array
-        flags = pa.array(out["flag_text"].array) if not isinstance(out["flag_text"].dtype, pd.ArrowDtype) \
+        )
+        flags = (
+            pa.array(out["flag_text"].array)
+            if not isinstance(out["flag_text"].dtype, pd.ArrowDtype)
             else out["flag_text"].array._pa_array
+        )
         if isinstance(flags, pa.ChunkedArray):
             flags = flags.combine_chunks()
         new = _insert_before_flags(reasons, flags, texts)
@@ -837,7 +938,26 @@ def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
     return out
 
 
-__all__ = ["BGNBD", "GammaGamma", "Backtest", "CustomerValue", "bgnbd_loglik", "fit_bgnbd", "p_alive",
-           "expected_orders", "gamma_gamma_loglik", "fit_gamma_gamma", "expected_spend", "summary",
-           "customer_value", "reason_text", "horizon_text", "attach", "check_horizon", "check_p_alive",
-           "HORIZON_WEEKS", "MIN_REPEATERS", "CUSTOMER_FIELDS"]
+__all__ = [
+    "BGNBD",
+    "GammaGamma",
+    "Backtest",
+    "CustomerValue",
+    "bgnbd_loglik",
+    "fit_bgnbd",
+    "p_alive",
+    "expected_orders",
+    "gamma_gamma_loglik",
+    "fit_gamma_gamma",
+    "expected_spend",
+    "summary",
+    "customer_value",
+    "reason_text",
+    "horizon_text",
+    "attach",
+    "check_horizon",
+    "check_p_alive",
+    "HORIZON_WEEKS",
+    "MIN_REPEATERS",
+    "CUSTOMER_FIELDS",
+]

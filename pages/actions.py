@@ -45,13 +45,26 @@ try:
 except CxStatsError as exc:
     st.info(ui.escape_md(exc))
 if res is not None:
-    st.caption(f"{res.period}: items where this unit is clearly below the other units and that go with "
-               f"{res.metric.replace('_pct', ' %').upper()} across units; priority = gap x r.")
+    st.caption(
+        f"{res.period}: items where this unit is clearly below the other units and that go with "
+        f"{res.metric.replace('_pct', ' %').upper()} across units; priority = gap x r."
+    )
     for sentence in res.summary:
         st.info(ui.escape_md(sentence))
-    rows = [{"item": i.item, "unit mean": i.unit_mean, "others mean": i.others_mean, "gap": i.gap,
-             "gap 95% CI": ci(i.gap_ci_low, i.gap_ci_high), "r": i.r, "q": i.q, "priority": i.priority,
-             "focus area": i.focus} for i in res.items]
+    rows = [
+        {
+            "item": i.item,
+            "unit mean": i.unit_mean,
+            "others mean": i.others_mean,
+            "gap": i.gap,
+            "gap 95% CI": ci(i.gap_ci_low, i.gap_ci_high),
+            "r": i.r,
+            "q": i.q,
+            "priority": i.priority,
+            "focus area": i.focus,
+        }
+        for i in res.items
+    ]
     st.dataframe(rows, hide_index=True, width="stretch", key="act_focus_table")
     if res.strengths:
         st.caption("Strengths (clearly above the other units): " + ui.escape_md("; ".join(res.strengths)))
@@ -72,18 +85,27 @@ else:
     table = []
     for a in shown:
         fu = a.follow_up
-        table.append({
-            "id": a.action_id, "unit": a.unit_id, "item": a.item, "title": a.title, "owner": a.owner or "",
-            "due": a.due_date, "status": a.status,
-            "periods": "" if fu is None else f"{fu.baseline} -> {fu.outcome}",
-            "item change": None if fu is None else fu.item_change,
-            "item 95% CI": "" if fu is None else ci(fu.ci_low, fu.ci_high),
-            "CSAT % change": None if fu is None else fu.cx_change,
-            "CSAT 95% CI": "" if fu is None else ci(fu.cx_ci_low, fu.cx_ci_high, ".1f"),
-        })
+        table.append(
+            {
+                "id": a.action_id,
+                "unit": a.unit_id,
+                "item": a.item,
+                "title": a.title,
+                "owner": a.owner or "",
+                "due": a.due_date,
+                "status": a.status,
+                "periods": "" if fu is None else f"{fu.baseline} -> {fu.outcome}",
+                "item change": None if fu is None else fu.item_change,
+                "item 95% CI": "" if fu is None else ci(fu.ci_low, fu.ci_high),
+                "CSAT % change": None if fu is None else fu.cx_change,
+                "CSAT 95% CI": "" if fu is None else ci(fu.cx_ci_low, fu.cx_ci_high, ".1f"),
+            }
+        )
     st.dataframe(table, hide_index=True, width="stretch", key="act_plans_table")
-    st.caption("Follow-up: the unit's change from the last survey period ended before the plan was made to the "
-               "first period started after it, with Welch 95% intervals; blank until both periods have results.")
+    st.caption(
+        "Follow-up: the unit's change from the last survey period ended before the plan was made to the "
+        "first period started after it, with Welch 95% intervals; blank until both periods have results."
+    )
 
 if viewer.role in ("leader", "admin") and shown:
     st.subheader("Plans by item and status")
@@ -94,12 +116,27 @@ if viewer.role in ("leader", "admin") and shown:
         ui.show_error(exc)
         effects = ()
     if effects:
-        st.caption("Estimate, not proof: units with a plan on an item against units without, adjusted for the "
-                   "baseline score (ANCOVA, errors clustered by unit). Plans are not assigned at random.")
-        st.dataframe([{"item": e.item, "estimate": e.estimate, "95% CI": ci(e.ci_low, e.ci_high), "p": e.p,
-                       "units with plan": e.n_plan_units, "units without": e.n_other_units,
-                       "note": e.reason or ""} for e in effects], hide_index=True, width="stretch",
-                     key="act_effects")
+        st.caption(
+            "Estimate, not proof: units with a plan on an item against units without, adjusted for the "
+            "baseline score (ANCOVA, errors clustered by unit). Plans are not assigned at random."
+        )
+        st.dataframe(
+            [
+                {
+                    "item": e.item,
+                    "estimate": e.estimate,
+                    "95% CI": ci(e.ci_low, e.ci_high),
+                    "p": e.p,
+                    "units with plan": e.n_plan_units,
+                    "units without": e.n_other_units,
+                    "note": e.reason or "",
+                }
+                for e in effects
+            ],
+            hide_index=True,
+            width="stretch",
+            key="act_effects",
+        )
 
 
 def write(fn, **kwargs):
@@ -128,8 +165,7 @@ if writer:
             due = st.date_input("Due date", value=None, key="act_add_due")
             note = st.text_area("Note", key="act_add_note")
             if st.form_submit_button("Add plan"):
-                a = write(focus.add_action, unit_id=unit, item=item, title=title, owner=owner, due_date=due,
-                          note=note)
+                a = write(focus.add_action, unit_id=unit, item=item, title=title, owner=owner, due_date=due, note=note)
                 if a is not None:
                     st.success(f"Plan {a.action_id} added.")
                     st.rerun()
@@ -144,12 +180,23 @@ if writer:
             title = st.text_input("Title", value=cur.title, key=f"act_edit_title_{pick}", max_chars=200)
             owner = st.text_input("Owner", value=cur.owner or "", key=f"act_edit_owner_{pick}")
             due = st.date_input("Due date", value=cur.due_date, key=f"act_edit_due_{pick}")
-            status = st.selectbox("Status", list(focus.STATUSES), index=list(focus.STATUSES).index(cur.status),
-                                  key=f"act_edit_status_{pick}")
+            status = st.selectbox(
+                "Status",
+                list(focus.STATUSES),
+                index=list(focus.STATUSES).index(cur.status),
+                key=f"act_edit_status_{pick}",
+            )
             note = st.text_area("Note", value=cur.note or "", key=f"act_edit_note_{pick}")
             if st.form_submit_button("Save changes"):
-                a = write(focus.update_action, action_id=pick, title=title, owner=owner,
-                          due_date=due if isinstance(due, date) else "", status=status, note=note)
+                a = write(
+                    focus.update_action,
+                    action_id=pick,
+                    title=title,
+                    owner=owner,
+                    due_date=due if isinstance(due, date) else "",
+                    status=status,
+                    note=note,
+                )
                 if a is not None:
                     st.success(f"Plan {a.action_id} saved ({a.status}).")
                     st.rerun()

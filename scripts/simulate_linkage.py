@@ -44,10 +44,12 @@ def rate(k: int, n: int) -> str:
 
 def shocks(seeds: int) -> list[tuple[str, str, str, str]]:
     rows = []
-    for label, kw in [("40 units x 8 quarters, iid errors (CRV1)", {}),
-                      ("40 units x 8 quarters, AR(1) 0.7 errors (CRV1)", {"ar": 0.7}),
-                      ("12 units x 8 quarters, iid errors (CRV3)", {"units": 12}),
-                      ("12 units x 8 quarters, AR(1) 0.7 errors (CRV3)", {"units": 12, "ar": 0.7})]:
+    for label, kw in [
+        ("40 units x 8 quarters, iid errors (CRV1)", {}),
+        ("40 units x 8 quarters, AR(1) 0.7 errors (CRV1)", {"ar": 0.7}),
+        ("12 units x 8 quarters, iid errors (CRV3)", {"units": 12}),
+        ("12 units x 8 quarters, AR(1) 0.7 errors (CRV3)", {"units": 12, "ar": 0.7}),
+    ]:
         within = one_way = 0
         for seed in range(seeds):
             d = shock_panel(10_000 + seed, **kw)
@@ -78,8 +80,14 @@ def noisy(seeds: int) -> dict:
         width.append(c.ci_high - c.ci_low)
         cov += c.ci_low <= PLANTED <= c.ci_high
         cov_unc += fit.ci_low <= PLANTED <= fit.ci_high
-    return {"unc": np.array(unc), "cor": np.array(cor), "rel": np.array(rel), "width": np.array(width),
-            "cov": cov, "cov_unc": cov_unc}
+    return {
+        "unc": np.array(unc),
+        "cor": np.array(cor),
+        "rel": np.array(rel),
+        "width": np.array(width),
+        "cov": cov,
+        "cov_unc": cov_unc,
+    }
 
 
 def page(seeds: int) -> str:
@@ -97,7 +105,7 @@ def page(seeds: int) -> str:
         f"and 100 in the slow one). This run: {seeds} seeds per scenario, {secs:.0f} s, Python "
         f"{platform.python_version()}, numpy {np.__version__}. Rates carry a 95% Wilson interval.",
         "",
-        "The estimators are those of DESIGN.md, \"Linkage analysis\": the two-way fixed-effects slope",
+        'The estimators are those of DESIGN.md, "Linkage analysis": the two-way fixed-effects slope',
         "`cx ~ engagement + C(unit) + C(period)` with unit-clustered inference (CRV1 from 30 units, the jackknife",
         "CRV3 `V = (G-1)/G sum_g (b_(g) - b)^2` from 3 to 29, nothing below 3), t with G-1 degrees of freedom;",
         "`r_p` is the same test, so its rejection rate is the slope's. The corrected slope is `coef / reliability`",

@@ -50,7 +50,7 @@ implementation: `cxstats/programme.py`.
 - {sim.N_CUSTOMERS:,} customers over {sim.DAYS} days. Each buys as a Poisson process with a rate drawn
   from a gamma distribution (shape {sim.SHAPE}, mean {sim.BASE} orders per 90 days), from a start day
   drawn uniformly in the first 300 days (so tenure varies). Order amounts are log-normal (median 45).
-- **Targeted rewards (matched design).** Staff reward, on days {', '.join(map(str, sim.ROUNDS))}, the
+- **Targeted rewards (matched design).** Staff reward, on days {", ".join(map(str, sim.ROUNDS))}, the
   {sim.PER_ROUND} not yet rewarded customers with the highest "recent buying" score: orders in the
   last 90 days, minus 0.3 per month since the last order, plus a Gumbel(0, 1) judgement. These are the
   top recent buyers: their recent counts are high partly by luck, so their next 90 days fall back
@@ -66,12 +66,12 @@ implementation: `cxstats/programme.py`.
 
 | check | DESIGN.md threshold | result |
 |---|---|---|
-| matched, no effect: 95% CI holds 0 | (with the warning rule below) | {r['null_held']} of {n} |
-| matched, no effect: the estimate carries a warning | | {r['null_warned']} of {n} |
-| matched, no effect: CI holds 0 **or** a warning | >= 85 of 100 | **{r['null_ok']} of {n}** |
-| matched, planted +1: 95% CI holds +1 | >= 80 of 100 | **{r['planted_held']} of {n}** |
-| hold-out, no effect: Welch CI holds 0 | >= 90 of 100 | **{r['holdout_null_held']} of {n}** |
-| hold-out, planted +1: Welch CI holds +1 | >= 90 of 100 | **{r['holdout_planted_held']} of {n}** |
+| matched, no effect: 95% CI holds 0 | (with the warning rule below) | {r["null_held"]} of {n} |
+| matched, no effect: the estimate carries a warning | | {r["null_warned"]} of {n} |
+| matched, no effect: CI holds 0 **or** a warning | >= 85 of 100 | **{r["null_ok"]} of {n}** |
+| matched, planted +1: 95% CI holds +1 | >= 80 of 100 | **{r["planted_held"]} of {n}** |
+| hold-out, no effect: Welch CI holds 0 | >= 90 of 100 | **{r["holdout_null_held"]} of {n}** |
+| hold-out, planted +1: Welch CI holds +1 | >= 90 of 100 | **{r["holdout_planted_held"]} of {n}** |
 
 Other figures from the same runs:
 
@@ -102,8 +102,10 @@ recency, which are matched on; a choice driven by something the data do not hold
 only the hold-out is safe from that. That is why the Advocates page recommends the hold-out first.
 """
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} in {secs:.0f} s: null_ok {r['null_ok']}, planted {r['planted_held']}, "
-          f"holdout {r['holdout_null_held']}/{r['holdout_planted_held']} of {n}")
+    print(
+        f"wrote {args.out} in {secs:.0f} s: null_ok {r['null_ok']}, planted {r['planted_held']}, "
+        f"holdout {r['holdout_null_held']}/{r['holdout_planted_held']} of {n}"
+    )
     return 0
 
 

@@ -90,8 +90,19 @@ def make_app(monkeypatch, users_yaml):
 def texts(at) -> str:
     """Every visible text of a run, for 'does not show' checks."""
     parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "error", "warning",
-                 "success", "metric"):
+    for kind in (
+        "title",
+        "header",
+        "subheader",
+        "markdown",
+        "caption",
+        "text",
+        "info",
+        "error",
+        "warning",
+        "success",
+        "metric",
+    ):
         for el in getattr(at, kind, []):
             parts.append(str(getattr(el, "label", "")) + " " + str(getattr(el, "value", "")))
     for el in at.sidebar.markdown:

@@ -31,8 +31,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 LOGIN_FORM_TITLE = "Log in to cxstats"
 VIEWPORT = {"width": 1280, "height": 800}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 TIMEOUT_MS = 60_000  # every auto-waiting step is bounded by this (the machine is shared: generous)
 START_TIMEOUT_S = 90  # the server's first start (imports, first page) on a shared 2-core machine
 
@@ -48,8 +54,9 @@ class BrowserUser:
 
 # known passwords for the browser only; the manager's units are the ones the messy demo upload uses
 USERS = {
-    "manager": BrowserUser("mia", "manager-browser-1", "Mia Manager", "manager",
-                        ("S001", "S002", "S003", "S004", "S005", "S006")),
+    "manager": BrowserUser(
+        "mia", "manager-browser-1", "Mia Manager", "manager", ("S001", "S002", "S003", "S004", "S005", "S006")
+    ),
     "leader": BrowserUser("lee", "leader-browser-1", "Lee Leader", "leader"),
     "marketing": BrowserUser("max", "marketing-browser-1", "Max Marketing", "marketing"),
     # survey (engagement) files are loaded by admins only (issue 18)
@@ -67,8 +74,10 @@ def write_users(path: Path, users: dict[str, BrowserUser] = USERS) -> Path:
         if u.units:
             entry["units"] = list(u.units)
         entries[u.username] = entry
-    doc = {"cookie": {"name": "cxstats_browser_test", "key": os.urandom(16).hex(), "expiry_days": 1},
-           "credentials": {"usernames": entries}}
+    doc = {
+        "cookie": {"name": "cxstats_browser_test", "key": os.urandom(16).hex(), "expiry_days": 1},
+        "credentials": {"usernames": entries},
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 
@@ -99,14 +108,29 @@ class AppServer:
         self.stop()
 
     def start(self) -> None:
-        env = dict(os.environ, CXSTATS_DB=str(self.db), CXSTATS_USERS=str(self.users), CXSTATS_DEMO="0",
-                   PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ, CXSTATS_DB=str(self.db), CXSTATS_USERS=str(self.users), CXSTATS_DEMO="0", PYTHONPATH=str(ROOT)
+        )
         # the documented test hook would log every session in as one user: the journeys use the form
         env.pop("CXSTATS_TEST_USER", None)
         env.pop("CXSTATS_TESTING", None)
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-               "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(self.port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -160,8 +184,9 @@ def wait_idle(page, timeout_ms: int = TIMEOUT_MS) -> None:
     idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
     expect(idle).to_have_count(1, timeout=timeout_ms)
     # placeholders of elements not drawn yet (between two runs, e.g. the login cookie's rerun)
-    expect(page.locator('[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], '
-                        '[data-testid="stAppSkeleton"]')).to_have_count(0, timeout=timeout_ms)
+    expect(
+        page.locator('[data-testid="stSkeleton"], [data-testid="stSkeletonElement"], [data-testid="stAppSkeleton"]')
+    ).to_have_count(0, timeout=timeout_ms)
     expect(idle).to_have_count(1, timeout=timeout_ms)
 
 

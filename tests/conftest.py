@@ -36,32 +36,19 @@ FULL_ONLY = {"test_faults", "test_kill_import", "test_fuzz_ingest", "test_browse
 # (one case) or "module::test[prefix*" (the cases whose id starts so). What stays in the fast tier still
 # covers every module and every page: the reason names what does.
 FULL_ONLY_TESTS = {
-    "test_privacy_properties::test_suppressed_group_answers_change_nothing_shown":
-        "two databases x every shown figure x two viewers per example; the item-cell property runs shown() too",
-    "test_report::test_the_pdf_is_the_same_file_for_the_same_data":
-        "two PDF renders (charts through Chromium); the demo report is rendered once in the fast tier",
-    "test_report::test_a_suppressed_groups_pdf_and_slides_are_the_same":
-        "four renders; the report's sections and figures are compared without rendering in the fast tier",
-    "test_report::test_unknown_period_is_refused_and_a_good_one_writes_the_file":
-        "a subprocess and a slides render; the CLI's refusals stay in test_bad_out_is_refused_with_nothing_written",
-    "test_report::test_leader_builds_and_downloads_the_report_on_the_overview":
-        "an AppTest that renders the whole report; the Overview page has its AppTests in test_app_core",
-    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[broken.xlsx*":
-        "the bad.csv case walks every page; ingest's own tests refuse a broken workbook",
-    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[empty.csv*":
-        "the bad.csv case walks every page; ingest's own tests refuse an empty file",
-    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[header_only.csv*":
-        "the bad.csv case walks every page; ingest's own tests refuse a file without rows",
-    "test_app_core::test_five_wrong_passwords_lock_the_name_even_for_the_right_one":
-        "eight bcrypt checks through AppTest; test_auth's lockout tests and test_login_form_gates_every_page stay",
-    "test_app_pages::test_pages_render_their_charts_for_each_role[leader]":
-        "the local admin's case draws every chart page; test_each_role_reaches_exactly_its_pages walks each role",
-    "test_app_pages::test_pages_render_their_charts_for_each_role[manager]":
-        "as [leader]; test_manager_sees_only_his_units checks the manager's pages",
-    "test_app_pages::test_pages_render_their_charts_for_each_role[marketing]":
-        "as [leader]; test_customers_page_shows_marketing_no_employee_figures checks marketing's pages",
-    "test_probe_auth::test_successful_logins_do_not_count_against_the_address":
-        "25 bcrypt checks; the address lock itself stays in test_twenty_failures_from_one_address_lock_it_for_every_name",
+    "test_privacy_properties::test_suppressed_group_answers_change_nothing_shown": "two databases x every shown figure x two viewers per example; the item-cell property runs shown() too",
+    "test_report::test_the_pdf_is_the_same_file_for_the_same_data": "two PDF renders (charts through Chromium); the demo report is rendered once in the fast tier",
+    "test_report::test_a_suppressed_groups_pdf_and_slides_are_the_same": "four renders; the report's sections and figures are compared without rendering in the fast tier",
+    "test_report::test_unknown_period_is_refused_and_a_good_one_writes_the_file": "a subprocess and a slides render; the CLI's refusals stay in test_bad_out_is_refused_with_nothing_written",
+    "test_report::test_leader_builds_and_downloads_the_report_on_the_overview": "an AppTest that renders the whole report; the Overview page has its AppTests in test_app_core",
+    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[broken.xlsx*": "the bad.csv case walks every page; ingest's own tests refuse a broken workbook",
+    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[empty.csv*": "the bad.csv case walks every page; ingest's own tests refuse an empty file",
+    "test_app_core::test_a_bad_upload_writes_nothing_and_every_page_still_works[header_only.csv*": "the bad.csv case walks every page; ingest's own tests refuse a file without rows",
+    "test_app_core::test_five_wrong_passwords_lock_the_name_even_for_the_right_one": "eight bcrypt checks through AppTest; test_auth's lockout tests and test_login_form_gates_every_page stay",
+    "test_app_pages::test_pages_render_their_charts_for_each_role[leader]": "the local admin's case draws every chart page; test_each_role_reaches_exactly_its_pages walks each role",
+    "test_app_pages::test_pages_render_their_charts_for_each_role[manager]": "as [leader]; test_manager_sees_only_his_units checks the manager's pages",
+    "test_app_pages::test_pages_render_their_charts_for_each_role[marketing]": "as [leader]; test_customers_page_shows_marketing_no_employee_figures checks marketing's pages",
+    "test_probe_auth::test_successful_logins_do_not_count_against_the_address": "25 bcrypt checks; the address lock itself stays in test_twenty_failures_from_one_address_lock_it_for_every_name",
 }
 
 

@@ -23,33 +23,43 @@ _XLSX_PARTS = {
         'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
         'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
         '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
-        'officedocument.spreadsheetml.worksheet+xml"/></Types>'),
+        'officedocument.spreadsheetml.worksheet+xml"/></Types>'
+    ),
     "_rels/.rels": (
         '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
         '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+    ),
     "xl/workbook.xml": (
         '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
         '2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-        '<sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+        '<sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    ),
     "xl/_rels/workbook.xml.rels": (
         '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
         'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
-        'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'),
+        'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'
+    ),
 }
-SHEET_HEAD = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-              'spreadsheetml/2006/main"><sheetData>')
+SHEET_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+    'spreadsheetml/2006/main"><sheetData>'
+)
 SHEET_TAIL = "</sheetData></worksheet>"
-ODS_HEAD = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
-            'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-            'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
-            'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
-            '<office:body><office:spreadsheet><table:table table:name="Data">')
+ODS_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+    '<office:body><office:spreadsheet><table:table table:name="Data">'
+)
 ODS_TAIL = "</table:table></office:spreadsheet></office:body></office:document-content>"
-ODS_MANIFEST = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:'
-                'opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/"'
-                ' manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry '
-                'manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>')
+ODS_MANIFEST = (
+    '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:'
+    'opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/"'
+    ' manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry '
+    'manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>'
+)
 
 
 def _s(t: str) -> str:
@@ -87,8 +97,11 @@ def ods(table_xml: str) -> bytes:
 
 
 def _xlsx_rows(n: int, rng: random.Random) -> str:
-    return "".join(f"<row>{_s('S%03d' % rng.randrange(1000))}<c><v>{rng.randrange(45000, 46000)}</v></c>"
-                   f"<c><v>{rng.randrange(1, 6)}</v></c></row>" for _ in range(n))
+    return "".join(
+        f"<row>{_s('S%03d' % rng.randrange(1000))}<c><v>{rng.randrange(45000, 46000)}</v></c>"
+        f"<c><v>{rng.randrange(1, 6)}</v></c></row>"
+        for _ in range(n)
+    )
 
 
 def wide_xlsx(rows: int = 100_000, seed: int = 18) -> bytes:
@@ -99,10 +112,12 @@ def wide_xlsx(rows: int = 100_000, seed: int = 18) -> bytes:
 
 def wide_ods(rows: int = 100_000, seed: int = 18) -> bytes:
     rng = random.Random(seed)
-    wide = ('<table:table-row><table:table-cell table:number-columns-repeated="16380"/>' + _tf(1)
-            + "</table:table-row>")
-    body = "".join(f"<table:table-row>{_ts('S%03d' % rng.randrange(1000))}{_tf(rng.randrange(45000, 46000))}"
-                   f"{_tf(rng.randrange(1, 6))}</table:table-row>" for _ in range(rows))
+    wide = '<table:table-row><table:table-cell table:number-columns-repeated="16380"/>' + _tf(1) + "</table:table-row>"
+    body = "".join(
+        f"<table:table-row>{_ts('S%03d' % rng.randrange(1000))}{_tf(rng.randrange(45000, 46000))}"
+        f"{_tf(rng.randrange(1, 6))}</table:table-row>"
+        for _ in range(rows)
+    )
     return ods(ODS_HEADER + wide + body)
 
 
@@ -116,16 +131,39 @@ def _stored_zip(members: list[tuple[str, bytes, int, int, int]]) -> bytes:
     for name, deflated, method, crc, size in members:
         offset = out.tell()
         fn = name.encode()
-        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(deflated), size,
-                              len(fn), 0) + fn)
+        out.write(
+            struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(deflated), size, len(fn), 0) + fn
+        )
         out.write(deflated)
-        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc,
-                                   len(deflated), size, len(fn), 0, 0, 0, 0, 0, offset) + fn)
+        central.append(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(deflated),
+                size,
+                len(fn),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + fn
+        )
     cd_start = out.tell()
     for c in central:
         out.write(c)
-    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), out.tell() - cd_start,
-                          cd_start, 0))
+    out.write(
+        struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), out.tell() - cd_start, cd_start, 0)
+    )
     return out.getvalue()
 
 
@@ -169,8 +207,9 @@ def long_xlsx(inflated: int = 1_100_000_000, seed: int = 18) -> bytes:
     block = _block(row, 1 << 22, rng)
     head = (SHEET_HEAD + XLSX_HEADER).encode()
     members = [_plain(n, b) for n, b in _XLSX_PARTS.items()]
-    members.append(_member("xl/worksheets/sheet1.xml", head, block, max(1, inflated // len(block)),
-                           SHEET_TAIL.encode()))
+    members.append(
+        _member("xl/worksheets/sheet1.xml", head, block, max(1, inflated // len(block)), SHEET_TAIL.encode())
+    )
     return _stored_zip(members)
 
 

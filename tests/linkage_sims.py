@@ -60,8 +60,15 @@ def one_way_rm_p(d: pd.DataFrame) -> float:
     return float(2 * st.t.sf(abs(r * math.sqrt(dof / (1 - r * r))), dof))
 
 
-def noisy_panel(seed: int, units: int = 40, periods: int = 8, beta: float = PLANTED, resp_sd: float = 14.0,
-                lo: int = 5, hi: int = 25) -> pd.DataFrame:
+def noisy_panel(
+    seed: int,
+    units: int = 40,
+    periods: int = 8,
+    beta: float = PLANTED,
+    resp_sd: float = 14.0,
+    lo: int = 5,
+    hi: int = 25,
+) -> pd.DataFrame:
     """True engagement E_ut = 60 + a_u + q_t + e_ut (a ~ N(0, 7), q ~ N(0, 2), e ~ N(0, 6));
     n_ut ~ U{lo..hi} fresh respondents score E_ut + N(0, resp_sd) each; the measured index is
     their mean (``engagement``), with their sd (``index_sd``) and count (``respondents``).
@@ -77,15 +84,15 @@ def noisy_panel(seed: int, units: int = 40, periods: int = 8, beta: float = PLAN
         s = true[i] + rng.normal(0, resp_sd, n[i])
         means[i], sds[i] = s.mean(), s.std(ddof=1)
     cx = 75 + rng.normal(0, 5, units)[u] + rng.normal(0, 1.5, periods)[t] + beta * true + rng.normal(0, 2, u.size)
-    return pd.DataFrame({"unit": u, "period": t, "engagement": means, "cx": cx, "respondents": n,
-                         "index_sd": sds})
+    return pd.DataFrame({"unit": u, "period": t, "engagement": means, "cx": cx, "respondents": n, "index_sd": sds})
 
 
 def corrected_of(d: pd.DataFrame, b: int = stats.BOOT_B) -> tuple[stats.TwoWayFit, stats.Corrected]:
     """The uncorrected fit and the corrected slope of a :func:`noisy_panel`."""
     n = d["respondents"].to_numpy("float64")
     sd = d["index_sd"].to_numpy("float64")
-    tw = stats.TwoWayPanel(d["cx"], d["engagement"], d["unit"], d["period"], n_resp=n,
-                           noise_ss=(n - 1) * sd * sd, noise_dof=n - 1)
+    tw = stats.TwoWayPanel(
+        d["cx"], d["engagement"], d["unit"], d["period"], n_resp=n, noise_ss=(n - 1) * sd * sd, noise_dof=n - 1
+    )
     fit = tw.fit()
     return fit, stats.corrected_slope(tw, fit.coef, b=b)

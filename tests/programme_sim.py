@@ -123,9 +123,19 @@ def holds(iv: programme.Interval, value: float) -> bool:
 
 def rates(seeds, n_boot: int = 1000) -> dict:
     """Acceptance rates over ``seeds`` (DESIGN.md acceptance notes)."""
-    out = {"seeds": len(seeds), "null_held": 0, "null_warned": 0, "null_ok": 0, "planted_held": 0,
-           "holdout_null_held": 0, "holdout_planted_held": 0, "pairs": [], "null_estimates": [],
-           "planted_estimates": [], "naive": []}
+    out = {
+        "seeds": len(seeds),
+        "null_held": 0,
+        "null_warned": 0,
+        "null_ok": 0,
+        "planted_held": 0,
+        "holdout_null_held": 0,
+        "holdout_planted_held": 0,
+        "pairs": [],
+        "null_estimates": [],
+        "planted_estimates": [],
+        "naive": [],
+    }
     for s in seeds:
         d0 = matched_run(s, 0, n_boot)
         d1 = matched_run(s, 1, n_boot)

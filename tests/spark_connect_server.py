@@ -8,11 +8,18 @@ from pyspark.sql.connect.session import SparkSession as ConnectSession
 
 
 def main(port: str) -> None:
-    ConnectSession._start_connect_server("local[1]", {
-        "spark.connect.grpc.binding.port": port, "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "2", "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1"})
+    ConnectSession._start_connect_server(
+        "local[1]",
+        {
+            "spark.connect.grpc.binding.port": port,
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        },
+    )
     print("ready", flush=True)
     sys.stdin.read()
 

@@ -30,13 +30,27 @@ def load(con, kind: str, rows: list[dict]) -> int:
 
 def buy(cid, *days_before, amount=50.0, order_id=None):
     """Purchase rows: one order per entry of days_before (days before AS_OF)."""
-    return [{"customer_id": cid, "order_date": AS_OF - timedelta(days=d), "amount": amount,
-             "order_id": order_id or f"{cid}-o{i}-{d}"} for i, d in enumerate(days_before)]
+    return [
+        {
+            "customer_id": cid,
+            "order_date": AS_OF - timedelta(days=d),
+            "amount": amount,
+            "order_id": order_id or f"{cid}-o{i}-{d}",
+        }
+        for i, d in enumerate(days_before)
+    ]
 
 
 def post(cid=None, days_before=10, sentiment=0.8, handle=None, followers=100, text="love it"):
-    return {"customer_id": cid, "handle": handle, "posted_at": pd.Timestamp(AS_OF - timedelta(days=days_before)),
-            "platform": "x", "text": text, "followers": followers, "sentiment": sentiment}
+    return {
+        "customer_id": cid,
+        "handle": handle,
+        "posted_at": pd.Timestamp(AS_OF - timedelta(days=days_before)),
+        "platform": "x",
+        "text": text,
+        "followers": followers,
+        "sentiment": sentiment,
+    }
 
 
 def answer(cid, days_before=10, nps=None, csat=None):
@@ -46,20 +60,32 @@ def answer(cid, days_before=10, nps=None, csat=None):
 # ---------------------------------------------------------------- pure functions
 
 
-@pytest.mark.parametrize("x, expected", [
-    ([1, 1, 2, 5], [0.375, 0.375, 0.75, 1.0]),  # ties share the mean of ranks 1 and 2
-    ([3, 3, 3], [2 / 3, 2 / 3, 2 / 3]),
-    ([5], [1.0]),
-    ([-10, 0, 10], [1 / 3, 2 / 3, 1.0]),
-])
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        ([1, 1, 2, 5], [0.375, 0.375, 0.75, 1.0]),  # ties share the mean of ranks 1 and 2
+        ([3, 3, 3], [2 / 3, 2 / 3, 2 / 3]),
+        ([5], [1.0]),
+        ([-10, 0, 10], [1 / 3, 2 / 3, 1.0]),
+    ],
+)
 def test_percentile_ranks_tie_averaged(x, expected):
     assert advocates.percentile_ranks(x) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("score, tier", [
-    (100, "Champion"), (80, "Champion"), (79.999, "Advocate"), (60, "Advocate"),
-    (59.9, "Rising"), (40, "Rising"), (39.99, "Candidate"), (0, "Candidate"),
-])
+@pytest.mark.parametrize(
+    "score, tier",
+    [
+        (100, "Champion"),
+        (80, "Champion"),
+        (79.999, "Advocate"),
+        (60, "Advocate"),
+        (59.9, "Rising"),
+        (40, "Rising"),
+        (39.99, "Candidate"),
+        (0, "Candidate"),
+    ],
+)
 def test_tiers(score, tier):
     assert advocates.tier(score) == tier
 
@@ -69,29 +95,35 @@ def test_reach_is_log10_of_one_plus_followers(followers, reach):
     assert advocates.reach(followers) == pytest.approx(reach)
 
 
-@pytest.mark.parametrize("components, weights, expected", [
-    # hand-computed: 100*(.5*.8 + .3*.6 + .15*1 + .05*.5) / 1
-    ((0.8, 0.6, 1.0, 0.5), None, 75.5),
-    # satisfaction missing: 100*(.4 + .18 + .025) / .85
-    ((0.8, 0.6, None, 0.5), None, 60.5 / 0.85),
-    ((1.0, 1.0, 1.0, 1.0), None, 100.0),
-    ((0.0, 0.0, 0.0, 1.0), None, 5.0),
-    # user weights: 100*(1*.5 + 1*.5) / 2
-    ((0.5, 0.5, 0.5, 0.0), {"loyalty": 1, "advocacy": 1, "satisfaction": 0, "reach": 0}, 50.0),
-])
+@pytest.mark.parametrize(
+    "components, weights, expected",
+    [
+        # hand-computed: 100*(.5*.8 + .3*.6 + .15*1 + .05*.5) / 1
+        ((0.8, 0.6, 1.0, 0.5), None, 75.5),
+        # satisfaction missing: 100*(.4 + .18 + .025) / .85
+        ((0.8, 0.6, None, 0.5), None, 60.5 / 0.85),
+        ((1.0, 1.0, 1.0, 1.0), None, 100.0),
+        ((0.0, 0.0, 0.0, 1.0), None, 5.0),
+        # user weights: 100*(1*.5 + 1*.5) / 2
+        ((0.5, 0.5, 0.5, 0.0), {"loyalty": 1, "advocacy": 1, "satisfaction": 0, "reach": 0}, 50.0),
+    ],
+)
 def test_weighted_score_hand_values(components, weights, expected):
     assert advocates.weighted_score(*components, weights or advocates.DEFAULT_WEIGHTS) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("weights, ok", [
-    ({"reach": 0.05}, True),
-    ({"loyalty": 0.4, "advocacy": 0.3, "satisfaction": 0.2, "reach": 0.1}, True),  # exactly 0.1 of the total
-    ({"reach": 0.2}, False),  # 0.2 of 1.15 > 0.1
-    ({"loyalty": 0, "advocacy": 0, "satisfaction": 1, "reach": 0.1}, False),
-    ({"loyalty": -1}, False),
-    ({"followers": 1}, False),
-    ({"loyalty": "a lot"}, False),
-])
+@pytest.mark.parametrize(
+    "weights, ok",
+    [
+        ({"reach": 0.05}, True),
+        ({"loyalty": 0.4, "advocacy": 0.3, "satisfaction": 0.2, "reach": 0.1}, True),  # exactly 0.1 of the total
+        ({"reach": 0.2}, False),  # 0.2 of 1.15 > 0.1
+        ({"loyalty": 0, "advocacy": 0, "satisfaction": 1, "reach": 0.1}, False),
+        ({"loyalty": -1}, False),
+        ({"followers": 1}, False),
+        ({"loyalty": "a lot"}, False),
+    ],
+)
 def test_reach_weight_cap_and_weight_validation(weights, ok):
     if ok:
         w = advocates.check_weights(weights)
@@ -119,8 +151,10 @@ def _tied_purchases(seed: int) -> pd.DataFrame:
         cid = f"{c:05d}"
         for o in range(int(rng.choice([1, 1, 1, 1, 2, 2, 3, 5]))):
             d = AS_OF - timedelta(days=int(rng.choice([0, 7, 30, 30, 90, 400])) - int(rng.choice([0, 0, 0, 20])))
-            amounts = [Decimal(str(rng.choice(["10.00", "20.00", "19.99", "10.10", "20.20"])))
-                       for _ in range(int(rng.integers(1, 4)))]
+            amounts = [
+                Decimal(str(rng.choice(["10.00", "20.00", "19.99", "10.10", "20.20"])))
+                for _ in range(int(rng.integers(1, 4)))
+            ]
             kind = rng.random()
             if kind < 0.1:
                 amounts.append(-sum(amounts))  # fully returned: nets to exactly zero
@@ -138,10 +172,12 @@ def _pandas_rfm(p: pd.DataFrame, as_of: date) -> pd.DataFrame:
     p["okey"] = [f"row{i}" if pd.isna(o) else o for i, o in zip(p.index, p["order_id"])]
     orders = p.groupby(["customer_id", "okey"]).agg(d=("order_date", "min"), net=("amount", "sum")).reset_index()
     counted = orders[orders["net"] > 0]
-    ref = pd.DataFrame({
-        "orders": counted.groupby("customer_id").size(),
-        "last": counted.groupby("customer_id")["d"].max(),
-    })
+    ref = pd.DataFrame(
+        {
+            "orders": counted.groupby("customer_id").size(),
+            "last": counted.groupby("customer_id")["d"].max(),
+        }
+    )
     ref["spend"] = p.groupby("customer_id")["amount"].sum().reindex(ref.index).astype(float)
     ref["recency_days"] = [(as_of - d).days for d in ref["last"]]
     ref["R"] = (-ref["recency_days"]).rank(method="average", pct=True)
@@ -177,10 +213,16 @@ GATE_CASES = {
     "two orders and a positive post": (buy("A", 5, 50), [post("A")], [], True),
     "one order and a positive post": (buy("B", 5), [post("B")], [], False),
     "two lines of one order": (buy("C", 5, order_id="C1") + buy("C", 5, order_id="C1"), [post("C")], [], False),
-    "second order fully returned": (buy("D", 5) + [{"customer_id": "D", "order_date": AS_OF - timedelta(days=3),
-                                                    "amount": 20.0, "order_id": "D9"},
-                                                   {"customer_id": "D", "order_date": AS_OF - timedelta(days=3),
-                                                    "amount": -20.0, "order_id": "D9"}], [post("D")], [], False),
+    "second order fully returned": (
+        buy("D", 5)
+        + [
+            {"customer_id": "D", "order_date": AS_OF - timedelta(days=3), "amount": 20.0, "order_id": "D9"},
+            {"customer_id": "D", "order_date": AS_OF - timedelta(days=3), "amount": -20.0, "order_id": "D9"},
+        ],
+        [post("D")],
+        [],
+        False,
+    ),
     "two orders and a promoter answer": (buy("E", 5, 50), [], [answer("E", 100, nps=9)], True),
     "two orders and a passive answer only": (buy("F", 5, 50), [], [answer("F", 100, nps=8)], False),
     "negative post 30 days ago": (buy("G", 5, 50), [post("G", 200), post("G", 30, -0.6)], [], False),
@@ -195,11 +237,19 @@ GATE_CASES = {
     "negative threshold -0.05 recent": (buy("P", 5, 50), [post("P"), post("P", 5, -0.05)], [], False),
     "positive post after as_of": (buy("Q", 5, 50), [post("Q", -3)], [], False),
     "second order after as_of": (buy("R", 5, -2), [post("R")], [], False),
-    "two rows without order_id": ([{"customer_id": "S", "order_date": AS_OF, "amount": 5.0, "order_id": None}] * 2,
-                                  [post("S")], [], True),
+    "two rows without order_id": (
+        [{"customer_id": "S", "order_date": AS_OF, "amount": 5.0, "order_id": None}] * 2,
+        [post("S")],
+        [],
+        True,
+    ),
     "mention by handle only": (buy("T", 5, 50), [post(None, handle="@Tee_Fan")], [], True),
-    "influencer: one order, huge reach, no positive post": (buy("U", 5), [post("U", sentiment=0.0, followers=10**8)],
-                                                           [], False),
+    "influencer: one order, huge reach, no positive post": (
+        buy("U", 5),
+        [post("U", sentiment=0.0, followers=10**8)],
+        [],
+        False,
+    ),
 }
 
 
@@ -237,8 +287,17 @@ def test_listed_customers_sorted_and_scored_as_documented(gate_db):
 def test_satisfaction_prefers_latest_nps_then_csat(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("A", 1, 2) + buy("B", 1, 2) + buy("C", 1, 2))
-        load(con, "feedback", [answer("A", 300, nps=10), answer("A", 200, nps=9, csat=1),
-                               answer("B", 200, csat=5), answer("B", 150, csat=4), answer("B", 100, nps=None, csat=4)])
+        load(
+            con,
+            "feedback",
+            [
+                answer("A", 300, nps=10),
+                answer("A", 200, nps=9, csat=1),
+                answer("B", 200, csat=5),
+                answer("B", 150, csat=4),
+                answer("B", 100, nps=None, csat=4),
+            ],
+        )
         load(con, "mentions", [post("A"), post("B"), post("C")])
         every = advocates.score(con, as_of=AS_OF, viewer=ADMIN).everyone.set_index("customer_id")
     assert every.loc["A", "satisfaction"] == pytest.approx(0.9)  # latest NPS 9, CSAT ignored
@@ -279,9 +338,25 @@ def test_json_fields_exactly_as_design(gate_db):
     assert js["as_of"] == "2024-06-30"
     assert len(js["customers"]) == 3
     for c in js["customers"]:
-        assert list(c) == ["customer_id", "score", "tier", "orders", "spend", "recency_days", "positive_mentions",
-                           "negative_mentions", "reach", "nps", "consent", "recently_rewarded", "reasons",
-                           "contributions", "p_alive", "expected_orders", "expected_value"]
+        assert list(c) == [
+            "customer_id",
+            "score",
+            "tier",
+            "orders",
+            "spend",
+            "recency_days",
+            "positive_mentions",
+            "negative_mentions",
+            "reach",
+            "nps",
+            "consent",
+            "recently_rewarded",
+            "reasons",
+            "contributions",
+            "p_alive",
+            "expected_orders",
+            "expected_value",
+        ]
         assert set(c["contributions"]) == {"loyalty", "advocacy", "satisfaction", "reach"}
         assert isinstance(c["reasons"], list) and c["reasons"]
     json.dumps(js)
@@ -304,8 +379,14 @@ def test_reasons_in_plain_language(db):
         load(con, "mentions", [post("A", 10 + i, text=f"great shop {i}") for i in range(4)])
         load(con, "feedback", [answer("A", 20, nps=10)])
         r = advocates.score(con, as_of=AS_OF, viewer=ADMIN).customers.iloc[0]
-    assert list(r["reasons"][:6]) == ["5 orders in 14 months", "spent 125.00", "last order 5 days ago",
-                                "4 positive posts", "NPS 10", "100 followers"]
+    assert list(r["reasons"][:6]) == [
+        "5 orders in 14 months",
+        "spent 125.00",
+        "last order 5 days ago",
+        "4 positive posts",
+        "NPS 10",
+        "100 followers",
+    ]
 
 
 def test_default_as_of_is_latest_order_date(db):
@@ -348,19 +429,33 @@ def test_cli_text_output(gate_db, capsys):
 
 def test_duplicate_and_fraud_flags_explained_not_scored_away(db):
     with store.connect(db) as con:
-        load(con, "purchases", buy("A", 5, 50) + buy("B", 5, 50) + buy("C", 5, 50) + buy("D", 5, 50)
-             + [{"customer_id": "C", "order_date": AS_OF - timedelta(days=4), "amount": -80.0, "order_id": "C-ret"}])
-        load(con, "customers", [
-            {"customer_id": "A", "email": "Same@Example.com", "marketing_consent": True},
-            {"customer_id": "B", "email": "same@example.com ", "marketing_consent": True},
-            {"customer_id": "C", "email": "c@example.com"},
-            {"customer_id": "D", "email": "d@example.com", "handle": "dee"},
-        ])
+        load(
+            con,
+            "purchases",
+            buy("A", 5, 50)
+            + buy("B", 5, 50)
+            + buy("C", 5, 50)
+            + buy("D", 5, 50)
+            + [{"customer_id": "C", "order_date": AS_OF - timedelta(days=4), "amount": -80.0, "order_id": "C-ret"}],
+        )
+        load(
+            con,
+            "customers",
+            [
+                {"customer_id": "A", "email": "Same@Example.com", "marketing_consent": True},
+                {"customer_id": "B", "email": "same@example.com ", "marketing_consent": True},
+                {"customer_id": "C", "email": "c@example.com"},
+                {"customer_id": "D", "email": "d@example.com", "handle": "dee"},
+            ],
+        )
         load(con, "mentions", [post(x) for x in "ABC"] + [post("D", 10 + i, text="Best shop ever!") for i in range(4)])
         res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     df = res.customers.set_index("customer_id")
     assert set(df.index) == set("ABCD")  # flagged customers stay listed, with their scores
-    assert tuple(df.loc["A", "flags"]) == ("duplicate_email",) and "flag: same email as customer B" in df.loc["A", "reasons"]
+    assert (
+        tuple(df.loc["A", "flags"]) == ("duplicate_email",)
+        and "flag: same email as customer B" in df.loc["A", "reasons"]
+    )
     assert tuple(df.loc["B", "flags"]) == ("duplicate_email",)
     assert tuple(df.loc["C", "flags"]) == ("mostly_returns",)
     assert any("returned 80%" in r for r in df.loc["C", "reasons"])
@@ -377,10 +472,14 @@ def test_rewards_cooldown_and_to_reward(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("A", 5, 50) + buy("B", 5, 50) + buy("C", 5, 50))
         load(con, "mentions", [post("A"), post("B"), post("C")])
-        advocates.record_reward(con, "A", AS_OF - timedelta(days=30), "voucher", 10, "thanks", viewer=Viewer("marketing"))
+        advocates.record_reward(
+            con, "A", AS_OF - timedelta(days=30), "voucher", 10, "thanks", viewer=Viewer("marketing")
+        )
         advocates.record_reward(con, "B", AS_OF - timedelta(days=120), "gift", viewer=Viewer("marketing"))
         res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
-        stored = con.execute("SELECT customer_id, reward_type, CAST(value AS DOUBLE) FROM rewards ORDER BY 1").fetchall()
+        stored = con.execute(
+            "SELECT customer_id, reward_type, CAST(value AS DOUBLE) FROM rewards ORDER BY 1"
+        ).fetchall()
         kinds = {b.kind for b in store.list_batches(con)}
     df = res.customers.set_index("customer_id")
     assert df.loc["A", "recently_rewarded"] and not df.loc["B", "recently_rewarded"]
@@ -398,14 +497,17 @@ def test_cooldown_follows_setting(db):
         assert not advocates.score(con, as_of=AS_OF, viewer=ADMIN).customers.iloc[0]["recently_rewarded"]
 
 
-@pytest.mark.parametrize("role, kwargs, error", [
-    ("leader", {}, AccessDenied),
-    ("manager", {}, AccessDenied),
-    ("marketing", {"customer_id": ""}, CxStatsError),
-    ("marketing", {"reward_date": "someday"}, CxStatsError),
-    ("marketing", {"reward_type": " "}, CxStatsError),
-    ("marketing", {"value": "ten"}, CxStatsError),
-])
+@pytest.mark.parametrize(
+    "role, kwargs, error",
+    [
+        ("leader", {}, AccessDenied),
+        ("manager", {}, AccessDenied),
+        ("marketing", {"customer_id": ""}, CxStatsError),
+        ("marketing", {"reward_date": "someday"}, CxStatsError),
+        ("marketing", {"reward_type": " "}, CxStatsError),
+        ("marketing", {"value": "ten"}, CxStatsError),
+    ],
+)
 def test_record_reward_refusals(db, role, kwargs, error):
     args = {"customer_id": "A", "reward_date": "2024-06-01", "reward_type": "voucher", "value": None} | kwargs
     with pytest.raises(error):
@@ -440,8 +542,10 @@ def test_demo_planted_advocates_rank_near_top(tmp_path):
 def test_vader_fills_sentiment_missing_from_the_file(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("A", 5, 50) + buy("B", 5, 50))
-        rows = [post("A", sentiment=None, text="I love this shop, the staff are wonderful!"),
-                post("B", sentiment=None, text="Das Personal war sehr freundlich und hilfsbereit.")]
+        rows = [
+            post("A", sentiment=None, text="I love this shop, the staff are wonderful!"),
+            post("B", sentiment=None, text="Das Personal war sehr freundlich und hilfsbereit."),
+        ]
         load(con, "mentions", [dict(r, sentiment_source=None) for r in rows])
         res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
     every = res.everyone.set_index("customer_id")

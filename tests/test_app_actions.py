@@ -36,8 +36,14 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
     qs = demo.demo_quarters()
     with store.connect(fresh_demo_db) as con:
         item = focus.focus_areas(con, "S001", viewer=ADMIN).items[0].item
-        old = focus.add_action(con, viewer=ADMIN, unit_id="S001", item=item, title="Earlier plan",
-                               now=datetime.combine(qs[-2][1] + timedelta(days=10), datetime.min.time()))
+        old = focus.add_action(
+            con,
+            viewer=ADMIN,
+            unit_id="S001",
+            item=item,
+            title="Earlier plan",
+            now=datetime.combine(qs[-2][1] + timedelta(days=10), datetime.min.time()),
+        )
     at = make_app(fresh_demo_db, "manager")
     switch(at, PAGE)
     _clean(at, "open")

@@ -46,8 +46,16 @@ def assert_clean(at, where: str = "") -> None:
 # ---------------------------------------------------------------- roles and navigation
 
 
-TITLES = {"overview": "Overview", "upload": "Upload", "engagement": "Engagement", "customers": "Customers",
-          "linkage": "Linkage", "actions": "Actions", "advocates": "Advocates", "data": "Data"}
+TITLES = {
+    "overview": "Overview",
+    "upload": "Upload",
+    "engagement": "Engagement",
+    "customers": "Customers",
+    "linkage": "Linkage",
+    "actions": "Actions",
+    "advocates": "Advocates",
+    "data": "Data",
+}
 
 
 @pytest.mark.parametrize("role", list(ROLE_PAGES), ids=lambda r: r or "local-admin")
@@ -81,8 +89,10 @@ def _probe_page(make_app, db, user, **setup):
 
     make_app(db, user, run=False)  # sets the environment for the probe
     args = ", ".join(f"{k}={v!r}" for k, v in setup.items())
-    script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport streamlit as st\nimport ui\n" \
-             f"ui.page_setup('Probe', {args})\nst.write('SECRET CONTENT')\n"
+    script = (
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport streamlit as st\nimport ui\n"
+        f"ui.page_setup('Probe', {args})\nst.write('SECRET CONTENT')\n"
+    )
     probe = AppTest.from_string(script, default_timeout=30)
     probe.run()
     return probe
@@ -225,15 +235,17 @@ def test_load_good_rows_only_then_undo_on_the_data_page(make_app, fresh_demo_db)
     at.button[[b.label for b in at.button].index("Undo batch")].click().run()
     assert_clean(at)
     # the message is Markdown-escaped (it holds a file name): compare its text without the escapes
-    assert any(f"Batch {new.batch_id} (feedback, 2 rows from bad.csv) undone" in s.value.replace("\\", "")
-               for s in at.success), [s.value for s in at.success]
+    assert any(
+        f"Batch {new.batch_id} (feedback, 2 rows from bad.csv) undone" in s.value.replace("\\", "") for s in at.success
+    ), [s.value for s in at.success]
     with store.connect(fresh_demo_db) as con:
         assert store.list_batches(con)[-1].undone
 
 
 def test_a_clean_upload_is_loaded_and_the_numbers_change(make_app, fresh_demo_db):
     good = b"unit_id,date,csat,response_id\n" + b"".join(
-        f"S007,2026-10-{d:02d},1,G{d}\n".encode() for d in range(1, 29))
+        f"S007,2026-10-{d:02d},1,G{d}\n".encode() for d in range(1, 29)
+    )
     at = make_app(fresh_demo_db)
     at.sidebar.multiselect(key="cx_f_units").set_value(["S007"]).run()
     before = {m.label: m.value for m in at.metric}["CSAT %"]

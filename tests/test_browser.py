@@ -203,7 +203,9 @@ def test_admin_uploads_messy_survey_file_fixes_it_and_sees_numbers_change(page, 
     expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
     respondents_after = metric_value(page, RESPONDENTS)
     assert int(respondents_after.replace(",", "")) > int(respondents_before.replace(",", "")), (
-        respondents_before, respondents_after)
+        respondents_before,
+        respondents_after,
+    )
     step(page, "j1_06_admin_overview_after", "admin Overview after the upload")
 
 
@@ -266,8 +268,12 @@ def test_marketing_exports_consented_formula_safe_csv(page, server, demo_state):
     assert not unknown, f"exported rows that match no customer: {unknown[:5]}"
     not_consented = [e for e in emails if e not in demo_state["consented_emails"]]
     assert not not_consented, f"customers without marketing consent exported: {not_consented[:5]}"
-    unsafe = [(line, col, v) for line, r in enumerate(rows, start=2) for col, v in r.items()
-              if str(v).startswith(FORMULA_START)]
+    unsafe = [
+        (line, col, v)
+        for line, r in enumerate(rows, start=2)
+        for col, v in r.items()
+        if str(v).startswith(FORMULA_START)
+    ]
     assert not unsafe, f"cells a spreadsheet would run as formulas: {unsafe[:5]}"
     # the demo's social handles start with @: they must arrive neutralised, not dropped
     assert any(r["handle"].startswith("'@") for r in rows), "no neutralised @handle in the export"
@@ -315,8 +321,9 @@ def test_marketing_exports_a_list_with_a_hold_out(page, server, demo_state):
     assert listed, "the hold-out export has no rows on the demo data"
 
     with store.connect(demo_state["db"], wait_s=30) as con:  # the server holds the file only per operation
-        eid, pct, seed = con.execute("SELECT export_id, max(pct), max(seed) FROM holdouts GROUP BY export_id "
-                                     "ORDER BY export_id DESC LIMIT 1").fetchall()[0]
+        eid, pct, seed = con.execute(
+            "SELECT export_id, max(pct), max(seed) FROM holdouts GROUP BY export_id ORDER BY export_id DESC LIMIT 1"
+        ).fetchall()[0]
         arms = con.execute("SELECT customer_id, arm FROM holdouts WHERE export_id = ?", [eid]).fetchall()
         every_held = {c for (c,) in con.execute("SELECT customer_id FROM holdouts WHERE arm = 'holdout'").fetchall()}
     held = {c for c, a in arms if a == "holdout"}
@@ -426,8 +433,9 @@ def test_the_advocates_table_offers_no_built_in_download(page, server):
     # ... without its "Download as CSV" (the export's own download is the audited one, further down)
     labels = [b.get_attribute("aria-label") or b.inner_text() for b in toolbar.get_by_role("button").all()]
     assert labels and not any("download" in (x or "").lower() for x in labels), labels
-    expect(page.get_by_test_id("stElementToolbar").get_by_role("button", name=re.compile(r"download", re.I))
-           ).to_have_count(0)
+    expect(
+        page.get_by_test_id("stElementToolbar").get_by_role("button", name=re.compile(r"download", re.I))
+    ).to_have_count(0)
 
 
 # ---------------------------------------------------------------- a hostile workbook (issue 18.1)

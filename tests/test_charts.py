@@ -94,16 +94,28 @@ def test_heatmap_never_draws_a_value_marked_suppressed():
 
 def test_trend_overall_line_pools_respondents():
     # 2025-Q1: (70*10 + 50*30) / 40 = 55; 2025-Q2: only U1 kept -> 72
-    groups = pd.DataFrame({"unit_id": ["U1", "U2", "U1"], "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
-                           "respondents": [10, 30, 8], "index": [70.0, 50.0, 72.0],
-                           "score_sum": [700.0, 1500.0, 576.0]})
+    groups = pd.DataFrame(
+        {
+            "unit_id": ["U1", "U2", "U1"],
+            "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
+            "respondents": [10, 30, 8],
+            "index": [70.0, 50.0, 72.0],
+            "score_sum": [700.0, 1500.0, 576.0],
+        }
+    )
     fig = charts.engagement_trend(groups)
     assert list(fig.data[0].y) == pytest.approx([55.0, 72.0])
 
 
 def test_trend_by_unit_leaves_missing_periods_as_gaps():
-    groups = pd.DataFrame({"unit_id": ["U1", "U2", "U1"], "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
-                           "respondents": [10, 30, 8], "index": [70.0, 50.0, 72.0]})
+    groups = pd.DataFrame(
+        {
+            "unit_id": ["U1", "U2", "U1"],
+            "period": ["2025-Q1", "2025-Q1", "2025-Q2"],
+            "respondents": [10, 30, 8],
+            "index": [70.0, 50.0, 72.0],
+        }
+    )
     fig = charts.engagement_trend(groups, by_unit=True)
     u2 = [t for t in fig.data if t.name == "U2"][0]
     assert list(u2.y) == [50.0, None]
@@ -123,11 +135,13 @@ def test_answer_distribution_shares_per_item():
     "build",
     [
         lambda u: charts.engagement_heatmap(pd.DataFrame([{"unit_id": u, "item": "i", "n": 5, "favourable": 2}])),
-        lambda u: charts.linkage_scatter([{"unit_id": u, "engagement": 50, "cx": 70, "respondents": 9,
-                                           "cx_responses": 40}]),
+        lambda u: charts.linkage_scatter(
+            [{"unit_id": u, "engagement": 50, "cx": 70, "respondents": 9, "cx_responses": 40}]
+        ),
         lambda u: charts.cx_bars(pd.DataFrame({"unit_id": [u], "csat_pct": [80.0]}), by="unit_id", value="csat_pct"),
-        lambda u: charts.contributions_chart(pd.DataFrame({"customer_id": [u], "score": [70],
-                                                          "contribution_loyalty": [40.0]})),
+        lambda u: charts.contributions_chart(
+            pd.DataFrame({"customer_id": [u], "score": [70], "contribution_loyalty": [40.0]})
+        ),
     ],
 )
 def test_user_text_is_escaped(build):
@@ -140,8 +154,10 @@ def test_user_text_is_escaped(build):
 
 
 def test_scatter_has_points_fit_and_band():
-    units = [{"unit_id": f"U{i}", "engagement": 50 + i, "cx": 60 + 0.5 * i + (i % 3), "respondents": 10,
-              "cx_responses": 30} for i in range(10)]
+    units = [
+        {"unit_id": f"U{i}", "engagement": 50 + i, "cx": 60 + 0.5 * i + (i % 3), "respondents": 10, "cx_responses": 30}
+        for i in range(10)
+    ]
     fig = charts.linkage_scatter(units, metric="csat_pct")
     names = [t.name for t in fig.data]
     assert names == ["95% band of the fit", "fit (OLS)", "unit"]
@@ -149,8 +165,10 @@ def test_scatter_has_points_fit_and_band():
 
 
 def test_lag_chart_error_bars_are_ci_minus_estimate():
-    lags = [{"lag": 1, "coef": 0.2, "ci_low": 0.05, "ci_high": 0.4, "p": 0.01, "n": 50, "r": 0.3},
-            {"lag": -1, "coef": 0.0, "ci_low": -0.1, "ci_high": 0.1, "p": 0.9, "n": 50, "r": 0.0}]
+    lags = [
+        {"lag": 1, "coef": 0.2, "ci_low": 0.05, "ci_high": 0.4, "p": 0.01, "n": 50, "r": 0.3},
+        {"lag": -1, "coef": 0.0, "ci_low": -0.1, "ci_high": 0.1, "p": 0.9, "n": 50, "r": 0.0},
+    ]
     tr = charts.lag_chart(lags).data[0]
     assert list(tr.x) == [-1, 1]
     assert list(tr.error_y.array) == pytest.approx([0.1, 0.2])
@@ -158,8 +176,10 @@ def test_lag_chart_error_bars_are_ci_minus_estimate():
 
 
 def test_drivers_sorted_by_absolute_r():
-    drivers = [{"item": "a", "r": 0.1, "ci_low": -0.2, "ci_high": 0.4, "p": 0.5, "q": 0.5},
-               {"item": "b", "r": -0.6, "ci_low": -0.8, "ci_high": -0.3, "p": 0.001, "q": 0.002}]
+    drivers = [
+        {"item": "a", "r": 0.1, "ci_low": -0.2, "ci_high": 0.4, "p": 0.5, "q": 0.5},
+        {"item": "b", "r": -0.6, "ci_low": -0.8, "ci_high": -0.3, "p": 0.001, "q": 0.002},
+    ]
     tr = charts.drivers_chart(drivers).data[0]
     assert list(tr.y) == ["b", "a"]
 
@@ -197,8 +217,17 @@ def test_quartile_title_carries_difference_and_interval():
 
 def test_pool_cx_nps_and_margin_by_hand():
     # 50 promoters, 20 detractors of 100: NPS 30; SE = 100 * sqrt((.5 + .2 - .3^2) / 100) = 7.8102
-    frame = pd.DataFrame({"unit_id": ["A", "A"], "csat_n": [3, 1], "csat_top2": [2, 1], "csat_sum": [11.0, 5.0],
-                          "nps_n": [60, 40], "promoters": [30, 20], "detractors": [12, 8]})
+    frame = pd.DataFrame(
+        {
+            "unit_id": ["A", "A"],
+            "csat_n": [3, 1],
+            "csat_top2": [2, 1],
+            "csat_sum": [11.0, 5.0],
+            "nps_n": [60, 40],
+            "promoters": [30, 20],
+            "detractors": [12, 8],
+        }
+    )
     row = charts.pool_cx(frame, "unit_id").iloc[0]
     assert row["nps"] == pytest.approx(30.0)
     assert row["nps_se"] == pytest.approx(7.810250, abs=1e-6)
@@ -208,8 +237,9 @@ def test_pool_cx_nps_and_margin_by_hand():
 
 
 def test_nps_bars_carry_margin_of_error():
-    df = pd.DataFrame({"unit_id": ["A", "B"], "nps": [30.0, 10.0], "low": [20.0, -5.0], "high": [40.0, 25.0],
-                       "n": [100, 50]})
+    df = pd.DataFrame(
+        {"unit_id": ["A", "B"], "nps": [30.0, 10.0], "low": [20.0, -5.0], "high": [40.0, 25.0], "n": [100, 50]}
+    )
     tr = charts.cx_bars(df, by="unit_id", value="nps", low="low", high="high", n="n").data[0]
     assert list(tr.error_y.array) == pytest.approx([10, 15])
     assert list(tr.error_y.arrayminus) == pytest.approx([10, 15])
@@ -217,18 +247,29 @@ def test_nps_bars_carry_margin_of_error():
 
 
 def test_response_times_in_percent():
-    df = pd.DataFrame({"source": ["mentions", "feedback"], "channel": ["twitter", "email"], "target_hours": [1, 6],
-                       "contacts": [10, 4], "share_within_target": [0.5, 0.25], "median_hours": [0.9, 7.0]})
+    df = pd.DataFrame(
+        {
+            "source": ["mentions", "feedback"],
+            "channel": ["twitter", "email"],
+            "target_hours": [1, 6],
+            "contacts": [10, 4],
+            "share_within_target": [0.5, 0.25],
+            "median_hours": [0.9, 7.0],
+        }
+    )
     tr = charts.response_times(df).data[0]
     assert list(tr.y) == pytest.approx([50, 25])
     assert list(tr.x) == ["twitter (mentions)", "email (feedback)"]
 
 
 def test_programme_effect_is_labelled_estimate():
-    means = pd.DataFrame({"group": ["rewarded", "comparison"], "orders_before": [1.0, 1.0],
-                          "orders_after": [1.5, 1.1]})
-    eff = {"means": means, "orders": {"estimate": 0.4, "ci_low": 0.1, "ci_high": 0.7}, "n_treated": 12,
-           "design": "matched"}
+    means = pd.DataFrame({"group": ["rewarded", "comparison"], "orders_before": [1.0, 1.0], "orders_after": [1.5, 1.1]})
+    eff = {
+        "means": means,
+        "orders": {"estimate": 0.4, "ci_low": 0.1, "ci_high": 0.7},
+        "n_treated": 12,
+        "design": "matched",
+    }
     fig = charts.programme_effect_chart(eff)
     assert "estimate" in fig.layout.title.text and "+0.40" in fig.layout.title.text
     assert [list(t.y) for t in fig.data] == [[1.0, 1.5], [1.0, 1.1]]
@@ -237,8 +278,17 @@ def test_programme_effect_is_labelled_estimate():
 
 
 def test_wave_change_title_has_interval():
-    ch = {"period_from": "2025-Q1", "period_to": "2025-Q2", "index_from": 60.0, "index_to": 65.0, "change": 5.0,
-          "ci_low": 1.5, "ci_high": 8.5, "n_from": 20, "n_to": 22}
+    ch = {
+        "period_from": "2025-Q1",
+        "period_to": "2025-Q2",
+        "index_from": 60.0,
+        "index_to": 65.0,
+        "change": 5.0,
+        "ci_low": 1.5,
+        "ci_high": 8.5,
+        "n_from": 20,
+        "n_to": 22,
+    }
     fig = charts.wave_change(ch)
     assert "+5.0" in fig.layout.title.text and "+1.5" in fig.layout.title.text
 
@@ -258,8 +308,13 @@ def test_wave_change_title_has_interval():
     ],
 )
 def test_in_selection_whole_units_and_periods(units, p_from, p_to, expected):
-    frame = pd.DataFrame({"unit_id": ["A", "A", "B", "B"], "period": ["2025-Q1", "2025-Q2", "2025-Q1", "2025-Q3"],
-                          "tag": ["a1", "a2", "b1", "b3"]})
+    frame = pd.DataFrame(
+        {
+            "unit_id": ["A", "A", "B", "B"],
+            "period": ["2025-Q1", "2025-Q2", "2025-Q1", "2025-Q3"],
+            "tag": ["a1", "a2", "b1", "b3"],
+        }
+    )
     assert list(charts.in_selection(frame, units, p_from, p_to)["tag"]) == expected
 
 
@@ -276,8 +331,12 @@ def test_pooled_index_weights_by_respondents(respondents, index, expected):
 def test_backtest_chart():
     from cxstats import charts as ch
 
-    bt = {"weeks": 26, "predicted": 30.0, "actual": 33, "deciles": [
-        {"decile": 1, "predicted": 1.0, "actual": 2}, {"decile": 2, "predicted": 29.0, "actual": 31}]}
+    bt = {
+        "weeks": 26,
+        "predicted": 30.0,
+        "actual": 33,
+        "deciles": [{"decile": 1, "predicted": 1.0, "actual": 2}, {"decile": 2, "predicted": 29.0, "actual": 31}],
+    }
     fig = ch.backtest_chart(bt)
     assert [t.name for t in fig.data] == ["expected by the model", "actual"]
     assert list(fig.data[1].y) == [2, 31] and "26 weeks" in fig.layout.title.text

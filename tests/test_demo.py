@@ -57,7 +57,8 @@ def _panel(d: demo.DemoData, min_group: int = 5) -> pd.DataFrame:
 def _within_fit(panel: pd.DataFrame):
     codes = panel["unit_id"].astype("category").cat.codes
     return smf.ols("csat_pct ~ engagement + C(unit_id) + C(quarter)", panel).fit(
-        cov_type="cluster", cov_kwds={"groups": codes}, use_t=True)
+        cov_type="cluster", cov_kwds={"groups": codes}, use_t=True
+    )
 
 
 # ---------------------------------------------------------------- determinism and shapes
@@ -85,12 +86,15 @@ def test_different_seed_differs(data):
     assert other.true_advocates != data.true_advocates
 
 
-@pytest.mark.parametrize("end, first, last", [
-    (date(2026, 11, 26), "2024-Q4", "2026-Q3"),
-    (date(2026, 10, 1), "2024-Q4", "2026-Q3"),  # first day of a quarter: that quarter is not complete
-    (date(2026, 9, 30), "2024-Q3", "2026-Q2"),
-    (date(2025, 1, 15), "2023-Q1", "2024-Q4"),
-])
+@pytest.mark.parametrize(
+    "end, first, last",
+    [
+        (date(2026, 11, 26), "2024-Q4", "2026-Q3"),
+        (date(2026, 10, 1), "2024-Q4", "2026-Q3"),  # first day of a quarter: that quarter is not complete
+        (date(2026, 9, 30), "2024-Q3", "2026-Q2"),
+        (date(2025, 1, 15), "2023-Q1", "2024-Q4"),
+    ],
+)
 def test_quarters_end_with_last_complete_quarter(end, first, last):
     qs = demo.demo_quarters(end, 8)
     assert (qs[0][0], qs[-1][0], len(qs)) == (first, last, 8)
@@ -111,7 +115,11 @@ def test_shapes_in_designed_ranges(data):
     assert data.engagement_answers["score"].between(1, 5).all()
     assert data.engagement["enps"].dropna().between(0, 10).all()
     # a wave stays inside its calendar quarter
-    q = data.engagement["survey_date"].dt.year.astype(str) + "-Q" + data.engagement["survey_date"].dt.quarter.astype(str)
+    q = (
+        data.engagement["survey_date"].dt.year.astype(str)
+        + "-Q"
+        + data.engagement["survey_date"].dt.quarter.astype(str)
+    )
     assert (q == data.engagement["wave"]).all()
     assert 20_000 <= len(data.feedback) <= 99_999
     assert data.feedback["csat"].dropna().between(1, 5).all()
@@ -308,8 +316,14 @@ def test_failed_demo_load_takes_back_its_batches(db, monkeypatch):
 
 def test_ensure_demo_leaves_real_data_alone(db):
     with store.connect(db) as con:
-        store.load_batch(con, "units", {"units": pd.DataFrame({"unit_id": ["A"], "row_no": [2]})},
-                         file_name="units.csv", sha256="x", rows=1)
+        store.load_batch(
+            con,
+            "units",
+            {"units": pd.DataFrame({"unit_id": ["A"], "row_no": [2]})},
+            file_name="units.csv",
+            sha256="x",
+            rows=1,
+        )
     assert demo.ensure_demo(db) is False
     assert not demo.is_demo(db)
 
@@ -319,9 +333,23 @@ def test_is_demo_false_once_real_data_joins(tmp_path):
     demo.build_demo(db, seed=1, units=6, customers=100, end=END)
     assert demo.is_demo(db)
     with store.connect(db) as con:
-        store.load_batch(con, "rewards", {"rewards": pd.DataFrame(
-            {"customer_id": ["C00001"], "reward_date": [date(2026, 10, 1)], "reward_type": ["voucher"], "row_no": [2]})},
-            file_name="rewards.csv", sha256="y", rows=1)
+        store.load_batch(
+            con,
+            "rewards",
+            {
+                "rewards": pd.DataFrame(
+                    {
+                        "customer_id": ["C00001"],
+                        "reward_date": [date(2026, 10, 1)],
+                        "reward_type": ["voucher"],
+                        "row_no": [2],
+                    }
+                )
+            },
+            file_name="rewards.csv",
+            sha256="y",
+            rows=1,
+        )
     assert not demo.is_demo(db)
 
 
@@ -344,8 +372,15 @@ def test_demo_command(cli_inprocess, tmp_path):
 
 def test_messy_files_are_committed_and_small():
     names = {p.name for p in DEMO_DIR.iterdir()}
-    assert {"engagement_messy.xlsx", "engagement_messy_error.xlsx", "feedback_messy.csv", "units.csv",
-            "purchases.csv", "mentions.csv", "customers.csv"} <= names
+    assert {
+        "engagement_messy.xlsx",
+        "engagement_messy_error.xlsx",
+        "feedback_messy.csv",
+        "units.csv",
+        "purchases.csv",
+        "mentions.csv",
+        "customers.csv",
+    } <= names
     assert sum(p.stat().st_size for p in DEMO_DIR.iterdir()) < 1_000_000
 
 
@@ -365,14 +400,18 @@ def test_messy_engagement_xlsx_is_messy_as_designed(data):
     units = {r[0] for r in body}
     assert len(units) == 6 and units <= set(data.units["unit_id"])
     assert 40 <= len(body) <= 60
-    labels = {v for r in body for v in r[4:4 + len(data.items)]}
+    labels = {v for r in body for v in r[4 : 4 + len(data.items)]}
     assert set(demo.LIKERT_LABELS) <= labels and labels <= set(demo.LIKERT_LABELS) | {None, "N/A"}
 
 
 def test_messy_engagement_error_file_has_exactly_one_error():
     good, bad = _sheet_rows("engagement_messy.xlsx"), _sheet_rows("engagement_messy_error.xlsx")
-    diffs = [(i + 1, good[2][j], b) for i, (g_row, b_row) in enumerate(zip(good, bad))
-             for j, (g, b) in enumerate(zip(g_row, b_row)) if g != b]
+    diffs = [
+        (i + 1, good[2][j], b)
+        for i, (g_row, b_row) in enumerate(zip(good, bad))
+        for j, (g, b) in enumerate(zip(g_row, b_row))
+        if g != b
+    ]
     err = demo.MESSY_ERROR
     assert diffs == [(err["row"], err["column"], err["value"])]
 
@@ -393,9 +432,16 @@ def test_messy_feedback_csv_is_semicolon_cp1252_with_decimal_commas():
     assert df["Satisfaction"].dropna().between(1, 5).all()
 
 
-@pytest.mark.parametrize("name, kind", [("units.csv", "units"), ("purchases.csv", "purchases"),
-                                         ("mentions.csv", "mentions"), ("customers.csv", "customers"),
-                                         ("rewards.csv", "rewards")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("units.csv", "units"),
+        ("purchases.csv", "purchases"),
+        ("mentions.csv", "mentions"),
+        ("customers.csv", "customers"),
+        ("rewards.csv", "rewards"),
+    ],
+)
 def test_clean_examples_have_canonical_headers(name, kind):
     df = pd.read_csv(DEMO_DIR / name, dtype=str)
     assert len(df) > 0

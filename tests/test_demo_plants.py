@@ -127,9 +127,11 @@ def test_what_changed_finds_the_planted_changes_and_little_else(built, monkeypat
     m0 = sum(c.unit_id not in planted for c in every)
     false = [k for k in listed if k[0] not in planted]
     bound = int(stats.binom.ppf(0.99, m0, focus.Q_CHANGE * r / m))
-    print(f"what changed: {r} listed of {m} compared; planted found {len(planted)}/4; false flags "
-          f"{len(false)} of {m0} unchanged comparisons {false} (expected {m0 * focus.Q_CHANGE * r / m:.2f}, "
-          f"99% bound {bound})")
+    print(
+        f"what changed: {r} listed of {m} compared; planted found {len(planted)}/4; false flags "
+        f"{len(false)} of {m0} unchanged comparisons {false} (expected {m0 * focus.Q_CHANGE * r / m:.2f}, "
+        f"99% bound {bound})"
+    )
     assert len(false) <= bound
     # the command line gives the same listing
     assert _cli("changes", "--db", db, "--json") == res.as_json()
@@ -160,9 +162,11 @@ def test_p_alive_separates_the_customers_who_stopped(built):
     stopped = rep["customer_id"].isin(gone)
     auc = roc_auc_score(~stopped, rep["p_alive"])
     lapsed = rep["p_alive"] < 0.5
-    print(f"P(alive) AUC {auc:.3f} over {len(rep)} customers with repeat days ({int(stopped.sum())} stopped); "
-          f"quartiles {np.round(np.quantile(rep['p_alive'], [0.25, 0.5, 0.75]), 2).tolist()}; "
-          f"{int(lapsed.sum())} below 0.5")
+    print(
+        f"P(alive) AUC {auc:.3f} over {len(rep)} customers with repeat days ({int(stopped.sum())} stopped); "
+        f"quartiles {np.round(np.quantile(rep['p_alive'], [0.25, 0.5, 0.75]), 2).tolist()}; "
+        f"{int(lapsed.sum())} below 0.5"
+    )
     assert auc >= 0.8, auc
     assert rep["p_alive"].quantile(0.1) < 0.5 < rep["p_alive"].quantile(0.9)  # a spread, not ~1 for all
     # the Advocates table carries "probably lapsed" reasons, and the model's backtest is shown

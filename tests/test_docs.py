@@ -102,7 +102,6 @@ def test_developing_api_table_matches_the_code(module, api):
         assert not missing, f"{module}.{name}: documented parameters {missing} are not in {list(real)}"
 
 
-
 def test_design_cli_block_matches_the_parser():
     """DESIGN.md's command-line block (the contract, beside the repo) lists each command's options."""
     design = ROOT.parent / "shared" / "DESIGN.md"

@@ -38,21 +38,46 @@ def small_lake(lake: Path, purchases_amount=None, customer_id_type=pa.string(), 
     amount = purchases_amount if purchases_amount is not None else _money(["10.00", "-2.50", "7.25"])
     ids = pa.array(["C1", "C2", "C9"]) if customer_id_type == pa.string() else pa.array([1, 2, 9], customer_id_type)
     tables = {
-        "purchases": pa.table({"customer_id": ids, "order_date": [d(2025, 3, 1), d(2025, 4, 1), d(2025, 5, 1)],
-                               "amount": amount, "order_id": ["O1", "O2", "O3"], "unit_id": ["U1", "U1", "U2"]}),
-        "feedback": pa.table({"unit_id": ["U1", "U2", "U2"], "date": [d(2025, 1, 2)] * 3,
-                              "csat": pa.array([5, 4, 1], pa.int64()), "customer_id": ["C1", None, "C9"]}),
-        "mentions": pa.table({"customer_id": ["C1", None, None],
-                              "handle": ["@one", " @Nine ", "@two"],
-                              "posted_at": [dt.datetime(2025, 2, 1, 12)] * 3,
-                              "sentiment": [0.5, 0.9, -0.2]}),
-        "customers": pa.table({"customer_id": ["C1", "C1", "C1", "C2", "C9"],
-                               "email": ["a@x.org", "a@x.org", "a@x.org", "b@x.org", "Nine@X.org"],
-                               "handle": ["one", "one", "one", "two", "nine"],
-                               "marketing_consent": [True, True, False, True, True],
-                               "updated_at": [dt.datetime(2025, 1, 1), dt.datetime(2025, 6, 1),
-                                              dt.datetime(2025, 6, 1), dt.datetime(2025, 1, 1),
-                                              dt.datetime(2025, 1, 1)]}),
+        "purchases": pa.table(
+            {
+                "customer_id": ids,
+                "order_date": [d(2025, 3, 1), d(2025, 4, 1), d(2025, 5, 1)],
+                "amount": amount,
+                "order_id": ["O1", "O2", "O3"],
+                "unit_id": ["U1", "U1", "U2"],
+            }
+        ),
+        "feedback": pa.table(
+            {
+                "unit_id": ["U1", "U2", "U2"],
+                "date": [d(2025, 1, 2)] * 3,
+                "csat": pa.array([5, 4, 1], pa.int64()),
+                "customer_id": ["C1", None, "C9"],
+            }
+        ),
+        "mentions": pa.table(
+            {
+                "customer_id": ["C1", None, None],
+                "handle": ["@one", " @Nine ", "@two"],
+                "posted_at": [dt.datetime(2025, 2, 1, 12)] * 3,
+                "sentiment": [0.5, 0.9, -0.2],
+            }
+        ),
+        "customers": pa.table(
+            {
+                "customer_id": ["C1", "C1", "C1", "C2", "C9"],
+                "email": ["a@x.org", "a@x.org", "a@x.org", "b@x.org", "Nine@X.org"],
+                "handle": ["one", "one", "one", "two", "nine"],
+                "marketing_consent": [True, True, False, True, True],
+                "updated_at": [
+                    dt.datetime(2025, 1, 1),
+                    dt.datetime(2025, 6, 1),
+                    dt.datetime(2025, 6, 1),
+                    dt.datetime(2025, 1, 1),
+                    dt.datetime(2025, 1, 1),
+                ],
+            }
+        ),
         "units": pa.table({"unit_id": ["U1", "U2"], "unit_name": ["One", "Two"]}),
     }
     for name, t in tables.items():
@@ -74,17 +99,26 @@ def _rows(t, name, *cols):
 # ---------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("env, kind, desc", [
-    ({}, "duckdb", "DuckDB file {db}"),
-    ({"CXSTATS_ENGINE": "duckdb"}, "duckdb", "DuckDB file {db}"),
-    ({"CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
-    ({"CXSTATS_ENGINE": "lake", "CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
-    ({"CXSTATS_ENGINE": "Spark", "CXSTATS_LAKE": "{lake}"}, "spark", "Spark local[2] over {lake}"),
-    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "spark://h:7077"}, "spark",
-     "Spark spark://h:7077 over {lake}"),
-    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "s3://b/lake", "CXSTATS_SPARK": "sc://h:15002"}, "spark",
-     "Spark sc://h:15002 over s3://b/lake"),
-])
+@pytest.mark.parametrize(
+    "env, kind, desc",
+    [
+        ({}, "duckdb", "DuckDB file {db}"),
+        ({"CXSTATS_ENGINE": "duckdb"}, "duckdb", "DuckDB file {db}"),
+        ({"CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
+        ({"CXSTATS_ENGINE": "lake", "CXSTATS_LAKE": "{lake}"}, "lake", "Parquet lake {lake} (DuckDB)"),
+        ({"CXSTATS_ENGINE": "Spark", "CXSTATS_LAKE": "{lake}"}, "spark", "Spark local[2] over {lake}"),
+        (
+            {"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "spark://h:7077"},
+            "spark",
+            "Spark spark://h:7077 over {lake}",
+        ),
+        (
+            {"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "s3://b/lake", "CXSTATS_SPARK": "sc://h:15002"},
+            "spark",
+            "Spark sc://h:15002 over s3://b/lake",
+        ),
+    ],
+)
 def test_config_from_env(tmp_path, env, kind, desc):
     db = tmp_path / "x.duckdb"
     env = {k: v.format(lake=tmp_path) for k, v in env.items()}
@@ -94,14 +128,17 @@ def test_config_from_env(tmp_path, env, kind, desc):
     assert cfg.describe() == desc.format(db=db, lake=tmp_path)
 
 
-@pytest.mark.parametrize("env, fragment", [
-    ({"CXSTATS_ENGINE": "presto"}, "unknown CXSTATS_ENGINE='presto'"),
-    ({"CXSTATS_ENGINE": "spark"}, "CXSTATS_ENGINE=spark needs CXSTATS_LAKE"),
-    ({"CXSTATS_ENGINE": "lake"}, "CXSTATS_ENGINE=lake needs CXSTATS_LAKE"),
-    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "yarn"}, "CXSTATS_SPARK='yarn' is not"),
-    ({"CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
-    ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"CXSTATS_ENGINE": "presto"}, "unknown CXSTATS_ENGINE='presto'"),
+        ({"CXSTATS_ENGINE": "spark"}, "CXSTATS_ENGINE=spark needs CXSTATS_LAKE"),
+        ({"CXSTATS_ENGINE": "lake"}, "CXSTATS_ENGINE=lake needs CXSTATS_LAKE"),
+        ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}", "CXSTATS_SPARK": "yarn"}, "CXSTATS_SPARK='yarn' is not"),
+        ({"CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
+        ({"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": "{lake}/nowhere"}, "nowhere: no such folder"),
+    ],
+)
 def test_bad_config_one_clear_message(tmp_path, env, fragment):
     env = {k: v.format(lake=tmp_path) for k, v in env.items()}
     with pytest.raises(CxStatsError) as e:
@@ -176,10 +213,15 @@ def test_lake_tables_types_and_current_customers(tmp_path):
 def _erase(db: Path, kind: str, ident: str, handles=(), emails=()):
     key = KEY.encode()
     with store.connect(db) as con:
-        con.execute("INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs, email_hmacs) VALUES (1, ?, ?, ?, ?)",
-                    [kind, store.identifier_hmac(key, ident, "id"),
-                     ";".join(store.identifier_hmac(key, h, "handle") for h in handles),
-                     ";".join(store.identifier_hmac(key, e, "email") for e in emails)])
+        con.execute(
+            "INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs, email_hmacs) VALUES (1, ?, ?, ?, ?)",
+            [
+                kind,
+                store.identifier_hmac(key, ident, "id"),
+                ";".join(store.identifier_hmac(key, h, "handle") for h in handles),
+                ";".join(store.identifier_hmac(key, e, "email") for e in emails),
+            ],
+        )
 
 
 def test_lake_leaves_out_erased_ids_handles_and_emails(tmp_path, monkeypatch):
@@ -218,14 +260,24 @@ def _float_money():
     return pa.array([10.0, -2.5, 7.25], pa.float64())
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda lake: small_lake(lake, drop="mentions"), "missing dataset mentions/"),
-    (lambda lake: (small_lake(lake, drop="units"), (lake / "units").mkdir()), "dataset units/ holds no Parquet files"),
-    (lambda lake: small_lake(lake, purchases_amount=_float_money()),
-     "purchases/ column amount: expected decimal(18, 2), found float64"),
-    (lambda lake: small_lake(lake, customer_id_type=pa.int64()),
-     "purchases/ column customer_id: expected string, found int64 (ids are text)"),
-])
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda lake: small_lake(lake, drop="mentions"), "missing dataset mentions/"),
+        (
+            lambda lake: (small_lake(lake, drop="units"), (lake / "units").mkdir()),
+            "dataset units/ holds no Parquet files",
+        ),
+        (
+            lambda lake: small_lake(lake, purchases_amount=_float_money()),
+            "purchases/ column amount: expected decimal(18, 2), found float64",
+        ),
+        (
+            lambda lake: small_lake(lake, customer_id_type=pa.int64()),
+            "purchases/ column customer_id: expected string, found int64 (ids are text)",
+        ),
+    ],
+)
 def test_bad_lake_one_clear_message(tmp_path, make, fragment):
     lake = tmp_path / "lake"
     make(lake)
@@ -273,8 +325,9 @@ def small_demo(tmp_path_factory):
     try:
         assert cli.main(["demo", "--db", str(db), "--units", "6", "--customers", "300", "--seed", "5"]) == 0
         with store.connect(db) as con:
-            victim = con.execute("SELECT customer_id FROM mentions WHERE customer_id IS NOT NULL "
-                                 "ORDER BY 1 LIMIT 1").fetchall()[0][0]
+            victim = con.execute(
+                "SELECT customer_id FROM mentions WHERE customer_id IS NOT NULL ORDER BY 1 LIMIT 1"
+            ).fetchall()[0][0]
         governance.forget(db, "customer", [victim], viewer=ADMIN)
     finally:
         if old is None:
@@ -301,8 +354,10 @@ def test_lake_export_reads_back_equal_to_the_file(small_demo, tmp_path, monkeypa
         parts = [p.name for p in (lake / name).iterdir()]
         assert parts and all(re.fullmatch(r"year=\d{4}", p) for p in parts), parts
     assert not list(tmp_path.glob(".lake.partial-*"))
-    with engine.open_tables(engine.config_from_env(db, env={}), viewer=ADMIN) as f, \
-            engine.open_tables(engine.config_from_env(db, env={"CXSTATS_LAKE": str(lake)}), viewer=ADMIN) as lk:
+    with (
+        engine.open_tables(engine.config_from_env(db, env={}), viewer=ADMIN) as f,
+        engine.open_tables(engine.config_from_env(db, env={"CXSTATS_LAKE": str(lake)}), viewer=ADMIN) as lk,
+    ):
         assert lk.kind == "lake"
         for name in engine.LAKE_TABLES:
             want, got = _sorted_rows(f, name), _sorted_rows(lk, name)
@@ -324,8 +379,12 @@ def test_lake_export_with_engagement_and_refusals(small_demo, tmp_path, monkeypa
         n = con.execute("SELECT count(*) FROM engagement").fetchall()[0][0]
     import duckdb
 
-    assert duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[str(lake / "engagement" / "*.parquet")]
-                      ).fetchall()[0][0] == n
+    assert (
+        duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[str(lake / "engagement" / "*.parquet")]).fetchall()[
+            0
+        ][0]
+        == n
+    )
     capsys.readouterr()
     assert cli.main(["lake", "export", "--to", str(lake), "--db", str(db)]) == 2
     err = capsys.readouterr().err
@@ -358,21 +417,32 @@ def test_lake_export_leaves_out_people_erased_but_still_in_the_file(small_demo, 
     db = tmp_path / "copy.duckdb"
     shutil.copy(small_demo[0], db)
     with store.connect(db) as con:
-        cid, email = con.execute("SELECT customer_id, email FROM customers WHERE email IS NOT NULL "
-                                 "ORDER BY 1 LIMIT 1").fetchall()[0]
-        other = con.execute("SELECT customer_id FROM customers WHERE customer_id <> ? ORDER BY 1 LIMIT 1",
-                            [cid]).fetchall()[0][0]
+        cid, email = con.execute(
+            "SELECT customer_id, email FROM customers WHERE email IS NOT NULL ORDER BY 1 LIMIT 1"
+        ).fetchall()[0]
+        other = con.execute(
+            "SELECT customer_id FROM customers WHERE customer_id <> ? ORDER BY 1 LIMIT 1", [cid]
+        ).fetchall()[0][0]
     _erase(db, "customer", "nobody", emails=[email.upper()])  # the e-mail alone names cid
     _erase(db, "customer", other)
     res = engine.export_lake(db, tmp_path / "lake", viewer=ADMIN)
     assert res.rows["customers"] > 0
     import duckdb
 
-    got = {r[0] for r in duckdb.sql("SELECT customer_id FROM read_parquet(?)",
-                                    params=[str(tmp_path / "lake" / "customers" / "*.parquet")]).fetchall()}
+    got = {
+        r[0]
+        for r in duckdb.sql(
+            "SELECT customer_id FROM read_parquet(?)", params=[str(tmp_path / "lake" / "customers" / "*.parquet")]
+        ).fetchall()
+    }
     assert cid not in got and other not in got
-    pur = {r[0] for r in duckdb.sql("SELECT DISTINCT customer_id FROM read_parquet(?)",
-                                    params=[str(tmp_path / "lake" / "purchases" / "**" / "*.parquet")]).fetchall()}
+    pur = {
+        r[0]
+        for r in duckdb.sql(
+            "SELECT DISTINCT customer_id FROM read_parquet(?)",
+            params=[str(tmp_path / "lake" / "purchases" / "**" / "*.parquet")],
+        ).fetchall()
+    }
     assert other not in pur
 
 
@@ -401,14 +471,17 @@ def _no_java(monkeypatch, tmp_path):
     monkeypatch.delenv("JAVA_HOME", raising=False)
 
 
-@pytest.mark.parametrize("master, breakage, fragment", [
-    ("local[2]", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
-    ("sc://127.0.0.1:15002", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
-    ("local[2]", _no_java, "needs Java 17: install it"),
-    ("spark://127.0.0.1:{port}", _no_java, "needs Java 17"),
-    ("spark://127.0.0.1:{port}", None, "Spark master 127.0.0.1:{port} unreachable within"),
-    ("sc://127.0.0.1:{port}", None, "Spark Connect server 127.0.0.1:{port} unreachable within"),
-])
+@pytest.mark.parametrize(
+    "master, breakage, fragment",
+    [
+        ("local[2]", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
+        ("sc://127.0.0.1:15002", _no_extra, "install the spark extra: pip install -r requirements-spark.txt"),
+        ("local[2]", _no_java, "needs Java 17: install it"),
+        ("spark://127.0.0.1:{port}", _no_java, "needs Java 17"),
+        ("spark://127.0.0.1:{port}", None, "Spark master 127.0.0.1:{port} unreachable within"),
+        ("sc://127.0.0.1:{port}", None, "Spark Connect server 127.0.0.1:{port} unreachable within"),
+    ],
+)
 def test_spark_bad_setup_one_clear_message(tmp_path, monkeypatch, master, breakage, fragment):
     port = _closed_port()
     master, fragment = master.format(port=port), fragment.format(port=port)
@@ -418,8 +491,9 @@ def test_spark_bad_setup_one_clear_message(tmp_path, monkeypatch, master, breaka
         _no_extra(monkeypatch)
     monkeypatch.setattr(engine, "SPARK_CONNECT_TIMEOUT_S", 2.0)
     lake = small_lake(tmp_path / "lake")
-    cfg = engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": str(lake),
-                                                              "CXSTATS_SPARK": master})
+    cfg = engine.config_from_env(
+        tmp_path / "d.duckdb", env={"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": str(lake), "CXSTATS_SPARK": master}
+    )
     with pytest.raises(CxStatsError) as e:
         with engine.open_tables(cfg, viewer=ADMIN):
             pass

@@ -34,9 +34,14 @@ def connect_url():
     s.close()
     mp = pytest.MonkeyPatch()
     mp.setenv("SPARK_CONNECT_AUTHENTICATE_TOKEN", uuid.uuid4().hex)  # the server's and the client's token
-    srv = subprocess.Popen([sys.executable, str(HERE / "spark_connect_server.py"), str(port)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           env=dict(os.environ))
+    srv = subprocess.Popen(
+        [sys.executable, str(HERE / "spark_connect_server.py"), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         line = srv.stdout.readline().strip()
         assert line == "ready", "the local Spark Connect server did not start"
@@ -65,8 +70,9 @@ def test_spark_connect_equals_lake_on_duckdb(connect_url, tmp_path, monkeypatch)
                 tb = t.table(name)
                 rows[name] = t.execute(tb.order_by(*tb.columns)).to_pylist()
             p = t.table("purchases")
-            rows["agg"] = t.execute(p.group_by("unit_id").aggregate(s=p.amount.sum(), n=p.count())
-                                    .order_by("unit_id")).to_pylist()
+            rows["agg"] = t.execute(
+                p.group_by("unit_id").aggregate(s=p.amount.sum(), n=p.count()).order_by("unit_id")
+            ).to_pylist()
             seen[kind] = rows
     assert cfg.describe() == f"Spark {connect_url} over {lake}"
     assert seen["spark"] == seen["lake"]

@@ -62,53 +62,134 @@ def planted(path: Path, seed: int = 7, n: int = 160) -> None:
                 amt = round(float(rng.integers(100, 9000)) / 100, 2)
                 lines.append((cid, d, amt, None if no_id else f"O{order_no}", ln + 1))
             if rng.random() < 0.08:  # a return on a later day: the order may net to zero or below
-                lines.append((cid, d + timedelta(days=int(rng.integers(1, 30))), -round(float(rng.integers(100, 20000)) / 100, 2),
-                              f"O{order_no}", 9))
+                lines.append(
+                    (
+                        cid,
+                        d + timedelta(days=int(rng.integers(1, 30))),
+                        -round(float(rng.integers(100, 20000)) / 100, 2),
+                        f"O{order_no}",
+                        9,
+                    )
+                )
             if rng.random() < 0.15:  # a second order on the same day: one transaction day
                 order_no += 1
                 lines.append((cid, d, 12.5, f"O{order_no}", 1))
             d += timedelta(days=max(1, int(rng.exponential(30 / rate))))
     p = pd.DataFrame(lines, columns=["customer_id", "order_date", "amount", "order_id", "line_no"])
     # orders whose lines straddle CUT (first line before, more after)
-    p = pd.concat([p, pd.DataFrame([(ids[1], CUT - timedelta(days=3), 40.0, "S1", 1), (ids[1], CUT + timedelta(days=2), -55.0, "S1", 2),
-                                    (ids[2], CUT - timedelta(days=1), -5.0, "S2", 1), (ids[2], CUT + timedelta(days=1), 30.0, "S2", 2)],
-                                   columns=p.columns)], ignore_index=True)
+    p = pd.concat(
+        [
+            p,
+            pd.DataFrame(
+                [
+                    (ids[1], CUT - timedelta(days=3), 40.0, "S1", 1),
+                    (ids[1], CUT + timedelta(days=2), -55.0, "S1", 2),
+                    (ids[2], CUT - timedelta(days=1), -5.0, "S2", 1),
+                    (ids[2], CUT + timedelta(days=1), 30.0, "S2", 2),
+                ],
+                columns=p.columns,
+            ),
+        ],
+        ignore_index=True,
+    )
     emails = [f"p{i}@example.com" for i in range(n)]
     emails[5] = emails[6] = emails[7] = "Shared@Example.com "  # duplicates (case and spaces ignored)
     handles = [f"@Handle{i}" if i % 3 else None for i in range(n)]
     handles[10] = handles[11] = "@twin"  # one handle, two customers: mentions by it reach nobody
-    customers = pd.DataFrame({"customer_id": ids, "name": [f"Name {i}" for i in range(n)], "email": emails,
-                              "handle": handles, "marketing_consent": rng.random(n) < 0.8})
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "name": [f"Name {i}" for i in range(n)],
+            "email": emails,
+            "handle": handles,
+            "marketing_consent": rng.random(n) < 0.8,
+        }
+    )
     ments = []
     for i, cid in enumerate(ids):
         for _ in range(int(rng.poisson(1.5))):
             by_handle = handles[i] is not None and rng.random() < 0.5
-            ments.append({"customer_id": None if by_handle else cid,
-                          "handle": (handles[i].upper() if rng.random() < 0.5 else handles[i].lstrip("@")) if by_handle else None,
-                          "posted_at": pd.Timestamp(START) + pd.Timedelta(hours=int(rng.integers(0, 16000))),
-                          "text": f"post {int(rng.integers(0, 40))}", "followers": int(rng.integers(0, 200000)),
-                          "sentiment": round(float(rng.uniform(-1, 1)), 3), "sentiment_source": "file"})
+            ments.append(
+                {
+                    "customer_id": None if by_handle else cid,
+                    "handle": (handles[i].upper() if rng.random() < 0.5 else handles[i].lstrip("@"))
+                    if by_handle
+                    else None,
+                    "posted_at": pd.Timestamp(START) + pd.Timedelta(hours=int(rng.integers(0, 16000))),
+                    "text": f"post {int(rng.integers(0, 40))}",
+                    "followers": int(rng.integers(0, 200000)),
+                    "sentiment": round(float(rng.uniform(-1, 1)), 3),
+                    "sentiment_source": "file",
+                }
+            )
     for k in range(4):  # repeated posts; a shared handle; unknown handles; texts without a stored sentiment
-        ments.append({"customer_id": ids[20], "handle": None, "posted_at": pd.Timestamp("2024-05-01") + pd.Timedelta(days=k),
-                      "text": " Same text ", "followers": 10, "sentiment": 0.5, "sentiment_source": "file"})
-    ments += [{"customer_id": None, "handle": "@TWIN", "posted_at": pd.Timestamp("2024-06-01"), "text": "love it",
-               "followers": 5, "sentiment": 0.8, "sentiment_source": "file"},
-              {"customer_id": None, "handle": "nobody", "posted_at": pd.Timestamp("2024-06-02"), "text": "meh",
-               "followers": None, "sentiment": -0.2, "sentiment_source": "file"},
-              {"customer_id": ids[3], "handle": None, "posted_at": pd.Timestamp("2024-11-20"),
-               "text": "I absolutely love this wonderful shop", "followers": 99, "sentiment": None, "sentiment_source": None},
-              {"customer_id": ids[4], "handle": None, "posted_at": pd.Timestamp("2024-12-01"),
-               "text": "terrible awful service, I hate it", "followers": 3, "sentiment": None, "sentiment_source": None}]
+        ments.append(
+            {
+                "customer_id": ids[20],
+                "handle": None,
+                "posted_at": pd.Timestamp("2024-05-01") + pd.Timedelta(days=k),
+                "text": " Same text ",
+                "followers": 10,
+                "sentiment": 0.5,
+                "sentiment_source": "file",
+            }
+        )
+    ments += [
+        {
+            "customer_id": None,
+            "handle": "@TWIN",
+            "posted_at": pd.Timestamp("2024-06-01"),
+            "text": "love it",
+            "followers": 5,
+            "sentiment": 0.8,
+            "sentiment_source": "file",
+        },
+        {
+            "customer_id": None,
+            "handle": "nobody",
+            "posted_at": pd.Timestamp("2024-06-02"),
+            "text": "meh",
+            "followers": None,
+            "sentiment": -0.2,
+            "sentiment_source": "file",
+        },
+        {
+            "customer_id": ids[3],
+            "handle": None,
+            "posted_at": pd.Timestamp("2024-11-20"),
+            "text": "I absolutely love this wonderful shop",
+            "followers": 99,
+            "sentiment": None,
+            "sentiment_source": None,
+        },
+        {
+            "customer_id": ids[4],
+            "handle": None,
+            "posted_at": pd.Timestamp("2024-12-01"),
+            "text": "terrible awful service, I hate it",
+            "followers": 3,
+            "sentiment": None,
+            "sentiment_source": None,
+        },
+    ]
     m = pd.DataFrame(ments)
     fb = []
     for i, cid in enumerate(ids):
         for _ in range(int(rng.poisson(1.2))):
-            fb.append({"unit_id": "U1", "date": START + timedelta(days=int(rng.integers(0, 720))), "customer_id": cid,
-                       "nps": int(rng.integers(0, 11)) if rng.random() < 0.7 else None,
-                       "csat": int(rng.integers(1, 6)) if rng.random() < 0.6 else None})
-    fb += [{"unit_id": "U1", "date": date(2024, 12, 1), "customer_id": ids[8], "nps": 10, "csat": None},
-           {"unit_id": "U1", "date": date(2024, 12, 1), "customer_id": ids[8], "nps": 3, "csat": None},  # same day
-           {"unit_id": "U1", "date": date(2024, 12, 10), "customer_id": ids[9], "nps": 4, "csat": 2}]  # recent detractor
+            fb.append(
+                {
+                    "unit_id": "U1",
+                    "date": START + timedelta(days=int(rng.integers(0, 720))),
+                    "customer_id": cid,
+                    "nps": int(rng.integers(0, 11)) if rng.random() < 0.7 else None,
+                    "csat": int(rng.integers(1, 6)) if rng.random() < 0.6 else None,
+                }
+            )
+    fb += [
+        {"unit_id": "U1", "date": date(2024, 12, 1), "customer_id": ids[8], "nps": 10, "csat": None},
+        {"unit_id": "U1", "date": date(2024, 12, 1), "customer_id": ids[8], "nps": 3, "csat": None},  # same day
+        {"unit_id": "U1", "date": date(2024, 12, 10), "customer_id": ids[9], "nps": 4, "csat": 2},
+    ]  # recent detractor
     fb = [r for r in fb if r["nps"] is not None or r["csat"] is not None]
     f = pd.DataFrame(fb)
     f[["nps", "csat"]] = f[["nps", "csat"]].astype("Int64")
@@ -118,12 +199,24 @@ def planted(path: Path, seed: int = 7, n: int = 160) -> None:
         _load(con, "purchases", p)
         _load(con, "mentions", m)
         _load(con, "feedback", f)
-        _load(con, "rewards", pd.DataFrame({"customer_id": ids[:30:3], "reward_date": [date(2024, 6, 1)] * 10,
-                                            "reward_type": ["voucher"] * 10}))
+        _load(
+            con,
+            "rewards",
+            pd.DataFrame(
+                {"customer_id": ids[:30:3], "reward_date": [date(2024, 6, 1)] * 10, "reward_type": ["voucher"] * 10}
+            ),
+        )
         # a hold-out export recorded by hand (arms and list date): the effect's first design
         arms = ["reward" if k % 2 else "holdout" for k in range(40)]
-        store.record_holdout(con, 1, [c for c, a in zip(ids[40:80], arms) if a == "reward"],
-                             [c for c, a in zip(ids[40:80], arms) if a == "holdout"], date(2024, 7, 1), 3, 50.0)
+        store.record_holdout(
+            con,
+            1,
+            [c for c, a in zip(ids[40:80], arms) if a == "reward"],
+            [c for c, a in zip(ids[40:80], arms) if a == "holdout"],
+            date(2024, 7, 1),
+            3,
+            50.0,
+        )
 
 
 # ---------------------------------------------------------------- results on each engine
@@ -172,13 +265,19 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
             out[f"ranks_{tag}"] = ev[["customer_id", "R", "F", "M", "orders", "spend", "recency_days"]].to_dict("list")
             if r.clv is not None and r.clv.bgnbd is not None:
                 c = r.clv.customers.sort_values("customer_id")
-                out[f"clv_{tag}"] = c[["customer_id", "x", "t_x_days", "T_days", "m", "p_alive", "expected_orders",
-                                       "expected_value"]].to_dict("list")
+                out[f"clv_{tag}"] = c[
+                    ["customer_id", "x", "t_x_days", "T_days", "m", "p_alive", "expected_orders", "expected_value"]
+                ].to_dict("list")
             out[f"clv_reason_{tag}"] = r.clv.reason if r.clv else None
         cv = value.customer_value(con, viewer=ADMIN, as_of=cut, engine=cfg, horizon_weeks=26)
-        out["value_cut"] = {"json": cv.as_json(), "reason": cv.reason, "backtest_reason": cv.backtest_reason,
-                            "summary": cv.customers[["customer_id", "x", "t_x_days", "T_days", "m", "cal_days",
-                                                     "actual"]].to_dict("list")}
+        out["value_cut"] = {
+            "json": cv.as_json(),
+            "reason": cv.reason,
+            "backtest_reason": cv.backtest_reason,
+            "summary": cv.customers[["customer_id", "x", "t_x_days", "T_days", "m", "cal_days", "actual"]].to_dict(
+                "list"
+            ),
+        }
         out["effect"] = programme.programme_effect(con, viewer=ADMIN, n_boot=200, engine=cfg).as_json()
     return json.loads(json.dumps(out, default=str))
 
@@ -190,7 +289,9 @@ def assert_same(a, b, where="") -> None:
         for k in a:
             assert_same(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        assert isinstance(b, list) and len(a) == len(b), (
+            f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        )
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, bool) or a is None or isinstance(a, str):
@@ -317,8 +418,11 @@ def test_partitioned_percentile_ranks_on_spark_equal_scipy(tmp_path):
         path = tmp_path / f"{case}.parquet"
         local = duckdb.connect()
         local.register("values_frame", pd.DataFrame({"v": values}))
-        local.sql("SELECT CAST(v AS DECIMAL(18, 2)) AS v FROM values_frame" if case == "spend"
-                  else "SELECT v FROM values_frame").to_parquet(str(path))
+        local.sql(
+            "SELECT CAST(v AS DECIMAL(18, 2)) AS v FROM values_frame"
+            if case == "spend"
+            else "SELECT v FROM values_frame"
+        ).to_parquet(str(path))
         local.close()
         session.read.parquet(str(path)).createOrReplaceTempView(f"ranks_{case}")
         got = _ranks_on(b.table(f"ranks_{case}"), b.to_pyarrow, values)

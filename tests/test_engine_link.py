@@ -35,12 +35,21 @@ def write_lake(db: Path, lake: Path) -> Path:
 def _planted(path: Path) -> None:
     with store.connect(path) as con:
         build(con, survey(21, n_units=24, n_periods=5, resp_per_group=7, fb_per_group=30, small_groups=4))
-        odd = pd.DataFrame({"unit_id": ["U002", "U005", "U005"], "date": ["2024-03-31", "2024-04-01", "2024-06-30"],
-                            "csat": [None, 5, 2], "nps": [9, None, 0], "channel": ["  ", " email ", None]})
+        odd = pd.DataFrame(
+            {
+                "unit_id": ["U002", "U005", "U005"],
+                "date": ["2024-03-31", "2024-04-01", "2024-06-30"],
+                "csat": [None, 5, 2],
+                "nps": [9, None, 0],
+                "channel": ["  ", " email ", None],
+            }
+        )
         odd[["csat", "nps"]] = odd[["csat", "nps"]].astype("Int64")
         load_feedback(con, odd, tag="odd")
-    merges = pd.DataFrame([("U000", "U001", "2024-07-01"), ("U010", "U011", "2025-01-01")],
-                          columns=["from_unit", "to_unit", "effective_date"])
+    merges = pd.DataFrame(
+        [("U000", "U001", "2024-07-01"), ("U010", "U011", "2025-01-01")],
+        columns=["from_unit", "to_unit", "effective_date"],
+    )
     ingest.import_file(path, "reorgs", merges.to_csv(index=False).encode(), file_name="reorgs.csv", viewer=ADMIN)
 
 
@@ -77,22 +86,28 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
         con.execute("SET enable_progress_bar = false")
         out = {}
         for metric, lag in (("csat_pct", 0), ("nps", 1))[: 2 if full else 1]:
-            out[f"linkage {metric} {lag}"] = linkage.analyse(con, viewer=ADMIN, metric=metric, lag=lag,
-                                                             covariates=("region",) if metric == "nps" else (),
-                                                             engine=cfg).as_json()
+            out[f"linkage {metric} {lag}"] = linkage.analyse(
+                con, viewer=ADMIN, metric=metric, lag=lag, covariates=("region",) if metric == "nps" else (), engine=cfg
+            ).as_json()
         for unit in _focus_units(con)[: 2 if full else 1]:
             out[f"focus {unit}"] = focus.focus_areas(con, unit, viewer=ADMIN, engine=cfg).as_json()
         out["changes"] = focus.changes(con, viewer=ADMIN, engine=cfg).as_json()
         mgr = Viewer("manager", ("U001", "S002"))
-        frames = {"cx_by_unit_period": lambda: metrics.cx_by_unit_period(con, viewer=ADMIN, by_channel=True, engine=cfg),
-                  "response_times window": lambda: metrics.response_times(
-                      con, viewer=ADMIN, units=("S001", "U003"), period_from="2024-Q2", period_to="2025-Q4", engine=cfg)}
+        frames = {
+            "cx_by_unit_period": lambda: metrics.cx_by_unit_period(con, viewer=ADMIN, by_channel=True, engine=cfg),
+            "response_times window": lambda: metrics.response_times(
+                con, viewer=ADMIN, units=("S001", "U003"), period_from="2024-Q2", period_to="2025-Q4", engine=cfg
+            ),
+        }
         if full:
             out["changes manager"] = focus.changes(con, viewer=mgr, engine=cfg).as_json()
-            frames.update({
-                "cx_by_unit_period manager": lambda: metrics.cx_by_unit_period(con, viewer=mgr, engine=cfg),
-                "cx_by_channel": lambda: metrics.cx_by_channel(con, viewer=ADMIN, engine=cfg),
-                "response_times": lambda: metrics.response_times(con, viewer=ADMIN, engine=cfg)})
+            frames.update(
+                {
+                    "cx_by_unit_period manager": lambda: metrics.cx_by_unit_period(con, viewer=mgr, engine=cfg),
+                    "cx_by_channel": lambda: metrics.cx_by_channel(con, viewer=ADMIN, engine=cfg),
+                    "response_times": lambda: metrics.response_times(con, viewer=ADMIN, engine=cfg),
+                }
+            )
         frames = {k: f() for k, f in (frames.items() if full or with_frames else ())}
         for k, f in frames.items():
             f = f.copy()
@@ -102,10 +117,23 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
             out[k] = json.loads(f.to_json(orient="split", index=False, double_precision=15))
         if full:
             h = overview.headline(con, viewer=ADMIN, period_from="2024-Q3", engine=cfg)
-            out["headline"] = {k: getattr(h, k) for k in ("engagement_index", "csat_pct", "csat_n", "nps", "nps_se",
-                                                           "nps_n", "units", "periods", "incomplete_period")}
-            out["headline"]["freshness"] = [(f.kind, f.latest and f.latest.isoformat(), f.period, f.incomplete)
-                                            for f in h.freshness]
+            out["headline"] = {
+                k: getattr(h, k)
+                for k in (
+                    "engagement_index",
+                    "csat_pct",
+                    "csat_n",
+                    "nps",
+                    "nps_se",
+                    "nps_n",
+                    "units",
+                    "periods",
+                    "incomplete_period",
+                )
+            }
+            out["headline"]["freshness"] = [
+                (f.kind, f.latest and f.latest.isoformat(), f.period, f.incomplete) for f in h.freshness
+            ]
     return json.loads(json.dumps(out))
 
 
@@ -116,7 +144,9 @@ def assert_same(a, b, where="") -> None:
         for k in a:
             assert_same(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        assert isinstance(b, list) and len(a) == len(b), (
+            f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        )
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, bool) or a is None or isinstance(a, str):
@@ -180,8 +210,10 @@ def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
         for name in engine.LAKE_TABLES:
             if name == "feedback":
                 (thin / name).mkdir()
-                con.execute(f"COPY (SELECT * FROM read_parquet('{lake / name}/**/*.parquet', hive_partitioning=true) "
-                            f"WHERE unit_id <> 'U003') TO '{thin / name / 'part-0.parquet'}' (FORMAT parquet)")
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet('{lake / name}/**/*.parquet', hive_partitioning=true) "
+                    f"WHERE unit_id <> 'U003') TO '{thin / name / 'part-0.parquet'}' (FORMAT parquet)"
+                )
             else:
                 (thin / name).symlink_to(lake / name)
     finally:

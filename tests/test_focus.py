@@ -41,14 +41,21 @@ def _rows(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
             for _ in range(n):
                 k += 1
                 base = 3 + level + shift + rng.normal(0, 0.8)
-                ans = [int(np.clip(round(base + rng.normal(0, 0.7) - (1.2 if (u == "U01" and j == 0) else 0)), 1, 5))
-                       for j in range(len(ITEMS))]
-                eng.append({"unit_id": u, "survey_date": q, "respondent_id": f"R{k:04d}",
-                            **dict(zip(ITEMS, ans))})
+                ans = [
+                    int(np.clip(round(base + rng.normal(0, 0.7) - (1.2 if (u == "U01" and j == 0) else 0)), 1, 5))
+                    for j in range(len(ITEMS))
+                ]
+                eng.append({"unit_id": u, "survey_date": q, "respondent_id": f"R{k:04d}", **dict(zip(ITEMS, ans))})
             for _ in range(int(rng.integers(30, 60))):
                 sat = rng.random() < 0.6 + 0.1 * level + (0.25 if (u == "U02" and q == Q2) else 0)
-                fb.append({"unit_id": u, "date": q, "csat": int(rng.choice([4, 5]) if sat else rng.choice([1, 2, 3])),
-                           "nps": int(rng.choice([9, 10]) if sat else rng.integers(0, 9))})
+                fb.append(
+                    {
+                        "unit_id": u,
+                        "date": q,
+                        "csat": int(rng.choice([4, 5]) if sat else rng.choice([1, 2, 3])),
+                        "nps": int(rng.choice([9, 10]) if sat else rng.integers(0, 9)),
+                    }
+                )
     return pd.DataFrame(eng), pd.DataFrame(fb)
 
 
@@ -56,7 +63,9 @@ def build(path, eng: pd.DataFrame, fb: pd.DataFrame) -> str:
     db = str(path)
     units = "unit_id,unit_name\n" + "".join(f"{u},Store {u}\n" for u in UNITS)
     ingest.import_file(db, "units", units.encode(), file_name="units.csv", viewer=ADMIN)
-    ingest.import_file(db, "engagement", eng.to_csv(index=False).encode(), file_name="survey.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(
+        db, "engagement", eng.to_csv(index=False).encode(), file_name="survey.csv", scale=5, viewer=ADMIN
+    )
     ingest.import_file(db, "feedback", fb.to_csv(index=False).encode(), file_name="feedback.csv", viewer=ADMIN)
     return db
 
@@ -80,7 +89,9 @@ def _kept(eng: pd.DataFrame) -> pd.DataFrame:
 def test_welch_from_moments_equals_scipy():
     rng = np.random.default_rng(1)
     a, b = rng.normal(3, 1, 12), rng.normal(3.6, 1.7, 30)
-    diff, lo, hi, p, dof = cxstats_stats.welch_from_moments(a.mean(), a.var(ddof=1), a.size, b.mean(), b.var(ddof=1), b.size)
+    diff, lo, hi, p, dof = cxstats_stats.welch_from_moments(
+        a.mean(), a.var(ddof=1), a.size, b.mean(), b.var(ddof=1), b.size
+    )
     ref = stats.ttest_ind(b, a, equal_var=False)
     ci = ref.confidence_interval(0.95)
     assert diff == pytest.approx(b.mean() - a.mean())
@@ -106,7 +117,8 @@ def test_ancova_equals_statsmodels_clustered():
     coef, se, lo, hi, p = focus.ancova_clustered(change, has, base, units)
     df = pd.DataFrame({"change": change, "has_plan": has, "baseline": base})
     ref = smf.ols("change ~ has_plan + baseline", df).fit(
-        cov_type="cluster", cov_kwds={"groups": pd.factorize(units)[0]}, use_t=True)
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(units)[0]}, use_t=True
+    )
     assert coef == pytest.approx(ref.params["has_plan"], rel=1e-10)
     assert se == pytest.approx(ref.bse["has_plan"], rel=1e-8)
     assert (lo, hi) == pytest.approx(tuple(ref.conf_int().loc["has_plan"]), rel=1e-8)
@@ -130,13 +142,25 @@ def test_focus_figures_against_scipy(hand):
         ref = stats.ttest_ind(b, a, equal_var=False)
         ci = ref.confidence_interval()
         assert it.unit_mean == pytest.approx(a.mean()) and it.others_mean == pytest.approx(b.mean())
-        assert (it.gap, it.gap_ci_low, it.gap_ci_high) == pytest.approx((b.mean() - a.mean(), ci.low, ci.high), rel=1e-9)
+        assert (it.gap, it.gap_ci_low, it.gap_ci_high) == pytest.approx(
+            (b.mean() - a.mean(), ci.low, ci.high), rel=1e-9
+        )
         assert (it.r, it.q) == (drivers[it.item].r, drivers[it.item].q)
         assert it.priority == pytest.approx(it.gap * it.r)
     js = res.as_json()
     assert list(js) == ["unit_id", "period", "metric", "items", "strengths", "suppressed_items", "warnings"]
-    assert list(js["items"][0]) == ["item", "unit_mean", "others_mean", "gap", "gap_ci_low", "gap_ci_high", "r", "q",
-                                    "priority", "focus"]
+    assert list(js["items"][0]) == [
+        "item",
+        "unit_mean",
+        "others_mean",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+        "r",
+        "q",
+        "priority",
+        "focus",
+    ]
     pri = [i.priority for i in res.items if i.priority is not None]
     assert pri == sorted(pri, reverse=True)
     for i in res.items:
@@ -227,8 +251,19 @@ def test_changes_against_outside_references(hand):
     js = everything.as_json()
     assert list(js) == ["period", "previous", "compared", "changes"]
     if js["changes"]:
-        assert list(js["changes"][0]) == ["unit_id", "measure", "before", "after", "n_before", "n_after", "diff",
-                                          "ci_low", "ci_high", "p", "q"]
+        assert list(js["changes"][0]) == [
+            "unit_id",
+            "measure",
+            "before",
+            "after",
+            "n_before",
+            "n_after",
+            "diff",
+            "ci_low",
+            "ci_high",
+            "p",
+            "q",
+        ]
 
 
 def test_changes_manager_sees_own_rows_with_company_q(hand):
@@ -254,12 +289,30 @@ def test_plan_journey_validation_and_roles(hand, tmp_path):
     db.write_bytes(open(hand[0], "rb").read())
     mgr = Viewer("manager", ("U01",), "Mo Manager")
     with store.connect(db) as con:
-        a = focus.add_action(con, viewer=mgr, unit_id="U01", item="Tools", title="  Fix the tills  ",
-                             owner="Ann", due_date="2024-06-30", now=datetime(2024, 4, 2, 9, 0))
+        a = focus.add_action(
+            con,
+            viewer=mgr,
+            unit_id="U01",
+            item="Tools",
+            title="  Fix the tills  ",
+            owner="Ann",
+            due_date="2024-06-30",
+            now=datetime(2024, 4, 2, 9, 0),
+        )
         assert (a.action_id, a.title, a.status, a.created_by, a.due_date) == (
-            1, "Fix the tills", "open", "Mo Manager", date(2024, 6, 30))
+            1,
+            "Fix the tills",
+            "open",
+            "Mo Manager",
+            date(2024, 6, 30),
+        )
         b = focus.update_action(con, a.action_id, viewer=mgr, title="Fix the tills and printers", note="asked IT")
-        assert (b.title, b.note, b.owner, b.created_at) == ("Fix the tills and printers", "asked IT", "Ann", a.created_at)
+        assert (b.title, b.note, b.owner, b.created_at) == (
+            "Fix the tills and printers",
+            "asked IT",
+            "Ann",
+            a.created_at,
+        )
         c = focus.close_action(con, a.action_id, viewer=mgr)
         assert c.status == "done"
         problems = {
@@ -286,8 +339,10 @@ def test_plan_journey_validation_and_roles(hand, tmp_path):
         assert [x.action_id for x in focus.list_actions(con, viewer=mgr).actions] == [1]
         lead = focus.list_actions(con, viewer=Viewer("leader", (), "L"))
         assert [x.action_id for x in lead.actions] == [1, 2]
-        assert lead.counts.to_dict("records") == [{"item": "Tools", "status": "done", "plans": 1},
-                                                  {"item": "Voice", "status": "open", "plans": 1}]
+        assert lead.counts.to_dict("records") == [
+            {"item": "Tools", "status": "done", "plans": 1},
+            {"item": "Voice", "status": "open", "plans": 1},
+        ]
         assert focus.list_actions(con, viewer=mgr).counts.empty
 
 
@@ -303,7 +358,10 @@ def test_follow_up_against_scipy(hand, tmp_path):
     fu = res[a.action_id].follow_up
     assert (fu.baseline, fu.outcome) == ("2024-Q1", "2024-Q3")
     u = eng[eng["unit_id"] == "U01"]
-    before, after = u[u["survey_date"] == Q1]["Tools"].to_numpy(float), u[u["survey_date"] == Q2]["Tools"].to_numpy(float)
+    before, after = (
+        u[u["survey_date"] == Q1]["Tools"].to_numpy(float),
+        u[u["survey_date"] == Q2]["Tools"].to_numpy(float),
+    )
     ref = stats.ttest_ind(after, before, equal_var=False)
     ci = ref.confidence_interval()
     assert (fu.item_change, fu.ci_low, fu.ci_high) == pytest.approx((after.mean() - before.mean(), ci.low, ci.high))
@@ -313,10 +371,24 @@ def test_follow_up_against_scipy(hand, tmp_path):
     ref = stats.ttest_ind(xa, xb, equal_var=False)
     ci = ref.confidence_interval()
     assert (fu.cx_change, fu.cx_ci_low, fu.cx_ci_high) == pytest.approx((xa.mean() - xb.mean(), ci.low, ci.high))
-    assert list(res[a.action_id].as_json()) == ["action_id", "unit_id", "item", "title", "owner", "due_date", "status",
-                                                "follow_up"]
-    assert list(res[a.action_id].as_json()["follow_up"]) == ["item_change", "ci_low", "ci_high", "cx_change",
-                                                             "cx_ci_low", "cx_ci_high"]
+    assert list(res[a.action_id].as_json()) == [
+        "action_id",
+        "unit_id",
+        "item",
+        "title",
+        "owner",
+        "due_date",
+        "status",
+        "follow_up",
+    ]
+    assert list(res[a.action_id].as_json()["follow_up"]) == [
+        "item_change",
+        "ci_low",
+        "ci_high",
+        "cx_change",
+        "cx_ci_low",
+        "cx_ci_high",
+    ]
 
 
 def test_plan_effect_ancova_and_arms(hand, tmp_path):
@@ -336,8 +408,9 @@ def test_plan_effect_ancova_and_arms(hand, tmp_path):
     m = eng.groupby(["unit_id", "survey_date"])["Tools"].agg(["mean", "size"]).reset_index()
     m = m[m["size"] >= 5].pivot(index="unit_id", columns="survey_date", values="mean").dropna()
     df = pd.DataFrame({"change": m[Q2] - m[Q1], "baseline": m[Q1], "has_plan": m.index.isin(UNITS[:5]).astype(float)})
-    ref = smf.ols("change ~ has_plan + baseline", df).fit(cov_type="cluster",
-                                                          cov_kwds={"groups": np.arange(len(df))}, use_t=True)
+    ref = smf.ols("change ~ has_plan + baseline", df).fit(
+        cov_type="cluster", cov_kwds={"groups": np.arange(len(df))}, use_t=True
+    )
     assert (eff.n_plan_units, eff.n_other_units, eff.n_obs) == (5, 6, 11)
     assert eff.estimate == pytest.approx(ref.params["has_plan"], rel=1e-9)
     assert (eff.ci_low, eff.ci_high) == pytest.approx(tuple(ref.conf_int().loc["has_plan"]), rel=1e-8)

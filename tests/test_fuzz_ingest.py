@@ -104,8 +104,16 @@ def attempt(db: Path, kind: str, data: bytes, name: str, category: str) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def _write_counts():
     yield
-    update_counts("ingest", {"inputs": sum(COUNTS.values()), "by_generator": dict(sorted(COUNTS.items())),
-                             "outcomes": dict(OUTCOMES), "examples_setting": EXAMPLES, "written_at": stamp()})
+    update_counts(
+        "ingest",
+        {
+            "inputs": sum(COUNTS.values()),
+            "by_generator": dict(sorted(COUNTS.items())),
+            "outcomes": dict(OUTCOMES),
+            "examples_setting": EXAMPLES,
+            "written_at": stamp(),
+        },
+    )
     print(f"\ningest fuzzing: {sum(COUNTS.values())} inputs tried ({dict(OUTCOMES)})")
 
 
@@ -148,10 +156,10 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         elif op == "insert":
             d[p:p] = rng.choice((b",", b";", b"\t", b"\n", b"\r", b'"', b"\x00", b"\xff\xfe", b"=1+1", b"\xc3"))
         elif op == "delete":
-            del d[p:p + rng.randint(1, 64)]
+            del d[p : p + rng.randint(1, 64)]
         else:
             q = rng.randrange(len(d))
-            d[p:p] = d[q:q + rng.randint(1, 256)] * rng.randint(1, 3)
+            d[p:p] = d[q : q + rng.randint(1, 256)] * rng.randint(1, 3)
     return bytes(d)
 
 
@@ -169,12 +177,12 @@ def mutate_xlsx_member(data: bytes, rng: random.Random) -> bytes:
                     p = rng.randrange(max(len(d), 1))
                     op = rng.choice(("char", "delete", "repeat", "number"))
                     if op == "char":
-                        d[p:p + 1] = bytes([rng.choice(b'<>"/=&;0123456789AZrstv ')])
+                        d[p : p + 1] = bytes([rng.choice(b'<>"/=&;0123456789AZrstv ')])
                     elif op == "delete":
-                        del d[p:p + rng.randint(1, 40)]
+                        del d[p : p + rng.randint(1, 40)]
                     elif op == "repeat":
                         q = rng.randrange(max(len(d), 1))
-                        d[p:p] = d[q:q + rng.randint(1, 300)]
+                        d[p:p] = d[q : q + rng.randint(1, 300)]
                     else:
                         d[p:p] = str(rng.choice((-1, 0, 10**9, 2**40, 16384, 1048577))).encode()
                 body = bytes(d)
@@ -184,27 +192,42 @@ def mutate_xlsx_member(data: bytes, rng: random.Random) -> bytes:
 
 def minimal_xlsx(sheet_xml: str) -> bytes:
     """A workbook written by hand, for shapes openpyxl would not write (stray far cells)."""
-    ct = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
-          'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
-          'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
-          'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-          '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
-          'officedocument.spreadsheetml.worksheet+xml"/></Types>')
-    rels = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
-            '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-            'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>')
-    wb = ('<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
-          '2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-          '<sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>')
-    wbrels = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
-              'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
-              'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>')
-    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-             f'spreadsheetml/2006/main"><sheetData>{sheet_xml}</sheetData></worksheet>')
+    ct = (
+        '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+        'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
+        'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.spreadsheetml.worksheet+xml"/></Types>'
+    )
+    rels = (
+        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+        '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+    )
+    wb = (
+        '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
+        '2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+        '<sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    )
+    wbrels = (
+        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+        'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+        'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'
+    )
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main"><sheetData>{sheet_xml}</sheetData></worksheet>'
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, body in (("[Content_Types].xml", ct), ("_rels/.rels", rels), ("xl/workbook.xml", wb),
-                           ("xl/_rels/workbook.xml.rels", wbrels), ("xl/worksheets/sheet1.xml", sheet)):
+        for name, body in (
+            ("[Content_Types].xml", ct),
+            ("_rels/.rels", rels),
+            ("xl/workbook.xml", wb),
+            ("xl/_rels/workbook.xml.rels", wbrels),
+            ("xl/worksheets/sheet1.xml", sheet),
+        ):
             z.writestr(name, body)
     return buf.getvalue()
 
@@ -215,8 +238,10 @@ def _c(ref: str, value) -> str:
     return f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>'
 
 
-FEEDBACK_ROWS_XML = ('<row r="1">' + _c("A1", "Store") + _c("B1", "Date") + _c("C1", "CSAT") + "</row>"
-                     '<row r="2">' + _c("A2", "S001") + _c("B2", "2024-03-05") + _c("C2", 4) + "</row>")
+FEEDBACK_ROWS_XML = (
+    '<row r="1">' + _c("A1", "Store") + _c("B1", "Date") + _c("C1", "CSAT") + "</row>"
+    '<row r="2">' + _c("A2", "S001") + _c("B2", "2024-03-05") + _c("C2", 4) + "</row>"
+)
 
 
 # ---------------------------------------------------------------- mutated real files
@@ -261,12 +286,24 @@ def test_random_bytes_with_a_zip_or_ole_header_are_refused(fuzz_db):
 FEEDBACK_TEXT = "Store;Date;CSAT;Comment\nS001;05/03/2024;4;Zoë was très helpful\nS002;25/03/2024;5;Café ok\n"
 
 
-@pytest.mark.parametrize("encoding, must_load", [
-    ("utf-8", True), ("utf-8-sig", True), ("cp1252", True), ("latin-1", True),
-    ("utf-16", True),  # has a BOM: decoded as UTF-16
-    ("utf-16-le", False), ("utf-16-be", False), ("utf-32", False), ("cp500", False),  # EBCDIC
-    ("shift_jis", None), ("gb18030", None), ("mac_roman", None), ("cp437", None),
-])
+@pytest.mark.parametrize(
+    "encoding, must_load",
+    [
+        ("utf-8", True),
+        ("utf-8-sig", True),
+        ("cp1252", True),
+        ("latin-1", True),
+        ("utf-16", True),  # has a BOM: decoded as UTF-16
+        ("utf-16-le", False),
+        ("utf-16-be", False),
+        ("utf-32", False),
+        ("cp500", False),  # EBCDIC
+        ("shift_jis", None),
+        ("gb18030", None),
+        ("mac_roman", None),
+        ("cp437", None),
+    ],
+)
 def test_wrong_encodings_load_or_refuse_cleanly(fuzz_db, encoding, must_load):
     """UTF-8 (+BOM) and cp1252 load with the accents intact (DESIGN.md); others load or are refused."""
     data = FEEDBACK_TEXT.encode(encoding, errors="replace")
@@ -288,9 +325,41 @@ HEADERS = {
     "customers": ["Customer ID", "Name", "Email", "Handle", "Consent", "Consent date"],
 }
 CELL_TEXT = st.one_of(
-    st.sampled_from(["S001", "S002", "S999", "2024-03-05", "05/03/2024", "03/05/2024", "45000", "4", "5", "11",
-                     "-3", "4,5", "1e308", "nan", "N/A", "-", "Total", "=1+1", "@SUM(A1)", "+1", "Strongly agree",
-                     "yes", "no", "", " ", '"', "C00042", "00042", "2024-02-30", "9999-12-31", "0001-01-01"]),
+    st.sampled_from(
+        [
+            "S001",
+            "S002",
+            "S999",
+            "2024-03-05",
+            "05/03/2024",
+            "03/05/2024",
+            "45000",
+            "4",
+            "5",
+            "11",
+            "-3",
+            "4,5",
+            "1e308",
+            "nan",
+            "N/A",
+            "-",
+            "Total",
+            "=1+1",
+            "@SUM(A1)",
+            "+1",
+            "Strongly agree",
+            "yes",
+            "no",
+            "",
+            " ",
+            '"',
+            "C00042",
+            "00042",
+            "2024-02-30",
+            "9999-12-31",
+            "0001-01-01",
+        ]
+    ),
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
 )
 
@@ -298,8 +367,9 @@ CELL_TEXT = st.one_of(
 @st.composite
 def csv_files(draw):
     kind = draw(st.sampled_from(sorted(HEADERS)))
-    header = draw(st.lists(st.sampled_from(HEADERS[kind] + ["", "Stоre", "ＣＳＡＴ", "Date\u200b"]),
-                           min_size=1, max_size=8))
+    header = draw(
+        st.lists(st.sampled_from(HEADERS[kind] + ["", "Stоre", "ＣＳＡＴ", "Date\u200b"]), min_size=1, max_size=8)
+    )
     rows = draw(st.lists(st.lists(CELL_TEXT, min_size=0, max_size=len(header) + 2), max_size=12))
     delim = draw(st.sampled_from([",", ";", "\t", "|"]))
     quote = draw(st.booleans())
@@ -313,8 +383,12 @@ def csv_files(draw):
     return kind, text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"])), errors="replace")
 
 
-@settings(max_examples=4 * EXAMPLES, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=4 * EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=csv_files())
 def test_hypothesis_csv_loads_or_refuses_cleanly(fuzz_db, case):
     kind, data = case
@@ -322,17 +396,36 @@ def test_hypothesis_csv_loads_or_refuses_cleanly(fuzz_db, case):
 
 
 XLSX_CELL = st.one_of(
-    st.none(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=False),
+    st.none(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=False),
     st.datetimes(min_value=datetime(1900, 3, 1), max_value=datetime(2100, 1, 1)),
-    st.dates(min_value=date(1900, 3, 1), max_value=date(2100, 1, 1)), st.booleans(),
-    st.sampled_from(["=1/0", "=NOW()", '=HYPERLINK("http://x","y")', "S001", "Agree", "Strongly disagree",
-                     "Grand total", "N/A", "", "00042"]),
+    st.dates(min_value=date(1900, 3, 1), max_value=date(2100, 1, 1)),
+    st.booleans(),
+    st.sampled_from(
+        [
+            "=1/0",
+            "=NOW()",
+            '=HYPERLINK("http://x","y")',
+            "S001",
+            "Agree",
+            "Strongly disagree",
+            "Grand total",
+            "N/A",
+            "",
+            "00042",
+        ]
+    ),
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=10),
 )
 
 
-@settings(max_examples=3 * EXAMPLES, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=3 * EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(kind=st.sampled_from(sorted(HEADERS)), data=st.data())
 def test_hypothesis_xlsx_grids_load_or_refuse_cleanly(fuzz_db, kind, data):
     header = data.draw(st.lists(st.sampled_from(HEADERS[kind]), min_size=1, max_size=7, unique=True))
@@ -364,20 +457,35 @@ FEEDBACK_GRID = [["Store", "Date", "CSAT"], ["S001", "2024-03-05", 4], ["S002", 
 SERIAL = 45356  # Excel's day number for 2024-03-05 (day 0 = 1899-12-30)
 
 
-@pytest.mark.parametrize("label, rows, setup, expect", [
-    ("formula cells without cached values", [["Store", "Date", "CSAT"], ["S001", "2024-03-05", "=2+2"]], None,
-     None),
-    ("formula in a text column", [["Store", "Date", "CSAT", "Comment"], ["S001", "2024-03-05", 4, "=HYPERLINK(\"x\")"]],
-     None, None),
-    ("merged cells", FEEDBACK_GRID, _merged, None),
-    ("hidden first sheet", FEEDBACK_GRID, _hidden_first, None),
-    ("Excel serial dates as numbers", [["Store", "Date", "CSAT"], ["S001", SERIAL, 4], ["S002", SERIAL + 1, 5]], None,
-     "loaded"),
-    ("Cyrillic lookalike S in Store", [["Ѕtore", "Date", "CSAT"], ["S001", "2024-03-05", 4]], None, None),
-    ("fullwidth CSAT header", [["Store", "Date", "ＣＳＡＴ"], ["S001", "2024-03-05", 4]], None, None),
-    ("zero-width space in header", [["Store\u200b", "Date", "CSAT"], ["S001", "2024-03-05", 4]], None, None),
-    ("header only", [["Store", "Date", "CSAT"]], None, "refused"),
-])
+@pytest.mark.parametrize(
+    "label, rows, setup, expect",
+    [
+        (
+            "formula cells without cached values",
+            [["Store", "Date", "CSAT"], ["S001", "2024-03-05", "=2+2"]],
+            None,
+            None,
+        ),
+        (
+            "formula in a text column",
+            [["Store", "Date", "CSAT", "Comment"], ["S001", "2024-03-05", 4, '=HYPERLINK("x")']],
+            None,
+            None,
+        ),
+        ("merged cells", FEEDBACK_GRID, _merged, None),
+        ("hidden first sheet", FEEDBACK_GRID, _hidden_first, None),
+        (
+            "Excel serial dates as numbers",
+            [["Store", "Date", "CSAT"], ["S001", SERIAL, 4], ["S002", SERIAL + 1, 5]],
+            None,
+            "loaded",
+        ),
+        ("Cyrillic lookalike S in Store", [["Ѕtore", "Date", "CSAT"], ["S001", "2024-03-05", 4]], None, None),
+        ("fullwidth CSAT header", [["Store", "Date", "ＣＳＡＴ"], ["S001", "2024-03-05", 4]], None, None),
+        ("zero-width space in header", [["Store\u200b", "Date", "CSAT"], ["S001", "2024-03-05", 4]], None, None),
+        ("header only", [["Store", "Date", "CSAT"]], None, "refused"),
+    ],
+)
 def test_named_hostile_workbooks(fuzz_db, label, rows, setup, expect):
     outcome = attempt(fuzz_db, "feedback", xlsx_bytes(rows, setup=setup), f"{label}.xlsx", "named workbooks")
     if expect:
@@ -419,19 +527,40 @@ def _wide_csv(cols: int) -> bytes:
 
 HEAVY = {
     "10,000 columns (csv)": ("feedback", "wide.csv", lambda: _wide_csv(10_000)),
-    "10,000 columns (xlsx)": ("feedback", "wide.xlsx", lambda: minimal_xlsx(
-        FEEDBACK_ROWS_XML + '<row r="3">' + _c("A3", "S002") + _c("B3", "2024-03-06") + _c("C3", 5)
-        + _c(f"{readers.column_letter(9_999)}3", "z") + "</row>")),
-    "1,000,000 empty rows (csv)": ("feedback", "empty-rows.csv",
-                                   lambda: b"Store,Date,CSAT\nS001,2024-03-05,4\n" + b",,\n" * 1_000_000),
-    "1,000,000 blank lines (csv)": ("feedback", "blank-lines.csv",
-                                    lambda: b"Store,Date,CSAT\nS001,2024-03-05,4\n" + b"\n" * 1_000_000),
-    "1,000,000 empty rows (xlsx)": ("feedback", "empty-rows.xlsx", lambda: minimal_xlsx(
-        FEEDBACK_ROWS_XML + '<row r="1000000">' + _c("A1000000", "") + "</row>")),
-    "cell at XFD1048576 (xlsx)": ("feedback", "stray.xlsx", lambda: minimal_xlsx(
-        FEEDBACK_ROWS_XML + '<row r="1048576">' + _c("XFD1048576", "x") + "</row>")),
-    "1,000,000 rows of one column (csv)": ("feedback", "long.csv",
-                                           lambda: b"Store\n" + b"S001\n" * 1_000_000),
+    "10,000 columns (xlsx)": (
+        "feedback",
+        "wide.xlsx",
+        lambda: minimal_xlsx(
+            FEEDBACK_ROWS_XML
+            + '<row r="3">'
+            + _c("A3", "S002")
+            + _c("B3", "2024-03-06")
+            + _c("C3", 5)
+            + _c(f"{readers.column_letter(9_999)}3", "z")
+            + "</row>"
+        ),
+    ),
+    "1,000,000 empty rows (csv)": (
+        "feedback",
+        "empty-rows.csv",
+        lambda: b"Store,Date,CSAT\nS001,2024-03-05,4\n" + b",,\n" * 1_000_000,
+    ),
+    "1,000,000 blank lines (csv)": (
+        "feedback",
+        "blank-lines.csv",
+        lambda: b"Store,Date,CSAT\nS001,2024-03-05,4\n" + b"\n" * 1_000_000,
+    ),
+    "1,000,000 empty rows (xlsx)": (
+        "feedback",
+        "empty-rows.xlsx",
+        lambda: minimal_xlsx(FEEDBACK_ROWS_XML + '<row r="1000000">' + _c("A1000000", "") + "</row>"),
+    ),
+    "cell at XFD1048576 (xlsx)": (
+        "feedback",
+        "stray.xlsx",
+        lambda: minimal_xlsx(FEEDBACK_ROWS_XML + '<row r="1048576">' + _c("XFD1048576", "x") + "</row>"),
+    ),
+    "1,000,000 rows of one column (csv)": ("feedback", "long.csv", lambda: b"Store\n" + b"S001\n" * 1_000_000),
 }
 
 

@@ -135,8 +135,16 @@ def erased(tmp_path_factory, demo_data):
     never = d / "never" / "cx.duckdb"
     _write_and_load(_without(frames, cid, handle), d / "src_never", never)
     ingest.import_file(never, "purchases", late.encode(), viewer=ADMIN, skip_invalid=True, file_name="late.csv")
-    return {"dir": d, "data": data_dir, "db": db, "never": never, "person": (cid, name, email, handle),
-            "result": out, "before": before, "frames": frames}
+    return {
+        "dir": d,
+        "data": data_dir,
+        "db": db,
+        "never": never,
+        "person": (cid, name, email, handle),
+        "result": out,
+        "before": before,
+        "frames": frames,
+    }
 
 
 def test_forget_leaves_no_byte_of_the_person_under_data(erased):
@@ -166,8 +174,9 @@ def test_forget_outputs_equal_a_database_that_never_held_the_person(erased):
         assert store.order_totals_fresh(a)
         assert store.derived_fresh(a) == (True, True)
         assert a.execute("SELECT count(*) FROM day_totals WHERE customer_id = ?", [cid]).fetchall()[0][0] == 0
-        rec = a.execute("SELECT kind, id_hmac, handle_hmacs, email_hmacs, erased_by, rows_removed FROM erasures"
-                        ).fetchall()
+        rec = a.execute(
+            "SELECT kind, id_hmac, handle_hmacs, email_hmacs, erased_by, rows_removed FROM erasures"
+        ).fetchall()
     assert len(rec) == 1 and rec[0][0] == "customer" and len(rec[0][1]) == 64 and rec[0][2] and rec[0][3]
     assert '"purchases"' in rec[0][5]
 
@@ -213,8 +222,9 @@ def test_import_refuses_when_the_erasure_key_is_lost(erased, tmp_path):
 
 def test_forget_cli_with_a_file_of_ids(tmp_path, cli_inprocess):
     db = tmp_path / "data" / "cli.duckdb"
-    ingest.import_file(db, "customers", b"customer_id,name\nQX1001,Ann Quirk\nQX1002,Ben\nQX1003,Cy\n",
-                       file_name="c.csv", viewer=ADMIN)
+    ingest.import_file(
+        db, "customers", b"customer_id,name\nQX1001,Ann Quirk\nQX1002,Ben\nQX1003,Cy\n", file_name="c.csv", viewer=ADMIN
+    )
     ids = tmp_path / "ids.csv"
     ids.write_text("customer_id\nQX1001\nQX1003\n")
     res = cli_inprocess("forget", "customer", "QX1002", "--file", str(ids), db=db)
@@ -228,11 +238,18 @@ def test_forget_cli_with_a_file_of_ids(tmp_path, cli_inprocess):
     assert bad.returncode == 2 and "at least one id" in bad.stderr
 
 
-@pytest.mark.parametrize("role, kind, allowed", [
-    ("admin", "customer", True), ("marketing", "customer", True), ("marketing", "respondent", False),
-    ("manager", "customer", False), ("leader", "customer", False), ("leader", "respondent", False),
-    ("manager", "respondent", False),
-])
+@pytest.mark.parametrize(
+    "role, kind, allowed",
+    [
+        ("admin", "customer", True),
+        ("marketing", "customer", True),
+        ("marketing", "respondent", False),
+        ("manager", "customer", False),
+        ("leader", "customer", False),
+        ("leader", "respondent", False),
+        ("manager", "respondent", False),
+    ],
+)
 def test_forget_roles_in_the_library(tmp_path, role, kind, allowed):
     db = tmp_path / "r.duckdb"
     ingest.import_file(db, "customers", b"customer_id\nC1\n", file_name="c.csv", viewer=ADMIN)
@@ -258,8 +275,16 @@ def _survey(units: dict[str, int], day: str = "2024-02-10", prefix: str = "R") -
     rows = []
     for u, n in units.items():
         for i in range(n):
-            rows.append({"unit_id": u, "survey_date": day, "respondent_id": f"{prefix}{u}{i:03d}",
-                         "enps": int(rng.integers(0, 11)), "q1": int(rng.integers(1, 6)), "q2": int(rng.integers(1, 6))})
+            rows.append(
+                {
+                    "unit_id": u,
+                    "survey_date": day,
+                    "respondent_id": f"{prefix}{u}{i:03d}",
+                    "enps": int(rng.integers(0, 11)),
+                    "q1": int(rng.integers(1, 6)),
+                    "q2": int(rng.integers(1, 6)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -290,11 +315,17 @@ def test_forget_respondent_removes_answers_and_suppresses_the_group_from_then_on
 
 def test_purge_whole_periods_logged_and_gone_from_the_bytes(tmp_path):
     db = tmp_path / "data" / "p.duckdb"
-    fb = pd.DataFrame({"unit_id": ["S001"] * 4, "date": ["2023-01-05", "2023-03-30", "2023-04-02", "2024-06-01"],
-                       "csat": [5, 4, 3, 2], "response_id": ["PQOLD1", "PQOLD2", "PQKEEP3", "PQKEEP4"],
-                       "comment": ["purgeable-remark-1", "purgeable-remark-2", "kept-remark", "kept-remark-2"]})
+    fb = pd.DataFrame(
+        {
+            "unit_id": ["S001"] * 4,
+            "date": ["2023-01-05", "2023-03-30", "2023-04-02", "2024-06-01"],
+            "csat": [5, 4, 3, 2],
+            "response_id": ["PQOLD1", "PQOLD2", "PQKEEP3", "PQKEEP4"],
+            "comment": ["purgeable-remark-1", "purgeable-remark-2", "kept-remark", "kept-remark-2"],
+        }
+    )
     _load_csv(db, "feedback", fb, "fb.csv")
-    _load_csv(db, "engagement", _survey({"S001": 6}, "2023-02-01", "OLD") , "old.csv")
+    _load_csv(db, "engagement", _survey({"S001": 6}, "2023-02-01", "OLD"), "old.csv")
     _load_csv(db, "engagement", _survey({"S001": 6}, "2024-02-01", "NEW"), "new.csv")
     assert governance.purge(db, viewer=ADMIN).purged == []  # no retention set: nothing
     with store.connect(db) as con:
@@ -308,9 +339,14 @@ def test_purge_whole_periods_logged_and_gone_from_the_bytes(tmp_path):
     assert by["feedback"].cutoff == date(2023, 4, 1) and by["feedback"].rows == 2
     assert by["engagement"].cutoff == date(2023, 4, 1) and by["engagement"].rows == 6
     with store.connect(db) as con:
-        assert sorted(r[0] for r in con.execute("SELECT response_id FROM feedback").fetchall()) == ["PQKEEP3", "PQKEEP4"]
+        assert sorted(r[0] for r in con.execute("SELECT response_id FROM feedback").fetchall()) == [
+            "PQKEEP3",
+            "PQKEEP4",
+        ]
         assert con.execute("SELECT count(*) FROM engagement_answers").fetchall()[0][0] == 12
         assert con.execute("SELECT kind, rows_removed FROM purges ORDER BY kind").fetchall() == [
-            ("engagement", 6), ("feedback", 2)]
+            ("engagement", 6),
+            ("feedback", 2),
+        ]
     raw = db.read_bytes()
     assert b"PQOLD1" not in raw and b"purgeable-remark" not in raw and b"OLDS001" not in raw

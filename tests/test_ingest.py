@@ -39,28 +39,34 @@ def rows(db, sql):
 UNITS = csv("Unit ID,Name,Aliases\nS001,Riverside,Store 1;Riverside store\nS002,Hilltop,Store 2\n")
 
 
-@pytest.mark.parametrize("problem, text", [
-    (Problem(14, "csat", "7 is outside 1-5"), "row 14, column 'csat': 7 is outside 1-5"),
-    (Problem(None, "Date", "dates are ambiguous"), "column 'Date': dates are ambiguous"),
-    (Problem(3, None, "no csat or nps"), "row 3: no csat or nps"),
-    (Problem(None, None, "the file is empty"), "the file is empty"),
-])
+@pytest.mark.parametrize(
+    "problem, text",
+    [
+        (Problem(14, "csat", "7 is outside 1-5"), "row 14, column 'csat': 7 is outside 1-5"),
+        (Problem(None, "Date", "dates are ambiguous"), "column 'Date': dates are ambiguous"),
+        (Problem(3, None, "no csat or nps"), "row 3: no csat or nps"),
+        (Problem(None, None, "the file is empty"), "the file is empty"),
+    ],
+)
 def test_problem_reads_like_the_contract(problem, text):
     assert str(problem) == text
 
 
 # cell text -> the date a person reads in it (the column's other values fix day/month order)
-@pytest.mark.parametrize("cells, dayfirst, expected", [
-    (["2024-03-05", "2024-12-31"], None, [date(2024, 3, 5), date(2024, 12, 31)]),
-    (["2024/03/05"], None, [date(2024, 3, 5)]),
-    (["05/03/2024", "25/03/2024"], None, [date(2024, 3, 5), date(2024, 3, 25)]),  # 25 can only be a day
-    (["03/05/2024", "03/25/2024"], None, [date(2024, 3, 5), date(2024, 3, 25)]),  # 25 can only be a day
-    (["05.03.2024", "25.03.24"], None, [date(2024, 3, 5), date(2024, 3, 25)]),
-    (["03/04/2024"], True, [date(2024, 4, 3)]),
-    (["03/04/2024"], False, [date(2024, 3, 4)]),
-    (["45356"], None, [date(2024, 3, 5)]),  # Excel serial: 2024-03-05 is day 45356
-    (["5 March 2024"], None, [date(2024, 3, 5)]),
-])
+@pytest.mark.parametrize(
+    "cells, dayfirst, expected",
+    [
+        (["2024-03-05", "2024-12-31"], None, [date(2024, 3, 5), date(2024, 12, 31)]),
+        (["2024/03/05"], None, [date(2024, 3, 5)]),
+        (["05/03/2024", "25/03/2024"], None, [date(2024, 3, 5), date(2024, 3, 25)]),  # 25 can only be a day
+        (["03/05/2024", "03/25/2024"], None, [date(2024, 3, 5), date(2024, 3, 25)]),  # 25 can only be a day
+        (["05.03.2024", "25.03.24"], None, [date(2024, 3, 5), date(2024, 3, 25)]),
+        (["03/04/2024"], True, [date(2024, 4, 3)]),
+        (["03/04/2024"], False, [date(2024, 3, 4)]),
+        (["45356"], None, [date(2024, 3, 5)]),  # Excel serial: 2024-03-05 is day 45356
+        (["5 March 2024"], None, [date(2024, 3, 5)]),
+    ],
+)
 def test_dates_read_as_a_person_reads_them(cells, dayfirst, expected):
     text = "Store,Date,CSAT\n" + "".join(f"S1,{c},4\n" for c in cells)
     p = ingest.preview(csv(text), "f.csv", "feedback", dayfirst=dayfirst, viewer=ADMIN)
@@ -81,33 +87,55 @@ def test_amount_beyond_decimal_range_is_refused_by_row_and_column(amount, db):
     assert err.value.problems == [f"row 2, column 'Amount': {amount:g} is outside -1e+12 to 1e+12"]
 
 
-@pytest.mark.parametrize("cell, expected", [
-    ("12.50", Decimal("12.50")), ("1,234.56", Decimal("1234.56")), ("€ 9.99", Decimal("9.99")),
-    ("(5.00)", Decimal("-5.00")), ("-3", Decimal("-3.00")), ("0.005", Decimal("0.01")),
-])
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("12.50", Decimal("12.50")),
+        ("1,234.56", Decimal("1234.56")),
+        ("€ 9.99", Decimal("9.99")),
+        ("(5.00)", Decimal("-5.00")),
+        ("-3", Decimal("-3.00")),
+        ("0.005", Decimal("0.01")),
+    ],
+)
 def test_money_in_a_comma_file(cell, expected, db):
     text = f'Customer,Order date,Amount\nC1,2024-01-01,"{cell}"\n'
     ingest.import_file(db, "purchases", csv(text), file_name="p.csv", viewer=ADMIN)
     assert rows(db, "SELECT amount FROM purchases") == [(expected,)]
 
 
-@pytest.mark.parametrize("cell, expected", [("12,50", Decimal("12.50")), ("1.234,56", Decimal("1234.56")),
-                                            ("7", Decimal("7.00"))])
+@pytest.mark.parametrize(
+    "cell, expected", [("12,50", Decimal("12.50")), ("1.234,56", Decimal("1234.56")), ("7", Decimal("7.00"))]
+)
 def test_decimal_comma_in_a_semicolon_file(cell, expected, db):
-    ingest.import_file(db, "purchases", csv(f"Customer;Order date;Amount\nC1;2024-01-01;{cell}\n"), file_name="p.csv", viewer=ADMIN)
+    ingest.import_file(
+        db, "purchases", csv(f"Customer;Order date;Amount\nC1;2024-01-01;{cell}\n"), file_name="p.csv", viewer=ADMIN
+    )
     assert rows(db, "SELECT amount FROM purchases") == [(expected,)]
 
 
 def test_preview_reports_mapping_scale_and_never_writes(db):
-    data = xlsx([["Pulse survey Q1"], [], ["Store", "Survey date", "Tenure", "Q1", "Q2", "Comments"],
-                 ["S001", date(2024, 1, 5), "2 years", "Agree", "Strongly agree", "fine"],
-                 ["S001", date(2024, 1, 5), "1 year", "Somewhat agree", "Agree", ""]])
+    data = xlsx(
+        [
+            ["Pulse survey Q1"],
+            [],
+            ["Store", "Survey date", "Tenure", "Q1", "Q2", "Comments"],
+            ["S001", date(2024, 1, 5), "2 years", "Agree", "Strongly agree", "fine"],
+            ["S001", date(2024, 1, 5), "1 year", "Somewhat agree", "Agree", ""],
+        ]
+    )
     with store.connect(db) as con:
         before = store.table_fingerprint(con)
     p = ingest.preview(data, "pulse.xlsx", "engagement", db=db, viewer=ADMIN)
     assert p.header_row == 3 and p.sheets == ["Sheet"] and p.sheet == "Sheet"
-    assert p.mapping == {"Store": "unit_id", "Survey date": "survey_date", "Tenure": "ignore", "Q1": "item",
-                         "Q2": "item", "Comments": "comment"}
+    assert p.mapping == {
+        "Store": "unit_id",
+        "Survey date": "survey_date",
+        "Tenure": "ignore",
+        "Q1": "item",
+        "Q2": "item",
+        "Comments": "comment",
+    }
     assert (p.scale, p.scale_source) == (7, "labels")  # 'Somewhat agree' exists only on 7 points
     assert p.rows == 2 and p.ok and p.units_created == ["S001"]
     assert p.sample[["Q1", "Q2"]].values.tolist() == [[6, 7], [5, 6]]  # on 7 points: Agree 6, Somewhat agree 5
@@ -115,12 +143,15 @@ def test_preview_reports_mapping_scale_and_never_writes(db):
         assert store.table_fingerprint(con) == before
 
 
-@pytest.mark.parametrize("answers, scale, expected", [
-    (["4", "5"], None, (5, "answers")),
-    (["4", "6"], None, (7, "answers")),
-    (["4", "5"], 7, (7, "--scale")),
-    (["Agree", "Strongly agree"], None, (5, "labels")),
-])
+@pytest.mark.parametrize(
+    "answers, scale, expected",
+    [
+        (["4", "5"], None, (5, "answers")),
+        (["4", "6"], None, (7, "answers")),
+        (["4", "5"], 7, (7, "--scale")),
+        (["Agree", "Strongly agree"], None, (5, "labels")),
+    ],
+)
 def test_scale_and_where_it_came_from(answers, scale, expected):
     text = "Store,Date,Q1\n" + "".join(f"S1,2024-01-01,{a}\n" for a in answers)
     p = ingest.preview(csv(text), "e.csv", "engagement", scale=scale, viewer=ADMIN)
@@ -128,32 +159,54 @@ def test_scale_and_where_it_came_from(answers, scale, expected):
 
 
 def test_engagement_answers_reverse_keyed_and_half_answered_warning(db):
-    text = ("Store,Date,Respondent,Q1,Q2,Q3,Q4\n"
-            "S1,2024-01-01,P1,5,1,4,4\n"
-            "S1,2024-01-01,P2,2,N/A,,\n")
+    text = "Store,Date,Respondent,Q1,Q2,Q3,Q4\nS1,2024-01-01,P1,5,1,4,4\nS1,2024-01-01,P2,2,N/A,,\n"
     res = ingest.import_file(db, "engagement", csv(text), file_name="e.csv", reverse=("q2",), viewer=ADMIN)
     assert rows(db, "SELECT row_no, item, score FROM engagement_answers ORDER BY row_no, item") == [
-        (2, "Q1", 5), (2, "Q2", 5), (2, "Q3", 4), (2, "Q4", 4), (3, "Q1", 2)]  # Q2 reversed: 6 - 1
+        (2, "Q1", 5),
+        (2, "Q2", 5),
+        (2, "Q3", 4),
+        (2, "Q4", 4),
+        (3, "Q1", 2),
+    ]  # Q2 reversed: 6 - 1
     assert rows(db, "SELECT item, scale, reverse_keyed FROM engagement_items ORDER BY item") == [
-        ("Q1", 5, False), ("Q2", 5, True), ("Q3", 5, False), ("Q4", 5, False)]
+        ("Q1", 5, False),
+        ("Q2", 5, True),
+        ("Q3", 5, False),
+        ("Q4", 5, False),
+    ]
     assert any("1 respondents answered fewer than half" in w for w in res.warnings)
 
 
 def test_units_created_before_a_units_file_then_did_you_mean(db):
-    r1 = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\nS009,2024-01-01,5\n"),
-                            file_name="a.csv", viewer=ADMIN)
+    r1 = ingest.import_file(
+        db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\nS009,2024-01-01,5\n"), file_name="a.csv", viewer=ADMIN
+    )
     assert r1.units_created == ["S001", "S009"]
     assert r1.summary() == "2 rows loaded as batch 1; 2 units created"
     ingest.import_file(db, "units", UNITS, file_name="units.csv", viewer=ADMIN)
     with pytest.raises(CxStatsError) as err:
-        ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nRiverside stor,2024-01-02,5\n"),
-                           file_name="b.csv", viewer=ADMIN)
-    assert "row 3, column 'Store': unknown unit 'Riverside stor'; did you mean 'Riverside store' (unit S001)?" in err.value.problems[0]
-    r3 = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nstore 2,2024-01-02,5\n"),
-                            file_name="c.csv", viewer=ADMIN)
+        ingest.import_file(
+            db,
+            "feedback",
+            csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nRiverside stor,2024-01-02,5\n"),
+            file_name="b.csv",
+            viewer=ADMIN,
+        )
+    assert (
+        "row 3, column 'Store': unknown unit 'Riverside stor'; did you mean 'Riverside store' (unit S001)?"
+        in err.value.problems[0]
+    )
+    r3 = ingest.import_file(
+        db,
+        "feedback",
+        csv("Store,Date,CSAT\nRiverside store,2024-01-02,4\nstore 2,2024-01-02,5\n"),
+        file_name="c.csv",
+        viewer=ADMIN,
+    )
     assert r3.units_created == []
-    assert rows(db, "SELECT unit_id FROM feedback WHERE batch_id = ? ORDER BY row_no".replace("?", str(r3.batch_id))) \
-        == [("S001",), ("S002",)]
+    assert rows(
+        db, "SELECT unit_id FROM feedback WHERE batch_id = ? ORDER BY row_no".replace("?", str(r3.batch_id))
+    ) == [("S001",), ("S002",)]
 
 
 def test_created_units_go_with_their_batch_on_undo(db):
@@ -166,22 +219,37 @@ def test_created_units_go_with_their_batch_on_undo(db):
 def test_manager_uploads_only_his_units(db):
     manager = Viewer("manager", ("S001",), "Mia")
     ingest.import_file(db, "units", UNITS, file_name="units.csv", viewer=ADMIN)
-    r = ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\n"), file_name="a.csv",
-                           viewer=manager)
+    r = ingest.import_file(
+        db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-01,4\n"), file_name="a.csv", viewer=manager
+    )
     assert rows(db, f"SELECT loaded_by FROM batches WHERE batch_id = {r.batch_id}") == [("Mia",)]
     with store.connect(db) as con:
         before = store.table_fingerprint(con)
     with pytest.raises(AccessDenied, match="S002"):
-        ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS001,2024-01-02,4\nStore 2,2024-01-02,5\n"),
-                           file_name="b.csv", viewer=manager)
+        ingest.import_file(
+            db,
+            "feedback",
+            csv("Store,Date,CSAT\nS001,2024-01-02,4\nStore 2,2024-01-02,5\n"),
+            file_name="b.csv",
+            viewer=manager,
+        )
     with pytest.raises(AccessDenied):
         ingest.import_file(db, "customers", csv("Customer ID\nC1\n"), file_name="c.csv", viewer=manager)
     with store.connect(db) as con:
         assert store.table_fingerprint(con) == before
 
 
-@pytest.mark.parametrize("kind, allowed", [("purchases", True), ("mentions", True), ("customers", True),
-                                           ("rewards", True), ("engagement", False), ("feedback", False)])
+@pytest.mark.parametrize(
+    "kind, allowed",
+    [
+        ("purchases", True),
+        ("mentions", True),
+        ("customers", True),
+        ("rewards", True),
+        ("engagement", False),
+        ("feedback", False),
+    ],
+)
 def test_marketing_uploads_customer_data_only(kind, allowed):
     data = ingest.template_csv(kind)
     call = lambda: ingest.preview(data, "t.csv", kind, viewer=Viewer("marketing"))  # noqa: E731
@@ -233,34 +301,55 @@ def test_cli_caps_the_list_at_50(db, tmp_path, cli_inprocess):
 
 
 def test_purchase_lines_numbered_within_their_order(db):
-    text = ("Order ID,Customer,Order date,Amount\nO1,C1,2024-01-02,10\nO2,C2,2024-01-03,5\n"
-            "O1,C1,2024-01-02,-2.5\n,C3,2024-01-04,7\n")
+    text = (
+        "Order ID,Customer,Order date,Amount\nO1,C1,2024-01-02,10\nO2,C2,2024-01-03,5\n"
+        "O1,C1,2024-01-02,-2.5\n,C3,2024-01-04,7\n"
+    )
     ingest.import_file(db, "purchases", csv(text), file_name="p.csv", viewer=ADMIN)
     assert rows(db, "SELECT order_id, line_no, amount FROM purchases ORDER BY row_no") == [
-        ("O1", 1, Decimal("10.00")), ("O2", 1, Decimal("5.00")), ("O1", 2, Decimal("-2.50")), (None, 1, Decimal("7.00"))]
+        ("O1", 1, Decimal("10.00")),
+        ("O2", 1, Decimal("5.00")),
+        ("O1", 2, Decimal("-2.50")),
+        (None, 1, Decimal("7.00")),
+    ]
 
 
 def test_customers_update_on_a_later_upload(db):
-    ingest.import_file(db, "customers", csv("Customer ID,Email,Consent\nC1,a@x.org,yes\nC2,b@x.org,yes\n"),
-                       file_name="a.csv", viewer=ADMIN)
-    r = ingest.import_file(db, "customers", csv("Customer ID,Email,Consent\nC1,a@x.org,no\nC2,b@x.org,yes\n"),
-                           file_name="b.csv", viewer=ADMIN)
+    ingest.import_file(
+        db,
+        "customers",
+        csv("Customer ID,Email,Consent\nC1,a@x.org,yes\nC2,b@x.org,yes\n"),
+        file_name="a.csv",
+        viewer=ADMIN,
+    )
+    r = ingest.import_file(
+        db,
+        "customers",
+        csv("Customer ID,Email,Consent\nC1,a@x.org,no\nC2,b@x.org,yes\n"),
+        file_name="b.csv",
+        viewer=ADMIN,
+    )
     assert (r.rows_loaded, r.duplicates_skipped) == (1, 1)
     with store.connect(db) as con:
-        cur = con.execute(f"SELECT customer_id, marketing_consent FROM ({store.current_customers_sql()}) "
-                          "ORDER BY 1").fetchall()
+        cur = con.execute(
+            f"SELECT customer_id, marketing_consent FROM ({store.current_customers_sql()}) ORDER BY 1"
+        ).fetchall()
     assert cur == [("C1", False), ("C2", True)]
 
 
 def test_xlsx_number_ids_become_text_with_a_warning():
-    p = ingest.preview(xlsx([["Customer ID", "Name"], [42.0, "Ann"], ["00043", "Bob"]]), "c.xlsx", "customers", viewer=ADMIN)
+    p = ingest.preview(
+        xlsx([["Customer ID", "Name"], [42.0, "Ann"], ["00043", "Bob"]]), "c.xlsx", "customers", viewer=ADMIN
+    )
     assert list(p.sample["customer_id"]) == ["42", "00043"]
     assert any("leading zeros" in w for w in p.warnings)
 
 
 def test_mentions_sentiment_from_file_vader_or_unscored(db):
-    text = ("Handle,Posted at,Text,Sentiment\n@a,2024-01-01 10:00,whatever,0.5\n"
-            "@b,2024-01-01 11:00,Wonderful staff and great coffee!,\n@c,2024-01-01 12:00,Sehr gut und nicht teuer,\n")
+    text = (
+        "Handle,Posted at,Text,Sentiment\n@a,2024-01-01 10:00,whatever,0.5\n"
+        "@b,2024-01-01 11:00,Wonderful staff and great coffee!,\n@c,2024-01-01 12:00,Sehr gut und nicht teuer,\n"
+    )
     ingest.import_file(db, "mentions", csv(text), file_name="m.csv", viewer=ADMIN)
     got = rows(db, "SELECT handle, sentiment, sentiment_source, posted_at FROM mentions ORDER BY row_no")
     assert [(g[0], g[2]) for g in got] == [("@a", "file"), ("@b", "vader"), ("@c", "unscored")]
@@ -271,8 +360,13 @@ def test_mentions_sentiment_from_file_vader_or_unscored(db):
 def test_same_rows_in_other_layout_are_the_same_content(db):
     ingest.import_file(db, "feedback", csv("Store,Date,CSAT\nS1,2024-01-01,4\n"), file_name="a.csv", viewer=ADMIN)
     with pytest.raises(CxStatsError, match="already loaded as batch 1"):
-        ingest.import_file(db, "feedback", xlsx([["Report"], ["Branch", "Date", "Satisfaction"],
-                                                 ["S1", date(2024, 1, 1), 4]]), file_name="b.xlsx", viewer=ADMIN)
+        ingest.import_file(
+            db,
+            "feedback",
+            xlsx([["Report"], ["Branch", "Date", "Satisfaction"], ["S1", date(2024, 1, 1), 4]]),
+            file_name="b.xlsx",
+            viewer=ADMIN,
+        )
 
 
 def test_sample_and_problem_count_in_preview():
@@ -284,18 +378,27 @@ def test_sample_and_problem_count_in_preview():
 
 
 def test_timestamps_with_and_without_offsets_read_as_utc():
-    text = ("Handle,Posted at,Text\n@a,2024-01-01T10:00:00Z,hi\n@b,2024-01-01 11:00,yo\n"
-            "@c,2024-01-01T12:00:00+02:00,x\n@d,25/03/2024 2:30 PM,x\n")
+    text = (
+        "Handle,Posted at,Text\n@a,2024-01-01T10:00:00Z,hi\n@b,2024-01-01 11:00,yo\n"
+        "@c,2024-01-01T12:00:00+02:00,x\n@d,25/03/2024 2:30 PM,x\n"
+    )
     p = ingest.preview(csv(text), "m.csv", "mentions", viewer=ADMIN)
     assert p.ok, p.problems
-    assert list(p.sample["posted_at"]) == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 11),
-                                           datetime(2024, 1, 1, 10), datetime(2024, 3, 25, 14, 30)]
+    assert list(p.sample["posted_at"]) == [
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 11),
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 3, 25, 14, 30),
+    ]
 
 
-@pytest.mark.parametrize("mapping, expected", [
-    ({"Shop": "unit_id", "Day": "date", "Score": "csat"}, {"Shop": "unit_id", "Day": "date", "Score": "csat"}),
-    ({"shop": "unit_id", "DAY": "date", "score": "nps"}, {"Shop": "unit_id", "Day": "date", "Score": "nps"}),
-])
+@pytest.mark.parametrize(
+    "mapping, expected",
+    [
+        ({"Shop": "unit_id", "Day": "date", "Score": "csat"}, {"Shop": "unit_id", "Day": "date", "Score": "csat"}),
+        ({"shop": "unit_id", "DAY": "date", "score": "nps"}, {"Shop": "unit_id", "Day": "date", "Score": "nps"}),
+    ],
+)
 def test_user_mapping_by_header_text(mapping, expected):
     p = ingest.preview(csv("Shop,Day,Score\nS1,2024-01-01,4\n"), "f.csv", "feedback", mapping=mapping, viewer=ADMIN)
     assert p.mapping == expected and p.ok
@@ -309,10 +412,13 @@ def test_mapping_a_column_to_ignore_resolves_a_clash():
     assert p.ok and p.mapping["Branch"] == "ignore" and list(p.sample["unit_id"]) == ["S1"]
 
 
-@pytest.mark.parametrize("pairs, expected", [
-    (["Store No=unit_id"], {"Store No": "unit_id"}),
-    (["a=b=csat", " x = nps "], {"a=b": "csat", "x": "nps"}),
-])
+@pytest.mark.parametrize(
+    "pairs, expected",
+    [
+        (["Store No=unit_id"], {"Store No": "unit_id"}),
+        (["a=b=csat", " x = nps "], {"a=b": "csat", "x": "nps"}),
+    ],
+)
 def test_parse_mapping(pairs, expected):
     assert ingest.parse_mapping(pairs) == expected
 

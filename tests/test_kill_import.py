@@ -51,9 +51,17 @@ def big_feedback_csv(path: Path, n: int) -> None:
     units = np.array([f"S{u:03d}" for u in range(1, 41)])
     days = np.datetime64("2024-01-01") + rng.integers(0, 700, n)
     lines = ["Response ID,Store,Date,CSAT,NPS,Customer ID,Channel"]
-    lines += [f"K{i:07d},{u},{d},{c},{p},C{cu:06d},web" for i, u, d, c, p, cu in zip(
-        range(n), units[rng.integers(0, 40, n)], days.astype(str), rng.integers(1, 6, n), rng.integers(0, 11, n),
-        rng.integers(0, 50_000, n))]
+    lines += [
+        f"K{i:07d},{u},{d},{c},{p},C{cu:06d},web"
+        for i, u, d, c, p, cu in zip(
+            range(n),
+            units[rng.integers(0, 40, n)],
+            days.astype(str),
+            rng.integers(1, 6, n),
+            rng.integers(0, 11, n),
+            rng.integers(0, 50_000, n),
+        )
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -62,14 +70,21 @@ def state(db: Path) -> dict:
     with store.connect(db) as con:
         fp = store.table_fingerprint(con)
         fp["batches"] = con.execute(
-            "SELECT batch_id, kind, file_name, rows, sha256, undone FROM batches ORDER BY batch_id").fetchall()
+            "SELECT batch_id, kind, file_name, rows, sha256, undone FROM batches ORDER BY batch_id"
+        ).fetchall()
     return fp
 
 
 def start(db: Path, csv_path: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(db), str(csv_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(db), str(csv_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.slow

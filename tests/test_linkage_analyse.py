@@ -13,15 +13,39 @@ from test_linkage_data import build, survey
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, store
 
 JSON_FIELDS = {
-    "metric", "period", "lag", "min_group", "n_units", "suppressed_groups", "units", "within_unit", "lags",
-    "pearson", "spearman", "min_detectable_r", "slope_per_10", "elasticity", "elasticity_reason", "partial",
-    "drivers", "quartiles", "warnings",
+    "metric",
+    "period",
+    "lag",
+    "min_group",
+    "n_units",
+    "suppressed_groups",
+    "units",
+    "within_unit",
+    "lags",
+    "pearson",
+    "spearman",
+    "min_detectable_r",
+    "slope_per_10",
+    "elasticity",
+    "elasticity_reason",
+    "partial",
+    "drivers",
+    "quartiles",
+    "warnings",
 }
 NESTED = {
-    "within_unit": {"coef", "ci_low", "ci_high", "p", "n_obs", "n_clusters", "vcov", "r", "r_dof", "r_p",
-                    "corrected"},
-    "pearson": {"r", "ci_low", "ci_high", "p", "r_corrected", "r_corrected_ci_low", "r_corrected_ci_high", "rel_x",
-                "rel_y"},
+    "within_unit": {"coef", "ci_low", "ci_high", "p", "n_obs", "n_clusters", "vcov", "r", "r_dof", "r_p", "corrected"},
+    "pearson": {
+        "r",
+        "ci_low",
+        "ci_high",
+        "p",
+        "r_corrected",
+        "r_corrected_ci_low",
+        "r_corrected_ci_high",
+        "rel_x",
+        "rel_y",
+    },
     "spearman": {"rho", "p"},
     "slope_per_10": {"estimate", "ci_low", "ci_high"},
     "quartiles": {"top", "bottom", "diff", "ci_low", "ci_high"},
@@ -57,10 +81,13 @@ def test_json_has_exactly_the_design_fields(small_db, cli_inprocess):
     assert any("below 30" in w for w in d["warnings"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--period", "month"], "differs from the database setting"),
-    (["--min-group", "4"], "below the database setting"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--period", "month"], "differs from the database setting"),
+        (["--min-group", "4"], "below the database setting"),
+    ],
+)
 def test_refused_with_exit_2(small_db, cli_inprocess, args, message):
     out = cli_inprocess("linkage", "--json", *args, db=small_db)
     assert out.returncode == 2
@@ -81,8 +108,12 @@ def test_within_unit_matches_pyfixest_crv3_on_the_panel(small_db):
     with store.connect(small_db) as con:
         res = linkage.analyse(con, viewer=ADMIN)
     p = res.panel.assign(engagement=res.panel["engagement"].astype(float), cx=res.panel["cx"].astype(float))
-    fit = pf.feols("cx ~ engagement | unit_id + period_index", data=p, vcov={"CRV3": "unit_id"},
-                   ssc=pf.ssc(k_adj=False, G_adj=False))
+    fit = pf.feols(
+        "cx ~ engagement | unit_id + period_index",
+        data=p,
+        vcov={"CRV3": "unit_id"},
+        ssc=pf.ssc(k_adj=False, G_adj=False),
+    )
     g = p["unit_id"].nunique()
     se = float(np.sqrt(fit._vcov[0, 0] * (g - 1) / g))
     w = res.within_unit
@@ -130,13 +161,15 @@ def test_suppressed_groups_never_change_any_output(tmp_path):
         with store.connect(db) as con:
             build(con, type(sv)(e, sv.feedback, sv.units, sv.items, sv.coef))
             res = linkage.analyse(con, covariates=("region",), viewer=ADMIN)
-            outputs.append((
-                json.dumps(res.as_json(), sort_keys=True),
-                metrics.unit_period_engagement(con, viewer=ADMIN).groups.to_json(),
-                metrics.item_scores(con, viewer=ADMIN).cells.to_json(),
-                metrics.item_distribution(con, viewer=ADMIN).to_json(),
-                repr(metrics.engagement_summary(con, viewer=ADMIN)),
-            ))
+            outputs.append(
+                (
+                    json.dumps(res.as_json(), sort_keys=True),
+                    metrics.unit_period_engagement(con, viewer=ADMIN).groups.to_json(),
+                    metrics.item_scores(con, viewer=ADMIN).cells.to_json(),
+                    metrics.item_distribution(con, viewer=ADMIN).to_json(),
+                    repr(metrics.engagement_summary(con, viewer=ADMIN)),
+                )
+            )
     assert outputs[0] == outputs[1] == outputs[2]
 
 
@@ -177,8 +210,17 @@ def test_too_thin_evidence_said_plainly(tmp_path):
     assert any("at least 4" in w for w in d["warnings"])
 
 
-@pytest.mark.parametrize("kwargs", [{"metric": "revenue"}, {"lag": 20}, {"period": "month"}, {"min_group": 3},
-                                    {"min_group": 2}, {"covariates": ("salary",)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"metric": "revenue"},
+        {"lag": 20},
+        {"period": "month"},
+        {"min_group": 3},
+        {"min_group": 2},
+        {"covariates": ("salary",)},
+    ],
+)
 def test_analyse_refuses_bad_input(small_db, kwargs):
     with store.connect(small_db) as con, pytest.raises(CxStatsError):
         linkage.analyse(con, **kwargs, viewer=ADMIN)

@@ -19,31 +19,49 @@ def load_engagement(con, resp: pd.DataFrame, items: list[str], scale: int = 5, t
     """resp: one row per respondent with unit_id, survey_date, optional wave/enps/comment and item columns."""
     resp = resp.reset_index(drop=True).copy()
     resp["row_no"] = np.arange(2, len(resp) + 2)
-    base_cols = [c for c in ("row_no", "unit_id", "survey_date", "respondent_id", "wave", "enps", "comment")
-                 if c in resp.columns]
+    base_cols = [
+        c for c in ("row_no", "unit_id", "survey_date", "respondent_id", "wave", "enps", "comment") if c in resp.columns
+    ]
     eng = resp[base_cols].copy()
     eng["survey_date"] = pd.to_datetime(eng["survey_date"]).dt.date
     long = resp.melt(id_vars=["row_no"], value_vars=items, var_name="item", value_name="score").dropna()
     long["score"] = long["score"].astype("int64")
     meta = pd.DataFrame({"item": items, "scale": scale, "reverse_keyed": False})
-    return store.load_batch(con, "engagement", {"engagement": eng, "engagement_answers": long,
-                                                "engagement_items": meta},
-                            file_name=f"{tag}.csv", sha256=f"{tag}-{np.random.default_rng().random()}", rows=len(eng))
+    return store.load_batch(
+        con,
+        "engagement",
+        {"engagement": eng, "engagement_answers": long, "engagement_items": meta},
+        file_name=f"{tag}.csv",
+        sha256=f"{tag}-{np.random.default_rng().random()}",
+        rows=len(eng),
+    )
 
 
 def load_feedback(con, fb: pd.DataFrame, tag: str = "f") -> int:
     fb = fb.reset_index(drop=True).copy()
     fb["row_no"] = np.arange(2, len(fb) + 2)
     fb["date"] = pd.to_datetime(fb["date"]).dt.date
-    return store.load_batch(con, "feedback", {"feedback": fb}, file_name=f"{tag}.csv",
-                            sha256=f"{tag}-{np.random.default_rng().random()}", rows=len(fb))
+    return store.load_batch(
+        con,
+        "feedback",
+        {"feedback": fb},
+        file_name=f"{tag}.csv",
+        sha256=f"{tag}-{np.random.default_rng().random()}",
+        rows=len(fb),
+    )
 
 
 def load_units(con, units: pd.DataFrame) -> int:
     units = units.reset_index(drop=True).copy()
     units["row_no"] = np.arange(2, len(units) + 2)
-    return store.load_batch(con, "units", {"units": units}, file_name="units.csv",
-                            sha256=f"u-{np.random.default_rng().random()}", rows=len(units))
+    return store.load_batch(
+        con,
+        "units",
+        {"units": units},
+        file_name="units.csv",
+        sha256=f"u-{np.random.default_rng().random()}",
+        rows=len(units),
+    )
 
 
 QUARTER_START = ["2024-01-15", "2024-04-15", "2024-07-15", "2024-10-15", "2025-01-15", "2025-04-15"]
@@ -58,8 +76,16 @@ class Survey:
     coef: float
 
 
-def survey(seed: int, n_units: int = 12, n_periods: int = 4, resp_per_group: int = 8, fb_per_group: int = 40,
-           coef: float = 0.5, items: int = 4, small_groups: int = 0) -> Survey:
+def survey(
+    seed: int,
+    n_units: int = 12,
+    n_periods: int = 4,
+    resp_per_group: int = 8,
+    fb_per_group: int = 40,
+    coef: float = 0.5,
+    items: int = 4,
+    small_groups: int = 0,
+) -> Survey:
     """Respondent-level survey + feedback with CSAT probability rising `coef` points per index point.
 
     `small_groups` (unit, period) groups get only 3 respondents (suppressed at min_group 5).
@@ -80,14 +106,26 @@ def survey(seed: int, n_units: int = 12, n_periods: int = 4, resp_per_group: int
                     rec[it] = int(np.clip(np.rint(3 + lat[i] + rng.normal(0, 0.6)), 1, 5))
                 rows.append(rec)
             prob = np.clip(0.6 + coef * shift * 0.1, 0.05, 0.95)
-            csat = np.where(rng.random(fb_per_group) < prob, rng.integers(4, 6, fb_per_group),
-                            rng.integers(1, 4, fb_per_group))
+            csat = np.where(
+                rng.random(fb_per_group) < prob, rng.integers(4, 6, fb_per_group), rng.integers(1, 4, fb_per_group)
+            )
             for c in csat:
-                fb.append({"unit_id": f"U{u:03d}", "date": QUARTER_START[p], "csat": int(c),
-                           "nps": int(rng.integers(0, 11)), "channel": rng.choice(["email", "phone", "twitter"])})
-    units = pd.DataFrame({"unit_id": [f"U{u:03d}" for u in range(n_units)],
-                          "region": [["North", "South", "East"][u % 3] for u in range(n_units)],
-                          "headcount": [10 + 3 * u for u in range(n_units)]})
+                fb.append(
+                    {
+                        "unit_id": f"U{u:03d}",
+                        "date": QUARTER_START[p],
+                        "csat": int(c),
+                        "nps": int(rng.integers(0, 11)),
+                        "channel": rng.choice(["email", "phone", "twitter"]),
+                    }
+                )
+    units = pd.DataFrame(
+        {
+            "unit_id": [f"U{u:03d}" for u in range(n_units)],
+            "region": [["North", "South", "East"][u % 3] for u in range(n_units)],
+            "headcount": [10 + 3 * u for u in range(n_units)],
+        }
+    )
     return Survey(pd.DataFrame(rows), pd.DataFrame(fb), units, names, coef)
 
 

@@ -58,10 +58,13 @@ def test_bh_q_values():
     assert linkage.bh_q(p) == pytest.approx(q, abs=5e-5)
 
 
-@pytest.mark.parametrize("covar, r, ci, p", [
-    (["cv1"], 0.568, (0.25, 0.77), 0.001303),
-    (["cv1", "cv2", "cv3"], 0.493, (0.14, 0.74), 0.009),
-])
+@pytest.mark.parametrize(
+    "covar, r, ci, p",
+    [
+        (["cv1"], 0.568, (0.25, 0.77), 0.001303),
+        (["cv1", "cv2", "cv3"], 0.493, (0.14, 0.74), 0.009),
+    ],
+)
 def test_partial_correlation_pingouin_example(covar, r, ci, p):
     df = pg.read_dataset("partial_corr")
     res = linkage.partial_corr(df["x"], df["y"], df[covar])
@@ -81,8 +84,9 @@ def test_partial_correlation_categorical_enters_as_dummies():
     cov = pd.DataFrame({"region": region})
     res = linkage.partial_corr(x, y, cov)
     dummies = pd.get_dummies(cov["region"], drop_first=True, dtype=float)
-    ref = pg.partial_corr(pd.concat([pd.DataFrame({"x": x, "y": y}), dummies], axis=1), "x", "y",
-                          covar=list(dummies.columns))
+    ref = pg.partial_corr(
+        pd.concat([pd.DataFrame({"x": x, "y": y}), dummies], axis=1), "x", "y", covar=list(dummies.columns)
+    )
     assert res.k == 2
     assert res.r == pytest.approx(ref["r"].iloc[0], rel=1e-9)
     assert res.p == pytest.approx(ref["p_val"].iloc[0], rel=1e-6)
@@ -94,13 +98,15 @@ def _unbalanced(seed: int, n_units: int, n_periods: int) -> pd.DataFrame:
     return d[rng.random(len(d)) > 0.2].reset_index(drop=True)  # drop ~20% of unit-periods
 
 
-@pytest.mark.parametrize("seed, n_units, n_periods, balanced", [
-    (0, 30, 4, True), (1, 40, 8, False), (3, 60, 6, False), (4, 35, 10, True)])
+@pytest.mark.parametrize(
+    "seed, n_units, n_periods, balanced", [(0, 30, 4, True), (1, 40, 8, False), (3, 60, 6, False), (4, 35, 10, True)]
+)
 def test_fixed_effects_match_statsmodels_formula_from_30_units(seed, n_units, n_periods, balanced):
     d = panel(seed, n_units=n_units, n_periods=n_periods) if balanced else _unbalanced(seed, n_units, n_periods)
     fe = linkage.fixed_effects(d["cx"], d["engagement"], d["unit"], d["period"])
     ref = smf.ols("cx ~ engagement + C(unit) + C(period)", d).fit(
-        cov_type="cluster", cov_kwds={"groups": d["unit"].to_numpy()}, use_t=True)
+        cov_type="cluster", cov_kwds={"groups": d["unit"].to_numpy()}, use_t=True
+    )
     lo, hi = ref.conf_int().loc["engagement"]
     assert fe.vcov == "CRV1"
     assert fe.coef == pytest.approx(ref.params["engagement"], rel=1e-8)
@@ -113,14 +119,17 @@ def test_fixed_effects_match_statsmodels_formula_from_30_units(seed, n_units, n_
 def _loo_crv3(d: pd.DataFrame, beta: float) -> float:
     """Direct leave-one-unit-out refits (statsmodels), V = (G-1)/G sum (b_(g) - b)^2."""
     units = sorted(d["unit"].unique())
-    b = np.array([smf.ols("cx ~ engagement + C(unit) + C(period)", d[d["unit"] != u]).fit().params["engagement"]
-                  for u in units])
+    b = np.array(
+        [smf.ols("cx ~ engagement + C(unit) + C(period)", d[d["unit"] != u]).fit().params["engagement"] for u in units]
+    )
     g = len(units)
     return math.sqrt((g - 1) / g * float(((b - beta) ** 2).sum()))
 
 
-@pytest.mark.parametrize("seed, n_units, n_periods, balanced", [
-    (0, 12, 4, True), (2, 8, 3, False), (4, 5, 10, True), (5, 3, 6, False), (6, 29, 5, False)])
+@pytest.mark.parametrize(
+    "seed, n_units, n_periods, balanced",
+    [(0, 12, 4, True), (2, 8, 3, False), (4, 5, 10, True), (5, 3, 6, False), (6, 29, 5, False)],
+)
 def test_crv3_below_30_units_matches_leave_one_out_and_pyfixest(seed, n_units, n_periods, balanced):
     pf = pytest.importorskip("pyfixest")
     d = panel(seed, n_units=n_units, n_periods=n_periods) if balanced else _unbalanced(seed, n_units, n_periods)
@@ -130,8 +139,9 @@ def test_crv3_below_30_units_matches_leave_one_out_and_pyfixest(seed, n_units, n
     assert fe.vcov == "CRV3" and fe.n_clusters == g
     assert fe.se == pytest.approx(_loo_crv3(d, fe.coef), rel=1e-6)
     # pyfixest's CRV3 is ssc * sum (b_(g) - b)^2: without its small-sample factor, times (G-1)/G
-    fit = pf.feols("cx ~ engagement | unit + period", data=d, vcov={"CRV3": "unit"},
-                   ssc=pf.ssc(k_adj=False, G_adj=False))
+    fit = pf.feols(
+        "cx ~ engagement | unit + period", data=d, vcov={"CRV3": "unit"}, ssc=pf.ssc(k_adj=False, G_adj=False)
+    )
     assert fe.coef == pytest.approx(float(fit.coef().iloc[0]), rel=1e-9)
     assert fe.se == pytest.approx(math.sqrt(float(fit._vcov[0, 0]) * (g - 1) / g), abs=1e-6 * fe.se, rel=1e-6)
     tq = stats.t.ppf(0.975, g - 1)
@@ -188,12 +198,15 @@ def test_fixed_effects_match_hand_demeaned_regression(seed):
     assert fe.p == pytest.approx(2 * stats.t.sf(abs(beta / se), g - 1), rel=1e-6)
 
 
-@pytest.mark.parametrize("units, periods, words", [
-    ([1, 2, 3], [0, 0, 0], "at least two units"),  # one period per unit: all singletons
-    ([1, 1, 2, 2, 3], [0, 1, 0, 1, 0], "exact fit"),  # unit 3 is a singleton; then N = 4 = K (2 units + 2 periods)
-    ([1, 1, 1], [0, 1, 2], "at least two units"),  # one unit
-    ([1, 1, 2, 2, 3, 3], [0, 1, 0, 2, 1, 2], "exact fit"),  # N = 6 = K (3 units + 3 periods)
-])
+@pytest.mark.parametrize(
+    "units, periods, words",
+    [
+        ([1, 2, 3], [0, 0, 0], "at least two units"),  # one period per unit: all singletons
+        ([1, 1, 2, 2, 3], [0, 1, 0, 1, 0], "exact fit"),  # unit 3 is a singleton; then N = 4 = K (2 units + 2 periods)
+        ([1, 1, 1], [0, 1, 2], "at least two units"),  # one unit
+        ([1, 1, 2, 2, 3, 3], [0, 1, 0, 2, 1, 2], "exact fit"),  # N = 6 = K (3 units + 3 periods)
+    ],
+)
 def test_fixed_effects_not_estimable(units, periods, words):
     x = [1.0, 2.5, 3.0, 7.0, 4.0, 6.0][: len(units)]
     y = [1.0, 2.0, 4.0, 3.0, 8.0, 5.0][: len(units)]
@@ -216,8 +229,10 @@ def test_two_units_give_a_coefficient_but_never_a_p(seed):
     assert "only 2 units" in fe.reason and "zero" in fe.reason
 
 
-@pytest.mark.parametrize("what, words", [("x", "engagement does not change"), ("y", "customer satisfaction does not"),
-                                         ("exact", "exact step")])
+@pytest.mark.parametrize(
+    "what, words",
+    [("x", "engagement does not change"), ("y", "customer satisfaction does not"), ("exact", "exact step")],
+)
 def test_degenerate_within_data_give_nulls_with_one_reason(what, words):
     d = panel(4, n_units=12, n_periods=5)
     unit_lvl = d["unit"] * 1.7
@@ -300,8 +315,9 @@ def test_spearman_exact_p_at_nine_matches_scipy_permutation_test():
         ra = stats.rankdata(a, axis=axis) - 5.0
         return (ra @ rx) / np.sqrt((ra * ra).sum(axis=-1) * (rx @ rx))
 
-    ref = stats.permutation_test((y,), rho, permutation_type="pairings", vectorized=True,
-                                 n_resamples=np.inf, alternative="two-sided")
+    ref = stats.permutation_test(
+        (y,), rho, permutation_type="pairings", vectorized=True, n_resamples=np.inf, alternative="two-sided"
+    )
     assert ref.null_distribution.size == math.factorial(9)
     # no ties: the null distribution is symmetric, so scipy's 2 x one-sided p equals the |rho| count
     assert linkage.spearman(x, y).p == pytest.approx(ref.pvalue, rel=1e-9)
@@ -314,7 +330,8 @@ def test_slope_per_10_matches_linregress(seed, n):
     tq = stats.t.ppf(0.975, n - 2)
     s = linkage.slope_per_10(x, y)
     assert (s.estimate, s.ci_low, s.ci_high) == pytest.approx(
-        (10 * ref.slope, 10 * (ref.slope - tq * ref.stderr), 10 * (ref.slope + tq * ref.stderr)), rel=1e-8)
+        (10 * ref.slope, 10 * (ref.slope - tq * ref.stderr), 10 * (ref.slope + tq * ref.stderr)), rel=1e-8
+    )
 
 
 @pytest.mark.parametrize("seed, n", [(0, 12), (1, 50)])
@@ -325,14 +342,18 @@ def test_elasticity_matches_log_log_linregress(seed, n):
     tq = stats.t.ppf(0.975, n - 2)
     assert reason is None
     assert (el.beta, el.ci_low, el.ci_high, el.p) == pytest.approx(
-        (ref.slope, ref.slope - tq * ref.stderr, ref.slope + tq * ref.stderr, ref.pvalue), rel=1e-7)
+        (ref.slope, ref.slope - tq * ref.stderr, ref.slope + tq * ref.stderr, ref.pvalue), rel=1e-7
+    )
     assert el.effect_of_10pct == pytest.approx(1.1**ref.slope - 1)
 
 
-@pytest.mark.parametrize("x, y, words", [
-    ([10, 20, 30, 40, 50], [-5, 10, 20, 30, 40], "CX value of 0 or below"),
-    ([0, 20, 30, 40, 50], [5, 10, 20, 30, 40], "engagement index of 0 or below"),
-])
+@pytest.mark.parametrize(
+    "x, y, words",
+    [
+        ([10, 20, 30, 40, 50], [-5, 10, 20, 30, 40], "CX value of 0 or below"),
+        ([0, 20, 30, 40, 50], [5, 10, 20, 30, 40], "engagement index of 0 or below"),
+    ],
+)
 def test_elasticity_null_with_reason(x, y, words):
     el, reason = linkage.elasticity(np.array(x, float), np.array(y, float))
     assert el is None and words in reason
@@ -350,10 +371,13 @@ def test_quartiles_match_scipy_welch(seed):
     assert (q.n_top, q.n_bottom) == (10, 10)
 
 
-@pytest.mark.parametrize("r, n, k, expected", [
-    (0.5, 30, 0, (0.170, 0.729)),  # tanh(atanh(.5) -+ 1.959964/sqrt(27))
-    (0.568, 30, 1, (0.254, 0.774)),
-    (0.0, 103, 0, (-0.1940, 0.1940)),
-])
+@pytest.mark.parametrize(
+    "r, n, k, expected",
+    [
+        (0.5, 30, 0, (0.170, 0.729)),  # tanh(atanh(.5) -+ 1.959964/sqrt(27))
+        (0.568, 30, 1, (0.254, 0.774)),
+        (0.0, 103, 0, (-0.1940, 0.1940)),
+    ],
+)
 def test_fisher_ci(r, n, k, expected):
     assert linkage.fisher_ci(r, n, k) == pytest.approx(expected, abs=1e-3)

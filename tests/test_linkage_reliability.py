@@ -63,8 +63,9 @@ def test_between_reliabilities_match_a_direct_computation(tmp_path):
         res = linkage.analyse(con, metric="csat_mean", viewer=ADMIN)
     e = sv.engagement.assign(score=100 * (sv.engagement[sv.items].mean(axis=1) - 1) / 4)
     grp = e.groupby(["unit_id", "survey_date"])["score"]
-    s2x = float(((grp.transform("count") - 1) * 0 + (e["score"] - grp.transform("mean")) ** 2).sum()
-                / (grp.count() - 1).sum())
+    s2x = float(
+        ((grp.transform("count") - 1) * 0 + (e["score"] - grp.transform("mean")) ** 2).sum() / (grp.count() - 1).sum()
+    )
     per = e.groupby("unit_id")["score"].agg(["mean", "size"])
     rel_x = 1 - float((s2x / per["size"]).mean()) / float(per["mean"].var(ddof=1))
     fb = sv.feedback.dropna(subset=["csat"])
@@ -81,8 +82,14 @@ def test_between_reliabilities_match_a_direct_computation(tmp_path):
 def test_linkage_uses_the_linked_variant_when_people_repeat(tmp_path):
     eng = _linked_survey(5, units=12, periods=4, people=10)
     rng = np.random.default_rng(5)
-    fb = pd.DataFrame([{"unit_id": u, "date": d, "csat": int(rng.integers(1, 6))}
-                       for u in eng["unit_id"].unique() for d in QUARTER_START[:4] for _ in range(20)])
+    fb = pd.DataFrame(
+        [
+            {"unit_id": u, "date": d, "csat": int(rng.integers(1, 6))}
+            for u in eng["unit_id"].unique()
+            for d in QUARTER_START[:4]
+            for _ in range(20)
+        ]
+    )
     db = tmp_path / "linked2.duckdb"
     with store.connect(db) as con:
         load_engagement(con, eng, ["q1", "q2", "q3"])

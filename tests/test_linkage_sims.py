@@ -154,6 +154,13 @@ def test_reliability_matches_a_direct_dummy_regression():
     expected = 1 - float((m * s2 / n).sum()) / float(xt @ xt)
     from cxstats import stats
 
-    tw = stats.TwoWayPanel(d["cx"], d["engagement"], d["unit"], d["period"], n_resp=n,
-                           noise_ss=(n - 1) * d["index_sd"] ** 2, noise_dof=n - 1)
+    tw = stats.TwoWayPanel(
+        d["cx"],
+        d["engagement"],
+        d["unit"],
+        d["period"],
+        n_resp=n,
+        noise_ss=(n - 1) * d["index_sd"] ** 2,
+        noise_dof=n - 1,
+    )
     assert tw.reliability() == pytest.approx(expected, rel=1e-9)

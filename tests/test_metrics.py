@@ -24,37 +24,80 @@ def _hand_survey() -> pd.DataFrame:
     rows = []
     # unit A, 2024-Q1: respondent scores 100, 75, 50, 25, 0 -> index 50; r6 answered 1 of 4 items
     for s, e in zip([5, 4, 3, 2, 1], [10, 9, 8, 3, 0]):
-        rows.append(dict(unit_id="A", survey_date="2024-02-10", wave=None, enps=e, comment="hi",
-                         q1=s, q2=s, q3=s, q4=s))
-    rows.append(dict(unit_id="A", survey_date="2024-02-11", wave=None, enps=10, comment=None,
-                     q1=5, q2=NA, q3=NA, q4=NA))
+        rows.append(
+            dict(unit_id="A", survey_date="2024-02-10", wave=None, enps=e, comment="hi", q1=s, q2=s, q3=s, q4=s)
+        )
+    rows.append(
+        dict(unit_id="A", survey_date="2024-02-11", wave=None, enps=10, comment=None, q1=5, q2=NA, q3=NA, q4=NA)
+    )
     # unit A, wave W2 spans 2024-06-25 .. 2024-07-03: one group in 2024-Q2 (7 respondents, all 4s -> 75);
     # q4 answered by 3 only (suppressed cell); eNPS answered by 2 only (suppressed)
     for i in range(7):
-        rows.append(dict(unit_id="A", survey_date="2024-06-25" if i < 5 else "2024-07-03", wave="W2",
-                         enps=9 if i < 2 else None, comment=None, q1=4, q2=4, q3=4, q4=4 if i < 3 else NA))
+        rows.append(
+            dict(
+                unit_id="A",
+                survey_date="2024-06-25" if i < 5 else "2024-07-03",
+                wave="W2",
+                enps=9 if i < 2 else None,
+                comment=None,
+                q1=4,
+                q2=4,
+                q3=4,
+                q4=4 if i < 3 else NA,
+            )
+        )
     # unit B, 2024-Q1: 4 respondents -> suppressed
     for _ in range(4):
-        rows.append(dict(unit_id="B", survey_date="2024-03-01", wave=None, enps=10, comment="secret",
-                         q1=5, q2=5, q3=5, q4=5))
+        rows.append(
+            dict(unit_id="B", survey_date="2024-03-01", wave=None, enps=10, comment="secret", q1=5, q2=5, q3=5, q4=5)
+        )
     # unit C, 2024-Q1: 10 respondents, all 3s -> index 50; comments shown (group >= 10)
     for i in range(10):
-        rows.append(dict(unit_id="C", survey_date="2024-01-20", wave=None, enps=5, comment=f"c{i}",
-                         q1=3, q2=3, q3=3, q4=3))
+        rows.append(
+            dict(unit_id="C", survey_date="2024-01-20", wave=None, enps=5, comment=f"c{i}", q1=3, q2=3, q3=3, q4=3)
+        )
     return pd.DataFrame(rows)
 
 
 def _hand_feedback() -> pd.DataFrame:
     t0 = pd.Timestamp("2024-02-01 09:00")
     h = pd.Timedelta(hours=1)
-    return pd.DataFrame([
-        dict(unit_id="A", date="2024-02-01", csat=5, nps=10, channel="email", contacted_at=t0, responded_at=t0 + 5 * h),
-        dict(unit_id="A", date="2024-02-02", csat=4, nps=9, channel="Twitter", contacted_at=t0, responded_at=t0 + 2 * h),
-        dict(unit_id="A", date="2024-02-03", csat=3, nps=8, channel="phone", contacted_at=t0, responded_at=t0 + 11 * h),
-        dict(unit_id="A", date="2024-02-04", csat=2, nps=0, channel="email", contacted_at=t0, responded_at=pd.NaT),
-        dict(unit_id="A", date="2024-02-05", csat=1, nps=None, channel=None, contacted_at=pd.NaT, responded_at=pd.NaT),
-        dict(unit_id="B", date="2024-04-05", csat=5, nps=10, channel="email", contacted_at=t0, responded_at=t0 + h),
-    ])
+    return pd.DataFrame(
+        [
+            dict(
+                unit_id="A",
+                date="2024-02-01",
+                csat=5,
+                nps=10,
+                channel="email",
+                contacted_at=t0,
+                responded_at=t0 + 5 * h,
+            ),
+            dict(
+                unit_id="A",
+                date="2024-02-02",
+                csat=4,
+                nps=9,
+                channel="Twitter",
+                contacted_at=t0,
+                responded_at=t0 + 2 * h,
+            ),
+            dict(
+                unit_id="A",
+                date="2024-02-03",
+                csat=3,
+                nps=8,
+                channel="phone",
+                contacted_at=t0,
+                responded_at=t0 + 11 * h,
+            ),
+            dict(unit_id="A", date="2024-02-04", csat=2, nps=0, channel="email", contacted_at=t0, responded_at=pd.NaT),
+            dict(
+                unit_id="A", date="2024-02-05", csat=1, nps=None, channel=None, contacted_at=pd.NaT, responded_at=pd.NaT
+            ),
+            dict(unit_id="B", date="2024-04-05", csat=5, nps=10, channel="email", contacted_at=t0, responded_at=t0 + h),
+        ]
+    )
 
 
 @pytest.fixture
@@ -68,13 +111,16 @@ def hand(db):
 # ---------------------------------------------------------------- pure formulas
 
 
-@pytest.mark.parametrize("scores, expected_nps, expected_se", [
-    # 50 promoters, 20 detractors of 100: 30, 100*sqrt((.5+.2-.09)/100) = 7.8102
-    ([10] * 50 + [7] * 30 + [3] * 20, 30.0, 7.810249675906654),
-    ([10, 9, 8, 7, 3], 20.0, 100 * math.sqrt((0.4 + 0.2 - 0.04) / 5)),
-    ([0, 0, 0], -100.0, 0.0),
-    ([9, 10], 100.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "scores, expected_nps, expected_se",
+    [
+        # 50 promoters, 20 detractors of 100: 30, 100*sqrt((.5+.2-.09)/100) = 7.8102
+        ([10] * 50 + [7] * 30 + [3] * 20, 30.0, 7.810249675906654),
+        ([10, 9, 8, 7, 3], 20.0, 100 * math.sqrt((0.4 + 0.2 - 0.04) / 5)),
+        ([0, 0, 0], -100.0, 0.0),
+        ([9, 10], 100.0, 0.0),
+    ],
+)
 def test_nps_and_se(scores, expected_nps, expected_se):
     r = metrics.nps(scores)
     assert r.nps == pytest.approx(expected_nps)
@@ -82,18 +128,23 @@ def test_nps_and_se(scores, expected_nps, expected_se):
     assert r.n == len(scores)
 
 
-@pytest.mark.parametrize("fn, scores, expected", [
-    (metrics.csat_pct, [5, 4, 3, 1], 50.0),
-    (metrics.csat_pct, [5, 5, 5], 100.0),
-    (metrics.csat_pct, [], None),
-    (metrics.csat_mean, [5, 4, 3, 1], 3.25),
-    (metrics.csat_mean, [2, None, 4], 3.0),
-])
+@pytest.mark.parametrize(
+    "fn, scores, expected",
+    [
+        (metrics.csat_pct, [5, 4, 3, 1], 50.0),
+        (metrics.csat_pct, [5, 5, 5], 100.0),
+        (metrics.csat_pct, [], None),
+        (metrics.csat_mean, [5, 4, 3, 1], 3.25),
+        (metrics.csat_mean, [2, None, 4], 3.0),
+    ],
+)
 def test_csat(fn, scores, expected):
     assert fn(scores) == (pytest.approx(expected) if expected is not None else None)
 
 
-@pytest.mark.parametrize("mean, k, expected", [(4, 5, 75.0), (1, 5, 0.0), (5, 5, 100.0), (4, 7, 50.0), (6.5, 7, 91.6667)])
+@pytest.mark.parametrize(
+    "mean, k, expected", [(4, 5, 75.0), (1, 5, 0.0), (5, 5, 100.0), (4, 7, 50.0), (6.5, 7, 91.6667)]
+)
 def test_respondent_score(mean, k, expected):
     assert metrics.respondent_score(mean, k) == pytest.approx(expected, abs=1e-4)
 
@@ -123,8 +174,10 @@ def test_welch_diff_matches_scipy(seed):
     assert (diff, lo, hi, p) == pytest.approx((b.mean() - a.mean(), ci.low, ci.high, ref.pvalue), rel=1e-9)
 
 
-@pytest.mark.parametrize("channel, hours", [
-    ("Twitter", 1), ("x", 1), ("facebook", 6), ("Email", 6), ("phone", 12), (None, 12), ("instagram", 12)])
+@pytest.mark.parametrize(
+    "channel, hours",
+    [("Twitter", 1), ("x", 1), ("facebook", 6), ("Email", 6), ("phone", 12), (None, 12), ("instagram", 12)],
+)
 def test_reply_targets(channel, hours):
     assert metrics.reply_target_hours(channel) == hours
 
@@ -232,11 +285,14 @@ def test_period_setting_is_fixed_once_engagement_exists(hand):
         store.set_setting(con, "period", "quarter", viewer=ADMIN)  # the same value is no change
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_group": 4}, "below the database setting"),
-    ({"min_group": 2}, "below the database setting"),
-    ({"period": "month"}, "differs from the database setting"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_group": 4}, "below the database setting"),
+        ({"min_group": 2}, "below the database setting"),
+        ({"period": "month"}, "differs from the database setting"),
+    ],
+)
 def test_scope_refuses_lowering_or_regrouping(hand, kwargs, message):
     with store.connect(hand) as con, pytest.raises(CxStatsError, match=message):
         metrics.unit_period_engagement(con, **kwargs, viewer=ADMIN)
@@ -274,9 +330,18 @@ def test_comments_only_for_groups_of_ten(hand):
     assert set(c["unit_id"]) == {"C"} and len(c) == 10
 
 
-@pytest.mark.parametrize("fn", [metrics.unit_period_engagement, metrics.item_scores, metrics.engagement_summary,
-                                metrics.item_distribution, metrics.comments, metrics.suppressed_group_list,
-                                metrics.index_alpha])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        metrics.unit_period_engagement,
+        metrics.item_scores,
+        metrics.engagement_summary,
+        metrics.item_distribution,
+        metrics.comments,
+        metrics.suppressed_group_list,
+        metrics.index_alpha,
+    ],
+)
 def test_marketing_may_not_see_employee_data(hand, fn):
     with store.connect(hand) as con, pytest.raises(AccessDenied):
         fn(con, viewer=Viewer("marketing"))
@@ -319,15 +384,18 @@ def test_response_times_by_channel(hand):
     assert rt.loc["phone", "within_target"] == 1 and rt.loc["phone", "median_hours"] == pytest.approx(11)
 
 
-@pytest.mark.parametrize("viewer, units, p_from, p_to, expected", [
-    # (contacts, within target) per channel; A's rows are dated 2024-Q1, B's 2024-Q2
-    (ADMIN, None, None, None, {"email": (3, 2), "Twitter": (1, 0), "phone": (1, 1)}),
-    (ADMIN, ["B"], None, None, {"email": (1, 1)}),
-    (ADMIN, None, "2024-Q2", None, {"email": (1, 1)}),
-    (ADMIN, None, None, "2024-Q1", {"email": (2, 1), "Twitter": (1, 0), "phone": (1, 1)}),
-    (ADMIN, ["A"], "2024-Q2", "2024-Q2", {}),
-    (Viewer("manager", ("B", "C"), "m"), ["A", "B"], None, None, {"email": (1, 1)}),  # A is not his
-])
+@pytest.mark.parametrize(
+    "viewer, units, p_from, p_to, expected",
+    [
+        # (contacts, within target) per channel; A's rows are dated 2024-Q1, B's 2024-Q2
+        (ADMIN, None, None, None, {"email": (3, 2), "Twitter": (1, 0), "phone": (1, 1)}),
+        (ADMIN, ["B"], None, None, {"email": (1, 1)}),
+        (ADMIN, None, "2024-Q2", None, {"email": (1, 1)}),
+        (ADMIN, None, None, "2024-Q1", {"email": (2, 1), "Twitter": (1, 0), "phone": (1, 1)}),
+        (ADMIN, ["A"], "2024-Q2", "2024-Q2", {}),
+        (Viewer("manager", ("B", "C"), "m"), ["A", "B"], None, None, {"email": (1, 1)}),  # A is not his
+    ],
+)
 def test_response_times_in_a_selection(hand, viewer, units, p_from, p_to, expected):
     with store.connect(hand) as con:
         rt = metrics.response_times(con, viewer=viewer, units=units, period_from=p_from, period_to=p_to)

@@ -25,22 +25,25 @@ START = date(2024, 1, 1)
 def _batch(rng: np.random.Generator, n: int, order_pool: int) -> pd.DataFrame:
     cust = rng.integers(0, 12, n)
     order = rng.integers(0, order_pool, n)
-    df = pd.DataFrame({
-        # an order_id belongs to one customer (as ingest enforces within a file); across batches it
-        # may come back on another date, e.g. a later return
-        "customer_id": [f"C{c}" for c in cust],
-        "order_id": [None if rng.random() < 0.15 else f"O{c}-{o}" for c, o in zip(cust, order)],
-        "order_date": [START + timedelta(days=int(d)) for d in rng.integers(0, 60, n)],
-        "amount": np.round(rng.choice([-1, 1, 1, 1], n) * rng.integers(1, 5000, n) / 100, 2),
-    })
+    df = pd.DataFrame(
+        {
+            # an order_id belongs to one customer (as ingest enforces within a file); across batches it
+            # may come back on another date, e.g. a later return
+            "customer_id": [f"C{c}" for c in cust],
+            "order_id": [None if rng.random() < 0.15 else f"O{c}-{o}" for c, o in zip(cust, order)],
+            "order_date": [START + timedelta(days=int(d)) for d in rng.integers(0, 60, n)],
+            "amount": np.round(rng.choice([-1, 1, 1, 1], n) * rng.integers(1, 5000, n) / 100, 2),
+        }
+    )
     df.insert(0, "row_no", range(2, 2 + n))
     df["line_no"] = 1
     return df
 
 
 def _load(con, df: pd.DataFrame) -> int:
-    return store.load_batch(con, "purchases", {"purchases": df}, file_name="p.csv", sha256=uuid.uuid4().hex,
-                            rows=len(df))
+    return store.load_batch(
+        con, "purchases", {"purchases": df}, file_name="p.csv", sha256=uuid.uuid4().hex, rows=len(df)
+    )
 
 
 def _totals(con) -> list[tuple]:
@@ -57,8 +60,9 @@ def _summaries_both_ways(con, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     cutoff = as_of - timedelta(days=14)
     via_days = value.summary(con, as_of, viewer=ADMIN, cutoff=cutoff, days_sql=advocates._days_sql)
-    from_lines = value.summary(con, as_of, viewer=ADMIN, cutoff=cutoff,
-                               orders_sql=lambda c, a: advocates._ORDERS_FROM_LINES)
+    from_lines = value.summary(
+        con, as_of, viewer=ADMIN, cutoff=cutoff, orders_sql=lambda c, a: advocates._ORDERS_FROM_LINES
+    )
     return (x.sort_values("customer_id").reset_index(drop=True) for x in (via_days, from_lines))
 
 
@@ -82,8 +86,9 @@ def _rows_both_ways(con, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     cutoff = as_of - timedelta(days=14)
     with ca.engine_tables(con, viewer=ADMIN) as t:
         via = t.execute(ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)).to_pandas()
-        lines = t.execute(ca.customer_orders(ca.order_days(ca.orders(t.table("purchases"), as_of)), as_of, cutoff)
-                          ).to_pandas()
+        lines = t.execute(
+            ca.customer_orders(ca.order_days(ca.orders(t.table("purchases"), as_of)), as_of, cutoff)
+        ).to_pandas()
     return (x.sort_values("customer_id").reset_index(drop=True) for x in (via, lines))
 
 
@@ -91,8 +96,25 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert len(a) == len(b)
     if not len(a):  # no counted order up to as_of
         return
-    cols = ["customer_id", "orders", "spend", "first_order", "last_order", "gross", "returned", "score", "passes",
-            "R", "F", "M", "days", "repeat_net", "cal_days", "cal_last", "actual"]
+    cols = [
+        "customer_id",
+        "orders",
+        "spend",
+        "first_order",
+        "last_order",
+        "gross",
+        "returned",
+        "score",
+        "passes",
+        "R",
+        "F",
+        "M",
+        "days",
+        "repeat_net",
+        "cal_days",
+        "cal_last",
+        "actual",
+    ]
     a, b = (x.sort_values("customer_id")[cols].reset_index(drop=True) for x in (a, b))
     pd.testing.assert_frame_equal(a, b)
 
@@ -126,13 +148,52 @@ def test_kept_table_equals_rebuild_and_scores_match_lines(tmp_path, seed):
 def test_straddling_order_counts_only_lines_up_to_as_of(tmp_path):
     base = {"line_no": 1}
     with store.connect(tmp_path / "t.duckdb") as con:
-        _load(con, pd.DataFrame([{"row_no": 2, "customer_id": "A", "order_id": "X", "order_date": date(2024, 1, 10),
-                                  "amount": 30.0, **base}]))
+        _load(
+            con,
+            pd.DataFrame(
+                [
+                    {
+                        "row_no": 2,
+                        "customer_id": "A",
+                        "order_id": "X",
+                        "order_date": date(2024, 1, 10),
+                        "amount": 30.0,
+                        **base,
+                    }
+                ]
+            ),
+        )
         # the same order later loses more than it cost: from Feb 1 it no longer counts
-        _load(con, pd.DataFrame([{"row_no": 2, "customer_id": "A", "order_id": "X", "order_date": date(2024, 2, 1),
-                                  "amount": -40.0, **base}]))
-        _load(con, pd.DataFrame([{"row_no": 2, "customer_id": "A", "order_id": "Y", "order_date": date(2024, 1, 5),
-                                  "amount": 10.0, **base}]))
+        _load(
+            con,
+            pd.DataFrame(
+                [
+                    {
+                        "row_no": 2,
+                        "customer_id": "A",
+                        "order_id": "X",
+                        "order_date": date(2024, 2, 1),
+                        "amount": -40.0,
+                        **base,
+                    }
+                ]
+            ),
+        )
+        _load(
+            con,
+            pd.DataFrame(
+                [
+                    {
+                        "row_no": 2,
+                        "customer_id": "A",
+                        "order_id": "Y",
+                        "order_date": date(2024, 1, 5),
+                        "amount": 10.0,
+                        **base,
+                    }
+                ]
+            ),
+        )
         assert store.order_totals_fresh(con)
         w = advocates.check_weights(None)
         jan, *_ = advocates._compute(con, date(2024, 1, 20), w, 90)
@@ -145,14 +206,17 @@ def test_rows_written_around_load_batch_make_the_table_stale(tmp_path):
     with store.connect(tmp_path / "t.duckdb") as con:
         _load(con, _batch(np.random.default_rng(1), 30, order_pool=5))
         assert store.order_totals_fresh(con)
-        con.execute("INSERT INTO purchases (batch_id, row_no, line_no, customer_id, order_date, amount, order_id) "
-                    "VALUES (99, 2, 1, 'C1', DATE '2024-01-03', 999.00, 'hand')")
+        con.execute(
+            "INSERT INTO purchases (batch_id, row_no, line_no, customer_id, order_date, amount, order_id) "
+            "VALUES (99, 2, 1, 'C1', DATE '2024-01-03', 999.00, 'hand')"
+        )
         assert not store.order_totals_fresh(con)
         assert store.derived_fresh(con) == (False, False)
         # scoring still sees the hand-written row (read from the lines)
         df, *_ = advocates._compute(con, date(2024, 3, 31), advocates.check_weights(None), 90)
         assert df.loc[df["customer_id"] == "C1", "spend"].iloc[0] == pytest.approx(
-            con.execute("SELECT sum(amount) FROM purchases WHERE customer_id = 'C1'").fetchall()[0][0])
+            con.execute("SELECT sum(amount) FROM purchases WHERE customer_id = 'C1'").fetchall()[0][0]
+        )
         # the next load rebuilds the table in full
         _load(con, _batch(np.random.default_rng(2), 10, order_pool=5))
         assert store.order_totals_fresh(con)

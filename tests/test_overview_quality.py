@@ -108,9 +108,14 @@ def test_empty_database_gives_no_figures_and_no_error(tmp_path):
 
 @pytest.mark.parametrize(
     "d, period, label",
-    [(date(2025, 1, 1), "quarter", "2025-Q1"), (date(2025, 3, 31), "quarter", "2025-Q1"),
-     (date(2025, 4, 1), "quarter", "2025-Q2"), (date(2025, 12, 31), "quarter", "2025-Q4"),
-     (date(2025, 2, 3), "month", "2025-02"), (date(2025, 11, 30), "month", "2025-11")],
+    [
+        (date(2025, 1, 1), "quarter", "2025-Q1"),
+        (date(2025, 3, 31), "quarter", "2025-Q1"),
+        (date(2025, 4, 1), "quarter", "2025-Q2"),
+        (date(2025, 12, 31), "quarter", "2025-Q4"),
+        (date(2025, 2, 3), "month", "2025-02"),
+        (date(2025, 11, 30), "month", "2025-11"),
+    ],
 )
 def test_period_label_is_the_calendar_period(d, period, label):
     assert quality.period_label(d, period) == label

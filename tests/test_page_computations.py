@@ -19,8 +19,20 @@ from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, charts
 def test_nps_margin_is_the_95pct_margin_of_the_promoter_minus_detractor_mean():
     # 2 units; per answer +1 promoter, 0 passive, -1 detractor: NPS is 100 x the mean, its SE 100 x sd / sqrt(n)
     answers = {"A": [1] * 7 + [0] * 2 + [-1] * 3, "B": [1] * 5 + [0] * 9 + [-1] * 4}
-    frame = pd.DataFrame([{"unit_id": u, "csat_n": 0, "csat_top2": 0, "csat_sum": 0, "nps_n": len(a),
-                           "promoters": a.count(1), "detractors": a.count(-1)} for u, a in answers.items()])
+    frame = pd.DataFrame(
+        [
+            {
+                "unit_id": u,
+                "csat_n": 0,
+                "csat_top2": 0,
+                "csat_sum": 0,
+                "nps_n": len(a),
+                "promoters": a.count(1),
+                "detractors": a.count(-1),
+            }
+            for u, a in answers.items()
+        ]
+    )
     pooled = charts.pool_cx(frame.assign(all="all"), "all").iloc[0]
     every = np.array(answers["A"] + answers["B"], dtype=float)
     se = 100 * every.std(ddof=0) / np.sqrt(len(every))
@@ -31,12 +43,19 @@ def test_nps_margin_is_the_95pct_margin_of_the_promoter_minus_detractor_mean():
 
 
 def test_comparable_periods_lists_units_with_two_shown_periods_in_order():
-    groups = metrics.EngagementGroups(pd.DataFrame({
-        "unit_id": ["S1", "S1", "S1", "S2", "S3", "S3"],
-        "period": ["2024-Q3", "2024-Q1", "2024-Q2", "2024-Q1", "2024-Q2", "2024-Q4"],
-    }), suppressed_groups=0, excluded_respondents=0, min_group=5, period="quarter")
-    assert metrics.comparable_periods(groups) == {"S1": ("2024-Q1", "2024-Q2", "2024-Q3"),
-                                                  "S3": ("2024-Q2", "2024-Q4")}
+    groups = metrics.EngagementGroups(
+        pd.DataFrame(
+            {
+                "unit_id": ["S1", "S1", "S1", "S2", "S3", "S3"],
+                "period": ["2024-Q3", "2024-Q1", "2024-Q2", "2024-Q1", "2024-Q2", "2024-Q4"],
+            }
+        ),
+        suppressed_groups=0,
+        excluded_respondents=0,
+        min_group=5,
+        period="quarter",
+    )
+    assert metrics.comparable_periods(groups) == {"S1": ("2024-Q1", "2024-Q2", "2024-Q3"), "S3": ("2024-Q2", "2024-Q4")}
     assert metrics.comparable_periods(groups, ["S2", "S3"]) == {"S3": ("2024-Q2", "2024-Q4")}
     assert metrics.comparable_periods(groups, []) == {}
     empty = metrics.EngagementGroups(pd.DataFrame(columns=["unit_id", "period"]), 0, 0, 5, "quarter")
@@ -44,11 +63,17 @@ def test_comparable_periods_lists_units_with_two_shown_periods_in_order():
 
 
 def _result():
-    return SimpleNamespace(customers=pd.DataFrame({
-        "customer_id": ["C1", "C2", "C3", "C4"], "tier": ["Champion", "Advocate", "Rising", "Champion"],
-        "score": [91.0, 65.0, 45.0, 85.0], "consent": [True, False, True, True],
-        "flags": [(), (), (), ("returns",)],
-    }))
+    return SimpleNamespace(
+        customers=pd.DataFrame(
+            {
+                "customer_id": ["C1", "C2", "C3", "C4"],
+                "tier": ["Champion", "Advocate", "Rising", "Champion"],
+                "score": [91.0, 65.0, 45.0, 85.0],
+                "consent": [True, False, True, True],
+                "flags": [(), (), (), ("returns",)],
+            }
+        )
+    )
 
 
 def test_filter_customers_by_tier_score_consent_and_flags():
@@ -63,13 +88,22 @@ def test_filter_customers_by_tier_score_consent_and_flags():
 
 
 def test_filter_text_says_every_filter():
-    text = advocates.filter_text(as_of="2026-09-30", weights={"loyalty": 0.4, "reach": 0.1},
-                                 tiers=["Champion", "Advocate"], min_score=40, consent_only=True, hide_flagged=True,
-                                 min_p_alive=0.25)
-    assert text == ("tiers Champion/Advocate; score >= 40; consent only; flagged hidden; as of 2026-09-30; "
-                    "weights loyalty 0.4, reach 0.1; to reward: P(alive) >= 0.25")
+    text = advocates.filter_text(
+        as_of="2026-09-30",
+        weights={"loyalty": 0.4, "reach": 0.1},
+        tiers=["Champion", "Advocate"],
+        min_score=40,
+        consent_only=True,
+        hide_flagged=True,
+        min_p_alive=0.25,
+    )
+    assert text == (
+        "tiers Champion/Advocate; score >= 40; consent only; flagged hidden; as of 2026-09-30; "
+        "weights loyalty 0.4, reach 0.1; to reward: P(alive) >= 0.25"
+    )
     assert advocates.filter_text(as_of="2026-09-30", weights={}).startswith(
-        "tiers Champion/Advocate/Rising/Candidate; score >= 0; as of")
+        "tiers Champion/Advocate/Rising/Candidate; score >= 0; as of"
+    )
 
 
 def test_import_upload_returns_the_rejected_rows_and_leaves_no_file(db, tmp_path, monkeypatch):
@@ -80,8 +114,9 @@ def test_import_upload_returns_the_rejected_rows_and_leaves_no_file(db, tmp_path
     rejected = pd.read_csv(io.BytesIO(up.rejected_csv))
     assert len(rejected) == 1 and "9" in rejected.astype(str).to_csv()
     assert [p for p in os.listdir(tmp_path) if p.endswith(".rejected.csv")] == []
-    clean = ingest.import_upload(db, "feedback", b"Store,Date,CSAT\nS001,2024-02-01,4\n", file_name="b.csv",
-                                 viewer=ADMIN)
+    clean = ingest.import_upload(
+        db, "feedback", b"Store,Date,CSAT\nS001,2024-02-01,4\n", file_name="b.csv", viewer=ADMIN
+    )
     assert clean.rejected_csv is None and clean.result.rows_loaded == 1
     with pytest.raises(AccessDenied):
         ingest.import_upload(db, "engagement", data, file_name="w.csv", viewer=Viewer("marketing", ()))
@@ -103,6 +138,5 @@ def test_set_settings_writes_all_or_nothing_in_one_call(db):
 def test_preview_facts_name_what_the_upload_page_shows():
     from cxstats import ADMIN, ingest
 
-    pv = ingest.preview(b"Store;Date;CSAT\nS1;05/03/2024;4\nS2;25/03/2024;5\n", "march.csv", "feedback",
-                        viewer=ADMIN)
+    pv = ingest.preview(b"Store;Date;CSAT\nS1;05/03/2024;4\nS2;25/03/2024;5\n", "march.csv", "feedback", viewer=ADMIN)
     assert pv.facts()[:2] == ["2 data rows", f"header found on row {pv.header_row}"]

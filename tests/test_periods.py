@@ -52,20 +52,35 @@ def test_datetimes_are_periods_of_their_day():
     assert periods.label(ts, "month") == "2026-09"
 
 
-@pytest.mark.parametrize("text, period, start", [
-    ("2026-Q3", "quarter", date(2026, 7, 1)), (" 2026-q1 ", "quarter", date(2026, 1, 1)),
-    ("2026-Q4", "quarter", date(2026, 10, 1)), ("2026-07", "month", date(2026, 7, 1)),
-    ("2026-12", "month", date(2026, 12, 1)),
-])
+@pytest.mark.parametrize(
+    "text, period, start",
+    [
+        ("2026-Q3", "quarter", date(2026, 7, 1)),
+        (" 2026-q1 ", "quarter", date(2026, 1, 1)),
+        ("2026-Q4", "quarter", date(2026, 10, 1)),
+        ("2026-07", "month", date(2026, 7, 1)),
+        ("2026-12", "month", date(2026, 12, 1)),
+    ],
+)
 def test_parse_reads_labels(text, period, start):
     assert periods.parse(text, period) == start
     assert periods.normalise(text, period) == periods.label(start, period)
 
 
-@pytest.mark.parametrize("text, period", [
-    ("2026-Q5", "quarter"), ("2026-Q0", "quarter"), ("Q3", "quarter"), ("2026-07", "quarter"),
-    ("2026-13", "month"), ("2026-00", "month"), ("2026-Q3", "month"), ("last quarter", "quarter"), ("", "month"),
-])
+@pytest.mark.parametrize(
+    "text, period",
+    [
+        ("2026-Q5", "quarter"),
+        ("2026-Q0", "quarter"),
+        ("Q3", "quarter"),
+        ("2026-07", "quarter"),
+        ("2026-13", "month"),
+        ("2026-00", "month"),
+        ("2026-Q3", "month"),
+        ("last quarter", "quarter"),
+        ("", "month"),
+    ],
+)
 def test_parse_refuses_bad_labels_saying_how_to_write_one(text, period):
     with pytest.raises(CxStatsError, match="2026-Q3" if period == "quarter" else "2026-07"):
         periods.parse(text, period)
@@ -94,7 +109,8 @@ def days_con():
 def test_sql_matches_python(days_con, period, col):
     rows = days_con.execute(
         f"SELECT d, {periods.start_sql(col, period)}, {periods.ordinal_sql(col, period)}, "
-        f"{periods.label_sql(col, period)} FROM t ORDER BY d").fetchall()
+        f"{periods.label_sql(col, period)} FROM t ORDER BY d"
+    ).fetchall()
     for d, s, o, lab in rows:
         assert (s, o, lab) == (periods.start(d, period), periods.ordinal(d, period), periods.label(d, period))
 
@@ -104,25 +120,39 @@ def test_ibis_matches_python(days_con, period):
     ibis = pytest.importorskip("ibis")
     t = ibis.duckdb.from_connection(days_con).table("t")
     for col in ("d", "ts"):
-        q = t.select(d=t.d, s=periods.start_expr(t[col], period), o=periods.ordinal_expr(t[col], period),
-                     lab=periods.label_expr(t[col], period)).order_by("d")
+        q = t.select(
+            d=t.d,
+            s=periods.start_expr(t[col], period),
+            o=periods.ordinal_expr(t[col], period),
+            lab=periods.label_expr(t[col], period),
+        ).order_by("d")
         frame = q.to_pyarrow().to_pylist()
         assert len(frame) == len(DAYS)
         for r in frame:
             d = r["d"]
-            assert (r["s"], r["o"], r["lab"]) == (periods.start(d, period), periods.ordinal(d, period),
-                                                   periods.label(d, period))
+            assert (r["s"], r["o"], r["lab"]) == (
+                periods.start(d, period),
+                periods.ordinal(d, period),
+                periods.label(d, period),
+            )
 
 
 def test_survey_period_follows_the_wave_first_date():
     con = duckdb.connect()
     con.execute("CREATE TABLE engagement (survey_date DATE, wave VARCHAR)")
-    con.executemany("INSERT INTO engagement VALUES (?, ?)", [
-        (date(2026, 3, 30), "W1"), (date(2026, 4, 2), "W1"),  # a wave across a quarter boundary stays whole
-        (date(2026, 4, 2), None), (date(2026, 4, 3), "")])
+    con.executemany(
+        "INSERT INTO engagement VALUES (?, ?)",
+        [
+            (date(2026, 3, 30), "W1"),
+            (date(2026, 4, 2), "W1"),  # a wave across a quarter boundary stays whole
+            (date(2026, 4, 2), None),
+            (date(2026, 4, 3), ""),
+        ],
+    )
     rows = con.execute(
         f"WITH waves AS ({periods.waves_sql()}) SELECT e.survey_date, e.wave, {periods.survey_start_sql('quarter')} "
-        "FROM engagement e LEFT JOIN waves w ON e.wave = w.wave ORDER BY e.survey_date, e.wave").fetchall()
+        "FROM engagement e LEFT JOIN waves w ON e.wave = w.wave ORDER BY e.survey_date, e.wave"
+    ).fetchall()
     con.close()
     assert [r[2] for r in rows] == [date(2026, 1, 1), date(2026, 1, 1), date(2026, 4, 1), date(2026, 4, 1)]
 

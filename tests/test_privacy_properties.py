@@ -56,10 +56,13 @@ MIN_GROUP = 5  # the default setting
 ITEMS = ("I feel valued", "My manager supports me", "I would recommend this team")
 QUARTERS = [date(2024, 1, 15), date(2024, 4, 15), date(2024, 7, 15)]
 # no shrinking: each example builds two databases; a failure prints its full example anyway
-PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                             phases=(Phase.explicit, Phase.generate),
-                             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                                    HealthCheck.data_too_large])
+PROPERTY_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @dataclass
@@ -72,8 +75,11 @@ class Survey:
     target: tuple[str, date]  # a suppressed group whose answers are varied
 
 
-ANSWER = st.tuples(st.tuples(*[st.integers(1, 5)] * len(ITEMS)), st.one_of(st.none(), st.integers(0, 10)),
-                   st.sampled_from(["", "great team", "my manager shouts", "I am the only night-shift baker", "ok"]))
+ANSWER = st.tuples(
+    st.tuples(*[st.integers(1, 5)] * len(ITEMS)),
+    st.one_of(st.none(), st.integers(0, 10)),
+    st.sampled_from(["", "great team", "my manager shouts", "I am the only night-shift baker", "ok"]),
+)
 
 
 @st.composite
@@ -106,8 +112,10 @@ def _engagement_csv(s: Survey) -> bytes:
     for (u, p), rows in sorted(s.answers.items()):
         for items, enps, comment in rows:
             k += 1
-            lines.append(f"{u},{p.isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
-                         + ",".join("" if x is None else str(x) for x in items))
+            lines.append(
+                f"{u},{p.isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
+                + ",".join("" if x is None else str(x) for x in items)
+            )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -118,16 +126,18 @@ def _feedback_csv(s: Survey) -> bytes:
 
 def build(tmp_path, name: str, s: Survey) -> str:
     db = tmp_path / f"{name}.duckdb"
-    units = "unit_id,unit_name,region\n" + "".join(f"{u},Store {u},{'North' if i % 2 else 'South'}\n"
-                                                   for i, u in enumerate(s.units))
+    units = "unit_id,unit_name,region\n" + "".join(
+        f"{u},Store {u},{'North' if i % 2 else 'South'}\n" for i, u in enumerate(s.units)
+    )
     ingest.import_file(db, "units", units.encode(), file_name="units.csv", viewer=ADMIN)
     # the scale is stated, as the Upload preview asks: a guessed scale would depend on every answer
     ingest.import_file(db, "engagement", _engagement_csv(s), file_name="survey.csv", scale=5, viewer=ADMIN)
     ingest.import_file(db, "feedback", _feedback_csv(s), file_name="feedback.csv", viewer=ADMIN)
     with store.connect(db) as con:  # one action plan per unit, made between the first and the last period
         for u in s.units:
-            focus.add_action(con, viewer=ADMIN, unit_id=u, item=ITEMS[0], title=f"plan for {u}",
-                             now=datetime(2024, 5, 20))
+            focus.add_action(
+                con, viewer=ADMIN, unit_id=u, item=ITEMS[0], title=f"plan for {u}", now=datetime(2024, 5, 20)
+            )
     return str(db)
 
 
@@ -162,15 +172,34 @@ def shown(db: str, viewer: Viewer = ADMIN) -> dict:
         dist = metrics.item_distribution(con, viewer=viewer)
         out["distribution"] = _frame(dist)
         summ = metrics.engagement_summary(con, viewer=viewer)
-        out["summary"] = (summ.index, summ.respondents, summ.groups, summ.suppressed_groups,
-                          summ.excluded_respondents, summ.enps, summ.enps_se, summ.alpha, _frame(summ.by_period))
+        out["summary"] = (
+            summ.index,
+            summ.respondents,
+            summ.groups,
+            summ.suppressed_groups,
+            summ.excluded_respondents,
+            summ.enps,
+            summ.enps_se,
+            summ.alpha,
+            _frame(summ.by_period),
+        )
         out["comments"] = _frame(metrics.comments(con, viewer=viewer))
         out["suppressed_list"] = _frame(metrics.suppressed_group_list(con, viewer=viewer))
         h = overview.headline(con, viewer=viewer, today=date(2026, 1, 1))
-        out["headline"] = (h.engagement_index, h.respondents, h.engagement_groups, h.suppressed_groups, h.csat_pct,
-                           h.nps, h.units, h.periods)
-        out["quality"] = [(q.table, q.rows, q.batches, str(q.first_date), str(q.last_date), q.units, q.missing)
-                          for q in quality.data_quality(con, viewer=viewer)]
+        out["headline"] = (
+            h.engagement_index,
+            h.respondents,
+            h.engagement_groups,
+            h.suppressed_groups,
+            h.csat_pct,
+            h.nps,
+            h.units,
+            h.periods,
+        )
+        out["quality"] = [
+            (q.table, q.rows, q.batches, str(q.first_date), str(q.last_date), q.units, q.missing)
+            for q in quality.data_quality(con, viewer=viewer)
+        ]
         res = {}
         for metric in ("csat_pct", "nps"):
             r = linkage.analyse(con, viewer=viewer, metric=metric)
@@ -178,22 +207,28 @@ def shown(db: str, viewer: Viewer = ADMIN) -> dict:
             out[f"linkage_{metric}"] = (r.as_json(), _frame(r.units), _frame(r.panel), r.summary_sentences())
         figs = [
             charts.engagement_heatmap(charts.pool_item_cells(cells.cells)),
-            charts.engagement_trend(g.groups), charts.engagement_trend(g.groups, by_unit=True),
+            charts.engagement_trend(g.groups),
+            charts.engagement_trend(g.groups, by_unit=True),
             charts.answer_distribution(dist),
-            charts.linkage_scatter(res["csat_pct"].units), charts.lag_chart(res["csat_pct"].lags),
-            charts.drivers_chart(res["csat_pct"].drivers), charts.quartile_chart(res["csat_pct"].quartiles),
+            charts.linkage_scatter(res["csat_pct"].units),
+            charts.lag_chart(res["csat_pct"].lags),
+            charts.drivers_chart(res["csat_pct"].drivers),
+            charts.quartile_chart(res["csat_pct"].quartiles),
         ]
         out["charts"] = [_fig(f) for f in figs]
         # focus areas of every shown group, what changed, plans' follow-up and the across-units estimate
         out["changes"] = focus.changes(con, viewer=viewer).as_json()
         # one set of drivers (as focus_areas asks them, as admin) and one company view for every group,
         # as focus.focus_counts passes them: the same figures as asking each group on its own
-        drivers_of = res["csat_pct"] if viewer.role == "admin" else linkage.analyse(con, viewer=ADMIN, metric="csat_pct")
+        drivers_of = (
+            res["csat_pct"] if viewer.role == "admin" else linkage.analyse(con, viewer=ADMIN, metric="csat_pct")
+        )
         drivers = {d.item: d for d in drivers_of.drivers}
         company = focus._company_view(con, g.min_group)
-        out["focus"] = {f"{u} {p}": focus.focus_areas(con, u, viewer=viewer, period=p, drivers=drivers,
-                                                      company=company).as_json()
-                        for u, p in g.groups[["unit_id", "period"]].itertuples(index=False)}
+        out["focus"] = {
+            f"{u} {p}": focus.focus_areas(con, u, viewer=viewer, period=p, drivers=drivers, company=company).as_json()
+            for u, p in g.groups[["unit_id", "period"]].itertuples(index=False)
+        }
         out["actions"] = focus.list_actions(con, viewer=viewer).as_json()
         if viewer.role != "manager":
             out["plan_effect"] = [e.__dict__ for e in focus.plan_effect(con, viewer=viewer)]
@@ -248,10 +283,17 @@ def _reference(s: Survey, units=None) -> dict:
     per_unit = {}
     for (u, _), rows in kept.items():
         per_unit[u] = per_unit.get(u, 0) + len(rows)
-    suppressed = sum(1 for g, rows in s.answers.items() if 0 < len(rows) < MIN_GROUP
-                     and (units is None or g[0] in units))
-    return {"respondents": len(scores), "index": (sum(scores) / len(scores)) if scores else None,
-            "groups": len(kept), "counts": counts, "per_unit": per_unit, "suppressed": suppressed}
+    suppressed = sum(
+        1 for g, rows in s.answers.items() if 0 < len(rows) < MIN_GROUP and (units is None or g[0] in units)
+    )
+    return {
+        "respondents": len(scores),
+        "index": (sum(scores) / len(scores)) if scores else None,
+        "groups": len(kept),
+        "counts": counts,
+        "per_unit": per_unit,
+        "suppressed": suppressed,
+    }
 
 
 @PROPERTY_SETTINGS
@@ -304,25 +346,41 @@ def test_comments_only_from_groups_of_ten_or_more(tmp_path_factory, s):
     assert sorted(zip(got["unit_id"], got["comment"])) == expected
     assert set(zip(raised["unit_id"], raised["comment"])) <= set(expected)
     small_only = {c for (g, rows) in s.answers.items() if len(rows) < 10 for _, _, c in rows if c} - {
-        c for _, c in expected}
+        c for _, c in expected
+    }
     text = json.dumps(res.as_json()) + json.dumps(cli_json(db))
     for c in small_only:
         assert c not in text
 
 
-@pytest.mark.parametrize("min_group, period, ok", [
-    (None, None, True), (5, None, True), (7, None, True), (4, None, False), (3, None, False),
-    (None, "quarter", True), (None, "month", False),
-])
+@pytest.mark.parametrize(
+    "min_group, period, ok",
+    [
+        (None, None, True),
+        (5, None, True),
+        (7, None, True),
+        (4, None, False),
+        (3, None, False),
+        (None, "quarter", True),
+        (None, "month", False),
+    ],
+)
 def test_thresholds_and_groupings_can_only_be_raised(tmp_path, min_group, period, ok):
     """Two thresholds or two groupings could be subtracted: a view may raise min_group, never lower
     it, and may not choose another period than the database setting."""
-    s = Survey(["S001"], [QUARTERS[0]], {}, {("S001", QUARTERS[0]): [((4, 4, 4), 9, "")] * 6}, [], ("S001", QUARTERS[0]))
+    s = Survey(
+        ["S001"], [QUARTERS[0]], {}, {("S001", QUARTERS[0]): [((4, 4, 4), 9, "")] * 6}, [], ("S001", QUARTERS[0])
+    )
     db = tmp_path / "x.duckdb"
     ingest.import_file(db, "engagement", _engagement_csv(s), file_name="e.csv", scale=5, viewer=ADMIN)
     with store.connect(db) as con:
-        for fn in (metrics.unit_period_engagement, metrics.item_scores, metrics.engagement_summary,
-                   metrics.suppressed_group_list, metrics.item_distribution):
+        for fn in (
+            metrics.unit_period_engagement,
+            metrics.item_scores,
+            metrics.engagement_summary,
+            metrics.suppressed_group_list,
+            metrics.item_distribution,
+        ):
             if ok:
                 fn(con, min_group, period, viewer=ADMIN)
             else:
@@ -361,8 +419,10 @@ def _extra_rows(group: tuple[str, date], answers, first: int = 90000) -> bytes:
     u, p = group
     lines = ["Unit,Survey date,Respondent,eNPS,Comment," + ",".join(ITEMS)]
     for k, (items, enps, comment) in enumerate(answers, start=first):
-        lines.append(f"{u},{p.replace(day=20).isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
-                     + ",".join(str(x) for x in items))
+        lines.append(
+            f"{u},{p.replace(day=20).isoformat()},R{k:05d},{'' if enps is None else enps},{comment},"
+            + ",".join(str(x) for x in items)
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -381,8 +441,10 @@ def test_a_manager_can_never_pad_a_group(tmp_path_factory, data):
     pad = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=1, max_size=MIN_GROUP + 2)))
     mgr = Viewer("manager", (group[0],), "m")
     before = _fingerprint(db)
-    for call in (lambda: ingest.preview(pad, "pad.csv", "engagement", db=db, viewer=mgr, scale=5),
-                 lambda: ingest.import_file(db, "engagement", pad, file_name="pad.csv", viewer=mgr, scale=5)):
+    for call in (
+        lambda: ingest.preview(pad, "pad.csv", "engagement", db=db, viewer=mgr, scale=5),
+        lambda: ingest.import_file(db, "engagement", pad, file_name="pad.csv", viewer=mgr, scale=5),
+    ):
         with pytest.raises(AccessDenied):
             call()
     assert _fingerprint(db) == before  # every table's rows: nothing written, so nothing shown changes
@@ -403,7 +465,10 @@ def test_a_batch_changing_a_kept_group_by_fewer_than_min_group_is_refused(tmp_pa
         ingest.import_file(db, "engagement", few, file_name="late.csv", scale=5, viewer=ADMIN)
     assert _fingerprint(db) == before
     enough = _extra_rows(group, data.draw(st.lists(ANSWER, min_size=MIN_GROUP, max_size=MIN_GROUP + 2)), 95000)
-    assert ingest.import_file(db, "engagement", enough, file_name="more.csv", scale=5, viewer=ADMIN).rows_loaded >= MIN_GROUP
+    assert (
+        ingest.import_file(db, "engagement", enough, file_name="more.csv", scale=5, viewer=ADMIN).rows_loaded
+        >= MIN_GROUP
+    )
 
 
 @PROPERTY_SETTINGS

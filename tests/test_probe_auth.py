@@ -232,11 +232,13 @@ def test_twenty_failures_from_one_address_lock_it_for_every_name(db, tmp_path):
     for i in range(auth.ADDRESS_LOCK_AFTER):  # a different name each time: no name lock helps
         out = auth.attempt_login(db, directory, f"guess{i}", "x", t0 + timedelta(seconds=i), address="203.0.113.9")
         assert not out.ok and "network address" not in out.message
-    out = auth.attempt_login(db, directory, "admin", "admin-demo-2026", t0 + timedelta(minutes=1),
-                             address="203.0.113.9")
+    out = auth.attempt_login(
+        db, directory, "admin", "admin-demo-2026", t0 + timedelta(minutes=1), address="203.0.113.9"
+    )
     assert not out.ok and "network address" in out.message
-    assert auth.attempt_login(db, directory, "admin", "admin-demo-2026", t0 + timedelta(minutes=1),
-                              address="198.51.100.7").ok  # other addresses are not locked
+    assert auth.attempt_login(
+        db, directory, "admin", "admin-demo-2026", t0 + timedelta(minutes=1), address="198.51.100.7"
+    ).ok  # other addresses are not locked
     later = t0 + timedelta(minutes=auth.ADDRESS_LOCK_MINUTES + 2)
     assert auth.attempt_login(db, directory, "admin", "admin-demo-2026", later, address="203.0.113.9").ok
 

@@ -30,7 +30,9 @@ def survey(rows: list[tuple], start: int = 1) -> bytes:
     """rows: (unit, date, enps, q1, q2, q3); None is a blank answer."""
     lines = [HEADER.strip()]
     for i, (u, d, e, *qs) in enumerate(rows, start=start):
-        lines.append(",".join([u, d, f"R{i:04d}", "" if e is None else str(e)] + ["" if q is None else str(q) for q in qs]))
+        lines.append(
+            ",".join([u, d, f"R{i:04d}", "" if e is None else str(e)] + ["" if q is None else str(q) for q in qs])
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -108,7 +110,12 @@ def test_a_batch_of_min_group_or_more_into_a_kept_group_loads(base):
 def test_new_groups_and_suppressed_groups_may_grow_by_any_number(base):
     # a new group (S003) and the suppressed S001 (4 -> 5, loaded by an admin) are not reported groups
     rows = [("S003", "2024-02-02", 5, 3, 3, 3)] * 2 + [("S001", "2024-02-03", 5, 3, 3, 3)]
-    assert ingest.import_file(base, "engagement", survey(rows, start=700), file_name="x.csv", scale=5, viewer=ADMIN).rows_loaded == 3
+    assert (
+        ingest.import_file(
+            base, "engagement", survey(rows, start=700), file_name="x.csv", scale=5, viewer=ADMIN
+        ).rows_loaded
+        == 3
+    )
 
 
 def test_an_earlier_wave_date_moving_respondents_counts_as_a_change(db):
@@ -142,10 +149,12 @@ def _seen_by_leader(db) -> dict:
         g = metrics.unit_period_engagement(con, viewer=LEADER).groups
         cells = metrics.item_scores(con, viewer=LEADER)
         summ = metrics.engagement_summary(con, viewer=LEADER)
-    return {"groups": g.drop(columns=["period_start"]).to_dict("records"),
-            "cells": cells.cells.drop(columns=["period_start"]).to_dict("records"),
-            "suppressed": (cells.suppressed_cells, sorted(map(tuple, cells.suppressed.values.tolist()))),
-            "summary": (summ.index, summ.respondents, summ.alpha, summ.excluded_respondents)}
+    return {
+        "groups": g.drop(columns=["period_start"]).to_dict("records"),
+        "cells": cells.cells.drop(columns=["period_start"]).to_dict("records"),
+        "suppressed": (cells.suppressed_cells, sorted(map(tuple, cells.suppressed.values.tolist()))),
+        "summary": (summ.index, summ.respondents, summ.alpha, summ.excluded_respondents),
+    }
 
 
 @pytest.mark.parametrize("hidden", [1, 5])

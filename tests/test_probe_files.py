@@ -38,8 +38,10 @@ def test_marketing_filters_hold_no_unit_or_period_known_only_from_survey_data(tm
     with store.connect(db) as con:
         store.migrate(con)
     fb = [{"unit_id": "S001", "date": "2025-02-10", "csat": "4", "nps": "9", "response_id": f"R{i}"} for i in range(3)]
-    eng = [{"unit_id": "SURVEY9", "survey_date": "2024-08-15", "respondent_id": f"E{i}", "enps": "8", "q1": "4"}
-           for i in range(6)]
+    eng = [
+        {"unit_id": "SURVEY9", "survey_date": "2024-08-15", "respondent_id": f"E{i}", "enps": "8", "q1": "4"}
+        for i in range(6)
+    ]
     buy = [{"customer_id": "C1", "order_date": "2023-05-01", "amount": "10", "order_id": "O1", "unit_id": "S002"}]
     ingest.import_file(db, "feedback", _csv(fb), file_name="fb.csv", viewer=ADMIN)
     ingest.import_file(db, "engagement", _csv(eng), file_name="eng.csv", viewer=ADMIN)
@@ -73,8 +75,11 @@ def test_no_page_icon_is_fetched_from_an_outside_host():
                         assert "://" not in v and not v.startswith(("/", ":")), f"{path.name}: {v!r}"
     import ui
 
-    app_icon = next(n.value.value for n in ast.parse((ROOT / "app.py").read_text()).body
-                    if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "APP_ICON")
+    app_icon = next(
+        n.value.value
+        for n in ast.parse((ROOT / "app.py").read_text()).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "APP_ICON"
+    )
     for icon in [app_icon] + [v[2] for v in ui.PAGES.values()]:
         assert icon and not icon.isascii(), f"{icon!r} is not an emoji"
     config = (ROOT / ".streamlit" / "config.toml").read_text()
@@ -110,8 +115,13 @@ def test_hostile_workbook_through_the_command_line_exits_2(tmp_path, name):
     make, message = HOSTILE[name]
     path = tmp_path / name
     path.write_bytes(make())
-    out = subprocess.run([sys.executable, "-m", "cxstats", "import", "feedback", str(path), "--db",
-                          str(tmp_path / "cli.duckdb")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "cxstats", "import", "feedback", str(path), "--db", str(tmp_path / "cli.duckdb")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])  # was 134 (abort)
     assert message in out.stderr and "Traceback" not in out.stderr
 
@@ -119,20 +129,33 @@ def test_hostile_workbook_through_the_command_line_exits_2(tmp_path, name):
 def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
     from cxstats import readers
 
-    rows = "".join(f"<row><c t=\"inlineStr\"><is><t>S00{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>"
-                   for i in range(1, 4))
-    for data in (hostile_files.xlsx(hostile_files.XLSX_HEADER + rows),
-                 hostile_files.xlsx(hostile_files.XLSX_HEADER.replace("<row>", '<row r="1">') + rows.replace(
-                     "<row>", "<x:row xmlns:x=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">"
-                 ).replace("</row>", "</x:row>"))):
+    rows = "".join(
+        f'<row><c t="inlineStr"><is><t>S00{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>' for i in range(1, 4)
+    )
+    for data in (
+        hostile_files.xlsx(hostile_files.XLSX_HEADER + rows),
+        hostile_files.xlsx(
+            hostile_files.XLSX_HEADER.replace("<row>", '<row r="1">')
+            + rows.replace(
+                "<row>", '<x:row xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            ).replace("</row>", "</x:row>")
+        ),
+    ):
         pv = ingest.preview(data, "ok.xlsx", "feedback", viewer=ADMIN)
         assert pv.rows == 3
     # LibreOffice ends every sheet with ~1M repeated empty rows of 1,024 empty cells: not counted
-    trailer = ('<table:table-row table:number-rows-repeated="1048570"><table:table-cell '
-               'table:number-columns-repeated="1024"/></table:table-row>')
-    body = "".join(f"<table:table-row>{hostile_files._ts('S001')}{hostile_files._tf(45000)}{hostile_files._tf(4)}"
-                   "<table:table-cell table:number-columns-repeated=\"1021\"/></table:table-row>" for _ in range(3))
-    pv = ingest.preview(hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback", viewer=ADMIN)
+    trailer = (
+        '<table:table-row table:number-rows-repeated="1048570"><table:table-cell '
+        'table:number-columns-repeated="1024"/></table:table-row>'
+    )
+    body = "".join(
+        f"<table:table-row>{hostile_files._ts('S001')}{hostile_files._tf(45000)}{hostile_files._tf(4)}"
+        '<table:table-cell table:number-columns-repeated="1021"/></table:table-row>'
+        for _ in range(3)
+    )
+    pv = ingest.preview(
+        hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback", viewer=ADMIN
+    )
     assert pv.rows == 3
     assert readers.MAX_CELLS >= 5_000_000 * 12
 
@@ -140,11 +163,15 @@ def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
 def test_a_file_that_needs_more_memory_than_the_cap_is_refused_and_the_caller_survives(monkeypatch):
     # the worker dies (the reader aborts when an allocation fails); the calling process (the server)
     # gets a CxStatsError and answers the next request
-    rows = "".join(f"<row><c t=\"inlineStr\"><is><t>S{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>"
-                   for i in range(300_000))
+    rows = "".join(
+        f'<row><c t="inlineStr"><is><t>S{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>'
+        for i in range(300_000)
+    )
     monkeypatch.setenv("CXSTATS_PARSE_MB", "64")
     with pytest.raises(CxStatsError, match="needs more memory than the limit of 64 MB"):
-        ingest.preview(hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True, viewer=ADMIN)
+        ingest.preview(
+            hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True, viewer=ADMIN
+        )
     monkeypatch.delenv("CXSTATS_PARSE_MB")
     ok = hostile_files.xlsx(hostile_files.XLSX_HEADER + rows[: rows.index("</row>") + 6])
     assert ingest.preview(ok, "ok.xlsx", "feedback", isolated=True, viewer=ADMIN).rows == 1
@@ -159,8 +186,9 @@ def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path
     switch(at, "pages/upload.py")
     uploaders = at.get("file_uploader")
     assert uploaders
-    uploaders[0].set_value(("wide.xlsx", hostile_files.wide_xlsx(),
-                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")).run(timeout=120)
+    uploaders[0].set_value(
+        ("wide.xlsx", hostile_files.wide_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    ).run(timeout=120)
     assert not at.exception
     assert any("16,381 columns" in e.value for e in at.error), [e.value for e in at.error]
 
@@ -170,8 +198,20 @@ def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path
 EVIL = "[x](http://evil)![i](/x.png)<b>bold</b>*em*"
 RAW = ("](http://evil)", "](/x.png)", "<b>", "*em*")
 # elements whose value the browser renders as Markdown; every label and help text does too
-MARKDOWN_VALUES = {"title", "header", "subheader", "markdown", "caption", "latex", "error", "warning", "info",
-                   "success", "toast", "exception"}
+MARKDOWN_VALUES = {
+    "title",
+    "header",
+    "subheader",
+    "markdown",
+    "caption",
+    "latex",
+    "error",
+    "warning",
+    "info",
+    "success",
+    "toast",
+    "exception",
+}
 
 
 def _markdown_sources(at) -> list[str]:
@@ -208,15 +248,31 @@ def hostile_demo_db(demo_db, tmp_path_factory) -> Path:
     shutil.copyfile(demo_db, db)
     with store.connect(db) as con:
         units = {u for (u,) in con.execute("SELECT unit_id FROM units").fetchall()}
-    rows = [{"unit_id": "S001", "unit_name": EVIL, "region": EVIL}, {"unit_id": "S099", "unit_name": EVIL,
-                                                                     "region": EVIL}]
+    rows = [
+        {"unit_id": "S001", "unit_name": EVIL, "region": EVIL},
+        {"unit_id": "S099", "unit_name": EVIL, "region": EVIL},
+    ]
     assert "S001" in units
     ingest.import_file(db, "units", _csv(rows), file_name=f"{EVIL}.csv", viewer=ADMIN)
-    survey = "unit_id,survey_date,respondent_id,q1," + EVIL.replace(",", " ") + "\n" + "".join(
-        f"S099,2025-02-1{i},E{i},{1 + i % 5},{1 + (2 * i) % 5}\n" for i in range(6))
+    survey = (
+        "unit_id,survey_date,respondent_id,q1,"
+        + EVIL.replace(",", " ")
+        + "\n"
+        + "".join(f"S099,2025-02-1{i},E{i},{1 + i % 5},{1 + (2 * i) % 5}\n" for i in range(6))
+    )
     ingest.import_file(db, "engagement", survey.encode(), file_name=f"{EVIL}.csv", viewer=ADMIN, scale=5)
-    cust = _csv([{"customer_id": "C00001", "name": EVIL, "email": "a@example.com", "handle": EVIL,
-                  "marketing_consent": "yes", "consent_date": "2024-01-10"}])
+    cust = _csv(
+        [
+            {
+                "customer_id": "C00001",
+                "name": EVIL,
+                "email": "a@example.com",
+                "handle": EVIL,
+                "marketing_consent": "yes",
+                "consent_date": "2024-01-10",
+            }
+        ]
+    )
     ingest.import_file(db, "customers", cust, file_name=f"{EVIL}.csv", viewer=ADMIN)
     return db
 
@@ -258,8 +314,18 @@ def test_the_undo_message_names_a_hostile_file_escaped(fresh_demo_db, make_app):
     from app_fixtures import switch
 
     db = fresh_demo_db
-    cust = _csv([{"customer_id": "C00001", "name": EVIL, "email": "a@example.com", "handle": EVIL,
-                  "marketing_consent": "yes", "consent_date": "2024-01-10"}])
+    cust = _csv(
+        [
+            {
+                "customer_id": "C00001",
+                "name": EVIL,
+                "email": "a@example.com",
+                "handle": EVIL,
+                "marketing_consent": "yes",
+                "consent_date": "2024-01-10",
+            }
+        ]
+    )
     ingest.import_file(db, "customers", cust, file_name=f"{EVIL}.csv", viewer=ADMIN)
     at = make_app(db)
     switch(at, "pages/data.py")

@@ -23,8 +23,19 @@ from test_advocates import AS_OF, load, post
 from cxstats import AccessDenied, CxStatsError, Viewer, advocates, export, programme, store
 from cxstats.cli import main
 
-JSON_KEYS = {"design", "export_id", "n_treated", "n_control", "n_unmatched", "orders", "spend", "pretrend",
-             "balance", "status", "warnings"}
+JSON_KEYS = {
+    "design",
+    "export_id",
+    "n_treated",
+    "n_control",
+    "n_unmatched",
+    "orders",
+    "spend",
+    "pretrend",
+    "balance",
+    "status",
+    "warnings",
+}
 
 
 # ---------------------------------------------------------------- pure formulas against outside references
@@ -70,9 +81,13 @@ def test_draw_holdout_is_seeded_and_sized():
 def test_order_book_windows_match_brute_force():
     rng = np.random.default_rng(1)
     n = 400
-    df = pd.DataFrame({"customer_id": rng.choice([f"k{i}" for i in range(30)], n),
-                       "d": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-                       "net": np.round(rng.normal(30, 40, n), 2)})
+    df = pd.DataFrame(
+        {
+            "customer_id": rng.choice([f"k{i}" for i in range(30)], n),
+            "d": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+            "net": np.round(rng.normal(30, 40, n), 2),
+        }
+    )
     book = programme.OrderBook.from_frame(df)
     t = pd.Timestamp("2024-08-01")
     tday = programme._day(t)
@@ -186,11 +201,24 @@ def _listable(con, n=40):
     for i in range(n):
         cid = f"L{i:02d}"
         for k in range(3 + i % 4):
-            rows.append({"customer_id": cid, "order_date": AS_OF - timedelta(days=5 + 60 * k), "amount": 30.0 + i,
-                         "order_id": f"{cid}-{k}"})
+            rows.append(
+                {
+                    "customer_id": cid,
+                    "order_date": AS_OF - timedelta(days=5 + 60 * k),
+                    "amount": 30.0 + i,
+                    "order_id": f"{cid}-{k}",
+                }
+            )
         ments.append(post(cid, 20))
-        custs.append({"customer_id": cid, "name": f"N{i}", "email": f"{cid}@x.org", "handle": f"@{cid}",
-                      "marketing_consent": True})
+        custs.append(
+            {
+                "customer_id": cid,
+                "name": f"N{i}",
+                "email": f"{cid}@x.org",
+                "handle": f"@{cid}",
+                "marketing_consent": True,
+            }
+        )
     load(con, "purchases", rows)
     load(con, "mentions", ments)
     load(con, "customers", custs)
@@ -212,8 +240,21 @@ def test_cli_holdout_export_records_arms_and_later_exports_leave_them_out(db, cl
     with store.connect(db) as con:
         _listable(con)
     out = tmp_path / "list.csv"
-    code, stdout, err = _run(capsys, "advocates", "--as-of", str(AS_OF), "--top", "0", "--out", str(out),
-                             "--holdout", "25", "--seed", "9", db=db)
+    code, stdout, err = _run(
+        capsys,
+        "advocates",
+        "--as-of",
+        str(AS_OF),
+        "--top",
+        "0",
+        "--out",
+        str(out),
+        "--holdout",
+        "25",
+        "--seed",
+        "9",
+        db=db,
+    )
     assert code == 0, err
     assert "10 held out at random (seed 9)" in stdout
     rows = _csv(out)
@@ -231,12 +272,20 @@ def test_cli_holdout_export_records_arms_and_later_exports_leave_them_out(db, cl
 
     # the next export, without a hold-out, leaves the held-out customers out too (90 days)
     out2 = tmp_path / "again.csv"
-    assert _run(capsys, "advocates", "--as-of", str(AS_OF + timedelta(days=30)), "--top", "0", "--out", str(out2),
-                db=db)[0] == 0
+    assert (
+        _run(capsys, "advocates", "--as-of", str(AS_OF + timedelta(days=30)), "--top", "0", "--out", str(out2), db=db)[
+            0
+        ]
+        == 0
+    )
     assert not {r[0] for r in _csv(out2)[1:]} & held
     out3 = tmp_path / "later.csv"
-    assert _run(capsys, "advocates", "--as-of", str(AS_OF + timedelta(days=90)), "--top", "0", "--out", str(out3),
-                db=db)[0] == 0
+    assert (
+        _run(capsys, "advocates", "--as-of", str(AS_OF + timedelta(days=90)), "--top", "0", "--out", str(out3), db=db)[
+            0
+        ]
+        == 0
+    )
     assert held <= {r[0] for r in _csv(out3)[1:]}
 
     # the effect command: the hold-out first, in progress until its 90 days have passed
@@ -253,11 +302,14 @@ def test_cli_holdout_export_records_arms_and_later_exports_leave_them_out(db, cl
     assert r.returncode == 0 and "hold-out (randomised)" in r.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--holdout", "10"], "--holdout needs --out"),
-    (["--out", "x.csv", "--holdout", "60"], "0 to 50"),
-    (["--out", "x.csv", "--seed", "3"], "--seed only goes with --holdout"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--holdout", "10"], "--holdout needs --out"),
+        (["--out", "x.csv", "--holdout", "60"], "0 to 50"),
+        (["--out", "x.csv", "--seed", "3"], "--seed only goes with --holdout"),
+    ],
+)
 def test_cli_holdout_refusals_exit_2(db, capsys, tmp_path, args, message):
     with store.connect(db) as con:
         _listable(con, 5)
@@ -286,7 +338,9 @@ def test_holdout_and_audit_are_one_transaction(db, monkeypatch):
         monkeypatch.undo()
         with pytest.raises(AccessDenied):
             export.export_bytes(con, viewer=Viewer("leader"), result=res, fmt="csv", holdout_pct=10, seed=1)
-        data, info = export.export_bytes(con, viewer=Viewer("marketing"), result=res, fmt="xlsx", holdout_pct=10, seed=1)
+        data, info = export.export_bytes(
+            con, viewer=Viewer("marketing"), result=res, fmt="xlsx", holdout_pct=10, seed=1
+        )
         assert info.held_out == 2 and info.rows == 18 and info.seed == 1
         assert con.execute("SELECT count(*) FROM holdouts").fetchall()[0][0] == 20
 

@@ -59,7 +59,9 @@ def test_reorgs_file_gives_the_linkage_of_data_relabelled_by_hand(tmp_path):
         ga = metrics.unit_period_engagement(a, viewer=ADMIN).groups.drop(columns=["incomplete"])
         gb = metrics.unit_period_engagement(b, viewer=ADMIN).groups.drop(columns=["incomplete"])
         pd.testing.assert_frame_equal(ga, gb)
-        pd.testing.assert_frame_equal(metrics.cx_by_unit_period(a, viewer=ADMIN), metrics.cx_by_unit_period(b, viewer=ADMIN))
+        pd.testing.assert_frame_equal(
+            metrics.cx_by_unit_period(a, viewer=ADMIN), metrics.cx_by_unit_period(b, viewer=ADMIN)
+        )
         # the filter lists the successor with its former names, not the old unit
         units = {u.unit_id: u for u in quality.filter_options(b, viewer=ADMIN).units}
         assert "U000" not in units and units["U001"].former == ("U000",)
@@ -94,8 +96,14 @@ def test_split_keeps_the_old_history_and_chains_follow(tmp_path):
     db = tmp_path / "c.duckdb"
     sv = survey(3, n_units=4, n_periods=2, resp_per_group=6)
     _load(db, sv)
-    _reorgs(db, [("U000", "U010", "2024-07-01"), ("U000", "U011", "2024-07-01"),  # split
-                 ("U001", "U002", "2024-07-01")])
+    _reorgs(
+        db,
+        [
+            ("U000", "U010", "2024-07-01"),
+            ("U000", "U011", "2024-07-01"),  # split
+            ("U001", "U002", "2024-07-01"),
+        ],
+    )
     _reorgs(db, [("U002", "U003", "2025-01-01")], name="later.csv")  # U001 -> U002 -> U003
     with store.connect(db) as con:
         assert store.unit_mapping(con) == {"U001": "U003", "U002": "U003"}

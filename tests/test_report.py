@@ -62,11 +62,15 @@ def _small_db(tmp_path, name: str, hidden_answers: int) -> str:
                 else:
                     answers = [rng.randint(1, 5) for _ in ITEMS]
                     comment = ""
-                lines.append(f"{u},{q.isoformat()},R{k:04d},{rng.randint(0, 10)},{comment}," + ",".join(map(str, answers)))
+                lines.append(
+                    f"{u},{q.isoformat()},R{k:04d},{rng.randint(0, 10)},{comment}," + ",".join(map(str, answers))
+                )
             for _ in range(12):
                 fb.append(f"{u},{q.isoformat()},{rng.randint(1, 5)},{rng.randint(0, 10)}")
     db = tmp_path / f"{name}.duckdb"
-    ingest.import_file(db, "engagement", ("\n".join(lines) + "\n").encode(), file_name="survey.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(
+        db, "engagement", ("\n".join(lines) + "\n").encode(), file_name="survey.csv", scale=5, viewer=ADMIN
+    )
     ingest.import_file(db, "feedback", ("\n".join(fb) + "\n").encode(), file_name="feedback.csv", viewer=ADMIN)
     return str(db)
 
@@ -90,17 +94,34 @@ def test_pdf_and_slides_carry_the_dashboards_headline_numbers(demo_db, demo_repo
     with store.connect(demo_db) as con:
         h = overview.headline(con, None, *report._period_choice(con, ADMIN, None), viewer=ADMIN)
         res = linkage.analyse(con, viewer=ADMIN, metric="csat_pct")
-    expected = [f"{h.engagement_index:.1f}", f"{h.csat_pct:.1f}", f"{h.nps:+.1f}", f"{h.nps_margin:.1f}",
-                f"{h.respondents:,} respondents", f"{10 * res.within_unit.coef:+.2f}",
-                f"r = {res.pearson.r:.2f}", f"{res.pearson.ci_low:.2f} to {res.pearson.ci_high:.2f}",
-                f"fewer than {h.min_group} respondents"]
+    expected = [
+        f"{h.engagement_index:.1f}",
+        f"{h.csat_pct:.1f}",
+        f"{h.nps:+.1f}",
+        f"{h.nps_margin:.1f}",
+        f"{h.respondents:,} respondents",
+        f"{10 * res.within_unit.coef:+.2f}",
+        f"r = {res.pearson.r:.2f}",
+        f"{res.pearson.ci_low:.2f} to {res.pearson.ci_high:.2f}",
+        f"fewer than {h.min_group} respondents",
+    ]
     for text in (pdf_text(pdf), pptx_text(pptx)):
         flat = " ".join(text.split())
         for want in expected:
             assert want in flat, want
         # the order of the contents, as DESIGN.md pins it
-        order = ["Headline figures", "within units", "Between units", "Lags", "Engagement trend",
-                 "by unit and item", "What changed", "Focus areas across units", "advocate programme", "what they cannot show"]
+        order = [
+            "Headline figures",
+            "within units",
+            "Between units",
+            "Lags",
+            "Engagement trend",
+            "by unit and item",
+            "What changed",
+            "Focus areas across units",
+            "advocate programme",
+            "what they cannot show",
+        ]
         positions = [flat.find(t) for t in order]
         assert -1 not in positions and positions == sorted(positions), positions
 
@@ -160,10 +181,13 @@ def test_an_empty_database_gives_a_short_report_that_says_what_to_load(tmp_path)
     assert pdf_text(report.render(rep, "pdf"))
 
 
-@pytest.mark.parametrize("out, message", [
-    ("board.docx", "must end in .pdf or .pptx"),
-    ("missing/board.pdf", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("board.docx", "must end in .pdf or .pptx"),
+        ("missing/board.pdf", "does not exist"),
+    ],
+)
 def test_bad_out_is_refused_with_nothing_written(tmp_path, cli_inprocess, out, message):
     db = _small_db(tmp_path, "a", 2)
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -48,51 +48,132 @@ PAYLOADS = (IMG, LINK, SCRIPT)
 
 # ---------------------------------------------------------------- static review of the page code
 
-MARKDOWN_CALLS = {"markdown", "write", "caption", "info", "success", "warning", "error", "title", "header",
-                  "subheader", "toast", "expander", "metric", "button", "checkbox", "radio", "selectbox",
-                  "multiselect", "text_input", "download_button", "popover", "page_link", "tabs",
-                  # widget labels render Markdown too (issue 18.7: every st.* message and label reviewed)
-                  "text_area", "number_input", "date_input", "time_input", "slider", "select_slider", "toggle",
-                  "form_submit_button", "file_uploader", "link_button", "status", "exception", "pills",
-                  "segmented_control", "color_picker", "camera_input", "chat_input", "badge"}
+MARKDOWN_CALLS = {
+    "markdown",
+    "write",
+    "caption",
+    "info",
+    "success",
+    "warning",
+    "error",
+    "title",
+    "header",
+    "subheader",
+    "toast",
+    "expander",
+    "metric",
+    "button",
+    "checkbox",
+    "radio",
+    "selectbox",
+    "multiselect",
+    "text_input",
+    "download_button",
+    "popover",
+    "page_link",
+    "tabs",
+    # widget labels render Markdown too (issue 18.7: every st.* message and label reviewed)
+    "text_area",
+    "number_input",
+    "date_input",
+    "time_input",
+    "slider",
+    "select_slider",
+    "toggle",
+    "form_submit_button",
+    "file_uploader",
+    "link_button",
+    "status",
+    "exception",
+    "pills",
+    "segmented_control",
+    "color_picker",
+    "camera_input",
+    "chat_input",
+    "badge",
+}
 # interpolations reviewed as not user text: roles, settings, counts, numbers formatted by the page,
 # labels from fixed lists, the app's own version and database file name
 REVIEWED = {
-    "viewer.role", "ctx.period", "min_group", "h.min_group", "current.min_group", "current.period",
-    "res.metric_label", "res.min_group", "res.suppressed_groups", "res.n_units", "q.n_top", "q.n_bottom",
-    "len(flagged)", "len(result.unmatched_handles)", "len(suppressed)", "pfmt", "batch", "k", "result.as_of",
-    "eff.n_pairs", "eff.n_too_recent", "eff.n_unmatched", "eff.window_days", "eff.label",
-    "', '.join(map(str, incomplete))", "', '.join(pa.covariates)",
-    "kind", "needed", "what", "cxstats.__version__", "db.name", "min(len(pv.sample), 20)",
+    "viewer.role",
+    "ctx.period",
+    "min_group",
+    "h.min_group",
+    "current.min_group",
+    "current.period",
+    "res.metric_label",
+    "res.min_group",
+    "res.suppressed_groups",
+    "res.n_units",
+    "q.n_top",
+    "q.n_bottom",
+    "len(flagged)",
+    "len(result.unmatched_handles)",
+    "len(suppressed)",
+    "pfmt",
+    "batch",
+    "k",
+    "result.as_of",
+    "eff.n_pairs",
+    "eff.n_too_recent",
+    "eff.n_unmatched",
+    "eff.window_days",
+    "eff.label",
+    "', '.join(map(str, incomplete))",
+    "', '.join(pa.covariates)",
+    "kind",
+    "needed",
+    "what",
+    "cxstats.__version__",
+    "db.name",
+    "min(len(pv.sample), 20)",
     "ui.period_filter_text(ctx)",  # regions are escaped inside it (found by this review)
     # issue 11/14/17 pages: numbers, seeds and fixed phrases (reviewed 2026-12-01)
-    "clv.horizon_weeks", "holdout_pct", "seed", "title", "result.k", "how",
-    "_iv(m.orders, 'orders', '+.2f')", "_iv(m.spend, '', '+.2f')", "_iv(m.pretrend, 'orders', '+.2f')",
-    "_iv(d.orders, 'orders', '+.2f')", "_iv(d.spend, '', '+.2f')",
+    "clv.horizon_weeks",
+    "holdout_pct",
+    "seed",
+    "title",
+    "result.k",
+    "how",
+    "_iv(m.orders, 'orders', '+.2f')",
+    "_iv(m.spend, '', '+.2f')",
+    "_iv(m.pretrend, 'orders', '+.2f')",
+    "_iv(d.orders, 'orders', '+.2f')",
+    "_iv(d.spend, '', '+.2f')",
     # issue 13 pages: period labels, the metric's fixed name, plan ids and their fixed statuses, counts
-    "res.period", "res.metric.replace('_pct', ' %').upper()", "a.action_id", "a.status",
-    "ch.previous", "ch.period", "len(ch.changes)",
+    "res.period",
+    "res.metric.replace('_pct', ' %').upper()",
+    "a.action_id",
+    "a.status",
+    "ch.previous",
+    "ch.period",
+    "len(ch.changes)",
     # issue 18.7: whole arguments that are not literal text (a name, a call, a sum of strings), reviewed
     # one by one and named with their file: fixed phrases, page titles and links, numbers
     "ui.py:title",  # the page's own title, a literal in each page file
     "ui.py:lead",  # counts of texts
     "ui.py:LOCAL_ADMIN_NOTICE",
-    "ui.py:PAGES[key][0]", "ui.py:PAGES[key][1]",  # the fixed page list
+    "ui.py:PAGES[key][0]",
+    "ui.py:PAGES[key][1]",  # the fixed page list
     "ui.py:options.period",  # the period setting, quarter or month
     "data.py:store.MIN_GROUP_FLOOR",  # a constant, 3
     "overview.py:n",  # the notes above it: counts, the period setting and a period label
-    "overview.py:label", "overview.py:path",  # fixed report button labels and page links
+    "overview.py:label",
+    "overview.py:path",  # fixed report button labels and page links
     "advocates.py:', '.join((f'{k} {v:g}' for k, v in weights.items()))",  # the score's fixed weights
-    "advocates.py:eff.holdout_text", "advocates.py:eff.matched_text",  # programme.py's fixed explanations
-    "advocates.py:bt.sentence()[0].upper()", "advocates.py:bt.sentence()[1:]",  # backtest counts
+    "advocates.py:eff.holdout_text",
+    "advocates.py:eff.matched_text",  # programme.py's fixed explanations
+    "advocates.py:bt.sentence()[0].upper()",
+    "advocates.py:bt.sentence()[1:]",  # backtest counts
 }
 
 
 def _interpolations(path: Path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in MARKDOWN_CALLS):
+        if not (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MARKDOWN_CALLS
+        ):
             continue
         for kw in node.keywords:
             if kw.arg == "unsafe_allow_html":
@@ -143,8 +224,11 @@ PAGE_FILES = sorted((ROOT / "pages").glob("*.py")) + [ROOT / "ui.py", ROOT / "ap
 @pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: p.name)
 def test_pages_render_no_unescaped_user_text_as_markdown(path):
     """Every value put into a markdown-rendering call is escaped (ui.escape_md) or reviewed as not user text."""
-    found = [f"{path.name}:{line}: {src}" for line, src in _interpolations(path)
-             if src not in REVIEWED and f"{path.name}:{src}" not in REVIEWED]
+    found = [
+        f"{path.name}:{line}: {src}"
+        for line, src in _interpolations(path)
+        if src not in REVIEWED and f"{path.name}:{src}" not in REVIEWED
+    ]
     assert not found, "unescaped interpolation in markdown (wrap it in ui.escape_md or review it): " + "; ".join(found)
 
 
@@ -165,15 +249,20 @@ def hostile_db(tmp_path_factory) -> Path:
     """Units named and placed with payloads, a group of 10 commenting payloads, hostile customers."""
     db = tmp_path_factory.mktemp("hostile") / "hostile.duckdb"
     units = "unit_id,unit_name,region\n" + "".join(
-        f'S00{i},"{name}","{region}"\n' for i, (name, region) in
-        enumerate([(IMG, LINK), (LINK, IMG), ("Plain", SCRIPT), ("Also plain", "North")], start=1))
+        f'S00{i},"{name}","{region}"\n'
+        for i, (name, region) in enumerate(
+            [(IMG, LINK), (LINK, IMG), ("Plain", SCRIPT), ("Also plain", "North")], start=1
+        )
+    )
     ingest.import_file(db, "units", units.encode(), file_name=f"{IMG}.csv", viewer=ADMIN)
     rows = ["unit_id,survey_date,respondent_id,comment,q1,q2"]
     for u in ("S001", "S002", "S003", "S004"):
         for q, day in (("01", 10), ("04", 10)):
             for r in range(10):
                 rows.append(f'{u},2024-{q}-{day},{u}{q}r{r},"{PAYLOADS[r % 3]}",{1 + r % 5},{1 + (r * 3) % 5}')
-    ingest.import_file(db, "engagement", ("\n".join(rows) + "\n").encode(), file_name=f"{LINK}.csv", scale=5, viewer=ADMIN)
+    ingest.import_file(
+        db, "engagement", ("\n".join(rows) + "\n").encode(), file_name=f"{LINK}.csv", scale=5, viewer=ADMIN
+    )
     fb = ["unit_id,date,csat,nps,channel,comment"]
     for u in ("S001", "S002", "S003", "S004"):
         for q in ("01", "04"):
@@ -196,8 +285,9 @@ def _rendered_markdown(at) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/engagement.py", "pages/customers.py",
-                                  "pages/linkage.py", "pages/data.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/overview.py", "pages/engagement.py", "pages/customers.py", "pages/linkage.py", "pages/data.py"]
+)
 def test_hostile_text_is_shown_only_as_plain_text(hostile_db, make_app, page):  # noqa: F811
     at = make_app(hostile_db)
     if (ROOT / page).exists() and page != "pages/overview.py":
@@ -228,8 +318,10 @@ def test_hostile_file_name_in_upload_preview(tmp_path, make_app):  # noqa: F811
 # ---------------------------------------------------------------- exports neutralise formulas
 
 
-_INVISIBLE = st.text(st.sampled_from(["\ufeff", " ", "\u00a0", "\u200b", "\u200e", "\u2060", "\x00", "\x1f",
-                                      "\n", "\x0b", "\u3000"]), max_size=4)
+_INVISIBLE = st.text(
+    st.sampled_from(["\ufeff", " ", "\u00a0", "\u200b", "\u200e", "\u2060", "\x00", "\x1f", "\n", "\x0b", "\u3000"]),
+    max_size=4,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -244,8 +336,20 @@ def test_neutralise_any_text(lead, text):
         assert out == "'" + lead + text
 
 
-@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
-                                   "=cmd|' /C calc'!A0", "\ufeff=cmd|' /C calc'!A0", " \u200b=1+1"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        '=HYPERLINK("http://evil","x")',
+        "+1+1",
+        "-2+3",
+        "@SUM(A1)",
+        "\t=1",
+        "\r=1",
+        "=cmd|' /C calc'!A0",
+        "\ufeff=cmd|' /C calc'!A0",
+        " \u200b=1+1",
+    ],
+)
 def test_csv_and_xlsx_exports_hold_formulas_as_text(value):
     import pandas as pd
 
@@ -338,11 +442,17 @@ def test_manager_gets_only_his_units(hostile_db):
     assert [u.unit_id for u in opts.units] == ["S002"]
 
 
-@pytest.mark.parametrize("viewer, action", [
-    (Viewer("manager", ("S001",), "m"), "undo"), (Viewer("leader", (), "l"), "undo"),
-    (MARKETING, "undo"), (Viewer("manager", ("S001",), "m"), "setting"), (Viewer("leader", (), "l"), "setting"),
-    (Viewer("manager", ("S001",), "m"), "export"),
-])
+@pytest.mark.parametrize(
+    "viewer, action",
+    [
+        (Viewer("manager", ("S001",), "m"), "undo"),
+        (Viewer("leader", (), "l"), "undo"),
+        (MARKETING, "undo"),
+        (Viewer("manager", ("S001",), "m"), "setting"),
+        (Viewer("leader", (), "l"), "setting"),
+        (Viewer("manager", ("S001",), "m"), "export"),
+    ],
+)
 def test_admin_only_actions_are_refused_by_the_library(tmp_path, viewer, action):
     db = tmp_path / "roles.duckdb"
     res = ingest.import_file(db, "units", b"unit_id\nS001\n", file_name="u.csv", viewer=ADMIN)
@@ -356,12 +466,15 @@ def test_admin_only_actions_are_refused_by_the_library(tmp_path, viewer, action)
                 export.export_bytes(con, viewer=viewer, result=None)
 
 
-@pytest.mark.parametrize("viewer, kind, data", [
-    (Viewer("manager", ("S001",), "m"), "feedback", b"Store,Date,CSAT\nS002,2024-03-05,4\n"),  # not his unit
-    (Viewer("manager", ("S001",), "m"), "customers", b"customer_id\nC1\n"),
-    (MARKETING, "engagement", b"Unit,Survey date,q1\nS001,2024-03-05,4\n"),
-    (Viewer("leader", (), "l"), "feedback", b"Store,Date,CSAT\nS001,2024-03-05,4\n"),
-])
+@pytest.mark.parametrize(
+    "viewer, kind, data",
+    [
+        (Viewer("manager", ("S001",), "m"), "feedback", b"Store,Date,CSAT\nS002,2024-03-05,4\n"),  # not his unit
+        (Viewer("manager", ("S001",), "m"), "customers", b"customer_id\nC1\n"),
+        (MARKETING, "engagement", b"Unit,Survey date,q1\nS001,2024-03-05,4\n"),
+        (Viewer("leader", (), "l"), "feedback", b"Store,Date,CSAT\nS001,2024-03-05,4\n"),
+    ],
+)
 def test_uploads_are_limited_by_role_in_the_library(tmp_path, viewer, kind, data):
     db = tmp_path / "up.duckdb"
     ingest.import_file(db, "units", b"unit_id\nS001\nS002\n", file_name="u.csv", viewer=ADMIN)

@@ -144,8 +144,10 @@ def test_roles(demo_db):
         assert themes.themes(con, "mentions", viewer=MARKETING).themes
         with pytest.raises(AccessDenied):
             themes.themes(con, "mentions", viewer=mgr)
-        n_mgr = con.execute("SELECT count(*) FROM feedback WHERE comment IS NOT NULL AND trim(comment) <> '' "
-                            "AND unit_id IN ('S001', 'S002', 'S003')").fetchall()[0][0]
+        n_mgr = con.execute(
+            "SELECT count(*) FROM feedback WHERE comment IS NOT NULL AND trim(comment) <> '' "
+            "AND unit_id IN ('S001', 'S002', 'S003')"
+        ).fetchall()[0][0]
         r = themes.themes(con, "feedback", viewer=mgr)
         assert r.n_texts + r.n_non_english == n_mgr
         assert themes.themes(con, "comments", viewer=LEADER).themes
@@ -163,8 +165,9 @@ def test_viewer_is_required_keyword(demo_db):
 
 def _feedback_db(tmp_path, comments, name="f"):
     db = tmp_path / f"{name}.duckdb"
-    rows = ["unit_id,date,csat,comment"] + [f"S001,2024-02-{1 + i % 28:02d},{1 + i % 5},\"{c}\""
-                                            for i, c in enumerate(comments)]
+    rows = ["unit_id,date,csat,comment"] + [
+        f'S001,2024-02-{1 + i % 28:02d},{1 + i % 5},"{c}"' for i, c in enumerate(comments)
+    ]
     ingest.import_file(db, "feedback", ("\n".join(rows) + "\n").encode(), file_name="fb.csv", viewer=ADMIN)
     return db
 
@@ -200,8 +203,15 @@ def test_very_long_texts_are_cut_and_other_languages_left_out(tmp_path):
 
 ITEMS = ("I feel valued", "My manager supports me")
 EXAMPLES = max(2, int(os.environ.get("CXSTATS_FUZZ_EXAMPLES", "8")) // 2)
-SECRET = st.sampled_from(["the night baker zebra quokka", "zebra quokka rota again", "",
-                          "staffing tools staffing tools", "quokka zebra manager"])
+SECRET = st.sampled_from(
+    [
+        "the night baker zebra quokka",
+        "zebra quokka rota again",
+        "",
+        "staffing tools staffing tools",
+        "quokka zebra manager",
+    ]
+)
 
 
 def _survey_db(path, groups) -> str:
@@ -211,7 +221,7 @@ def _survey_db(path, groups) -> str:
     for (u, d), comments in sorted(groups.items()):
         for c in comments:
             k += 1
-            lines.append(f"{u},{d},R{k:05d},\"{c}\"," + ",".join("4" for _ in ITEMS))
+            lines.append(f'{u},{d},R{k:05d},"{c}",' + ",".join("4" for _ in ITEMS))
     ingest.import_file(path, "engagement", ("\n".join(lines) + "\n").encode(), file_name="s.csv", scale=5, viewer=ADMIN)
     return str(path)
 
@@ -227,14 +237,25 @@ def _all_outputs(db) -> str:
     return "\n".join(out)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None, phases=(Phase.explicit, Phase.generate),
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), kept_size=st.integers(10, 14),
-       secret_a=st.lists(SECRET, min_size=9, max_size=9), secret_b=st.lists(SECRET, min_size=9, max_size=9))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    kept_size=st.integers(10, 14),
+    secret_a=st.lists(SECRET, min_size=9, max_size=9),
+    secret_b=st.lists(SECRET, min_size=9, max_size=9),
+)
 def test_a_nine_person_groups_comments_never_appear(tmp_path_factory, seed, kept_size, secret_a, secret_b):
     rng = np.random.default_rng(seed)
-    kept = {(f"S00{u}", "2024-02-10"): demo.theme_texts(rng, rng.choice(["staffing", "tools", "comments_other"],
-                                                                          kept_size)) for u in range(1, 6)}
+    kept = {
+        (f"S00{u}", "2024-02-10"): demo.theme_texts(rng, rng.choice(["staffing", "tools", "comments_other"], kept_size))
+        for u in range(1, 6)
+    }
     tmp = tmp_path_factory.mktemp("ten")
     a = _survey_db(tmp / "a.duckdb", {**kept, ("S006", "2024-02-10"): secret_a})
     b = _survey_db(tmp / "b.duckdb", {**kept, ("S006", "2024-02-10"): secret_b})

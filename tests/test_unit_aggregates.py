@@ -33,10 +33,17 @@ FROM f GROUP BY ALL ORDER BY ALL
 
 
 def _ref_counts(con, period: str, units, by_channel: bool) -> pd.DataFrame:
-    ordinal = ("(year(period_start) * 4 + quarter(period_start) - 1)" if period == "quarter"
-               else "(year(period_start) * 12 + month(period_start) - 1)")
-    sql = REF_COUNTS.format(chan="coalesce(nullif(trim(channel), ''), 'unknown') AS channel," if by_channel else "",
-                            chan_g="channel," if by_channel else "", trunc=period, ordinal=ordinal)
+    ordinal = (
+        "(year(period_start) * 4 + quarter(period_start) - 1)"
+        if period == "quarter"
+        else "(year(period_start) * 12 + month(period_start) - 1)"
+    )
+    sql = REF_COUNTS.format(
+        chan="coalesce(nullif(trim(channel), ''), 'unknown') AS channel," if by_channel else "",
+        chan_g="channel," if by_channel else "",
+        trunc=period,
+        ordinal=ordinal,
+    )
     return con.execute(sql, [units is None, list(units or [])]).df()
 
 
@@ -47,15 +54,22 @@ def db(tmp_path_factory):
         build(con, survey(3, n_units=8, n_periods=5))
         # odd feedback: blank and padded channels, a row with no csat, a row with neither metric in a period
         # of its own (sums of no answers are 0), a month boundary
-        odd = pd.DataFrame({"unit_id": ["U000", "U001", "U001", "U002"],
-                            "date": ["2024-03-31", "2024-04-01", "2023-02-10", "2024-06-30"],
-                            "csat": [None, 5, None, 2], "nps": [9, None, None, 0],
-                            "channel": ["  ", " email ", None, "phone"]})
+        odd = pd.DataFrame(
+            {
+                "unit_id": ["U000", "U001", "U001", "U002"],
+                "date": ["2024-03-31", "2024-04-01", "2023-02-10", "2024-06-30"],
+                "csat": [None, 5, None, 2],
+                "nps": [9, None, None, 0],
+                "channel": ["  ", " email ", None, "phone"],
+            }
+        )
         odd["csat"] = odd["csat"].astype("Int64")
         odd["nps"] = odd["nps"].astype("Int64")
         load_feedback(con, odd, tag="odd")
-    frame = pd.DataFrame([("U000", "U001", "2024-07-01"), ("U003", "U004", "2024-07-01")],
-                         columns=["from_unit", "to_unit", "effective_date"])
+    frame = pd.DataFrame(
+        [("U000", "U001", "2024-07-01"), ("U003", "U004", "2024-07-01")],
+        columns=["from_unit", "to_unit", "effective_date"],
+    )
     ingest.import_file(path, "reorgs", frame.to_csv(index=False).encode(), file_name="reorgs.csv", viewer=ADMIN)
     return path
 
@@ -80,8 +94,12 @@ def test_cx_counts_equal_the_sql(tables, period, units, by_channel):
     con, t = tables
     keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
     ref = _sorted(_ref_counts(con, period, units, by_channel), keys)
-    got = _sorted(ua.cx_counts(t.table("feedback"), t.table("unit_map"), period=period, units=units,
-                               by_channel=by_channel).to_pyarrow().to_pandas(), keys)
+    got = _sorted(
+        ua.cx_counts(t.table("feedback"), t.table("unit_map"), period=period, units=units, by_channel=by_channel)
+        .to_pyarrow()
+        .to_pandas(),
+        keys,
+    )
     assert list(got.columns) == list(ref.columns)
     assert len(got) == len(ref) and (units != [] or len(got) == 0)
     for c in ref.columns:
@@ -121,20 +139,34 @@ def demo_db(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("units, window", [(None, (None, None)), (None, ("2025-Q1", "2025-Q3")),
-                                           (["S002", "S003"], ("2025-Q2", None))])
+@pytest.mark.parametrize(
+    "units, window", [(None, (None, None)), (None, ("2025-Q1", "2025-Q3")), (["S002", "S003"], ("2025-Q2", None))]
+)
 def test_reply_times_equal_the_rows_they_summarise(demo_db, units, window):
     con = duckdb.connect(str(demo_db))
     try:
         t = ibis.duckdb.from_connection(con)
         mentions = units is None
-        got = ua.reply_times(t.table("feedback"), t.table("unit_map"), t.table("mentions") if mentions else None,
-                             period="quarter", units=units, period_from=window[0],
-                             period_to=window[1]).to_pyarrow().to_pandas()
-        rows = con.execute(REF_REPLIES.format(
-            label="(CAST(year(date) AS VARCHAR) || '-Q' || CAST(quarter(date) AS VARCHAR))",
-            mlabel="(CAST(year(posted_at) AS VARCHAR) || '-Q' || CAST(quarter(posted_at) AS VARCHAR))"),
-            [units is None, list(units or []), mentions]).df()
+        got = (
+            ua.reply_times(
+                t.table("feedback"),
+                t.table("unit_map"),
+                t.table("mentions") if mentions else None,
+                period="quarter",
+                units=units,
+                period_from=window[0],
+                period_to=window[1],
+            )
+            .to_pyarrow()
+            .to_pandas()
+        )
+        rows = con.execute(
+            REF_REPLIES.format(
+                label="(CAST(year(date) AS VARCHAR) || '-Q' || CAST(quarter(date) AS VARCHAR))",
+                mlabel="(CAST(year(posted_at) AS VARCHAR) || '-Q' || CAST(quarter(posted_at) AS VARCHAR))",
+            ),
+            [units is None, list(units or []), mentions],
+        ).df()
     finally:
         con.close()
     lo, hi = window
@@ -157,8 +189,11 @@ def test_reply_times_equal_the_rows_they_summarise(demo_db, units, window):
 def test_manager_viewer_sees_his_units_only(tables):
     con, t = tables
     mgr = Viewer("manager", ("U001",))
-    got = ua.cx_counts(t.table("feedback"), t.table("unit_map"), period="quarter",
-                       units=metrics._cx_viewer(mgr)[1]).to_pyarrow().to_pandas()
+    got = (
+        ua.cx_counts(t.table("feedback"), t.table("unit_map"), period="quarter", units=metrics._cx_viewer(mgr)[1])
+        .to_pyarrow()
+        .to_pandas()
+    )
     assert set(got["unit_id"]) == {"U001"}
 
 

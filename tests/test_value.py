@@ -32,8 +32,9 @@ CAL_END = date(1997, 9, 30)
 
 
 def cdnow() -> pd.DataFrame:
-    raw = pd.read_csv(DATA, sep=r"\s+", header=None, names=["cid", "cid_full", "date", "cds", "amount"],
-                      dtype={"cid": str})
+    raw = pd.read_csv(
+        DATA, sep=r"\s+", header=None, names=["cid", "cid_full", "date", "cds", "amount"], dtype={"cid": str}
+    )
     raw["d"] = pd.to_datetime(raw["date"].astype(str))
     return raw
 
@@ -44,8 +45,9 @@ def load_purchases(con, frame: pd.DataFrame) -> int:
     df["line_no"] = 1
     if "order_id" not in df:
         df["order_id"] = None
-    return store.load_batch(con, "purchases", {"purchases": df}, file_name="purchases.csv",
-                            sha256=uuid.uuid4().hex, rows=len(df))
+    return store.load_batch(
+        con, "purchases", {"purchases": df}, file_name="purchases.csv", sha256=uuid.uuid4().hex, rows=len(df)
+    )
 
 
 def pandas_summary(raw: pd.DataFrame, end: pd.Timestamp, keep_zero: bool) -> pd.DataFrame:
@@ -68,11 +70,31 @@ def independent_ll(params, x, t_x, T) -> float:
     """Eq. 6 of the paper written out term by term (two likelihood pieces added, then logged)."""
     r, alpha, a, b = params
     lb = gammaln(a) + gammaln(b) - gammaln(a + b)
-    p1 = np.exp(gammaln(a) + gammaln(b + x) - gammaln(a + b + x) - lb + gammaln(r + x) - gammaln(r)
-                + r * np.log(alpha) - (r + x) * np.log(alpha + T))
+    p1 = np.exp(
+        gammaln(a)
+        + gammaln(b + x)
+        - gammaln(a + b + x)
+        - lb
+        + gammaln(r + x)
+        - gammaln(r)
+        + r * np.log(alpha)
+        - (r + x) * np.log(alpha + T)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
-        p2 = np.where(x > 0, np.exp(gammaln(a + 1) + gammaln(b + x - 1) - gammaln(a + b + x) - lb + gammaln(r + x)
-                                    - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + t_x)), 0.0)
+        p2 = np.where(
+            x > 0,
+            np.exp(
+                gammaln(a + 1)
+                + gammaln(b + x - 1)
+                - gammaln(a + b + x)
+                - lb
+                + gammaln(r + x)
+                - gammaln(r)
+                + r * np.log(alpha)
+                - (r + x) * np.log(alpha + t_x)
+            ),
+            0.0,
+        )
     return float(np.log(p1 + p2).sum())
 
 
@@ -81,10 +103,10 @@ def cdnow_value(tmp_path_factory):
     db = tmp_path_factory.mktemp("cdnow") / "cdnow.duckdb"
     raw = cdnow()
     with store.connect(db) as con:
-        load_purchases(con, pd.DataFrame({"customer_id": raw["cid"], "order_date": raw["d"].dt.date,
-                                          "amount": raw["amount"]}))
-        res = value.customer_value(con, viewer=ADMIN, as_of=CAL_END, orders_sql=advocates._orders_sql,
-                                   horizon_weeks=39)
+        load_purchases(
+            con, pd.DataFrame({"customer_id": raw["cid"], "order_date": raw["d"].dt.date, "amount": raw["amount"]})
+        )
+        res = value.customer_value(con, viewer=ADMIN, as_of=CAL_END, orders_sql=advocates._orders_sql, horizon_weeks=39)
     return res
 
 
@@ -110,11 +132,19 @@ def test_cdnow_loglik_against_independent_mle(cdnow_value):
     s = pandas_summary(cdnow(), pd.Timestamp(CAL_END), keep_zero=False)
     assert len(s) == cdnow_value.n_customers
     x, t_x, T = (s[c].to_numpy(float) for c in ("x", "t_x", "T"))
-    res = optimize.minimize(lambda p: -independent_ll(p, x, t_x, T), [0.5, 5.0, 0.5, 2.0], method="L-BFGS-B",
-                            bounds=[(1e-4, 50)] * 4)
+    res = optimize.minimize(
+        lambda p: -independent_ll(p, x, t_x, T), [0.5, 5.0, 0.5, 2.0], method="L-BFGS-B", bounds=[(1e-4, 50)] * 4
+    )
     assert abs(-res.fun - cdnow_value.bgnbd.loglik) < 0.1
-    assert abs(independent_ll([cdnow_value.bgnbd.r, cdnow_value.bgnbd.alpha, cdnow_value.bgnbd.a,
-                               cdnow_value.bgnbd.b], x, t_x, T) - cdnow_value.bgnbd.loglik) < 1e-6
+    assert (
+        abs(
+            independent_ll(
+                [cdnow_value.bgnbd.r, cdnow_value.bgnbd.alpha, cdnow_value.bgnbd.a, cdnow_value.bgnbd.b], x, t_x, T
+            )
+            - cdnow_value.bgnbd.loglik
+        )
+        < 1e-6
+    )
     # and the published log-likelihood when the 8 zero-amount customers are kept
     k = pandas_summary(cdnow(), pd.Timestamp(CAL_END), keep_zero=True)
     assert len(k) == 2357
@@ -140,12 +170,13 @@ def _posterior_integrals(m: value.BGNBD, x, t_x, T, t):
 
     def over_p(lam, what):
         def f(p):
-            alive = (1 - p) ** x * lam ** x * math.exp(-lam * T)
+            alive = (1 - p) ** x * lam**x * math.exp(-lam * T)
             if what == "L":
-                return alive + (p * (1 - p) ** (x - 1) * lam ** x * math.exp(-lam * t_x) if x > 0 else 0.0)
+                return alive + (p * (1 - p) ** (x - 1) * lam**x * math.exp(-lam * t_x) if x > 0 else 0.0)
             if what == "alive":
                 return alive
             return alive * (-math.expm1(-lam * p * t) / p if p > 0 else lam * t)
+
         # Beta weight p^(a-1) (1-p)^(b-1) handled by QUADPACK's algebraic weight
         return integrate.quad(f, 0, 1, weight="alg", wvar=(m.a - 1, m.b - 1), limit=200)[0]
 
@@ -160,8 +191,9 @@ def _posterior_integrals(m: value.BGNBD, x, t_x, T, t):
 def test_closed_forms_against_numerical_integration(cdnow_value, x, t_x, T):
     m = cdnow_value.bgnbd
     ints = _posterior_integrals(m, x, t_x, T, 52.0)
-    assert math.log(ints["L"]) == pytest.approx(float(value.bgnbd_loglik(m.r, m.alpha, m.a, m.b, [x], [t_x], [T])[0]),
-                                                abs=1e-6)
+    assert math.log(ints["L"]) == pytest.approx(
+        float(value.bgnbd_loglik(m.r, m.alpha, m.a, m.b, [x], [t_x], [T])[0]), abs=1e-6
+    )
     assert float(value.p_alive(m, [x], [t_x], [T])[0]) == pytest.approx(ints["alive"] / ints["L"], rel=1e-6)
     assert float(value.expected_orders(m, 52.0, [x], [t_x], [T])[0]) == pytest.approx(ints["ey"] / ints["L"], rel=1e-5)
 
@@ -197,8 +229,16 @@ def test_expected_value_and_zero_x(cdnow_value):
 
 
 @settings(max_examples=60, deadline=None)
-@given(r=st.floats(0.05, 5), alpha=st.floats(0.5, 50), a=st.floats(0.05, 5), b=st.floats(0.05, 20),
-       x=st.integers(0, 200), frac=st.floats(0, 1), extra=st.floats(0, 300), t=st.floats(0.5, 200))
+@given(
+    r=st.floats(0.05, 5),
+    alpha=st.floats(0.5, 50),
+    a=st.floats(0.05, 5),
+    b=st.floats(0.05, 20),
+    x=st.integers(0, 200),
+    frac=st.floats(0, 1),
+    extra=st.floats(0, 300),
+    t=st.floats(0.5, 200),
+)
 def test_properties(r, alpha, a, b, x, frac, extra, t):
     """Summaries a customer can have: x repeat days need at least x days between first and last."""
     m = value.BGNBD(r, alpha, a, b, float("nan"))
@@ -280,8 +320,13 @@ def test_backtest_on_model_data(db):
 
 
 def test_too_few_repeaters_gives_reason(db):
-    orders = pd.DataFrame({"customer_id": [f"c{i}" for i in range(60)] + ["c1", "c2"],
-                           "order_date": [date(2024, 1, 1)] * 60 + [date(2024, 2, 1)] * 2, "amount": 10.0})
+    orders = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(60)] + ["c1", "c2"],
+            "order_date": [date(2024, 1, 1)] * 60 + [date(2024, 2, 1)] * 2,
+            "amount": 10.0,
+        }
+    )
     with store.connect(db) as con:
         load_purchases(con, orders)
         res = value.customer_value(con, viewer=ADMIN, as_of=date(2024, 3, 1), orders_sql=advocates._orders_sql)
@@ -301,13 +346,15 @@ def test_no_churn_data_does_not_converge():
 
 def test_manager_is_refused(db):
     with store.connect(db) as con, pytest.raises(AccessDenied):
-        value.customer_value(con, viewer=Viewer("manager", ("U1",)), as_of=date(2024, 1, 1),
-                             orders_sql=advocates._orders_sql)
+        value.customer_value(
+            con, viewer=Viewer("manager", ("U1",)), as_of=date(2024, 1, 1), orders_sql=advocates._orders_sql
+        )
 
 
 def test_reason_texts():
-    assert value.reason_text(0.92, 4.2, 3, 52) == ("likely to buy again (P(alive) 0.92, about 4 orders expected in "
-                                                    "12 months)")
+    assert value.reason_text(0.92, 4.2, 3, 52) == (
+        "likely to buy again (P(alive) 0.92, about 4 orders expected in 12 months)"
+    )
     assert value.reason_text(0.12, 0.3, 3, 52) == "probably lapsed (P(alive) 0.12)"
     assert value.reason_text(1.0, 0.7, 0, 52) is None
     assert value.horizon_text(26) == "6 months" and value.horizon_text(10) == "10 weeks"
@@ -324,14 +371,31 @@ def cdnow_db(tmp_path_factory):
     raw = cdnow()
     ids = sorted(raw["cid"].unique())[::10]
     with store.connect(db) as con:
-        load_purchases(con, pd.DataFrame({"customer_id": raw["cid"], "order_date": raw["d"].dt.date,
-                                          "amount": raw["amount"]}))
-        m = pd.DataFrame({"row_no": range(2, 2 + len(ids)), "customer_id": ids, "handle": None,
-                          "posted_at": pd.Timestamp("1997-09-01"), "platform": "x", "text": "love it",
-                          "followers": 10, "sentiment": 0.8, "sentiment_source": "file"})
+        load_purchases(
+            con, pd.DataFrame({"customer_id": raw["cid"], "order_date": raw["d"].dt.date, "amount": raw["amount"]})
+        )
+        m = pd.DataFrame(
+            {
+                "row_no": range(2, 2 + len(ids)),
+                "customer_id": ids,
+                "handle": None,
+                "posted_at": pd.Timestamp("1997-09-01"),
+                "platform": "x",
+                "text": "love it",
+                "followers": 10,
+                "sentiment": 0.8,
+                "sentiment_source": "file",
+            }
+        )
         store.load_batch(con, "mentions", {"mentions": m}, file_name="m.csv", sha256=uuid.uuid4().hex, rows=len(m))
-        c = pd.DataFrame({"row_no": range(2, 2 + len(ids)), "customer_id": ids, "name": [f"N{i}" for i in ids],
-                          "marketing_consent": True})
+        c = pd.DataFrame(
+            {
+                "row_no": range(2, 2 + len(ids)),
+                "customer_id": ids,
+                "name": [f"N{i}" for i in ids],
+                "marketing_consent": True,
+            }
+        )
         store.load_batch(con, "customers", {"customers": c}, file_name="c.csv", sha256=uuid.uuid4().hex, rows=len(c))
     return db
 
@@ -374,7 +438,9 @@ def test_to_reward_min_p_alive(cdnow_db):
 
 def test_cli_horizon_min_p_alive_and_export(cdnow_db, cli_inprocess, tmp_path):
     r52 = cli_inprocess("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", db=cdnow_db)
-    r13 = cli_inprocess("advocates", "--as-of", "1997-09-30", "--top", "0", "--json", "--horizon-weeks", "13", db=cdnow_db)
+    r13 = cli_inprocess(
+        "advocates", "--as-of", "1997-09-30", "--top", "0", "--json", "--horizon-weeks", "13", db=cdnow_db
+    )
     assert r52.returncode == 0 and r13.returncode == 0, r13.stderr
     a, b = json.loads(r52.stdout), json.loads(r13.stdout)
     assert a["clv"]["horizon_weeks"] == 52 and b["clv"]["horizon_weeks"] == 13

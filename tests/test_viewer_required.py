@@ -20,9 +20,21 @@ DB_PARAMS = {"con", "db", "db_or_con"}
 # functions that touch the database without a viewer, and why that is right
 EXEMPT = {
     # login machinery: it runs before there is a viewer, and returns no survey or customer data
-    **{f"auth.{n}": "login, before a viewer exists" for n in (
-        "lock_state", "record_failure", "record_success", "address_state", "record_address_failure",
-        "attempt_login", "session_generation", "session_is_current", "end_sessions", "token_login")},
+    **{
+        f"auth.{n}": "login, before a viewer exists"
+        for n in (
+            "lock_state",
+            "record_failure",
+            "record_success",
+            "address_state",
+            "record_address_failure",
+            "attempt_login",
+            "session_generation",
+            "session_is_current",
+            "end_sessions",
+            "token_login",
+        )
+    },
     # the demo is built by the command line's demo command or by the app on a fresh database
     "demo.build_demo": "writes generated demo data only (the CLI's demo, the app's first start)",
     "demo.ensure_demo": "writes generated demo data only when the database is empty",
@@ -42,11 +54,32 @@ EXEMPT = {
     "programme.holdout_lists": "a step of programme_effect, which checks the viewer",
     "quality.data_version": "a cache key (counts and ids of batches), no data",
     # the storage layer: its callers check the viewer (set_setting and undo check it themselves)
-    **{f"store.{n}": "storage layer, called by functions that check the viewer" for n in (
-        "migrate", "settings", "retention_months", "list_batches", "find_active_hash", "load_batch",
-        "purchases_fingerprint", "order_totals_fresh", "sync_order_totals", "known_units", "table_fingerprint",
-        "held_out", "record_holdout", "sync_unit_map", "unit_mapping", "erased_hmacs", "mark_rewrite_pending",
-        "scrub_written_files", "record_written_file", "derived_fresh", "mark_derived_fresh")},
+    **{
+        f"store.{n}": "storage layer, called by functions that check the viewer"
+        for n in (
+            "migrate",
+            "settings",
+            "retention_months",
+            "list_batches",
+            "find_active_hash",
+            "load_batch",
+            "purchases_fingerprint",
+            "order_totals_fresh",
+            "sync_order_totals",
+            "known_units",
+            "table_fingerprint",
+            "held_out",
+            "record_holdout",
+            "sync_unit_map",
+            "unit_mapping",
+            "erased_hmacs",
+            "mark_rewrite_pending",
+            "scrub_written_files",
+            "record_written_file",
+            "derived_fresh",
+            "mark_derived_fresh",
+        )
+    },
 }
 
 # helpers that take a viewer only to turn it into something else (SQL parameters), returning no data
@@ -69,15 +102,23 @@ def _required_keyword(params) -> bool:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_functions_that_touch_the_database_take_a_required_keyword_viewer(module):
-    missing = [qual for qual, params in _public_functions(module)
-               if DB_PARAMS & set(params) and qual not in EXEMPT and not _required_keyword(params)]
-    assert missing == [], f"take `*, viewer: Viewer` (required, keyword-only) or list with a reason in EXEMPT: {missing}"
+    missing = [
+        qual
+        for qual, params in _public_functions(module)
+        if DB_PARAMS & set(params) and qual not in EXEMPT and not _required_keyword(params)
+    ]
+    assert missing == [], (
+        f"take `*, viewer: Viewer` (required, keyword-only) or list with a reason in EXEMPT: {missing}"
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_viewer_has_a_default_or_is_positional(module):
-    loose = [qual for qual, params in _public_functions(module)
-             if "viewer" in params and not _required_keyword(params) and qual not in VIEWER_HELPERS]
+    loose = [
+        qual
+        for qual, params in _public_functions(module)
+        if "viewer" in params and not _required_keyword(params) and qual not in VIEWER_HELPERS
+    ]
     assert loose == []
 
 

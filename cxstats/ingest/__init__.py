@@ -35,31 +35,93 @@ from .rules import UPLOAD_KINDS
 from .worker import PARSE_MB_DEFAULT, parse_memory_mb, read_grid_isolated
 
 __all__ = [
-    "PARSE_MB_DEFAULT", "PROBLEMS_KEPT", "SAMPLE_ROWS", "UPDATABLE_KINDS", "UPLOAD_KINDS", "ImportResult", "Preview",
-    "Problem", "import_file", "parse_mapping", "parse_memory_mb", "preview", "read_grid_isolated", "template_csv",
+    "PARSE_MB_DEFAULT",
+    "PROBLEMS_KEPT",
+    "SAMPLE_ROWS",
+    "UPDATABLE_KINDS",
+    "UPLOAD_KINDS",
+    "ImportResult",
+    "Preview",
+    "Problem",
+    "import_file",
+    "parse_mapping",
+    "parse_memory_mb",
+    "preview",
+    "read_grid_isolated",
+    "template_csv",
 ]
 
 
 _EXAMPLES = {
-    "units": {"unit_id": "S012", "unit_name": "Riverside", "region": "North", "headcount": "24",
-              "aliases": "Store 12;Riverside store"},
-    "engagement": {"unit_id": "S012", "survey_date": "2024-03-15", "respondent_id": "E0001", "wave": "2024 Q1",
-                   "enps": "8", "comment": "Good team", "I know what is expected of me at work": "5",
-                   "I would recommend this team": "Agree"},
-    "feedback": {"unit_id": "S012", "date": "2024-03-15", "csat": "4", "nps": "9", "response_id": "R000123",
-                 "customer_id": "C00042", "channel": "email", "comment": "Friendly staff",
-                 "contacted_at": "2024-03-14 09:30", "responded_at": "2024-03-14 11:05"},
-    "purchases": {"customer_id": "C00042", "order_date": "2024-03-15", "amount": "49.90", "order_id": "O-1001",
-                  "unit_id": "S012"},
-    "mentions": {"customer_id": "C00042", "handle": "@jane", "posted_at": "2024-03-16 18:20", "platform": "instagram",
-                 "text": "Loved the new store!", "followers": "1200", "likes": "35", "shares": "2", "sentiment": "",
-                 "replied_at": "2024-03-16 19:00"},
-    "customers": {"customer_id": "C00042", "name": "Jane Doe", "email": "jane@example.com", "handle": "@jane",
-                  "marketing_consent": "yes", "consent_date": "2024-01-10"},
-    "rewards": {"customer_id": "C00042", "reward_date": "2024-04-01", "reward_type": "voucher", "value": "20.00",
-                "note": "Thank-you for the reviews"},
-    "reorgs": {"from_unit": "S012", "to_unit": "S013", "effective_date": "2024-07-01",
-               "note": "Riverside merged into Market Square"},
+    "units": {
+        "unit_id": "S012",
+        "unit_name": "Riverside",
+        "region": "North",
+        "headcount": "24",
+        "aliases": "Store 12;Riverside store",
+    },
+    "engagement": {
+        "unit_id": "S012",
+        "survey_date": "2024-03-15",
+        "respondent_id": "E0001",
+        "wave": "2024 Q1",
+        "enps": "8",
+        "comment": "Good team",
+        "I know what is expected of me at work": "5",
+        "I would recommend this team": "Agree",
+    },
+    "feedback": {
+        "unit_id": "S012",
+        "date": "2024-03-15",
+        "csat": "4",
+        "nps": "9",
+        "response_id": "R000123",
+        "customer_id": "C00042",
+        "channel": "email",
+        "comment": "Friendly staff",
+        "contacted_at": "2024-03-14 09:30",
+        "responded_at": "2024-03-14 11:05",
+    },
+    "purchases": {
+        "customer_id": "C00042",
+        "order_date": "2024-03-15",
+        "amount": "49.90",
+        "order_id": "O-1001",
+        "unit_id": "S012",
+    },
+    "mentions": {
+        "customer_id": "C00042",
+        "handle": "@jane",
+        "posted_at": "2024-03-16 18:20",
+        "platform": "instagram",
+        "text": "Loved the new store!",
+        "followers": "1200",
+        "likes": "35",
+        "shares": "2",
+        "sentiment": "",
+        "replied_at": "2024-03-16 19:00",
+    },
+    "customers": {
+        "customer_id": "C00042",
+        "name": "Jane Doe",
+        "email": "jane@example.com",
+        "handle": "@jane",
+        "marketing_consent": "yes",
+        "consent_date": "2024-01-10",
+    },
+    "rewards": {
+        "customer_id": "C00042",
+        "reward_date": "2024-04-01",
+        "reward_type": "voucher",
+        "value": "20.00",
+        "note": "Thank-you for the reviews",
+    },
+    "reorgs": {
+        "from_unit": "S012",
+        "to_unit": "S013",
+        "effective_date": "2024-07-01",
+        "note": "Riverside merged into Market Square",
+    },
 }
 
 
@@ -92,12 +154,36 @@ def preview(
     the file in a worker process with a memory cap (the app and the command line; issue 18).
     """
     if db is None:
-        a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                     reverse=reverse, con=None, viewer=viewer, skip_invalid=False, isolated=isolated)
+        a = _analyse(
+            data,
+            file_name,
+            kind,
+            sheet=sheet,
+            mapping=mapping,
+            dayfirst=dayfirst,
+            scale=scale,
+            reverse=reverse,
+            con=None,
+            viewer=viewer,
+            skip_invalid=False,
+            isolated=isolated,
+        )
     else:
         with store.connect(db) as con:
-            a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                         reverse=reverse, con=con, viewer=viewer, skip_invalid=False, isolated=isolated)
+            a = _analyse(
+                data,
+                file_name,
+                kind,
+                sheet=sheet,
+                mapping=mapping,
+                dayfirst=dayfirst,
+                scale=scale,
+                reverse=reverse,
+                con=con,
+                viewer=viewer,
+                skip_invalid=False,
+                isolated=isolated,
+            )
     return a.preview()
 
 
@@ -138,11 +224,25 @@ def import_file(
             max_bytes = _limits(con)[0]
             size = path.stat().st_size
             if size > max_bytes:
-                raise CxStatsError(f"{file_name} is {readers._mb(size)}; the limit is {readers._mb(max_bytes)} "
-                                   "(setting max_file_mb): split the file or ask an admin to raise the limit")
+                raise CxStatsError(
+                    f"{file_name} is {readers._mb(size)}; the limit is {readers._mb(max_bytes)} "
+                    "(setting max_file_mb): split the file or ask an admin to raise the limit"
+                )
             data = path.read_bytes()
-        a = _analyse(data, file_name, kind, sheet=sheet, mapping=mapping, dayfirst=dayfirst, scale=scale,
-                     reverse=reverse, con=con, viewer=viewer, skip_invalid=skip_invalid, isolated=isolated)
+        a = _analyse(
+            data,
+            file_name,
+            kind,
+            sheet=sheet,
+            mapping=mapping,
+            dayfirst=dayfirst,
+            scale=scale,
+            reverse=reverse,
+            con=con,
+            viewer=viewer,
+            skip_invalid=skip_invalid,
+            isolated=isolated,
+        )
         a.raise_if_refused()
         rejected_path = None
         if a.rejected is not None and len(a.rejected):
@@ -156,15 +256,28 @@ def import_file(
             before = governance.snapshot(con)
             hooks.append(lambda c, b: governance.guard_groups(c, before, f"re-organisation batch {b}"))
         batch_id = store.load_batch(
-            con, kind, a.tables, file_name=file_name, sha256=a.sha256, rows=a.rows_loaded,
-            loaded_by=loaded_by or viewer.name, skipped_rows=a.duplicates_skipped,
+            con,
+            kind,
+            a.tables,
+            file_name=file_name,
+            sha256=a.sha256,
+            rows=a.rows_loaded,
+            loaded_by=loaded_by or viewer.name,
+            skipped_rows=a.duplicates_skipped,
             before_hook=(lambda c, b: [h(c, b) for h in hooks]) if hooks else None,
         )
     return ImportResult(
-        batch_id=batch_id, kind=kind, file_name=file_name, rows_loaded=a.rows_loaded,
-        duplicates_skipped=a.duplicates_skipped, totals_dropped=a.totals_dropped,
-        units_created=list(a.units_created), warnings=list(a.warnings), rejected_path=rejected_path,
-        rejected=0 if a.rejected is None else len(a.rejected), erased_skipped=a.erased_skipped,
+        batch_id=batch_id,
+        kind=kind,
+        file_name=file_name,
+        rows_loaded=a.rows_loaded,
+        duplicates_skipped=a.duplicates_skipped,
+        totals_dropped=a.totals_dropped,
+        units_created=list(a.units_created),
+        warnings=list(a.warnings),
+        rejected_path=rejected_path,
+        rejected=0 if a.rejected is None else len(a.rejected),
+        erased_skipped=a.erased_skipped,
     )
 
 

@@ -27,6 +27,7 @@ TRUE_TOKENS = {"yes", "y", "true", "t", "1", "x", "ja", "oui", "si", "optedin", 
 
 FALSE_TOKENS = {"no", "n", "false", "f", "0", "nein", "non", "optedout", "optout", "noconsent", "withdrawn"}
 
+
 def _show(v) -> str:
     """A cell value as the user typed it, for messages."""
     if isinstance(v, float):
@@ -35,7 +36,9 @@ def _show(v) -> str:
         return v.isoformat()
     return repr(str(v))
 
+
 _TOTAL_HINT = re.compile(r"tot|sum|overall", re.IGNORECASE)
+
 
 def _total_mask(s: pd.Series) -> np.ndarray:
     """Cells that say "Total", "Grand total", "TOTAL:"... (a totals row of a spreadsheet export)."""
@@ -46,13 +49,23 @@ def _total_mask(s: pd.Series) -> np.ndarray:
         out[idx] = [normalise_header(v) in TOTAL_TOKENS for v in s.iloc[idx]]
         return out
     codes, uniq = _factorize(s)
-    is_total = np.array([isinstance(v, str) and len(v) < 30 and _TOTAL_HINT.search(v) is not None
-                         and normalise_header(v) in TOTAL_TOKENS for v in uniq] + [False])
+    is_total = np.array(
+        [
+            isinstance(v, str)
+            and len(v) < 30
+            and _TOTAL_HINT.search(v) is not None
+            and normalise_header(v) in TOTAL_TOKENS
+            for v in uniq
+        ]
+        + [False]
+    )
     return is_total[codes]
+
 
 def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
     return codes, np.asarray(uniq, dtype=object)
+
 
 def _is_blank(v) -> bool:
     if v is None:
@@ -63,6 +76,7 @@ def _is_blank(v) -> bool:
         return v.strip().lower() in MISSING_TOKENS
     return False
 
+
 def _blank_mask(s: pd.Series) -> np.ndarray:
     """Empty cells (for skipping empty rows and columns; 'N/A' is treated as missing when parsed)."""
     if s.dtype == object:  # spreadsheet cells: '' when empty
@@ -70,9 +84,11 @@ def _blank_mask(s: pd.Series) -> np.ndarray:
         return (arr == "") | pd.isna(arr)
     return s.isna().to_numpy()
 
+
 _NUM_JUNK = re.compile(r"[\s\u00a0\u202f'’€$£¥₹]")
 
 _THOUSANDS_COMMA = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
+
 
 def _number_text(t: str, decimal_comma: bool) -> float:
     t = _NUM_JUNK.sub("", t)
@@ -87,6 +103,7 @@ def _number_text(t: str, decimal_comma: bool) -> float:
     if v != v or v in (float("inf"), float("-inf")):
         raise ValueError(t)
     return -v if neg else v
+
 
 def _numbers(uniq: np.ndarray, decimal_comma: bool) -> tuple[np.ndarray, list]:
     """Distinct cell values -> floats (nan for blank) and a message (or None) for each."""
@@ -115,19 +132,24 @@ def _numbers(uniq: np.ndarray, decimal_comma: bool) -> tuple[np.ndarray, list]:
             err[i] = f"{_show(v)} is not a number"
     return out, err
 
+
 def _spread(codes: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
     """Values per distinct cell -> values per row (code -1, a missing cell, gets ``fill``)."""
     return np.append(values, np.array([fill], dtype=values.dtype))[codes]
 
+
 _ISO = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 
 _DMY = re.compile(
-    r"^(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?$")
+    r"^(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?$"
+)
 
 _SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
 
+
 class _DateColumnProblem(Exception):
     pass
+
 
 def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np.ndarray, list]:
     """Distinct cells -> datetime64 values and per-value messages; raises _DateColumnProblem when the
@@ -199,12 +221,14 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
                 ex_m = uniq[todo_dmy[int(np.argmax(b > 12))]]
                 raise _DateColumnProblem(
                     f"dates mix day/month/year ({ex_d.strip()}) and month/day/year ({ex_m.strip()}); "
-                    "make them consistent or use ISO dates (YYYY-MM-DD)")
+                    "make them consistent or use ISO dates (YYYY-MM-DD)"
+                )
             if not day_first_seen and not month_first_seen and (a != b).any():
                 ex = uniq[todo_dmy[int(np.argmax(a != b))]].strip()
                 raise _DateColumnProblem(
                     f"dates such as {ex} could be day/month or month/day; say --dayfirst if they are "
-                    "day/month/year, otherwise use ISO dates (YYYY-MM-DD)")
+                    "day/month/year, otherwise use ISO dates (YYYY-MM-DD)"
+                )
             use_dayfirst = bool(day_first_seen)
         else:
             use_dayfirst = bool(dayfirst)
@@ -217,8 +241,10 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
         hour = np.where(pm & (hour < 12), hour + 12, np.where(am & (hour == 12), 0, hour))
         minute = np.array([int(p[4]) if p[4] else 0 for p in parts])
         second = np.array([int(p[5]) if p[5] else 0 for p in parts])
-        parsed = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day, "hour": hour,
-                                              "minute": minute, "second": second}), errors="coerce")
+        parsed = pd.to_datetime(
+            pd.DataFrame({"year": year, "month": month, "day": day, "hour": hour, "minute": minute, "second": second}),
+            errors="coerce",
+        )
         vals = parsed.astype("datetime64[us]").to_numpy()
         order = "day/month/year" if use_dayfirst else "month/day/year"
         for j, i in enumerate(todo_dmy):
@@ -243,6 +269,7 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
     if not keep_time:
         out = out.astype("datetime64[D]").astype("datetime64[us]")
     return out, err
+
 
 def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
     """Identifier/text cells -> text ("00042" stays; a number cell 42.0 -> "42"); True when numbers were seen."""
@@ -274,8 +301,10 @@ def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
         else:
             out[i] = str(v)
     out[-1] = None
-    return pd.Series(pd.array(out, dtype="str").take(codes, allow_fill=True), index=s.index), \
-        saw_numbers and warn_numbers
+    return pd.Series(
+        pd.array(out, dtype="str").take(codes, allow_fill=True), index=s.index
+    ), saw_numbers and warn_numbers
+
 
 def _likert_value(v, labels: dict[str, int] | None) -> float | None:
     """A cell as a Likert answer (number, numeric text or label); None when it is not one."""
@@ -294,12 +323,14 @@ def _likert_value(v, labels: dict[str, int] | None) -> float | None:
             return float(table[key])
     return None
 
+
 def _errors_at(probs: _Problems, column: str, n: int) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     for idx, col, _ in probs.parts:
         if col == column:
             m[idx] = True
     return m
+
 
 def _add_row_errors(probs: _Problems, codes: np.ndarray, err: list, column: str) -> None:
     err_arr = np.array(list(err) + [None], dtype=object)
@@ -309,6 +340,7 @@ def _add_row_errors(probs: _Problems, codes: np.ndarray, err: list, column: str)
     row_has = has[codes]
     idx = np.flatnonzero(row_has)
     probs.rows(idx, column, err_arr[codes[idx]])
+
 
 def _range_errors(f: Field, uniq: np.ndarray, nums: np.ndarray, err: list) -> list:
     err = list(err)
@@ -321,6 +353,7 @@ def _range_errors(f: Field, uniq: np.ndarray, nums: np.ndarray, err: list) -> li
             err[j] = f"{v:g} is outside {f.range_text}"
     return err
 
+
 def _finish_numbers(f: Field, values: np.ndarray):
     if f.type in ("int", "bigint"):
         clean = np.where(np.isfinite(values) & (values == np.round(values)), values, np.nan)
@@ -328,6 +361,7 @@ def _finish_numbers(f: Field, values: np.ndarray):
     if f.type == "money":
         return values  # already rounded half-up to cents by _money_cents
     return values
+
 
 def _money_cents(nums: np.ndarray) -> np.ndarray:
     """Round to cents half away from zero, as on a receipt (binary floats would round 0.005 down)."""
@@ -338,6 +372,7 @@ def _money_cents(nums: np.ndarray) -> np.ndarray:
         if math.isfinite(v) and abs(v) < 1e15:
             out[j] = float(Decimal(repr(float(v))).quantize(CENT, rounding=ROUND_HALF_UP))
     return out
+
 
 def _bools(uniq: np.ndarray) -> tuple[np.ndarray, list]:
     out = np.empty(len(uniq), dtype=object)

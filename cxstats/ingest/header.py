@@ -1,5 +1,4 @@
-"""The header and the mapping: which row is the header, which column is which field.
-"""
+"""The header and the mapping: which row is the header, which column is which field."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ def _kind(kind: str):
         raise CxStatsError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     return KINDS[kind]
 
+
 def _limits(con) -> tuple[int, int, tuple[str, ...]]:
     items: tuple[str, ...] = ()
     if con is None:
@@ -20,6 +20,7 @@ def _limits(con) -> tuple[int, int, tuple[str, ...]]:
         st = store.settings(con)
         mb, rows, items = st.max_file_mb, st.max_rows, st.index_items
     return int(mb * 1_000_000), rows, items
+
 
 def _resolve_mapping(kind: str, header: list[str], user: dict[str, str] | None) -> tuple[list[str], dict[int, str]]:
     """Column labels as the user sees them, and position -> field/'item'/'ignore' for the mapped ones."""
@@ -37,12 +38,13 @@ def _resolve_mapping(kind: str, header: list[str], user: dict[str, str] | None) 
     forced: dict[int, str] = {}
     for src, dst in user.items():
         if dst not in valid:
-            raise CxStatsError(f"--map {src}={dst}: {kind} has no field {dst!r}; fields are "
-                               f"{', '.join(sorted(valid))}")
+            raise CxStatsError(f"--map {src}={dst}: {kind} has no field {dst!r}; fields are {', '.join(sorted(valid))}")
         pos = labels.index(src) if src in labels else by_norm.get(normalise_header(src))
         if pos is None:
-            raise CxStatsError(f"--map {src}={dst}: the file has no column {src!r}; its columns are "
-                               f"{', '.join(repr(lab) for lab in labels)}")
+            raise CxStatsError(
+                f"--map {src}={dst}: the file has no column {src!r}; its columns are "
+                f"{', '.join(repr(lab) for lab in labels)}"
+            )
         forced[pos] = dst
     mapped: dict[int, str] = {}
     for i, h in enumerate(header):
@@ -51,6 +53,7 @@ def _resolve_mapping(kind: str, header: list[str], user: dict[str, str] | None) 
         elif h and normalise_header(h) in lookup:
             mapped[i] = lookup[normalise_header(h)]
     return labels, mapped
+
 
 def _header_score(kind: str, user: dict[str, str] | None):
     lookup = header_lookup(kind)
@@ -63,8 +66,11 @@ def _header_score(kind: str, user: dict[str, str] | None):
 
     return score
 
+
 def _missing_column_message(kind: str, f: str) -> str:
     syn = [s for s in KINDS[kind].field(f).synonyms][:4]
     also = f" (or a column named {', '.join(syn)})" if syn else ""
-    return (f"missing column {f!r}{also}: a {kind} file needs it; rename the column or map it with "
-            f"--map 'SOURCE={f}' (is this a {kind} file?)")
+    return (
+        f"missing column {f!r}{also}: a {kind} file needs it; rename the column or map it with "
+        f"--map 'SOURCE={f}' (is this a {kind} file?)"
+    )

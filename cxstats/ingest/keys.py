@@ -1,5 +1,4 @@
-"""Repeated keys and content: the content hash, rows already stored (skipped or refused), erased people.
-"""
+"""Repeated keys and content: the content hash, rows already stored (skipped or refused), erased people."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from .results import PROBLEMS_KEPT, Problem
 # keys whose stored values may change on a later upload (DESIGN.md: a later upload updates a customer)
 UPDATABLE_KINDS = ("customers", "units")
 
+
 def _skip_erased(a, con, out, items):
     """Rows whose customer id, respondent id, handle or e-mail matches an erasure are skipped and
     counted (DESIGN.md: later imports skip rows of erased people and say how many)."""
@@ -25,11 +25,17 @@ def _skip_erased(a, con, out, items):
     db = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
     key = store.erasure_key(db)
     if key is None:
-        raise CxStatsError(f"erasures are recorded but the erasure key is missing: set {store.KEY_ENV} or restore "
-                           f"{store.erasure_key_path(db)}; nothing loaded")
+        raise CxStatsError(
+            f"erasures are recorded but the erasure key is missing: set {store.KEY_ENV} or restore "
+            f"{store.erasure_key_path(db)}; nothing loaded"
+        )
     hit = np.zeros(len(out), dtype=bool)
-    for col, what, sets in (("customer_id", "id", erased["customer"]), ("respondent_id", "id", erased["respondent"]),
-                            ("handle", "handle", erased["handle"]), ("email", "email", erased["email"])):
+    for col, what, sets in (
+        ("customer_id", "id", erased["customer"]),
+        ("respondent_id", "id", erased["respondent"]),
+        ("handle", "handle", erased["handle"]),
+        ("email", "email", erased["email"]),
+    ):
         if col not in out.columns or not sets:
             continue
         codes, uniq = pd.factorize(out[col])
@@ -46,9 +52,11 @@ def _skip_erased(a, con, out, items):
     out = out.loc[~hit].reset_index(drop=True)
     if len(items):
         items = items[~items["row_no"].isin(gone)]
-    a.warnings.append(f"{a.erased_skipped:,} rows of erased people skipped (their id, handle or e-mail matches "
-                      "an erasure)")
+    a.warnings.append(
+        f"{a.erased_skipped:,} rows of erased people skipped (their id, handle or e-mail matches an erasure)"
+    )
     return out, items
+
 
 def _content_hash(kind: str, out: pd.DataFrame, items: pd.DataFrame) -> str:
     """Hash of the normalised rows (not the file's bytes or name): the same content in another file,
@@ -66,12 +74,14 @@ def _content_hash(kind: str, out: pd.DataFrame, items: pd.DataFrame) -> str:
             con.register(name, frame)
             args = ", ".join(use)
             # sum and xor of row hashes: order-independent, and a repeated row still counts
-            got = con.execute(f"SELECT count(*), sum(hash({args}))::HUGEINT::VARCHAR, bit_xor(hash({args})) "
-                              f"FROM {name}").fetchall()[0]
+            got = con.execute(
+                f"SELECT count(*), sum(hash({args}))::HUGEINT::VARCHAR, bit_xor(hash({args})) FROM {name}"
+            ).fetchall()[0]
             h.update(repr(got).encode())
     finally:
         con.close()
     return h.hexdigest()
+
 
 def _keys_may_repeat(con, keys: pd.DataFrame) -> bool:
     """False only when every key (one row of ``keys``) is distinct: DuckDB counts distinct key hashes
@@ -94,6 +104,7 @@ def _keys_may_repeat(con, keys: pd.DataFrame) -> bool:
     finally:
         con.unregister("_incoming_keys")
     return distinct < len(keys)
+
 
 def _skip_stored(a, con, out, items, labels, col_of):
     """Rows whose key is already stored: same values -> skipped and counted; other values -> error
@@ -121,9 +132,11 @@ def _skip_stored(a, con, out, items, labels, col_of):
         if conflict.any() and a.kind not in UPDATABLE_KINDS:
             first_rows = out.loc[has_key].drop_duplicates(subset=key, keep="first").set_index(key)["row_no"]
             rows = out.loc[has_key].loc[conflict.to_numpy()]
-            msgs = [f"{'/'.join(key)} {tuple(r) if len(key) > 1 else r[0]!r} also in row "
-                    f"{first_rows.get(tuple(r) if len(key) > 1 else r[0])} with other values"
-                    for r in rows[key].itertuples(index=False)]
+            msgs = [
+                f"{'/'.join(key)} {tuple(r) if len(key) > 1 else r[0]!r} also in row "
+                f"{first_rows.get(tuple(r) if len(key) > 1 else r[0])} with other values"
+                for r in rows[key].itertuples(index=False)
+            ]
             label = labels[col_of[key[0]]] if key[0] in col_of else key[0]
             a.fatal.extend(Problem(int(rn), label, m) for rn, m in zip(rows["row_no"], msgs[:PROBLEMS_KEPT]))
     n_stored = con.execute(f"SELECT count(*) FROM {k.table}").fetchall()[0][0]
@@ -154,9 +167,14 @@ def _skip_stored(a, con, out, items, labels, col_of):
                 for j in np.flatnonzero(~same_arr)[:PROBLEMS_KEPT]:
                     i, batch = int(idx[j]), rows[j][1]
                     kv = out.loc[i, key[0]]
-                    a.fatal.append(Problem(int(out.loc[i, "row_no"]), label,
-                                           f"{key[0]} {kv!r} is already stored (batch {batch}) with other values; "
-                                           f"fix the row, or undo batch {batch} first"))
+                    a.fatal.append(
+                        Problem(
+                            int(out.loc[i, "row_no"]),
+                            label,
+                            f"{key[0]} {kv!r} is already stored (batch {batch}) with other values; "
+                            f"fix the row, or undo batch {batch} first",
+                        )
+                    )
     a.duplicates_skipped = int(skip.sum())
     if skip.any():
         kept_rows = set(out.loc[skip, "row_no"])

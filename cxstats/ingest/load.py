@@ -85,11 +85,24 @@ class _Analysis:
             order = [n for n in meta_items if n in wide.columns]
             sample = sample.join(wide[order].astype("Int64"), on="row_no")
         return Preview(
-            kind=self.kind, file_name=self.file_name, sheets=list(self.grid.sheets), sheet=self.grid.sheet,
-            header_row=self.grid.header_row, columns=list(self.columns), mapping=dict(self.mapping),
-            scale=self.scale, scale_source=self.scale_source, rows=self.rows_in_file, sample=sample,
-            problems=listed, n_problems=n, warnings=list(self.warnings), totals_dropped=self.totals_dropped,
-            duplicates_skipped=self.duplicates_skipped, units_created=list(self.units_created), ok=n == 0,
+            kind=self.kind,
+            file_name=self.file_name,
+            sheets=list(self.grid.sheets),
+            sheet=self.grid.sheet,
+            header_row=self.grid.header_row,
+            columns=list(self.columns),
+            mapping=dict(self.mapping),
+            scale=self.scale,
+            scale_source=self.scale_source,
+            rows=self.rows_in_file,
+            sample=sample,
+            problems=listed,
+            n_problems=n,
+            warnings=list(self.warnings),
+            totals_dropped=self.totals_dropped,
+            duplicates_skipped=self.duplicates_skipped,
+            units_created=list(self.units_created),
+            ok=n == 0,
         )
 
     def raise_if_refused(self) -> None:
@@ -99,27 +112,48 @@ class _Analysis:
             what = "problem" if n == 1 else "problems"
             hint = "" if self.fatal else "; fix them, or load the good rows with --skip-invalid"
             summary = str(listed[0]) if n == 1 else f"{n:,} {what}{hint}"
-            err = CxStatsError(f"{self.file_name} refused, nothing loaded: {summary}",
-                               problems=[str(p) for p in listed])
+            err = CxStatsError(
+                f"{self.file_name} refused, nothing loaded: {summary}", problems=[str(p) for p in listed]
+            )
             err.n_problems = n
             raise err
         if self.rows_loaded == 0:
             if self.erased_skipped and not self.duplicates_skipped:
-                raise CxStatsError(f"{self.file_name}: every row belongs to erased people "
-                                   f"({self.erased_skipped:,} rows skipped); nothing to load")
+                raise CxStatsError(
+                    f"{self.file_name}: every row belongs to erased people "
+                    f"({self.erased_skipped:,} rows skipped); nothing to load"
+                )
             if self.duplicates_skipped:
-                raise CxStatsError(f"{self.file_name}: every row is already stored "
-                                   f"({self.duplicates_skipped:,} duplicates); nothing to load")
+                raise CxStatsError(
+                    f"{self.file_name}: every row is already stored "
+                    f"({self.duplicates_skipped:,} duplicates); nothing to load"
+                )
             raise CxStatsError(f"{self.file_name} has no valid rows to load")
+
 
 def _read(data, file_name, kind, k, *, sheet, mapping, max_bytes, max_rows, isolated) -> readers.Grid:
     """Step 1: the file's bytes -> the grid of cells under its header row (in the capped worker if isolated)."""
     expected = ", ".join(k.required) + (" and " + "/".join(k.one_of[0]) if k.one_of else "")
     if isolated:
-        return read_grid_isolated(data, file_name, sheet=sheet, max_bytes=max_bytes, max_rows=max_rows, kind=kind,
-                                  mapping=mapping, expected=expected)
-    return readers.read_grid(data, file_name, sheet=sheet, max_bytes=max_bytes, max_rows=max_rows,
-                             score_row=_header_score(kind, mapping), expected=expected)
+        return read_grid_isolated(
+            data,
+            file_name,
+            sheet=sheet,
+            max_bytes=max_bytes,
+            max_rows=max_rows,
+            kind=kind,
+            mapping=mapping,
+            expected=expected,
+        )
+    return readers.read_grid(
+        data,
+        file_name,
+        sheet=sheet,
+        max_bytes=max_bytes,
+        max_rows=max_rows,
+        score_row=_header_score(kind, mapping),
+        expected=expected,
+    )
 
 
 @dataclass(frozen=True)
@@ -168,22 +202,42 @@ def _field_columns(kind: str, mapped: dict[int, str], labels: list[str]) -> tupl
     for f, cols in by_field.items():
         if len(cols) > 1:
             names = " and ".join(repr(labels[i]) for i in cols)
-            problems.append(Problem(None, None, f"columns {names} both map to {f}; map all but one to ignore, "
-                                                f"e.g. --map '{labels[cols[-1]]}=ignore'"))
+            problems.append(
+                Problem(
+                    None,
+                    None,
+                    f"columns {names} both map to {f}; map all but one to ignore, "
+                    f"e.g. --map '{labels[cols[-1]]}=ignore'",
+                )
+            )
     for f in k.required:
         if f not in by_field:
             problems.append(Problem(None, None, _missing_column_message(kind, f)))
     for group in k.one_of:
         if not any(g in by_field for g in group):
-            problems.append(Problem(None, None, f"{kind} files need a column for {' or '.join(group)} "
-                                                f"(none found); map a column to {group[0]} in the column mapping "
-                                                f"(command line: --map 'SOURCE={group[0]}')"))
+            problems.append(
+                Problem(
+                    None,
+                    None,
+                    f"{kind} files need a column for {' or '.join(group)} "
+                    f"(none found); map a column to {group[0]} in the column mapping "
+                    f"(command line: --map 'SOURCE={group[0]}')",
+                )
+            )
     return {f: cols[0] for f, cols in by_field.items()}, problems
 
 
-def _parse_fields(k, frame: pd.DataFrame, row_no: np.ndarray, labels: list[str], col_of: dict[str, int],
-                  probs: _Problems, *, decimal_comma: bool, dayfirst: bool | None
-                  ) -> tuple[pd.DataFrame, list[str], list[Problem]]:
+def _parse_fields(
+    k,
+    frame: pd.DataFrame,
+    row_no: np.ndarray,
+    labels: list[str],
+    col_of: dict[str, int],
+    probs: _Problems,
+    *,
+    decimal_comma: bool,
+    dayfirst: bool | None,
+) -> tuple[pd.DataFrame, list[str], list[Problem]]:
     """Step 4: every mapped column through its cell parser -> the typed rows, warnings, and column-level
     problems (a date column whose order is ambiguous); cell problems go to ``probs``."""
     warnings: list[str] = []
@@ -199,8 +253,10 @@ def _parse_fields(k, frame: pd.DataFrame, row_no: np.ndarray, labels: list[str],
         if f.type in ("id", "text"):
             vals, saw_numbers = _ids(s, warn_numbers=f.type == "id")
             if saw_numbers and not leading_zero_warned:
-                warnings.append(f"column {lab!r} holds numbers (42.0 is read as '42'); leading zeros "
-                                "such as 00042 cannot be recovered from number cells: format the column as text")
+                warnings.append(
+                    f"column {lab!r} holds numbers (42.0 is read as '42'); leading zeros "
+                    "such as 00042 cannot be recovered from number cells: format the column as text"
+                )
                 leading_zero_warned = True
             out[f.name] = vals
             missing = vals.isna().to_numpy()
@@ -238,15 +294,25 @@ def _parse_fields(k, frame: pd.DataFrame, row_no: np.ndarray, labels: list[str],
     return out, warnings, fatal
 
 
-def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse, con, viewer, skip_invalid,
-             isolated=False):
+def _analyse(
+    data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse, con, viewer, skip_invalid, isolated=False
+):
     k = _kind(kind)
     _check_upload_allowed(viewer, kind)
     if scale is not None and int(scale) not in (5, 7):
         raise CxStatsError("--scale must be 5 or 7")
     max_bytes, max_rows, index_items = _limits(con)
-    grid = _read(data, file_name, kind, k, sheet=sheet, mapping=mapping, max_bytes=max_bytes, max_rows=max_rows,
-                 isolated=isolated)
+    grid = _read(
+        data,
+        file_name,
+        kind,
+        k,
+        sheet=sheet,
+        mapping=mapping,
+        max_bytes=max_bytes,
+        max_rows=max_rows,
+        isolated=isolated,
+    )
     labels, mapped = _resolve_mapping(kind, grid.header, mapping)
     rows = _kept_rows(grid, mapped)
     frame, row_no, blank, keep_cols = rows.frame, rows.row_no, rows.blank, rows.keep_cols
@@ -255,12 +321,16 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     a.totals_dropped = len(rows.totals_rows)
     if a.totals_dropped:
         shown = ", ".join(str(r) for r in rows.totals_rows[:5])
-        a.warnings.append(f"dropped {a.totals_dropped} totals {'row' if a.totals_dropped == 1 else 'rows'} (row {shown})")
+        a.warnings.append(
+            f"dropped {a.totals_dropped} totals {'row' if a.totals_dropped == 1 else 'rows'} (row {shown})"
+        )
     n = len(frame)
     a.rows_in_file = n
     if n > max_rows:
-        raise CxStatsError(f"{file_name} has {n:,} rows; the limit is {max_rows:,} (setting max_rows): "
-                           "split the file or ask an admin to raise the limit")
+        raise CxStatsError(
+            f"{file_name} has {n:,} rows; the limit is {max_rows:,} (setting max_rows): "
+            "split the file or ask an admin to raise the limit"
+        )
     if n == 0:
         raise CxStatsError(f"{file_name} has a header (row {grid.header_row}) but no data rows; nothing to load")
 
@@ -279,17 +349,20 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     unknown = [labels[i] for i in keep_cols if i not in mapped]
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
-        a.warnings.append(f"columns not used (not recognised as {kind} fields): {shown}; "
-                          "if one should be loaded, map it to a field in the column mapping "
-                          "(command line: --map 'SOURCE=FIELD')")
+        a.warnings.append(
+            f"columns not used (not recognised as {kind} fields): {shown}; "
+            "if one should be loaded, map it to a field in the column mapping "
+            "(command line: --map 'SOURCE=FIELD')"
+        )
 
     col_of, column_problems = _field_columns(kind, mapped, labels)
     a.fatal.extend(column_problems)
     if a.fatal:
         return a
 
-    out, warnings, fatal = _parse_fields(k, frame, row_no, labels, col_of, probs, decimal_comma=grid.decimal_comma,
-                                         dayfirst=dayfirst)
+    out, warnings, fatal = _parse_fields(
+        k, frame, row_no, labels, col_of, probs, decimal_comma=grid.decimal_comma, dayfirst=dayfirst
+    )
     a.warnings.extend(warnings)
     a.fatal.extend(fatal)
     if a.fatal:
@@ -299,8 +372,11 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
         present = [g for g in group if g in out.columns]
         none = np.logical_and.reduce([out[g].isna().to_numpy() for g in present])
         cols = ", ".join(labels[col_of[g]] for g in present)
-        probs.rows(np.flatnonzero(none & ~probs.bad), None,
-                   f"no {' or '.join(group)} given (columns {cols}); a row needs at least one")
+        probs.rows(
+            np.flatnonzero(none & ~probs.bad),
+            None,
+            f"no {' or '.join(group)} given (columns {cols}); a row needs at least one",
+        )
 
     items = pd.DataFrame()
     if kind == "engagement":
@@ -348,8 +424,14 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     if con is not None:
         prior = store.find_active_hash(con, kind, a.sha256)
         if prior is not None:
-            a.fatal.append(Problem(None, None, f"this content is already loaded as batch {prior} (the same rows, "
-                                               "whatever the file name); undo that batch first to load it again"))
+            a.fatal.append(
+                Problem(
+                    None,
+                    None,
+                    f"this content is already loaded as batch {prior} (the same rows, "
+                    "whatever the file name); undo that batch first to load it again",
+                )
+            )
             return a
         out, items = _skip_stored(a, con, out, items, labels, col_of)
         if a.fatal:
@@ -362,6 +444,7 @@ def _analyse(data, file_name, kind, *, sheet, mapping, dayfirst, scale, reverse,
     a.tables = _tables(a, kind, out, items)
     return a
 
+
 def _tables(a, kind: str, out: pd.DataFrame, items: pd.DataFrame) -> dict[str, pd.DataFrame]:
     tables = {kind: out}
     if kind == "engagement":
@@ -371,6 +454,7 @@ def _tables(a, kind: str, out: pd.DataFrame, items: pd.DataFrame) -> dict[str, p
         created = pd.DataFrame({"unit_id": a.units_created})
         tables["units"] = created
     return tables
+
 
 def _write_rejected(rejected: pd.DataFrame, path: Path | None, file_name: str) -> str:
     stem = Path(file_name).stem

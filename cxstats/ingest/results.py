@@ -1,5 +1,4 @@
-"""What an import returns: problems (collected as arrays, materialised only when shown), the preview, the result.
-"""
+"""What an import returns: problems (collected as arrays, materialised only when shown), the preview, the result."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ import pandas as pd
 PROBLEMS_KEPT = 10_000  # problems listed in full; n_problems always counts every one
 
 SAMPLE_ROWS = 20
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -27,6 +27,7 @@ class Problem:
         if self.column is not None:
             where.append(f"column {self.column!r}")
         return f"{', '.join(where)}: {self.message}" if where else self.message
+
 
 @dataclass(frozen=True)
 class Preview:
@@ -64,6 +65,7 @@ class Preview:
             out.append(f"{len(self.units_created)} new unit(s) will be created")
         return out
 
+
 @dataclass(frozen=True)
 class ImportResult:
     batch_id: int
@@ -79,7 +81,7 @@ class ImportResult:
     erased_skipped: int = 0
 
     def summary(self) -> str:
-        """"2,314 rows loaded as batch 17; 3 units created" (and whatever else happened)."""
+        """ "2,314 rows loaded as batch 17; 3 units created" (and whatever else happened)."""
         parts = [f"{self.rows_loaded:,} {'row' if self.rows_loaded == 1 else 'rows'} loaded as batch {self.batch_id}"]
         if self.units_created:
             parts.append(f"{len(self.units_created):,} {'unit' if len(self.units_created) == 1 else 'units'} created")
@@ -88,11 +90,13 @@ class ImportResult:
         if self.totals_dropped:
             parts.append(f"{self.totals_dropped:,} totals {'row' if self.totals_dropped == 1 else 'rows'} dropped")
         if self.erased_skipped:
-            parts.append(f"{self.erased_skipped:,} {'row' if self.erased_skipped == 1 else 'rows'} of erased people "
-                         "skipped")
+            parts.append(
+                f"{self.erased_skipped:,} {'row' if self.erased_skipped == 1 else 'rows'} of erased people skipped"
+            )
         if self.rejected:
             parts.append(f"{self.rejected:,} invalid rows rejected (see {self.rejected_path})")
         return "; ".join(parts)
+
 
 class _Problems:
     """Collects problems as arrays (vectorised) and materialises only what is shown."""
@@ -136,8 +140,9 @@ class _Problems:
 
     def reasons(self) -> pd.Series:
         """Row index -> every problem of that row (for the rejected-rows file)."""
-        frames = [pd.DataFrame({"i": p[0], "msg": [f"{p[1]}: {m}" if p[1] else str(m) for m in p[2]]})
-                  for p in self.parts]
+        frames = [
+            pd.DataFrame({"i": p[0], "msg": [f"{p[1]}: {m}" if p[1] else str(m) for m in p[2]]}) for p in self.parts
+        ]
         if not frames:
             return pd.Series(dtype=object)
         allp = pd.concat(frames, ignore_index=True)

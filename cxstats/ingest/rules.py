@@ -1,5 +1,4 @@
-"""Rules per kind: who may upload what, engagement items, units, order lines, re-organisations, mentions.
-"""
+"""Rules per kind: who may upload what, engagement items, units, order lines, re-organisations, mentions."""
 
 from __future__ import annotations
 
@@ -23,11 +22,13 @@ UPLOAD_KINDS = {
     "leader": (),
 }
 
+
 def _check_upload_allowed(viewer: Viewer, kind: str) -> None:
     if kind not in UPLOAD_KINDS.get(viewer.role, ()):
         allowed = UPLOAD_KINDS.get(viewer.role, ())
         can = f"you may upload {', '.join(allowed)}" if allowed else "your role does not upload files"
         raise AccessDenied(f"role {viewer.role!r} may not upload {kind} files; {can}")
+
 
 def _refuse_small_changes_to_kept_groups(a, con, out: pd.DataFrame, viewer: Viewer) -> None:
     """DESIGN.md, "Differencing and oracles": a batch may not change an already reported (kept)
@@ -39,16 +40,28 @@ def _refuse_small_changes_to_kept_groups(a, con, out: pd.DataFrame, viewer: View
         return
     mg = store.settings(con).min_group
     for r in small.itertuples(index=False):
-        change = " and ".join(part for part in (
-            f"add {r.added:,} respondent(s)" if r.added else "",
-            f"move {r.removed:,} of them to another period" if r.removed else "") if part)
-        a.fatal.append(Problem(None, None, (
-            f"unit {r.unit_id}, {r.period} (a group already stored, {r.respondents:,} respondents): this file "
-            f"would {change}. A reported group may only change by at least {mg} respondents (the anonymity "
-            "threshold) at once, and stored respondents never move to another period, or figures before and "
-            f"after would show those few people's answers. Load these responses together with others of "
-            f"{r.unit_id} for {r.period} once there are enough (and give a late wave its own wave name)"
-            )))
+        change = " and ".join(
+            part
+            for part in (
+                f"add {r.added:,} respondent(s)" if r.added else "",
+                f"move {r.removed:,} of them to another period" if r.removed else "",
+            )
+            if part
+        )
+        a.fatal.append(
+            Problem(
+                None,
+                None,
+                (
+                    f"unit {r.unit_id}, {r.period} (a group already stored, {r.respondents:,} respondents): this file "
+                    f"would {change}. A reported group may only change by at least {mg} respondents (the anonymity "
+                    "threshold) at once, and stored respondents never move to another period, or figures before and "
+                    f"after would show those few people's answers. Load these responses together with others of "
+                    f"{r.unit_id} for {r.period} once there are enough (and give a late wave its own wave name)"
+                ),
+            )
+        )
+
 
 def _find_items(frame, keep_cols, mapped, blank) -> tuple[list[int], int | None]:
     """Columns whose every non-blank answer is a Likert answer; the scale their labels imply."""
@@ -82,19 +95,31 @@ def _find_items(frame, keep_cols, mapped, blank) -> tuple[list[int], int | None]
                 saw7 |= key in LIKERT_7 and key not in LIKERT_5
     return items, (7 if saw7 else 5) if saw_labels else None
 
+
 def _engagement_items(a, frame, mapped, labels, blank, scale, label_scale, reverse, probs, index_items):
     item_cols = [i for i, f in mapped.items() if f == "item"]
     if not item_cols:
-        a.fatal.append(Problem(None, None, "no item columns found: engagement files need one column per "
-                                           "question with answers 1..5, 1..7 or labels such as 'Agree'"))
+        a.fatal.append(
+            Problem(
+                None,
+                None,
+                "no item columns found: engagement files need one column per "
+                "question with answers 1..5, 1..7 or labels such as 'Agree'",
+            )
+        )
         return pd.DataFrame()
     names = {labels[i]: i for i in item_cols}
     rev = set()
     for r in reverse or ():
         hit = r if r in names else next((n for n in names if normalise_header(n) == normalise_header(r)), None)
         if hit is None:
-            a.fatal.append(Problem(None, None, f"--reverse {r!r}: no item column of that name; items are "
-                                               f"{', '.join(repr(n) for n in names)}"))
+            a.fatal.append(
+                Problem(
+                    None,
+                    None,
+                    f"--reverse {r!r}: no item column of that name; items are {', '.join(repr(n) for n in names)}",
+                )
+            )
         else:
             rev.add(hit)
     if scale is not None:
@@ -128,8 +153,10 @@ def _engagement_items(a, frame, mapped, labels, blank, scale, label_scale, rever
     answered = np.zeros(len(frame), dtype=np.int64)
     index_names = [n for n in names if not index_items or n in index_items]
     for name, (codes, _uniq, vals, err) in parsed.items():
-        err = [e if e is not None or vals[j] != vals[j] or vals[j] <= k
-               else f"{vals[j]:g} is outside 1-{k}" for j, e in enumerate(err)]
+        err = [
+            e if e is not None or vals[j] != vals[j] or vals[j] <= k else f"{vals[j]:g} is outside 1-{k}"
+            for j, e in enumerate(err)
+        ]
         _add_row_errors(probs, codes, err, name)
         scores = _spread(codes, vals, np.nan)
         if name in rev:
@@ -137,14 +164,20 @@ def _engagement_items(a, frame, mapped, labels, blank, scale, label_scale, rever
         ok = ~np.isnan(scores) & (scores >= 1) & (scores <= k)
         if name in index_names:
             answered += ok
-        long.append(pd.DataFrame({"row_no": a.problems.row_no[ok].astype(np.int32), "item": name,
-                                  "score": scores[ok].astype(np.int16)}))
+        long.append(
+            pd.DataFrame(
+                {"row_no": a.problems.row_no[ok].astype(np.int32), "item": name, "score": scores[ok].astype(np.int16)}
+            )
+        )
     few = int((answered < len(index_names) / 2).sum())
     if few:
-        a.warnings.append(f"{few:,} respondents answered fewer than half of the {len(index_names)} index items: "
-                          "stored, but left out of the engagement index")
+        a.warnings.append(
+            f"{few:,} respondents answered fewer than half of the {len(index_names)} index items: "
+            "stored, but left out of the engagement index"
+        )
     a.item_meta = pd.DataFrame({"item": list(names), "scale": k, "reverse_keyed": [n in rev for n in names]})
     return pd.concat(long, ignore_index=True) if long else pd.DataFrame(columns=["row_no", "item", "score"])
+
 
 def _unique_in_file(probs, out, fname, label, what) -> None:
     s = out[fname]
@@ -153,6 +186,7 @@ def _unique_in_file(probs, out, fname, label, what) -> None:
         first = out.loc[~out[fname].duplicated(keep="first")].set_index(fname)["row_no"]
         msgs = [f"{what} {v!r} appears again (first in row {first.get(v)})" for v in s[dup]]
         probs.rows(np.flatnonzero(dup), label, msgs)
+
 
 def _purchase_lines(out, probs, labels, col_of) -> None:
     """line_no = position within its order; an order's lines share customer and date."""
@@ -170,15 +204,20 @@ def _purchase_lines(out, probs, labels, col_of) -> None:
             firsts = first.loc[diff]
             shown = [(_show(v) if not isinstance(v, pd.Timestamp) else v.date().isoformat()) for v in rows[fname]]
             was = [(_show(v) if not isinstance(v, pd.Timestamp) else v.date().isoformat()) for v in firsts[fname]]
-            msgs = [f"order {oid!r} has {fname} {s} here but {w} in row {r}; lines of one order share it"
-                    for oid, s, w, r in zip(rows["order_id"], shown, was, firsts["row_no"])]
+            msgs = [
+                f"order {oid!r} has {fname} {s} here but {w} in row {r}; lines of one order share it"
+                for oid, s, w, r in zip(rows["order_id"], shown, was, firsts["row_no"])
+            ]
             probs.rows(np.flatnonzero(diff.to_numpy()), labels[col_of[fname]], msgs)
+
 
 def _resolve_units(a, con, out, probs, label, viewer) -> None:
     spellings = store.known_units(con) if con is not None else {}
     folded = {normalise_header(s): u for s, u in spellings.items()}
-    units_exist = bool(con is not None and con.execute(
-        "SELECT count(*) FROM batches WHERE kind = 'units' AND NOT undone").fetchall()[0][0])
+    units_exist = bool(
+        con is not None
+        and con.execute("SELECT count(*) FROM batches WHERE kind = 'units' AND NOT undone").fetchall()[0][0]
+    )
     codes, uniq = _factorize(out["unit_id"])
     resolved = np.empty(len(uniq) + 1, dtype=object)
     unknown = []
@@ -195,8 +234,11 @@ def _resolve_units(a, con, out, probs, label, viewer) -> None:
             for j in unknown:
                 hint = difflib.get_close_matches(str(uniq[j]), choices, n=1, cutoff=0.6)
                 also = f" (unit {spellings[hint[0]]})" if hint and spellings[hint[0]] != hint[0] else ""
-                err[j] = (f"unknown unit {uniq[j]!r}" + (f"; did you mean {hint[0]!r}{also}?" if hint else "")
-                          + " (units come from the units table; add it there or fix the spelling)")
+                err[j] = (
+                    f"unknown unit {uniq[j]!r}"
+                    + (f"; did you mean {hint[0]!r}{also}?" if hint else "")
+                    + " (units come from the units table; add it there or fix the spelling)"
+                )
             _add_row_errors(probs, codes, err, label)
         else:
             a.units_created = sorted(str(uniq[j]) for j in unknown)
@@ -207,8 +249,11 @@ def _resolve_units(a, con, out, probs, label, viewer) -> None:
         foreign = sorted(str(u) for u in present - allowed if u is not None)
         if foreign or None in present:
             named = ", ".join(foreign) if foreign else "rows without a unit"
-            raise AccessDenied(f"you may upload rows only for your units ({', '.join(sorted(allowed)) or 'none'}); "
-                               f"this file has rows for {named}; remove those rows or ask an admin")
+            raise AccessDenied(
+                f"you may upload rows only for your units ({', '.join(sorted(allowed)) or 'none'}); "
+                f"this file has rows for {named}; remove those rows or ask an admin"
+            )
+
 
 def _reorg_rules(a, con, out, probs, labels, col_of, viewer) -> None:
     """Re-organisations: both units resolved like any unit column; a unit merged into itself, or a
@@ -223,13 +268,19 @@ def _reorg_rules(a, con, out, probs, labels, col_of, viewer) -> None:
         created += a.units_created
         a.units_created = []
     a.units_created = sorted(set(created))
-    stored = [] if con is None else [(str(x), str(y)) for x, y in con.execute(
-        "SELECT DISTINCT from_unit, to_unit FROM reorgs").fetchall()]
-    incoming = [(i, None if pd.isna(x) else str(x), None if pd.isna(y) else str(y))
-                for i, (x, y) in enumerate(zip(out["from_unit"], out["to_unit"]))]
+    stored = (
+        []
+        if con is None
+        else [(str(x), str(y)) for x, y in con.execute("SELECT DISTINCT from_unit, to_unit FROM reorgs").fetchall()]
+    )
+    incoming = [
+        (i, None if pd.isna(x) else str(x), None if pd.isna(y) else str(y))
+        for i, (x, y) in enumerate(zip(out["from_unit"], out["to_unit"]))
+    ]
     bad = governance.reorg_cycle_rows(stored, incoming)
     for i, msg in sorted(bad.items()):
         probs.rows(np.array([i]), labels[col_of["to_unit"]], msg)
+
 
 def _mention_sentiment(out) -> None:
     from cxstats import sentiment

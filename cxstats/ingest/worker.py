@@ -1,5 +1,4 @@
-"""Parsing in a worker process with a memory cap (issue 18): no file can take the server down.
-"""
+"""Parsing in a worker process with a memory cap (issue 18): no file can take the server down."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from .header import _header_score
 
 PARSE_MB_DEFAULT = 2048
 
+
 def parse_memory_mb() -> int:
     """The worker's memory cap: CXSTATS_PARSE_MB (MB of address space beyond its start), default 2048."""
     import os
@@ -20,6 +20,7 @@ def parse_memory_mb() -> int:
         return max(64, int(raw)) if raw else PARSE_MB_DEFAULT
     except ValueError:
         raise CxStatsError(f"CXSTATS_PARSE_MB={raw!r} is not a number of megabytes") from None
+
 
 def _worker_main() -> None:
     """The child: cap the address space, read the grid from the pickled request on stdin, pickle it back."""
@@ -46,11 +47,13 @@ def _worker_main() -> None:
     sys.stdout.buffer.write(pickle.dumps(out, protocol=5))
     sys.stdout.buffer.flush()
 
+
 def _memory_error(file_name: str, mb: int) -> CxStatsError:
     return CxStatsError(
         f"{file_name}: this file needs more memory than the limit of {mb:,} MB to read; split it into smaller "
         "files, save it as .csv, or ask an admin to raise CXSTATS_PARSE_MB"
     )
+
 
 def read_grid_isolated(data, file_name, *, sheet, max_bytes, max_rows, kind, mapping, expected):
     """readers.read_grid in a worker process capped at parse_memory_mb(): no file can take the server down.
@@ -62,11 +65,24 @@ def read_grid_isolated(data, file_name, *, sheet, max_bytes, max_rows, kind, map
     import sys
 
     mb = parse_memory_mb()
-    req = {"data": data, "file_name": file_name, "sheet": sheet, "max_bytes": max_bytes, "max_rows": max_rows,
-           "expected": expected, "kind": kind, "mapping": mapping, "cap_bytes": mb << 20}
+    req = {
+        "data": data,
+        "file_name": file_name,
+        "sheet": sheet,
+        "max_bytes": max_bytes,
+        "max_rows": max_rows,
+        "expected": expected,
+        "kind": kind,
+        "mapping": mapping,
+        "cap_bytes": mb << 20,
+    }
     root = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.run([sys.executable, "-c", "from cxstats.ingest.worker import _worker_main; _worker_main()"],
-                          input=pickle.dumps(req, protocol=5), capture_output=True, cwd=root)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from cxstats.ingest.worker import _worker_main; _worker_main()"],
+        input=pickle.dumps(req, protocol=5),
+        capture_output=True,
+        cwd=root,
+    )
     try:
         msg = pickle.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else None
     except Exception:  # a truncated answer from a worker that died writing it

@@ -19,8 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
 PORT = 8765
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def wait_ready(url: str, timeout: float = 120) -> None:
@@ -39,8 +45,7 @@ def settle(page, heading: str, timeout: float = 120_000) -> None:
     """Wait for a heading, then until Streamlit has finished running the script."""
     page.get_by_role("heading", name=heading).first.wait_for(timeout=timeout)
     page.wait_for_timeout(3000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
     page.wait_for_timeout(1000)
 
 
@@ -56,8 +61,22 @@ def main() -> int:
         env = dict(os.environ, CXSTATS_DB=str(db), CXSTATS_DEMO="0")
         env.pop("CXSTATS_USERS", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(PORT),
-             "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(PORT),
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://localhost:{PORT}"
         try:
             wait_ready(url)
@@ -73,7 +92,8 @@ def main() -> int:
                 page.get_by_role("option", name="engagement:").first.click()
                 page.wait_for_timeout(2000)
                 page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-                    str(ROOT / "data" / "demo" / "engagement_messy_error.xlsx"))
+                    str(ROOT / "data" / "demo" / "engagement_messy_error.xlsx")
+                )
                 page.get_by_text("problem(s) found").first.wait_for(timeout=120_000)
                 settle(page, "Upload")
                 page.get_by_text("problem(s) found").first.scroll_into_view_if_needed()
