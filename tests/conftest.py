@@ -25,6 +25,10 @@ if FAST:
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# the shared helper modules (imported by test modules, and loaded as plugins by pytest_plugins): pytest
+# rewrites their asserts whichever way they are first imported
+pytest.register_assert_rewrite("app_fixtures", "engine_fixtures")
+
 # as cxstats/__init__.py does, before any test module imports openpyxl: openpyxl's own XML writer, not
 # lxml's (which python-pptx installs), so workbooks keep their bytes and a cell's CR stays a CR
 os.environ.setdefault("OPENPYXL_LXML", "False")

@@ -4,19 +4,9 @@ error (DESIGN.md "Engines")."""
 
 from __future__ import annotations
 
-import pytest
 from app_fixtures import switch, texts
 
-from cxstats import ADMIN, engine
-
-pytest_plugins = ["app_fixtures"]
-
-
-@pytest.fixture(scope="module")
-def demo_lake(demo_db, tmp_path_factory):
-    lake = tmp_path_factory.mktemp("applake") / "lake"
-    engine.export_lake(demo_db, lake, viewer=ADMIN)
-    return lake
+pytest_plugins = ["app_fixtures", "engine_fixtures"]  # demo_db, make_app; demo_lake
 
 
 def _sidebar(at) -> str:

@@ -17,7 +17,6 @@ word. Spark tests are ``slow`` (CI runs them) and share the process's one SparkS
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,12 +26,14 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
+from engine_fixtures import assert_same, build_dbs, engine_cfg, engine_of
 from scipy.stats import rankdata
 
-from cxstats import ADMIN, advocates, demo, engine, programme, store, value
+from cxstats import ADMIN, advocates, engine, programme, store, value
 from cxstats import customer_aggregates as ca
 
-TOL = 1e-9
+pytest_plugins = ["engine_fixtures"]  # on_duckdb: results() on the DuckDB file for each of dbs
+
 START = date(2023, 1, 2)
 CUT = date(2024, 9, 15)  # an explicit as_of that cuts orders whose lines straddle it
 
@@ -224,24 +225,7 @@ def planted(path: Path, seed: int = 7, n: int = 160) -> None:
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine_customers")
-    out = {}
-    d = root / "demo.duckdb"
-    demo.build_demo(d, customers=400)
-    p = root / "planted.duckdb"
-    planted(p)
-    for name, path in (("demo", d), ("planted", p)):
-        lake = root / f"{name}_lake"
-        engine.export_lake(path, lake, viewer=ADMIN)
-        out[name] = (path, lake)
-    return out
-
-
-def _cfg(kind: str, db: Path, lake: Path) -> engine.EngineConfig:
-    env = {} if kind == "duckdb" else {"CXSTATS_LAKE": str(lake)}
-    if kind == "spark":
-        env.update(CXSTATS_ENGINE="spark", CXSTATS_SPARK="local[2]")
-    return engine.config_from_env(db, env=env)
+    return build_dbs(tmp_path_factory.mktemp("engine_customers"), planted, demo_customers=400)
 
 
 def _cut(con):
@@ -282,35 +266,6 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
-def assert_same(a, b, where="") -> None:
-    """Same structure, ids and order; numbers within TOL * max(1, |a|, |b|); strings equal."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), (
-            f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
-        )
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, bool) or a is None or isinstance(a, str):
-        assert a == b, f"{where}: {a!r} != {b!r}"
-    elif isinstance(a, (int, float)):
-        assert isinstance(b, (int, float)) and not isinstance(b, bool), f"{where}: {a!r} != {b!r}"
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), f"{where}: {a!r} != {b!r}"
-        else:
-            assert abs(a - b) <= TOL * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
-    else:
-        raise AssertionError(f"{where}: unexpected {type(a)}")
-
-
-@pytest.fixture(scope="module")
-def on_duckdb(dbs):
-    return {name: results(db, _cfg("duckdb", db, lake)) for name, (db, lake) in dbs.items()}
-
-
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_the_figures_are_real(on_duckdb, name):
     r = on_duckdb[name]
@@ -327,9 +282,7 @@ def test_the_figures_are_real(on_duckdb, name):
 
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_lake_read_by_duckdb_gives_the_same_results(dbs, on_duckdb, name):
-    db, lake = dbs[name]
-    cfg = _cfg("lake", db, lake)
-    assert cfg.kind == "lake"
+    db, cfg = engine_of("lake", dbs, name)
     assert_same(on_duckdb[name], results(db, cfg), name)
 
 
@@ -339,7 +292,7 @@ def test_the_duckdb_path_reads_the_lines_when_day_totals_are_stale(dbs, on_duckd
         fresh = con.execute("SELECT value FROM meta WHERE key = 'day_totals_source'").fetchall()[0][0]
         con.execute("UPDATE meta SET value = 'stale' WHERE key IN ('order_totals_source', 'day_totals_source')")
     try:
-        got = results(db, _cfg("duckdb", db, lake))
+        got = results(db, engine_cfg("duckdb", db, lake))
     finally:
         with store.connect(db) as con:
             con.execute("UPDATE meta SET value = ? WHERE key IN ('order_totals_source', 'day_totals_source')", [fresh])
@@ -402,9 +355,7 @@ def test_percentile_ranks_are_the_advocates_ranks(on_duckdb):
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_spark_over_the_lake_gives_the_same_results(dbs, on_duckdb, name):
     pytest.importorskip("pyspark")
-    db, lake = dbs[name]
-    cfg = _cfg("spark", db, lake)
-    assert cfg.kind == "spark"
+    db, cfg = engine_of("spark", dbs, name)
     assert_same(on_duckdb[name], results(db, cfg), name)
 
 

@@ -13,23 +13,17 @@ SparkSession (cxstats.engine caches it).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+from engine_fixtures import assert_same, build_dbs, engine_cfg, engine_of
 from test_linkage_data import build, load_feedback, survey
 
-from cxstats import ADMIN, Viewer, demo, engine, focus, ingest, linkage, metrics, overview, quality, store
+from cxstats import ADMIN, Viewer, engine, focus, ingest, linkage, metrics, overview, quality, store
 
-TOL = 1e-9
-
-
-def write_lake(db: Path, lake: Path) -> Path:
-    """The database's lake (``lake export``: purchases and feedback partitioned by year)."""
-    engine.export_lake(db, lake, viewer=ADMIN)
-    return lake
+pytest_plugins = ["engine_fixtures"]  # on_duckdb: results() on the DuckDB file for each of dbs
 
 
 def _planted(path: Path) -> None:
@@ -55,22 +49,7 @@ def _planted(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine_link")
-    out = {}
-    d = root / "demo.duckdb"
-    demo.build_demo(d, customers=300)
-    p = root / "planted.duckdb"
-    _planted(p)
-    for name, path in (("demo", d), ("planted", p)):
-        out[name] = (path, write_lake(path, root / f"{name}_lake"))
-    return out
-
-
-def _cfg(kind: str, db: Path, lake: Path) -> engine.EngineConfig:
-    env = {} if kind == "duckdb" else {"CXSTATS_LAKE": str(lake)}
-    if kind == "spark":
-        env.update(CXSTATS_ENGINE="spark", CXSTATS_SPARK="local[2]")
-    return engine.config_from_env(db, env=env)
+    return build_dbs(tmp_path_factory.mktemp("engine_link"), _planted, demo_customers=300)
 
 
 def _focus_units(con) -> list[str]:
@@ -137,35 +116,6 @@ def results(db: Path, cfg: engine.EngineConfig, full: bool = True, with_frames: 
     return json.loads(json.dumps(out))
 
 
-def assert_same(a, b, where="") -> None:
-    """Same structure, ids and order; numbers within TOL * max(1, |a|, |b|); strings equal."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), (
-            f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
-        )
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, bool) or a is None or isinstance(a, str):
-        assert a == b, f"{where}: {a!r} != {b!r}"
-    elif isinstance(a, (int, float)):
-        assert isinstance(b, (int, float)) and not isinstance(b, bool), f"{where}: {a!r} != {b!r}"
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), f"{where}: {a!r} != {b!r}"
-        else:
-            assert abs(a - b) <= TOL * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
-    else:
-        raise AssertionError(f"{where}: unexpected {type(a)}")
-
-
-@pytest.fixture(scope="module")
-def on_duckdb(dbs):
-    return {name: results(db, _cfg("duckdb", db, lake)) for name, (db, lake) in dbs.items()}
-
-
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_the_figures_are_real(on_duckdb, name):
     r = on_duckdb[name]
@@ -180,9 +130,7 @@ def test_the_figures_are_real(on_duckdb, name):
 
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_lake_read_by_duckdb_gives_the_same_json(dbs, on_duckdb, name):
-    db, lake = dbs[name]
-    cfg = _cfg("lake", db, lake)
-    assert cfg.kind == "lake"
+    db, cfg = engine_of("lake", dbs, name)
     assert_same(on_duckdb[name], results(db, cfg), name)
 
 
@@ -220,10 +168,10 @@ def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
         con.close()
     mgr = Viewer("manager", ("U003",))
     with store.connect(db) as con:
-        frame = metrics.cx_counts(con, viewer=ADMIN, engine=_cfg("lake", db, thin))
+        frame = metrics.cx_counts(con, viewer=ADMIN, engine=engine_cfg("lake", db, thin))
         full = metrics.cx_counts(con, viewer=ADMIN)
-        fresh = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=_cfg("lake", db, thin))}
-        fresh_full = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=_cfg("lake", db, lake))}
+        fresh = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=engine_cfg("lake", db, thin))}
+        fresh_full = {f.kind: f.latest for f in quality.freshness(con, viewer=mgr, engine=engine_cfg("lake", db, lake))}
     assert "U003" in set(full["unit_id"]) and "U003" not in set(frame["unit_id"])
     assert fresh["feedback"] is None and fresh_full["feedback"] is not None  # the Overview's dates follow the lake
 
@@ -232,8 +180,6 @@ def test_lake_feedback_changed_moves_the_figures(dbs, tmp_path):
 @pytest.mark.parametrize("name", ["demo", "planted"])
 def test_spark_over_the_lake_gives_the_same_json(dbs, on_duckdb, name):
     pytest.importorskip("pyspark")
-    db, lake = dbs[name]
-    cfg = _cfg("spark", db, lake)
-    assert cfg.kind == "spark"
+    db, cfg = engine_of("spark", dbs, name)
     got = results(db, cfg, full=False, with_frames=name == "demo")
     assert_same({k: on_duckdb[name][k] for k in got}, got, name)

@@ -7,16 +7,7 @@ from __future__ import annotations
 import pytest
 from app_fixtures import switch
 
-from cxstats import ADMIN, engine
-
-pytest_plugins = ["app_fixtures"]
-
-
-@pytest.fixture(scope="module")
-def demo_lake(demo_db, tmp_path_factory):
-    lake = tmp_path_factory.mktemp("pages_lake") / "lake"
-    engine.export_lake(demo_db, lake, viewer=ADMIN)
-    return lake
+pytest_plugins = ["app_fixtures", "engine_fixtures"]  # demo_db, make_app; demo_lake
 
 
 def _shown(at) -> tuple:

@@ -1,0 +1,108 @@
+"""Shared scaffolding of the engine tests (issue 16): one database's lake, the engine configuration of
+each kind, the databases of a comparison, and the comparison itself (imported by
+tests/test_engine_customers.py, tests/test_engine_link.py and the AppTests that run on a lake).
+
+    from engine_fixtures import assert_same, build_dbs, engine_cfg, engine_of, write_lake
+    pytest_plugins = ["engine_fixtures"]   # the fixture on_duckdb (over the module's dbs and results)
+    pytest_plugins = ["app_fixtures", "engine_fixtures"]   # AppTests: demo_lake (the demo_db's lake)
+
+- ``write_lake(db, lake)``: the database's ``lake export`` (purchases and feedback partitioned by year);
+- ``engine_cfg(kind, db, lake)``: the EngineConfig of 'duckdb' (the file), 'lake' (the lake read by
+  DuckDB) or 'spark' (Spark local[2] over the lake), through ``engine.config_from_env``;
+- ``build_dbs(root, planted, demo_customers)``: the demo and a planted database under ``root``, each
+  with its lake: ``{"demo": (db, lake), "planted": (db, lake)}``;
+- ``on_engine(dbs, results, kind)``: ``results(db, cfg)`` for each of those databases on one engine;
+- ``engine_of(kind, dbs, name)``: ``(db, cfg)`` of one of them on the engine ``kind`` (checked);
+- ``assert_same(a, b)``: the bar of DESIGN.md "Acceptance notes": same structure, ids and order, numbers
+  within ``TOL * max(1, |a|, |b|)``, strings (warnings) word for word;
+- ``on_duckdb`` (fixture, per module): ``on_engine(dbs, results, "duckdb")`` with the module's ``dbs``
+  fixture and ``results`` function;
+- ``demo_lake`` (fixture): the lake of app_fixtures' ``demo_db``, exported once per session (read only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cxstats import ADMIN, demo, engine
+
+TOL = 1e-9
+
+
+def write_lake(db: Path, lake: Path) -> Path:
+    """The database's lake (``lake export``: purchases and feedback partitioned by year)."""
+    engine.export_lake(db, lake, viewer=ADMIN)
+    return lake
+
+
+def engine_cfg(kind: str, db: Path, lake: Path) -> engine.EngineConfig:
+    env = {} if kind == "duckdb" else {"CXSTATS_LAKE": str(lake)}
+    if kind == "spark":
+        env.update(CXSTATS_ENGINE="spark", CXSTATS_SPARK="local[2]")
+    return engine.config_from_env(db, env=env)
+
+
+def build_dbs(root: Path, planted: Callable[[Path], None], demo_customers: int) -> dict[str, tuple[Path, Path]]:
+    """The demo (``demo_customers`` customers) and a database ``planted(path)`` builds, each with its lake."""
+    out = {}
+    d = root / "demo.duckdb"
+    demo.build_demo(d, customers=demo_customers)
+    p = root / "planted.duckdb"
+    planted(p)
+    for name, path in (("demo", d), ("planted", p)):
+        out[name] = (path, write_lake(path, root / f"{name}_lake"))
+    return out
+
+
+def on_engine(dbs: dict[str, tuple[Path, Path]], results: Callable, kind: str) -> dict:
+    """``results(db, cfg)`` for each database of ``build_dbs`` on the engine ``kind``."""
+    return {name: results(db, engine_cfg(kind, db, lake)) for name, (db, lake) in dbs.items()}
+
+
+def engine_of(kind: str, dbs: dict[str, tuple[Path, Path]], name: str) -> tuple[Path, engine.EngineConfig]:
+    """The database ``name`` of ``build_dbs`` and its EngineConfig of ``kind``, checked to be that kind."""
+    db, lake = dbs[name]
+    cfg = engine_cfg(kind, db, lake)
+    assert cfg.kind == kind
+    return db, cfg
+
+
+def assert_same(a, b, where="") -> None:
+    """Same structure, ids and order; numbers within TOL * max(1, |a|, |b|); strings equal."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), (
+            f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
+        )
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, bool) or a is None or isinstance(a, str):
+        assert a == b, f"{where}: {a!r} != {b!r}"
+    elif isinstance(a, (int, float)):
+        assert isinstance(b, (int, float)) and not isinstance(b, bool), f"{where}: {a!r} != {b!r}"
+        if math.isnan(a) or math.isnan(b):
+            assert math.isnan(a) and math.isnan(b), f"{where}: {a!r} != {b!r}"
+        else:
+            assert abs(a - b) <= TOL * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
+    else:
+        raise AssertionError(f"{where}: unexpected {type(a)}")
+
+
+@pytest.fixture(scope="module")
+def on_duckdb(request, dbs) -> dict:
+    """The requesting module's ``results(db, cfg)`` on the DuckDB file for each of its ``dbs`` (a module
+    fixture of ``build_dbs``): what the lake and Spark are compared with."""
+    return on_engine(dbs, request.module.results, "duckdb")
+
+
+@pytest.fixture(scope="session")
+def demo_lake(demo_db, tmp_path_factory) -> Path:
+    """The lake of app_fixtures' demo_db (needs that plugin too); tests read it, never write it."""
+    return write_lake(demo_db, tmp_path_factory.mktemp("demo_lake") / "lake")
