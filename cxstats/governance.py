@@ -459,9 +459,12 @@ def unit_histories(con: duckdb.DuckDBPyConnection) -> dict[str, UnitHistory]:
     return out
 
 
-def reorg_cycle_rows(stored: list[tuple[str, str]], incoming: list[tuple[int, str, str]]) -> dict[int, str]:
+def reorg_cycle_rows(
+    stored: list[tuple[str, str]], incoming: list[tuple[int, str | None, str | None]]
+) -> dict[int, str]:
     """Rows of a reorgs file that are refused: a unit merged into itself, or an edge that closes a
-    cycle with the stored re-organisations and the file's other rows (A -> B, B -> A)."""
+    cycle with the stored re-organisations and the file's other rows (A -> B, B -> A); an incoming
+    row (row index, from_unit, to_unit) with a unit missing is left to the missing-value rules."""
     edges: dict[str, set[str]] = {}
     for a, b in stored:
         edges.setdefault(a, set()).add(b)

@@ -322,7 +322,8 @@ def _exact_refs(zf: zipfile.ZipFile, info, file_name: str) -> tuple[int, int]:
 
 def _check_extent(zf: zipfile.ZipFile, infos, file_name: str, max_rows: int | None = None) -> None:
     """Refuse an xlsx whose sheets the reader would build too large (see the comment above)."""
-    row_limit = (max_rows + HEADER_SEARCH_ROWS) if max_rows else None
+    limit = max_rows or 0  # 0: no row limit
+    row_limit = (limit + HEADER_SEARCH_ROWS) if limit else None
     for info in infos:
         if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
             continue
@@ -332,7 +333,7 @@ def _check_extent(zf: zipfile.ZipFile, infos, file_name: str, max_rows: int | No
             for buf in _chunks(zf, info, file_name):
                 ext.feed(buf)
                 if row_limit and ext.rows > row_limit:
-                    raise _refuse_rows(file_name, sheet, row_limit, max_rows)
+                    raise _refuse_rows(file_name, sheet, row_limit, limit)
                 if not ext.any_ref:  # no r= anywhere so far: the count is exact, refuse at once
                     rows, cols = ext.bound(0, 0)
                     if rows * cols > MAX_CELLS:
@@ -348,7 +349,7 @@ def _check_extent(zf: zipfile.ZipFile, infos, file_name: str, max_rows: int | No
         except _ZIP_ERRORS as exc:
             raise _damaged(file_name, exc) from exc
         if row_limit and rows > row_limit:
-            raise _refuse_rows(file_name, sheet, row_limit, max_rows)
+            raise _refuse_rows(file_name, sheet, row_limit, limit)
         if rows * cols > MAX_CELLS:
             raise _refuse_cells(file_name, sheet, rows, cols)
 
@@ -474,12 +475,13 @@ _TAG_END = (b" ", b">", b"/", b"\t", b"\n", b"\r")
 
 
 def _check_ods_extent(zf: zipfile.ZipFile, file_name: str, max_rows: int | None = None) -> None:
-    row_limit = (max_rows + HEADER_SEARCH_ROWS) if max_rows else None
+    limit = max_rows or 0  # 0: no row limit
+    row_limit = (limit + HEADER_SEARCH_ROWS) if limit else None
 
     def check(ext: _OdsExtent, final: bool) -> None:
         most_rows, rows, cols = ext.shape()
         if row_limit and (ext.row_tags > row_limit or most_rows > row_limit):
-            raise _refuse_rows(file_name, "content.xml", row_limit, max_rows)
+            raise _refuse_rows(file_name, "content.xml", row_limit, limit)
         if rows * cols > MAX_CELLS:
             raise _refuse_cells(file_name, "content.xml", rows, cols)
 
@@ -700,8 +702,13 @@ def _needs_trim(col: pa.Array | pa.ChunkedArray) -> bool:
         _, off_buf, data_buf = ch.buffers()
         if data_buf is None:
             continue
-        width = np.int64 if pa.types.is_large_string(ch.type) else np.int32
-        off = np.frombuffer(off_buf, dtype=width)[ch.offset : ch.offset + len(ch) + 1]
+        # one call per width: numpy's stubs type each dtype's result, not a union of dtypes
+        offsets = (
+            np.frombuffer(off_buf, dtype=np.int64)
+            if pa.types.is_large_string(ch.type)
+            else np.frombuffer(off_buf, dtype=np.int32)
+        )
+        off = offsets[ch.offset : ch.offset + len(ch) + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8)
         start, end = off[:-1], off[1:]
         full = end > start

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
@@ -33,6 +34,9 @@ from .load import _analyse, _write_rejected
 from .results import PROBLEMS_KEPT, SAMPLE_ROWS, ImportResult, Preview, Problem
 from .rules import UPLOAD_KINDS
 from .worker import PARSE_MB_DEFAULT, parse_memory_mb, read_grid_isolated
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "PARSE_MB_DEFAULT",
@@ -247,7 +251,8 @@ def import_file(
         rejected_path = None
         if a.rejected is not None and len(a.rejected):
             rejected_path = _write_rejected(a.rejected, path, file_name)
-        hooks = []
+        # run inside the batch's transaction (connection, batch_id); their results are not used
+        hooks: list[Callable[[duckdb.DuckDBPyConnection, int], object]] = []
         if rejected_path:
             hooks.append(lambda c, b: store.record_written_file(c, rejected_path, b))
         if kind == "reorgs":  # differencing through re-organisations (DESIGN.md)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from cxstats import CxStatsError, readers
 
 from .header import _header_score
 
 PARSE_MB_DEFAULT = 2048
+
+# the worker's answer: the grid, a refusal (message, problems), or out of memory
+_Reply = tuple[Literal["ok"], readers.Grid] | tuple[Literal["error"], str, list[str]] | tuple[Literal["memory"]]
 
 
 def parse_memory_mb() -> int:
@@ -37,6 +41,7 @@ def _worker_main() -> None:
     limit = vm + req.pop("cap_bytes")
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     kind, mapping = req.pop("kind"), req.pop("mapping")
+    out: _Reply
     try:
         grid = readers.read_grid(score_row=_header_score(kind, mapping), **req)
         out = ("ok", grid)
