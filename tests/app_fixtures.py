@@ -1,4 +1,5 @@
-"""Fixtures for AppTest runs of the dashboard (imported by tests/test_app_*.py).
+"""Fixtures and helpers for AppTest runs of the dashboard (imported by tests/test_app*.py: test_app.py
+for the app as a whole, test_app_<page>.py for each page of pages/).
 
     pytest_plugins = ["app_fixtures"]   # in a test module: demo_db, fresh_demo_db, empty_db, users_yaml, make_app
 
@@ -8,10 +9,16 @@
 - ``users_yaml``: users.example.yaml's users with a random cookie key (the app refuses the example's);
 - ``make_app(db, user=None)``: an AppTest of app.py as the local admin (no user file) or as a user
   of that user file, logged in through the documented test hook.
+
+Helpers: ``texts(at)``, ``switch(at, page)``, ``page_file(name)``, ``existing(pages)``,
+``assert_clean(at, where)``, ``open_page(at, page)``, ``charts_of(at)``, ``sidebar_captions(at)``,
+``theme_tables(at)``, ``example_tables(at)``; the pages each role reaches
+(``ROLE_PAGES``), the analysis pages each role sees with their chart counts (``SEES``, ``CHARTS``).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -22,6 +29,38 @@ APP = str(ROOT / "app.py")
 EXAMPLE_USERS = ROOT / "users.example.yaml"  # roles: admin, leader, marketing, manager (units S001-S006)
 MANAGER_UNITS = ("S001", "S002", "S003", "S004", "S005", "S006")
 TIMEOUT = 30
+
+ALL_PAGES = ("overview", "upload", "engagement", "customers", "linkage", "actions", "advocates", "data")
+CORE_PAGES = ("overview", "upload", "data")  # walked per role by test_app; the others per role by SEES
+
+# role (None = local admin without a user file) -> pages in its navigation (DESIGN.md + the brief)
+ROLE_PAGES = {
+    None: ALL_PAGES,
+    "admin": ALL_PAGES,
+    "leader": ("overview", "engagement", "customers", "linkage", "actions", "advocates", "data"),
+    "manager": ("overview", "upload", "engagement", "customers", "linkage", "actions"),
+    "marketing": ("customers", "advocates", "upload", "data"),  # data: the customer erasure form only
+}
+
+TITLES = {
+    "overview": "Overview",
+    "upload": "Upload",
+    "engagement": "Engagement",
+    "customers": "Customers",
+    "linkage": "Linkage",
+    "actions": "Actions",
+    "advocates": "Advocates",
+    "data": "Data",
+}
+
+# page -> how many Plotly charts it draws with the demo data as an admin (tabs render all their content)
+CHARTS = {"engagement": 4, "customers": 4, "linkage": 4, "advocates": 3}
+SEES = {  # "admin" through the user file sees what the local admin sees (test_each_role_reaches_exactly_its_pages)
+    None: ("engagement", "customers", "linkage", "advocates"),
+    "leader": ("engagement", "customers", "linkage", "advocates"),
+    "manager": ("engagement", "customers", "linkage"),
+    "marketing": ("customers", "advocates"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +154,42 @@ def switch(at, page: str):
     at.switch_page(page)
     at.run()
     return at
+
+
+def page_file(name: str) -> str:
+    return f"pages/{name}.py"
+
+
+def existing(pages) -> list[str]:
+    return [p for p in pages if (ROOT / page_file(p)).exists()]
+
+
+def assert_clean(at, where: str = "") -> None:
+    assert not at.exception, f"{where}: {[e.value for e in at.exception]}"
+    assert "Traceback" not in texts(at), where
+
+
+def charts_of(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def sidebar_captions(at) -> str:
+    return "\n".join(str(c.value) for c in at.sidebar.caption)
+
+
+def open_page(at, page: str):
+    """switch(), then no exception element."""
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def theme_tables(at):
+    """The comment-theme tables of a run (a label and a share column)."""
+    return [d.value for d in at.dataframe if "label" in d.value.columns and "share" in d.value.columns]
+
+
+def example_tables(at):
+    """The tables of quoted examples of a run."""
+    return [d.value for d in at.dataframe if "example" in d.value.columns]

@@ -1,21 +1,16 @@
-"""AppTest: the Actions page (focus areas, plans, follow-up) and "What changed" on the Overview."""
+"""AppTest of the Actions page (pages/actions.py): focus areas, plans and their follow-up."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from app_fixtures import MANAGER_UNITS, switch, texts  # noqa: I001
+from app_fixtures import MANAGER_UNITS, assert_clean, switch
 
 from cxstats import ADMIN, demo, focus, store
 
-pytest_plugins = ["app_fixtures"]
+pytest_plugins = ["app_fixtures"]  # demo_db, fresh_demo_db, empty_db, users_yaml, make_app
 
 PAGE = "pages/actions.py"
-
-
-def _clean(at, where=""):
-    assert not at.exception, f"{where}: {[e.value for e in at.exception]}"
-    assert "Traceback" not in texts(at), where
 
 
 def _button(at, label):
@@ -46,7 +41,7 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
         )
     at = make_app(fresh_demo_db, "manager")
     switch(at, PAGE)
-    _clean(at, "open")
+    assert_clean(at, "open")
     assert at.selectbox(key="act_unit").value == "S001"
     assert {o.split(" ")[0] for o in at.selectbox(key="act_unit").options} <= set(MANAGER_UNITS)
     focus_rows = _table(at, "gap")
@@ -61,7 +56,7 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
     at.text_input(key="act_add_title").set_value("Fix the tills <b>now</b> [x](http://e.vil)")
     at.text_input(key="act_add_owner").set_value("Ann")
     _button(at, "Add plan").click().run()
-    _clean(at, "add")
+    assert_clean(at, "add")
     plans = _plans(at)
     new = plans[plans["title"] == "Fix the tills <b>now</b> [x](http://e.vil)"]
     assert len(new) == 1 and new.iloc[0]["status"] == "open" and new.iloc[0]["periods"] == ""
@@ -72,7 +67,7 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
     at.selectbox(key="act_edit_id").set_value(new_id).run()
     at.text_input(key=f"act_edit_title_{new_id}").set_value("Fix the tills")
     _button(at, "Save changes").click().run()
-    _clean(at, "edit")
+    assert_clean(at, "edit")
     plans = _plans(at)
     assert plans[plans["id"] == new_id].iloc[0]["title"] == "Fix the tills"
 
@@ -80,7 +75,7 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
     at.selectbox(key="act_edit_id").set_value(new_id).run()
     at.selectbox(key=f"act_edit_status_{new_id}").set_value("done")
     _button(at, "Save changes").click().run()
-    _clean(at, "close")
+    assert_clean(at, "close")
     plans = _plans(at)
     assert plans[plans["id"] == new_id].iloc[0]["status"] == "done"
 
@@ -93,20 +88,9 @@ def test_manager_plan_journey(make_app, fresh_demo_db):
     # the leader sees every plan, counts by item and status, and cannot add one
     lead = make_app(fresh_demo_db, "leader")
     switch(lead, PAGE)
-    _clean(lead, "leader")
+    assert_clean(lead, "leader")
     lp = _plans(lead)
     assert set(lp["id"]) == {old.action_id, new_id}
     counts = _table(lead, "plans")
     assert counts["plans"].sum() == 2 and set(counts["status"]) == {"open", "done"}
     assert not any(b.label == "Add plan" for b in lead.button)
-
-
-def test_overview_shows_what_changed_with_the_count(make_app, demo_db):
-    at = make_app(demo_db, "leader")
-    _clean(at)
-    assert "What changed" in [s.value for s in at.subheader]
-    assert any("comparisons" in c.value and "q < 0.10" in c.value for c in at.caption)
-    mgr = make_app(demo_db, "manager")
-    rows = [d.value for d in mgr.dataframe if "measure" in d.value.columns]
-    for r in rows:
-        assert set(r["unit"]) <= set(MANAGER_UNITS)

@@ -13,7 +13,6 @@ import random
 from datetime import date
 
 import pytest
-from app_fixtures import switch, texts
 from pptx import Presentation
 from pypdf import PdfReader
 
@@ -218,22 +217,3 @@ def test_a_failed_render_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(CxStatsError):
         report.write_report(rep, tmp_path / "out.pdf")
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".pdf"]
-
-
-# ---------------------------------------------------------------- the Overview's download
-
-
-def test_leader_builds_and_downloads_the_report_on_the_overview(make_app, demo_db):
-    at = make_app(demo_db, "leader")
-    switch(at, "pages/overview.py")
-    assert not at.exception
-    at.button(key="ov_report_build").click().run(timeout=300)  # charts by Chromium: slow on a loaded machine
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.get("download_button"), "no download button after building"
-    assert "Board report" in texts(at)
-
-
-def test_marketing_has_no_overview_and_no_report(make_app, demo_db):
-    at = make_app(demo_db, "marketing")
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/overview.py")

@@ -1,15 +1,25 @@
-"""AppTest of the Linkage page and the Overview's within-unit sentence: the new figures in plain words."""
+"""AppTest of the Linkage page (pages/linkage.py): its selectors rerun cleanly, the within-unit r, Holm's
+p over five lags and the corrected figure beside the headline, and two units show no p and say why."""
 
 from __future__ import annotations
 
 import re
 
-from app_fixtures import switch, texts
+from app_fixtures import CHARTS, assert_clean, page_file, switch, texts
 from test_linkage_data import build, survey
 
 from cxstats import store
 
-pytest_plugins = ["app_fixtures"]
+pytest_plugins = ["app_fixtures"]  # demo_db, fresh_demo_db, empty_db, users_yaml, make_app
+
+
+def test_linkage_selectors_rerun_cleanly(make_app, demo_db):
+    at = switch(make_app(demo_db), page_file("linkage"))
+    at.selectbox(key="lk_metric").set_value("nps").run()
+    at.select_slider(key="lk_lag").set_value(1).run()
+    assert_clean(at, "linkage nps lag 1")
+    assert "What this cannot show" in [s.value for s in at.subheader]
+    assert len(at.get("plotly_chart")) >= CHARTS["linkage"]
 
 
 def test_linkage_page_shows_within_r_holm_and_the_corrected_figure_beside_the_headline(make_app, demo_db):
@@ -27,14 +37,6 @@ def test_linkage_page_shows_within_r_holm_and_the_corrected_figure_beside_the_he
     lag_table = next(d.value for d in at.dataframe if "p (Holm, 5 lags)" in d.value.columns)
     assert list(lag_table["lag"]) == [-2, -1, 0, 1, 2]
     assert (lag_table["p (Holm, 5 lags)"] >= lag_table["p"] - 1e-12).all()
-
-
-def test_overview_sentence_carries_the_corrected_figure(make_app, demo_db):
-    at = switch(make_app(demo_db), "pages/overview.py")
-    assert not at.exception
-    info = " ".join(i.value for i in at.info).replace("\\", "")  # escape_md adds backslashes
-    assert "Within units:" in info and "Corrected for small-group noise" in info
-    assert info.index("Within units:") < info.index("Corrected for small-group noise")
 
 
 def test_two_units_page_shows_no_p_and_says_why(make_app, tmp_path):

@@ -1,17 +1,36 @@
-"""AppTest of the Data page's erasure form and retention settings (DESIGN.md, "Erasure, retention and
-re-organisations"): an admin erases a customer or a respondent, marketing erases customers and sees
-nothing else on the page."""
+"""AppTest of the Data page (pages/data.py): the batch history and settings by role, and the erasure
+form and retention settings (DESIGN.md, "Erasure, retention and re-organisations"): an admin erases a
+customer or a respondent, marketing erases customers and sees nothing else on the page."""
 
 from __future__ import annotations
 
-import pytest
+from app_fixtures import assert_clean, switch, texts
 
-pytest.register_assert_rewrite("app_fixtures")
-from app_fixtures import switch, texts  # noqa: E402
+from cxstats import store
 
-from cxstats import store  # noqa: E402
+pytest_plugins = ["app_fixtures"]  # demo_db, fresh_demo_db, empty_db, users_yaml, make_app
 
-pytest_plugins = ["app_fixtures"]
+
+def test_leader_sees_history_read_only_and_no_settings_form(make_app, fresh_demo_db):
+    at = switch(make_app(fresh_demo_db, "leader"), "pages/data.py")
+    assert_clean(at)
+    labels = [b.label for b in at.button]
+    assert "Undo batch" not in labels and "Save settings" not in labels
+    assert "Only an admin can undo a batch." in [c.value for c in at.caption]
+
+
+def test_admin_changes_settings_but_never_below_three(make_app, fresh_demo_db):
+    at = switch(make_app(fresh_demo_db), "pages/data.py")
+    widget = at.number_input[0]
+    assert widget.min == store.MIN_GROUP_FLOOR
+    widget.set_value(7)
+    at.button[[b.label for b in at.button].index("Save settings")].click().run()
+    assert_clean(at)
+    with store.connect(fresh_demo_db) as con:
+        assert store.settings(con).min_group == 7
+
+
+# ---------------------------------------------------------------- erasure and retention
 
 
 def _submit(at, label: str):
