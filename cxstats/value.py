@@ -195,6 +195,20 @@ def bgnbd_loglik(r: float, alpha: float, a: float, b: float, x, t_x, T) -> np.nd
     return common + np.where(x > 0, np.logaddexp(a1, a2), a1)
 
 
+def _distinct(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(v, return_inverse=True) for whole numbers: by counting when their range is small
+    (day counts and repeat days: a few thousand values, O(n) instead of a sort), else np.unique."""
+    if len(v) == 0:
+        return v[:0], np.zeros(0, dtype=np.int64)
+    lo, hi = int(v.min()), int(v.max())
+    if lo < 0 or hi > 4 * len(v) + 100_000:
+        return np.unique(v, return_inverse=True)
+    seen = np.bincount(v, minlength=hi + 1) > 0
+    values = np.flatnonzero(seen)
+    code = np.cumsum(seen) - 1
+    return values.astype(v.dtype), code[v]
+
+
 class _BGNBDData:
     """The summary arranged for fast evaluation: x-only terms on the distinct x, log(alpha + T) and
     log(alpha + t_x) on the distinct day counts, and customers with x = 0 pooled by T."""
@@ -204,13 +218,13 @@ class _BGNBDData:
         t_x_days = np.asarray(t_x_days, dtype=np.int64)
         T_days = np.asarray(T_days, dtype=np.int64)
         self.n = len(x)
-        self.ux, xi = np.unique(x, return_inverse=True)
+        self.ux, xi = _distinct(x)
         self.ux_count = np.bincount(xi, minlength=len(self.ux)).astype(float)
         rep = x > 0
-        z_T, z_cnt = np.unique(T_days[~rep], return_counts=True)  # one-day customers, pooled by T
+        z_T, z_inv = _distinct(T_days[~rep])  # one-day customers, pooled by T
         self.zero_T = z_T / 7.0
-        self.zero_cnt = z_cnt.astype(float)
-        days, inv = np.unique(np.concatenate([T_days[rep], t_x_days[rep]]), return_inverse=True)
+        self.zero_cnt = np.bincount(z_inv, minlength=len(z_T)).astype(float)
+        days, inv = _distinct(np.concatenate([T_days[rep], t_x_days[rep]]))
         self.days = days / 7.0
         k = int(rep.sum())
         self.iT, self.itx = inv[:k], inv[k:]
@@ -304,6 +318,14 @@ def _bfgs_starts(nll, starts) -> optimize.OptimizeResult | None:
     return best
 
 
+def _hess_inv(res) -> np.ndarray | None:
+    """BFGS's inverse-Hessian estimate of a result, to start the next stage with (None otherwise)."""
+    h = getattr(res, "hess_inv", None)
+    if isinstance(h, np.ndarray) and np.all(np.isfinite(h)) and np.all(np.linalg.eigvalsh((h + h.T) / 2) > 0):
+        return (h + h.T) / 2
+    return None
+
+
 def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> BGNBD | None:
     """Maximum-likelihood r, alpha, a, b of the BG/NBD model (eq. 6 of the paper).
 
@@ -316,7 +338,8 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> B
        fixed starts (the first from the mean purchase rate: r = 1, alpha = mean T / mean x), taken
        in turn until one converges inside the bounds (Nelder-Mead where BFGS fails numerically);
        two starts running off to an edge end the search (no convergence);
-    2. BFGS on every customer from there; above 50,000 customers on a fixed random sample of 50,000
+    2. BFGS on every customer from there, starting with the first stage's inverse-Hessian estimate
+       (a few steps instead of rebuilding the curvature from scratch); above 50,000 customers on a fixed random sample of 50,000
        (the advocates command must stay fast at 500k customers; at 50,000 the parameters'
        standard errors are a fraction of a percent) and ``loglik`` is still that of every customer.
 
@@ -370,8 +393,8 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> B
             final.nll,
             theta,
             jac=True,
-            method="BFGS",  # from the basin: a few steps
-            options={"gtol": 1e-6, "maxiter": 30},
+            method="BFGS",  # from the basin, with its curvature (both are mean log-likelihoods): a few steps
+            options={"gtol": 1e-6, "maxiter": 30, "hess_inv0": _hess_inv(best)},
         ).x
     f, g = final.nll(theta)
     if not np.isfinite(f) or np.max(np.abs(g)) > 1e-4 or np.max(np.abs(theta)) > _LOG_BOUND:
@@ -585,8 +608,10 @@ def fit_gamma_gamma(x, m) -> GammaGamma | None:
     if best is None:
         return None
     th = best.x
-    if start_nll is not nll:
-        th = optimize.minimize(nll, th, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 300}).x
+    if start_nll is not nll:  # from the basin, with its curvature
+        th = optimize.minimize(
+            nll, th, jac=True, method="BFGS", options={"gtol": 1e-6, "maxiter": 300, "hess_inv0": _hess_inv(best)}
+        ).x
     f, g = nll(th)
     if not np.isfinite(f) or np.max(np.abs(g)) > 1e-4 or np.max(np.abs(th)) > _LOG_BOUND:
         return None
@@ -699,19 +724,22 @@ def summary_from_rows(rows: pd.DataFrame | None, as_of: date, cutoff: date) -> p
         return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "float64") for c in SUMMARY_FIELDS})
 
     def day(col) -> np.ndarray:
-        return pd.to_datetime(rows[col]).to_numpy().astype("datetime64[D]").astype(np.int64)
+        v = rows[col]
+        if not pd.api.types.is_datetime64_any_dtype(v.dtype):
+            v = pd.to_datetime(v)
+        return v.to_numpy().astype("datetime64[D]").astype(np.int64)
 
     first, last = day("first_order"), day("last_order")
     a, c = (np.datetime64(v, "D").astype(np.int64) for v in (as_of, cutoff))
     x = rows["days"].to_numpy(dtype=np.int64) - 1
     cal_days = rows["cal_days"].to_numpy(dtype=np.int64)
-    cal_last = pd.to_datetime(rows["cal_last"]).to_numpy().astype("datetime64[D]")
+    cal_last = day("cal_last")
     with np.errstate(invalid="ignore", divide="ignore"):
         m = np.where(x > 0, rows["repeat_net"].to_numpy(dtype=float) / np.where(x > 0, x, 1), np.nan)
-    cal_t_x = np.where(cal_days > 0, cal_last.astype(np.int64) - first, np.nan)
+    cal_t_x = np.where(cal_days > 0, cal_last - first, np.nan)
     return pd.DataFrame(
         {
-            "customer_id": rows["customer_id"].to_numpy(),
+            "customer_id": rows["customer_id"].array,  # as it came (no copy through numpy objects)
             "x": x,
             "t_x_days": last - first,
             "T_days": a - first,

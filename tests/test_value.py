@@ -344,6 +344,40 @@ def test_no_churn_data_does_not_converge():
     assert value.fit_bgnbd(x, t_x, T, days=True) is None
 
 
+def _simulated_base(n: int, seed: int):
+    """x, t_x, T (days) drawn from the BG/NBD model itself (r 0.5, alpha 8, a 0.8, b 3)."""
+    rng = np.random.default_rng(seed)
+    T = rng.integers(100, 700, n)
+    N = rng.poisson(rng.gamma(0.5, 1 / 8, n) * T / 7)
+    x = np.minimum(N, rng.geometric(rng.beta(0.8, 3, n)))
+    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), np.maximum(N - x + 1, 1)), 0).astype(int)
+    return x, t_x, T
+
+
+def test_fit_from_a_given_start_finds_the_same_maximum():
+    """The backtest's refit starts from the main estimate (fit_bgnbd(start=...)): from a start near it,
+    and from one at an edge (the fixed starts take over), the maximum is the one found without."""
+    x, t_x, T = _simulated_base(6000, 11)  # above the 5,000-customer subsample: both stages run
+    m0 = value.fit_bgnbd(x, t_x, T, days=True)
+    assert m0 is not None
+    for start in (
+        value.BGNBD(m0.r * 1.5, m0.alpha * 0.7, m0.a * 1.3, m0.b * 0.8, float("nan")),
+        value.BGNBD(m0.r, m0.alpha, 1e-6, 1e6, float("nan")),
+    ):
+        m1 = value.fit_bgnbd(x, t_x, T, days=True, start=start)
+        for got, ref in ((m1.r, m0.r), (m1.alpha, m0.alpha), (m1.a, m0.a), (m1.b, m0.b)):
+            assert got == pytest.approx(ref, rel=1e-4)
+        assert m1.loglik == pytest.approx(m0.loglik, abs=1e-4)
+    # and the estimate is the maximum of the plain per-customer log-likelihood (scipy, another method)
+    res = optimize.minimize(
+        lambda th: -value.bgnbd_loglik(*np.exp(th), x, t_x / 7, T / 7).sum(),
+        np.log([m0.r, m0.alpha, m0.a, m0.b]) + 0.2,
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 4000},
+    )
+    assert -res.fun == pytest.approx(m0.loglik, abs=0.1)
+
+
 def test_manager_is_refused(db):
     with store.connect(db) as con, pytest.raises(AccessDenied):
         value.customer_value(
