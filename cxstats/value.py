@@ -326,7 +326,7 @@ def _hess_inv(res) -> np.ndarray | None:
     return None
 
 
-def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> BGNBD | None:
+def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None, loglik: bool = True) -> BGNBD | None:
     """Maximum-likelihood r, alpha, a, b of the BG/NBD model (eq. 6 of the paper).
 
     ``x`` repeat transaction days; ``t_x``, ``T`` in weeks (or in whole days with ``days=True``,
@@ -341,7 +341,8 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> B
     2. BFGS on every customer from there, starting with the first stage's inverse-Hessian estimate
        (a few steps instead of rebuilding the curvature from scratch); above 50,000 customers on a fixed random sample of 50,000
        (the advocates command must stay fast at 500k customers; at 50,000 the parameters'
-       standard errors are a fraction of a percent) and ``loglik`` is still that of every customer.
+       standard errors are a fraction of a percent) and ``loglik`` is still that of every customer
+       (NaN with ``loglik=False``: the backtest's refit reports none, so skips that evaluation).
 
     Returns None when the fit does not converge (gradient not near zero, or a parameter running
     off to 0 or infinity, as b does on data where nobody ever stops buying).
@@ -383,12 +384,13 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> B
     if best is None:
         return None
     theta = best.x
-    full = sub if n <= _SUBSAMPLE else _BGNBDData(x, t_days, T_days)
-    final = full
-    if sub is not full:
-        if full.n > FIT_SAMPLE:
-            idx = np.random.default_rng(20050102).choice(full.n, FIT_SAMPLE, replace=False)
+    final = sub
+    if n > _SUBSAMPLE:
+        if n > FIT_SAMPLE:
+            idx = np.random.default_rng(20050102).choice(n, FIT_SAMPLE, replace=False)
             final = _BGNBDData(x[idx], t_days[idx], T_days[idx])
+        else:
+            final = _BGNBDData(x, t_days, T_days)
         theta = optimize.minimize(
             final.nll,
             theta,
@@ -399,10 +401,10 @@ def fit_bgnbd(x, t_x, T, *, days: bool = False, start: BGNBD | None = None) -> B
     f, g = final.nll(theta)
     if not np.isfinite(f) or np.max(np.abs(g)) > 1e-4 or np.max(np.abs(theta)) > _LOG_BOUND:
         return None
-    if final is not full:
-        f = full.nll(theta)[0]  # the log-likelihood of every customer at the estimate
+    if final.n != n:  # the log-likelihood of every customer at the estimate
+        f = _BGNBDData(x, t_days, T_days).nll(theta)[0] if loglik else float("nan")
     r, alpha, a, b = (float(v) for v in np.exp(theta))
-    return BGNBD(r, alpha, a, b, float(-f * full.n))
+    return BGNBD(r, alpha, a, b, float(-f * n))
 
 
 def _fit_weeks(x, t_x, T) -> BGNBD | None:
@@ -593,7 +595,7 @@ def fit_gamma_gamma(x, m) -> GammaGamma | None:
     mean_m = float(np.mean(m))
     best = None
     for th0 in (np.log([1.0, 2.0, mean_m]), np.log([5.0, 4.0, mean_m * 2]), np.log([0.5, 10.0, mean_m * 5])):
-        res = optimize.minimize(start_nll, th0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 300})
+        res = optimize.minimize(start_nll, th0, jac=True, method="BFGS", options={"gtol": 1e-6, "maxiter": 300})
         if not np.isfinite(res.fun) or np.max(np.abs(res.x)) > _LOG_BOUND:
             res = optimize.minimize(
                 lambda th: start_nll(th)[0],
@@ -603,7 +605,7 @@ def fit_gamma_gamma(x, m) -> GammaGamma | None:
             )
         if np.isfinite(res.fun) and np.max(np.abs(res.x)) <= _LOG_BOUND and (best is None or res.fun < best.fun):
             best = res
-        if best is not None and np.max(np.abs(start_nll(best.x)[1])) < 1e-6:
+        if best is not None and np.max(np.abs(start_nll(best.x)[1])) < 1e-5:
             break  # converged from this start: the log-likelihood is well behaved
     if best is None:
         return None
@@ -860,12 +862,13 @@ def _backtest(
     x = cal["x"].to_numpy(dtype=np.int64)
     if int((x >= 1).sum()) >= MIN_REPEATERS:
         # from the main fit's estimate: the calibration data are most of the same days
-        bg = fit_bgnbd(x, cal["t_x_days"].to_numpy(), cal["T_days"].to_numpy(), days=True, start=start)
+        bg = fit_bgnbd(x, cal["t_x_days"].to_numpy(), cal["T_days"].to_numpy(), days=True, start=start, loglik=False)
     if bg is None:
         return None, f"the model could not be fitted on the data up to {cutoff} (before the last {weeks} weeks)"
     _, pred = _predict(bg, cal, weeks)
     actual = cal["actual"].to_numpy(dtype=np.int64)
-    order = np.lexsort((cal["customer_id"].to_numpy(dtype=str), pred))
+    by_id = pd.Index(cal["customer_id"]).argsort()  # = np.lexsort((ids, pred)), without numpy strings
+    order = by_id[np.argsort(pred[by_id], kind="stable")]
     dec = np.empty(len(pred), dtype=np.int64)
     dec[order] = np.arange(len(pred)) * 10 // max(len(pred), 1) + 1
     deciles = tuple(
