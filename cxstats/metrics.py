@@ -978,6 +978,15 @@ def _on_engine(cfg, viewer: Viewer, build) -> pd.DataFrame:
         return t.execute(build(t, unit_map)).to_pandas()
 
 
+def _on_duckdb_file(con: duckdb.DuckDBPyConnection, key: tuple, params: dict) -> pd.DataFrame:
+    """One of cxstats.unit_aggregates' expressions on the DuckDB file: the SQL compiled from it ahead
+    of time (cxstats.unit_aggregates_sql, key of ``unit_aggregates.duckdb_variants``), with named
+    parameters; no Ibis import in the path of a command."""
+    from . import unit_aggregates_sql
+
+    return con.execute(unit_aggregates_sql.SQL[key], params).df()
+
+
 def cx_counts(
     con: duckdb.DuckDBPyConnection, period: str | None = None, by_channel: bool = False, *, viewer: Viewer, engine=None
 ) -> pd.DataFrame:
@@ -987,45 +996,34 @@ def cx_counts(
     csat_sum, csat_sq (sum of squared answers, for the within-group spread), nps_n, promoters (9-10),
     detractors (0-6). Ordered by unit_id, [channel,] period_start.
 
-    ``engine`` (an :class:`cxstats.engine.EngineConfig`; None: from the environment) says where the
-    feedback is read: on a lake or Spark the counts are :func:`cxstats.unit_aggregates.cx_counts`;
-    on the DuckDB file the same definition runs as the SQL below (no Ibis compile and import in
-    the path of every command; tests/test_unit_aggregates.py checks the two give the same rows).
+    The counts are :func:`cxstats.unit_aggregates.cx_counts` on every engine. ``engine`` (an
+    :class:`cxstats.engine.EngineConfig`; None: from the environment) says where the feedback is
+    read: on a lake or Spark the expression runs there; on the DuckDB file it runs as the SQL
+    compiled from it (:mod:`cxstats.unit_aggregates_sql`).
     """
     s = store.settings(con)
     per = period or s.period
     if per not in PERIODS:
         raise CxStatsError(f"period must be one of {', '.join(PERIODS)}")
     all_units, units = _cx_viewer(viewer)
+    only = None if all_units else units
     cfg = engine_config(con, engine)
-    if cfg.kind != "duckdb":
+    if cfg.kind == "duckdb":
+        frame = _on_duckdb_file(
+            con, ("cx_counts", per, bool(by_channel), only is not None), {} if only is None else {"units": only}
+        )
+    else:
         from . import unit_aggregates as ua
 
         frame = _on_engine(
             cfg,
             viewer,
-            lambda t, um: ua.cx_counts(
-                t.table("feedback"), um, period=per, units=None if all_units else units, by_channel=by_channel
-            ),
+            lambda t, um: ua.cx_counts(t.table("feedback"), um, period=per, units=only, by_channel=by_channel),
         )
-        keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
-        frame["period_start"] = pd.to_datetime(frame["period_start"])
-        frame = frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
-        return _cx_dtypes(frame)
-    chan = "coalesce(nullif(trim(channel), ''), 'unknown') AS channel," if by_channel else ""
-    chan_g = "channel," if by_channel else ""
-    sql = f"""
-    WITH f AS (
-        SELECT unit_id, {chan} {periods.start_sql("date", per)} AS period_start, csat, nps
-        FROM {mapped_units_sql("feedback")} WHERE {store.VIEWER_UNITS_SQL}
-    )
-    SELECT unit_id, {chan_g} period_start, {periods.ordinal_sql("period_start", per)} AS period_index,
-           count(csat) AS csat_n, count(*) FILTER (WHERE csat >= 4) AS csat_top2,
-           coalesce(sum(csat), 0) AS csat_sum, coalesce(sum(csat * csat), 0) AS csat_sq, count(nps) AS nps_n,
-           count(*) FILTER (WHERE nps >= 9) AS promoters, count(*) FILTER (WHERE nps <= 6) AS detractors
-    FROM f GROUP BY ALL ORDER BY ALL
-    """
-    return _cx_dtypes(con.execute(sql, [all_units, units]).df())
+    keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
+    frame["period_start"] = pd.to_datetime(frame["period_start"])
+    frame = frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    return _cx_dtypes(frame)
 
 
 def _cx_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -1096,8 +1094,8 @@ def response_times(
     ``period_to`` (inclusive, in the database's period, of the feedback date or the post's date).
     Mentions carry no unit, so they count only when no unit is selected, and never for a manager.
     Example: email replies after 5 h and 1 h and one unanswered -> 2 of 3 within 6 h = 0.667.
-    On a lake or Spark (``engine``) the engine returns the counts and medians per (source, channel)
-    (:func:`cxstats.unit_aggregates.reply_times`); on the DuckDB file the rows are summed here.
+    The counts and medians per (source, channel) are :func:`cxstats.unit_aggregates.reply_times` on
+    every engine (on the DuckDB file as the SQL compiled from it); the channel's target picks one.
     """
     all_units, allowed = _cx_viewer(viewer)
     period = scope(con).period
@@ -1105,62 +1103,45 @@ def response_times(
     if chosen is not None and not all_units:
         chosen = [u for u in chosen if u in allowed]
     cfg = engine_config(con, engine)
-    if cfg.kind != "duckdb":
-        return _response_times_engine(
+    only = chosen if chosen is not None else (None if all_units else allowed)
+    with_mentions = viewer.role != "manager" and chosen is None
+    from . import unit_aggregates_sql as compiled
+
+    if cfg.kind == "duckdb":
+        params = {
+            "period_from": period_from or compiled.NO_PERIOD_FROM,
+            "period_to": period_to or compiled.NO_PERIOD_TO,
+        }
+        if only is not None:
+            params["units"] = only
+        out = _on_duckdb_file(con, ("reply_times", period, with_mentions, only is not None), params)
+    else:
+        from . import unit_aggregates as ua
+
+        out = _on_engine(
             cfg,
             viewer,
-            period,
-            chosen if chosen is not None else (None if all_units else allowed),
-            viewer.role != "manager" and chosen is None,
-            period_from,
-            period_to,
+            lambda t, um: ua.reply_times(
+                t.table("feedback"),
+                um,
+                t.table("mentions") if with_mentions else None,
+                period=period,
+                units=only,
+                period_from=period_from,
+                period_to=period_to,
+                targets=compiled.REPLY_TARGETS,
+            ),
         )
-    parts = [
-        con.execute(
-            f"""SELECT 'feedback' AS source, coalesce(nullif(trim(channel), ''), 'unknown') AS channel,
-                   epoch(responded_at - contacted_at) / 3600.0 AS hours,
-                   {periods.start_sql("date", period)} AS period_start
-            FROM {mapped_units_sql("feedback")} WHERE contacted_at IS NOT NULL AND {store.VIEWER_UNITS_SQL}
-                  AND (? OR list_contains(?::VARCHAR[], unit_id))""",
-            [all_units, allowed, chosen is None, chosen or []],
-        ).df()
+    if out.empty:
+        return pd.DataFrame(columns=REPLY_COLUMNS)
+    out["target_hours"] = [reply_target_hours(c) for c in out["channel"]]
+    out["within_target"] = [
+        int(row[compiled.WITHIN_COLUMNS[h]]) for h, (_, row) in zip(out["target_hours"], out.iterrows())
     ]
-    if viewer.role != "manager" and chosen is None:
-        parts.append(
-            con.execute(
-                f"""SELECT 'mentions' AS source, coalesce(nullif(trim(platform), ''), 'unknown') AS channel,
-                       epoch(replied_at - posted_at) / 3600.0 AS hours,
-                       {periods.start_sql("posted_at", period)} AS period_start
-                FROM mentions WHERE posted_at IS NOT NULL"""
-            ).df()
-        )
-    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
-    if frame is not None:
-        frame = in_selection(_labels(frame, period), None, period_from, period_to)
-        frame = frame.copy() if len(frame) else None
-    cols = [
-        "source",
-        "channel",
-        "target_hours",
-        "contacts",
-        "answered",
-        "within_target",
-        "share_within_target",
-        "median_hours",
-    ]
-    if frame is None:
-        return pd.DataFrame(columns=cols)
-    frame["target_hours"] = [reply_target_hours(c) for c in frame["channel"]]
-    frame["answered"] = frame["hours"].notna()
-    frame["within"] = frame["answered"] & (frame["hours"] <= frame["target_hours"])
-    out = frame.groupby(["source", "channel", "target_hours"], as_index=False).agg(
-        contacts=("hours", "size"),
-        answered=("answered", "sum"),
-        within_target=("within", "sum"),
-        median_hours=("hours", "median"),
-    )
     out["share_within_target"] = out["within_target"] / out["contacts"]
-    return out[cols].sort_values(["source", "channel"]).reset_index(drop=True)
+    for c in ("contacts", "answered", "within_target"):
+        out[c] = out[c].astype("int64")
+    return out[REPLY_COLUMNS].sort_values(["source", "channel"]).reset_index(drop=True)
 
 
 REPLY_COLUMNS = [
@@ -1173,42 +1154,6 @@ REPLY_COLUMNS = [
     "share_within_target",
     "median_hours",
 ]
-
-
-def _response_times_engine(
-    cfg,
-    viewer: Viewer,
-    period: str,
-    units: list[str] | None,
-    with_mentions: bool,
-    period_from: str | None,
-    period_to: str | None,
-) -> pd.DataFrame:
-    from . import unit_aggregates as ua
-
-    targets = tuple(sorted(set(REPLY_TARGET_HOURS.values()) | {DEFAULT_REPLY_TARGET_HOURS}))
-    out = _on_engine(
-        cfg,
-        viewer,
-        lambda t, um: ua.reply_times(
-            t.table("feedback"),
-            um,
-            t.table("mentions") if with_mentions else None,
-            period=period,
-            units=units,
-            period_from=period_from,
-            period_to=period_to,
-            targets=targets,
-        ),
-    )
-    if out.empty:
-        return pd.DataFrame(columns=REPLY_COLUMNS)
-    out["target_hours"] = [reply_target_hours(c) for c in out["channel"]]
-    out["within_target"] = [int(row[ua.within_column(h)]) for h, (_, row) in zip(out["target_hours"], out.iterrows())]
-    out["share_within_target"] = out["within_target"] / out["contacts"]
-    for c in ("contacts", "answered", "within_target"):
-        out[c] = out[c].astype("int64")
-    return out[REPLY_COLUMNS].sort_values(["source", "channel"]).reset_index(drop=True)
 
 
 def suppressed_group_list(

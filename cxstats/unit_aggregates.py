@@ -22,6 +22,12 @@ Engines differ in small ways that these expressions fix explicitly: every count 
 no rows is NULL), the period start is cast back to a date (Spark's date_trunc gives a timestamp), and
 results are ordered in Python after they come back (engines order ties differently).
 
+On the DuckDB file (the default engine) these same expressions run as SQL compiled from them once,
+ahead of time (:func:`compile_duckdb`, stored in :mod:`cxstats.unit_aggregates_sql`), so that a
+command on the DuckDB file neither imports Ibis nor compiles anything (about 1 s of CPU per process);
+tests/test_unit_aggregates.py checks that the stored SQL is what these expressions compile to today.
+Regenerate it after changing an expression here: ``python -m cxstats.unit_aggregates``.
+
 Example (DuckDB file)::
 
     import duckdb, ibis
@@ -33,6 +39,7 @@ Example (DuckDB file)::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import ibis
@@ -62,7 +69,10 @@ def mapped_units(table: ir.Table, unit_map: ir.Table | None) -> ir.Table:
         return table
     um = unit_map.select(_from=unit_map.from_unit, _to=unit_map.to_unit)
     j = table.left_join(um, table.unit_id == um._from)
-    return j.mutate(unit_id=ibis.coalesce(j._to, j.unit_id)).drop("_from", "_to")
+    # the table's own columns in their order (not .drop(): its column set compiles in hash order)
+    return j.select(
+        *[ibis.coalesce(j._to, j.unit_id).name("unit_id") if c == "unit_id" else j[c] for c in table.columns]
+    )
 
 
 def only_units(table: ir.Table, units: Sequence[str] | None) -> ir.Table:
@@ -193,3 +203,126 @@ def latest_date(t, table: ir.Table, column: str, units: Sequence[str] | None = N
     rows = only_units(table, units)
     out = t.execute(rows.aggregate(last=rows[column].cast("date").max())).to_pylist()
     return out[0]["last"] if out else None
+
+
+# ---------------------------------------------------------------- the DuckDB file: compiled once, ahead of time
+
+SQL_FILE = Path(__file__).with_name("unit_aggregates_sql.py")
+# the values bound at run time ($units, $period_from, $period_to): placeholders in the compiled SQL,
+# written into the expressions as these sentinel values and swapped for named parameters in the tree
+# a bound not given: every label ('2026-Q3', '2026-07') sorts between these two
+NO_PERIOD_FROM, NO_PERIOD_TO = "", "\uffff"
+PARAM_SENTINELS = {"units": "cxstats:param:units", "period_from": "cxstats:param:from", "period_to": "cxstats:param:to"}
+
+
+def _unbound(name: str) -> ir.Table:
+    """The engine table ``name`` (columns and types of :func:`cxstats.engine.table_columns`), unbound."""
+    from . import engine
+
+    if name == "unit_map":
+        return ibis.table({"from_unit": "string", "to_unit": "string"}, name="unit_map")
+    return ibis.table({c: engine._ibis_type(t) for c, t, _ in engine.table_columns(name)}, name=name)
+
+
+def duckdb_variants() -> dict[tuple, ir.Table]:
+    """Every form the DuckDB file runs, keyed as :mod:`cxstats.unit_aggregates_sql` keys them:
+
+    - ``("cx_counts", period, by_channel, filtered)``: :func:`cx_counts`; ``filtered``: the viewer's
+      units are bound as ``$units`` (a list of unit ids);
+    - ``("reply_times", period, with_mentions, filtered)``: :func:`reply_times` with both bounds bound
+      as ``$period_from`` / ``$period_to`` (no bound: :data:`NO_PERIOD_FROM` / :data:`NO_PERIOD_TO`).
+
+    The DuckDB file always has a ``unit_map`` table (empty when nothing was re-organised).
+    """
+    fb, um, m = _unbound("feedback"), _unbound("unit_map"), _unbound("mentions")
+    units = [PARAM_SENTINELS["units"]]
+    out: dict[tuple, ir.Table] = {}
+    for period in periods.PERIODS:
+        for by_channel in (False, True):
+            for filtered in (False, True):
+                out[("cx_counts", period, by_channel, filtered)] = cx_counts(
+                    fb, um, period=period, units=units if filtered else None, by_channel=by_channel
+                )
+        for with_mentions in (False, True):
+            for filtered in (False, True):
+                out[("reply_times", period, with_mentions, filtered)] = reply_times(
+                    fb,
+                    um,
+                    m if with_mentions else None,
+                    period=period,
+                    units=units if filtered else None,
+                    period_from=PARAM_SENTINELS["period_from"],
+                    period_to=PARAM_SENTINELS["period_to"],
+                )
+    return out
+
+
+def compile_duckdb(expr: ir.Table) -> str:
+    """``expr`` as DuckDB SQL (``ibis.to_sql``'s compiler), the sentinels of :data:`PARAM_SENTINELS`
+    replaced by named parameters: ``unit_id IN ('<units>')`` by ``list_contains(CAST($units AS
+    TEXT[]), unit_id)``, a period bound by ``$period_from`` / ``$period_to``."""
+    import sqlglot.expressions as sge
+    from ibis.backends.sql.compilers import duckdb as duckdb_compiler
+
+    compiler = duckdb_compiler.compiler
+    tree = compiler.to_sqlglot(expr.unbind())
+    by_value = {v: k for k, v in PARAM_SENTINELS.items()}
+
+    def swap(node):
+        if isinstance(node, sge.In) and len(node.expressions) == 1:
+            (only,) = node.expressions
+            if isinstance(only, sge.Literal) and only.this == PARAM_SENTINELS["units"]:
+                units = sge.Cast(this=sge.Placeholder(this="units"), to=sge.DataType.build("TEXT[]", dialect="duckdb"))
+                return sge.Anonymous(this="list_contains", expressions=[units, node.this.copy()])
+        if isinstance(node, sge.Literal) and node.is_string and node.this in by_value:
+            return sge.Placeholder(this=by_value[node.this])
+        return node
+
+    sql = tree.transform(swap).sql(dialect=compiler.dialect, pretty=True)
+    left = [k for k, v in PARAM_SENTINELS.items() if v in sql]
+    if left:
+        raise RuntimeError(f"compiled SQL still holds the sentinel of {left}")
+    return sql
+
+
+def compiled_duckdb_sql() -> dict[tuple, str]:
+    """Every :func:`duckdb_variants` form compiled (what :mod:`cxstats.unit_aggregates_sql` stores)."""
+    return {key: compile_duckdb(expr) for key, expr in duckdb_variants().items()}
+
+
+def write_sql_module(path: Path = SQL_FILE) -> Path:
+    """Write :mod:`cxstats.unit_aggregates_sql` from today's expressions."""
+    lines = [
+        '"""GENERATED by ``python -m cxstats.unit_aggregates`` from the Ibis expressions of',
+        "cxstats.unit_aggregates (the one definition): do not edit by hand.",
+        "",
+        "The per (unit, period) CX aggregates as DuckDB SQL, for the DuckDB file (the default engine): no",
+        "Ibis import and no compiling in a command's path. Keys: see unit_aggregates.duckdb_variants;",
+        "parameters are named ($units, $period_from, $period_to). tests/test_unit_aggregates.py checks that",
+        "these are what the expressions compile to.",
+        '"""',
+        "",
+        f"NO_PERIOD_FROM, NO_PERIOD_TO = {NO_PERIOD_FROM!r}, {NO_PERIOD_TO!r}  # a period bound not given",
+        "",
+        f"REPLY_TARGETS = {tuple(float(h) for h in REPLY_TARGETS)!r}  # answers within each are counted",
+        f"WITHIN_COLUMNS = { ({float(h): within_column(h) for h in REPLY_TARGETS})!r}  # target -> column",
+        "",
+        "# fmt: off",
+        "SQL: dict[tuple, str] = {",
+    ]
+    for key, sql in compiled_duckdb_sql().items():
+        lines.append(f"    {key!r}: (")
+        lines.extend(f"        {part!r}" for part in sql.splitlines(keepends=True))
+        lines.append("    ),")
+    lines += ["}", "# fmt: on", ""]
+    path.write_text("\n".join(lines))
+    import shutil
+    import subprocess
+
+    if shutil.which("ruff"):  # the tree is formatted (make lint); the SQL block is fmt: off
+        subprocess.run(["ruff", "format", "--quiet", str(path)], check=False)
+    return path
+
+
+if __name__ == "__main__":  # python -m cxstats.unit_aggregates: regenerate cxstats/unit_aggregates_sql.py
+    print(f"wrote {write_sql_module()}")

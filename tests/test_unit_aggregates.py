@@ -199,3 +199,63 @@ def test_manager_viewer_sees_his_units_only(tables):
 
 def test_reply_targets_cover_every_channel_target():
     assert set(ua.REPLY_TARGETS) == set(metrics.REPLY_TARGET_HOURS.values()) | {metrics.DEFAULT_REPLY_TARGET_HOURS}
+
+
+# ---------------------------------------------------------------- the DuckDB file runs the same expressions
+
+
+def test_the_shipped_sql_is_what_the_expressions_compile_to():
+    """cxstats.unit_aggregates_sql (what the DuckDB file runs) is generated from the expressions: the
+    stored SQL must be today's compile (else: python -m cxstats.unit_aggregates)."""
+    from cxstats import unit_aggregates_sql as compiled
+
+    assert compiled.SQL == ua.compiled_duckdb_sql(), "stale: regenerate with python -m cxstats.unit_aggregates"
+    assert set(compiled.SQL) == set(ua.duckdb_variants())
+    assert compiled.REPLY_TARGETS == ua.REPLY_TARGETS
+    assert compiled.WITHIN_COLUMNS == {h: ua.within_column(h) for h in ua.REPLY_TARGETS}
+    assert (compiled.NO_PERIOD_FROM, compiled.NO_PERIOD_TO) == (ua.NO_PERIOD_FROM, ua.NO_PERIOD_TO)
+    for key, sql in compiled.SQL.items():
+        assert ("$units" in sql) == key[-1], key  # the viewer's units are bound, never written into the SQL
+        assert ("$period_from" in sql) == (key[0] == "reply_times"), key
+
+
+@pytest.mark.parametrize("viewer", [ADMIN, Viewer("manager", ("U001", "U002")), Viewer("manager", ())])
+@pytest.mark.parametrize("period, by_channel", [("quarter", False), ("month", True)])
+def test_metrics_counts_on_the_duckdb_file_equal_the_sql(db, viewer, period, by_channel):
+    """metrics.cx_counts on the DuckDB file (the compiled expressions, with $units bound) gives the
+    reference SQL's rows, for an admin and for managers (one with no unit at all)."""
+    units = viewer.unit_filter()
+    with store.connect(db) as con:
+        ref = _ref_counts(con, period, None if units is None else list(units), by_channel)
+        got = metrics.cx_counts(con, viewer=viewer, period=period, by_channel=by_channel)
+    keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
+    ref, got = _sorted(ref, keys), _sorted(got, keys)
+    assert list(got.columns) == list(ref.columns) and len(got) == len(ref)
+    for c in ref.columns:
+        assert list(got[c]) == list(ref[c]), c
+
+
+def test_the_duckdb_file_path_does_not_import_ibis(demo_db):
+    """A command on the DuckDB file runs the compiled SQL: Ibis (about 1 s of CPU to import and set
+    up) is not loaded by linkage, focus or the CX figures."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+from cxstats import ADMIN, focus, linkage, metrics, store
+with store.connect({str(demo_db)!r}) as con:
+    linkage.analyse(con, viewer=ADMIN)
+    focus.changes(con, viewer=ADMIN)
+    metrics.response_times(con, viewer=ADMIN)
+    metrics.cx_by_channel(con, viewer=ADMIN)
+print(sorted(m for m in sys.modules if m == "ibis" or m.startswith("ibis.")))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXSTATS_")}
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
