@@ -14,7 +14,7 @@
   (``suppressed_groups``; :func:`guard_groups`), since the figures before and after would reveal
   those few people.
 - Re-organisations are a kind (``reorgs``) loaded like any batch; the mapping of old units onto their
-  successor is applied in one place, ``metrics._respondents_sql`` and ``metrics.mapped_units_sql``.
+  successor is applied in one place, ``metrics._respondents_sql`` and ``unit_aggregates.mapped_units``.
 
 Roles (checked here, in the library): erasing customers is for admins and marketing, erasing
 respondents for admins only; purge is admin only.

@@ -937,17 +937,6 @@ def comments(con: duckdb.DuckDBPyConnection, min_group: int | None = None, *, vi
 _cx_viewer = store.viewer_units  # feedback rows a viewer may see: the same filter as engagement's
 
 
-def mapped_units_sql(table: str) -> str:
-    """``table`` (feedback or purchases) with each unit_id replaced by its successor after renames and
-    merges (``unit_map``; DESIGN.md "Re-organisations"): the one place CX rows get their unit."""
-    if table not in ("feedback", "purchases"):
-        raise ValueError(table)
-    return (
-        f"(SELECT t.* REPLACE (coalesce(um.to_unit, t.unit_id) AS unit_id) FROM {table} t "
-        f"LEFT JOIN unit_map um ON um.from_unit = t.unit_id)"
-    )
-
-
 CX_COLUMNS = ["csat_n", "csat_top2", "csat_sum", "nps_n", "promoters", "detractors"]
 
 
@@ -987,6 +976,20 @@ def _on_duckdb_file(con: duckdb.DuckDBPyConnection, key: tuple, params: dict) ->
     return con.execute(unit_aggregates_sql.SQL[key], params).df()
 
 
+def cx_aggregate(
+    con: duckdb.DuckDBPyConnection, key: tuple, params: dict, build, *, viewer: Viewer, engine=None
+) -> pd.DataFrame:
+    """One aggregate of :mod:`cxstats.unit_aggregates`, run where the engine is (``engine``; None:
+    from the environment): on the DuckDB file the SQL compiled from it (``unit_aggregates_sql.SQL[key]``,
+    ``key`` of ``unit_aggregates.duckdb_variants``, with the named ``params``), on a lake or Spark
+    ``build(t, unit_map)`` (the same expression, over :func:`cxstats.engine.open_tables`' tables).
+    The caller filters by ``viewer`` (its units are in ``params`` / ``build``)."""
+    cfg = engine_config(con, engine)
+    if cfg.kind == "duckdb":
+        return _on_duckdb_file(con, key, params)
+    return _on_engine(cfg, viewer, build)
+
+
 def cx_counts(
     con: duckdb.DuckDBPyConnection, period: str | None = None, by_channel: bool = False, *, viewer: Viewer, engine=None
 ) -> pd.DataFrame:
@@ -1007,19 +1010,14 @@ def cx_counts(
         raise CxStatsError(f"period must be one of {', '.join(PERIODS)}")
     all_units, units = _cx_viewer(viewer)
     only = None if all_units else units
-    cfg = engine_config(con, engine)
-    if cfg.kind == "duckdb":
-        frame = _on_duckdb_file(
-            con, ("cx_counts", per, bool(by_channel), only is not None), {} if only is None else {"units": only}
-        )
-    else:
+
+    def build(t, um):
         from . import unit_aggregates as ua
 
-        frame = _on_engine(
-            cfg,
-            viewer,
-            lambda t, um: ua.cx_counts(t.table("feedback"), um, period=per, units=only, by_channel=by_channel),
-        )
+        return ua.cx_counts(t.table("feedback"), um, period=per, units=only, by_channel=by_channel)
+
+    key = ("cx_counts", per, bool(by_channel), only is not None)
+    frame = cx_aggregate(con, key, {} if only is None else {"units": only}, build, viewer=viewer, engine=engine)
     keys = ["unit_id"] + (["channel"] if by_channel else []) + ["period_start"]
     frame["period_start"] = pd.to_datetime(frame["period_start"])
     frame = frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
@@ -1102,36 +1100,29 @@ def response_times(
     chosen = [str(u) for u in units] if units is not None else None
     if chosen is not None and not all_units:
         chosen = [u for u in chosen if u in allowed]
-    cfg = engine_config(con, engine)
     only = chosen if chosen is not None else (None if all_units else allowed)
     with_mentions = viewer.role != "manager" and chosen is None
     from . import unit_aggregates_sql as compiled
 
-    if cfg.kind == "duckdb":
-        params = {
-            "period_from": period_from or compiled.NO_PERIOD_FROM,
-            "period_to": period_to or compiled.NO_PERIOD_TO,
-        }
-        if only is not None:
-            params["units"] = only
-        out = _on_duckdb_file(con, ("reply_times", period, with_mentions, only is not None), params)
-    else:
+    def build(t, um):
         from . import unit_aggregates as ua
 
-        out = _on_engine(
-            cfg,
-            viewer,
-            lambda t, um: ua.reply_times(
-                t.table("feedback"),
-                um,
-                t.table("mentions") if with_mentions else None,
-                period=period,
-                units=only,
-                period_from=period_from,
-                period_to=period_to,
-                targets=compiled.REPLY_TARGETS,
-            ),
+        return ua.reply_times(
+            t.table("feedback"),
+            um,
+            t.table("mentions") if with_mentions else None,
+            period=period,
+            units=only,
+            period_from=period_from,
+            period_to=period_to,
+            targets=compiled.REPLY_TARGETS,
         )
+
+    params = {"period_from": period_from or compiled.NO_PERIOD_FROM, "period_to": period_to or compiled.NO_PERIOD_TO}
+    if only is not None:
+        params["units"] = only
+    key = ("reply_times", period, with_mentions, only is not None)
+    out = cx_aggregate(con, key, params, build, viewer=viewer, engine=engine)
     if out.empty:
         return pd.DataFrame(columns=REPLY_COLUMNS)
     out["target_hours"] = [reply_target_hours(c) for c in out["channel"]]

@@ -298,38 +298,79 @@ def fit_themes(texts, n_themes: int | None = None) -> ThemeModel:
 # ---------------------------------------------------------------- reading the texts
 
 
-def _texts(con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer) -> tuple[list[str], np.ndarray | None]:
-    """(texts, csat or None) of one source that this viewer may see, in a fixed order."""
+def _expand(frame, text: str, with_csat: bool) -> tuple[list[str], np.ndarray | None]:
+    """Distinct texts with their counts (``text``, [csat,] n) -> one text per occurrence, in a fixed
+    order (by text, then CSAT with no answer last) that does not depend on the engine."""
+    texts = [str(t) for t in frame[text]]
+    counts = [int(n) for n in frame["n"]]
+    if not with_csat:
+        order = sorted(range(len(texts)), key=lambda i: texts[i])
+        return [texts[i] for i in order for _ in range(counts[i])], None
+    import pandas as pd
+
+    sat = [None if pd.isna(c) else float(c) for c in frame["csat"]]
+    order = sorted(range(len(texts)), key=lambda i: (texts[i], sat[i] is None, sat[i] or 0.0))
+    out = [texts[i] for i in order for _ in range(counts[i])]
+    csat = np.array([np.nan if sat[i] is None else sat[i] for i in order for _ in range(counts[i])], dtype="float64")
+    return out, csat
+
+
+def _texts(
+    con: duckdb.DuckDBPyConnection, source: str, viewer: Viewer, engine=None
+) -> tuple[list[str], np.ndarray | None]:
+    """(texts, csat or None) of one source that this viewer may see, in a fixed order.
+
+    Employee comments come from the DuckDB file (:func:`cxstats.metrics.comments`). Customer texts
+    are read where the engine is (``engine``; None: from the environment; the DuckDB file, a lake or
+    Spark): what comes back is each distinct text once with its count (and, for feedback, per CSAT
+    answer: :func:`cxstats.unit_aggregates.feedback_comments` / ``mention_texts``), never ids, dates
+    or units; the texts are needed to model them and to quote examples of customer themes.
+    """
     if source == "comments":
         # one definition of the >= 10 rule: metrics.comments (kept groups, comment_min_group)
         frame = metrics.comments(con, viewer=viewer)
         return [str(t) for t in frame["comment"]], None
     if source == "feedback":
         all_units, units = store.viewer_units(viewer)
-        rows = con.execute(
-            f"""SELECT comment, csat FROM {metrics.mapped_units_sql("feedback")}
-               WHERE comment IS NOT NULL AND trim(comment) <> '' AND {store.VIEWER_UNITS_SQL}
-               ORDER BY date, response_id, batch_id, row_no""",
-            [all_units, units],
-        ).fetchall()
-        csat = np.array([np.nan if c is None else float(c) for _, c in rows], dtype="float64")
-        return [str(t) for t, _ in rows], csat
+        only = None if all_units else units
+
+        def build(t, um):
+            from . import unit_aggregates as ua
+
+            return ua.feedback_comments(t.table("feedback"), um, units=only)
+
+        frame = metrics.cx_aggregate(
+            con,
+            ("feedback_comments", only is not None),
+            {} if only is None else {"units": only},
+            build,
+            viewer=viewer,
+            engine=engine,
+        )
+        return _expand(frame, "comment", with_csat=True)
     if viewer.role == "manager":
         raise AccessDenied("social mentions carry no unit, so they are not shown to managers")
-    rows = con.execute(
-        """SELECT text FROM mentions WHERE text IS NOT NULL AND trim(text) <> ''
-           ORDER BY posted_at, batch_id, row_no"""
-    ).fetchall()
-    return [str(t) for (t,) in rows], None
+
+    def build_mentions(t, um):
+        from . import unit_aggregates as ua
+
+        return ua.mention_texts(t.table("mentions"))
+
+    frame = metrics.cx_aggregate(con, ("mention_texts",), {}, build_mentions, viewer=viewer, engine=engine)
+    return _expand(frame, "text", with_csat=False)
 
 
-def themes(con: duckdb.DuckDBPyConnection, source: str, *, viewer: Viewer, n_themes: int | None = None) -> ThemeResult:
+def themes(
+    con: duckdb.DuckDBPyConnection, source: str, *, viewer: Viewer, n_themes: int | None = None, engine=None
+) -> ThemeResult:
     """Themes of one source for this viewer (DESIGN.md "Comment themes"; method in the module docstring).
 
     Roles: marketing may not see employee comments (AccessDenied) but sees customer themes; a
     manager sees employee comments and feedback of his units only (comments from groups of at
     least 10 respondents) and no mentions (they carry no unit). Employee comments are never quoted.
-    Themes no text belongs to are left out (``k`` counts every fitted component).
+    Themes no text belongs to are left out (``k`` counts every fitted component). ``engine`` (an
+    :class:`cxstats.engine.EngineConfig`; None: from the environment) says where customer texts are
+    read (the DuckDB file, a lake, Spark); the result is the same on every engine.
 
     Example::
 
@@ -337,16 +378,18 @@ def themes(con: duckdb.DuckDBPyConnection, source: str, *, viewer: Viewer, n_the
             r = themes(con, "feedback", viewer=ADMIN)
         [(t.label, t.share, t.diff) for t in r.themes]
     """
-    return _run(con, source, viewer, n_themes)[0]
+    return _run(con, source, viewer, n_themes, engine)[0]
 
 
-def _run(con, source: str, viewer: Viewer, n_themes: int | None) -> tuple[ThemeResult, list[str], np.ndarray]:
+def _run(
+    con, source: str, viewer: Viewer, n_themes: int | None, engine=None
+) -> tuple[ThemeResult, list[str], np.ndarray]:
     """themes() plus the modelled texts and each one's theme_id (for tests of planted recovery)."""
     if source not in SOURCES:
         raise CxStatsError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
     if n_themes is not None and not 2 <= int(n_themes) <= MAX_THEMES:
         raise CxStatsError(f"--themes must be between 2 and {MAX_THEMES} (got {n_themes})")
-    raw, csat = _texts(con, source, viewer)
+    raw, csat = _texts(con, source, viewer, engine)
     n_cut = sum(len(t) > MAX_CHARS for t in raw)
     cut = [t[:MAX_CHARS] for t in raw]
     # sentiment once per distinct text (feedback and posts repeat); None = not English

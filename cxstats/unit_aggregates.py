@@ -1,4 +1,5 @@
-"""Per (unit, period) customer-satisfaction aggregations as Ibis expressions (DESIGN.md "Engines").
+"""Per (unit, period) customer-satisfaction aggregations as Ibis expressions (DESIGN.md "Engines"),
+and the distinct CX texts comment themes model.
 
 Feedback and mentions may live in a Parquet lake or on a Spark cluster, hundreds of millions of
 rows; linkage, focus areas, what changed, the Overview and the Customers page need only sums per
@@ -8,8 +9,8 @@ statistics stay in Python on the aggregates (cxstats.metrics, linkage, focus).
 
 The definitions are those of cxstats.metrics, written once here:
 
-- a feedback row's unit is its unit's successor after renames and merges (``unit_map``; the
-  one place CX rows get their unit, as ``metrics.mapped_units_sql`` does in SQL);
+- a feedback row's unit is its unit's successor after renames and merges (``unit_map``;
+  :func:`mapped_units`, the one place CX rows get their unit);
 - a manager's view is filtered to his units before anything is summed;
 - period start, ordinal (consecutive integers, so ``t + lag`` is arithmetic) and label are those of
   :mod:`cxstats.periods` (the calendar quarter or month of the feedback date);
@@ -196,6 +197,26 @@ def reply_times(
     return _reply_aggregate(rows, targets)
 
 
+def _has_text(col: ir.StringValue) -> ir.BooleanValue:
+    return col.notnull() & (col.strip() != "")
+
+
+def feedback_comments(feedback: ir.Table, unit_map: ir.Table | None, *, units: Sequence[str] | None = None) -> ir.Table:
+    """Distinct feedback comments with their CSAT answer and how often each pair occurs: (comment,
+    csat, n) over non-blank comments in ``units`` (None: all; after the unit mapping). What comment
+    themes (cxstats.themes) model: every text comes back once, with its count, not one row per answer.
+    Unordered (sort after fetching)."""
+    f = only_units(mapped_units(feedback, unit_map), units)
+    f = f.filter(_has_text(f.comment))
+    return f.group_by("comment", "csat").aggregate(n=f.count().cast("int64"))
+
+
+def mention_texts(mentions: ir.Table) -> ir.Table:
+    """Distinct non-blank mention texts and how often each occurs: (text, n). Unordered."""
+    m = mentions.filter(_has_text(mentions.text))
+    return m.group_by("text").aggregate(n=m.count().cast("int64"))
+
+
 def latest_date(t, table: ir.Table, column: str, units: Sequence[str] | None = None):
     """The latest date of ``column`` (a date or timestamp, as a date) over ``units``' rows (None: all),
     run on ``t`` (:class:`cxstats.engine.Tables`); None when there are no rows. ``units`` filters
@@ -230,7 +251,8 @@ def duckdb_variants() -> dict[tuple, ir.Table]:
     - ``("cx_counts", period, by_channel, filtered)``: :func:`cx_counts`; ``filtered``: the viewer's
       units are bound as ``$units`` (a list of unit ids);
     - ``("reply_times", period, with_mentions, filtered)``: :func:`reply_times` with both bounds bound
-      as ``$period_from`` / ``$period_to`` (no bound: :data:`NO_PERIOD_FROM` / :data:`NO_PERIOD_TO`).
+      as ``$period_from`` / ``$period_to`` (no bound: :data:`NO_PERIOD_FROM` / :data:`NO_PERIOD_TO`);
+    - ``("feedback_comments", filtered)``: :func:`feedback_comments`; ``("mention_texts",)``.
 
     The DuckDB file always has a ``unit_map`` table (empty when nothing was re-organised).
     """
@@ -254,6 +276,9 @@ def duckdb_variants() -> dict[tuple, ir.Table]:
                     period_from=PARAM_SENTINELS["period_from"],
                     period_to=PARAM_SENTINELS["period_to"],
                 )
+    for filtered in (False, True):
+        out[("feedback_comments", filtered)] = feedback_comments(fb, um, units=units if filtered else None)
+    out[("mention_texts",)] = mention_texts(m)
     return out
 
 
