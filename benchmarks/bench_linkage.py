@@ -202,7 +202,7 @@ def main() -> None:
         print(f"built {db} in {time.perf_counter() - t:.1f} s")
     print(
         f"{args.respondents:,} respondents x {args.items} items, {args.feedback:,} feedback rows, "
-        f"{args.units} units x {args.quarters} quarters; best of {args.repeat} (each in a fresh process)"
+        f"{args.units} units x {args.quarters} quarters; {args.repeat} runs, median and best (each in a fresh process)"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for side in ("cxstats", "pandas"):
@@ -218,8 +218,12 @@ def main() -> None:
             runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
         best = min(runs, key=lambda x: x["seconds"])
         times = ", ".join(f"{x['seconds']:.2f}" for x in runs)
+        cpus = ", ".join(f"{x['cpu']:.2f}" for x in runs)
+        med_wall = sorted(x["seconds"] for x in runs)[len(runs) // 2]
+        med_cpu = sorted(x["cpu"] for x in runs)[len(runs) // 2]
         print(
-            f"{side:<8} {best['seconds']:6.2f} s wall, {best['cpu']:.2f} s CPU (runs: {times})  "
+            f"{side:<8} median {med_wall:6.2f} s wall, {med_cpu:.2f} s CPU (wall runs: {times}; CPU runs: {cpus})  "
+            f"best {best['seconds']:.2f} s wall, {best['cpu']:.2f} s CPU  "
             f"peak {max(x['peak_mb'] for x in runs):,.0f} MB  units {best['n_units']}  n_obs {best['n_obs']}  "
             f"coef {best['coef']:.4f}  r {best['r']:.4f}"
         )

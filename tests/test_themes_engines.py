@@ -9,45 +9,16 @@ process's one SparkSession (cxstats.engine caches it).
 
 from __future__ import annotations
 
-import math
-
 import pytest
+from engine_fixtures import assert_same, engine_cfg
 
 from cxstats import ADMIN, AccessDenied, Viewer, engine, store, themes
 
-pytest_plugins = ["app_fixtures"]  # demo_db: the default demo, built once per session
+# demo_db: the default demo, built once per session; demo_lake: its lake export, shared
+pytest_plugins = ["app_fixtures", "engine_fixtures"]
 
 MANAGER = Viewer("manager", ("S001", "S002", "S003"), "m")
 MARKETING = Viewer("marketing", (), "mk")
-TOL = 1e-9
-
-
-@pytest.fixture(scope="module")
-def lake(demo_db, tmp_path_factory):
-    return engine.export_lake(demo_db, tmp_path_factory.mktemp("themes_lake") / "lake", viewer=ADMIN).path
-
-
-def _cfg(db, lake, kind):
-    env = {} if kind == "duckdb" else {"CXSTATS_LAKE": str(lake)}
-    if kind == "spark":
-        env.update(CXSTATS_ENGINE="spark", CXSTATS_SPARK="local[2]")
-    return engine.config_from_env(db, env=env)
-
-
-def _same(a, b, where="") -> None:
-    """Equal JSON: same keys, lists and texts; numbers within 1e-9 * max(1, |a|, |b|)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        assert math.isclose(a, b, rel_tol=0, abs_tol=TOL * max(1.0, abs(a), abs(b))), (where, a, b)
-    else:
-        assert a == b, (where, a, b)
 
 
 def _runs(db, cfg, cases):
@@ -63,22 +34,22 @@ CASES = [("feedback", ADMIN), ("mentions", ADMIN), ("feedback", MANAGER), ("feed
 
 
 def _check(db, lake, kind, cases):
-    base = _runs(db, _cfg(db, lake, "duckdb"), cases)
-    got = _runs(db, _cfg(db, lake, kind), cases)
+    base = _runs(db, engine_cfg("duckdb", db, lake), cases)
+    got = _runs(db, engine_cfg(kind, db, lake), cases)
     for key in base:
         (rj, rt, ri), (gj, gt, gi) = base[key], got[key]
         assert gt == rt, key  # the same texts in the same order
         assert gi == ri, key  # each assigned to the same theme
-        _same(rj, gj, str(key))
+        assert_same(rj, gj, str(key))
         assert rj["themes"] and rj["n_texts"] >= themes.MIN_TEXTS, key
 
 
-def test_lake_read_by_duckdb_gives_the_same_themes(demo_db, lake):
-    _check(demo_db, lake, "lake", CASES)
+def test_lake_read_by_duckdb_gives_the_same_themes(demo_db, demo_lake):
+    _check(demo_db, demo_lake, "lake", CASES)
 
 
-def test_manager_sees_his_units_feedback_and_no_mentions_on_the_lake(demo_db, lake):
-    cfg = _cfg(demo_db, lake, "lake")
+def test_manager_sees_his_units_feedback_and_no_mentions_on_the_lake(demo_db, demo_lake):
+    cfg = engine_cfg("lake", demo_db, demo_lake)
     with store.connect(demo_db) as con:
         mine, _ = themes._texts(con, "feedback", MANAGER, cfg)
         every, _ = themes._texts(con, "feedback", ADMIN, cfg)
@@ -92,7 +63,7 @@ def test_manager_sees_his_units_feedback_and_no_mentions_on_the_lake(demo_db, la
     assert len(mine) == n_mgr and 0 < len(mine) < len(every)
 
 
-def test_only_distinct_texts_come_back(demo_db, lake):
+def test_only_distinct_texts_come_back(demo_db, demo_lake):
     """The engine returns each (comment, csat) pair once with its count (the demo repeats some texts)."""
     from cxstats import metrics
     from cxstats import unit_aggregates as ua
@@ -104,7 +75,7 @@ def test_only_distinct_texts_come_back(demo_db, lake):
             {},
             lambda t, um: ua.feedback_comments(t.table("feedback"), um),
             viewer=ADMIN,
-            engine=_cfg(demo_db, lake, "lake"),
+            engine=engine_cfg("lake", demo_db, demo_lake),
         )
         n = con.execute("SELECT count(*) FROM feedback WHERE comment IS NOT NULL AND trim(comment) <> ''").fetchall()[
             0
@@ -114,9 +85,9 @@ def test_only_distinct_texts_come_back(demo_db, lake):
 
 
 @pytest.mark.slow
-def test_spark_over_the_lake_gives_the_same_themes(demo_db, lake):
+def test_spark_over_the_lake_gives_the_same_themes(demo_db, demo_lake):
     pytest.importorskip("pyspark", reason="the Spark extra (requirements-spark.txt) is not installed")
     if engine._java() is None:  # pragma: no cover - CI machines have Java 17
         pytest.skip("no Java on this machine (Spark needs Java 17)")
     engine.spark_session("local[2]")  # the module's one session (cached per process)
-    _check(demo_db, lake, "spark", [("feedback", ADMIN), ("mentions", ADMIN), ("feedback", MANAGER)])
+    _check(demo_db, demo_lake, "spark", [("feedback", ADMIN), ("mentions", ADMIN), ("feedback", MANAGER)])
