@@ -289,6 +289,7 @@ class _XlsxExtent:
         self.max_rless_cells = 0
         self.max_col, self.max_row = 0, 0  # cheap bounds of explicit references (exact when large)
         self.any_ref = False  # an r= attribute seen anywhere (else the r-less count is exact)
+        self.misses = 0  # chunks in a row that the quick path left to the full scan
 
     def feed(self, buf: bytes) -> None:
         padded = np.frombuffer(b"\0" * 8 + buf + b"\0" * 16, np.uint8)  # 8 bytes before, 16 after
@@ -296,8 +297,11 @@ class _XlsxExtent:
             buf, arr = _plain_tags(buf, padded[8:])
             if arr.base is not padded:  # rewritten
                 padded = np.frombuffer(b"\0" * 8 + buf + b"\0" * 16, np.uint8)
-        if self.open_cells == 0 and self._feed_plain(buf, padded):
-            return
+        if self.open_cells == 0 and self.misses < 2:  # two chunks in a row missed: the sheet is not plain
+            if self._feed_plain(buf, padded):
+                self.misses = 0
+                return
+            self.misses += 1
         arr = padded[8:]
         lt = np.flatnonzero(arr[: len(buf)] == 60)  # every '<'
         a1, a2, a3, a4, a5 = (arr[lt + i] for i in range(1, 6))

@@ -62,7 +62,7 @@ def _state(xml: bytes, cuts: list[int], quick: bool, monkeypatch) -> dict:
     for buf in _split_before_lt(xml, cuts):
         ext.feed(buf)
     monkeypatch.undo()
-    return dict(vars(ext))
+    return {k: v for k, v in vars(ext).items() if k != "misses"}
 
 
 def _split_before_lt(xml: bytes, cuts: list[int]) -> list[bytes]:
@@ -104,4 +104,4 @@ def test_the_quick_path_leaves_other_spellings_to_the_full_scan(cell):
     arr = np.frombuffer(b"\0" * 8 + xml + b"\0" * 16, np.uint8)
     ext = readers._XlsxExtent()
     assert not ext._feed_plain(xml, arr)
-    assert vars(ext) == vars(readers._XlsxExtent())  # nothing counted
+    assert {**vars(ext), "misses": 0} == vars(readers._XlsxExtent())  # nothing counted
