@@ -39,9 +39,11 @@ import shutil
 import socket
 import threading
 import uuid
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 from . import CxStatsError, Viewer, store
@@ -95,6 +97,18 @@ class EngineConfig:
             return f"Parquet lake {self.lake} (DuckDB)"
         return f"DuckDB file {self.db}"
 
+    def lake_location(self) -> str:
+        """The lake a lake or Spark engine reads (config_from_env refuses either without one)."""
+        if self.lake is None:
+            raise CxStatsError(f"the {self.kind} engine has no lake: set {ENV_LAKE}")
+        return self.lake
+
+    def spark_master(self) -> str:
+        """The Spark master of a Spark engine (config_from_env sets the default local[2])."""
+        if self.spark is None:
+            raise CxStatsError(f"the {self.kind} engine has no Spark master: set {ENV_ENGINE}=spark")
+        return self.spark
+
 
 def _lake_is_local(lake: str) -> bool:
     return not _URI.match(lake) or lake.lower().startswith("file://")
@@ -104,7 +118,7 @@ def _local_path(lake: str) -> Path:
     return Path(lake[len("file://") :] if lake.lower().startswith("file://") else lake)
 
 
-def config_from_env(db: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> EngineConfig:
+def config_from_env(db: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> EngineConfig:
     """The engine named by CXSTATS_ENGINE / CXSTATS_LAKE / CXSTATS_SPARK (``env`` defaults to
     os.environ). CxStatsError, naming the variable to fix, on a bad configuration."""
     env = os.environ if env is None else env
@@ -296,6 +310,8 @@ def _duckdb_erasure_filter(rel, table: str, er: _Erasures):
     import duckdb
 
     F, C, Col = duckdb.FunctionExpression, duckdb.ConstantExpression, duckdb.ColumnExpression
+    if er.pads is None:  # no erasures recorded: nothing to leave out
+        return rel
     ipad, opad = er.pads
     for col, what in ERASURE_COLUMNS[table]:
         hashes, prefix = er.by_what[what], ("id" if what == "respondent" else what)
@@ -319,11 +335,19 @@ def _spark_erasure_filter(df, table: str, er: _Erasures):
         from pyspark.sql.connect.dataframe import DataFrame as ConnectFrame
     except ImportError:  # no Connect client installed: a classic DataFrame
         ConnectFrame = ()  # type: ignore[assignment,misc]
-    if isinstance(df, ConnectFrame):  # Connect's own functions (pyspark.sql.functions wants a local JVM here)
-        from pyspark.sql.connect import functions as F
-    else:
-        from pyspark.sql import functions as F
+    # Connect's own functions (pyspark.sql.functions wants a local JVM here); the two modules share one API
+    F: ModuleType
+    if isinstance(df, ConnectFrame):
+        from pyspark.sql.connect import functions as connect_functions
 
+        F = connect_functions
+    else:
+        from pyspark.sql import functions as classic_functions
+
+        F = classic_functions
+
+    if er.pads is None:  # no erasures recorded: nothing to leave out
+        return df
     ipad, opad = er.pads
     for col, what in ERASURE_COLUMNS[table]:
         hashes, prefix = er.by_what[what], ("id" if what == "respondent" else what)
@@ -406,12 +430,12 @@ def _lake_where(cfg: EngineConfig) -> str:
 
 
 def _dataset_path(cfg: EngineConfig, name: str) -> str:
-    return cfg.lake.rstrip("/") + "/" + name
+    return cfg.lake_location().rstrip("/") + "/" + name
 
 
 def _check_dataset(cfg: EngineConfig, name: str) -> None:
     """A local lake's dataset must be a folder holding Parquet files."""
-    if not _lake_is_local(cfg.lake):
+    if not _lake_is_local(cfg.lake_location()):
         return
     d = Path(_dataset_path(cfg, name))
     if not d.is_dir():
@@ -542,7 +566,7 @@ def spark_session(master: str):
 def _spark_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, list[str], dict[str, Any]]:
     import ibis
 
-    session = spark_session(cfg.spark)
+    session = spark_session(cfg.spark_master())
     backend = ibis.pyspark.connect(session)
     tag = uuid.uuid4().hex[:8]
     views: list[str] = []
@@ -611,7 +635,7 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
             try:
                 yield Tables(cfg, viewer, con, backend, tables)
             finally:
-                _drop_spark_views(spark_session(cfg.spark), views)
+                _drop_spark_views(spark_session(cfg.spark_master()), views)
             return
         raise CxStatsError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(ENGINES)}")
 
@@ -636,19 +660,19 @@ class LakeExport:
 
 def _export_select(name: str) -> str:
     """The SELECT of one dataset from the DuckDB file (no user input in it)."""
-    cols = [c for c, _, _ in table_columns(name)] if name in LAKE_TABLES else None
+    if name not in LAKE_TABLES:
+        return f"SELECT * FROM {name} ORDER BY ALL"
+    cols = [c for c, _, _ in table_columns(name)]
     if name == "customers":
         inner = ", ".join(f"c.{c}" for c in cols if c != "updated_at")
         return (
             f"SELECT {inner}, b.loaded_at AS updated_at FROM ({store.current_customers_sql()}) c "
             "LEFT JOIN batches b USING (batch_id) ORDER BY c.customer_id"
         )
-    if name in LAKE_TABLES:
-        sel = ", ".join(cols)
-        if name in PARTITIONED_BY_YEAR:
-            sel += f", year({PARTITIONED_BY_YEAR[name]}) AS year"
-        return f"SELECT {sel} FROM {name} ORDER BY ALL"
-    return f"SELECT * FROM {name} ORDER BY ALL"
+    sel = ", ".join(cols)
+    if name in PARTITIONED_BY_YEAR:
+        sel += f", year({PARTITIONED_BY_YEAR[name]}) AS year"
+    return f"SELECT {sel} FROM {name} ORDER BY ALL"
 
 
 def export_lake(
