@@ -187,21 +187,23 @@ _HANDLE_SQL = "lower(ltrim(trim(handle), '@'))"
 
 
 def _erase_customer(con, cid: str) -> tuple[dict[str, int], set[str], set[str], set[str]]:
-    handles, emails, names = set(), set(), set()
+    handles: set[str] = set()
+    emails: set[str] = set()
+    names: set[str] = set()
     for name, email, handle in con.execute(
         "SELECT name, email, handle FROM customers WHERE customer_id = ?", [cid]
     ).fetchall():
         if name and str(name).strip():
             names.add(str(name).strip())
-        if store.normalise_identifier(email, "email"):
-            emails.add(store.normalise_identifier(email, "email"))
-        if store.normalise_identifier(handle, "handle"):
-            handles.add(store.normalise_identifier(handle, "handle"))
+        if e := store.normalise_identifier(email, "email"):
+            emails.add(e)
+        if h := store.normalise_identifier(handle, "handle"):
+            handles.add(h)
     for (handle,) in con.execute(
         "SELECT DISTINCT handle FROM mentions WHERE customer_id = ? AND handle IS NOT NULL", [cid]
     ).fetchall():
-        if store.normalise_identifier(handle, "handle"):
-            handles.add(store.normalise_identifier(handle, "handle"))
+        if h := store.normalise_identifier(handle, "handle"):
+            handles.add(h)
     rows: dict[str, int] = {}
     fresh = store.derived_fresh(con)
     rows["mentions"] = _delete(
@@ -239,6 +241,12 @@ def _scrub_audit(con, values: set[str]) -> None:
             con.execute(
                 f"UPDATE export_audit SET {col} = replace({col}, ?, '[erased]') WHERE contains({col}, ?)", [v, v]
             )
+
+
+def _joined_hmacs(key: bytes, values: set[str], what: str) -> str:
+    """The erasure record's ';'-joined, sorted HMACs of normalised identifiers (none blank, so each has one)."""
+    macs = [store.identifier_hmac(key, v, what) for v in values]
+    return ";".join(sorted(m for m in macs if m is not None))
 
 
 def forget(db, kind: str, ids, *, viewer: Viewer) -> ErasureResult:
@@ -279,8 +287,8 @@ def forget(db, kind: str, ids, *, viewer: Viewer) -> ErasureResult:
                         next_id + i,
                         kind,
                         store.identifier_hmac(key, pid, "id"),
-                        ";".join(sorted(store.identifier_hmac(key, h, "handle") for h in handles)),
-                        ";".join(sorted(store.identifier_hmac(key, e, "email") for e in emails)),
+                        _joined_hmacs(key, handles, "handle"),
+                        _joined_hmacs(key, emails, "email"),
                         datetime.now().replace(microsecond=0),
                         viewer.name,
                         json.dumps({t: n for t, n in sorted(rows.items())}),
@@ -468,9 +476,9 @@ def reorg_cycle_rows(
     edges: dict[str, set[str]] = {}
     for a, b in stored:
         edges.setdefault(a, set()).add(b)
-    for _, a, b in incoming:
-        if a and b and a != b:
-            edges.setdefault(a, set()).add(b)
+    for _, src, dst in incoming:
+        if src and dst and src != dst:
+            edges.setdefault(src, set()).add(dst)
     out: dict[int, str] = {}
 
     def reaches(src: str, dst: str) -> bool:
@@ -485,14 +493,14 @@ def reorg_cycle_rows(
             stack.extend(edges.get(u, ()))
         return False
 
-    for i, a, b in incoming:
-        if not a or not b:
+    for i, src, dst in incoming:
+        if not src or not dst:
             continue
-        if a == b:
-            out[i] = f"unit {a!r} cannot be merged into itself"
-        elif reaches(b, a):
+        if src == dst:
+            out[i] = f"unit {src!r} cannot be merged into itself"
+        elif reaches(dst, src):
             out[i] = (
-                f"{a!r} -> {b!r} makes a cycle ({b!r} already leads back to {a!r}); a unit's successor "
+                f"{src!r} -> {dst!r} makes a cycle ({dst!r} already leads back to {src!r}); a unit's successor "
                 "cannot be its predecessor"
             )
     return out

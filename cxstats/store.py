@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Literal, Mapping, overload
 
 import duckdb
 import numpy as np
@@ -709,6 +709,10 @@ def erasure_key_path(path: str | os.PathLike | None = None) -> Path:
     return p.with_name(p.name + ".erasure-key")
 
 
+@overload
+def erasure_key(path: str | os.PathLike | None = None, *, create: Literal[True]) -> bytes: ...
+@overload
+def erasure_key(path: str | os.PathLike | None = None, *, create: bool = False) -> bytes | None: ...
 def erasure_key(path: str | os.PathLike | None = None, *, create: bool = False) -> bytes | None:
     """The HMAC key for erased ids: $CXSTATS_ERASURE_KEY, else the key file beside the database
     (32 random bytes, created on first use with mode 0600). None when neither exists and not ``create``."""
