@@ -261,10 +261,13 @@ def _engine_last_dates(con: duckdb.DuckDBPyConnection, viewer: Viewer, engine) -
 
     limit = viewer.unit_filter()
     kinds = [k for k in ("feedback", "purchases", "mentions") if limit is None or k != "mentions"]
+    out: dict[str, date | None] = {}
     with engines.open_tables(cfg, viewer=viewer) as t:
-        return {
-            k: ua.latest_date(t, t.table(k), DATE_COLUMNS[k], None if limit is None else list(limit)) for k in kinds
-        }
+        for k in kinds:
+            column = DATE_COLUMNS[k]
+            assert column is not None  # feedback, purchases and mentions each have a date column
+            out[k] = ua.latest_date(t, t.table(k), column, None if limit is None else list(limit))
+    return out
 
 
 def freshness(
