@@ -421,6 +421,7 @@ def _fit_weeks(x, t_x, T) -> BGNBD | None:
         res = optimize.minimize(nll, th0, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None  # _starts gives four starting points
     res = optimize.minimize(nll, best.x, method="BFGS")
     th = res.x if res.fun <= best.fun else best.x
     if not np.isfinite(nll(th)) or np.max(np.abs(th)) > _LOG_BOUND:
@@ -837,7 +838,8 @@ def customer_value(
     x = df["x"].to_numpy(dtype=np.int64)
     es = expected_spend(gg, x, df["m"].to_numpy(dtype=float))
     df = df.assign(p_alive=pa, expected_orders=eo, expected_spend=es, expected_value=eo * es)
-    bt, bt_reason = (None, "not asked for")
+    bt: Backtest | None = None
+    bt_reason: str | None = "not asked for"
     if backtest:
         bt, bt_reason = _backtest(df, cutoff, weeks, history_days, start=bg)
     return CustomerValue(as_of, horizon_weeks, n, bg, gg, bt, None, df, bt_reason)
