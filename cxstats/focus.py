@@ -36,7 +36,7 @@ is listed when its Benjamini-Hochberg q < 0.10 over every comparison made compan
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
 import duckdb
@@ -153,6 +153,23 @@ class FocusResult:
         return [a.sentence for a in self.areas]
 
 
+def _focus_area(i: FocusItem, label: str) -> FocusArea | None:
+    """The item as a focus area when the unit is below the others (the gap's interval above 0) on an
+    item that drives ``label`` (r > 0, q < Q_FOCUS); else None. The priority is gap x r."""
+    if i.gap is None or i.gap_ci_low is None or i.r is None or i.q is None or i.priority is None:
+        return None
+    if not (i.gap_ci_low > 0 and i.r > 0 and i.q < Q_FOCUS):
+        return None
+    return FocusArea(
+        i.item,
+        i.gap,
+        i.r,
+        i.priority,
+        f"Your unit scores {i.gap:.1f} points below the other units on '{i.item}', an item "
+        f"that goes with {label} across units (r = {i.r:.2f}).",
+    )
+
+
 def _pooled(cells: pd.DataFrame) -> tuple[float, float, int]:
     """Mean and sample variance of the answers pooled over cells (n, mean_score, var_score).
 
@@ -230,7 +247,7 @@ def focus_areas(
         }
     warnings: list[str] = []
     manager = viewer.role == "manager"
-    items = []
+    items: list[FocusItem] = []
     few_others = False
     for item in sorted(own.index):
         u = own.loc[item]
@@ -252,7 +269,7 @@ def focus_areas(
             few_others = True
         pr = gap * r if gap is not None and r is not None else None
         items.append(
-            dict(
+            FocusItem(
                 item=str(item),
                 unit_mean=float(u["mean_score"]),
                 others_mean=om,
@@ -262,38 +279,22 @@ def focus_areas(
                 r=r,
                 q=q,
                 priority=pr,
+                focus=False,  # set below, once the top areas are known
                 n_unit=int(u["n"]),
                 n_others=n_o,
                 other_units=n_other_units,
             )
         )
-    candidates = [
-        i
-        for i in items
-        if i["gap_ci_low"] is not None
-        and i["gap_ci_low"] > 0
-        and i["r"] is not None
-        and i["r"] > 0
-        and i["q"] is not None
-        and i["q"] < Q_FOCUS
-    ]
-    candidates.sort(key=lambda i: (-i["priority"], i["item"]))
-    top = {i["item"] for i in candidates[:TOP_AREAS]}
-    items.sort(key=lambda i: (i["priority"] is None, -(i["priority"] or 0.0), i["item"]))
     label = linkage.METRICS[metric]
-    areas = tuple(
-        FocusArea(
-            i["item"],
-            i["gap"],
-            i["r"],
-            i["priority"],
-            f"Your unit scores {i['gap']:.1f} points below the other units on '{i['item']}', an item "
-            f"that goes with {label} across units (r = {i['r']:.2f}).",
-        )
-        for i in candidates[:TOP_AREAS]
-    )
-    strong = [i for i in items if i["gap_ci_high"] is not None and i["gap_ci_high"] < 0]
-    strong.sort(key=lambda i: (i["gap"], i["item"]))
+    candidates = [a for a in (_focus_area(i, label) for i in items) if a is not None]
+    candidates.sort(key=lambda a: (-a.priority, a.item))
+    areas = tuple(candidates[:TOP_AREAS])
+    top = {a.item for a in areas}
+    items = [replace(i, focus=i.item in top) for i in items]
+    items.sort(key=lambda i: (i.priority is None, -(i.priority or 0.0), i.item))
+    # gap and its interval are computed together: an item with gap_ci_high has a gap
+    strong = [(i.gap, i.item) for i in items if i.gap is not None and i.gap_ci_high is not None and i.gap_ci_high < 0]
+    strong.sort()
     if few_others:
         warnings.append(
             f"the company benchmark is shown only when it pools at least {MIN_BENCHMARK_UNITS} other "
@@ -311,9 +312,9 @@ def focus_areas(
         unit_id=unit,
         period=period,
         metric=metric,
-        items=tuple(FocusItem(focus=i["item"] in top, **i) for i in items),
+        items=tuple(items),
         areas=areas,
-        strengths=tuple(i["item"] for i in strong[:TOP_AREAS]),
+        strengths=tuple(item for _, item in strong[:TOP_AREAS]),
         suppressed_items=int(suppressed_items),
         warnings=tuple(warnings),
         min_group=sc.min_group,
@@ -511,7 +512,7 @@ def changes(
                 d, lo, hi, p = nps_change(float(xa["nps"]), float(xa["nps_se"]), float(xb["nps"]), float(xb["nps_se"]))
                 rows.append((u, "nps", xa["nps"], xb["nps"], xa["nps_n"], xb["nps_n"], d, lo, hi, p))
     rows = [r for r in rows if _f(r[9]) is not None]  # a zero standard error cannot be tested
-    qs = bh_q([r[9] for r in rows]) if rows else []
+    qs = bh_q([r[9] for r in rows]) if rows else np.empty(0)
     allowed = viewer.unit_filter()
     out = tuple(
         Change(
@@ -941,8 +942,10 @@ def list_actions(
     if unit is not None:
         unit = _check_unit(con, viewer, unit)
     plans = _plans(con, viewer, unit)
-    co = _company(con, engine=engine) if plans else None
-    out = tuple(Action(**{**a.__dict__, "follow_up": _follow_up(co, a, metric)}) for a in plans)
+    out: tuple[Action, ...] = ()
+    if plans:
+        co = _company(con, engine=engine)
+        out = tuple(Action(**{**a.__dict__, "follow_up": _follow_up(co, a, metric)}) for a in plans)
     if viewer.role in ("leader", "admin") and out:
         counts = (
             pd.DataFrame({"item": [a.item for a in out], "status": [a.status for a in out]})
