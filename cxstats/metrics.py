@@ -1118,7 +1118,11 @@ def response_times(
             targets=compiled.REPLY_TARGETS,
         )
 
-    params = {"period_from": period_from or compiled.NO_PERIOD_FROM, "period_to": period_to or compiled.NO_PERIOD_TO}
+    # the compiled SQL's named parameters: $period_from, $period_to (labels) and $units (a list)
+    params: dict[str, str | list[str]] = {
+        "period_from": period_from or compiled.NO_PERIOD_FROM,
+        "period_to": period_to or compiled.NO_PERIOD_TO,
+    }
     if only is not None:
         params["units"] = only
     key = ("reply_times", period, with_mentions, only is not None)
