@@ -169,7 +169,9 @@ def _check_zip(data: bytes, file_name: str, max_bytes: int, max_rows: int | None
 # extent counted the way the reader places cells: a cell with r= sits there; a cell without takes the
 # next column of its row (a row ends at </row>); a row without r= follows the one before. The count
 # is a C-speed byte scan (bytes.count / split per chunk, regexes only for r= values); it is an upper
-# bound that is exact for sheets written all with r= or all without. The sheet is refused, while
+# bound that is exact for sheets written all with r= or all without (the usual chunk, every cell
+# `<c r="A1"` and every row `<row r="1"`, takes a quicker count of the same: _XlsxExtent._feed_plain).
+# The sheet is refused, while
 # streaming, as soon as it passes the row limit, and at the end when it spans more than MAX_CELLS.
 # .ods content is counted the same way (table:table-row / table:table-cell with their
 # number-rows-repeated / number-columns-repeated; trailing empty repeats do not count, as in the reader).
