@@ -12,7 +12,7 @@ for the app as a whole, test_app_<page>.py for each page of pages/).
 
 Helpers: ``texts(at)``, ``switch(at, page)``, ``page_file(name)``, ``existing(pages)``,
 ``assert_clean(at, where)``, ``open_page(at, page)``, ``charts_of(at)``, ``sidebar_captions(at)``,
-``theme_tables(at)``, ``example_tables(at)``; the pages each role reaches
+``theme_tables(at)``, ``example_tables(at)``, ``markdown_sources(at)`` (what the browser renders as Markdown); the pages each role reaches
 (``ROLE_PAGES``), the analysis pages each role sees with their chart counts (``SEES``, ``CHARTS``).
 """
 
@@ -193,3 +193,44 @@ def theme_tables(at):
 def example_tables(at):
     """The tables of quoted examples of a run."""
     return [d.value for d in at.dataframe if "example" in d.value.columns]
+
+
+# elements whose value the browser renders as Markdown; every label and help text does too
+MARKDOWN_VALUES = {
+    "title",
+    "header",
+    "subheader",
+    "markdown",
+    "caption",
+    "latex",
+    "error",
+    "warning",
+    "info",
+    "success",
+    "toast",
+    "exception",
+}
+
+
+def markdown_sources(at) -> list[str]:
+    """Every text of the run that the browser renders as Markdown: text elements and alerts, and
+    the label and help of every element (widgets, metrics, expanders, tabs, page links), radio
+    options too (they take Markdown), in the main area and the sidebar. Tables, charts, st.text
+    and select options are shown as plain text."""
+    out = []
+
+    def walk(node):
+        kind = getattr(node, "type", None)
+        if kind in MARKDOWN_VALUES:
+            out.append(str(getattr(node, "value", "")))
+        for attr in ("label", "help"):
+            v = getattr(node, attr, None)
+            if isinstance(v, str):
+                out.append(v)
+        if kind == "radio":
+            out.extend(str(o) for o in node.options)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return out

@@ -1,4 +1,5 @@
-"""Hostile workbooks of issue 18, built in memory (tests/test_probe_files.py, benchmarks/bench_hostile.py).
+"""Hostile workbooks and names of issue 18, built in memory (tests/test_probe_files.py, the AppTests in
+tests/test_app*.py, benchmarks/bench_hostile.py).
 
 - ``wide_xlsx()``: ~0.7 MB; no cell carries r=; one row of 16,380 empty <c/> before a value, then
   ~100,000 short rows: the reader would allocate ~100,000 x 16,381 cells (~52 GB) and abort.
@@ -6,15 +7,46 @@
   within the size and ratio checks.
 - ``wide_ods()`` / ``long_ods()``: the same for .ods (table:number-columns-repeated="16380" and ~1.1 GB
   of rows).
+- ``EVIL``: a name holding a Markdown link, image, HTML tag and emphasis; ``RAW`` what of it must never
+  reach rendered Markdown; ``csv_bytes(rows)``; ``hostile_customers_csv()``: one customer named ``EVIL``.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 import struct
 import zipfile
 import zlib
+
+EVIL = "[x](http://evil)![i](/x.png)<b>bold</b>*em*"
+RAW = ("](http://evil)", "](/x.png)", "<b>", "*em*")
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue().encode()
+
+
+def hostile_customers_csv() -> bytes:
+    """A customers file of one consenting customer whose name and handle are EVIL."""
+    return csv_bytes(
+        [
+            {
+                "customer_id": "C00001",
+                "name": EVIL,
+                "email": "a@example.com",
+                "handle": EVIL,
+                "marketing_consent": "yes",
+                "consent_date": "2024-01-10",
+            }
+        ]
+    )
+
 
 _XLSX_PARTS = {
     "[Content_Types].xml": (

@@ -4,9 +4,10 @@ customer or a respondent, marketing erases customers and sees nothing else on th
 
 from __future__ import annotations
 
-from app_fixtures import assert_clean, switch, texts
+from app_fixtures import assert_clean, markdown_sources, switch, texts
+from hostile_files import EVIL, RAW, hostile_customers_csv
 
-from cxstats import store
+from cxstats import ADMIN, ingest, store
 
 pytest_plugins = ["app_fixtures"]  # demo_db, fresh_demo_db, empty_db, users_yaml, make_app
 
@@ -81,3 +82,18 @@ def test_admin_sets_retention_on_the_data_page(make_app, fresh_demo_db):
     assert not at.exception and any("Retention saved" in s.value for s in at.success)
     with store.connect(fresh_demo_db) as con:
         assert dict(con.execute("SELECT key, value FROM settings").fetchall())["retain_months_feedback"] == "12"
+
+
+def test_the_undo_message_names_a_hostile_file_escaped(fresh_demo_db, make_app):
+    """The probe's case: the Data page's undo message names the file (a live link and image)."""
+    db = fresh_demo_db
+    cust = hostile_customers_csv()
+    ingest.import_file(db, "customers", cust, file_name=f"{EVIL}.csv", viewer=ADMIN)
+    at = make_app(db)
+    switch(at, "pages/data.py")
+    at.checkbox(key="cx_undo_sure").check()
+    at.button[[b.label for b in at.button].index("Undo batch")].click().run()
+    for text in markdown_sources(at):
+        for raw in RAW:
+            assert raw not in text, f"undo message: {text[:200]!r}"
+    assert any("undone" in t and "x\\]" in t for t in markdown_sources(at))

@@ -4,6 +4,7 @@ upload for another unit, and the notice that a lake is read-only to cxstats."""
 
 from __future__ import annotations
 
+import hostile_files
 import pytest
 from app_fixtures import ALL_PAGES, CORE_PAGES, assert_clean, existing, page_file, sidebar_captions, switch, texts
 
@@ -130,3 +131,15 @@ def test_sidebar_and_upload_page_with_a_lake(make_app, demo_db, demo_lake, monke
     assert "A lake is read-only to cxstats: uploads go to the DuckDB file" in info
     assert str(demo_lake) in info
     assert at.file_uploader  # uploads still work: they go to the DuckDB file
+
+
+def test_hostile_workbook_upload_in_the_app_is_refused_with_the_message(tmp_path, make_app):
+    at = make_app(tmp_path / "up.duckdb")
+    switch(at, "pages/upload.py")
+    uploaders = at.get("file_uploader")
+    assert uploaders
+    uploaders[0].set_value(
+        ("wide.xlsx", hostile_files.wide_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    ).run(timeout=120)
+    assert not at.exception
+    assert any("16,381 columns" in e.value for e in at.error), [e.value for e in at.error]
