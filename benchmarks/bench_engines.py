@@ -1,10 +1,14 @@
 """Advocate scoring (with the value model) on the three engines at 10M purchase lines / 500k customers.
 
     python benchmarks/bench_engines.py [--repeat 3] [--sides duckdb,lake,spark,pandas,sql]
-                                       [--baseline PATH]
+                                       [--baseline PATH] [--dropout]
 
 Uses benchmarks/bench_advocates.py's cached database (10M purchase lines, 1M mentions, 500k
 customers; built there if missing) and writes it once as a Parquet lake (``lake export``) beside it.
+In that file nobody ever stops buying; ``--dropout`` uses a variant (bench_advocates.build(...,
+dropout=True): 7.56M lines, 497k customers with an order) in which customers start on different days
+and stop after a random number of order days, each with his own spend level: the data the value
+model is made for (its fit converges there and the backtest refits).
 Each side runs as a whole process under ``/usr/bin/time -v`` (wall, user + system CPU, peak RSS of
 the process: imports, engine start-up, reading, scoring, the value model, everything):
 
@@ -137,20 +141,27 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sides", default="duckdb,duckdb_noclv,lake,spark,pandas,sql")
     ap.add_argument("--baseline", default=None, help="a checkout of the code before the engine work (side sql)")
+    ap.add_argument("--dropout", action="store_true", help="the variant file in which half the customers lapse")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(*a.child)))
         return
     tmp = Path(tempfile.gettempdir())
-    db = tmp / "cxstats_bench_10000000_1000000_500000.duckdb"
+    db = tmp / (
+        "cxstats_bench_dropout_10000000_1000000_500000.duckdb"
+        if a.dropout
+        else "cxstats_bench_10000000_1000000_500000.duckdb"
+    )
     if not db.exists():
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import bench_advocates
 
-        bench_advocates.build(db, 10_000_000, 1_000_000, 500_000)
-    lake = tmp / "cxstats_bench_lake_10000000"
-    if not lake.exists():
+        # the dropout variant keeps about 42% of the lines it draws: 18M drawn, 7.56M kept
+        bench_advocates.build(db, 18_000_000 if a.dropout else 10_000_000, 1_000_000, 500_000, dropout=a.dropout)
+        bench_advocates.upkeep(str(db))  # order_totals and day_totals, as an import leaves them
+    lake = tmp / ("cxstats_bench_lake_dropout_10000000" if a.dropout else "cxstats_bench_lake_10000000")
+    if not lake.exists() and {"lake", "spark"} & set(a.sides.split(",")):
         from cxstats import ADMIN, engine
 
         t0 = time.perf_counter()
