@@ -250,8 +250,9 @@ def _days_sql(con, as_of: date) -> str:
     return _DAYS_FROM_ORDERS.replace("__ORDERS__", _orders_sql(con, as_of))
 
 
-# Over the engine's per-customer rows (_adv_j), the duplicate groups (_adv_dup) and the rewards of
-# the DuckDB file: gates, flags and reasons. Money arrives as DECIMAL and leaves as DOUBLE.
+# Over the engine's rows of the customers that come back (_adv_j: scored and gated on the engine),
+# their duplicate groups (_adv_dup) and the rewards of the DuckDB file: flags and reasons. Money
+# arrives as DECIMAL and leaves as DOUBLE.
 _CUSTOMER_SQL = """
 WITH rw AS (
     -- a reward dated after as_of still counts: it was given, whatever date the list is scored for
@@ -273,15 +274,11 @@ WITH rw AS (
     FROM _adv_j o
     LEFT JOIN rw ON rw.customer_id = o.customer_id
     LEFT JOIN dup ON dup.customer_id = o.customer_id
-), gates AS (
-    SELECT *, orders >= $min_orders AS gate_orders,
-           positive_mentions >= 1 OR promoter_answers >= 1 AS gate_voice,
-           recent_negative = 0 AND recent_detractor = 0 AS gate_quiet,
-           gross > 0 AND returned >= $return_share * gross AS mostly_returns,
+), listed AS (
+    -- the gates (gate_orders, gate_voice, gate_quiet, passes) and the score came from the engine
+    SELECT *, gross > 0 AND returned >= $return_share * gross AS mostly_returns,
            top_repeat >= $repeat AS repeated_posts
     FROM j
-), listed AS (
-    SELECT *, gate_orders AND gate_voice AND gate_quiet AS passes FROM gates
 )
 SELECT * EXCLUDE (dup_codes, dup_texts),
        CASE WHEN passes THEN coalesce(dup_codes, [])
@@ -352,14 +349,17 @@ def _unmatched(t, m) -> pd.DataFrame:
 class AdvocateResult:
     """Scored advocates.
 
-    ``customers``: one row per customer who passes the gates, highest score first, with the JSON
-    columns (reasons, flags and flag_text as arrays of strings) plus name, email, handle,
-    first_order, last_order (datetime64), mentions, mean_sentiment,
-    loyalty/R/F/M, advocacy, satisfaction, reach_score, csat_mean, flags (list of short codes)
-    and flag_text. ``unmatched_handles``: handles of mentions that reached no customer.
-    ``ranked``: how many customers had an order (the n of the percentile ranks). ``everyone``:
-    all of them, ungated, with gate_orders/gate_voice/gate_quiet/passes (answers "why is X not
-    listed?").
+    ``customers``: customers who pass the gates, highest score first (ties by customer_id): every
+    one of them, or the first ones the caller asked for (``score(..., top=N)``; ``complete`` says
+    whether this is the whole list), with the JSON columns (reasons, flags and flag_text as arrays
+    of strings) plus name, email, handle, first_order, last_order (datetime64), mentions,
+    mean_sentiment, loyalty/R/F/M, advocacy, satisfaction, reach_score, csat_mean, flags (list of
+    short codes) and flag_text. ``unmatched_handles``: handles of mentions that reached no customer.
+    ``ranked``: how many customers had an order (the n of the percentile ranks). ``gate_counts``:
+    customers_with_orders, two_orders, positive_voice, passed (how many pass every gate, whatever
+    came back); ``tier_counts``: gated customers per tier. ``everyone`` (only with
+    ``score(..., everyone=True)``): every customer with an order, ungated, with
+    gate_orders/gate_voice/gate_quiet/passes (answers "why is X not listed?").
     """
 
     as_of: date | None
@@ -371,6 +371,13 @@ class AdvocateResult:
     gate_counts: Mapping[str, int] = field(default_factory=dict)
     everyone: pd.DataFrame | None = None  # every customer with an order: ranks, components, gate columns
     clv: value.CustomerValue | None = None  # the repeat-buying model (cxstats.value); None when not asked for
+    tier_counts: Mapping[str, int] = field(default_factory=dict)  # gated customers per tier (all of them)
+    complete: bool = True  # customers holds every gated customer (not only the first ones asked for)
+
+    @property
+    def passed(self) -> int:
+        """How many customers pass the gates (all of them, whatever came back)."""
+        return int(self.gate_counts.get("passed", len(self.customers)))
 
     def top(self, n: int | None = 100) -> pd.DataFrame:
         """The top n rows (n None or 0 means all)."""
@@ -439,12 +446,72 @@ def latest_order_date(con, *, t=None) -> date | None:
 
 # ---------------------------------------------------------------- scoring
 
-_MATERIALIZED = ("_adv_o", "_adv_m", "_adv_vader")
+_MATERIALIZED = ("_adv_o", "_adv_m", "_adv_vader", "_adv_s")
+
+# The columns the engine adds to each customer's row (the module docstring's formulas), and the gates.
+SCORE_COLUMNS = (
+    "loyalty",
+    "reach",
+    "reach_score",
+    "advocacy",
+    "satisfaction",
+    "contribution_loyalty",
+    "contribution_advocacy",
+    "contribution_satisfaction",
+    "contribution_reach",
+    "score",
+)
+GATE_COLUMNS = ("gate_orders", "gate_voice", "gate_quiet", "passes")
+ENGINE_ONLY = ("days", "repeat_net", "cal_days", "cal_last", "actual")  # the value model's inputs of the pass
+PAGE_ROWS = 1_000  # with a filter of the caller (keep), gated customers come back in pages of at least this
 
 
-def _engine_rows(t, as_of: date, cutoff: date) -> tuple[pa.Table, pd.DataFrame, pa.Table]:
-    """On the engine: every customer with a counted order and his features, ranked (R, F, M);
-    the handles that reached no customer; the duplicate groups. Only these rows come back."""
+def _scored(f, w: Mapping[str, float]):
+    """Every customer's row (``f``: customer_features with R, F, M) with the score, its parts, the
+    tier and the gates as engine columns: the formulas of the module docstring, term for term in the
+    order the numpy version added them (so the figures agree to the last bits on every engine)."""
+    wl, wa, ws, wr = (float(w[k]) for k in ("loyalty", "advocacy", "satisfaction", "reach"))
+    wr_nosat = min(wr, REACH_CAP / (1 - REACH_CAP) * (wl + wa))  # reach held at the cap without satisfaction
+    loyalty = (f.R + f.F + f.M) / 3.0
+    reach_ = (ibis.greatest(f.max_followers.cast("float64").fill_null(0.0), 0.0) + 1.0).log10()
+    reach_score = ibis.least(reach_ / 6.0, 1.0)
+    advocacy = ibis.least(f.positive_mentions.cast("float64"), 5.0) / 5.0
+    sat = ibis.ifelse(f.nps.notnull(), f.nps.cast("float64") / 10.0, (f.csat_mean.cast("float64") - 1.0) / 4.0)
+    has = sat.notnull()
+    denom = ibis.ifelse(has, wl + wa + wr + ws, wl + wa + wr_nosat + 0.0)
+    w_reach = ibis.ifelse(has, wr, wr_nosat)
+    c_l = 100 * wl * loyalty / denom
+    c_a = 100 * wa * advocacy / denom
+    c_s = ibis.ifelse(has, 100 * ws * sat / denom, ibis.null("float64"))
+    c_r = 100 * w_reach * reach_score / denom
+    score_ = c_l + c_a + c_r + c_s.fill_null(0.0)
+    g_orders = f.orders >= MIN_ORDERS
+    g_voice = (f.positive_mentions >= 1) | (f.promoter_answers >= 1)
+    g_quiet = (f.recent_negative == 0) & (f.recent_detractor == 0)
+    cases = [(score_ >= lo, name) for name, lo in TIERS[:-1]]
+    return f.mutate(
+        loyalty=loyalty,
+        reach=reach_,
+        reach_score=reach_score,
+        advocacy=advocacy,
+        satisfaction=sat,
+        contribution_loyalty=c_l,
+        contribution_advocacy=c_a,
+        contribution_satisfaction=c_s,
+        contribution_reach=c_r,
+        score=score_,
+        tier=ibis.cases(*cases, else_=TIERS[-1][0]),
+        gate_orders=g_orders,
+        gate_voice=g_voice,
+        gate_quiet=g_quiet,
+        passes=g_orders & g_voice & g_quiet,
+    )
+
+
+def _engine_pass(t, as_of: date, cutoff: date, w: Mapping[str, float]):
+    """On the engine: every customer with a counted order, his features, ranks (R, F, M), score,
+    tier and gates, kept on the engine (materialized as ``_adv_s``); the attributed mentions.
+    Returns (scored table, n ranked, mentions table, keys). Nothing per customer comes back here."""
     o = ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)
     o = ca.materialize(t, o.mutate(neg_recency=-o.recency_days), "_adv_o")
     keys = ca.customer_keys(t.table("customers"))
@@ -472,11 +539,48 @@ def _engine_rows(t, as_of: date, cutoff: date) -> tuple[pa.Table, pd.DataFrame, 
         ca.repeat_posts(m),
         ca.satisfaction(t.table("feedback"), as_of, quiet_days=QUIET_DAYS),
     )
-    rows = t.execute(feats)
-    rows = rows.take(pc.sort_indices(rows, sort_keys=[("customer_id", "ascending")]))
-    unmatched = _unmatched(t, m)
-    dup = t.execute(ca.duplicate_keys(keys))
-    return rows, unmatched, dup
+    s = ca.materialize(t, _scored(feats, w), "_adv_s")
+    return s, n, m, keys
+
+
+def _gate_counts(t, s) -> tuple[dict[str, int], dict[str, int]]:
+    """The small aggregates the JSON, the command line and the page report: gate counts and the
+    number of gated customers per tier (one row back)."""
+    agg = {
+        "customers_with_orders": s.count().cast("int64"),
+        "two_orders": ca._count(s.customer_id, s.gate_orders),
+        "positive_voice": ca._count(s.customer_id, s.gate_orders & s.gate_voice),
+        "passed": ca._count(s.customer_id, s.passes),
+    }
+    for i, (name, _) in enumerate(TIERS):
+        agg[f"tier_{i}"] = ca._count(s.customer_id, s.passes & (s.tier == name))
+    row = t.execute(s.aggregate(**agg)).to_pylist()[0]
+    counts = {k: int(row[k] or 0) for k in ("customers_with_orders", "two_orders", "positive_voice", "passed")}
+    tiers = {name: int(row[f"tier_{i}"] or 0) for i, (name, _) in enumerate(TIERS)}
+    return counts, tiers
+
+
+def _gated_page(s, after: tuple[float, str] | None, limit: int | None):
+    """Gated customers, highest score first, ties by customer_id: those after ``after`` (the last
+    (score, customer_id) already fetched), at most ``limit`` (None: all)."""
+    g = s.filter(s.passes)
+    if after is not None:
+        sc, cid = after
+        g = g.filter((g.score < sc) | ((g.score == sc) & (g.customer_id > cid)))
+    g = g.order_by([g.score.desc(), g.customer_id.asc()])
+    return g.limit(limit) if limit else g
+
+
+def _rank_order(rows: pa.Table) -> pa.Table:
+    """Rows in the list's order (score descending, ties by customer_id): engines need not keep the
+    order of a sorted result when it comes back."""
+    if not rows.num_rows:
+        return rows
+    return rows.take(pc.sort_indices(rows, sort_keys=[("score", "descending"), ("customer_id", "ascending")]))
+
+
+def _by_id(rows: pa.Table) -> pa.Table:
+    return rows.take(pc.sort_indices(rows, sort_keys=[("customer_id", "ascending")])) if rows.num_rows else rows
 
 
 def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
@@ -490,35 +594,13 @@ def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
     return df
 
 
-def _compute(
-    con,
-    as_of: date,
-    weights: dict[str, float],
-    cooldown: int,
-    cutoff: date | None = None,
-    *,
-    t=None,
-    viewer: Viewer = ADMIN,
-):
-    """Every customer with a counted order, ranked and scored (gates evaluated, not applied).
+_LATE = GATE_COLUMNS[:3] + ("mostly_returns", "repeated_posts", "passes", "months", "flags", "flag_text", "reasons")
 
-    Returns (frame, n, gate counts, unmatched handles). ``t``: the engine tables (default: the
-    engine of the environment for ``con``'s file)."""
-    if t is None:
-        with ca.engine_tables(con, viewer=viewer) as tt:
-            return _compute(con, as_of, weights, cooldown, cutoff, t=tt, viewer=viewer)
-    cutoff = cutoff or as_of
-    try:
-        rows, unmatched, dup = _engine_rows(t, as_of, cutoff)
-    finally:
-        ca.drop_materialized(t, _MATERIALIZED)
-    params = {
-        "as_of": as_of,
-        "cooldown": cooldown,
-        "min_orders": MIN_ORDERS,
-        "return_share": RETURN_SHARE,
-        "repeat": REPEAT_POSTS,
-    }
+
+def _format(con, rows: pa.Table, dup: pa.Table, as_of: date, cooldown: int, by: str = "rank") -> pd.DataFrame:
+    """The rows that came back, with the rewards of the DuckDB file, the flags and the plain-language
+    reasons (DuckDB, locally), in the columns (and their order) of the result."""
+    params = {"as_of": as_of, "cooldown": cooldown, "return_share": RETURN_SHARE, "repeat": REPEAT_POSTS}
     con.register("_adv_j", rows)
     con.register("_adv_dup", dup)
     try:
@@ -526,66 +608,17 @@ def _compute(
     finally:
         con.unregister("_adv_j")
         con.unregister("_adv_dup")
-    n = len(df)
-    if n == 0:
-        return df, 0, {}, unmatched
-    df["loyalty"] = (df["R"] + df["F"] + df["M"]) / 3
-
-    followers = df["max_followers"].fillna(0).clip(lower=0).to_numpy(dtype=float)
-    df["reach"] = np.log10(1 + followers)
-    df["reach_score"] = np.minimum(df["reach"] / 6, 1.0)
-    df["advocacy"] = np.minimum(df["positive_mentions"].to_numpy(dtype=float), 5) / 5
-    nps = df["nps"].to_numpy(dtype=float)
-    df["satisfaction"] = np.where(~np.isnan(nps), nps / 10, (df["csat_mean"].to_numpy(dtype=float) - 1) / 4)
-
-    sat = df["satisfaction"].to_numpy()
-    has_sat = ~np.isnan(sat)
-    # With satisfaction missing, reach's share of the present weights could pass 0.1; keep it at the cap.
-    w_reach = np.where(
-        has_sat,
-        weights["reach"],
-        min(weights["reach"], REACH_CAP / (1 - REACH_CAP) * (weights["loyalty"] + weights["advocacy"])),
-    )
-    denom = weights["loyalty"] + weights["advocacy"] + w_reach + np.where(has_sat, weights["satisfaction"], 0.0)
-    df["contribution_loyalty"] = 100 * weights["loyalty"] * df["loyalty"].to_numpy() / denom
-    df["contribution_advocacy"] = 100 * weights["advocacy"] * df["advocacy"].to_numpy() / denom
-    df["contribution_satisfaction"] = np.where(has_sat, 100 * weights["satisfaction"] * sat / denom, np.nan)
-    df["contribution_reach"] = 100 * w_reach * df["reach_score"].to_numpy() / denom
-    df["score"] = (
-        df["contribution_loyalty"]
-        + df["contribution_advocacy"]
-        + df["contribution_reach"]
-        + df["contribution_satisfaction"].fillna(0)
-    )
-    counts = {
-        "customers_with_orders": n,
-        "two_orders": int(df["gate_orders"].sum()),
-        "positive_voice": int((df["gate_orders"] & df["gate_voice"]).sum()),
-        "passed": int(df["passes"].sum()),
-    }
-    return df, n, counts, unmatched
+    moved = set(_LATE) | set(SCORE_COLUMNS) | {"tier"}
+    df = df[[c for c in df.columns if c not in moved] + list(_LATE) + list(SCORE_COLUMNS) + ["tier"]]
+    if not len(df):
+        return df
+    # the joins above keep no order: the list's (score descending, ties by customer_id), or by id
+    keys = [("score", "descending"), ("customer_id", "ascending")] if by == "rank" else [("customer_id", "ascending")]
+    k = pa.table({"score": df["score"].to_numpy(dtype=float), "customer_id": pa.array(df["customer_id"].array)})
+    return df.iloc[pc.sort_indices(k, sort_keys=keys).to_numpy()].reset_index(drop=True)
 
 
-def _scored_frame(
-    con,
-    as_of: date,
-    weights: dict[str, float],
-    cooldown: int,
-    cutoff: date | None = None,
-    *,
-    t=None,
-    viewer: Viewer = ADMIN,
-):
-    df, n, counts, unmatched = _compute(con, as_of, weights, cooldown, cutoff, t=t, viewer=viewer)
-    if n == 0:
-        return df, n, counts, df, unmatched
-    idx = np.flatnonzero(df["passes"].to_numpy(dtype=bool))
-    # highest score first, ties by customer_id (Arrow sorts 300k strings about 3x faster than pandas)
-    keys = pa.table({"score": df["score"].to_numpy()[idx], "customer_id": pa.array(df["customer_id"].array).take(idx)})
-    idx = idx[pc.sort_indices(keys, sort_keys=[("score", "descending"), ("customer_id", "ascending")]).to_numpy()]
-    out = df.iloc[idx].reset_index(drop=True)
-    s = out["score"].to_numpy()
-    out["tier"] = np.select([s >= lo for _, lo in TIERS[:-1]], [t for t, _ in TIERS[:-1]], TIERS[-1][0])  # as tier()
+def _contributions(out: pd.DataFrame) -> pd.DataFrame:
     # Flags are explained, never scored away: the row keeps its score and place. reasons, flags and
     # flag_text hold arrays of strings as DuckDB returns them (converting 300k rows costs seconds).
     sat = [None if v != v else v for v in out["contribution_satisfaction"].tolist()]
@@ -598,7 +631,82 @@ def _scored_frame(
             out["contribution_reach"].tolist(),
         )
     ]
-    return out, n, counts, df, unmatched
+    return out
+
+
+def _dup_of(t, keys, ids_expr) -> pa.Table:
+    """The duplicate groups of the customers of ``ids_expr`` only (a semi join on the engine)."""
+    d = ca.duplicate_keys(keys)
+    ids = ids_expr.select(_cid=ids_expr.customer_id)
+    return t.execute(d.semi_join(ids, d.customer_id == ids._cid))
+
+
+def _compute(
+    con,
+    as_of: date,
+    weights: dict[str, float],
+    cooldown: int,
+    cutoff: date | None = None,
+    *,
+    t=None,
+    viewer: Viewer = ADMIN,
+):
+    """Every customer with a counted order, ranked and scored (gates evaluated, not applied), sorted
+    by customer_id: (frame, n, gate counts, unmatched handles). All of them come back: for tests and
+    for "why is X not listed?" (``score(..., everyone=True)``), not for the list."""
+    if t is None:
+        with ca.engine_tables(con, viewer=viewer) as tt:
+            return _compute(con, as_of, weights, cooldown, cutoff, t=tt, viewer=viewer)
+    try:
+        s, n, m, keys = _engine_pass(t, as_of, cutoff or as_of, weights)
+        counts, _ = _gate_counts(t, s) if n else ({}, {})
+        df = _everyone(t, con, s, keys, as_of, cooldown) if n else pd.DataFrame()
+        unmatched = _unmatched(t, m)
+    finally:
+        ca.drop_materialized(t, _MATERIALIZED)
+    return df, n, counts, unmatched
+
+
+def _everyone(t, con, s, keys, as_of: date, cooldown: int) -> pd.DataFrame:
+    rows = _by_id(t.execute(s))
+    df = _format(con, rows, t.execute(ca.duplicate_keys(keys)), as_of, cooldown, by="id")
+    return df.drop(columns=["tier"])
+
+
+def _gated(t, con, s, keys, as_of, cooldown, top: int | None, keep, attach) -> tuple[pd.DataFrame, bool]:
+    """The gated customers that come back, in the list's order: all of them (``top`` None), else the
+    first ``top``; with ``keep`` (a function of the formatted rows and as_of giving a boolean mask,
+    e.g. an export's consent and hold-out filters) as many as it takes for ``top`` rows to pass it
+    (pages from the engine, the next one after the last (score, customer_id) fetched). ``attach``
+    adds the value model's figures. Returns (rows, complete: every gated customer came back)."""
+    if not top:
+        page = _gated_page(s, None, None)
+        rows = _rank_order(t.execute(page))
+        return attach(_contributions(_format(con, rows, _dup_of(t, keys, page), as_of, cooldown))), True
+    limit = int(top) if keep is None else max(2 * int(top), PAGE_ROWS)
+    parts, dups, after = [], [], None
+    while True:
+        page = _gated_page(s, after, limit)
+        rows = _rank_order(t.execute(page))
+        parts.append(rows)
+        dups.append(_dup_of(t, keys, page))
+        done = rows.num_rows < limit
+        df = attach(_contributions(_format(con, pa.concat_tables(parts), pa.concat_tables(dups), as_of, cooldown)))
+        if keep is None or done or int(np.asarray(keep(df, as_of), dtype=bool).sum()) >= top:
+            return df, done
+        last = rows.slice(rows.num_rows - 1).to_pylist()[0]
+        after = (last["score"], last["customer_id"])
+        limit *= 2
+
+
+def _value_rows(t, s) -> pd.DataFrame:
+    """The value model's inputs of every customer (customer_id, first_order, last_order, days,
+    repeat_net as float, cal_days, cal_last, actual), sorted by customer_id: what
+    :func:`cxstats.value.summary_from_rows` takes. The only per-customer rows that come back."""
+    rows = _by_id(t.execute(s.select("customer_id", "first_order", "last_order", *ENGINE_ONLY)))
+    i = rows.schema.get_field_index("repeat_net")
+    rows = rows.set_column(i, "repeat_net", pc.cast(rows.column(i), pa.float64()))
+    return rows.to_pandas(date_as_object=False)
 
 
 def score(
@@ -610,8 +718,20 @@ def score(
     horizon_weeks: int = value.HORIZON_WEEKS,
     clv: bool = True,
     engine=None,
+    top: int | None = None,
+    keep=None,
+    everyone: bool = False,
 ) -> AdvocateResult:
     """Score and gate every customer (see the module docstring for every formula).
+
+    The gates, the score, the tiers and the ranking run on the engine; what comes back is the
+    gated customers the caller shows (``top``: the first N of the list, None or 0 = every gated
+    customer), the gate and tier counts, and the value model's inputs. ``keep(frame, as_of)`` (a
+    boolean mask over the formatted rows, e.g. an export's consent and hold-out filters, or
+    :func:`reward_mask`) asks for as many rows as it takes for ``top`` of them to pass it, so that a
+    filtered top N equals the top N of the filtered full list. ``everyone`` brings back every
+    customer with an order, ungated (``result.everyone``: tests, "why is X not listed?"; at 100M
+    customers that is the whole table).
 
     With ``clv`` (default) the repeat-buying model of :mod:`cxstats.value` runs on the same counted
     orders: each customer gains p_alive, expected_orders (transaction days in the next
@@ -630,38 +750,56 @@ def score(
     """
     viewer.require(*SCORING_ROLES)
     w = check_weights(weights)
+    if top is not None and (int(top) != top or top < 0):
+        raise CxStatsError(f"top must be 0 (all) or a positive whole number, got {top!r}")
     cooldown = store.settings(con).reward_cooldown_days
     with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
         as_of = _as_date(as_of) or latest_order_date(con, t=t)
         if as_of is None:
             return AdvocateResult(None, MappingProxyType(w), _empty_customers(), _unmatched_empty(), 0, cooldown, {})
         window = value.backtest_window(con, as_of, horizon_weeks, t=t) if clv else (as_of, 0, 0)
-        out, n, counts, everyone, unmatched = _scored_frame(con, as_of, w, cooldown, window[0], t=t, viewer=viewer)
-    cv = None
-    if clv:
-        # the model's summary came from the scoring pass
-        cv = value.customer_value(
-            con,
-            viewer=viewer,
-            as_of=as_of,
-            horizon_weeks=horizon_weeks,
-            summary_frame=value.summary_from_rows(everyone, as_of, window[0]),
-            window=window,
-        )
-    if n:
-        out = out.drop(columns=list(ENGINE_ONLY), errors="ignore")
-        everyone = everyone.drop(columns=list(ENGINE_ONLY), errors="ignore")
+        try:
+            s, n, m, keys = _engine_pass(t, as_of, window[0], w)
+            counts, tiers = _gate_counts(t, s) if n else ({}, {})
+            cv = None
+            if clv:  # the model's summary from the scoring pass
+                cv = value.customer_value(
+                    con,
+                    viewer=viewer,
+                    as_of=as_of,
+                    horizon_weeks=horizon_weeks,
+                    summary_frame=value.summary_from_rows(_value_rows(t, s) if n else None, as_of, window[0]),
+                    window=window,
+                )
+
+            def attach(df: pd.DataFrame) -> pd.DataFrame:
+                df = df.drop(columns=list(ENGINE_ONLY), errors="ignore")
+                return value.attach(df, cv) if cv is not None else df
+
+            if n:
+                out, complete = _gated(t, con, s, keys, as_of, cooldown, top, keep, attach)
+                every = (
+                    _everyone(t, con, s, keys, as_of, cooldown).drop(columns=list(ENGINE_ONLY)) if everyone else None
+                )
+            unmatched = _unmatched(t, m)
+        finally:
+            ca.drop_materialized(t, _MATERIALIZED)
     if n == 0:
-        out = _empty_customers()
-    elif cv is not None:
-        out = value.attach(out, cv)
+        out, complete, every = _empty_customers(), True, (pd.DataFrame() if everyone else None)
     unmatched["reach"] = np.log10(1 + unmatched["max_followers"].astype("float64").fillna(0))
     return AdvocateResult(
-        as_of, MappingProxyType(w), out, unmatched, n, cooldown, MappingProxyType(counts), everyone, cv
+        as_of,
+        MappingProxyType(w),
+        out,
+        unmatched,
+        n,
+        cooldown,
+        MappingProxyType(counts),
+        every,
+        cv,
+        MappingProxyType(tiers),
+        complete,
     )
-
-
-ENGINE_ONLY = ("days", "repeat_net", "cal_days", "cal_last", "actual")  # the value model's inputs of the pass
 
 
 def _unmatched_empty() -> pd.DataFrame:
@@ -686,11 +824,21 @@ def to_reward(
     ``min_p_alive`` leaves out customers whose P(alive) is below it (customers without a P(alive),
     when the model could not be fitted, stay).
     """
+    df = result.customers
+    return df[reward_mask(df, min_tier=min_tier, include_flagged=include_flagged, min_p_alive=min_p_alive)].reset_index(
+        drop=True
+    )
+
+
+def reward_mask(
+    df: pd.DataFrame, *, min_tier: str = "Candidate", include_flagged: bool = False, min_p_alive: float | None = None
+) -> pd.Series:
+    """Which rows of a scored list :func:`to_reward` keeps (as a ``keep`` of :func:`score`, the
+    first N of a "to reward" list come back without bringing back the whole list)."""
     names = [t for t, _ in TIERS]
     if min_tier not in names:
         raise CxStatsError(f"unknown tier {min_tier!r}; use one of {', '.join(names)}")
     keep = names[: names.index(min_tier) + 1]
-    df = result.customers
     mask = ~df["recently_rewarded"].astype(bool) & df["tier"].isin(keep)
     if not include_flagged:
         mask &= df["flags"].map(len) == 0
@@ -698,7 +846,7 @@ def to_reward(
         pa = value.check_p_alive(min_p_alive)
         if "p_alive" in df:
             mask &= ~(df["p_alive"].astype(float) < pa)
-    return df[mask].reset_index(drop=True)
+    return mask
 
 
 # ---------------------------------------------------------------- rewards
@@ -803,6 +951,7 @@ def filter_text(
 __all__ = [
     "score",
     "to_reward",
+    "reward_mask",
     "record_reward",
     "filter_customers",
     "filter_text",

@@ -397,7 +397,17 @@ def cmd_advocates(args) -> int:
     if min_p is not None:
         value.check_p_alive(min_p)
     with store.connect(args.db) as con:
-        result = advocates.score(con, viewer=ADMIN, as_of=as_of, horizon_weeks=horizon)
+        keep = None  # only the rows shown or exported come back from the engine (DESIGN.md "Engines")
+        if out_path:
+            listable = export.listable(con, viewer=ADMIN)
+            if holdout is not None or min_p is not None:  # "to reward"
+
+                def keep(df, a):
+                    return listable(df, a) & advocates.reward_mask(df, min_p_alive=min_p).to_numpy(dtype=bool)
+
+            else:
+                keep = listable
+        result = advocates.score(con, viewer=ADMIN, as_of=as_of, horizon_weeks=horizon, top=args.top or None, keep=keep)
         exported = None
         if out_path:
             listed = result
@@ -442,7 +452,7 @@ def _print_advocates(result: advocates.AdvocateResult, top: int | None) -> None:
         return
     df = result.top(top)
     print(
-        f"advocates as of {result.as_of}: {len(result.customers):,} pass the gates "
+        f"advocates as of {result.as_of}: {result.passed:,} pass the gates "
         f"(of {result.ranked:,} customers with an order); showing {len(df):,}"
     )
     if df.empty:

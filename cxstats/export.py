@@ -142,15 +142,33 @@ def _consented(con) -> set[str]:
     return {r[0] for r in rows}
 
 
+def listable(con, *, viewer: Viewer):
+    """``keep(frame, as_of)``: which rows of a scored list an export may write (consented now, not
+    held out of a list whose 90 days are still running). As ``advocates.score(..., keep=...)`` it
+    makes the engine bring back just enough of the list for an export's top N."""
+    viewer.require(*EXPORT_ROLES)
+    return _keep(con)
+
+
+def _keep(con):
+    consented = _consented(con)  # consent read now, not when scored
+
+    def keep(df: pd.DataFrame, as_of) -> np.ndarray:
+        mask = df["customer_id"].isin(consented).to_numpy(dtype=bool)
+        if as_of is not None:
+            held = store.held_out(con, as_of)
+            if held:
+                mask &= ~df["customer_id"].astype(str).isin(held).to_numpy(dtype=bool)
+        return mask
+
+    return keep
+
+
 def _listed(con, result: AdvocateResult, top: int | None) -> pd.DataFrame:
     """Consented customers of the result, minus customers held out of a list whose 90 days are
     still running, top N."""
     df = result.customers
-    df = df[df["customer_id"].isin(_consented(con))]  # consent read now, not when scored
-    if result.as_of is not None:
-        held = store.held_out(con, result.as_of)
-        if held:
-            df = df[~df["customer_id"].astype(str).isin(held)]
+    df = df[_keep(con)(df, result.as_of)]
     if top:
         df = df.head(int(top))
     return df

@@ -193,7 +193,7 @@ def test_rfm_equals_independent_pandas(db, seed):
         df = p.copy()
         df.insert(0, "row_no", range(2, 2 + len(df)))
         store.load_batch(con, "purchases", {"purchases": df}, file_name="p.csv", sha256="x", rows=len(df))
-        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN, everyone=True)
     ref = _pandas_rfm(p, AS_OF)
     got = res.everyone.set_index("customer_id").loc[ref.index]
     assert res.ranked == len(ref)
@@ -299,7 +299,7 @@ def test_satisfaction_prefers_latest_nps_then_csat(db):
             ],
         )
         load(con, "mentions", [post("A"), post("B"), post("C")])
-        every = advocates.score(con, as_of=AS_OF, viewer=ADMIN).everyone.set_index("customer_id")
+        every = advocates.score(con, as_of=AS_OF, viewer=ADMIN, everyone=True).everyone.set_index("customer_id")
     assert every.loc["A", "satisfaction"] == pytest.approx(0.9)  # latest NPS 9, CSAT ignored
     assert every.loc["B", "satisfaction"] == pytest.approx((13 / 3 - 1) / 4)
     assert pd.isna(every.loc["C", "satisfaction"])
@@ -322,7 +322,7 @@ def test_follower_count_alone_never_makes_an_advocate(db):
     with store.connect(db) as con:
         load(con, "purchases", buy("BIG", 3) + buy("FAN", 3, 4))
         load(con, "mentions", [post("BIG", followers=50_000_000, sentiment=0.0), post("FAN", followers=0)])
-        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN, everyone=True)
     assert "BIG" not in set(res.customers["customer_id"])
     big = res.everyone.set_index("customer_id").loc["BIG"]
     assert big["contribution_reach"] <= 100 * 0.1 + 1e-9
@@ -547,7 +547,78 @@ def test_vader_fills_sentiment_missing_from_the_file(db):
             post("B", sentiment=None, text="Das Personal war sehr freundlich und hilfsbereit."),
         ]
         load(con, "mentions", [dict(r, sentiment_source=None) for r in rows])
-        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN)
+        res = advocates.score(con, as_of=AS_OF, viewer=ADMIN, everyone=True)
     every = res.everyone.set_index("customer_id")
     assert every.loc["A", "positive_mentions"] == 1 and list(res.customers["customer_id"]) == ["A"]
     assert every.loc["B", "positive_mentions"] == 0  # not English: flagged unscored, never counted
+
+
+# ---------------------------------------------------------------- what comes back from the engine
+
+
+def _close(a, b, where=""):
+    """The same JSON; numbers within 1e-6 relative (the value model is refitted by each call)."""
+    if isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and not isinstance(a, bool):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-9), where
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    demo = pytest.importorskip("cxstats.demo")
+    path = tmp_path_factory.mktemp("demo_top") / "d.duckdb"
+    demo.build_demo(path, customers=400)
+    with store.connect(path) as con:
+        full = advocates.score(con, viewer=ADMIN, everyone=True)
+    return path, full
+
+
+def test_only_the_top_n_come_back_with_the_counts(demo_db):
+    path, full = demo_db
+    assert full.complete and len(full.customers) == full.passed > 20
+    ev = full.everyone
+    assert len(ev) == full.ranked and int(ev["passes"].sum()) == full.passed
+    assert full.gate_counts["two_orders"] == int(ev["gate_orders"].sum())
+    with store.connect(path) as con:
+        top = advocates.score(con, viewer=ADMIN, top=10)
+    assert len(top.customers) == 10 and not top.complete and top.everyone is None
+    assert list(top.customers.columns) == list(full.customers.columns)
+    _close(full.as_json(10), top.as_json(10))
+    assert dict(top.gate_counts) == dict(full.gate_counts) and top.ranked == full.ranked
+    tiers = full.customers["tier"].value_counts()
+    assert dict(top.tier_counts) == {name: int(tiers.get(name, 0)) for name, _ in advocates.TIERS}
+
+
+@pytest.mark.parametrize("tier", ["Rising", "Candidate"])
+def test_a_filtered_top_n_pages_through_the_list_until_enough_pass(demo_db, monkeypatch, tier):
+    """``keep`` (an export's or to_reward's filter) fetches pages after the last (score, id) until N
+    rows pass: the filtered top N of the full list, here from near the list's end."""
+    monkeypatch.setattr(advocates, "PAGE_ROWS", 1)
+    path, full = demo_db
+
+    def keep(df, as_of):
+        return (advocates.reward_mask(df) & (df["tier"] == tier)).to_numpy(dtype=bool)
+
+    with store.connect(path) as con:
+        r = advocates.score(con, viewer=ADMIN, top=5, keep=keep)
+    want = full.customers[keep(full.customers, full.as_of)]["customer_id"].head(5).tolist()
+    assert len(want) == 5
+    assert r.customers[keep(r.customers, r.as_of)]["customer_id"].head(5).tolist() == want
+    assert r.customers["customer_id"].tolist() == full.customers["customer_id"].head(len(r.customers)).tolist()
+
+
+def test_a_filter_nobody_passes_brings_back_the_whole_list(demo_db, monkeypatch):
+    monkeypatch.setattr(advocates, "PAGE_ROWS", 7)
+    path, full = demo_db
+    with store.connect(path) as con:
+        r = advocates.score(con, viewer=ADMIN, top=3, keep=lambda df, a: np.zeros(len(df), dtype=bool))
+    assert r.complete and r.customers["customer_id"].tolist() == full.customers["customer_id"].tolist()

@@ -241,7 +241,7 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
     with store.connect(db) as con:
         cut = _cut(con)
         for tag, as_of in (("latest", None), ("cut", cut)):
-            r = advocates.score(con, viewer=ADMIN, as_of=as_of, engine=cfg)
+            r = advocates.score(con, viewer=ADMIN, as_of=as_of, engine=cfg, everyone=True)
             out[f"advocates_{tag}"] = r.as_json(0)
             out[f"unmatched_{tag}"] = r.unmatched_handles.drop(columns=["reach"]).to_dict("records")
             out[f"gates_{tag}"] = dict(r.gate_counts)

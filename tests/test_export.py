@@ -186,3 +186,15 @@ def test_cli_out_writes_and_audits(scored, cli_inprocess, tmp_path):
     with store.connect(db) as con:
         audit = con.execute("SELECT who, role, rows, file_name FROM export_audit").fetchall()
     assert audit == [("local admin", "admin", 3, "list.xlsx")]
+
+
+def test_cli_top_n_export_is_the_top_n_of_the_full_export(scored, cli_inprocess, tmp_path):
+    """Only the first rows of the list come back from the engine (score(..., top, keep)); the
+    export's top N is still the top N of the consented, not held-out full list."""
+    db, _ = scored
+    full, top = tmp_path / "full.csv", tmp_path / "top.csv"
+    for path, n in ((full, "0"), (top, "2")):
+        r = cli_inprocess("advocates", "--as-of", "2024-06-30", "--top", n, "--out", str(path), db=db)
+        assert r.returncode == 0, r.stderr
+    f, t = _csv_rows(full.read_bytes()), _csv_rows(top.read_bytes())
+    assert len(f) > len(t) == 3 and t == f[:3]  # the header and two customers
