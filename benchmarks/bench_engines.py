@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# the code measured: this checkout, or --baseline's for side sql (set by spawn; before, side sql
+# imported this checkout's cxstats too, as ROOT went first on sys.path)
+sys.path.insert(0, os.environ.get("CXSTATS_BENCH_CODE", str(ROOT)))
 
 from cxstats import ADMIN  # noqa: E402  (after the path: the benchmarks run from a checkout)
 
@@ -97,9 +99,15 @@ def child(side: str, db: str, lake: str) -> dict:
         return _score(db, {"CXSTATS_LAKE": lake})
     if side == "spark":
         return _score(db, {"CXSTATS_LAKE": lake, "CXSTATS_ENGINE": "spark", "CXSTATS_SPARK": "local[2]"})
-    if side == "sql":  # the baseline checkout is first on sys.path (see main)
+    if side == "sql":  # the baseline checkout is first on sys.path (CXSTATS_BENCH_CODE, see spawn)
         from cxstats import advocates, store
 
+        try:
+            from cxstats import engine
+
+            tally = _count_driver(engine)
+        except ImportError:  # a baseline from before cxstats.engine
+            tally = {}
         t0, c0 = time.perf_counter(), time.process_time()
         with store.connect(db) as con:
             res = advocates.score(con, viewer=ADMIN)
@@ -111,6 +119,7 @@ def child(side: str, db: str, lake: str) -> dict:
             "ranked": res.ranked,
             "ids": c["customer_id"].tolist()[:1000],
             "scores": c["score"].round(9).tolist()[:1000],
+            **tally,
         }
     if side == "pandas":
         sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -144,7 +153,7 @@ def _time_v(stderr: str) -> dict:
 
 def spawn(side: str, db: Path, lake: Path, baseline: str | None) -> dict:
     path = str(baseline) if side == "sql" else str(ROOT)
-    env = dict(os.environ, PYTHONPATH=path)
+    env = dict(os.environ, PYTHONPATH=path, CXSTATS_BENCH_CODE=path)
     for k in ("CXSTATS_ENGINE", "CXSTATS_LAKE", "CXSTATS_SPARK"):
         env.pop(k, None)
     r = subprocess.run(
