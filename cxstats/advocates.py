@@ -679,10 +679,9 @@ def _gated(t, con, s, keys, as_of, cooldown, top: int | None, keep, attach) -> t
     e.g. an export's consent and hold-out filters) as many as it takes for ``top`` rows to pass it
     (pages from the engine, the next one after the last (score, customer_id) fetched). ``attach``
     adds the value model's figures. Returns (rows, complete: every gated customer came back)."""
-    if not top:
-        page = _gated_page(s, None, None)
-        rows = _rank_order(t.execute(page))
-        return attach(_contributions(_format(con, rows, _dup_of(t, keys, page), as_of, cooldown))), True
+    if not top:  # the whole gated list (sorted once, by _format); duplicate groups are few: all of them
+        rows = t.execute(s.filter(s.passes))
+        return attach(_contributions(_format(con, rows, t.execute(ca.duplicate_keys(keys)), as_of, cooldown))), True
     limit = int(top) if keep is None else max(2 * int(top), PAGE_ROWS)
     parts, dups, after = [], [], None
     while True:
