@@ -796,7 +796,7 @@ def score(
         MappingProxyType(counts),
         every,
         cv,
-        MappingProxyType(tiers),
+        dict(tiers),  # a plain dict: the page caches the result (a mappingproxy cannot be pickled)
         complete,
     )
 
