@@ -158,7 +158,7 @@ def _keep(con):
         if as_of is not None:
             held = store.held_out(con, as_of)
             if held:
-                mask &= ~df["customer_id"].astype(str).isin(held).to_numpy(dtype=bool)
+                mask = mask & ~df["customer_id"].astype(str).isin(held).to_numpy(dtype=bool)
         return mask
 
     return keep
