@@ -3,6 +3,10 @@ PY ?= python
 # the fast tier: unit, reference, in-process CLI and AppTest (no browser, fault injection, fuzzing, Spark
 # or long simulations: those carry the browser/slow marks or live in FULL_ONLY of tests/conftest.py)
 FAST = -m "not browser and not slow and not full"
+# test workers (pytest-xdist): one per core of a 2-core machine; each test file runs whole in one worker,
+# so a module's fixtures (demo databases, a Spark session) are built once
+JOBS ?= 2
+PARALLEL = -n $(JOBS) --dist loadfile
 
 .PHONY: install install-dev run test check lint typecheck bench
 
@@ -33,11 +37,11 @@ typecheck:
 # and FULL_ONLY_TESTS in tests/conftest.py); CXSTATS_FAST=1 runs the heavy properties with fewer examples;
 # the 15 slowest tests are printed at the end
 check: lint
-	CXSTATS_FAST=1 $(PY) -m pytest $(FAST) --durations=15
+	CXSTATS_FAST=1 $(PY) -m pytest $(PARALLEL) $(FAST) --durations=15
 
 # everything: lint, then every test (browser journeys, fault injection, fuzzing, slow simulations)
 test: install-dev lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL) --durations=30
 
 # by hand, on a quiet machine; figures go to benchmarks/README.md
 bench:
