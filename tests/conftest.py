@@ -52,6 +52,12 @@ FULL_ONLY_TESTS = {
     "test_app::test_pages_render_their_charts_for_each_role[leader]": "the local admin's case draws every chart page; test_each_role_reaches_exactly_its_pages walks each role",
     "test_app::test_pages_render_their_charts_for_each_role[manager]": "as [leader]; test_manager_sees_only_his_units_in_the_charts checks the manager's pages",
     "test_app::test_pages_render_their_charts_for_each_role[marketing]": "as [leader]; test_customers_page_shows_marketing_no_employee_figures checks marketing's pages",
+    "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[2]": "seeds 0 and 1 of the kept-table property stay in the fast tier; 2-5 add random histories, not code paths",
+    "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[3]": "as [2]",
+    "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[4]": "as [2]",
+    "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[5]": "as [2]",
+    "test_probe_files::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[leader]": "the admin's walk renders every page with the hostile names; the other roles' walks see subsets of it",
+    "test_probe_files::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[manager]": "as [leader]",
     "test_probe_auth::test_successful_logins_do_not_count_against_the_address": "25 bcrypt checks; the address lock itself stays in test_twenty_failures_from_one_address_lock_it_for_every_name",
 }
 
