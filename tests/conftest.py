@@ -56,8 +56,8 @@ FULL_ONLY_TESTS = {
     "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[3]": "as [2]",
     "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[4]": "as [2]",
     "test_order_totals::test_kept_table_equals_rebuild_and_scores_match_lines[5]": "as [2]",
-    "test_probe_files::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[leader]": "the admin's walk renders every page with the hostile names; the other roles' walks see subsets of it",
-    "test_probe_files::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[manager]": "as [leader]",
+    "test_app::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[leader]": "the admin's walk renders every page with the hostile names; the other roles' walks see subsets of it",
+    "test_app::test_every_page_shows_hostile_file_unit_and_customer_names_escaped[manager]": "as [leader]",
     "test_probe_auth::test_successful_logins_do_not_count_against_the_address": "25 bcrypt checks; the address lock itself stays in test_twenty_failures_from_one_address_lock_it_for_every_name",
 }
 
