@@ -433,3 +433,24 @@ def test_docstring_example_runs():
     import doctest
 
     assert doctest.testmod(ingest).failed == 0
+
+
+def test_all_blank_rows_match_every_column_mask():
+    """The empty-row check that looks at unused columns only in rows still empty agrees with masks
+    over every column: a row empty in the mapped columns but with a cell elsewhere is kept."""
+    import pandas as pd
+
+    from cxstats.ingest.cells import _blank_mask
+    from cxstats.ingest.load import _all_blank, _BlankMasks
+
+    frame = pd.DataFrame(
+        [["a", "", None, "x"], ["", "", float("nan"), ""], ["", None, "", "note"], ["", "", "", ""]],
+        columns=range(4),
+        dtype=object,
+    )
+    full = np.logical_and.reduce([_blank_mask(frame[i]) for i in frame.columns])
+    for first in ([0, 1], [2], [], [3, 0]):
+        blank = _BlankMasks(frame)
+        assert (_all_blank(frame, blank, first) == full).all()
+        assert all((blank[i] == _blank_mask(frame[i])).all() for i in frame.columns)
+    assert full.tolist() == [False, True, False, True]

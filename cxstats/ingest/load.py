@@ -167,12 +167,42 @@ class _Rows:
     totals_rows: np.ndarray  # spreadsheet row numbers of the totals rows dropped
 
 
+class _BlankMasks(dict):
+    """Column -> its empty-cell mask, computed when first asked for (most unused columns never are)."""
+
+    def __init__(self, frame: pd.DataFrame, known: dict | None = None):
+        super().__init__(known or {})
+        self._frame = frame
+
+    def __missing__(self, i):
+        m = self[i] = _blank_mask(self._frame[i])
+        return m
+
+
+def _all_blank(frame: pd.DataFrame, blank: _BlankMasks, first: list) -> np.ndarray:
+    """Rows whose every cell is empty. The columns in ``first`` (mapped, unnamed) get whole masks;
+    the other columns are looked at only in the rows still empty so far."""
+    n = len(frame)
+    if not len(frame.columns):
+        return np.zeros(n, bool)
+    first = list(dict.fromkeys(first)) or [frame.columns[0]]
+    cand = np.flatnonzero(np.logical_and.reduce([blank[i] for i in first]))
+    for i in frame.columns:
+        if not len(cand):
+            break
+        if i not in blank:
+            cand = cand[_blank_mask(frame[i].iloc[cand])]
+    out = np.zeros(n, bool)
+    out[cand] = True
+    return out
+
+
 def _kept_rows(grid: readers.Grid, mapped: dict[int, str]) -> _Rows:
     """Step 2: skip empty rows and columns, and totals rows ("Total" / "Grand total" in the first column
     or the unit column)."""
     frame, row_no = grid.data, grid.row_no
-    blank = {i: _blank_mask(frame[i]) for i in frame.columns}
-    all_blank = np.logical_and.reduce(list(blank.values())) if blank else np.zeros(len(frame), bool)
+    blank = _BlankMasks(frame)
+    all_blank = _all_blank(frame, blank, [*mapped, *(i for i in frame.columns if not grid.header[i])])
     empty_cols = [i for i in frame.columns if not grid.header[i] and blank[i].all() and i not in mapped]
     keep_cols = [i for i in frame.columns if i not in empty_cols]
     totals = np.zeros(len(frame), dtype=bool)
@@ -186,7 +216,7 @@ def _kept_rows(grid: readers.Grid, mapped: dict[int, str]) -> _Rows:
     if not keep_rows.all():
         frame = frame.loc[keep_rows].reset_index(drop=True)
         row_no = row_no[keep_rows]
-        blank = {i: b[keep_rows] for i, b in blank.items()}
+        blank = _BlankMasks(frame, {i: b[keep_rows] for i, b in blank.items()})
     return _Rows(frame=frame, row_no=row_no, blank=blank, keep_cols=keep_cols, totals_rows=totals_rows)
 
 
