@@ -956,10 +956,16 @@ def _reason_column(cv: CustomerValue, pos: np.ndarray) -> np.ndarray:
     out = np.full(len(pos), None, dtype=object)
     if not want.any():
         return out
-    pairs = pd.DataFrame({"p": p2[want], "k": key[want]})
-    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs))
+    # distinct (p, key) pairs: each column's codes combined into one integer (no MultiIndex)
+    cp, up = pd.factorize(p2[want], use_na_sentinel=False)
+    ck, uk = pd.factorize(key[want], use_na_sentinel=False)
+    codes, uniq = pd.factorize(cp.astype(np.int64) * len(uk) + ck)
     texts = np.array(
-        [reason_text(pp, (kk + 100 if kk < -50 else kk), 1, cv.horizon_weeks) for pp, kk in uniq], dtype=object
+        [
+            reason_text(up[i // len(uk)], (kk + 100 if (kk := uk[i % len(uk)]) < -50 else kk), 1, cv.horizon_weeks)
+            for i in uniq
+        ],
+        dtype=object,
     )
     out[want] = texts[codes]
     return out
@@ -974,16 +980,30 @@ def _insert_before_flags(reasons: pa.ChunkedArray | pa.Array, flags, texts: np.n
     offs = offs - offs[0]
     lens = np.diff(offs)
     k = pc.fill_null(pc.list_value_length(flags), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    has = np.array([t is not None for t in texts], dtype=bool)
+    has = pd.notna(texts)
     at = np.maximum(lens - k, 0)  # position of the new text within its row
     new_offs = np.concatenate([[0], np.cumsum(lens + has)])
     ri = np.repeat(np.arange(n), lens)
     q = np.arange(len(vals)) - offs[ri]
     old_pos = new_offs[ri] + q + (has[ri] & (q >= at[ri]))
     new_pos = new_offs[:-1][has] + at[has]
-    allv = pa.concat_arrays([vals.cast(pa.string()), pa.array(list(texts[has]), type=pa.string())])
-    order = np.argsort(np.concatenate([old_pos, new_pos]), kind="stable")
+    allv = pa.concat_arrays([vals.cast(pa.string()), pa.array(texts[has], type=pa.string())])
+    # old_pos and new_pos together are a permutation of the new values' slots: scatter, no sort
+    order = np.empty(len(allv), dtype=np.int64)
+    order[old_pos] = np.arange(len(vals))
+    order[new_pos] = np.arange(len(vals), len(allv))
     return pa.ListArray.from_arrays(pa.array(new_offs, type=pa.int32()), allv.take(pa.array(order)))
+
+
+def _ids(ids: pd.Series) -> pa.Array:
+    """A column of ids as one Arrow large_string array (no copy when it is Arrow-backed already)."""
+    if isinstance(ids.array, pd.arrays.ArrowStringArray):
+        arr = pa.array(ids.array)
+    else:
+        arr = pa.array(ids.to_numpy(dtype=object), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
 
 
 def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
@@ -994,7 +1014,12 @@ def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
         for col in CUSTOMER_FIELDS:
             out[col] = np.nan
         return out
-    pos = pd.Index(cv.customers["customer_id"]).get_indexer(out["customer_id"])
+    # the model's row of each customer (one hash join in Arrow; ids are unique in cv.customers)
+    pos = (
+        pc.fill_null(pc.index_in(_ids(out["customer_id"]), value_set=_ids(cv.customers["customer_id"])), -1)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.intp)
+    )
     for col in CUSTOMER_FIELDS:
         v = cv.customers[col].to_numpy(dtype=float)
         out[col] = np.where(pos >= 0, v[np.where(pos >= 0, pos, 0)], np.nan)
