@@ -369,24 +369,38 @@ def _spark_erasure_filter(df, table: str, er: _Erasures):
 
 
 class Tables:
-    """The tables of one operation (see :func:`open_tables`)."""
+    """The tables of one operation (see :func:`open_tables`). Each of LAKE_TABLES is opened, checked
+    against the kind's columns and erasure-filtered the first time :meth:`table` asks for it, at
+    most once per operation (an analysis that reads two datasets pays for two)."""
 
-    def __init__(self, cfg: EngineConfig, viewer: Viewer, con, backend, tables: dict[str, Any]):
+    def __init__(self, cfg: EngineConfig, viewer: Viewer, con, backend, opener):
         self.cfg = cfg
         self.kind = cfg.kind
         self.viewer = viewer
         self.con = con  # the DuckDB connection of --db
         self.backend = backend  # the ibis backend the lake tables live in
-        self._tables = tables
+        self._opener = opener  # name -> the conformed ibis table (raises CxStatsError on a bad dataset)
+        self._tables: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def table(self, name: str):
-        """One of LAKE_TABLES as an ibis.Table (erasures left out, customers current)."""
-        if name not in self._tables:
+        """One of LAKE_TABLES as an ibis.Table (erasures left out, customers current). Opened on
+        first use; a missing dataset or wrong column types raise CxStatsError here."""
+        if name not in LAKE_TABLES:
             raise CxStatsError(
                 f"no engine table {name!r}: use one of {', '.join(LAKE_TABLES)} "
                 "(other tables come from the DuckDB file: t.local)"
             )
-        return self._tables[name]
+        with self._lock:
+            t = self._tables.get(name)
+            if t is None:
+                t = self._tables[name] = self._opener(name)
+        return t
+
+    @property
+    def opened(self) -> tuple[str, ...]:
+        """The datasets opened so far, in the order they were first asked for."""
+        return tuple(self._tables)
 
     def local(self, sql: str, params: list | tuple | None = None):
         """A query on the DuckDB file (``?`` parameters) as a pandas.DataFrame."""
@@ -403,26 +417,23 @@ class Tables:
         return self.backend.to_pyarrow(expr)
 
 
-def _duckdb_tables(con) -> tuple[Any, dict[str, Any]]:
+def _duckdb_table(backend, name: str):
+    """One of LAKE_TABLES from the DuckDB file, with the engine's columns and types."""
     import ibis
 
-    backend = ibis.duckdb.from_connection(con)
-    tables: dict[str, Any] = {}
-    for name in LAKE_TABLES:
-        t = backend.table(name)
-        if name == "customers":
-            # the current row of each customer: store.current_customers_sql's rule (latest batch, then row)
-            w = ibis.window(group_by=t.customer_id, order_by=[ibis.desc(t.batch_id), ibis.desc(t.row_no)])
-            t = t.mutate(_cx_rn=ibis.row_number().over(w))
-            t = t.filter(t._cx_rn == 0).drop("_cx_rn")
-            b = backend.table("batches").select("batch_id", updated_at="loaded_at")
-            t = t.left_join(b, "batch_id").drop("batch_id_right")
-        cols = []
-        for c, typ, _ in table_columns(name):
-            want = _ibis_type(typ)
-            cols.append(t[c] if t[c].type() == want else t[c].cast(want).name(c))
-        tables[name] = t.select(*cols)
-    return backend, tables
+    t = backend.table(name)
+    if name == "customers":
+        # the current row of each customer: store.current_customers_sql's rule (latest batch, then row)
+        w = ibis.window(group_by=t.customer_id, order_by=[ibis.desc(t.batch_id), ibis.desc(t.row_no)])
+        t = t.mutate(_cx_rn=ibis.row_number().over(w))
+        t = t.filter(t._cx_rn == 0).drop("_cx_rn")
+        b = backend.table("batches").select("batch_id", updated_at="loaded_at")
+        t = t.left_join(b, "batch_id").drop("batch_id_right")
+    cols = []
+    for c, typ, _ in table_columns(name):
+        want = _ibis_type(typ)
+        cols.append(t[c] if t[c].type() == want else t[c].cast(want).name(c))
+    return t.select(*cols)
 
 
 def _lake_where(cfg: EngineConfig) -> str:
@@ -447,31 +458,25 @@ def _check_dataset(cfg: EngineConfig, name: str) -> None:
         raise CxStatsError(f"{_lake_where(cfg)}dataset {name}/ holds no Parquet files (*.parquet)")
 
 
-def _lake_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, Any, dict[str, Any]]:
+def _lake_table(cfg: EngineConfig, er: _Erasures, lake_con, backend, name: str):
+    """One dataset of a lake read by DuckDB: checked, read, conformed, erasure-filtered."""
     import duckdb
-    import ibis
 
-    lake_con = duckdb.connect()
-    lake_con.execute("SET TimeZone = 'UTC'")
-    backend = ibis.duckdb.from_connection(lake_con)
-    tables: dict[str, Any] = {}
-    for name in LAKE_TABLES:
-        _check_dataset(cfg, name)
-        try:
-            rel = lake_con.read_parquet(
-                _dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True, union_by_name=True
-            )
-        except duckdb.Error as exc:
-            raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}") from exc
-        raw_view = f"cx_raw_{name}"
-        rel.create_view(raw_view)
-        conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
-        if er.any:
-            view = f"cx_{name}"
-            _duckdb_erasure_filter(rel, name, er).create_view(view)
-            conformed = _conform(name, backend.table(view), _lake_where(cfg))
-        tables[name] = current_customers(conformed) if name == "customers" else conformed
-    return lake_con, backend, tables
+    _check_dataset(cfg, name)
+    try:
+        rel = lake_con.read_parquet(
+            _dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True, union_by_name=True
+        )
+    except duckdb.Error as exc:
+        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}") from exc
+    raw_view = f"cx_raw_{name}"
+    rel.create_view(raw_view)
+    conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
+    if er.any:
+        view = f"cx_{name}"
+        _duckdb_erasure_filter(rel, name, er).create_view(view)
+        conformed = _conform(name, backend.table(view), _lake_where(cfg))
+    return current_customers(conformed) if name == "customers" else conformed
 
 
 # ---------------------------------------------------------------- Spark
@@ -563,38 +568,25 @@ def spark_session(master: str):
         return s
 
 
-def _spark_tables(cfg: EngineConfig, er: _Erasures) -> tuple[Any, list[str], dict[str, Any]]:
-    import ibis
-
-    session = spark_session(cfg.spark_master())
-    backend = ibis.pyspark.connect(session)
-    tag = uuid.uuid4().hex[:8]
-    views: list[str] = []
-    tables: dict[str, Any] = {}
+def _spark_table(cfg: EngineConfig, er: _Erasures, session, backend, tag: str, views: list[str], name: str):
+    """One dataset of the lake on Spark: checked, read, registered as temp views (listed in
+    ``views``, dropped when the operation ends), conformed, erasure-filtered."""
+    _check_dataset(cfg, name)
+    path = _dataset_path(cfg, name)
     try:
-        for name in LAKE_TABLES:
-            _check_dataset(cfg, name)
-            path = _dataset_path(cfg, name)
-            try:
-                df = session.read.option("basePath", path).parquet(path)
-            except Exception as exc:  # AnalysisException: path does not exist, not Parquet
-                raise CxStatsError(
-                    f"{_lake_where(cfg)}cannot read dataset {name}/: {str(exc).splitlines()[0][:300]}"
-                ) from exc
-            raw_view = f"cx_raw_{name}_{tag}"
-            df.createOrReplaceTempView(raw_view)
-            views.append(raw_view)
-            conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
-            if er.any:
-                view = f"cx_{name}_{tag}"
-                _spark_erasure_filter(df, name, er).createOrReplaceTempView(view)
-                views.append(view)
-                conformed = _conform(name, backend.table(view), _lake_where(cfg))
-            tables[name] = current_customers(conformed) if name == "customers" else conformed
-    except BaseException:
-        _drop_spark_views(session, views)
-        raise
-    return backend, views, tables
+        df = session.read.option("basePath", path).parquet(path)
+    except Exception as exc:  # AnalysisException: path does not exist, not Parquet
+        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {str(exc).splitlines()[0][:300]}") from exc
+    raw_view = f"cx_raw_{name}_{tag}"
+    views.append(raw_view)
+    df.createOrReplaceTempView(raw_view)
+    conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
+    if er.any:
+        view = f"cx_{name}_{tag}"
+        views.append(view)
+        _spark_erasure_filter(df, name, er).createOrReplaceTempView(view)
+        conformed = _conform(name, backend.table(view), _lake_where(cfg))
+    return current_customers(conformed) if name == "customers" else conformed
 
 
 def _drop_spark_views(session, views: list[str]) -> None:
@@ -613,31 +605,56 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
     """The tables of one operation (one per operation, like ``store.connect``): LAKE_TABLES from
     the configured engine, everything else from the DuckDB file through ``t.local`` and ``t.con``.
 
+    Opening checks the engine (the erasure key, the Spark extra, Java, a reachable cluster; the
+    session is started once per process); each dataset is opened, checked and erasure-filtered the
+    first time ``t.table(name)`` asks for it, so a missing dataset or wrong column types raise
+    CxStatsError there, with the same message. Spark temp views are dropped when the block ends.
+
     ``viewer`` is who asks; the analyses that read these tables filter by it (the engine hands out
     only the tables every role's analysis starts from)."""
     if not isinstance(viewer, Viewer):
         raise CxStatsError("open_tables needs a Viewer")
+    if cfg.kind not in ENGINES:
+        raise CxStatsError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(ENGINES)}")
+    import ibis
+
     with store.connect(cfg.db) as con:
         if cfg.kind == "duckdb":
-            backend, tables = _duckdb_tables(con)
-            yield Tables(cfg, viewer, con, backend, tables)
+            backend = ibis.duckdb.from_connection(con)
+            yield Tables(cfg, viewer, con, backend, lambda name: _duckdb_table(backend, name))
             return
         er = _erasures(con, cfg.db)
         if cfg.kind == "lake":
-            lake_con, backend, tables = _lake_tables(cfg, er)
+            import duckdb
+
+            lake_con = duckdb.connect()
             try:
-                yield Tables(cfg, viewer, con, backend, tables)
+                lake_con.execute("SET TimeZone = 'UTC'")
+                lake_backend = ibis.duckdb.from_connection(lake_con)
+                yield Tables(
+                    cfg,
+                    viewer,
+                    con,
+                    lake_backend,
+                    lambda name: _lake_table(cfg, er, lake_con, lake_backend, name),
+                )
             finally:
                 lake_con.close()
             return
-        if cfg.kind == "spark":
-            backend, views, tables = _spark_tables(cfg, er)
-            try:
-                yield Tables(cfg, viewer, con, backend, tables)
-            finally:
-                _drop_spark_views(spark_session(cfg.spark_master()), views)
-            return
-        raise CxStatsError(f"unknown engine kind {cfg.kind!r}: use one of {', '.join(ENGINES)}")
+        session = spark_session(cfg.spark_master())
+        spark_backend = ibis.pyspark.connect(session)
+        tag = uuid.uuid4().hex[:8]
+        views: list[str] = []
+        try:
+            yield Tables(
+                cfg,
+                viewer,
+                con,
+                spark_backend,
+                lambda name: _spark_table(cfg, er, session, spark_backend, tag, views, name),
+            )
+        finally:
+            _drop_spark_views(session, views)
 
 
 # ---------------------------------------------------------------- lake export

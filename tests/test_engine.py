@@ -261,29 +261,36 @@ def _float_money():
 
 
 @pytest.mark.parametrize(
-    "make, fragment",
+    "make, bad, fragment",
     [
-        (lambda lake: small_lake(lake, drop="mentions"), "missing dataset mentions/"),
+        (lambda lake: small_lake(lake, drop="mentions"), "mentions", "missing dataset mentions/"),
         (
             lambda lake: (small_lake(lake, drop="units"), (lake / "units").mkdir()),
+            "units",
             "dataset units/ holds no Parquet files",
         ),
         (
             lambda lake: small_lake(lake, purchases_amount=_float_money()),
+            "purchases",
             "purchases/ column amount: expected decimal(18, 2), found float64",
         ),
         (
             lambda lake: small_lake(lake, customer_id_type=pa.int64()),
+            "purchases",
             "purchases/ column customer_id: expected string, found int64 (ids are text)",
         ),
     ],
 )
-def test_bad_lake_one_clear_message(tmp_path, make, fragment):
+def test_bad_lake_one_clear_message(tmp_path, make, bad, fragment):
+    """A bad dataset is found when an analysis first asks for it (tables open lazily); the other
+    datasets still read."""
     lake = tmp_path / "lake"
     make(lake)
-    with pytest.raises(CxStatsError) as e:
-        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
-            pass
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+        with pytest.raises(CxStatsError) as e:
+            t.table(bad)
+        good = "feedback"
+        assert len(_rows(t, good)) == 3
     assert fragment in str(e.value)
     assert str(lake) in str(e.value)
 
@@ -294,8 +301,56 @@ def test_lake_missing_required_column(tmp_path):
         f.unlink()
     _write(lake, "customers", pa.table({"customer_id": ["C1"]}))
     with pytest.raises(CxStatsError, match=r"customers/ has no column updated_at \(expected timestamp\)"):
-        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
-            pass
+        with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+            t.table("customers")
+
+
+def test_tables_open_lazily_once_each(tmp_path, monkeypatch):
+    """A dataset is opened, checked and erasure-filtered the first time t.table asks for it, at most
+    once per open_tables; the others are never read."""
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    lake = small_lake(tmp_path / "lake")
+    _erase(tmp_path / "d.duckdb", "customer", "C9", handles=["nine"])
+    calls: list[str] = []
+    real = engine._conform
+
+    def counting(name, raw, where):
+        calls.append(name)
+        return real(name, raw, where)
+
+    monkeypatch.setattr(engine, "_conform", counting)
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
+        assert t.opened == () and calls == []
+        p1, p2 = t.table("purchases"), t.table("purchases")
+        assert p1 is p2 and t.opened == ("purchases",)
+        n = len(calls)
+        assert set(calls) == {"purchases"}
+        assert [r["customer_id"] for r in _rows(t, "purchases", "order_id")] == ["C1", "C2"]  # erasure applied
+        assert len(calls) == n
+    with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:  # a new operation opens again
+        t.table("purchases")
+    assert len(calls) == 2 * n
+    cfg = engine.config_from_env(tmp_path / "d.duckdb", env={})
+    with engine.open_tables(cfg, viewer=ADMIN) as t:
+        assert t.opened == ()
+        assert t.table("units") is t.table("units") and t.opened == ("units",)
+
+
+def test_cli_exits_2_when_a_dataset_is_missing(small_demo, tmp_path, monkeypatch, capsys):
+    """A dataset checked at first use still reaches the user as one line on stderr and exit 2."""
+    from cxstats import cli
+
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, _ = small_demo
+    lake = tmp_path / "lake"
+    engine.export_lake(db, lake, viewer=ADMIN)
+    shutil.rmtree(lake / "feedback")
+    monkeypatch.setenv("CXSTATS_LAKE", str(lake))
+    capsys.readouterr()
+    assert cli.main(["linkage", "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"lake {lake}: missing dataset feedback/" in err[0]
 
 
 def test_open_tables_needs_a_viewer(tmp_path):
