@@ -74,6 +74,20 @@ ERASURE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "engagement": (("respondent_id", "respondent"),),
 }
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# URI schemes a lake read by DuckDB may use, and the DuckDB extension that reads each (never
+# downloaded at run time: an extension not installed stops with a message saying how to install it)
+DUCKDB_LAKE_SCHEMES = {
+    "s3": "httpfs",
+    "s3a": "httpfs",
+    "s3n": "httpfs",
+    "r2": "httpfs",
+    "gs": "httpfs",
+    "gcs": "httpfs",
+    "hf": "httpfs",
+    "az": "azure",
+    "azure": "azure",
+    "abfss": "azure",
+}
 _SPARK_MASTER = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|(spark|sc)://[^\s/:]+(:\d+)?/?(;.*)?)$")
 
 
@@ -149,6 +163,8 @@ def config_from_env(db: str | os.PathLike | None = None, env: Mapping[str, str] 
     else:
         kind = "lake" if lake else "duckdb"
         spark = None
+    if kind == "lake" and lake and not _lake_is_local(lake):
+        _check_duckdb_scheme(lake)
     if lake and _lake_is_local(lake):
         p = _local_path(lake)
         if not p.is_dir():
@@ -159,6 +175,46 @@ def config_from_env(db: str | os.PathLike | None = None, env: Mapping[str, str] 
             )
         lake = str(p)
     return EngineConfig(kind, path, lake, spark)
+
+
+def _scheme(lake: str) -> str:
+    return lake.split("://", 1)[0].lower()
+
+
+def _check_duckdb_scheme(lake: str) -> None:
+    """A lake URI DuckDB can list and read (the files of each dataset are found by a glob)."""
+    scheme = _scheme(lake)
+    if scheme in ("http", "https"):
+        raise CxStatsError(
+            f"{ENV_LAKE}={lake}: DuckDB cannot list the files of an {scheme}:// folder (HTTP has no "
+            "directory listing); point it at the same lake as s3://, gs:// or az://, copy it to a "
+            f"local folder, or use {ENV_ENGINE}=spark with a cluster that reads it"
+        )
+    if scheme not in DUCKDB_LAKE_SCHEMES:
+        raise CxStatsError(
+            f"{ENV_LAKE}={lake}: DuckDB cannot read {scheme}:// lakes (it reads local folders and "
+            f"{', '.join(s + '://' for s in DUCKDB_LAKE_SCHEMES)}); copy the lake to a local folder "
+            f"or use {ENV_ENGINE}=spark with a cluster that reads {scheme}://"
+        )
+
+
+def _load_duckdb_extension(lake_con, lake: str) -> None:
+    """Load the extension a remote lake needs into the lake's DuckDB connection, without ever
+    downloading it (no network is assumed); CxStatsError saying how to install it otherwise."""
+    import duckdb
+
+    scheme = _scheme(lake)
+    ext = DUCKDB_LAKE_SCHEMES[scheme]  # one of the names above, never user text
+    lake_con.execute("SET autoinstall_known_extensions = false")
+    try:
+        lake_con.execute(f"LOAD {ext}")
+    except duckdb.Error as exc:
+        raise CxStatsError(
+            f"{ENV_LAKE}={lake}: DuckDB reads {scheme}:// through its {ext} extension, which is not "
+            f'installed here: run INSTALL {ext} once where DuckDB can download it (python -c "import '
+            f"duckdb; duckdb.sql('INSTALL {ext}')\"; it is kept under ~/.duckdb/extensions), or copy "
+            f"the lake to a local folder and point {ENV_LAKE} at it"
+        ) from exc
 
 
 # ---------------------------------------------------------------- types
@@ -468,7 +524,8 @@ def _lake_table(cfg: EngineConfig, er: _Erasures, lake_con, backend, name: str):
             _dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True, union_by_name=True
         )
     except duckdb.Error as exc:
-        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}") from exc
+        hint = "" if _lake_is_local(cfg.lake) else f"; {DUCKDB_REMOTE_HINT}"
+        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}{hint}") from exc
     raw_view = f"cx_raw_{name}"
     rel.create_view(raw_view)
     conformed = _conform(name, backend.table(raw_view), _lake_where(cfg))
@@ -568,6 +625,41 @@ def spark_session(master: str):
         return s
 
 
+# what a Spark cluster (and the driver, for local[N] and spark://) needs to read a lake URI: the Hadoop
+# FileSystem of its scheme on the classpath (pyspark 4.0 ships Hadoop 3.4.1 client jars, nothing else)
+SPARK_FILESYSTEMS = {
+    "s3a": "hadoop-aws 3.4.1 and its AWS SDK bundle (spark.jars.packages=org.apache.hadoop:hadoop-aws:3.4.1) "
+    "and S3 credentials (spark.hadoop.fs.s3a.* or the AWS default chain)",
+    "s3": "hadoop-aws 3.4.1 and its AWS SDK bundle (spark.jars.packages=org.apache.hadoop:hadoop-aws:3.4.1), "
+    "spark.hadoop.fs.s3.impl=org.apache.hadoop.fs.s3a.S3AFileSystem (or write the URI as s3a://) and S3 "
+    "credentials (spark.hadoop.fs.s3a.* or the AWS default chain)",
+    "gs": "the GCS connector (com.google.cloud.bigdataoss:gcs-connector, hadoop3 shaded jar) with "
+    "spark.hadoop.fs.gs.impl=com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem",
+    "abfss": "hadoop-azure 3.4.1 (spark.jars.packages=org.apache.hadoop:hadoop-azure:3.4.1) and the storage "
+    "account's credentials (spark.hadoop.fs.azure.account.*)",
+}
+DUCKDB_REMOTE_HINT = (
+    "check the URI and that DuckDB has credentials for it (a persistent secret, e.g. CREATE PERSISTENT "
+    "SECRET (TYPE s3, PROVIDER credential_chain) with the aws extension)"
+)
+
+
+def spark_filesystem_hint(lake: str, error: str = "") -> str:
+    """What to fix when Spark cannot read a remote lake: the Hadoop FileSystem of the URI's scheme
+    when the error says it is missing (or no error is given), else the URI and credentials."""
+    scheme = _scheme(lake)
+    missing = not error or any(
+        w in error for w in ("No FileSystem for scheme", "ClassNotFoundException", "UnsupportedFileSystem")
+    )
+    if not missing:
+        return "check the URI and the cluster's credentials for it"
+    needs = SPARK_FILESYSTEMS.get(scheme, f"a Hadoop FileSystem for {scheme}:// on its classpath")
+    return (
+        f"Spark has no {scheme}:// file system here: the cluster (and this machine for local[N] and spark://) "
+        f"needs {needs}; see the README's Engines section"
+    )
+
+
 def _spark_table(cfg: EngineConfig, er: _Erasures, session, backend, tag: str, views: list[str], name: str):
     """One dataset of the lake on Spark: checked, read, registered as temp views (listed in
     ``views``, dropped when the operation ends), conformed, erasure-filtered."""
@@ -576,7 +668,9 @@ def _spark_table(cfg: EngineConfig, er: _Erasures, session, backend, tag: str, v
     try:
         df = session.read.option("basePath", path).parquet(path)
     except Exception as exc:  # AnalysisException: path does not exist, not Parquet
-        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {str(exc).splitlines()[0][:300]}") from exc
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = "" if _lake_is_local(cfg.lake) else f"; {spark_filesystem_hint(cfg.lake, str(exc))}"
+        raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {first}{hint}") from exc
     raw_view = f"cx_raw_{name}_{tag}"
     views.append(raw_view)
     df.createOrReplaceTempView(raw_view)
@@ -630,6 +724,8 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
             lake_con = duckdb.connect()
             try:
                 lake_con.execute("SET TimeZone = 'UTC'")
+                if not _lake_is_local(cfg.lake):
+                    _load_duckdb_extension(lake_con, cfg.lake)
                 lake_backend = ibis.duckdb.from_connection(lake_con)
                 yield Tables(
                     cfg,

@@ -575,3 +575,65 @@ def test_cli_exits_2_on_a_bad_lake(tmp_path, monkeypatch, capsys):
     assert cli.main(["batches", "--db", str(tmp_path / "d.duckdb")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown CXSTATS_ENGINE='nosuch'" in err[0]
+
+
+# ---------------------------------------------------------------- lake URIs (no network)
+
+
+@pytest.mark.parametrize("uri", ["s3://no-such-bucket/cx", "gs://no-such-bucket/cx", "S3A://b/cx"])
+def test_remote_lake_without_the_extension_one_clear_message(tmp_path, monkeypatch, uri):
+    """A remote lake read by DuckDB needs httpfs; not installed (an empty home: DuckDB looks for
+    extensions under ~/.duckdb), it stops with one message saying how to install it, and never tries
+    to download it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_LAKE": uri})
+    assert cfg.kind == "lake" and cfg.lake == uri and cfg.describe() == f"Parquet lake {uri} (DuckDB)"
+    with pytest.raises(CxStatsError) as e:
+        with engine.open_tables(cfg, viewer=ADMIN):
+            pass
+    msg = str(e.value)
+    assert msg.startswith(f"CXSTATS_LAKE={uri}: DuckDB reads ")
+    assert "httpfs extension, which is not installed here: run INSTALL httpfs" in msg
+    assert "copy the lake to a local folder" in msg and not e.value.problems
+
+
+@pytest.mark.parametrize(
+    "uri, fragment",
+    [
+        ("https://example.org/cx", "DuckDB cannot list the files of an https:// folder"),
+        ("hdfs://namenode/cx", "DuckDB cannot read hdfs:// lakes"),
+    ],
+)
+def test_lake_uri_duckdb_cannot_read(tmp_path, uri, fragment):
+    with pytest.raises(CxStatsError) as e:
+        engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_LAKE": uri})
+    assert fragment in str(e.value) and "CXSTATS_ENGINE=spark" in str(e.value)
+    # Spark reads whatever its cluster reads: the URI is passed through
+    cfg = engine.config_from_env(tmp_path / "d.duckdb", env={"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": uri})
+    assert cfg.kind == "spark" and cfg.lake == uri
+
+
+def test_cli_exits_2_on_a_remote_lake_without_httpfs(tmp_path, monkeypatch, capsys):
+    from cxstats import cli
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXSTATS_LAKE", "s3://no-such-bucket/cx")
+    db = tmp_path / "d.duckdb"
+    with store.connect(db):
+        pass
+    capsys.readouterr()
+    assert cli.main(["linkage", "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run INSTALL httpfs" in err[0], err
+
+
+def test_spark_filesystem_hint():
+    h = engine.spark_filesystem_hint("s3://b/cx", 'java.lang.RuntimeException: No FileSystem for scheme "s3"')
+    assert "hadoop-aws 3.4.1" in h and "fs.s3.impl=org.apache.hadoop.fs.s3a.S3AFileSystem" in h
+    h = engine.spark_filesystem_hint("s3a://b/cx", "ClassNotFoundException: org.apache.hadoop.fs.s3a.S3AFileSystem")
+    assert "hadoop-aws 3.4.1" in h and "fs.s3.impl" not in h
+    assert "GoogleHadoopFileSystem" in engine.spark_filesystem_hint("gs://b/cx")
+    assert "a Hadoop FileSystem for hdfs2://" in engine.spark_filesystem_hint("hdfs2://b/cx")
+    assert engine.spark_filesystem_hint("s3a://b/cx", "Path does not exist: s3a://b/cx/units") == (
+        "check the URI and the cluster's credentials for it"
+    )

@@ -116,3 +116,24 @@ def test_spark_leaves_out_erasures_recorded_after_the_export(demo_lake, spark, t
             )
     assert seen["spark"] == seen["lake"]
     assert seen["spark"][:2] == (0, 0)
+
+
+def test_spark_opens_only_what_is_asked_and_drops_its_views(demo_lake, spark, monkeypatch):
+    """Tables open lazily on Spark too: only the datasets asked for become temp views (once each),
+    and every view of the operation is dropped when it ends."""
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, lake, victim = demo_lake
+
+    def ours():
+        return {t.name for t in spark.catalog.listTables() if t.name.startswith("cx_")}
+
+    before = ours()
+    with engine.open_tables(_cfg(db, lake, "spark"), viewer=ADMIN) as t:
+        assert ours() == before and t.opened == ()
+        p = t.table("purchases")
+        assert t.table("purchases") is p and t.opened == ("purchases",)
+        made = ours() - before
+        assert made and all("purchases" in v for v in made)  # raw and erasure-filtered views only
+        n = t.execute(p.filter(p.customer_id == victim).count().name("n").as_table())["n"][0].as_py()
+        assert n == 0
+    assert ours() == before
