@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from cxstats import ADMIN, engine, store
+from cxstats import ADMIN, CxStatsError, engine, store
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +137,19 @@ def test_spark_opens_only_what_is_asked_and_drops_its_views(demo_lake, spark, mo
         n = t.execute(p.filter(p.customer_id == victim).count().name("n").as_table())["n"][0].as_py()
         assert n == 0
     assert ours() == before
+
+
+@pytest.mark.parametrize("uri", ["s3://no-such-bucket/cx", "s3a://no-such-bucket/cx"])
+def test_spark_passes_a_lake_uri_through(demo_lake, spark, monkeypatch, uri):
+    """Spark reads whatever URI its cluster reads (no local check); without hadoop-aws on the
+    classpath (this machine) the first table read stops with one message naming the jars to add."""
+    monkeypatch.setenv(store.KEY_ENV, KEY)
+    db, _, _ = demo_lake
+    cfg = engine.config_from_env(db, env={"CXSTATS_ENGINE": "spark", "CXSTATS_LAKE": uri})
+    assert cfg.lake == uri
+    with engine.open_tables(cfg, viewer=ADMIN) as t:
+        with pytest.raises(CxStatsError) as e:
+            t.table("purchases")
+    msg = str(e.value)
+    assert msg.startswith(f"lake {uri}: cannot read dataset purchases/: "), msg
+    assert "hadoop-aws 3.4.1" in msg and "README" in msg, msg
