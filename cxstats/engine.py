@@ -15,10 +15,15 @@ Configuration (environment):
 - nothing set: the DuckDB file (``--db``, ``CXSTATS_DB``, ``data/cxstats.duckdb``);
 - ``CXSTATS_LAKE=PATH`` (a folder or a URI DuckDB reads): Parquet datasets ``purchases/``,
   ``feedback/``, ``mentions/``, ``customers/``, ``units/`` (hive-partitioned folders such as
-  ``year=2026/`` allowed), read by DuckDB;
+  ``year=2026/`` allowed), read by DuckDB (a URI through its httpfs or azure extension, which is
+  never downloaded at run time: :data:`DUCKDB_LAKE_SCHEMES`);
 - ``CXSTATS_ENGINE=spark`` with ``CXSTATS_LAKE`` and ``CXSTATS_SPARK=local[2] | spark://HOST:7077 |
   sc://HOST:15002`` (Spark Connect; default ``local[2]``): the same expressions on Spark, one
-  cached SparkSession per process.
+  cached SparkSession per process; the lake URI is passed to Spark as it is
+  (:func:`spark_filesystem_hint` names the Hadoop jars a cluster needs for it).
+
+Each dataset is opened, checked and erasure-filtered the first time ``t.table(name)`` asks for it,
+at most once per :func:`open_tables`.
 
 Every lake read leaves out rows whose customer id, handle or e-mail matches an erasure recorded in
 the DuckDB file: the erasure record holds HMAC-SHA256 values (:func:`cxstats.store.identifier_hmac`),
@@ -640,7 +645,7 @@ SPARK_FILESYSTEMS = {
 }
 DUCKDB_REMOTE_HINT = (
     "check the URI and that DuckDB has credentials for it (a persistent secret, e.g. CREATE PERSISTENT "
-    "SECRET (TYPE s3, PROVIDER credential_chain) with the aws extension)"
+    "SECRET cx_lake (TYPE s3, PROVIDER credential_chain) with the aws extension)"
 )
 
 
