@@ -396,8 +396,7 @@ def engine_tables(con, *, viewer, engine=None):
 
     cfg = engine if engine is not None else eng.config_from_env(database_path(con))
     if cfg.kind == "duckdb":
-        backend, tables = eng._duckdb_tables(con)
-        yield eng.Tables(cfg, viewer, con, backend, tables)
+        yield eng.file_tables(cfg, con, viewer=viewer)
         return
     with eng.open_tables(cfg, viewer=viewer) as t:
         yield t

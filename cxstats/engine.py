@@ -478,6 +478,17 @@ class Tables:
         return self.backend.to_pyarrow(expr)
 
 
+def file_tables(cfg: EngineConfig, con, *, viewer: Viewer) -> Tables:
+    """The DuckDB file's tables through a connection the caller already holds (kind duckdb: no
+    second connection); opened lazily like :func:`open_tables`'."""
+    import ibis
+
+    if not isinstance(viewer, Viewer):
+        raise CxStatsError("file_tables needs a Viewer")
+    backend = ibis.duckdb.from_connection(con)
+    return Tables(cfg, viewer, con, backend, lambda name: _duckdb_table(backend, name))
+
+
 def _duckdb_table(backend, name: str):
     """One of LAKE_TABLES from the DuckDB file, with the engine's columns and types."""
     import ibis
@@ -719,8 +730,7 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
 
     with store.connect(cfg.db) as con:
         if cfg.kind == "duckdb":
-            backend = ibis.duckdb.from_connection(con)
-            yield Tables(cfg, viewer, con, backend, lambda name: _duckdb_table(backend, name))
+            yield file_tables(cfg, con, viewer=viewer)
             return
         er = _erasures(con, cfg.db)
         if cfg.kind == "lake":
