@@ -540,7 +540,7 @@ def _lake_table(cfg: EngineConfig, er: _Erasures, lake_con, backend, name: str):
             _dataset_path(cfg, name) + "/**/*.parquet", hive_partitioning=True, union_by_name=True
         )
     except duckdb.Error as exc:
-        hint = "" if _lake_is_local(cfg.lake) else f"; {DUCKDB_REMOTE_HINT}"
+        hint = "" if _lake_is_local(cfg.lake_location()) else f"; {DUCKDB_REMOTE_HINT}"
         raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {exc}{hint}") from exc
     raw_view = f"cx_raw_{name}"
     rel.create_view(raw_view)
@@ -685,7 +685,9 @@ def _spark_table(cfg: EngineConfig, er: _Erasures, session, backend, tag: str, v
         df = session.read.option("basePath", path).parquet(path)
     except Exception as exc:  # AnalysisException: path does not exist, not Parquet
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        hint = "" if _lake_is_local(cfg.lake) else f"; {spark_filesystem_hint(cfg.lake, str(exc))}"
+        hint = (
+            "" if _lake_is_local(cfg.lake_location()) else f"; {spark_filesystem_hint(cfg.lake_location(), str(exc))}"
+        )
         raise CxStatsError(f"{_lake_where(cfg)}cannot read dataset {name}/: {first}{hint}") from exc
     raw_view = f"cx_raw_{name}_{tag}"
     views.append(raw_view)
@@ -739,8 +741,8 @@ def open_tables(cfg: EngineConfig, *, viewer: Viewer) -> Iterator[Tables]:
             lake_con = duckdb.connect()
             try:
                 lake_con.execute("SET TimeZone = 'UTC'")
-                if not _lake_is_local(cfg.lake):
-                    _load_duckdb_extension(lake_con, cfg.lake)
+                if not _lake_is_local(cfg.lake_location()):
+                    _load_duckdb_extension(lake_con, cfg.lake_location())
                 lake_backend = ibis.duckdb.from_connection(lake_con)
                 yield Tables(
                     cfg,
