@@ -310,6 +310,13 @@ def compile_duckdb(expr: ir.Table) -> str:
     return sql
 
 
+def compiler_versions() -> dict[str, str]:
+    """The Ibis and sqlglot versions whose compile :mod:`cxstats.unit_aggregates_sql` stores."""
+    from importlib.metadata import version
+
+    return {"ibis-framework": version("ibis-framework"), "sqlglot": version("sqlglot")}
+
+
 def compiled_duckdb_sql() -> dict[tuple, str]:
     """Every :func:`duckdb_variants` form compiled (what :mod:`cxstats.unit_aggregates_sql` stores)."""
     return {key: compile_duckdb(expr) for key, expr in duckdb_variants().items()}
@@ -328,6 +335,8 @@ def write_sql_module(path: Path = SQL_FILE) -> Path:
         '"""',
         "",
         f"NO_PERIOD_FROM, NO_PERIOD_TO = {NO_PERIOD_FROM!r}, {NO_PERIOD_TO!r}  # a period bound not given",
+        "",
+        f"COMPILED_WITH = {compiler_versions()!r}  # the text below is exactly these versions' compile",
         "",
         f"REPLY_TARGETS = {tuple(float(h) for h in REPLY_TARGETS)!r}  # answers within each are counted",
         f"WITHIN_COLUMNS = { ({float(h): within_column(h) for h in REPLY_TARGETS})!r}  # target -> column",

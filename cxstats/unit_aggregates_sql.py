@@ -9,6 +9,8 @@ these are what the expressions compile to.
 
 NO_PERIOD_FROM, NO_PERIOD_TO = "", "\uffff"  # a period bound not given
 
+COMPILED_WITH = {"ibis-framework": "12.0.0", "sqlglot": "30.31.0"}  # the text below is exactly these versions' compile
+
 REPLY_TARGETS = (1.0, 6.0, 12.0)  # answers within each are counted
 WITHIN_COLUMNS = {1.0: "within_1h", 6.0: "within_6h", 12.0: "within_12h"}  # target -> column
 

@@ -209,7 +209,6 @@ def test_the_shipped_sql_is_what_the_expressions_compile_to():
     stored SQL must be today's compile (else: python -m cxstats.unit_aggregates)."""
     from cxstats import unit_aggregates_sql as compiled
 
-    assert compiled.SQL == ua.compiled_duckdb_sql(), "stale: regenerate with python -m cxstats.unit_aggregates"
     assert set(compiled.SQL) == set(ua.duckdb_variants())
     assert compiled.REPLY_TARGETS == ua.REPLY_TARGETS
     assert compiled.WITHIN_COLUMNS == {h: ua.within_column(h) for h in ua.REPLY_TARGETS}
@@ -217,6 +216,11 @@ def test_the_shipped_sql_is_what_the_expressions_compile_to():
     for key, sql in compiled.SQL.items():
         assert ("$units" in sql) == (key[-1] is True), key  # the viewer's units are bound, never written into the SQL
         assert ("$period_from" in sql) == (key[0] == "reply_times"), key
+    # the text itself is one compiler's: another sqlglot release may print the same query differently (the
+    # stored SQL's results stay checked against the reference SQL below whatever is installed)
+    if compiled.COMPILED_WITH != ua.compiler_versions():
+        pytest.skip(f"stored SQL compiled with {compiled.COMPILED_WITH}, installed {ua.compiler_versions()}")
+    assert compiled.SQL == ua.compiled_duckdb_sql(), "stale: regenerate with python -m cxstats.unit_aggregates"
 
 
 @pytest.mark.parametrize("viewer", [ADMIN, Viewer("manager", ("U001", "U002")), Viewer("manager", ())])
