@@ -71,18 +71,18 @@ def engine_of(kind: str, dbs: dict[str, tuple[Path, Path]], name: str) -> tuple[
     return db, cfg
 
 
-def assert_same(a, b, where="") -> None:
-    """Same structure, ids and order; numbers within TOL * max(1, |a|, |b|); strings equal."""
+def assert_same(a, b, where="", *, tol: float = TOL) -> None:
+    """Same structure, ids and order; numbers within tol * max(1, |a|, |b|) (TOL unless told); strings equal."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
         for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
+            assert_same(a[k], b[k], f"{where}.{k}", tol=tol)
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), (
             f"{where}: lengths {len(a)} != {len(b) if isinstance(b, list) else b}"
         )
         for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
+            assert_same(x, y, f"{where}[{i}]", tol=tol)
     elif isinstance(a, bool) or a is None or isinstance(a, str):
         assert a == b, f"{where}: {a!r} != {b!r}"
     elif isinstance(a, (int, float)):
@@ -90,7 +90,7 @@ def assert_same(a, b, where="") -> None:
         if math.isnan(a) or math.isnan(b):
             assert math.isnan(a) and math.isnan(b), f"{where}: {a!r} != {b!r}"
         else:
-            assert abs(a - b) <= TOL * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
+            assert abs(a - b) <= tol * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
     else:
         raise AssertionError(f"{where}: unexpected {type(a)}")
 

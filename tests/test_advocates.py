@@ -11,6 +11,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+from engine_fixtures import assert_same
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, store
 
@@ -556,22 +557,6 @@ def test_vader_fills_sentiment_missing_from_the_file(db):
 # ---------------------------------------------------------------- what comes back from the engine
 
 
-def _close(a, b, where=""):
-    """The same JSON; numbers within 1e-6 relative (the value model is refitted by each call)."""
-    if isinstance(a, dict):
-        assert list(a) == list(b), where
-        for k in a:
-            _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and not isinstance(a, bool):
-        assert b == pytest.approx(a, rel=1e-6, abs=1e-9), where
-    else:
-        assert a == b, where
-
-
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
     demo = pytest.importorskip("cxstats.demo")
@@ -592,7 +577,7 @@ def test_only_the_top_n_come_back_with_the_counts(demo_db):
         top = advocates.score(con, viewer=ADMIN, top=10)
     assert len(top.customers) == 10 and not top.complete and top.everyone is None
     assert list(top.customers.columns) == list(full.customers.columns)
-    _close(full.as_json(10), top.as_json(10))
+    assert_same(full.as_json(10), top.as_json(10), tol=1e-6)  # the value model is refitted by each call
     assert dict(top.gate_counts) == dict(full.gate_counts) and top.ranked == full.ranked
     tiers = full.customers["tier"].value_counts()
     assert dict(top.tier_counts) == {name: int(tiers.get(name, 0)) for name, _ in advocates.TIERS}

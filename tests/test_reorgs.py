@@ -5,28 +5,12 @@ merged into itself are refused by row; loading is an undoable batch; units show 
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
+from engine_fixtures import assert_same
 from test_linkage_data import load_engagement, load_feedback, survey
 
 from cxstats import ADMIN, CxStatsError, governance, ingest, linkage, metrics, quality, store
-
-
-def _close(a, b, path=""):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1, abs(a), abs(b)), path
-    else:
-        assert a == b, path
 
 
 def _reorgs(db, rows, name="reorgs.csv"):
@@ -54,7 +38,7 @@ def test_reorgs_file_gives_the_linkage_of_data_relabelled_by_hand(tmp_path):
     assert res.rows_loaded == 3
     with store.connect(hand) as a, store.connect(loaded) as b:
         ja, jb = linkage.analyse(a, viewer=ADMIN).as_json(), linkage.analyse(b, viewer=ADMIN).as_json()
-        _close(ja, jb)
+        assert_same(ja, jb)
         assert {u["unit_id"] for u in jb["units"]} == {f"U{u:03d}" for u in (1, 3, 5, 6, 7, 8, 9)}
         ga = metrics.unit_period_engagement(a, viewer=ADMIN).groups.drop(columns=["incomplete"])
         gb = metrics.unit_period_engagement(b, viewer=ADMIN).groups.drop(columns=["incomplete"])
