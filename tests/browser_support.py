@@ -165,6 +165,26 @@ class AppServer:
             return ""
 
 
+# what a tab that closes mid-handshake makes Streamlit's own websocket endpoint log (its transport, not the app)
+TRANSPORT_NOISE = ("starlette.websockets.WebSocketDisconnected",)
+
+
+def tracebacks(log: str) -> list[str]:
+    """The exception line of every Python traceback in a server log, chained ones included, leaving out the
+    transport's disconnects (TRANSPORT_NOISE): what is left is an error of the app or of a library it called."""
+    found, lines, i = [], log.splitlines(), 0
+    while i < len(lines):
+        if "Traceback (most recent call last)" in lines[i]:
+            i += 1
+            while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
+                i += 1  # the frames
+            exc = lines[i] if i < len(lines) else "(log ends inside a traceback)"
+            if not exc.startswith(TRANSPORT_NOISE):
+                found.append(exc)
+        i += 1
+    return found
+
+
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
 

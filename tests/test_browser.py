@@ -31,6 +31,7 @@ from browser_support import (
     nav_titles,
     open_page,
     screenshot,
+    tracebacks,
     wait_idle,
     write_users,
 )
@@ -508,6 +509,7 @@ def test_manager_adds_a_plan_from_his_focus_areas_and_a_leader_sees_it(page, bro
 
 
 def test_server_logged_no_traceback(server):
-    """Runs last: whatever the journeys did, the app's process logged no Python traceback."""
+    """Runs last: whatever the journeys did, the app's process logged no Python traceback (a tab closed
+    mid-handshake makes Streamlit's websocket endpoint log a disconnect: its transport, not the app)."""
     log = server.log_tail(1_000_000)
-    assert "Traceback (most recent call last)" not in log, log[-4000:]
+    assert tracebacks(log) == [], log[-4000:]
