@@ -116,6 +116,15 @@ class EngineConfig:
             return f"Parquet lake {self.lake} (DuckDB)"
         return f"DuckDB file {self.db}"
 
+    def upload_note(self) -> str | None:
+        """What the Upload page says when a lake is in use (uploads stay local; None without a lake)."""
+        if not self.lake:
+            return None
+        return (
+            f"A lake is read-only to cxstats: uploads go to the DuckDB file {self.db.name}, not to the "
+            f"lake {self.lake} that {self.describe()} reads for the heavy figures."
+        )
+
     def lake_location(self) -> str:
         """The lake a lake or Spark engine reads (config_from_env refuses either without one)."""
         if self.lake is None:

@@ -36,14 +36,9 @@ kinds = [k for k in ingest.UPLOAD_KINDS.get(viewer.role, ()) if k in KINDS]
 if not kinds:
     st.error(f"The {viewer.role} role does not upload files.")
     st.stop()
-cfg = ui.engine_config(ctx.db)
-if cfg.lake:
-    st.info(
-        ui.escape_md(
-            f"A lake is read-only to cxstats: uploads go to the DuckDB file {ctx.db.name}, not to the "
-            f"lake {cfg.lake} that {cfg.describe()} reads for the heavy figures."
-        )
-    )
+lake_note = ui.engine_config(ctx.db).upload_note()
+if lake_note:
+    st.info(ui.escape_md(lake_note))
 if viewer.role == "manager":
     st.caption("You can load files for your own units only: " + ui.escape_md(", ".join(viewer.units)) + ".")
 if viewer.role == "marketing":
