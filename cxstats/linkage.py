@@ -215,6 +215,11 @@ class Quartiles:
     n_bottom: int
     reason: str | None = None
 
+    @classmethod
+    def none(cls, n_top: int, n_bottom: int, reason: str | None = None) -> Quartiles:
+        """No comparison: the quartiles' sizes and why."""
+        return cls(None, None, None, None, None, n_top, n_bottom, reason)
+
 
 MIN_QUARTILE = 3
 
@@ -228,40 +233,25 @@ def quartiles(x, y) -> Quartiles:
     """
     x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
     if x.size < MIN_N:
-        return Quartiles(None, None, None, None, None, 0, 0)
+        return Quartiles.none(0, 0)
     hi_cut, lo_cut = np.quantile(x, 0.75), np.quantile(x, 0.25)
     top, bottom = y[x >= hi_cut], y[x <= lo_cut]
     nt, nb = int(top.size), int(bottom.size)
     if hi_cut == lo_cut:
-        return Quartiles(
-            None,
-            None,
-            None,
-            None,
-            None,
+        return Quartiles.none(
             nt,
             nb,
             "engagement is too similar across units to form a top and a bottom quartile",
         )
     if nt < MIN_QUARTILE or nb < MIN_QUARTILE:
-        return Quartiles(
-            None,
-            None,
-            None,
-            None,
-            None,
+        return Quartiles.none(
             nt,
             nb,
             f"the top and bottom quartiles hold {nt} and {nb} units; each needs at least "
             f"{MIN_QUARTILE} for a comparison",
         )
     if np.ptp(top) == 0 and np.ptp(bottom) == 0:
-        return Quartiles(
-            None,
-            None,
-            None,
-            None,
-            None,
+        return Quartiles.none(
             nt,
             nb,
             "customer satisfaction does not vary inside either quartile, so the difference has no interval",
