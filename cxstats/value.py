@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import optimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from threadpoolctl import threadpool_limits
 
 from . import CxStatsError, Viewer
 
@@ -830,6 +831,15 @@ def customer_value(
             cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks, t=t)
             rows = t.execute(ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)).to_pandas()
         df = summary_from_rows(rows.sort_values("customer_id", kind="stable").reset_index(drop=True), as_of, cutoff)
+    # One BLAS thread: the fits' dot products over 50,000 customers are too short to share, and
+    # OpenBLAS's extra threads spin waiting for work (half the model's CPU time on 2 cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _customer_value(df, as_of, horizon_weeks, backtest, cutoff, weeks, history_days)
+
+
+def _customer_value(
+    df: pd.DataFrame, as_of: date, horizon_weeks: int, backtest: bool, cutoff: date, weeks: int, history_days: int
+) -> CustomerValue:
     n = len(df)
     bg, gg, reason = _model_on(df, horizon_weeks)
     if reason is not None or bg is None or gg is None:
@@ -1009,7 +1019,7 @@ def _ids(ids: pd.Series) -> pa.Array:
 def attach(customers: pd.DataFrame, cv: CustomerValue) -> pd.DataFrame:
     """The scored advocates with p_alive, expected_orders, expected_value (NaN without a model) and
     the P(alive) reason put before any flag text; the score and the order are unchanged."""
-    out = customers.copy()
+    out = customers.copy(deep=False)  # copy-on-write (pandas 3): the new columns do not touch the caller's frame
     if cv.bgnbd is None or cv.gamma_gamma is None or len(out) == 0:
         for col in CUSTOMER_FIELDS:
             out[col] = np.nan
