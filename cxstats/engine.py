@@ -636,6 +636,10 @@ def spark_session(master: str):
                     .config("spark.sql.shuffle.partitions", str(SPARK_SHUFFLE_PARTITIONS))
                     .config("spark.sql.session.timeZone", "UTC")
                     .config("spark.sql.ansi.enabled", "false")
+                    # Ibis's to_pyarrow goes through toPandas, and small tables through createDataFrame:
+                    # without Arrow (Spark's default) every row is pickled through py4j, 5.5 s for 50k
+                    # rows here; Arrow moves columns (unsupported types fall back to the row path)
+                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                 )
                 if master.startswith("local"):
                     b = b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
