@@ -351,14 +351,27 @@ class _Images:
         import plotly.io as pio
 
         try:
-            with warnings.catch_warnings():  # plotly warns that kaleido's options go to the running server
-                warnings.simplefilter("ignore", UserWarning)
-                return pio.to_image(fig, format="png", width=IMAGE_W, height=IMAGE_H)
+            try:
+                return self._to_image(pio, fig)
+            except Exception as exc:
+                # kaleido's tab can be asked before its page has loaded its scripts (a JavascriptError,
+                # "kaleido_scopes is not defined", seen once under load): one fresh server, one retry
+                if type(exc).__name__ != "JavascriptError":
+                    raise
+                self.__exit__()
+                self.__enter__()
+                return self._to_image(pio, fig)
         except Exception as exc:
             raise CxStatsError(
                 "could not render the charts: kaleido needs Chromium (Debian: apt-get install chromium); "
                 f"{type(exc).__name__}"
             ) from exc
+
+    @staticmethod
+    def _to_image(pio, fig: go.Figure) -> bytes:
+        with warnings.catch_warnings():  # plotly warns that kaleido's options go to the running server
+            warnings.simplefilter("ignore", UserWarning)
+            return pio.to_image(fig, format="png", width=IMAGE_W, height=IMAGE_H)
 
     def __exit__(self, *exc):
         try:

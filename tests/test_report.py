@@ -217,3 +217,32 @@ def test_a_failed_render_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(CxStatsError):
         report.write_report(rep, tmp_path / "out.pdf")
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".pdf"]
+
+
+def test_a_tab_not_ready_is_retried_once_and_other_failures_say_what_to_fix(monkeypatch):
+    """kaleido can ask its tab before the page's scripts load (JavascriptError): one fresh server, one retry."""
+    from cxstats import report as rep
+
+    class JavascriptError(Exception):
+        pass
+
+    calls = []
+
+    def flaky(pio, fig):
+        calls.append(1)
+        if len(calls) == 1:
+            raise JavascriptError("kaleido_scopes is not defined")
+        return b"png"
+
+    monkeypatch.setattr(rep._Images, "_to_image", staticmethod(flaky))
+    monkeypatch.setattr(rep._Images, "__enter__", lambda self: self)
+    monkeypatch.setattr(rep._Images, "__exit__", lambda self, *exc: False)
+    images = rep._Images()
+    assert images.png(None) == b"png" and len(calls) == 2
+
+    def broken(pio, fig):
+        raise RuntimeError("no chromium")
+
+    monkeypatch.setattr(rep._Images, "_to_image", staticmethod(broken))
+    with pytest.raises(rep.CxStatsError, match="apt-get install chromium"):
+        images.png(None)
