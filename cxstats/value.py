@@ -863,7 +863,7 @@ def _backtest(
     cal = df[df["cal_days"] > 0]
     cal = pd.DataFrame(
         {
-            "customer_id": cal["customer_id"].to_numpy(),
+            "customer_id": cal["customer_id"].array,  # as it came (Arrow strings sort faster than numpy objects)
             "x": cal["cal_days"].to_numpy() - 1,
             "t_x_days": cal["cal_t_x_days"].to_numpy(),
             "T_days": cal["cal_T_days"].to_numpy(),
