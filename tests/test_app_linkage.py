@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from app_fixtures import CHARTS, assert_clean, page_file, switch, texts
-from test_linkage_data import build, survey
+from linkage_data import build, survey
 
 from cxstats import store
 

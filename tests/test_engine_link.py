@@ -2,7 +2,7 @@
 the DuckDB file, on a Parquet lake read by DuckDB and on Spark local[2] over the same lake.
 
 Two databases: the demo (planted +0.30 CSAT % points per index point within units) and a planted panel
-(tests/test_linkage_data.survey) with suppressed groups, a re-organisation (two merges, so feedback
+(tests/linkage_data.survey) with suppressed groups, a re-organisation (two merges, so feedback
 takes the successor's unit on every engine) and odd channels. The lake is the database's ``lake export``
 (purchases and feedback partitioned by year). The bar (DESIGN.md
 "Acceptance notes"): same ids in the same order, numbers within ``1e-9 * max(1, |a|, |b|)``, the
@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import pytest
 from engine_fixtures import assert_same, build_dbs, engine_cfg, engine_of
-from test_linkage_data import build, load_feedback, survey
+from linkage_data import build, load_feedback, survey
 
 from cxstats import ADMIN, Viewer, engine, focus, ingest, linkage, metrics, overview, quality, store
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import statsmodels.formula.api as smf
+from linkage_data import build, survey
 from scipy import stats
-from test_linkage_data import build, survey
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, linkage, metrics, store
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from linkage_data import panel
 from scipy import stats
-from test_linkage_data import panel
 
 from cxstats import linkage
 

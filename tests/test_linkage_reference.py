@@ -9,8 +9,8 @@ import pandas as pd
 import pingouin as pg
 import pytest
 import statsmodels.formula.api as smf
+from linkage_data import panel
 from scipy import stats
-from test_linkage_data import panel
 
 from cxstats import linkage
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from test_linkage_data import QUARTER_START, build, load_engagement, load_feedback, survey
+from linkage_data import QUARTER_START, build, load_engagement, load_feedback, survey
 
 from cxstats import ADMIN, linkage, metrics, store
 

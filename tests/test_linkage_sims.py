@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 import pytest
+from linkage_data import build, survey
 from linkage_sims import PLANTED, corrected_of, noisy_panel, one_way_rm_p, shock_panel
-from test_linkage_data import build, survey
 
 from cxstats import ADMIN, cli, linkage, store
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pingouin as pg
 import pytest
+from linkage_data import load_engagement, load_feedback
 from scipy import stats
-from test_linkage_data import load_engagement, load_feedback
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, metrics, store
 
@@ -246,7 +246,7 @@ def test_alpha_of_index_items(hand):
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_alpha_from_database_matches_pingouin(db, seed):
-    from test_linkage_data import survey
+    from linkage_data import survey
 
     sv = survey(seed, n_units=6, n_periods=2, small_groups=2)
     e = sv.engagement.copy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from engine_fixtures import assert_same
-from test_linkage_data import load_engagement, load_feedback, survey
+from linkage_data import load_engagement, load_feedback, survey
 
 from cxstats import ADMIN, CxStatsError, governance, ingest, linkage, metrics, quality, store
 

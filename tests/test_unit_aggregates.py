@@ -12,7 +12,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
-from test_linkage_data import build, load_feedback, survey
+from linkage_data import build, load_feedback, survey
 
 from cxstats import ADMIN, Viewer, ingest, metrics, store
 from cxstats import unit_aggregates as ua
