@@ -4,59 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 import pytest
+from advocates_fixtures import AS_OF, answer, buy, load, post
 from engine_fixtures import assert_same
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, advocates, store
-
-AS_OF = date(2024, 6, 30)
-
-
-def load(con, kind: str, rows: list[dict]) -> int:
-    """Store rows as one batch of `kind`, as an import would."""
-    df = pd.DataFrame(rows)
-    df.insert(0, "row_no", range(2, 2 + len(df)))
-    if kind == "purchases" and "line_no" not in df:
-        df["line_no"] = 1
-    if kind == "mentions" and "sentiment_source" not in df:
-        df["sentiment_source"] = "file"
-    return store.load_batch(con, kind, {kind: df}, file_name=f"{kind}.csv", sha256=uuid.uuid4().hex, rows=len(df))
-
-
-def buy(cid, *days_before, amount=50.0, order_id=None):
-    """Purchase rows: one order per entry of days_before (days before AS_OF)."""
-    return [
-        {
-            "customer_id": cid,
-            "order_date": AS_OF - timedelta(days=d),
-            "amount": amount,
-            "order_id": order_id or f"{cid}-o{i}-{d}",
-        }
-        for i, d in enumerate(days_before)
-    ]
-
-
-def post(cid=None, days_before=10, sentiment=0.8, handle=None, followers=100, text="love it"):
-    return {
-        "customer_id": cid,
-        "handle": handle,
-        "posted_at": pd.Timestamp(AS_OF - timedelta(days=days_before)),
-        "platform": "x",
-        "text": text,
-        "followers": followers,
-        "sentiment": sentiment,
-    }
-
-
-def answer(cid, days_before=10, nps=None, csat=None):
-    return {"unit_id": "U1", "date": AS_OF - timedelta(days=days_before), "customer_id": cid, "nps": nps, "csat": csat}
-
 
 # ---------------------------------------------------------------- pure functions
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import programme_sim as sim
 import pytest
+from advocates_fixtures import AS_OF, load, post
 from scipy import stats as sps
-from test_advocates import AS_OF, load, post
 
 from cxstats import AccessDenied, CxStatsError, Viewer, advocates, export, programme, store
 from cxstats.cli import main
