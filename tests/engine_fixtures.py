@@ -1,6 +1,6 @@
 """Shared scaffolding of the engine tests (issue 16): one database's lake, the engine configuration of
 each kind, the databases of a comparison, and the comparison itself (imported by
-tests/test_engine_customers.py, tests/test_engine_link.py and the AppTests that run on a lake).
+tests/test_engine*.py and the AppTests that run on a lake).
 
     from engine_fixtures import assert_same, build_dbs, engine_cfg, engine_of, write_lake
     pytest_plugins = ["engine_fixtures"]   # the fixture on_duckdb (over the module's dbs and results)
@@ -17,18 +17,25 @@ tests/test_engine_customers.py, tests/test_engine_link.py and the AppTests that 
   within ``TOL * max(1, |a|, |b|)``, strings (warnings) word for word;
 - ``on_duckdb`` (fixture, per module): ``on_engine(dbs, results, "duckdb")`` with the module's ``dbs``
   fixture and ``results`` function;
-- ``demo_lake`` (fixture): the lake of app_fixtures' ``demo_db``, exported once per session (read only).
+- ``demo_lake`` (fixture): the lake of app_fixtures' ``demo_db``, exported once per session (read only);
+- ``small_lake(lake, ...)``: the small lake written by hand (tests/test_engine.py, test_engine_connect.py),
+  one dataset at a time with ``write_part``, money as ``money([...])``; ``record_erasure(db, kind, id, ...)``
+  stores an erasures row keyed with ``ERASURE_KEY`` (set it as store.KEY_ENV).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from cxstats import ADMIN, demo, engine
+from cxstats import ADMIN, demo, engine, store
 
 TOL = 1e-9
 
@@ -93,6 +100,98 @@ def assert_same(a, b, where="", *, tol: float = TOL) -> None:
             assert abs(a - b) <= tol * max(1.0, abs(a), abs(b)), f"{where}: {a!r} != {b!r}"
     else:
         raise AssertionError(f"{where}: unexpected {type(a)}")
+
+
+# ---------------------------------------------------------------- a small lake written by hand (test_engine*.py)
+
+ERASURE_KEY = "test-erasure-key-0123456789abcdef"  # store.KEY_ENV's value wherever erasures are recorded
+
+
+def write_part(lake: Path, name: str, table: pa.Table, part: str | None = None) -> None:
+    """One more Parquet file of the dataset ``name`` (under ``part``, a hive partition such as year=2025)."""
+    d = lake / name / part if part else lake / name
+    d.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, d / f"part-{len(list(d.glob('*.parquet')))}.parquet")
+
+
+def money(values):
+    """Decimal strings (or None) as the lake's decimal(18, 2) money column."""
+    return pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(18, 2))
+
+
+def small_lake(lake: Path, purchases_amount=None, customer_id_type=pa.string(), drop=None) -> Path:
+    """Two purchases partitions, one each of the rest; customers with three rows of C1 (a later
+    withdrawal tied with a consent), C2 and an erased-to-be C9; mentions by id and by handle only."""
+    d = dt.date
+    amount = purchases_amount if purchases_amount is not None else money(["10.00", "-2.50", "7.25"])
+    ids = pa.array(["C1", "C2", "C9"]) if customer_id_type == pa.string() else pa.array([1, 2, 9], customer_id_type)
+    tables = {
+        "purchases": pa.table(
+            {
+                "customer_id": ids,
+                "order_date": [d(2025, 3, 1), d(2025, 4, 1), d(2025, 5, 1)],
+                "amount": amount,
+                "order_id": ["O1", "O2", "O3"],
+                "unit_id": ["U1", "U1", "U2"],
+            }
+        ),
+        "feedback": pa.table(
+            {
+                "unit_id": ["U1", "U2", "U2"],
+                "date": [d(2025, 1, 2)] * 3,
+                "csat": pa.array([5, 4, 1], pa.int64()),
+                "customer_id": ["C1", None, "C9"],
+            }
+        ),
+        "mentions": pa.table(
+            {
+                "customer_id": ["C1", None, None],
+                "handle": ["@one", " @Nine ", "@two"],
+                "posted_at": [dt.datetime(2025, 2, 1, 12)] * 3,
+                "sentiment": [0.5, 0.9, -0.2],
+            }
+        ),
+        "customers": pa.table(
+            {
+                "customer_id": ["C1", "C1", "C1", "C2", "C9"],
+                "email": ["a@x.org", "a@x.org", "a@x.org", "b@x.org", "Nine@X.org"],
+                "handle": ["one", "one", "one", "two", "nine"],
+                "marketing_consent": [True, True, False, True, True],
+                "updated_at": [
+                    dt.datetime(2025, 1, 1),
+                    dt.datetime(2025, 6, 1),
+                    dt.datetime(2025, 6, 1),
+                    dt.datetime(2025, 1, 1),
+                    dt.datetime(2025, 1, 1),
+                ],
+            }
+        ),
+        "units": pa.table({"unit_id": ["U1", "U2"], "unit_name": ["One", "Two"]}),
+    }
+    for name, t in tables.items():
+        if name == drop:
+            continue
+        if name == "purchases":
+            write_part(lake, name, t.slice(0, 2), "year=2025")
+            write_part(lake, name, t.slice(2), "year=2026")
+        else:
+            write_part(lake, name, t)
+    return lake
+
+
+def record_erasure(db: Path, kind: str, ident: str, handles=(), emails=()):
+    """An erasure row for ``ident`` (and its handles and e-mails), keyed with ERASURE_KEY, as `cxstats forget` records it."""
+    key = ERASURE_KEY.encode()
+    with store.connect(db) as con:
+        con.execute(
+            "INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs, email_hmacs) VALUES (1, ?, ?, ?, ?)",
+            [
+                kind,
+                store.identifier_hmac(key, ident, "id"),
+                ";".join(store.identifier_hmac(key, h, "handle") for h in handles),
+                ";".join(store.identifier_hmac(key, e, "email") for e in emails),
+            ],
+        )
 
 
 @pytest.fixture(scope="module")

@@ -3,92 +3,15 @@ a lake, and one clear message per bad configuration (DESIGN.md "Engines")."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from engine_fixtures import ERASURE_KEY, record_erasure, small_lake, write_part
 
 from cxstats import ADMIN, CxStatsError, Viewer, engine, store
-
-KEY = "test-erasure-key-0123456789abcdef"
-
-
-# ---------------------------------------------------------------- a small lake written by hand
-
-
-def _write(lake: Path, name: str, table: pa.Table, part: str | None = None) -> None:
-    d = lake / name / part if part else lake / name
-    d.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, d / f"part-{len(list(d.glob('*.parquet')))}.parquet")
-
-
-def _money(values):
-    return pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(18, 2))
-
-
-def small_lake(lake: Path, purchases_amount=None, customer_id_type=pa.string(), drop=None) -> Path:
-    """Two purchases partitions, one each of the rest; customers with three rows of C1 (a later
-    withdrawal tied with a consent), C2 and an erased-to-be C9; mentions by id and by handle only."""
-    d = dt.date
-    amount = purchases_amount if purchases_amount is not None else _money(["10.00", "-2.50", "7.25"])
-    ids = pa.array(["C1", "C2", "C9"]) if customer_id_type == pa.string() else pa.array([1, 2, 9], customer_id_type)
-    tables = {
-        "purchases": pa.table(
-            {
-                "customer_id": ids,
-                "order_date": [d(2025, 3, 1), d(2025, 4, 1), d(2025, 5, 1)],
-                "amount": amount,
-                "order_id": ["O1", "O2", "O3"],
-                "unit_id": ["U1", "U1", "U2"],
-            }
-        ),
-        "feedback": pa.table(
-            {
-                "unit_id": ["U1", "U2", "U2"],
-                "date": [d(2025, 1, 2)] * 3,
-                "csat": pa.array([5, 4, 1], pa.int64()),
-                "customer_id": ["C1", None, "C9"],
-            }
-        ),
-        "mentions": pa.table(
-            {
-                "customer_id": ["C1", None, None],
-                "handle": ["@one", " @Nine ", "@two"],
-                "posted_at": [dt.datetime(2025, 2, 1, 12)] * 3,
-                "sentiment": [0.5, 0.9, -0.2],
-            }
-        ),
-        "customers": pa.table(
-            {
-                "customer_id": ["C1", "C1", "C1", "C2", "C9"],
-                "email": ["a@x.org", "a@x.org", "a@x.org", "b@x.org", "Nine@X.org"],
-                "handle": ["one", "one", "one", "two", "nine"],
-                "marketing_consent": [True, True, False, True, True],
-                "updated_at": [
-                    dt.datetime(2025, 1, 1),
-                    dt.datetime(2025, 6, 1),
-                    dt.datetime(2025, 6, 1),
-                    dt.datetime(2025, 1, 1),
-                    dt.datetime(2025, 1, 1),
-                ],
-            }
-        ),
-        "units": pa.table({"unit_id": ["U1", "U2"], "unit_name": ["One", "Two"]}),
-    }
-    for name, t in tables.items():
-        if name == drop:
-            continue
-        if name == "purchases":
-            _write(lake, name, t.slice(0, 2), "year=2025")
-            _write(lake, name, t.slice(2), "year=2026")
-        else:
-            _write(lake, name, t)
-    return lake
 
 
 def _rows(t, name, *cols):
@@ -210,25 +133,11 @@ def test_lake_tables_types_and_current_customers(tmp_path):
         assert t.local("SELECT count(*) AS n FROM batches")["n"][0] == 0  # the rest: the DuckDB file
 
 
-def _erase(db: Path, kind: str, ident: str, handles=(), emails=()):
-    key = KEY.encode()
-    with store.connect(db) as con:
-        con.execute(
-            "INSERT INTO erasures (erasure_id, kind, id_hmac, handle_hmacs, email_hmacs) VALUES (1, ?, ?, ?, ?)",
-            [
-                kind,
-                store.identifier_hmac(key, ident, "id"),
-                ";".join(store.identifier_hmac(key, h, "handle") for h in handles),
-                ";".join(store.identifier_hmac(key, e, "email") for e in emails),
-            ],
-        )
-
-
 def test_lake_leaves_out_erased_ids_handles_and_emails(tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     lake = small_lake(tmp_path / "lake")
     db = tmp_path / "d.duckdb"
-    _erase(db, "customer", "C9", handles=["nine"], emails=["nine@x.org"])
+    record_erasure(db, "customer", "C9", handles=["nine"], emails=["nine@x.org"])
     with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
         assert [r["customer_id"] for r in _rows(t, "purchases", "order_id")] == ["C1", "C2"]
         assert [r["customer_id"] for r in _rows(t, "feedback", "csat")] == [None, "C1"]  # null ids stay
@@ -238,18 +147,18 @@ def test_lake_leaves_out_erased_ids_handles_and_emails(tmp_path, monkeypatch):
 
 
 def test_lake_erased_email_alone_drops_the_row(tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     lake = small_lake(tmp_path / "lake")
-    _erase(tmp_path / "d.duckdb", "customer", "someone-else", emails=["B@x.org "])
+    record_erasure(tmp_path / "d.duckdb", "customer", "someone-else", emails=["B@x.org "])
     with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
         assert [r["customer_id"] for r in _rows(t, "customers", "customer_id")] == ["C1", "C9"]
         assert len(_rows(t, "purchases")) == 3
 
 
 def test_lake_erasures_without_the_key_refuse(tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     lake = small_lake(tmp_path / "lake")
-    _erase(tmp_path / "d.duckdb", "customer", "C9")
+    record_erasure(tmp_path / "d.duckdb", "customer", "C9")
     monkeypatch.delenv(store.KEY_ENV)
     with pytest.raises(CxStatsError, match="erasure key is missing"):
         with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN):
@@ -299,7 +208,7 @@ def test_lake_missing_required_column(tmp_path):
     lake = small_lake(tmp_path / "lake")
     for f in (lake / "customers").glob("*.parquet"):
         f.unlink()
-    _write(lake, "customers", pa.table({"customer_id": ["C1"]}))
+    write_part(lake, "customers", pa.table({"customer_id": ["C1"]}))
     with pytest.raises(CxStatsError, match=r"customers/ has no column updated_at \(expected timestamp\)"):
         with engine.open_tables(_lake_cfg(tmp_path, lake), viewer=ADMIN) as t:
             t.table("customers")
@@ -308,9 +217,9 @@ def test_lake_missing_required_column(tmp_path):
 def test_tables_open_lazily_once_each(tmp_path, monkeypatch):
     """A dataset is opened, checked and erasure-filtered the first time t.table asks for it, at most
     once per open_tables; the others are never read."""
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     lake = small_lake(tmp_path / "lake")
-    _erase(tmp_path / "d.duckdb", "customer", "C9", handles=["nine"])
+    record_erasure(tmp_path / "d.duckdb", "customer", "C9", handles=["nine"])
     calls: list[str] = []
     real = engine._conform
 
@@ -340,7 +249,7 @@ def test_cli_exits_2_when_a_dataset_is_missing(small_demo, tmp_path, monkeypatch
     """A dataset checked at first use still reaches the user as one line on stderr and exit 2."""
     from cxstats import cli
 
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     db, _ = small_demo
     lake = tmp_path / "lake"
     engine.export_lake(db, lake, viewer=ADMIN)
@@ -376,7 +285,7 @@ def small_demo(tmp_path_factory):
 
     db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     old = os.environ.get(store.KEY_ENV)
-    os.environ[store.KEY_ENV] = KEY
+    os.environ[store.KEY_ENV] = ERASURE_KEY
     try:
         assert cli.main(["demo", "--db", str(db), "--units", "6", "--customers", "300", "--seed", "5"]) == 0
         with store.connect(db) as con:
@@ -400,7 +309,7 @@ def _sorted_rows(t, name):
 def test_lake_export_reads_back_equal_to_the_file(small_demo, tmp_path, monkeypatch):
     from cxstats import cli
 
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     db, victim = small_demo
     lake = tmp_path / "lake"
     assert cli.main(["lake", "export", "--to", str(lake), "--db", str(db)]) == 0
@@ -424,7 +333,7 @@ def test_lake_export_reads_back_equal_to_the_file(small_demo, tmp_path, monkeypa
 def test_lake_export_with_engagement_and_refusals(small_demo, tmp_path, monkeypatch, capsys):
     from cxstats import cli
 
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     db, _ = small_demo
     lake = tmp_path / "lake"
     lake.mkdir()  # an empty folder is fine
@@ -450,7 +359,7 @@ def test_lake_export_with_engagement_and_refusals(small_demo, tmp_path, monkeypa
 
 
 def test_lake_export_failure_leaves_nothing(small_demo, tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     db, _ = small_demo
     calls = {"n": 0}
     real = engine._export_select
@@ -468,7 +377,7 @@ def test_lake_export_failure_leaves_nothing(small_demo, tmp_path, monkeypatch):
 
 
 def test_lake_export_leaves_out_people_erased_but_still_in_the_file(small_demo, tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     db = tmp_path / "copy.duckdb"
     shutil.copy(small_demo[0], db)
     with store.connect(db) as con:
@@ -478,8 +387,8 @@ def test_lake_export_leaves_out_people_erased_but_still_in_the_file(small_demo, 
         other = con.execute(
             "SELECT customer_id FROM customers WHERE customer_id <> ? ORDER BY 1 LIMIT 1", [cid]
         ).fetchall()[0][0]
-    _erase(db, "customer", "nobody", emails=[email.upper()])  # the e-mail alone names cid
-    _erase(db, "customer", other)
+    record_erasure(db, "customer", "nobody", emails=[email.upper()])  # the e-mail alone names cid
+    record_erasure(db, "customer", other)
     res = engine.export_lake(db, tmp_path / "lake", viewer=ADMIN)
     assert res.rows["customers"] > 0
     import duckdb

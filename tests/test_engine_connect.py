@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from engine_fixtures import ERASURE_KEY, record_erasure, small_lake
 
 from cxstats import ADMIN, engine, store
 
@@ -20,8 +21,6 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("pyspark.sql.connect.session", reason="the Spark extra (requirements-spark.txt) is not installed")
 if engine._java() is None:  # pragma: no cover - CI machines have Java 17
     pytest.skip("no Java on this machine (the local Connect server needs Java 17)", allow_module_level=True)
-
-from test_engine import KEY, _erase, small_lake  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,10 +55,10 @@ def connect_url():
 
 
 def test_spark_connect_equals_lake_on_duckdb(connect_url, tmp_path, monkeypatch):
-    monkeypatch.setenv(store.KEY_ENV, KEY)
+    monkeypatch.setenv(store.KEY_ENV, ERASURE_KEY)
     lake = small_lake(tmp_path / "lake")
     db = tmp_path / "d.duckdb"
-    _erase(db, "customer", "C9", handles=["nine"], emails=["nine@x.org"])
+    record_erasure(db, "customer", "C9", handles=["nine"], emails=["nine@x.org"])
     seen = {}
     for kind, master in (("lake", None), ("spark", connect_url)):
         env = {"CXSTATS_LAKE": str(lake), "CXSTATS_ENGINE": kind, **({"CXSTATS_SPARK": master} if master else {})}
