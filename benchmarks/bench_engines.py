@@ -93,6 +93,8 @@ def child(side: str, db: str, lake: str) -> dict:
         return _score(db, {}, clv=False)
     if side == "duckdb_top100":  # what the command line asks by default (--top 100)
         return _score(db, {}, top=100)
+    if side == "duckdb_top100_noclv":  # the same without the value model (its cost on the command)
+        return _score(db, {}, clv=False, top=100)
     if side == "lake_top100":
         return _score(db, {"CXSTATS_LAKE": lake}, top=100)
     if side == "lake":
@@ -203,6 +205,7 @@ def main() -> None:
         print(f"lake export: {time.perf_counter() - t0:.1f} s")
     sides = [s for s in a.sides.split(",") if s and (s != "sql" or a.baseline)]
     runs: dict[str, list[dict]] = {s: [] for s in sides}
+    variant = "dropout_" if a.dropout else ""  # each file's answers kept apart
     print(f"load before: {os.getloadavg()}", flush=True)
     for i in range(a.repeat):
         for s in sides:
@@ -221,8 +224,8 @@ def main() -> None:
             )
     for s, rs in runs.items():  # each side's answer kept, so a later --sides spark is checked too
         keep = {k: rs[0][k] for k in ("gated", "ranked", "ids", "scores") if k in rs[0]}
-        (tmp / f"cxstats_bench_engines_{s}.json").write_text(json.dumps(keep))
-    cached = tmp / "cxstats_bench_engines_duckdb.json"
+        (tmp / f"cxstats_bench_engines_{variant}{s}.json").write_text(json.dumps(keep))
+    cached = tmp / f"cxstats_bench_engines_{variant}duckdb.json"
     if "duckdb" in runs:
         ref = runs["duckdb"][0]
     elif cached.exists():

@@ -576,11 +576,15 @@ def _rank_order(rows: pa.Table) -> pa.Table:
     order of a sorted result when it comes back."""
     if not rows.num_rows:
         return rows
+    rows = rows.combine_chunks()  # a take over one chunk: half the time of one over the engine's chunks
     return rows.take(pc.sort_indices(rows, sort_keys=[("score", "descending"), ("customer_id", "ascending")]))
 
 
 def _by_id(rows: pa.Table) -> pa.Table:
-    return rows.take(pc.sort_indices(rows, sort_keys=[("customer_id", "ascending")])) if rows.num_rows else rows
+    if not rows.num_rows:
+        return rows
+    rows = rows.combine_chunks()
+    return rows.take(pc.sort_indices(rows.column("customer_id")))  # ids are unique: no ties to break
 
 
 def _fetch(con, sql: str, params: dict) -> pd.DataFrame:
@@ -698,14 +702,15 @@ def _gated(t, con, s, keys, as_of, cooldown, top: int | None, keep, attach) -> t
         limit *= 2
 
 
-def _value_rows(t, s) -> pd.DataFrame:
-    """The value model's inputs of every customer (customer_id, first_order, last_order, days,
-    repeat_net as float, cal_days, cal_last, actual), sorted by customer_id: what
+def _value_rows(t, s, as_of: date, cutoff: date) -> pd.DataFrame:
+    """The value model's inputs of every customer (:func:`cxstats.customer_aggregates.value_inputs`
+    on the scored table, whole days counted on the engine), sorted by customer_id: what
     :func:`cxstats.value.summary_from_rows` takes. The only per-customer rows that come back."""
-    rows = _by_id(t.execute(s.select("customer_id", "first_order", "last_order", *ENGINE_ONLY)))
-    i = rows.schema.get_field_index("repeat_net")
-    rows = rows.set_column(i, "repeat_net", pc.cast(rows.column(i), pa.float64()))
-    return rows.to_pandas(date_as_object=False)
+    rows = t.execute(ca.value_inputs(s, as_of, cutoff).order_by("customer_id"))
+    ids = rows.column("customer_id")
+    if len(ids) > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():  # an engine that lost the order
+        rows = _by_id(rows)
+    return rows.to_pandas()  # sorted on the engine: one copy fewer than sorting here (~0.15 s at 500k)
 
 
 def score(
@@ -767,7 +772,7 @@ def score(
                     viewer=viewer,
                     as_of=as_of,
                     horizon_weeks=horizon_weeks,
-                    summary_frame=value.summary_from_rows(_value_rows(t, s) if n else None, as_of, window[0]),
+                    summary_frame=value.summary_from_rows(_value_rows(t, s, as_of, window[0]) if n else None),
                     window=window,
                 )
 

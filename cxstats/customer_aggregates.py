@@ -171,6 +171,27 @@ def customer_orders(days: ir.Table, as_of: date, cutoff: date | None = None) -> 
     ).drop("counted_sum", "first_net")
 
 
+def value_inputs(c: ir.Table, as_of: date, cutoff: date) -> ir.Table:
+    """The repeat-buying model's inputs per customer, from :func:`customer_orders` rows ``c`` (its
+    ``cutoff``): customer_id; x = transaction days - 1; t_x_days, T_days = days from the first
+    counted day to the last one and to ``as_of``; repeat_net (float64, net of the days after the
+    first); the backtest's cal_days, cal_t_x_days (null without a day up to ``cutoff``), cal_T_days
+    and actual. Whole days, counted on the engine, so only integers come back
+    (:func:`cxstats.value.summary_from_rows` adds the mean spend m)."""
+    first = c.first_order
+    return c.select(
+        "customer_id",
+        x=(c.days - 1).cast("int64"),
+        t_x_days=c.last_order.delta(first, unit="day").cast("int64"),
+        T_days=ibis.literal(as_of).delta(first, unit="day").cast("int64"),
+        repeat_net=c.repeat_net.cast("float64"),
+        cal_days=c.cal_days.cast("int64"),
+        cal_t_x_days=c.cal_last.delta(first, unit="day").cast("int64"),
+        cal_T_days=ibis.literal(cutoff).delta(first, unit="day").cast("int64"),
+        actual=c.actual.cast("int64"),
+    )
+
+
 # ---------------------------------------------------------------- percentile ranks
 
 
@@ -469,6 +490,7 @@ __all__ = [
     "order_days",
     "day_totals",
     "customer_orders",
+    "value_inputs",
     "rank_bounds",
     "percentile_rank",
     "customer_keys",

@@ -720,39 +720,28 @@ def backtest_window(con, as_of: date, horizon_weeks: int, *, t=None) -> tuple[da
     return as_of - timedelta(days=7 * weeks), weeks, history_days
 
 
-def summary_from_rows(rows: pd.DataFrame | None, as_of: date, cutoff: date) -> pd.DataFrame:
+def summary_from_rows(rows: pd.DataFrame | None) -> pd.DataFrame:
     """The summary (SUMMARY_FIELDS) from the engine's per-customer rows
-    (cxstats.customer_aggregates.customer_orders: first_order, last_order, days, repeat_net,
-    cal_days, cal_last, actual): day differences in whole days, ``m = repeat_net / x``."""
+    (:func:`cxstats.customer_aggregates.value_inputs`: whole days counted on the engine):
+    ``m = repeat_net / x`` for customers with repeat days, NaN otherwise."""
     if rows is None or not len(rows):
         return pd.DataFrame({c: pd.Series(dtype=object if c == "customer_id" else "float64") for c in SUMMARY_FIELDS})
-
-    def day(col) -> np.ndarray:
-        v = rows[col]
-        if not pd.api.types.is_datetime64_any_dtype(v.dtype):
-            v = pd.to_datetime(v)
-        return v.to_numpy().astype("datetime64[D]").astype(np.int64)
-
-    first, last = day("first_order"), day("last_order")
-    a, c = (np.datetime64(v, "D").astype(np.int64) for v in (as_of, cutoff))
-    x = rows["days"].to_numpy(dtype=np.int64) - 1
-    cal_days = rows["cal_days"].to_numpy(dtype=np.int64)
-    cal_last = day("cal_last")
+    x = rows["x"].to_numpy(dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         m = np.where(x > 0, rows["repeat_net"].to_numpy(dtype=float) / np.where(x > 0, x, 1), np.nan)
-    cal_t_x = np.where(cal_days > 0, cal_last - first, np.nan)
     return pd.DataFrame(
         {
             "customer_id": rows["customer_id"].array,  # as it came (no copy through numpy objects)
             "x": x,
-            "t_x_days": last - first,
-            "T_days": a - first,
+            "t_x_days": rows["t_x_days"].to_numpy(dtype=np.int64),
+            "T_days": rows["T_days"].to_numpy(dtype=np.int64),
             "m": m,
-            "cal_days": cal_days,
-            "cal_t_x_days": cal_t_x,
-            "cal_T_days": c - first,
+            "cal_days": rows["cal_days"].to_numpy(dtype=np.int64),
+            "cal_t_x_days": rows["cal_t_x_days"].to_numpy(dtype=float),  # NaN: no day up to the cutoff
+            "cal_T_days": rows["cal_T_days"].to_numpy(dtype=np.int64),
             "actual": rows["actual"].to_numpy(dtype=np.int64),
-        }
+        },
+        copy=False,  # the engine's columns as they came: no second 500k-row copy
     )
 
 
@@ -829,8 +818,9 @@ def customer_value(
 
         with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
             cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks, t=t)
-            rows = t.execute(ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)).to_pandas()
-        df = summary_from_rows(rows.sort_values("customer_id", kind="stable").reset_index(drop=True), as_of, cutoff)
+            c = ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)
+            rows = t.execute(ca.value_inputs(c, as_of, cutoff)).to_pandas()
+        df = summary_from_rows(rows.sort_values("customer_id", kind="stable").reset_index(drop=True))
     # One BLAS thread: the fits' dot products over 50,000 customers are too short to share, and
     # OpenBLAS's extra threads spin waiting for work (half the model's CPU time on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
