@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -157,7 +158,8 @@ def preview(
     columns or rows come back in ``problems`` so the mapping can be corrected. ``isolated``: read
     the file in a worker process with a memory cap (the app and the command line; issue 18).
     """
-    if db is None:
+    # db None: the file is checked on its own, without the stored rows and settings
+    with store.connect(db) if db is not None else contextlib.nullcontext() as con:
         a = _analyse(
             data,
             file_name,
@@ -167,27 +169,11 @@ def preview(
             dayfirst=dayfirst,
             scale=scale,
             reverse=reverse,
-            con=None,
+            con=con,
             viewer=viewer,
             skip_invalid=False,
             isolated=isolated,
         )
-    else:
-        with store.connect(db) as con:
-            a = _analyse(
-                data,
-                file_name,
-                kind,
-                sheet=sheet,
-                mapping=mapping,
-                dayfirst=dayfirst,
-                scale=scale,
-                reverse=reverse,
-                con=con,
-                viewer=viewer,
-                skip_invalid=False,
-                isolated=isolated,
-            )
     return a.preview()
 
 
