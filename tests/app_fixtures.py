@@ -84,15 +84,31 @@ def empty_db(tmp_path) -> Path:
     return tmp_path / "empty.duckdb"
 
 
+# the documented demo password of each example user (README.md "Logins"; test_auth checks the example's hashes)
+DEMO_PASSWORD = "{user}-demo-2026"
+# bcrypt cost of the test copies: the same checks (and the unknown names' dummy hash at the file's cost) as
+# the example's cost 12, at about 1 ms a check instead of 0.25 s; test_auth and test_security check the
+# example file itself
+TEST_BCRYPT_ROUNDS = 4
+_TEST_HASHES: dict[str, str] = {}
+
+
 def safe_copy_of_example(path: Path) -> Path:
     """users.example.yaml (its users and documented passwords) with a fresh random cookie key: the
-    app refuses to start on the example's published key."""
+    app refuses to start on the example's published key. Each password is hashed again at bcrypt cost
+    ``TEST_BCRYPT_ROUNDS`` (same password, same check, cheaper)."""
     import secrets
 
+    import bcrypt
     import yaml
 
     doc = yaml.safe_load(EXAMPLE_USERS.read_text(encoding="utf-8"))
     doc["cookie"]["key"] = secrets.token_urlsafe(32)
+    for name, user in doc["credentials"]["usernames"].items():
+        if name not in _TEST_HASHES:
+            password = DEMO_PASSWORD.format(user=name).encode()
+            _TEST_HASHES[name] = bcrypt.hashpw(password, bcrypt.gensalt(rounds=TEST_BCRYPT_ROUNDS)).decode()
+        user["password"] = _TEST_HASHES[name]
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
-from app_fixtures import switch  # noqa: F401
+from app_fixtures import safe_copy_of_example, switch  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -379,7 +379,7 @@ def test_user_file_holds_bcrypt_hashes_only():
 
 def test_failed_logins_lock_the_name_server_side(tmp_path):
     db = tmp_path / "auth.duckdb"
-    directory = auth.load_users(ROOT / "users.example.yaml")
+    directory = auth.load_users(safe_copy_of_example(tmp_path / "users.yaml"))  # the example's users, cheap hashes
     t0 = auth.now_utc()
     for i in range(auth.LOCK_AFTER):
         out = auth.attempt_login(db, directory, "Admin", f"wrong {i}", now=t0 + timedelta(seconds=i))
