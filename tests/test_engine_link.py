@@ -134,7 +134,10 @@ def test_lake_read_by_duckdb_gives_the_same_json(dbs, on_duckdb, name):
     assert_same(on_duckdb[name], results(db, cfg), name)
 
 
-def test_commands_read_the_engine_from_the_environment(dbs, cli, monkeypatch):
+def test_commands_read_the_engine_from_the_environment(dbs, cli_inprocess, monkeypatch):
+    """The commands in this process (cli.main reads the environment at each call; the corpus's
+    subprocess smoke runs prove the real entry point)."""
+    cli = cli_inprocess
     db, lake = dbs["planted"]
     unit = "U003"
     plain = [cli(*args, "--json", db=db) for args in (("linkage",), ("focus", unit), ("changes",))]

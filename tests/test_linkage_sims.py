@@ -86,7 +86,8 @@ def test_two_units_no_p_below_005_in_json_table_or_sentences(tmp_path, seed):
 
 
 @pytest.mark.parametrize("seed", [1])
-def test_two_units_print_no_p_below_005_in_cli_text_or_json(tmp_path, cli, seed):
+def test_two_units_print_no_p_below_005_in_cli_text_or_json(tmp_path, cli_inprocess, seed):
+    cli = cli_inprocess  # the command line in this process: the same parsing and printing
     db = tmp_path / "two.duckdb"
     with store.connect(db) as con:
         build(con, survey(seed, n_units=2, n_periods=6, coef=3.0))
