@@ -71,7 +71,7 @@ def workbook(rows: int) -> bytes:
         'spreadsheetml/2006/main"><sheetData>' + "".join(parts) + "</sheetData></worksheet>"
     )
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-    from test_fuzz_ingest import minimal_xlsx  # the same hand-written workbook shell as the fuzz tests
+    from hostile_files import minimal_xlsx  # the same hand-written workbook shell as the fuzz tests
 
     base = minimal_xlsx("")
     zin = zipfile.ZipFile(io.BytesIO(base))

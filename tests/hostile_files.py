@@ -1,5 +1,5 @@
 """Hostile workbooks and names of issue 18, built in memory (tests/test_probe_files.py, the AppTests in
-tests/test_app*.py, benchmarks/bench_hostile.py).
+tests/test_app*.py, tests/test_fuzz_ingest.py, benchmarks/bench_hostile.py and bench_hardening.py).
 
 - ``wide_xlsx()``: ~0.7 MB; no cell carries r=; one row of 16,380 empty <c/> before a value, then
   ~100,000 short rows: the reader would allocate ~100,000 x 16,381 cells (~52 GB) and abort.
@@ -7,6 +7,8 @@ tests/test_app*.py, benchmarks/bench_hostile.py).
   within the size and ratio checks.
 - ``wide_ods()`` / ``long_ods()``: the same for .ods (table:number-columns-repeated="16380" and ~1.1 GB
   of rows).
+- ``minimal_xlsx(sheet_xml)`` / ``minimal_ods(table_xml)``: a one-sheet file written by hand around the
+  given rows (tests/test_fuzz_ingest.py's named hostile workbooks, benchmarks/bench_hardening.py too);
 - ``EVIL``: a name holding a Markdown link, image, HTML tag and emphasis; ``RAW`` what of it must never
   reach rendered Markdown; ``csv_bytes(rows)``; ``hostile_customers_csv()``: one customer named ``EVIL``.
 """
@@ -110,7 +112,9 @@ XLSX_HEADER = "<row>" + _s("Store") + _s("Date") + _s("CSAT") + "</row>"
 ODS_HEADER = "<table:table-row>" + _ts("Store") + _ts("Date") + _ts("CSAT") + "</table:table-row>"
 
 
-def xlsx(sheet_xml: str) -> bytes:
+def minimal_xlsx(sheet_xml: str) -> bytes:
+    """A one-sheet workbook (sheet "Data") written by hand around ``sheet_xml`` (the rows inside <sheetData>),
+    for shapes openpyxl would not write (stray far cells, rows without r=)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, body in _XLSX_PARTS.items():
@@ -119,7 +123,8 @@ def xlsx(sheet_xml: str) -> bytes:
     return buf.getvalue()
 
 
-def ods(table_xml: str) -> bytes:
+def minimal_ods(table_xml: str) -> bytes:
+    """A one-table spreadsheet (table "Data") written by hand around ``table_xml`` (the table's rows)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
@@ -139,7 +144,7 @@ def _xlsx_rows(n: int, rng: random.Random) -> str:
 def wide_xlsx(rows: int = 100_000, seed: int = 18) -> bytes:
     rng = random.Random(seed)
     wide = "<row>" + "<c/>" * 16_380 + "<c><v>1</v></c></row>"
-    return xlsx(XLSX_HEADER + wide + _xlsx_rows(rows, rng))
+    return minimal_xlsx(XLSX_HEADER + wide + _xlsx_rows(rows, rng))
 
 
 def wide_ods(rows: int = 100_000, seed: int = 18) -> bytes:
@@ -150,7 +155,7 @@ def wide_ods(rows: int = 100_000, seed: int = 18) -> bytes:
         f"{_tf(rng.randrange(1, 6))}</table:table-row>"
         for _ in range(rows)
     )
-    return ods(ODS_HEADER + wide + body)
+    return minimal_ods(ODS_HEADER + wide + body)
 
 
 # ---------------------------------------------------------------- ~1.1 GB of rows in ~7 MB

@@ -30,6 +30,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 from artifacts import stamp, update_counts
+from hostile_files import minimal_xlsx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -188,48 +189,6 @@ def mutate_xlsx_member(data: bytes, rng: random.Random) -> bytes:
                 body = bytes(d)
             z.writestr(name, body)
     return out.getvalue()
-
-
-def minimal_xlsx(sheet_xml: str) -> bytes:
-    """A workbook written by hand, for shapes openpyxl would not write (stray far cells)."""
-    ct = (
-        '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
-        'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
-        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
-        'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
-        'officedocument.spreadsheetml.worksheet+xml"/></Types>'
-    )
-    rels = (
-        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
-        '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
-    )
-    wb = (
-        '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
-        '2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-        '<sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>'
-    )
-    wbrels = (
-        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/'
-        'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
-        'officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'
-    )
-    sheet = (
-        '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-        f'spreadsheetml/2006/main"><sheetData>{sheet_xml}</sheetData></worksheet>'
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, body in (
-            ("[Content_Types].xml", ct),
-            ("_rels/.rels", rels),
-            ("xl/workbook.xml", wb),
-            ("xl/_rels/workbook.xml.rels", wbrels),
-            ("xl/worksheets/sheet1.xml", sheet),
-        ):
-            z.writestr(name, body)
-    return buf.getvalue()
 
 
 def _c(ref: str, value) -> str:

@@ -122,8 +122,8 @@ def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
         f'<row><c t="inlineStr"><is><t>S00{i}</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>' for i in range(1, 4)
     )
     for data in (
-        hostile_files.xlsx(hostile_files.XLSX_HEADER + rows),
-        hostile_files.xlsx(
+        hostile_files.minimal_xlsx(hostile_files.XLSX_HEADER + rows),
+        hostile_files.minimal_xlsx(
             hostile_files.XLSX_HEADER.replace("<row>", '<row r="1">')
             + rows.replace(
                 "<row>", '<x:row xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
@@ -143,7 +143,7 @@ def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
         for _ in range(3)
     )
     pv = ingest.preview(
-        hostile_files.ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback", viewer=ADMIN
+        hostile_files.minimal_ods(hostile_files.ODS_HEADER + body + trailer), "ok.ods", "feedback", viewer=ADMIN
     )
     assert pv.rows == 3
     assert readers.MAX_CELLS >= 5_000_000 * 12
@@ -159,10 +159,14 @@ def test_a_file_that_needs_more_memory_than_the_cap_is_refused_and_the_caller_su
     monkeypatch.setenv("CXSTATS_PARSE_MB", "64")
     with pytest.raises(CxStatsError, match="needs more memory than the limit of 64 MB"):
         ingest.preview(
-            hostile_files.xlsx(hostile_files.XLSX_HEADER + rows), "big.xlsx", "feedback", isolated=True, viewer=ADMIN
+            hostile_files.minimal_xlsx(hostile_files.XLSX_HEADER + rows),
+            "big.xlsx",
+            "feedback",
+            isolated=True,
+            viewer=ADMIN,
         )
     monkeypatch.delenv("CXSTATS_PARSE_MB")
-    ok = hostile_files.xlsx(hostile_files.XLSX_HEADER + rows[: rows.index("</row>") + 6])
+    ok = hostile_files.minimal_xlsx(hostile_files.XLSX_HEADER + rows[: rows.index("</row>") + 6])
     assert ingest.preview(ok, "ok.xlsx", "feedback", isolated=True, viewer=ADMIN).rows == 1
     with pytest.raises(CxStatsError, match="16,381 columns"):
         ingest.preview(hostile_files.wide_xlsx(), "wide.xlsx", "feedback", isolated=True, viewer=ADMIN)
