@@ -86,6 +86,22 @@ def _score(db: str, engine_env: dict, clv: bool = True, top: int | None = None) 
     }
 
 
+def _reap_jvm() -> None:
+    """Stop the Spark session and wait for its JVM, so that /usr/bin/time -v counts the JVM's CPU
+    and memory: the rusage of a process covers only the children it has waited for, and pyspark
+    leaves its JVM to die unwaited at exit."""
+    from cxstats import engine
+
+    for session in list(engine._SPARK_SESSIONS.values()):
+        sc = session.sparkContext
+        proc = getattr(sc._gateway, "proc", None)
+        session.stop()
+        sc._gateway.shutdown()
+        if proc is not None:
+            proc.stdin.close()  # pyspark's gateway JVM exits when its stdin closes
+            proc.wait(timeout=120)
+
+
 def child(side: str, db: str, lake: str) -> dict:
     if side == "duckdb":
         return _score(db, {})
@@ -100,7 +116,9 @@ def child(side: str, db: str, lake: str) -> dict:
     if side == "lake":
         return _score(db, {"CXSTATS_LAKE": lake})
     if side == "spark":
-        return _score(db, {"CXSTATS_LAKE": lake, "CXSTATS_ENGINE": "spark", "CXSTATS_SPARK": "local[2]"})
+        out = _score(db, {"CXSTATS_LAKE": lake, "CXSTATS_ENGINE": "spark", "CXSTATS_SPARK": "local[2]"})
+        _reap_jvm()
+        return out
     if side == "sql":  # the baseline checkout is first on sys.path (CXSTATS_BENCH_CODE, see spawn)
         from cxstats import advocates, store
 
