@@ -10,7 +10,7 @@ for the app as a whole, test_app_<page>.py for each page of pages/).
 - ``make_app(db, user=None)``: an AppTest of app.py as the local admin (no user file) or as a user
   of that user file, logged in through the documented test hook.
 
-Helpers: ``texts(at)``, ``switch(at, page)``, ``page_file(name)``, ``existing(pages)``,
+Helpers: ``texts(at)``, ``submit_login(at, user, password)`` (the login form), ``switch(at, page)``, ``page_file(name)``, ``existing(pages)``,
 ``assert_clean(at, where)``, ``open_page(at, page)``, ``charts_of(at)``, ``sidebar_captions(at)``,
 ``theme_tables(at)``, ``example_tables(at)``, ``markdown_sources(at)`` (what the browser renders as Markdown); the pages each role reaches
 (``ROLE_PAGES``), the analysis pages each role sees with their chart counts (``SEES``, ``CHARTS``).
@@ -169,6 +169,14 @@ def switch(at, page: str):
     """Switch to a page file and run; raises ValueError when the page is not in the navigation."""
     at.switch_page(page)
     at.run()
+    return at
+
+
+def submit_login(at, user: str, password: str):
+    """Fill the login form (user name, password) and press its button, as a person would; then run."""
+    at.text_input[0].input(user)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
     return at
 
 

@@ -28,6 +28,7 @@ from app_fixtures import (
     markdown_sources,
     page_file,
     sidebar_captions,
+    submit_login,
     switch,
     texts,
 )
@@ -266,19 +267,12 @@ def _login_app(make_app, db, monkeypatch):
     return at
 
 
-def _submit(at, user, password):
-    at.text_input[0].input(user)
-    at.text_input[1].input(password)
-    at.button[0].click().run()
-    return at
-
-
 def test_login_form_gates_every_page_and_logs_in(make_app, demo_db, monkeypatch):
     at = _login_app(make_app, demo_db, monkeypatch)
     assert_clean(at)
     assert [t.label for t in at.text_input] == ["Username", "Password"]
     assert not at.metric and "Overview" not in [t.value for t in at.title]
-    _submit(at, "leader", "leader-demo-2026")
+    submit_login(at, "leader", "leader-demo-2026")
     assert_clean(at)
     assert "Overview" in [t.value for t in at.title]
     assert any("Lee Leader" in m.value for m in at.sidebar.markdown)
@@ -288,17 +282,17 @@ def test_login_form_gates_every_page_and_logs_in(make_app, demo_db, monkeypatch)
 def test_five_wrong_passwords_lock_the_name_even_for_the_right_one(make_app, fresh_demo_db, monkeypatch):
     at = _login_app(make_app, fresh_demo_db, monkeypatch)
     for _ in range(5):
-        _submit(at, "manager", "not-the-password")
+        submit_login(at, "manager", "not-the-password")
         assert_clean(at)
     shown = [e.value.replace("\\", "") for e in at.error]  # the message is Markdown-escaped
     assert any("try again in 15 minute(s)" in e for e in shown), shown
-    _submit(at, "manager", "manager-demo-2026")
+    submit_login(at, "manager", "manager-demo-2026")
     assert not at.metric and any("too many failed logins" in e.value for e in at.error)
     # the count lives in the database: a new session is locked out too, other names are not
     at = _login_app(make_app, fresh_demo_db, monkeypatch)
-    _submit(at, "manager", "manager-demo-2026")
+    submit_login(at, "manager", "manager-demo-2026")
     assert not at.metric
-    _submit(at, "leader", "leader-demo-2026")
+    submit_login(at, "leader", "leader-demo-2026")
     assert "Overview" in [t.value for t in at.title]
 
 

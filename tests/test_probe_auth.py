@@ -26,7 +26,7 @@ import yaml
 from cxstats import auth, store
 
 pytest_plugins = ["app_fixtures"]
-from app_fixtures import ROOT, TIMEOUT, safe_copy_of_example, texts  # noqa: E402
+from app_fixtures import ROOT, TIMEOUT, safe_copy_of_example, submit_login, texts  # noqa: E402
 
 APP = str(ROOT / "app.py")
 EXAMPLE = ROOT / "users.example.yaml"
@@ -72,13 +72,6 @@ def _app(monkeypatch, db, users, *, hook_user: str | None = None):
         monkeypatch.delenv("CXSTATS_TEST_USER", raising=False)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    return at
-
-
-def _submit(at, user, password):
-    at.text_input[0].input(user)
-    at.text_input[1].input(password)
-    at.button[0].click().run()
     return at
 
 
@@ -140,7 +133,7 @@ def test_a_cookie_signed_with_the_example_key_logs_nobody_in(monkeypatch, demo_d
 
 def _captured_token(monkeypatch, db, users, cookie_jar, user="leader", password="leader-demo-2026"):
     at = _app(monkeypatch, db, users)
-    _submit(at, user, password)
+    submit_login(at, user, password)
     assert _logged_in(at), texts(at)
     assert cookie_jar["set"], "the login set no cookie"
     name, token = cookie_jar["set"][-1]
@@ -216,7 +209,7 @@ def test_unknown_names_get_the_same_answers_and_lock_as_known_ones(monkeypatch, 
         at = _app(monkeypatch, fresh_demo_db, users)
         seen = []
         for _ in range(auth.LOCK_AFTER + 1):
-            _submit(at, name, "not-the-password")
+            submit_login(at, name, "not-the-password")
             seen.append([re.sub(r"\\(.)", r"\1", e.value) for e in at.error])  # Markdown escapes undone
         answers[name] = seen
     assert answers["manager"] == answers["nobody-by-this-name"], answers
