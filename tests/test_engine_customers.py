@@ -234,6 +234,10 @@ def _cut(con):
     return CUT if first <= CUT <= last else last - timedelta(days=100)
 
 
+def _rewardable_rising(df, as_of):
+    return (advocates.reward_mask(df) & (df["tier"] == "Rising")).to_numpy(dtype=bool)
+
+
 def results(db: Path, cfg: engine.EngineConfig) -> dict:
     """The JSON of advocates (every listed customer, default and explicit as_of), the value model's
     per-customer figures and the programme effect, on one engine."""
@@ -253,6 +257,15 @@ def results(db: Path, cfg: engine.EngineConfig) -> dict:
                     ["customer_id", "x", "t_x_days", "T_days", "m", "p_alive", "expected_orders", "expected_value"]
                 ].to_dict("list")
             out[f"clv_reason_{tag}"] = r.clv.reason if r.clv else None
+        # a filtered top N (an export's or to_reward's keep) pages through the list on the engine:
+        # pages after the last (score, customer_id) fetched, small pages so that several are asked
+        saved, advocates.PAGE_ROWS = advocates.PAGE_ROWS, 2
+        try:
+            paged = advocates.score(con, viewer=ADMIN, engine=cfg, top=4, keep=_rewardable_rising)
+        finally:
+            advocates.PAGE_ROWS = saved
+        out["advocates_paged"] = paged.as_json(0)
+        out["advocates_paged_complete"] = paged.complete
         cv = value.customer_value(con, viewer=ADMIN, as_of=cut, engine=cfg, horizon_weeks=26)
         out["value_cut"] = {
             "json": cv.as_json(),
@@ -278,6 +291,10 @@ def test_the_figures_are_real(on_duckdb, name):
         assert any("same email" in x for x in reasons) or r["gates_latest"]["passed"] > 0
     assert r["effect"]["designs"]
     assert len(r["value_cut"]["summary"]["customer_id"]) >= 100
+    # the paged call asked more than its first page (2 x top = 8 rows) and four of its rows pass the filter
+    paged = r["advocates_paged"]["customers"]
+    assert len(paged) > 8 and not r["advocates_paged_complete"]
+    assert sum(c["tier"] == "Rising" for c in paged) >= 4
 
 
 @pytest.mark.parametrize("name", ["demo", "planted"])
