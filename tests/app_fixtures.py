@@ -113,6 +113,30 @@ def safe_copy_of_example(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def apptest_server_work_once():
+    """What a Streamlit server does once for all its sessions, a new AppTest does again at each run:
+    scan every installed distribution's metadata for components (streamlit.components.v2.manifest_scanner,
+    ~0.2-0.5 s of CPU at each AppTest's first run) and parse, rewrite ("magic") and compile app.py and the
+    page at every run (a fresh ScriptCache, ~15 ms a script). Nothing is installed and no script changes
+    during a test session, so each AppTest here takes the first scan's answer and one shared ScriptCache,
+    as a server's sessions do. Scripts from AppTest.from_string are named by a hash of their text."""
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test, local_script_runner
+
+    shared = ScriptCache()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            manifest_scanner, "scan_component_manifests", functools.cache(manifest_scanner.scan_component_manifests)
+        )
+        mp.setattr(app_test, "ScriptCache", lambda: shared)
+        mp.setattr(local_script_runner, "ScriptCache", lambda: shared)
+        yield
+
+
 @pytest.fixture(scope="session")
 def users_yaml(tmp_path_factory) -> Path:
     return safe_copy_of_example(tmp_path_factory.mktemp("users") / "users.yaml")
