@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PAGES = ("engagement", "customers", "linkage", "advocates")
+PAGES = ("engagement", "customers", "linkage", "actions", "advocates")
 
 
 def add_feedback(db: Path, total_rows: int) -> int:
