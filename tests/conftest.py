@@ -83,6 +83,68 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.full)
 
 
+# ---------------------------------------------------------------- a run leaves nothing in the repository root
+# A test that writes into the process's current folder (the checkout's root, where pytest runs) leaves a
+# file someone later commits by accident (late.rejected.csv, 040b379). The controller (not the xdist
+# workers) lists the files git does not track and does not ignore (`git status --porcelain
+# --untracked-files=all`'s "??" entries) at the start and at the end of the session; a new one in the
+# root, or under a top-level folder the run created, fails the run. Skipped where git cannot answer for
+# this checkout (no git, not a checkout, a clone owned by another user).
+_ROOT_BEFORE = pytest.StashKey[tuple]()  # (untracked files, names in the root) at the start
+_ROOT_LEFT = pytest.StashKey[list]()  # what the run left
+
+
+def _untracked() -> set[str] | None:
+    """Untracked, not ignored files of this checkout (paths relative to ROOT), or None without git."""
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=60
+        )
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT:
+            return None
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "--others", "--exclude-standard", "-z"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return {p for p in out.stdout.split("\0") if p}
+
+
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller checks the whole run
+        return
+    session.config.stash[_ROOT_BEFORE] = (_untracked(), {p.name for p in ROOT.iterdir()})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_ROOT_BEFORE, None)
+    if before is None or before[0] is None:
+        return
+    untracked, names = before
+    after = _untracked()
+    if after is None:
+        return
+    left = sorted(p for p in after - untracked if "/" not in p or p.split("/", 1)[0] not in names)
+    if not left:
+        return
+    session.config.stash[_ROOT_LEFT] = left
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left = config.stash.get(_ROOT_LEFT, None)
+    if left:
+        terminalreporter.section("files left in the repository root", sep="=", red=True)
+        for p in left:
+            terminalreporter.write_line(f"{p}: written by this run; write under tmp_path (or chdir there) instead")
+
+
 @pytest.fixture
 def db(tmp_path) -> Path:
     """A fresh database file path (created on first connect)."""

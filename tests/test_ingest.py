@@ -281,6 +281,21 @@ def test_skip_invalid_loads_good_rows_and_writes_rejected_beside_the_file(db, tm
     assert "2 invalid rows rejected" in res.summary()
 
 
+def test_skip_invalid_of_bytes_writes_rejected_beside_the_database_not_the_current_folder(tmp_path, monkeypatch):
+    """Bytes have no folder of their own: their rejected rows go where the project keeps what it writes
+    (beside the database, data/ by default), never into whatever folder the process runs in."""
+    db = tmp_path / "data" / "cx.duckdb"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    data = b"Store,Date,CSAT\nS001,2024-01-01,4\nS002,2024-01-01,9\n"
+    res = ingest.import_file(db, "feedback", data, file_name="late.csv", skip_invalid=True, viewer=ADMIN)
+    assert (res.rows_loaded, res.rejected) == (1, 1)
+    assert res.rejected_path == str(db.parent / "late.rejected.csv")
+    assert "3,CSAT: 9 is outside 1-5,S002" in (db.parent / "late.rejected.csv").read_text()
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_refusal_lists_every_problem_and_counts_them(db):
     text = "Store,Date,CSAT\n" + "".join(f"S1,2024-01-01,{6 + i % 3}\n" for i in range(120))
     with pytest.raises(CxStatsError) as err:

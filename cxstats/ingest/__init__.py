@@ -196,7 +196,9 @@ def import_file(
     """Validate a whole file and load it as one batch in one transaction, or refuse and write nothing.
 
     ``source`` is a path or the file's bytes (then ``file_name`` names it). Refusals raise
-    CxStatsError(summary, problems=[...]) with every problem as a string.
+    CxStatsError(summary, problems=[...]) with every problem as a string. With ``skip_invalid`` the
+    rejected rows and their reasons go to ``<stem>.rejected.csv`` beside the source file, else (bytes, or
+    a folder that cannot be written) beside the database; ``rejected_path`` says which.
     """
     path: Path | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -236,7 +238,7 @@ def import_file(
         a.raise_if_refused()
         rejected_path = None
         if a.rejected is not None and len(a.rejected):
-            rejected_path = _write_rejected(a.rejected, path, file_name)
+            rejected_path = _write_rejected(a.rejected, path, file_name, db)
         # run inside the batch's transaction (connection, batch_id); their results are not used
         hooks: list[Callable[[duckdb.DuckDBPyConnection, int], object]] = []
         if rejected_path:
@@ -295,7 +297,7 @@ def import_upload(db, kind: str, data: bytes, *, file_name: str, viewer: Viewer,
             written = Path(res.rejected_path)
             rejected = written.read_bytes() if written.is_file() else None
             if written.parent != Path(tmp):
-                written.unlink(missing_ok=True)  # a fallback beside the working folder: removed too
+                written.unlink(missing_ok=True)  # the fallback beside the database: removed too
     return UploadResult(res, rejected)
 
 

@@ -5,6 +5,7 @@ then repeated keys, into one validated batch (``_Analysis``).
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -486,12 +487,16 @@ def _tables(a, kind: str, out: pd.DataFrame, items: pd.DataFrame) -> dict[str, p
     return tables
 
 
-def _write_rejected(rejected: pd.DataFrame, path: Path | None, file_name: str) -> str:
-    stem = Path(file_name).stem
+def _write_rejected(rejected: pd.DataFrame, path: Path | None, file_name: str, db: str | os.PathLike | None) -> str:
+    """Write the rejected rows with their reasons beside the source file, else (the file's bytes alone, or
+    a folder that cannot be written) beside the database, where the project keeps what it writes
+    (DESIGN.md: erasure checks every file the project wrote under data/). Never the process's current
+    folder: rows of people would land wherever the caller happened to run."""
     targets = []
     if path is not None:
         targets.append(path.with_name(f"{path.stem}.rejected.csv"))
-    targets.append(Path.cwd() / f"{stem}.rejected.csv")
+    beside_db = store.db_path(db).parent
+    targets.append(beside_db / f"{Path(file_name).stem}.rejected.csv")
     for t in targets:
         try:
             buf = io.StringIO()
@@ -500,4 +505,7 @@ def _write_rejected(rejected: pd.DataFrame, path: Path | None, file_name: str) -
             return str(t)
         except OSError:
             continue
-    raise CxStatsError(f"cannot write the rejected rows next to {file_name} or in the current folder")
+    where = f"next to {file_name} or " if path is not None else ""
+    raise CxStatsError(
+        f"cannot write the rejected rows {where}beside the database in {beside_db}: make that folder writable"
+    )
