@@ -6,7 +6,10 @@ for the app as a whole, test_app_<page>.py for each page of pages/).
 - ``demo_db``: a database with the default demo, built once per test session (do not write to it);
 - ``fresh_demo_db``: a private copy of it for tests that upload or undo;
 - ``empty_db``: an empty database, with the app's first-start demo loading turned off;
-- ``users_yaml``: users.example.yaml's users with a random cookie key (the app refuses the example's);
+- ``users_yaml``: users.example.yaml's users with a random cookie key (the app refuses the example's),
+  their documented passwords hashed at bcrypt cost 4;
+- ``apptest_server_work_once`` (session, autouse): every AppTest shares the first component scan and one
+  ScriptCache, as a server's sessions do;
 - ``make_app(db, user=None)``: an AppTest of app.py as the local admin (no user file) or as a user
   of that user file, logged in through the documented test hook.
 
