@@ -1,4 +1,5 @@
-"""House rule: the library never imports streamlit (core logic knows nothing of the UI)."""
+"""House rules: the library never imports streamlit (core logic knows nothing of the UI); no test or
+benchmark imports a test module (shared helpers live in modules without a test_ name)."""
 
 import ast
 import subprocess
@@ -8,17 +9,39 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "cxstats"
 
 
+def _imported(path: Path) -> list[str]:
+    """The modules ``path`` imports (absolute imports, any depth of the file)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
 def test_no_module_of_cxstats_imports_streamlit():
-    offenders = []
-    for path in sorted(PKG.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "streamlit"]
+    offenders = [
+        f"{path.name}: {n}"
+        for path in sorted(PKG.rglob("*.py"))
+        for n in _imported(path)
+        if n.split(".")[0] == "streamlit"
+    ]
+    assert offenders == []
+
+
+def test_no_test_or_benchmark_imports_a_test_module():
+    """A helper another file needs goes in a module without a test_ name (tests/app_fixtures.py,
+    engine_fixtures.py, ...): importing a test module runs its tests' collection twice and hides
+    shared code among tests."""
+    root = PKG.parent
+    offenders = [
+        f"{path.relative_to(root)}: {n}"
+        for folder in ("tests", "benchmarks")
+        for path in sorted((root / folder).glob("*.py"))
+        for n in _imported(path)
+        if n.split(".")[-1].startswith("test_") or n.split(".")[0].startswith("test_")
+    ]
     assert offenders == []
 
 
