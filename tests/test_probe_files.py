@@ -172,4 +172,28 @@ def test_a_file_that_needs_more_memory_than_the_cap_is_refused_and_the_caller_su
         ingest.preview(hostile_files.wide_xlsx(), "wide.xlsx", "feedback", isolated=True, viewer=ADMIN)
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "needs more memory than the limit"),
+        ("import sys; sys.stderr.write('MemoryError\\n'); sys.exit(1)", "needs more memory than the limit"),
+        (
+            "import sys; sys.stderr.write('Traceback (most recent call last):\\nValueError: boom\\n'); sys.exit(1)",
+            r"the file reader stopped unexpectedly \(exit code 1: ValueError: boom\); try again",
+        ),
+    ],
+    ids=["killed", "memory-error", "other-error"],
+)
+def test_a_worker_that_dies_says_whether_it_was_memory(monkeypatch, code, message):
+    """Only a death that looks like memory (a signal, a memory error on stderr) gets the memory
+    message; any other says what it was, so that a crash is not taken for the file's size."""
+    monkeypatch.setattr(ingest.worker, "_WORKER_CODE", code)
+    ok = hostile_files.minimal_xlsx(
+        hostile_files.XLSX_HEADER
+        + '<row><c t="inlineStr"><is><t>S1</t></is></c><c><v>45000</v></c><c><v>4</v></c></row>'
+    )
+    with pytest.raises(CxStatsError, match=message):
+        ingest.preview(ok, "ok.xlsx", "feedback", isolated=True, viewer=ADMIN)
+
+
 # elements whose value the browser renders as Markdown; every label and help text does too

@@ -53,6 +53,24 @@ def _worker_main() -> None:
     sys.stdout.buffer.flush()
 
 
+_WORKER_CODE = "from cxstats.ingest.worker import _worker_main; _worker_main()"
+
+# what a worker that ran out of its address space leaves on stderr: Python's MemoryError, Rust's
+# (calamine's) "memory allocation of N bytes failed" before its abort, C++'s bad_alloc, a failed mmap
+# or a thread that could not get its stack
+_MEMORY_SIGNS = ("MemoryError", "memory allocation", "bad_alloc", "Cannot allocate memory", "can't start new thread")
+
+
+def _died_of_memory(returncode: int, stderr: bytes) -> bool:
+    """Whether a worker that gave no answer ran out of memory: killed by a signal (the reader's abort
+    on a failed allocation is SIGABRT; the kernel's out-of-memory killer sends SIGKILL) or a memory
+    error on its stderr."""
+    if returncode < 0:
+        return True
+    err = stderr.decode("utf-8", "replace")
+    return any(sign in err for sign in _MEMORY_SIGNS)
+
+
 def _memory_error(file_name: str, mb: int) -> CxStatsError:
     return CxStatsError(
         f"{file_name}: this file needs more memory than the limit of {mb:,} MB to read; split it into smaller "
@@ -83,7 +101,7 @@ def read_grid_isolated(data, file_name, *, sheet, max_bytes, max_rows, kind, map
     }
     root = str(Path(__file__).resolve().parents[2])
     proc = subprocess.run(
-        [sys.executable, "-c", "from cxstats.ingest.worker import _worker_main; _worker_main()"],
+        [sys.executable, "-c", _WORKER_CODE],
         input=pickle.dumps(req, protocol=5),
         capture_output=True,
         cwd=root,
@@ -92,8 +110,15 @@ def read_grid_isolated(data, file_name, *, sheet, max_bytes, max_rows, kind, map
         msg = pickle.loads(proc.stdout) if proc.returncode == 0 and proc.stdout else None
     except Exception:  # a truncated answer from a worker that died writing it
         msg = None
-    if msg is None or msg[0] == "memory":
+    if (msg is None and _died_of_memory(proc.returncode, proc.stderr)) or (msg is not None and msg[0] == "memory"):
         raise _memory_error(file_name, mb)
+    if msg is None:  # any other death says what it was, so that it is not taken for the file's size
+        last = next((ln for ln in reversed(proc.stderr.decode("utf-8", "replace").splitlines()) if ln.strip()), "")
+        raise CxStatsError(
+            f"{file_name}: the file reader stopped unexpectedly (exit code {proc.returncode}"
+            + (f": {last.strip()[:200]}" if last else "")
+            + "); try again, and if it happens again report it with the file"
+        )
     if msg[0] == "error":
         raise CxStatsError(msg[1], problems=msg[2])
     return msg[1]
