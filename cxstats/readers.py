@@ -691,6 +691,18 @@ def _sniff_delimiter(lines: list[str]) -> str:
     return best
 
 
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _end_before_blank_tail(text: str, start: int) -> int:
+    """len(text[start:].rstrip("\n \t")) + start, without copying the text when its last 4 kB are not all blank."""
+    base = max(start, len(text) - 4096)
+    kept = text[base:].rstrip("\n \t")
+    if kept or base == start:
+        return base + len(kept)
+    return start + len(text[start:].rstrip("\n \t"))
+
+
 def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     text, encoding = _decode(data, file_name)
     same_bytes = encoding == "utf-8" and "\r" not in text
@@ -727,16 +739,17 @@ def _read_csv(data, file_name, max_rows, score_row, expected) -> Grid:
     while header and not header[-1]:
         header.pop()  # trailing empty cells of a header row written by a spreadsheet
     offset = sum(len(ln) + 1 for ln in sample_lines[: starts[h]])
-    rest = text[offset:]
     frame = None
-    if not re.search(r"\n[ \t]*\n", rest.rstrip("\n \t")):
+    # a blank line between data rows (trailing ones do not count) keeps the Python path's row numbers;
+    # searched in place (pos, endpos): no copy of the text after the header
+    if not _BLANK_LINE.search(text, offset, _end_before_blank_tail(text, offset)):
         if same_bytes:  # skip re-encoding: the header's byte offset is that of its text prefix
             start = (3 if data.startswith(b"\xef\xbb\xbf") else 0) + len(text[:offset].encode("utf-8"))
             frame = _arrow_frame(memoryview(data)[start:], delim, len(header))
         else:
-            frame = _arrow_frame(rest.encode("utf-8"), delim, len(header))
+            frame = _arrow_frame(text[offset:].encode("utf-8"), delim, len(header))
     if frame is None:
-        frame = _python_frame(rest, delim, len(header), file_name, h + 1)
+        frame = _python_frame(text[offset:], delim, len(header), file_name, h + 1)
     header = header + [""] * (frame.shape[1] - len(header))
     body = frame.iloc[1:].reset_index(drop=True)
     body.columns = range(body.shape[1])
@@ -760,17 +773,26 @@ _TRIM_LAST[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
 _TRIM_LAST[0x80:] = True
 
 
-def _needs_trim(col: pa.Array | pa.ChunkedArray) -> bool:
-    """False when no cell starts or ends with a byte that trimming could remove (then trimming, a copy
-    of the whole column, is skipped); a scan of two bytes per cell."""
+# first bytes of the missing tokens: a cell that starts with none of them (and is not empty) is no token
+_TOKEN_FIRST = np.zeros(256, dtype=bool)
+_TOKEN_FIRST[[t.encode("utf-8")[0] for t in _MISSING.to_pylist() if t]] = True
+
+
+def _edges(col: pa.Array | pa.ChunkedArray) -> tuple[bool, bool]:
+    """(needs trimming, may hold a missing token), from a scan of two bytes per cell. Trimming (a copy
+    of the whole column) is needed only when some cell starts or ends with a byte that trimming could
+    remove; a token can only be a cell that is empty or starts with a token's first byte (else the
+    token lookup over every cell is skipped). Both True for anything but plain text chunks."""
+    trim = token = False
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     for ch in chunks:
         if not pa.types.is_large_string(ch.type) and not pa.types.is_string(ch.type):
-            return True
+            return True, True
         if len(ch) == 0:
             continue
         _, off_buf, data_buf = ch.buffers()
-        if data_buf is None:
+        if data_buf is None:  # every cell empty
+            token = True
             continue
         # one call per width: numpy's stubs type each dtype's result, not a union of dtypes
         offsets = (
@@ -782,19 +804,25 @@ def _needs_trim(col: pa.Array | pa.ChunkedArray) -> bool:
         data = np.frombuffer(data_buf, dtype=np.uint8)
         start, end = off[:-1], off[1:]
         full = end > start
-        if _TRIM_FIRST[data[start[full]]].any() or _TRIM_LAST[data[end[full] - 1]].any():
-            return True
-    return False
+        first = data[start[full]]
+        trim = trim or bool(_TRIM_FIRST[first].any() or _TRIM_LAST[data[end[full] - 1]].any())
+        token = token or len(first) < len(ch) or bool(_TOKEN_FIRST[first].any())
+        if trim and token:
+            break
+    return trim, token
 
 
 def _clean_text_column(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """Trim cells; blank cells and missing tokens (N/A, -, null...) become missing."""
-    if _needs_trim(col):
+    trim, token = _edges(col)
+    if trim:
         col = pc.utf8_trim_whitespace(col)
-    missing = pc.is_in(col, value_set=_MISSING)
-    if not pc.any(missing).as_py():  # no token in the column: no copy
-        return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
-    return pc.if_else(missing, pa.scalar(None, col.type), col)
+        token = True  # the trimmed cells were not scanned
+    if token:
+        missing = pc.is_in(col, value_set=_MISSING)
+        if pc.any(missing).as_py():
+            return pc.if_else(missing, pa.scalar(None, col.type), col)
+    return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])  # no token in the column: no copy
 
 
 def _arrow_frame(rest, delim: str, width: int) -> pd.DataFrame | None:

@@ -93,6 +93,9 @@ def _keys_may_repeat(con, keys: pd.DataFrame) -> bool:
         return True
     import pyarrow as pa
 
+    if _ascending_text(keys):
+        return False
+
     try:
         table = pa.Table.from_pandas(keys, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -104,6 +107,24 @@ def _keys_may_repeat(con, keys: pd.DataFrame) -> bool:
     finally:
         con.unregister("_incoming_keys")
     return distinct < len(keys)
+
+
+def _ascending_text(keys: pd.DataFrame) -> bool:
+    """True when the key is one text column whose values strictly increase row by row (sequential ids,
+    as most exports write them): then no two are equal. One comparison per row (~0.01 s for a million
+    ids against ~0.1 s CPU for hashing them); False sends the keys to the hash count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if keys.shape[1] != 1 or not isinstance(keys.dtypes.iloc[0], pd.StringDtype):
+        return False
+    try:
+        col = pa.array(keys.iloc[:, 0].array)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return False
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) or col.null_count:
+        return False
+    return bool(pc.all(pc.less(col[:-1], col[1:])).as_py())
 
 
 def _skip_stored(a, con, out, items, labels, col_of):

@@ -23,10 +23,10 @@ from .cells import (
     _dates,
     _errors_at,
     _factorize,
-    _finish_numbers,
     _ids,
     _money_cents,
     _numbers,
+    _numbers_per_row,
     _range_errors,
     _spread,
     _total_mask,
@@ -297,9 +297,8 @@ def _parse_fields(
             err = _range_errors(f, uniq, nums, err)
             if f.type == "money":
                 nums = _money_cents(nums)
-            out[f.name] = _finish_numbers(f, _spread(codes, nums, np.nan))
+            out[f.name], missing = _numbers_per_row(f, codes, nums)
             _add_row_errors(probs, codes, err, lab)
-            missing = np.isnan(_spread(codes, nums, np.nan))
         elif f.type in ("date", "timestamp"):
             codes, uniq = _factorize(s)
             try:
