@@ -7,6 +7,7 @@ values), then spread back to the rows, so messages are built only for the rows t
 from __future__ import annotations
 
 import math
+import operator
 import re
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -314,6 +315,20 @@ def _dates(uniq: np.ndarray, dayfirst: bool | None, keep_time: bool) -> tuple[np
     return out, err
 
 
+_ANY_SPACE = re.compile(r"\s")  # what str.strip() strips (both test str.isspace)
+
+
+def _plain_texts(uniq: np.ndarray) -> bool:
+    """True when every distinct value is a str that neither strip() nor the missing tokens would
+    change: C-level passes (the types, one lower() each, the first and last characters) instead of
+    the loop in _ids."""
+    if set(map(type, uniq)) != {str} or not MISSING_TOKENS.isdisjoint(map(str.lower, uniq)):
+        return False  # ('' is a missing token, so every value below has a first and last character)
+    firsts = "".join(map(operator.itemgetter(0), uniq))
+    lasts = "".join(map(operator.itemgetter(-1), uniq))
+    return not _ANY_SPACE.search(firsts) and not _ANY_SPACE.search(lasts)
+
+
 def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
     """Identifier/text cells -> text ("00042" stays; a number cell 42.0 -> "42"); True when numbers were seen."""
     if s.dtype != object:  # csv: already trimmed text, missing cells are NA
@@ -321,6 +336,9 @@ def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
     codes, uniq = _factorize(s)
     out = np.empty(len(uniq) + 1, dtype=object)
     saw_numbers = False
+    if _plain_texts(uniq):  # every value stays as it is: no loop over them
+        out[:-1] = uniq
+        uniq = uniq[:0]
     for i, v in enumerate(uniq):
         if type(v) is str:  # most cells of an id column: _is_blank and the strip below, inlined
             t = v.strip()

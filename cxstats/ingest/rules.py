@@ -195,8 +195,9 @@ def _purchase_lines(out, probs, labels, col_of) -> None:
     if not has.any():
         return
     o = out.loc[has, ["order_id", "customer_id", "order_date", "row_no"]]
-    out.loc[has, "line_no"] = (o.groupby("order_id", sort=False).cumcount() + 1).astype(np.int32)
-    first = o.groupby("order_id", sort=False).transform("first")
+    by_order = o.groupby("order_id", sort=False)  # one grouping of the order ids for both
+    out.loc[has, "line_no"] = (by_order.cumcount() + 1).astype(np.int32)
+    first = by_order.transform("first")
     for fname in ("customer_id", "order_date"):
         diff = o[fname].ne(first[fname]).fillna(False).astype(bool) & o[fname].notna() & first[fname].notna()
         if diff.any():
