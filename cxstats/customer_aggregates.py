@@ -435,6 +435,21 @@ def scalar(t, expr):
     return res[0].as_py() if len(res) else None
 
 
+def value_rows(t, c: ir.Table, as_of: date, cutoff: date):
+    """:func:`value_inputs` of ``c`` brought back from the engine ``t`` as pandas, sorted by
+    customer_id (what :func:`cxstats.value.summary_from_rows` takes; the order fixes the fit sample's
+    and the backtest deciles' order). Sorted on the engine; sorted again here only if the engine lost
+    the order (checked in a few ms): one copy fewer than sorting here, ~0.15 s at 500k customers."""
+    import pyarrow.compute as pc
+
+    rows = t.execute(value_inputs(c, as_of, cutoff).order_by("customer_id"))
+    ids = rows.column("customer_id")
+    if len(ids) > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
+        rows = rows.combine_chunks()
+        rows = rows.take(pc.sort_indices(rows.column("customer_id")))  # ids are unique: no ties
+    return rows.to_pandas()
+
+
 def small_table(t, frame, name: str):
     """A small local frame as a table of the engine ``t`` (on DuckDB a temp table, so that
     :func:`materialize` can refer to it; on Spark ``t.small``)."""
@@ -491,6 +506,7 @@ __all__ = [
     "day_totals",
     "customer_orders",
     "value_inputs",
+    "value_rows",
     "rank_bounds",
     "percentile_rank",
     "customer_keys",

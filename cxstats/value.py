@@ -818,9 +818,8 @@ def customer_value(
 
         with ca.engine_tables(con, viewer=viewer, engine=engine) as t:
             cutoff, weeks, history_days = window or backtest_window(con, as_of, horizon_weeks, t=t)
-            c = ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff)
-            rows = t.execute(ca.value_inputs(c, as_of, cutoff)).to_pandas()
-        df = summary_from_rows(rows.sort_values("customer_id", kind="stable").reset_index(drop=True))
+            rows = ca.value_rows(t, ca.customer_orders(ca.engine_order_days(t, as_of), as_of, cutoff), as_of, cutoff)
+        df = summary_from_rows(rows)
     # One BLAS thread: the fits' dot products over 50,000 customers are too short to share, and
     # OpenBLAS's extra threads spin waiting for work (half the model's CPU time on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
