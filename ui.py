@@ -8,6 +8,7 @@ without the form; without a user file or without CXSTATS_TESTING the hook does n
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -228,28 +229,52 @@ def _request_cookie(name: str) -> str | None:
         return None
 
 
-def _cookie_manager():
-    import extra_streamlit_components as stx  # what streamlit-authenticator sets cookies with
+# The cookie is set and deleted by a component: an iframe in the browser that does its work only
+# once it has loaded. Drawn on one run only, it was gone again when a quick rerun came first (seen
+# in CI: a log out that left the cookie). So the latest change stays drawn, at the same place, on
+# every run of the session: the iframe repeats it on each render (the same cookie, harmless) and the
+# page never shifts under the user's pointer when it goes away (taking it away did lose clicks).
+_COOKIE_CHANGE = "cx_cookie_change"
 
-    return stx.CookieManager(key="cx_cookie_manager")
 
-
-def _set_cookie(directory: auth.UserDirectory, token: str) -> None:
-    if directory.cookie_expiry_days == 0:
+def _queue_cookie(directory: auth.UserDirectory, token: str | None) -> None:
+    """Ask the browser to store the login cookie (a token) or to forget it (None); login() draws the
+    change on every run from now on (a later change replaces it)."""
+    if token is not None and directory.cookie_expiry_days == 0:
         return
-    _cookie_manager().set(
-        directory.cookie_name,
-        token,
-        key="cx_cookie_set",
-        same_site="strict",
-        expires_at=datetime.now() + timedelta(days=directory.cookie_expiry_days),
-    )
+    expires = datetime.now() + timedelta(days=directory.cookie_expiry_days)
+    serial = st.session_state.get("cx_cookie_serial", 0) + 1  # a fresh component per change
+    st.session_state["cx_cookie_serial"] = serial
+    st.session_state[_COOKIE_CHANGE] = (serial, token, expires.isoformat())
 
 
-def _clear_cookie(directory: auth.UserDirectory) -> None:
+def _draw_cookie_change() -> None:
+    """Draw the latest cookie change of this session, if any.
+
+    login() runs twice in a browser's run (app.py, then the page's page_setup) but only once when a
+    run starts at the page (AppTest's do), so each call draws and the second of a run is skipped."""
+    change = st.session_state.get(_COOKIE_CHANGE)
+    directory = user_directory() if change is not None else None
+    if change is None or directory is None:
+        return
+    # the component streamlit-authenticator sets cookies with, without CookieManager's own
+    # "read all cookies" iframe (it would ask for a rerun whenever the cookies change)
+    component = importlib.import_module("extra_streamlit_components.CookieManager")._component_func
+    serial, token, expires = change
     try:
-        _cookie_manager().delete(directory.cookie_name, key="cx_cookie_delete")
-    except KeyError:  # the component had not reported the cookie yet; the delete was still sent
+        if token is None:
+            component(method="delete", cookie=directory.cookie_name, key=f"cx_cookie_delete_{serial}", default=False)
+        else:
+            options = {"path": "/", "expires": expires, "sameSite": "strict"}
+            component(
+                method="set",
+                cookie=directory.cookie_name,
+                value=token,
+                options=options,
+                key=f"cx_cookie_set_{serial}",
+                default=False,
+            )
+    except st.errors.StreamlitDuplicateElementKey:  # already drawn in this run
         pass
 
 
@@ -257,7 +282,7 @@ def _start_session(directory: auth.UserDirectory, out: auth.LoginOutcome, *, new
     st.session_state[SESSION_KEY] = (out.username, out.generation)
     st.session_state["cx_viewer"] = out.viewer
     if new_cookie:
-        _set_cookie(directory, auth.issue_token(directory, out.username, out.generation))
+        _queue_cookie(directory, auth.issue_token(directory, out.username, out.generation))
     return out.viewer
 
 
@@ -271,6 +296,13 @@ def _drop_session(notice: str | None = None) -> None:
 
 
 def login() -> Viewer | None:
+    """Who is using the app (and the login cookie's latest change, drawn on every run)."""
+    viewer = _login()
+    _draw_cookie_change()
+    return viewer
+
+
+def _login() -> Viewer | None:
     """Who is using the app: the local admin without a user file, else the logged-in user.
 
     Every run checks this session's generation against the database (a log out anywhere ends it);
@@ -301,7 +333,7 @@ def login() -> Viewer | None:
 
     notice = st.session_state.pop("cx_login_notice", None)
     if st.session_state.pop("cx_clear_cookie", False):
-        _clear_cookie(directory)
+        _queue_cookie(directory, None)
     elif not st.session_state.get("cx_cookie_tried"):
         st.session_state["cx_cookie_tried"] = True
         token = _request_cookie(directory.cookie_name)
@@ -309,7 +341,7 @@ def login() -> Viewer | None:
             out = auth.token_login(db, directory, token, address=_client_address())
             if out.ok:
                 return _start_session(directory, out, new_cookie=False)
-            _clear_cookie(directory)  # forged, expired, logged out or locked: the browser forgets it
+            _queue_cookie(directory, None)  # forged, expired, logged out or locked: the browser forgets it
             if out.username:
                 notice = out.message
 

@@ -279,6 +279,27 @@ def test_login_form_gates_every_page_and_logs_in(make_app, demo_db, monkeypatch)
     assert "Log out" in [b.label for b in at.sidebar.button]
 
 
+def test_the_latest_cookie_change_stays_drawn_on_later_runs(make_app, fresh_demo_db, monkeypatch):
+    # the cookie component is an iframe that works once loaded; a change drawn on one run only was
+    # lost when a rerun came first (CI: a log out left the cookie), so it stays for the session.
+    at = _login_app(make_app, fresh_demo_db, monkeypatch)
+    submit_login(at, "leader", "leader-demo-2026")
+    queued = at.session_state["cx_cookie_change"]
+    assert queued[1]  # the login's cookie
+    at.run()
+    assert at.session_state["cx_cookie_change"] == queued
+
+    at = _login_app(make_app, fresh_demo_db, monkeypatch)
+    submit_login(at, "leader", "leader-demo-2026")
+    serial = at.session_state["cx_cookie_change"][0]
+    next(b for b in at.sidebar.button if b.label == "Log out").click().run()
+    at.run()
+    assert_clean(at)
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    later, token, _expires = at.session_state["cx_cookie_change"]
+    assert token is None and later > serial  # the deletion replaced the set
+
+
 def test_five_wrong_passwords_lock_the_name_even_for_the_right_one(make_app, fresh_demo_db, monkeypatch):
     at = _login_app(make_app, fresh_demo_db, monkeypatch)
     for _ in range(5):

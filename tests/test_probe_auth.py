@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from datetime import datetime, timedelta
 
 import jwt
@@ -38,20 +39,21 @@ EXAMPLE = ROOT / "users.example.yaml"
 @pytest.fixture
 def cookie_jar(monkeypatch):
     """The browser's side: cookies sent at connect time (``sent``), and what the app set/deleted."""
-    import extra_streamlit_components as stx
+    import extra_streamlit_components  # noqa: F401  (its CookieManager module, below)
     from streamlit.runtime.context import ContextProxy, StreamlitCookies
 
     jar = {"sent": {}, "set": [], "deleted": []}
     monkeypatch.setattr(ContextProxy, "cookies", property(lambda self: StreamlitCookies(dict(jar["sent"]))))
 
-    def fake_set(self, cookie, val, *args, **kwargs):
-        jar["set"].append((cookie, val))
+    def browser(method, cookie=None, value=None, key=None, default=None, **options):
+        # the component's iframe as a browser runs it: it does the change and reports it done
+        if method == "set":
+            jar["set"].append((cookie, value))
+        elif method == "delete":
+            jar["deleted"].append(cookie)
+        return {} if method == "getAll" else True
 
-    def fake_delete(self, cookie, *args, **kwargs):
-        jar["deleted"].append(cookie)
-
-    monkeypatch.setattr(stx.CookieManager, "set", fake_set)
-    monkeypatch.setattr(stx.CookieManager, "delete", fake_delete)
+    monkeypatch.setattr(sys.modules["extra_streamlit_components.CookieManager"], "_component_func", browser)
     return jar
 
 
