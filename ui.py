@@ -237,15 +237,15 @@ def _request_cookie(name: str) -> str | None:
 _COOKIE_CHANGE = "cx_cookie_change"
 
 
-def _queue_cookie(directory: auth.UserDirectory, token: str | None) -> None:
-    """Ask the browser to store the login cookie (a token) or to forget it (None); login() draws the
-    change on every run from now on (a later change replaces it)."""
-    if token is not None and directory.cookie_expiry_days == 0:
+def _queue_cookie(token: str | None, expiry_days: int = 0) -> None:
+    """Ask the browser to store the login cookie (a token, kept expiry_days; 0: none is kept) or to
+    forget it (None); login() draws the change on every run from now on (a later change replaces it)."""
+    if token is not None and expiry_days == 0:
         return
-    expires = datetime.now() + timedelta(days=directory.cookie_expiry_days)
-    serial = st.session_state.get("cx_cookie_serial", 0) + 1  # a fresh component per change
-    st.session_state["cx_cookie_serial"] = serial
-    st.session_state[_COOKIE_CHANGE] = (serial, token, expires.isoformat())
+    expires = (datetime.now() + timedelta(days=expiry_days)).isoformat() if token is not None else None
+    previous = st.session_state.get(_COOKIE_CHANGE)
+    serial = previous[0] + 1 if previous else 1  # a fresh component per change
+    st.session_state[_COOKIE_CHANGE] = (serial, token, expires)
 
 
 def _draw_cookie_change() -> None:
@@ -282,14 +282,14 @@ def _start_session(directory: auth.UserDirectory, out: auth.LoginOutcome, *, new
     st.session_state[SESSION_KEY] = (out.username, out.generation)
     st.session_state["cx_viewer"] = out.viewer
     if new_cookie:
-        _queue_cookie(directory, auth.issue_token(directory, out.username, out.generation))
+        _queue_cookie(auth.issue_token(directory, out.username, out.generation), directory.cookie_expiry_days)
     return out.viewer
 
 
 def _drop_session(notice: str | None = None) -> None:
     for key in (SESSION_KEY, "cx_viewer"):
         st.session_state.pop(key, None)
-    st.session_state["cx_clear_cookie"] = True
+    _queue_cookie(None)  # the browser forgets the login cookie
     st.session_state["cx_cookie_tried"] = True  # the cookie sent at connect time is not used again
     if notice:
         st.session_state["cx_login_notice"] = notice
@@ -332,16 +332,14 @@ def _login() -> Viewer | None:
         _drop_session("your session has ended (logged out); please log in again")
 
     notice = st.session_state.pop("cx_login_notice", None)
-    if st.session_state.pop("cx_clear_cookie", False):
-        _queue_cookie(directory, None)
-    elif not st.session_state.get("cx_cookie_tried"):
+    if not st.session_state.get("cx_cookie_tried"):
         st.session_state["cx_cookie_tried"] = True
         token = _request_cookie(directory.cookie_name)
         if token:
             out = auth.token_login(db, directory, token, address=_client_address())
             if out.ok:
                 return _start_session(directory, out, new_cookie=False)
-            _queue_cookie(directory, None)  # forged, expired, logged out or locked: the browser forgets it
+            _queue_cookie(None)  # forged, expired, logged out or locked: the browser forgets it
             if out.username:
                 notice = out.message
 

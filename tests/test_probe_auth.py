@@ -51,7 +51,7 @@ def cookie_jar(monkeypatch):
             jar["set"].append((cookie, value))
         elif method == "delete":
             jar["deleted"].append(cookie)
-        return {} if method == "getAll" else True
+        return True
 
     monkeypatch.setattr(sys.modules["extra_streamlit_components.CookieManager"], "_component_func", browser)
     return jar
