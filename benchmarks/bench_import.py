@@ -1,6 +1,6 @@
 """Import benchmark: cxstats.ingest beside a plain pandas peer doing equal work.
 
-    python benchmarks/bench_import.py [--rows 1000000] [--xlsx-rows 200000] [--repeat 3]
+    python benchmarks/bench_import.py [--rows 1000000] [--xlsx-rows 200000] [--repeat 3] [--only csv|xlsx]
 
 Two files (generated once into $TMPDIR/cxstats-bench, reused):
 - a 1,000,000-row feedback CSV (response id, store, date, csat, nps, customer, channel);
@@ -234,12 +234,15 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--xlsx-rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=("csv", "xlsx"), help="run one of the two files")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     cases = [
         ("feedback", feedback_csv(args.rows), f"{args.rows:,}-row feedback CSV"),
         ("purchases", purchases_xlsx(args.xlsx_rows), f"{args.xlsx_rows:,}-row purchases xlsx"),
     ]
+    if args.only:
+        cases = [cases[0] if args.only == "csv" else cases[1]]
     db = CACHE / "bench.duckdb"
     print("| file | side | wall s (median) | CPU s (median) | runs (wall / CPU s) | peak MB | load before, after |")
     print("|---|---|---|---|---|---|---|")

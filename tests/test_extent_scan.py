@@ -105,3 +105,79 @@ def test_the_quick_path_leaves_other_spellings_to_the_full_scan(cell):
     ext = readers._XlsxExtent()
     assert not ext._feed_plain(xml, arr)
     assert {**vars(ext), "misses": 0} == vars(readers._XlsxExtent())  # nothing counted
+
+
+def _zip(xml: bytes):
+    import io
+    import zipfile
+
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("xl/worksheets/sheet1.xml", xml)
+    zf = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    return zf, zf.getinfo("xl/worksheets/sheet1.xml")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), n_rows=st.integers(0, 30), chunk=st.integers(1, 300))
+def test_pieces_are_cut_before_a_tag_and_copied_whole(seed, n_rows, chunk):
+    """_chunks and _padded_chunks (the extent check's reads, in its background thread) give the same
+    pieces: together the whole member, each but the first starting with '<', each padded with NULs."""
+    xml = _sheet(random.Random(seed), n_rows, 0.2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(readers, "_CHUNK", chunk)
+        zf, info = _zip(xml)
+        pieces = list(readers._chunks(zf, info, "t.xlsx"))
+        padded = list(readers._padded_chunks(zf, info, "t.xlsx"))
+    assert b"".join(pieces) == xml
+    assert all(p.startswith(b"<") for p in pieces[1:])
+    assert [arr[8 : 8 + n].tobytes() for arr, n, _ in padded] == pieces
+    assert all(not arr[:8].any() and not arr[8 + n :].any() and len(arr) == n + 24 for arr, n, _ in padded)
+    assert [colon for _, _, colon in padded] == [b":" in p for p in pieces]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n_rows=st.integers(0, 40), odd=st.sampled_from([0.0, 0.2, 1.0]))
+def test_the_threaded_check_counts_like_feeding_the_pieces_in_turn(seed, n_rows, odd):
+    xml = _sheet(random.Random(seed), n_rows, odd)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(readers, "_CHUNK", 97)
+        zf, info = _zip(xml)
+        one_by_one, threaded = readers._XlsxExtent(), readers._XlsxExtent()
+        for buf in readers._chunks(zf, info, "t.xlsx"):
+            one_by_one.feed(buf)
+        for piece in readers._prefetched(readers._padded_chunks(zf, info, "t.xlsx")):
+            threaded.feed_padded(*piece)
+    assert vars(threaded) == vars(one_by_one)
+
+
+def test_a_single_tag_longer_than_16_mb_is_refused(monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK", 64)
+    monkeypatch.setattr(readers, "_MAX_TAG", 1000)
+    zf, info = _zip(b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>' + b"x" * 5000 + b"</t></is></c>")
+    with pytest.raises(readers.CxStatsError, match="single XML tag or text of more than 16 MB"):
+        list(readers._prefetched(readers._padded_chunks(zf, info, "t.xlsx")))
+
+
+def _inflating_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "cxstats-inflate"]
+
+
+def test_prefetched_hands_errors_to_the_caller_and_stops_with_it():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("inflating failed")
+
+    got = []
+    with pytest.raises(ValueError, match="inflating failed"):
+        for x in readers._prefetched(items()):
+            got.append(x)
+    assert got == [1, 2] and not _inflating_threads()
+    # a caller that stops early (a refusal while counting) stops the thread before it goes on
+    endless = readers._prefetched(iter(range(10**9)), depth=1)
+    assert next(endless) == 0
+    endless.close()
+    assert not _inflating_threads()

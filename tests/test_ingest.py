@@ -13,6 +13,8 @@ from decimal import Decimal
 import numpy as np
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cxstats import ADMIN, AccessDenied, CxStatsError, Viewer, ingest, store
 from cxstats.ingest import Problem
@@ -469,3 +471,72 @@ def test_all_blank_rows_match_every_column_mask():
         assert (_all_blank(frame, blank, first) == full).all()
         assert all((blank[i] == _blank_mask(frame[i])).all() for i in frame.columns)
     assert full.tolist() == [False, True, False, True]
+
+
+def test_order_lines_that_disagree_are_reported_on_their_own_rows():
+    """Lines of one order share customer and date; a line that differs from the order's first value is
+    reported on its own spreadsheet row, also when lines without an order id come before it."""
+    data = csv(
+        "Order ID,Customer ID,Order date,Amount\n"
+        ",C9,2024-01-01,5\n"
+        "O1,C1,2024-01-02,10\n"
+        "O1,C2,2024-01-02,12\n"
+        "O2,,2024-01-03,1\n"
+        "O2,C3,2024-01-03,1\n"
+        "O2,C4,2024-01-05,1\n"
+    )
+    p = ingest.preview(data, "orders.csv", "purchases", viewer=ADMIN)
+    assert [(x.row, x.column, x.message) for x in p.problems] == [
+        (4, "Customer ID", "order 'O1' has customer_id 'C2' here but 'C1' in row 3; lines of one order share it"),
+        (5, "Customer ID", "is empty; customer_id is required"),
+        # the row named is the first line that has a customer (row 5 has none)
+        (7, "Customer ID", "order 'O2' has customer_id 'C4' here but 'C3' in row 6; lines of one order share it"),
+        (
+            7,
+            "Order date",
+            "order 'O2' has order_date 2024-01-05 here but 2024-01-03 in row 5; lines of one order share it",
+        ),
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from([None, "O1", "O2", "O3", "O4"]),
+            st.sampled_from([None, "C1", "C2"]),
+            st.sampled_from([None, "2024-01-01", "2024-01-02"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_order_line_numbers_and_problems_match_pandas_groupby(lines):
+    """rules._purchase_lines against the plain pandas definition: line_no = groupby cumcount + 1, and a
+    line whose value differs from groupby's first (present) value of its order is a problem."""
+    import pandas as pd
+
+    from cxstats.ingest import results, rules
+
+    frame = pd.DataFrame(lines, columns=["order_id", "customer_id", "order_date"]).astype(
+        {"order_id": "str", "customer_id": "str"}
+    )
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame.insert(0, "row_no", np.arange(2, len(frame) + 2, dtype=np.int32))
+    probs = results._Problems(frame["row_no"].to_numpy(), {"o": 0, "c": 1, "d": 2})
+    out = frame.copy()
+    rules._purchase_lines(out, probs, ["o", "c", "d"], {"order_id": 0, "customer_id": 1, "order_date": 2})
+
+    has = frame["order_id"].notna()
+    o = frame.loc[has]
+    by_order = o.groupby("order_id", sort=False)
+    expected_line = pd.Series(1, index=frame.index)
+    expected_line[has] = by_order.cumcount() + 1
+    assert out["line_no"].tolist() == expected_line.tolist()
+    first = by_order.transform("first")
+    expected = set()
+    for f, label in (("customer_id", "c"), ("order_date", "d")):
+        differs = o[f].ne(first[f]).fillna(False).astype(bool) & o[f].notna() & first[f].notna()
+        expected |= {(int(frame["row_no"][i]), label) for i in o.index[differs]}
+    got = {(int(frame["row_no"][i]), col) for idx, col, _ in probs.parts for i in idx}
+    assert got == expected

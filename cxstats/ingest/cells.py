@@ -78,8 +78,9 @@ def _text_chunks(s: pd.Series) -> list[bytes] | None:
     return pieces
 
 
-def _total_mask(s: pd.Series) -> np.ndarray:
-    """Cells that say "Total", "Grand total", "TOTAL:"... (a totals row of a spreadsheet export)."""
+def _total_mask(s: pd.Series, factorized: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Cells that say "Total", "Grand total", "TOTAL:"... (a totals row of a spreadsheet export).
+    ``factorized``: _factorize(s) when the caller has it already (spreadsheet cells)."""
     if s.dtype != object:
         pieces = _text_chunks(s)
         if pieces is not None and not any(_may_hint_total(p) for p in pieces):
@@ -89,7 +90,7 @@ def _total_mask(s: pd.Series) -> np.ndarray:
         out = np.zeros(len(s), dtype=bool)
         out[idx] = [normalise_header(v) in TOTAL_TOKENS for v in s.iloc[idx]]
         return out
-    codes, uniq = _factorize(s)
+    codes, uniq = factorized or _factorize(s)
     texts = "\x00".join(v for v in uniq if isinstance(v, str))
     if not _may_hint_total(texts.encode("utf-8", "surrogatepass")):
         return np.zeros(len(s), dtype=bool)
@@ -329,11 +330,14 @@ def _plain_texts(uniq: np.ndarray) -> bool:
     return not _ANY_SPACE.search(firsts) and not _ANY_SPACE.search(lasts)
 
 
-def _ids(s: pd.Series, warn_numbers: bool) -> tuple[pd.Series, bool]:
-    """Identifier/text cells -> text ("00042" stays; a number cell 42.0 -> "42"); True when numbers were seen."""
+def _ids(
+    s: pd.Series, warn_numbers: bool, factorized: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[pd.Series, bool]:
+    """Identifier/text cells -> text ("00042" stays; a number cell 42.0 -> "42"); True when numbers were seen.
+    ``factorized``: _factorize(s) when the caller has it already."""
     if s.dtype != object:  # csv: already trimmed text, missing cells are NA
         return s, False
-    codes, uniq = _factorize(s)
+    codes, uniq = factorized or _factorize(s)
     out = np.empty(len(uniq) + 1, dtype=object)
     saw_numbers = False
     if _plain_texts(uniq):  # every value stays as it is: no loop over them

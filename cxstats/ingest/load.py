@@ -166,6 +166,9 @@ class _Rows:
     blank: dict
     keep_cols: list
     totals_rows: np.ndarray  # spreadsheet row numbers of the totals rows dropped
+    # column -> _factorize(its cells), for the spreadsheet columns the totals check factorised (none when
+    # rows were dropped: the codes are for the rows before); the field parsers reuse them
+    factorized: dict = field(default_factory=dict)
 
 
 class _BlankMasks(dict):
@@ -209,8 +212,9 @@ def _kept_rows(grid: readers.Grid, mapped: dict[int, str]) -> _Rows:
     totals = np.zeros(len(frame), dtype=bool)
     check_cols = {keep_cols[0]} if keep_cols else set()
     check_cols |= {i for i, f in mapped.items() if f == "unit_id"}
+    factorized = {i: _factorize(frame[i]) for i in check_cols if frame[i].dtype == object}
     for i in check_cols:
-        totals |= _total_mask(frame[i])
+        totals |= _total_mask(frame[i], factorized.get(i))
     totals &= ~all_blank
     keep_rows = ~(all_blank | totals)
     totals_rows = row_no[totals]
@@ -218,7 +222,10 @@ def _kept_rows(grid: readers.Grid, mapped: dict[int, str]) -> _Rows:
         frame = frame.loc[keep_rows].reset_index(drop=True)
         row_no = row_no[keep_rows]
         blank = _BlankMasks(frame, {i: b[keep_rows] for i, b in blank.items()})
-    return _Rows(frame=frame, row_no=row_no, blank=blank, keep_cols=keep_cols, totals_rows=totals_rows)
+        factorized = {}
+    return _Rows(
+        frame=frame, row_no=row_no, blank=blank, keep_cols=keep_cols, totals_rows=totals_rows, factorized=factorized
+    )
 
 
 def _field_columns(kind: str, mapped: dict[int, str], labels: list[str]) -> tuple[dict[str, int], list[Problem]]:
@@ -268,9 +275,12 @@ def _parse_fields(
     *,
     decimal_comma: bool,
     dayfirst: bool | None,
+    factorized: dict | None = None,
 ) -> tuple[pd.DataFrame, list[str], list[Problem]]:
     """Step 4: every mapped column through its cell parser -> the typed rows, warnings, and column-level
-    problems (a date column whose order is ambiguous); cell problems go to ``probs``."""
+    problems (a date column whose order is ambiguous); cell problems go to ``probs``. ``factorized``:
+    columns already factorised (_Rows.factorized)."""
+    factorized = factorized or {}
     warnings: list[str] = []
     fatal: list[Problem] = []
     out = pd.DataFrame({"row_no": row_no.astype(np.int32)})
@@ -282,7 +292,7 @@ def _parse_fields(
         s = frame[i]
         lab = labels[i]
         if f.type in ("id", "text"):
-            vals, saw_numbers = _ids(s, warn_numbers=f.type == "id")
+            vals, saw_numbers = _ids(s, warn_numbers=f.type == "id", factorized=factorized.get(i))
             if saw_numbers and not leading_zero_warned:
                 warnings.append(
                     f"column {lab!r} holds numbers (42.0 is read as '42'); leading zeros "
@@ -292,7 +302,7 @@ def _parse_fields(
             out[f.name] = vals
             missing = vals.isna().to_numpy()
         elif f.type in ("int", "bigint", "float", "money"):
-            codes, uniq = _factorize(s)
+            codes, uniq = factorized.get(i) or _factorize(s)
             nums, err = _numbers(uniq, decimal_comma)
             err = _range_errors(f, uniq, nums, err)
             if f.type == "money":
@@ -300,7 +310,7 @@ def _parse_fields(
             out[f.name], missing = _numbers_per_row(f, codes, nums)
             _add_row_errors(probs, codes, err, lab)
         elif f.type in ("date", "timestamp"):
-            codes, uniq = _factorize(s)
+            codes, uniq = factorized.get(i) or _factorize(s)
             try:
                 vals, err = _dates(uniq, dayfirst, keep_time=f.type == "timestamp")
             except _DateColumnProblem as exc:
@@ -310,7 +320,7 @@ def _parse_fields(
             _add_row_errors(probs, codes, err, lab)
             missing = np.isnat(out[f.name].to_numpy())
         elif f.type == "bool":
-            codes, uniq = _factorize(s)
+            codes, uniq = factorized.get(i) or _factorize(s)
             vals, err = _bools(uniq)
             spread = _spread(codes, vals, None)
             out[f.name] = pd.array(spread, dtype="boolean")
@@ -391,7 +401,15 @@ def _analyse(
         return a
 
     out, warnings, fatal = _parse_fields(
-        k, frame, row_no, labels, col_of, probs, decimal_comma=grid.decimal_comma, dayfirst=dayfirst
+        k,
+        frame,
+        row_no,
+        labels,
+        col_of,
+        probs,
+        decimal_comma=grid.decimal_comma,
+        dayfirst=dayfirst,
+        factorized=rows.factorized,
     )
     a.warnings.extend(warnings)
     a.fatal.extend(fatal)

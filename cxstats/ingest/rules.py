@@ -203,13 +203,16 @@ def _purchase_lines(out, probs, labels, col_of) -> None:
         if diff.any():
             rows = o.loc[diff]
             firsts = first.loc[diff]
+            # the row named is that of the order's first line with a value ("first" skips missing ones)
+            where = o.loc[o[fname].notna()].groupby("order_id", sort=False)["row_no"].first()
             shown = [(_show(v) if not isinstance(v, pd.Timestamp) else v.date().isoformat()) for v in rows[fname]]
             was = [(_show(v) if not isinstance(v, pd.Timestamp) else v.date().isoformat()) for v in firsts[fname]]
             msgs = [
                 f"order {oid!r} has {fname} {s} here but {w} in row {r}; lines of one order share it"
-                for oid, s, w, r in zip(rows["order_id"], shown, was, firsts["row_no"])
+                for oid, s, w, r in zip(rows["order_id"], shown, was, where.loc[rows["order_id"]])
             ]
-            probs.rows(np.flatnonzero(diff.to_numpy()), labels[col_of[fname]], msgs)
+            # positions among all rows (o holds only the lines with an order id)
+            probs.rows(np.flatnonzero(has.to_numpy())[np.flatnonzero(diff.to_numpy())], labels[col_of[fname]], msgs)
 
 
 def _resolve_units(a, con, out, probs, label, viewer) -> None:
