@@ -314,7 +314,11 @@ def _prefetched(items, depth: int = 2):
             put((False, exc))
 
     worker = threading.Thread(target=make, name="cxstats-inflate", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:  # no thread to be had (a worker under a tight memory cap): make them here
+        yield from items
+        return
     try:
         while True:
             more, item = q.get()

@@ -181,3 +181,13 @@ def test_prefetched_hands_errors_to_the_caller_and_stops_with_it():
     assert next(endless) == 0
     endless.close()
     assert not _inflating_threads()
+
+
+def test_prefetched_makes_the_items_itself_when_no_thread_can_start(monkeypatch):
+    import threading
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert list(readers._prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
