@@ -225,10 +225,11 @@ def _refuse_rows(file_name: str, sheet: str, rows: int, max_rows: int) -> CxStat
     )
 
 
-def _refuse_cells(file_name: str, sheet: str, max_row: int, max_col: int) -> CxStatsError:
+def _refuse_cells(file_name: str, sheet: str, max_row: int, max_col: int, so_far: bool = False) -> CxStatsError:
+    """``so_far``: refused while streaming, so the extent is what was counted up to there (at least)."""
     return CxStatsError(
-        f"{file_name}: {sheet} spans {max_row:,} rows x {max_col:,} columns "
-        f"(up to cell {_cell_name(max_col, max_row)}); the limit is {MAX_CELLS:,} cells: delete the "
+        f"{file_name}: {sheet} spans {'at least ' if so_far else ''}{max_row:,} rows x {max_col:,} columns "
+        f"(up to cell {_cell_name(max_col, max_row)}{' or farther' if so_far else ''}); the limit is {MAX_CELLS:,} cells: delete the "
         "stray cells far below or right of the data (or split the file) and save it again"
     )
 
@@ -505,7 +506,7 @@ def _check_extent(zf: zipfile.ZipFile, infos, file_name: str, max_rows: int | No
                 if not ext.any_ref:  # no r= anywhere so far: the count is exact, refuse at once
                     rows, cols = ext.bound(0, 0)
                     if rows * cols > MAX_CELLS:
-                        raise _refuse_cells(file_name, sheet, rows, cols)
+                        raise _refuse_cells(file_name, sheet, rows, cols, so_far=True)
             if not ext.any_ref:
                 rows, cols = ext.bound(0, 0)
             else:
@@ -651,7 +652,7 @@ def _check_ods_extent(zf: zipfile.ZipFile, file_name: str, max_rows: int | None 
         if row_limit and (ext.row_tags > row_limit or most_rows > row_limit):
             raise _refuse_rows(file_name, "content.xml", row_limit, limit)
         if rows * cols > MAX_CELLS:
-            raise _refuse_cells(file_name, "content.xml", rows, cols)
+            raise _refuse_cells(file_name, "content.xml", rows, cols, so_far=not final)
 
     try:
         info = zf.getinfo("content.xml")

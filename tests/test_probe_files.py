@@ -6,6 +6,7 @@ Each test here failed on the code before the fix (SECURITY.md, "Failures found b
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,8 @@ def test_no_page_icon_is_fetched_from_an_outside_host():
 # ---------------------------------------------------------------- hostile workbooks (1)
 
 HOSTILE = {
-    "wide.xlsx": (hostile_files.wide_xlsx, "16,381 columns"),
-    "wide.ods": (hostile_files.wide_ods, "16,381 columns"),
+    "wide.xlsx": (hostile_files.wide_xlsx, r"spans at least [\d,]+ rows x 16,381 columns"),
+    "wide.ods": (hostile_files.wide_ods, r"spans at least [\d,]+ rows x 16,381 columns"),
     "long.xlsx": (hostile_files.long_xlsx, "rows; the limit is 5,000,000"),
     "long.ods": (hostile_files.long_ods, "rows; the limit is 5,000,000"),
 }
@@ -112,7 +113,7 @@ def test_hostile_workbook_through_the_command_line_exits_2(tmp_path, name):
         timeout=300,
     )
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])  # was 134 (abort)
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert re.search(message, out.stderr) and "Traceback" not in out.stderr
 
 
 def test_ordinary_workbooks_still_read_with_and_without_r_attributes():
