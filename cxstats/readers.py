@@ -278,13 +278,7 @@ def _padded_chunks(zf: zipfile.ZipFile, info, file_name: str):
     and 16 after, and whether it holds a ':'. Copied once, by numpy, which lets go of the GIL: this
     runs in _prefetched's thread while the caller counts the piece before."""
     for head, chunk, end in _pieces(zf, info, file_name):
-        n = len(head) + end
-        arr = np.empty(n + 24, np.uint8)
-        arr[:8] = 0
-        arr[8 : 8 + len(head)] = np.frombuffer(head, np.uint8)
-        arr[8 + len(head) : 8 + n] = np.frombuffer(chunk, np.uint8, count=end)
-        arr[8 + n :] = 0
-        yield arr, n, b":" in head or chunk.find(b":", 0, end) >= 0
+        yield _padded(chunk, head, end), len(head) + end, b":" in head or chunk.find(b":", 0, end) >= 0
 
 
 def _prefetched(items, depth: int = 2):
@@ -333,9 +327,17 @@ def _prefetched(items, depth: int = 2):
         worker.join()
 
 
-def _padded(buf: bytes) -> np.ndarray:
-    """buf's bytes as an array with 8 NUL bytes before and 16 after (what _XlsxExtent reads)."""
-    return np.frombuffer(b"\0" * 8 + buf + b"\0" * 16, np.uint8)
+def _padded(buf: bytes, head: bytes = b"", end: int | None = None) -> np.ndarray:
+    """The bytes head + buf[:end] as an array with 8 NUL bytes before and 16 after (what _XlsxExtent
+    reads), copied once, by numpy."""
+    end = len(buf) if end is None else end
+    n = len(head) + end
+    arr = np.empty(n + 24, np.uint8)
+    arr[:8] = 0
+    arr[8 : 8 + len(head)] = np.frombuffer(head, np.uint8)
+    arr[8 + len(head) : 8 + n] = np.frombuffer(buf, np.uint8, count=end)
+    arr[8 + n :] = 0
+    return arr
 
 
 def _bytes_table(values: bytes) -> np.ndarray:
